@@ -1,0 +1,250 @@
+//! Blocks: header, seal and body, the transactions and votes roots, and stateless block checks.
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, Canonical};
+use crate::crypto::{self, Address, BatchError, Signature};
+use crate::limits;
+use crate::primitives::{ChainId, Hash, Height, Timestamp};
+use crate::tx::{SignatureCheck, SignedTransaction, TxError, Vote};
+
+const HEADER_SIGNING_TAG: &[u8] = b"chorus/header/v1";
+
+/// The engine-specific proof that a block may be appended.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Seal {
+    /// Genesis, and blocks of engines whose header carries no proof of its own.
+    None,
+    /// Proof of work: the header hash, read as a big-endian number, is at most `target`.
+    Pow { target: Hash, nonce: u64 },
+    /// The proposer's signature over [`Header::signing_hash`] (PoS, DPoS, Raft leader).
+    Signed { signature: Signature },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Header {
+    pub parent: Hash,
+    pub height: Height,
+    pub timestamp: Timestamp,
+    /// Merkle root of the body's transaction hashes.
+    pub txs_root: Hash,
+    /// Merkle root of the body's finality votes.
+    pub votes_root: Hash,
+    /// Root of the state tree after this block.
+    pub state_root: Hash,
+    /// Receives fees and the block reward (the coinbase, under PoW).
+    pub proposer: Address,
+    pub seal: Seal,
+}
+
+impl Canonical for Header {
+    const BYTES_MAX: u32 = limits::HEADER_BYTES_MAX;
+}
+
+impl Header {
+    /// The block hash: SHA-256 of the header's canonical encoding.
+    pub fn hash(&self) -> Hash {
+        Hash::digest(&codec::encode(self))
+    }
+
+    /// What a proposer signs: the header without its seal, bound to the chain id.
+    pub fn signing_hash(&self, chain_id: &ChainId) -> Hash {
+        let unsealed = Header { seal: Seal::None, ..self.clone() };
+        crypto::signing_hash(HEADER_SIGNING_TAG, &codec::encode(&(chain_id, unsealed)))
+    }
+
+    /// Seals the header with the proposer's signature; `key` must be the proposer's.
+    pub fn sign(mut self, chain_id: &ChainId, key: &crypto::SecretKey) -> Header {
+        assert_eq!(key.address(), self.proposer, "a header is signed by its proposer");
+        let signature = key.sign(self.signing_hash(chain_id).as_bytes());
+        self.seal = Seal::Signed { signature };
+        self
+    }
+
+    pub fn seal_signature(&self) -> Option<Signature> {
+        match self.seal {
+            Seal::Signed { signature } => Some(signature),
+            Seal::None | Seal::Pow { .. } => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default, Encode, Decode, Serialize, Deserialize)]
+pub struct Body {
+    pub txs: Vec<SignedTransaction>,
+    pub votes: Vec<Vote>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Block {
+    pub header: Header,
+    pub body: Body,
+}
+
+impl Canonical for Block {
+    const BYTES_MAX: u32 = limits::BLOCK_BYTES_MAX;
+}
+
+impl Block {
+    pub fn hash(&self) -> Hash {
+        self.header.hash()
+    }
+
+    pub fn height(&self) -> Height {
+        self.header.height
+    }
+}
+
+/// Why a block is invalid before any state is consulted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockShapeError {
+    #[error("block holds {got} transactions, limit {}", limits::BLOCK_TXS_MAX)]
+    TooManyTxs { got: usize },
+    #[error("block holds {got} votes, limit {}", limits::BLOCK_VOTES_MAX)]
+    TooManyVotes { got: usize },
+    #[error("block is {size_bytes} bytes, limit {}", limits::BLOCK_BYTES_MAX)]
+    TooLarge { size_bytes: usize },
+    #[error("transactions root is {got}, body gives {expected}")]
+    TxsRoot { expected: Hash, got: Hash },
+    #[error("votes root is {got}, body gives {expected}")]
+    VotesRoot { expected: Hash, got: Hash },
+    #[error("transaction {index} ({hash}) is invalid: {error}")]
+    Tx { index: usize, hash: Hash, error: TxError },
+    #[error("block holds transaction {hash} twice")]
+    DuplicateTx { hash: Hash },
+    #[error("vote {index} signature is invalid: {error}")]
+    VoteSignature { index: usize, error: crypto::SignatureError },
+    #[error("seal signature is invalid: {0}")]
+    SealSignature(crypto::SignatureError),
+}
+
+/// Binary Merkle root over `leaves` with domain-separated leaf and inner hashes. An odd node
+/// is carried up unchanged (never duplicated, so two different lists never share a root).
+pub fn merkle_root(leaves: &[Hash]) -> Hash {
+    if leaves.is_empty() {
+        return Hash::tagged(b"chorus/merkle/empty", &[]);
+    }
+    let mut level: Vec<Hash> = leaves.iter().map(|leaf| Hash::tagged(b"chorus/merkle/leaf", leaf.as_bytes())).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [left, right] => {
+                    let mut both = [0u8; 64];
+                    both[..32].copy_from_slice(left.as_bytes());
+                    both[32..].copy_from_slice(right.as_bytes());
+                    Hash::tagged(b"chorus/merkle/inner", &both)
+                }
+                [single] => *single,
+                _ => unreachable!("invariant: chunks(2) yields one or two items"),
+            })
+            .collect();
+    }
+    level[0]
+}
+
+impl Body {
+    /// Transaction hashes, in body order.
+    pub fn tx_hashes(&self) -> Vec<Hash> {
+        self.txs.iter().map(SignedTransaction::hash).collect()
+    }
+
+    pub fn txs_root(&self) -> Hash {
+        merkle_root(&self.tx_hashes())
+    }
+
+    pub fn votes_root(&self) -> Hash {
+        let hashes: Vec<Hash> = self.votes.iter().map(|vote| Hash::digest(&codec::encode(vote))).collect();
+        merkle_root(&hashes)
+    }
+}
+
+/// Stateless checks of a block: sizes, roots, each transaction's own rules, and every
+/// signature in the body (in parallel batches) and in the seal. Returns the transaction
+/// hashes, which the caller needs for indexes.
+pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Vec<Hash>, BlockShapeError> {
+    let body = &block.body;
+    if body.txs.len() > limits::BLOCK_TXS_MAX as usize {
+        return Err(BlockShapeError::TooManyTxs { got: body.txs.len() });
+    }
+    if body.votes.len() > limits::BLOCK_VOTES_MAX as usize {
+        return Err(BlockShapeError::TooManyVotes { got: body.votes.len() });
+    }
+    let tx_hashes = body.tx_hashes();
+    let txs_root = merkle_root(&tx_hashes);
+    if txs_root != block.header.txs_root {
+        return Err(BlockShapeError::TxsRoot { expected: txs_root, got: block.header.txs_root });
+    }
+    let votes_root = body.votes_root();
+    if votes_root != block.header.votes_root {
+        return Err(BlockShapeError::VotesRoot { expected: votes_root, got: block.header.votes_root });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(twice) = tx_hashes.iter().find(|hash| !seen.insert(**hash)) {
+        return Err(BlockShapeError::DuplicateTx { hash: *twice });
+    }
+    let mut checks = Vec::with_capacity(body.txs.len() + body.votes.len());
+    let mut owner = Vec::with_capacity(body.txs.len() + body.votes.len());
+    for (index, tx) in body.txs.iter().enumerate() {
+        tx.check_stateless(chain_id).map_err(|error| BlockShapeError::Tx { index, hash: tx_hashes[index], error })?;
+        let before = checks.len();
+        tx.signature_checks(&mut checks);
+        owner.extend(std::iter::repeat_n(Owner::Tx(index), checks.len() - before));
+    }
+    for (index, vote) in body.votes.iter().enumerate() {
+        checks.push(SignatureCheck {
+            signer: vote.voter,
+            digest: vote.own_signing_hash(chain_id),
+            signature: vote.signature,
+        });
+        owner.push(Owner::Vote(index));
+    }
+    if let Some(signature) = block.header.seal_signature() {
+        checks.push(SignatureCheck {
+            signer: block.header.proposer,
+            digest: block.header.signing_hash(chain_id),
+            signature,
+        });
+        owner.push(Owner::Seal);
+    }
+    let items: Vec<crypto::SignedItem<'_>> = checks.iter().map(SignatureCheck::item).collect();
+    if let Err(BatchError { index, error }) = crypto::verify_batch_parallel(&items) {
+        return Err(match owner[index] {
+            Owner::Tx(tx_index) => {
+                BlockShapeError::Tx { index: tx_index, hash: tx_hashes[tx_index], error: TxError::Signature(error) }
+            }
+            Owner::Vote(vote_index) => BlockShapeError::VoteSignature { index: vote_index, error },
+            Owner::Seal => BlockShapeError::SealSignature(error),
+        });
+    }
+    Ok(tx_hashes)
+}
+
+#[derive(Clone, Copy)]
+enum Owner {
+    Tx(usize),
+    Vote(usize),
+    Seal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merkle_root_shapes() {
+        let leaves: Vec<Hash> = (0..5u8).map(|i| Hash::digest(&[i])).collect();
+        let roots: Vec<Hash> = (0..=5).map(|n| merkle_root(&leaves[..n])).collect();
+        let distinct: std::collections::BTreeSet<_> = roots.iter().collect();
+        assert_eq!(distinct.len(), 6, "every prefix has its own root");
+        // A leaf list never collides with the list of its inner nodes.
+        let pair_root = merkle_root(&leaves[..2]);
+        assert_ne!(merkle_root(&[pair_root]), pair_root);
+        // Order matters.
+        let mut swapped = leaves.clone();
+        swapped.swap(0, 1);
+        assert_ne!(merkle_root(&swapped), merkle_root(&leaves));
+    }
+}

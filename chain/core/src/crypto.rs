@@ -1,0 +1,387 @@
+//! Keys, addresses and signatures under Chorus's one ed25519 validity rule.
+//!
+//! # The validity rule
+//! A signature `(R, s)` by public key `A` on message `M` is valid if and only if:
+//! 1. `s` is a canonical scalar (`s < L`);
+//! 2. `A` and `R` are canonical encodings of curve points (decoding then re-encoding gives the
+//!    same 32 bytes: no `y >= p`, no "negative zero" x);
+//! 3. neither `A` nor `R` is of small order (order 1, 2, 4 or 8);
+//! 4. the cofactored equation holds: `[8][s]B = [8]R + [8][k]A` with
+//!    `k = SHA-512(R || A || M) mod L`.
+//!
+//! [`verify`] checks one signature, [`verify_batch`] many at once with random-linear-combination
+//! batching; both apply steps 1 to 3 identically and both use the cofactored equation, so they
+//! agree on every input (batching can only wrongly accept with probability about 2^-125, for
+//! coefficients the signer cannot predict). Using the cofactorless equation in one path and the
+//! cofactored one in the other is exactly the disagreement "Taming the many EdDSAs" (Chalkias,
+//! Garillot, Nikolaenko 2020) warns about; `tests/eddsa_edge_cases.rs` records the verdict on
+//! each of its vectors.
+//!
+//! Signing uses ed25519-dalek (RFC 8032); its signatures always satisfy the rule.
+
+use std::fmt;
+
+use bincode::{Decode, Encode};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use ed25519_dalek::Signer;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::primitives::Hash;
+
+/// Human-readable prefix of addresses.
+pub const ADDRESS_HRP: &str = "chorus";
+
+/// An account: an ed25519 public key, shown as bech32m `chorus1...`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
+pub struct Address(pub [u8; 32]);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("address {text:?} is not valid bech32m (mistyped? the checksum does not match): {reason}")]
+    Checksum { text: String, reason: String },
+    #[error("address has prefix {got:?}, expected {ADDRESS_HRP:?}")]
+    Prefix { got: String },
+    #[error("address holds {got} bytes, expected 32")]
+    Length { got: usize },
+}
+
+impl Address {
+    /// Parses `chorus1...`, verifying the bech32m checksum and the prefix.
+    pub fn parse(text: &str) -> Result<Address, AddressError> {
+        use bech32::primitives::decode::CheckedHrpstring;
+        let checked = CheckedHrpstring::new::<bech32::Bech32m>(text)
+            .map_err(|error| AddressError::Checksum { text: text.to_owned(), reason: error.to_string() })?;
+        let hrp = checked.hrp();
+        if hrp.as_str() != ADDRESS_HRP {
+            return Err(AddressError::Prefix { got: hrp.to_string() });
+        }
+        let bytes: Vec<u8> = checked.byte_iter().collect();
+        let array: [u8; 32] = bytes.try_into().map_err(|bytes: Vec<u8>| AddressError::Length { got: bytes.len() })?;
+        Ok(Address(array))
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hrp = bech32::Hrp::parse_unchecked(ADDRESS_HRP);
+        let text = bech32::encode::<bech32::Bech32m>(hrp, &self.0)
+            .expect("invariant: 32 bytes under a 6-letter prefix is far below bech32m's length limit");
+        f.write_str(&text)
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({self})")
+    }
+}
+
+impl std::str::FromStr for Address {
+    type Err = AddressError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Address::parse(text)
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Address::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An ed25519 signature `R || s`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Signature(pub [u8; 64]);
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", hex::encode(self.0))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
+        let array: [u8; 64] =
+            bytes.try_into().map_err(|_| serde::de::Error::custom("a signature is 64 bytes of hex"))?;
+        Ok(Signature(array))
+    }
+}
+
+/// A signing key. Its bytes never appear in `Debug` output; they are zeroized on drop.
+#[derive(Clone)]
+pub struct SecretKey(ed25519_dalek::SigningKey);
+
+impl SecretKey {
+    /// A key from a 32-byte seed (RFC 8032's secret key).
+    pub fn from_seed(seed: [u8; 32]) -> SecretKey {
+        SecretKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// A fresh key from the operating system's randomness.
+    pub fn generate() -> SecretKey {
+        let mut seed: [u8; 32] = rand::random();
+        let key = SecretKey::from_seed(seed);
+        seed.fill(0);
+        key
+    }
+
+    /// The seed; for keystores only.
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    pub fn address(&self) -> Address {
+        Address(self.0.verifying_key().to_bytes())
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        Signature(self.0.sign(message).to_bytes())
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretKey(address {}, secret hidden)", self.address())
+    }
+}
+
+/// Why a signature is invalid under the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signature scalar s is not canonical (s >= L)")]
+    NonCanonicalScalar,
+    #[error("public key is not a canonical curve point encoding")]
+    NonCanonicalKey,
+    #[error("signature point R is not a canonical curve point encoding")]
+    NonCanonicalR,
+    #[error("public key is of small order")]
+    SmallOrderKey,
+    #[error("signature point R is of small order")]
+    SmallOrderR,
+    #[error("signature does not verify")]
+    Equation,
+}
+
+/// One (key, message, signature) triple to check.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedItem<'a> {
+    pub signer: &'a Address,
+    pub message: &'a [u8],
+    pub signature: &'a Signature,
+}
+
+/// The parts of a signature that passed steps 1 to 3 of the rule.
+struct Prepared {
+    key: EdwardsPoint,
+    r: EdwardsPoint,
+    s: Scalar,
+    k: Scalar,
+}
+
+fn decode_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    let compressed = CompressedEdwardsY(*bytes);
+    let point = compressed.decompress()?;
+    (point.compress() == compressed).then_some(point)
+}
+
+fn prepare(item: &SignedItem<'_>) -> Result<Prepared, SignatureError> {
+    let (r_bytes, s_bytes) = item.signature.0.split_at(32);
+    let r_bytes: [u8; 32] = r_bytes.try_into().expect("invariant: 64 = 32 + 32");
+    let s_bytes: [u8; 32] = s_bytes.try_into().expect("invariant: 64 = 32 + 32");
+    let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(SignatureError::NonCanonicalScalar)?;
+    let key = decode_point(&item.signer.0).ok_or(SignatureError::NonCanonicalKey)?;
+    let r = decode_point(&r_bytes).ok_or(SignatureError::NonCanonicalR)?;
+    if key.is_small_order() {
+        return Err(SignatureError::SmallOrderKey);
+    }
+    if r.is_small_order() {
+        return Err(SignatureError::SmallOrderR);
+    }
+    let mut hasher = Sha512::new();
+    hasher.update(r_bytes);
+    hasher.update(item.signer.0);
+    hasher.update(item.message);
+    let k = Scalar::from_bytes_mod_order_wide(&hasher.finalize().into());
+    Ok(Prepared { key, r, s, k })
+}
+
+/// Checks one signature under the rule.
+pub fn verify(signer: &Address, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
+    let prepared = prepare(&SignedItem { signer, message, signature })?;
+    // [s]B - [k]A - R, times the cofactor, must be the identity.
+    let sb_minus_ka = EdwardsPoint::vartime_double_scalar_mul_basepoint(&prepared.k, &-prepared.key, &prepared.s);
+    if (sb_minus_ka - prepared.r).mul_by_cofactor().is_identity() { Ok(()) } else { Err(SignatureError::Equation) }
+}
+
+/// The first invalid signature of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("signature {index} of the batch is invalid: {error}")]
+pub struct BatchError {
+    pub index: usize,
+    pub error: SignatureError,
+}
+
+/// Checks many signatures in one multiscalar multiplication. Accepts exactly when [`verify`]
+/// accepts every item; on failure, names the first invalid one (found by checking singly).
+pub fn verify_batch(items: &[SignedItem<'_>]) -> Result<(), BatchError> {
+    let mut prepared = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        prepared.push(prepare(item).map_err(|error| BatchError { index, error })?);
+    }
+    if batch_equation_holds(items, &prepared) {
+        return Ok(());
+    }
+    for (index, item) in items.iter().enumerate() {
+        verify(item.signer, item.message, item.signature).map_err(|error| BatchError { index, error })?;
+    }
+    unreachable!("invariant: a failing batch equation has a failing member (rule shared by both paths)")
+}
+
+/// Checks `[8](sum z_i R_i + sum (z_i k_i) A_i - (sum z_i s_i) B) == 0`.
+///
+/// The 128-bit coefficients `z_i` are derived by hashing the whole batch, so they are fixed by
+/// the signatures yet unpredictable to whoever made them (deterministic, no RNG in consensus).
+fn batch_equation_holds(items: &[SignedItem<'_>], prepared: &[Prepared]) -> bool {
+    let mut transcript = Sha256::new();
+    transcript.update(b"chorus/ed25519-batch/v1");
+    for item in items {
+        transcript.update(item.signer.0);
+        transcript.update(item.signature.0);
+        transcript.update(Sha256::digest(item.message));
+    }
+    let seed: [u8; 32] = transcript.finalize().into();
+
+    let mut scalars = Vec::with_capacity(2 * prepared.len() + 1);
+    let mut points = Vec::with_capacity(2 * prepared.len() + 1);
+    let mut s_sum = Scalar::ZERO;
+    for (index, part) in prepared.iter().enumerate() {
+        let mut hasher = Sha256::new();
+        hasher.update(seed);
+        hasher.update((index as u64).to_le_bytes());
+        let digest: [u8; 32] = hasher.finalize().into();
+        let mut z_bytes = [0u8; 32];
+        z_bytes[..16].copy_from_slice(&digest[..16]);
+        let z = Scalar::from_bytes_mod_order(z_bytes);
+        s_sum += z * part.s;
+        scalars.push(z);
+        points.push(part.r);
+        scalars.push(z * part.k);
+        points.push(part.key);
+    }
+    scalars.push(-s_sum);
+    points.push(curve25519_dalek::constants::ED25519_BASEPOINT_POINT);
+    EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
+}
+
+/// Checks many signatures using all cores: the batch is cut into one chunk per thread.
+pub fn verify_batch_parallel(items: &[SignedItem<'_>]) -> Result<(), BatchError> {
+    use rayon::prelude::*;
+    let n_threads = rayon::current_num_threads().max(1);
+    let chunk_len = items.len().div_ceil(n_threads).max(1);
+    let chunk_len = chunk_len.min(BATCH_CHUNK_MAX);
+    items
+        .par_chunks(chunk_len)
+        .enumerate()
+        .map(|(chunk_idx, chunk)| {
+            verify_batch(chunk).map_err(|error| BatchError { index: chunk_idx * chunk_len + error.index, ..error })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .find_map(Result::err)
+        .map_or(Ok(()), Err)
+}
+
+/// Largest chunk handed to one multiscalar multiplication; past about a thousand points the
+/// per-signature cost stops falling while memory keeps growing.
+const BATCH_CHUNK_MAX: usize = 1024;
+
+/// The hash of `message` under `tag`, which is what Chorus signs: signatures cover a
+/// domain-separated 32-byte digest, never raw encodings.
+pub fn signing_hash(tag: &[u8], message: &[u8]) -> Hash {
+    Hash::tagged(tag, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_round_trip_and_typos() {
+        let address = SecretKey::from_seed([7; 32]).address();
+        let text = address.to_string();
+        assert!(text.starts_with("chorus1"), "{text}");
+        assert_eq!(Address::parse(&text), Ok(address));
+        // Change one character: the checksum catches it.
+        let mut typo: Vec<char> = text.chars().collect();
+        let last = typo.len() - 3;
+        typo[last] = if typo[last] == 'q' { 'p' } else { 'q' };
+        let typo: String = typo.into_iter().collect();
+        assert!(matches!(Address::parse(&typo), Err(AddressError::Checksum { .. })));
+        // Right checksum, wrong prefix.
+        let other = bech32::encode::<bech32::Bech32m>(bech32::Hrp::parse("cosmos").unwrap(), &address.0).unwrap();
+        assert_eq!(Address::parse(&other), Err(AddressError::Prefix { got: "cosmos".into() }));
+        // bech32 (not bech32m) checksum is refused.
+        let legacy = bech32::encode::<bech32::Bech32>(bech32::Hrp::parse("chorus").unwrap(), &address.0).unwrap();
+        assert!(matches!(Address::parse(&legacy), Err(AddressError::Checksum { .. })));
+        let short = bech32::encode::<bech32::Bech32m>(bech32::Hrp::parse("chorus").unwrap(), &[1; 20]).unwrap();
+        assert_eq!(Address::parse(&short), Err(AddressError::Length { got: 20 }));
+    }
+
+    #[test]
+    fn sign_verify_single_and_batch() {
+        let keys: Vec<SecretKey> = (0..40u8).map(|i| SecretKey::from_seed([i; 32])).collect();
+        let addresses: Vec<Address> = keys.iter().map(SecretKey::address).collect();
+        let messages: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; usize::from(i)]).collect();
+        let mut signatures: Vec<Signature> = keys.iter().zip(&messages).map(|(key, m)| key.sign(m)).collect();
+        let items = |signatures: &[Signature]| -> Vec<(Address, Vec<u8>, Signature)> {
+            addresses.iter().zip(&messages).zip(signatures).map(|((a, m), s)| (*a, m.clone(), *s)).collect()
+        };
+        let owned = items(&signatures);
+        let refs: Vec<SignedItem<'_>> =
+            owned.iter().map(|(signer, message, signature)| SignedItem { signer, message, signature }).collect();
+        for item in &refs {
+            assert_eq!(verify(item.signer, item.message, item.signature), Ok(()));
+        }
+        assert_eq!(verify_batch(&refs), Ok(()));
+        assert_eq!(verify_batch_parallel(&refs), Ok(()));
+
+        signatures[17].0[40] ^= 1;
+        let owned = items(&signatures);
+        let refs: Vec<SignedItem<'_>> =
+            owned.iter().map(|(signer, message, signature)| SignedItem { signer, message, signature }).collect();
+        let expected = Err(BatchError { index: 17, error: SignatureError::Equation });
+        assert_eq!(verify_batch(&refs), expected);
+        assert_eq!(verify_batch_parallel(&refs), expected);
+        assert_eq!(verify(refs[17].signer, refs[17].message, refs[17].signature), Err(SignatureError::Equation));
+    }
+
+    #[test]
+    fn secret_key_debug_hides_seed() {
+        let key = SecretKey::from_seed([0xab; 32]);
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("abab"), "{shown}");
+        assert!(shown.contains("chorus1"));
+    }
+}

@@ -1,0 +1,896 @@
+//! The genesis file: parsing and validation of the JSON document that defines a chain.
+//!
+//! A genesis names the chain, its start time, the consensus engine schedule (which engine runs
+//! from which height), the economic parameters and the initial accounts. [`Genesis::from_json`]
+//! and [`Genesis::from_file`] parse and then [`Genesis::validate`]; a [`Genesis`] obtained from
+//! them upholds these invariants:
+//!
+//! - the engine schedule has 1 to [`limits::ENGINE_SCHEDULE_MAX`] entries, the first starts at
+//!   height 0 and start heights strictly ascend, so [`Genesis::engine_at`] always has an answer;
+//! - every engine's timing and set parameters are in range, and validator, delegate and member
+//!   sets are non-empty, bounded by [`limits::VALIDATORS_MAX`] and free of duplicate addresses,
+//!   peer ids and (Raft) member ids; every PoS validator holds stake in `accounts`;
+//! - `params.unbonding_period_blocks >= 1` and `params.slash_permille <= 1000`;
+//! - at most [`limits::GENESIS_ACCOUNTS_MAX`] accounts, no address twice, and the sum of all
+//!   balances and stakes fits in a `u128`.
+//!
+//! Every error names the field it is about as a path into the JSON document
+//! (`engines[1].engine.pos.validators[0].peer_id`), and says what was expected. Unknown fields
+//! are refused everywhere, so a mistyped name is an error rather than a silent default.
+//! Validation is deterministic: ordered collections only, no floats.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::crypto::Address;
+use crate::limits;
+use crate::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
+
+/// Producers per DPoS round when the genesis does not say.
+pub const DPOS_PRODUCERS_DEFAULT: u32 = 21;
+
+const BASE58BTC_ALPHABET: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// Why a genesis file was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisError {
+    #[error("cannot read genesis file {}: {reason}", path.display())]
+    Io { path: PathBuf, reason: String },
+    #[error("genesis file is {size_bytes} bytes, expected at most {} bytes", limits::GENESIS_BYTES_MAX)]
+    TooLarge { size_bytes: u64 },
+    #[error("genesis field {field}: {reason}")]
+    Json { field: String, reason: String },
+    #[error("genesis field {field} is invalid: {reason}")]
+    Invalid { field: String, reason: String },
+}
+
+fn invalid(field: impl Into<String>, reason: impl Into<String>) -> GenesisError {
+    GenesisError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+/// A libp2p peer id in its base58btc text form (`12D3KooW...`), checked for alphabet and length
+/// only: this type does not decode the multihash inside.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Serialize)]
+#[serde(transparent)]
+pub struct PeerIdText(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerIdError {
+    #[error(
+        "peer id must be {} to {} base58btc characters, got {got}",
+        limits::PEER_ID_CHARS_MIN,
+        limits::PEER_ID_CHARS_MAX
+    )]
+    Length { got: usize },
+    #[error("peer id must hold only base58btc characters (no 0, O, I or l), got {got:?} at position {position}")]
+    Character { got: char, position: usize },
+}
+
+impl PeerIdText {
+    /// Checks the base58btc alphabet, then the length.
+    pub fn new(text: &str) -> Result<PeerIdText, PeerIdError> {
+        if let Some((position, got)) = text.chars().enumerate().find(|(_, c)| !BASE58BTC_ALPHABET.contains(*c)) {
+            return Err(PeerIdError::Character { got, position });
+        }
+        // Only ASCII remains, so bytes are characters.
+        if !(limits::PEER_ID_CHARS_MIN..=limits::PEER_ID_CHARS_MAX).contains(&text.len()) {
+            return Err(PeerIdError::Length { got: text.len() });
+        }
+        Ok(PeerIdText(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PeerIdText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerIdText({})", self.0)
+    }
+}
+
+impl std::str::FromStr for PeerIdText {
+    type Err = PeerIdError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        PeerIdText::new(text)
+    }
+}
+
+impl<'de> Deserialize<'de> for PeerIdText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PeerIdText::new(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl<Context> Decode<Context> for PeerIdText {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let text = String::decode(decoder)?;
+        PeerIdText::new(&text).map_err(|error| bincode::error::DecodeError::OtherString(error.to_string()))
+    }
+}
+bincode::impl_borrow_decode!(PeerIdText);
+
+/// A PoS validator or DPoS delegate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub address: Address,
+    pub peer_id: PeerIdText,
+}
+
+/// A Raft cluster member; `id` is its Raft node id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RaftMember {
+    pub id: u64,
+    pub address: Address,
+    pub peer_id: PeerIdText,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct PowConfig {
+    pub target_block_time_ms: u64,
+    #[serde(deserialize_with = "deserialize_target")]
+    pub initial_target: Hash,
+    pub retarget_window_blocks: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct PosConfig {
+    pub slot_ms: u64,
+    pub epoch_slots: u64,
+    pub validators: Vec<Member>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct DposConfig {
+    pub slot_ms: u64,
+    #[serde(default = "default_producers")]
+    pub producers: u32,
+    pub delegates: Vec<Member>,
+}
+
+fn default_producers() -> u32 {
+    DPOS_PRODUCERS_DEFAULT
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct RaftConfig {
+    pub tick_ms: u64,
+    pub election_ticks: u32,
+    pub heartbeat_ticks: u32,
+    pub members: Vec<RaftMember>,
+}
+
+/// One consensus engine and its settings; JSON `{"pow": {...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum EngineConfig {
+    Pow(PowConfig),
+    Pos(PosConfig),
+    Dpos(DposConfig),
+    Raft(RaftConfig),
+}
+
+impl EngineConfig {
+    /// The engine's JSON tag.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EngineConfig::Pow(_) => "pow",
+            EngineConfig::Pos(_) => "pos",
+            EngineConfig::Dpos(_) => "dpos",
+            EngineConfig::Raft(_) => "raft",
+        }
+    }
+}
+
+/// `engine` runs from block `from_height` until the next entry's height.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct EngineEntry {
+    pub from_height: Height,
+    pub engine: EngineConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct ChainParams {
+    pub block_reward: Amount,
+    pub min_tx_fee: Amount,
+    #[serde(rename = "unbonding_period_blocks")]
+    pub unbonding_period: BlockCount,
+    pub slash_permille: u16,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct GenesisAccount {
+    pub address: Address,
+    pub balance: Amount,
+    #[serde(default)]
+    pub stake: Amount,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
+#[serde(deny_unknown_fields)]
+pub struct Genesis {
+    pub chain_id: ChainId,
+    #[serde(rename = "genesis_time_ms")]
+    pub genesis_time: Timestamp,
+    pub engines: Vec<EngineEntry>,
+    pub params: ChainParams,
+    pub accounts: Vec<GenesisAccount>,
+}
+
+/// Like `Hash`'s own parsing, with a message that says what a target looks like.
+fn deserialize_target<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Hash, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    Hash::from_hex(&text).map_err(|error| {
+        serde::de::Error::custom(format!(
+            "expected 64 hex digits (32 bytes, optional 0x prefix), got {text:?} ({error})"
+        ))
+    })
+}
+
+impl Genesis {
+    /// Parses a genesis document and validates it.
+    pub fn from_json(bytes: &[u8]) -> Result<Genesis, GenesisError> {
+        if bytes.len() as u64 > limits::GENESIS_BYTES_MAX {
+            return Err(GenesisError::TooLarge { size_bytes: bytes.len() as u64 });
+        }
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let genesis: Genesis = serde_path_to_error::deserialize(&mut deserializer).map_err(path_error)?;
+        deserializer.end().map_err(|error| json_error(String::new(), &error))?;
+        genesis.validate()?;
+        Ok(genesis)
+    }
+
+    /// Reads, parses and validates a genesis file of at most [`limits::GENESIS_BYTES_MAX`] bytes.
+    pub fn from_file(path: &Path) -> Result<Genesis, GenesisError> {
+        let io_error = |error: std::io::Error| GenesisError::Io { path: path.to_owned(), reason: error.to_string() };
+        let file = std::fs::File::open(path).map_err(io_error)?;
+        let size_bytes = file.metadata().map_err(io_error)?.len();
+        if size_bytes > limits::GENESIS_BYTES_MAX {
+            return Err(GenesisError::TooLarge { size_bytes });
+        }
+        // The file may grow after the check: read one byte past the limit at most.
+        let mut bytes = Vec::with_capacity(usize::try_from(size_bytes).unwrap_or(0));
+        file.take(limits::GENESIS_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(io_error)?;
+        Genesis::from_json(&bytes)
+    }
+
+    /// The genesis as indented JSON, in the form [`Genesis::from_json`] reads.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self)
+            .expect("invariant: genesis types serialize to JSON without maps of non-string keys or floats")
+    }
+
+    /// The engine that runs at `height`: the last schedule entry starting at or below it.
+    ///
+    /// Panics only on a genesis that fails [`Genesis::validate`] (no entry at height 0).
+    pub fn engine_at(&self, height: Height) -> &EngineConfig {
+        let entry = self
+            .engines
+            .iter()
+            .rev()
+            .find(|entry| entry.from_height <= height)
+            .expect("invariant: a validated schedule has an entry from height 0");
+        &entry.engine
+    }
+
+    /// Checks every semantic rule listed in the module documentation.
+    pub fn validate(&self) -> Result<(), GenesisError> {
+        validate_schedule(&self.engines)?;
+        validate_params(&self.params)?;
+        let stakes = validate_accounts(&self.accounts)?;
+        for (index, entry) in self.engines.iter().enumerate() {
+            validate_engine(&format!("engines[{index}].engine.{}", entry.engine.name()), &entry.engine, &stakes)?;
+        }
+        Ok(())
+    }
+}
+
+fn path_error(error: serde_path_to_error::Error<serde_json::Error>) -> GenesisError {
+    let field = error.path().to_string();
+    json_error(if field == "." { String::new() } else { field }, error.inner())
+}
+
+/// Data errors lose serde_json's "at line L column C" (the field path locates them); syntax
+/// errors keep it, since the path may not reach the fault.
+fn json_error(field: String, error: &serde_json::Error) -> GenesisError {
+    let field = if field.is_empty() { "(top level)".to_owned() } else { field };
+    let mut reason = error.to_string();
+    if error.is_data() {
+        let location = format!(" at line {} column {}", error.line(), error.column());
+        if let Some(stripped) = reason.strip_suffix(&location) {
+            reason = stripped.to_owned();
+        }
+    }
+    GenesisError::Json { field, reason }
+}
+
+fn validate_schedule(engines: &[EngineEntry]) -> Result<(), GenesisError> {
+    check_count("engines", engines.len(), limits::ENGINE_SCHEDULE_MAX, "engine schedule entries")?;
+    if engines[0].from_height != Height::GENESIS {
+        return Err(invalid(
+            "engines[0].from_height",
+            format!("expected 0 (the first engine must run from genesis), got {}", engines[0].from_height),
+        ));
+    }
+    for (index, pair) in engines.windows(2).enumerate() {
+        if pair[1].from_height <= pair[0].from_height {
+            return Err(invalid(
+                format!("engines[{}].from_height", index + 1),
+                format!(
+                    "expected a height above engines[{index}].from_height ({}), got {}",
+                    pair[0].from_height, pair[1].from_height
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_params(params: &ChainParams) -> Result<(), GenesisError> {
+    if params.unbonding_period.0 < 1 {
+        return Err(invalid("params.unbonding_period_blocks", "expected at least 1 block, got 0"));
+    }
+    if params.slash_permille > 1000 {
+        return Err(invalid(
+            "params.slash_permille",
+            format!("expected at most 1000 (per mille), got {}", params.slash_permille),
+        ));
+    }
+    Ok(())
+}
+
+/// Each account's index in `accounts` and its stake, by address.
+type Stakes = BTreeMap<Address, (usize, Amount)>;
+
+/// Checks the accounts; returns their stakes for the engine checks.
+fn validate_accounts(accounts: &[GenesisAccount]) -> Result<Stakes, GenesisError> {
+    if accounts.len() > limits::GENESIS_ACCOUNTS_MAX as usize {
+        return Err(invalid(
+            "accounts",
+            format!("expected at most {} accounts, got {}", limits::GENESIS_ACCOUNTS_MAX, accounts.len()),
+        ));
+    }
+    check_unique("accounts", "address", accounts.iter().map(|account| account.address))?;
+    let mut total = Amount::ZERO;
+    for (index, account) in accounts.iter().enumerate() {
+        for (name, amount) in [("balance", account.balance), ("stake", account.stake)] {
+            total = total.checked_add(amount).map_err(|_| {
+                invalid(
+                    format!("accounts[{index}].{name}"),
+                    format!(
+                        "expected the total of all balances and stakes to fit in 128 bits, adding {amount} overflows"
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(accounts.iter().enumerate().map(|(index, account)| (account.address, (index, account.stake))).collect())
+}
+
+fn validate_engine(prefix: &str, engine: &EngineConfig, stakes: &Stakes) -> Result<(), GenesisError> {
+    match engine {
+        EngineConfig::Pow(config) => validate_pow(prefix, config),
+        EngineConfig::Pos(config) => validate_pos(prefix, config, stakes),
+        EngineConfig::Dpos(config) => validate_dpos(prefix, config),
+        EngineConfig::Raft(config) => validate_raft(prefix, config),
+    }
+}
+
+fn validate_pow(prefix: &str, config: &PowConfig) -> Result<(), GenesisError> {
+    check_positive(prefix, "target_block_time_ms", config.target_block_time_ms)?;
+    if config.initial_target == Hash::ZERO {
+        return Err(invalid(
+            format!("{prefix}.initial_target"),
+            "expected a nonzero target (no block hash can be below zero), got all zeros",
+        ));
+    }
+    check_positive(prefix, "retarget_window_blocks", config.retarget_window_blocks)
+}
+
+fn validate_pos(prefix: &str, config: &PosConfig, stakes: &Stakes) -> Result<(), GenesisError> {
+    check_positive(prefix, "slot_ms", config.slot_ms)?;
+    check_positive(prefix, "epoch_slots", config.epoch_slots)?;
+    validate_members(&format!("{prefix}.validators"), &config.validators, "validators")?;
+    for (index, validator) in config.validators.iter().enumerate() {
+        let found = match stakes.get(&validator.address) {
+            Some((_, stake)) if !stake.is_zero() => continue,
+            Some((account, _)) => format!("accounts[{account}] has stake 0"),
+            None => "no account has it".to_owned(),
+        };
+        return Err(invalid(
+            format!("{prefix}.validators[{index}].address"),
+            format!("expected an entry in accounts with stake above 0 for {}, but {found}", validator.address),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_dpos(prefix: &str, config: &DposConfig) -> Result<(), GenesisError> {
+    check_positive(prefix, "slot_ms", config.slot_ms)?;
+    if !(1..=limits::VALIDATORS_MAX).contains(&config.producers) {
+        return Err(invalid(
+            format!("{prefix}.producers"),
+            format!("expected 1 to {} producers, got {}", limits::VALIDATORS_MAX, config.producers),
+        ));
+    }
+    validate_members(&format!("{prefix}.delegates"), &config.delegates, "delegates")
+}
+
+fn validate_raft(prefix: &str, config: &RaftConfig) -> Result<(), GenesisError> {
+    check_positive(prefix, "tick_ms", config.tick_ms)?;
+    check_positive(prefix, "heartbeat_ticks", u64::from(config.heartbeat_ticks))?;
+    if config.election_ticks <= config.heartbeat_ticks {
+        return Err(invalid(
+            format!("{prefix}.election_ticks"),
+            format!("expected more than heartbeat_ticks ({}), got {}", config.heartbeat_ticks, config.election_ticks),
+        ));
+    }
+    let field = format!("{prefix}.members");
+    check_count(&field, config.members.len(), limits::VALIDATORS_MAX, "members")?;
+    if let Some(index) = config.members.iter().position(|member| member.id == 0) {
+        return Err(invalid(format!("{field}[{index}].id"), "expected a nonzero raft id, got 0"));
+    }
+    check_unique(&field, "id", config.members.iter().map(|member| member.id))?;
+    check_unique(&field, "address", config.members.iter().map(|member| member.address))?;
+    check_unique(&field, "peer_id", config.members.iter().map(|member| member.peer_id.clone()))
+}
+
+/// A non-empty, bounded set with unique addresses and peer ids.
+fn validate_members(field: &str, members: &[Member], noun: &str) -> Result<(), GenesisError> {
+    check_count(field, members.len(), limits::VALIDATORS_MAX, noun)?;
+    check_unique(field, "address", members.iter().map(|member| member.address))?;
+    check_unique(field, "peer_id", members.iter().map(|member| member.peer_id.clone()))
+}
+
+fn check_positive(prefix: &str, name: &str, value: u64) -> Result<(), GenesisError> {
+    if value == 0 {
+        return Err(invalid(format!("{prefix}.{name}"), "expected a value above 0, got 0"));
+    }
+    Ok(())
+}
+
+fn check_count(field: &str, count: usize, max: u32, noun: &str) -> Result<(), GenesisError> {
+    if count == 0 || count > max as usize {
+        return Err(invalid(field, format!("expected 1 to {max} {noun}, got {count}")));
+    }
+    Ok(())
+}
+
+/// Refuses the second occurrence of any value, naming its index and the first one's.
+fn check_unique<T: Ord + fmt::Display>(
+    list: &str,
+    name: &str,
+    values: impl Iterator<Item = T>,
+) -> Result<(), GenesisError> {
+    let mut seen = BTreeMap::new();
+    for (index, value) in values.enumerate() {
+        if let Some(first) = seen.get(&value) {
+            return Err(invalid(
+                format!("{list}[{index}].{name}"),
+                format!("expected a unique {name}, got {value} again (first at {list}[{first}])"),
+            ));
+        }
+        seen.insert(value, index);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{self, Canonical};
+    use crate::crypto::SecretKey;
+
+    const PEER_A: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
+    const PEER_B: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTM";
+
+    const EXAMPLE: &str = r#"{
+        "chain_id": "chorus-test.1",
+        "genesis_time_ms": 1700000000000,
+        "engines": [
+            {"from_height": 0, "engine": {"pow": {
+                "target_block_time_ms": 5000,
+                "initial_target": "0x00000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+                "retarget_window_blocks": 60}}},
+            {"from_height": 100, "engine": {"pos": {
+                "slot_ms": 2000, "epoch_slots": 32,
+                "validators": [{"address": "ADDR1", "peer_id": "PEER_A"},
+                               {"address": "ADDR2", "peer_id": "PEER_B"}]}}},
+            {"from_height": 200, "engine": {"dpos": {
+                "slot_ms": 1000,
+                "delegates": [{"address": "ADDR1", "peer_id": "PEER_A"},
+                              {"address": "ADDR2", "peer_id": "PEER_B"}]}}},
+            {"from_height": 300, "engine": {"raft": {
+                "tick_ms": 100, "election_ticks": 10, "heartbeat_ticks": 2,
+                "members": [{"id": 1, "address": "ADDR1", "peer_id": "PEER_A"},
+                            {"id": 2, "address": "ADDR2", "peer_id": "PEER_B"}]}}}
+        ],
+        "params": {"block_reward": "5000000000", "min_tx_fee": 1000,
+                   "unbonding_period_blocks": 1000, "slash_permille": 50},
+        "accounts": [
+            {"address": "ADDR1", "balance": "1000000000000000000000000", "stake": "500000"},
+            {"address": "ADDR2", "balance": 2500, "stake": 700}
+        ]
+    }"#;
+
+    fn address(seed: u8) -> String {
+        SecretKey::from_seed([seed; 32]).address().to_string()
+    }
+
+    fn example_json() -> String {
+        EXAMPLE
+            .replace("ADDR1", &address(1))
+            .replace("ADDR2", &address(2))
+            .replace("PEER_A", PEER_A)
+            .replace("PEER_B", PEER_B)
+    }
+
+    fn example() -> Genesis {
+        Genesis::from_json(example_json().as_bytes()).expect("example genesis is valid")
+    }
+
+    /// The example JSON with `from` replaced by `to` (exactly one occurrence expected).
+    fn edited(from: &str, to: &str) -> String {
+        let json = example_json();
+        assert_eq!(json.matches(from).count(), 1, "edit target {from:?} must occur once");
+        json.replacen(from, to, 1)
+    }
+
+    fn json_field(json: &str) -> (String, String) {
+        match Genesis::from_json(json.as_bytes()) {
+            Err(GenesisError::Json { field, reason }) => (field, reason),
+            other => panic!("expected a JSON error, got {other:?}"),
+        }
+    }
+
+    /// Applies `edit` to the example and returns the field `validate` names.
+    fn invalid_field(edit: impl FnOnce(&mut Genesis)) -> String {
+        let mut genesis = example();
+        edit(&mut genesis);
+        match genesis.validate() {
+            Err(GenesisError::Invalid { field, .. }) => field,
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+    }
+
+    fn pow(genesis: &mut Genesis) -> &mut PowConfig {
+        match &mut genesis.engines[0].engine {
+            EngineConfig::Pow(config) => config,
+            other => panic!("engine 0 is {}", other.name()),
+        }
+    }
+
+    fn pos(genesis: &mut Genesis) -> &mut PosConfig {
+        match &mut genesis.engines[1].engine {
+            EngineConfig::Pos(config) => config,
+            other => panic!("engine 1 is {}", other.name()),
+        }
+    }
+
+    fn dpos(genesis: &mut Genesis) -> &mut DposConfig {
+        match &mut genesis.engines[2].engine {
+            EngineConfig::Dpos(config) => config,
+            other => panic!("engine 2 is {}", other.name()),
+        }
+    }
+
+    fn raft(genesis: &mut Genesis) -> &mut RaftConfig {
+        match &mut genesis.engines[3].engine {
+            EngineConfig::Raft(config) => config,
+            other => panic!("engine 3 is {}", other.name()),
+        }
+    }
+
+    fn peer(last: char) -> PeerIdText {
+        PeerIdText::new(&format!("{}{last}", &PEER_A[..PEER_A.len() - 1])).expect("valid peer id")
+    }
+
+    fn member(seed: u8, index: usize) -> Member {
+        let alphabet = BASE58BTC_ALPHABET.as_bytes();
+        let (high, low) = (alphabet[index / 58] as char, alphabet[index % 58] as char);
+        let peer_id = format!("{}{high}{low}", &PEER_A[..40]);
+        Member {
+            address: SecretKey::from_seed([seed; 32]).address(),
+            peer_id: PeerIdText::new(&peer_id).expect("valid"),
+        }
+    }
+
+    #[derive(Debug, PartialEq, Encode, Decode)]
+    struct Wrapped<T>(T);
+    impl Canonical for Wrapped<Genesis> {
+        const BYTES_MAX: u32 = limits::DECODE_BYTES_MAX;
+    }
+    impl Canonical for Wrapped<PeerIdText> {
+        const BYTES_MAX: u32 = 128;
+    }
+    impl Canonical for Wrapped<String> {
+        const BYTES_MAX: u32 = 128;
+    }
+
+    #[test]
+    fn example_parses_round_trips_and_schedules() {
+        let genesis = example();
+        assert_eq!(genesis.chain_id.as_str(), "chorus-test.1");
+        assert_eq!(genesis.genesis_time, Timestamp::from_millis(1_700_000_000_000));
+        assert_eq!(genesis.accounts[0].balance, Amount::new(1_000_000_000_000_000_000_000_000));
+        assert_eq!(genesis.accounts[1].balance, Amount::new(2500));
+        assert_eq!(genesis.params.min_tx_fee, Amount::new(1000));
+        assert_eq!(genesis.params.unbonding_period, BlockCount(1000));
+        assert_eq!(dpos(&mut genesis.clone()).producers, DPOS_PRODUCERS_DEFAULT);
+
+        let reparsed = Genesis::from_json(genesis.to_json_pretty().as_bytes()).expect("pretty JSON parses");
+        assert_eq!(reparsed, genesis);
+        let bytes = codec::encode(&Wrapped(genesis.clone()));
+        assert_eq!(codec::decode::<Wrapped<Genesis>>(&bytes), Ok(Wrapped(genesis.clone())));
+
+        for (height, name) in [(0, "pow"), (99, "pow"), (100, "pos"), (250, "dpos"), (10_000, "raft")] {
+            assert_eq!(genesis.engine_at(Height::new(height)).name(), name, "height {height}");
+        }
+        assert_eq!(genesis.engine_at(Height::new(300)), &genesis.engines[3].engine);
+    }
+
+    #[test]
+    fn amounts_accept_strings_and_integers() {
+        let json = edited(r#""balance": 2500"#, r#""balance": "2500""#);
+        assert_eq!(Genesis::from_json(json.as_bytes()).expect("valid").accounts[1].balance, Amount::new(2500));
+        let json =
+            edited(r#""stake": 700}"#, &format!(r#""stake": 700}}, {{"address": "{}", "balance": 1}}"#, address(3)));
+        assert_eq!(Genesis::from_json(json.as_bytes()).expect("valid").accounts[2].stake, Amount::ZERO);
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        let (field, reason) = json_field(&edited(r#""balance": 2500"#, r#""balance": "-5""#));
+        assert_eq!(field, "accounts[1].balance");
+        assert_eq!(reason, r#"expected a non-negative integer amount in base units, got "-5""#);
+        let error = Genesis::from_json(edited(r#""balance": 2500"#, r#""balance": "-5""#).as_bytes()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            r#"genesis field accounts[1].balance: expected a non-negative integer amount in base units, got "-5""#
+        );
+
+        let (field, _) = json_field(&edited("0x00000fff", "0x00000ffg"));
+        assert_eq!(field, "engines[0].engine.pow.initial_target");
+        let (field, _) = json_field(&edited("chorus-test.1", "Chorus"));
+        assert_eq!(field, "chain_id");
+        let (field, _) = json_field(&edited(r#""slash_permille": 50"#, r#""slash_permile": 50"#));
+        assert_eq!(field, "params.slash_permile");
+        let (field, _) = json_field(&edited(r#""genesis_time_ms""#, r#""genesis_time""#));
+        assert_eq!(field, "genesis_time");
+        let (field, reason) = json_field(&edited(r#""slot_ms": 2000, "#, ""));
+        assert_eq!((field.as_str(), reason.as_str()), ("engines[1].engine.pos", "missing field `slot_ms`"));
+        let (field, _) = json_field(&edited(r#""chain_id": "chorus-test.1","#, ""));
+        assert_eq!(field, "(top level)");
+        let (field, _) =
+            json_field(&edited(r#""from_height": 300, "engine": {"raft""#, r#""from_height": 300, "engine": {"bft""#));
+        assert_eq!(field, "engines[3].engine");
+        let (field, _) = json_field(&edited(r#""tick_ms": 100"#, r#""tick_ms": -100"#));
+        assert_eq!(field, "engines[3].engine.raft.tick_ms");
+        let (field, reason) = json_field(&format!("{} x", example_json()));
+        assert_eq!(field, "(top level)");
+        assert!(reason.contains("line"), "{reason}");
+    }
+
+    #[test]
+    fn json_errors_name_bad_address_and_peer_id() {
+        let good = address(2);
+        let mut typo: Vec<char> = good.chars().collect();
+        let last = typo.len() - 2;
+        typo[last] = if typo[last] == 'q' { 'p' } else { 'q' };
+        let typo: String = typo.into_iter().collect();
+        let json = example_json().replacen(
+            &format!(r#""address": "{good}", "balance""#),
+            &format!(r#""address": "{typo}", "balance""#),
+            1,
+        );
+        let (field, reason) = json_field(&json);
+        assert_eq!(field, "accounts[1].address");
+        assert!(reason.contains("checksum"), "{reason}");
+
+        let json = example_json().replacen(PEER_B, &PEER_B.replace('W', "0"), 1);
+        let (field, reason) = json_field(&json);
+        assert_eq!(field, "engines[1].engine.pos.validators[1].peer_id");
+        assert!(reason.contains("base58btc"), "{reason}");
+    }
+
+    #[test]
+    fn peer_id_text_rules() {
+        assert_eq!(PeerIdText::new(PEER_A).map(|peer| peer.as_str().to_owned()), Ok(PEER_A.to_owned()));
+        for (bad, at) in [('0', 3), ('O', 3), ('I', 3), ('l', 3), ('-', 3), ('é', 3)] {
+            let mut text: Vec<char> = PEER_A.chars().collect();
+            text[at] = bad;
+            let text: String = text.into_iter().collect();
+            assert_eq!(PeerIdText::new(&text), Err(PeerIdError::Character { got: bad, position: at }));
+        }
+        assert!(PeerIdText::new(&"1".repeat(limits::PEER_ID_CHARS_MIN)).is_ok());
+        assert!(PeerIdText::new(&"z".repeat(limits::PEER_ID_CHARS_MAX)).is_ok());
+        assert_eq!(PeerIdText::new(&"1".repeat(39)), Err(PeerIdError::Length { got: 39 }));
+        assert_eq!(PeerIdText::new(&"1".repeat(65)), Err(PeerIdError::Length { got: 65 }));
+        assert_eq!(PeerIdText::new(""), Err(PeerIdError::Length { got: 0 }));
+
+        let peer = PeerIdText::new(PEER_A).expect("valid");
+        let bytes = codec::encode(&Wrapped(peer.clone()));
+        assert_eq!(codec::decode::<Wrapped<PeerIdText>>(&bytes), Ok(Wrapped(peer)));
+        let bad = codec::encode(&Wrapped(PEER_A.replace('W', "l")));
+        assert!(codec::decode::<Wrapped<PeerIdText>>(&bad).is_err());
+        assert!(codec::decode::<Wrapped<String>>(&bad).is_ok());
+    }
+
+    #[test]
+    fn from_json_validates() {
+        let json = edited(r#""slash_permille": 50"#, r#""slash_permille": 1001"#);
+        assert!(matches!(
+            Genesis::from_json(json.as_bytes()),
+            Err(GenesisError::Invalid { field, .. }) if field == "params.slash_permille"
+        ));
+    }
+
+    #[test]
+    fn schedule_rules() {
+        assert_eq!(invalid_field(|g| g.engines.clear()), "engines");
+        assert_eq!(
+            invalid_field(|g| {
+                let last = g.engines[3].clone();
+                g.engines = (0..=limits::ENGINE_SCHEDULE_MAX)
+                    .map(|i| EngineEntry { from_height: Height::new(u64::from(i) * 10), ..last.clone() })
+                    .collect();
+            }),
+            "engines"
+        );
+        assert_eq!(invalid_field(|g| g.engines[0].from_height = Height::new(1)), "engines[0].from_height");
+        assert_eq!(invalid_field(|g| g.engines[2].from_height = Height::new(100)), "engines[2].from_height");
+        assert_eq!(invalid_field(|g| g.engines[3].from_height = Height::new(150)), "engines[3].from_height");
+    }
+
+    #[test]
+    fn params_rules() {
+        assert_eq!(invalid_field(|g| g.params.unbonding_period = BlockCount(0)), "params.unbonding_period_blocks");
+        assert_eq!(invalid_field(|g| g.params.slash_permille = 1001), "params.slash_permille");
+        let mut genesis = example();
+        genesis.params.slash_permille = 1000;
+        assert_eq!(genesis.validate(), Ok(()));
+    }
+
+    #[test]
+    fn account_rules() {
+        assert_eq!(
+            invalid_field(|g| {
+                let account = g.accounts[1].clone();
+                g.accounts = vec![account; limits::GENESIS_ACCOUNTS_MAX as usize + 1];
+            }),
+            "accounts"
+        );
+        assert_eq!(
+            invalid_field(|g| {
+                let copy = g.accounts[0].clone();
+                g.accounts.push(copy);
+            }),
+            "accounts[2].address"
+        );
+        assert_eq!(invalid_field(|g| g.accounts[1].balance = Amount::MAX), "accounts[1].balance");
+        assert_eq!(
+            invalid_field(|g| {
+                g.accounts[1].balance = Amount::ZERO;
+                g.accounts[1].stake = Amount::MAX;
+            }),
+            "accounts[1].stake"
+        );
+    }
+
+    #[test]
+    fn pow_rules() {
+        let p = "engines[0].engine.pow";
+        assert_eq!(invalid_field(|g| pow(g).target_block_time_ms = 0), format!("{p}.target_block_time_ms"));
+        assert_eq!(invalid_field(|g| pow(g).initial_target = Hash::ZERO), format!("{p}.initial_target"));
+        assert_eq!(invalid_field(|g| pow(g).retarget_window_blocks = 0), format!("{p}.retarget_window_blocks"));
+    }
+
+    #[test]
+    fn pos_rules() {
+        let p = "engines[1].engine.pos";
+        assert_eq!(invalid_field(|g| pos(g).slot_ms = 0), format!("{p}.slot_ms"));
+        assert_eq!(invalid_field(|g| pos(g).epoch_slots = 0), format!("{p}.epoch_slots"));
+        assert_eq!(invalid_field(|g| pos(g).validators.clear()), format!("{p}.validators"));
+        assert_eq!(
+            invalid_field(|g| pos(g).validators = (0..=limits::VALIDATORS_MAX as usize).map(|i| member(1, i)).collect()),
+            format!("{p}.validators")
+        );
+        assert_eq!(
+            invalid_field(|g| pos(g).validators[1].address = pos(g).validators[0].address),
+            format!("{p}.validators[1].address")
+        );
+        assert_eq!(invalid_field(|g| pos(g).validators[1].peer_id = peer('N')), format!("{p}.validators[1].peer_id"));
+        assert_eq!(invalid_field(|g| pos(g).validators.push(member(3, 5))), format!("{p}.validators[2].address"));
+        assert_eq!(invalid_field(|g| g.accounts[1].stake = Amount::ZERO), format!("{p}.validators[1].address"));
+    }
+
+    #[test]
+    fn dpos_rules() {
+        let p = "engines[2].engine.dpos";
+        assert_eq!(invalid_field(|g| dpos(g).slot_ms = 0), format!("{p}.slot_ms"));
+        assert_eq!(invalid_field(|g| dpos(g).producers = 0), format!("{p}.producers"));
+        assert_eq!(invalid_field(|g| dpos(g).producers = limits::VALIDATORS_MAX + 1), format!("{p}.producers"));
+        assert_eq!(invalid_field(|g| dpos(g).delegates.clear()), format!("{p}.delegates"));
+        assert_eq!(
+            invalid_field(|g| dpos(g).delegates = (0..=limits::VALIDATORS_MAX as usize).map(|i| member(1, i)).collect()),
+            format!("{p}.delegates")
+        );
+        assert_eq!(
+            invalid_field(|g| dpos(g).delegates[1].address = dpos(g).delegates[0].address),
+            format!("{p}.delegates[1].address")
+        );
+        assert_eq!(invalid_field(|g| dpos(g).delegates[1].peer_id = peer('N')), format!("{p}.delegates[1].peer_id"));
+    }
+
+    #[test]
+    fn raft_rules() {
+        let p = "engines[3].engine.raft";
+        assert_eq!(invalid_field(|g| raft(g).tick_ms = 0), format!("{p}.tick_ms"));
+        assert_eq!(invalid_field(|g| raft(g).heartbeat_ticks = 0), format!("{p}.heartbeat_ticks"));
+        assert_eq!(invalid_field(|g| raft(g).election_ticks = 2), format!("{p}.election_ticks"));
+        assert_eq!(invalid_field(|g| raft(g).members.clear()), format!("{p}.members"));
+        assert_eq!(
+            invalid_field(|g| {
+                raft(g).members = (0..=limits::VALIDATORS_MAX as usize)
+                    .map(|i| {
+                        let Member { address, peer_id } = member(1, i);
+                        RaftMember { id: i as u64 + 1, address, peer_id }
+                    })
+                    .collect();
+            }),
+            format!("{p}.members")
+        );
+        assert_eq!(invalid_field(|g| raft(g).members[1].id = 0), format!("{p}.members[1].id"));
+        assert_eq!(invalid_field(|g| raft(g).members[1].id = 1), format!("{p}.members[1].id"));
+        assert_eq!(
+            invalid_field(|g| raft(g).members[1].address = raft(g).members[0].address),
+            format!("{p}.members[1].address")
+        );
+        assert_eq!(invalid_field(|g| raft(g).members[1].peer_id = peer('N')), format!("{p}.members[1].peer_id"));
+    }
+
+    #[test]
+    fn from_file_reads_checks_size_and_names_path() {
+        let dir = std::env::temp_dir().join(format!("chorus-genesis-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let good = dir.join("genesis.json");
+        std::fs::write(&good, example_json()).expect("write");
+        assert_eq!(Genesis::from_file(&good), Ok(example()));
+
+        let missing = dir.join("missing.json");
+        match Genesis::from_file(&missing) {
+            Err(error @ GenesisError::Io { .. }) => assert!(error.to_string().contains("missing.json"), "{error}"),
+            other => panic!("expected an Io error, got {other:?}"),
+        }
+
+        let big = dir.join("big.json");
+        let file = std::fs::File::create(&big).expect("create");
+        file.set_len(limits::GENESIS_BYTES_MAX + 1).expect("sparse file");
+        assert_eq!(Genesis::from_file(&big), Err(GenesisError::TooLarge { size_bytes: limits::GENESIS_BYTES_MAX + 1 }));
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+}

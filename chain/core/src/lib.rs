@@ -1,0 +1,30 @@
+//! Chorus chain: the consensus-critical data model and the state machine, without I/O.
+//!
+//! - [`primitives`], [`crypto`]: hashes, heights, amounts, addresses, keys and the one ed25519
+//!   validity rule.
+//! - [`codec`]: the one canonical encoding (bincode 2.0.1, fixed-width, strict decoding).
+//! - [`tx`], [`block`]: transactions of every kind, blocks, roots and stateless checks.
+//! - [`genesis`]: the genesis file, its engine schedule and its validation.
+//! - [`state`]: accounts, the block executor and the authenticated state tree with proofs.
+//! - [`limits`]: every bound, in one place.
+//!
+//! Invariant: nothing here touches the network, the disk, a clock or an async runtime, and
+//! everything that decides a block is deterministic (no `HashMap` iteration, no floats). The
+//! RocksDB store lives in `chorus-store`, so the wallet can depend on this crate alone.
+
+pub mod block;
+pub mod codec;
+pub mod crypto;
+pub mod genesis;
+pub mod limits;
+pub mod primitives;
+pub mod state;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod tx;
+
+pub use block::{Block, Body, Header, Seal};
+pub use crypto::{Address, SecretKey, Signature};
+pub use genesis::Genesis;
+pub use primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
+pub use tx::{Evidence, SignedTransaction, Transaction, TxKind, Vote};

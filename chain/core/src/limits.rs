@@ -1,0 +1,81 @@
+//! Every bound Chorus enforces, in one place, each with the reason for its value.
+//!
+//! Decoders, validators, queues and caches take their limits from here and nowhere else, so
+//! what a peer or client can make a node hold is readable in this one file. Relations between
+//! the bounds are checked at compile time at the bottom.
+
+/// Largest encoded block. A block must fit in one gossip message with room for framing, and
+/// 5,000 transfers (the import benchmark's block) take about 0.7 MiB.
+pub const BLOCK_BYTES_MAX: u32 = 2 * 1024 * 1024;
+
+/// Most transactions in one block: bounds the work of importing a block (one signature check
+/// each, the dominant cost) to well under a second on a 2-core machine.
+pub const BLOCK_TXS_MAX: u32 = 10_000;
+
+/// Most finality votes carried in one block body: one per validator, and a validator set is
+/// bounded by `VALIDATORS_MAX`.
+pub const BLOCK_VOTES_MAX: u32 = VALIDATORS_MAX;
+
+/// Largest encoded transaction. The largest honest transaction is `Evidence` carrying two
+/// headers (a few hundred bytes each); 16 KiB leaves room for growth and caps what one bad
+/// transaction makes a node decode.
+pub const TX_BYTES_MAX: u32 = 16 * 1024;
+
+/// Most delegates one `Vote` may approve (SPEC: at most 30).
+pub const VOTE_DELEGATES_MAX: u32 = 30;
+
+/// Largest encoded block header. Headers travel in sync responses and in evidence.
+pub const HEADER_BYTES_MAX: u32 = 1024;
+
+/// Most validators, delegates or Raft members in one set: bounds per-block vote processing and
+/// the genesis file.
+pub const VALIDATORS_MAX: u32 = 1_000;
+
+/// Largest engine-specific extra data in a header seal (e.g. Raft term and index).
+pub const SEAL_BYTES_MAX: u32 = 256;
+
+/// Most unbonding entries one account may hold at once; an `Unstake` beyond it is rejected
+/// rather than letting one account grow state without bound.
+pub const UNBONDING_ENTRIES_MAX: u32 = 32;
+
+/// Most accounts in a genesis file: the genesis state is built in memory in one pass.
+pub const GENESIS_ACCOUNTS_MAX: u32 = 1_000_000;
+
+/// Largest genesis file in bytes, read whole before parsing.
+pub const GENESIS_BYTES_MAX: u64 = 256 * 1024 * 1024;
+
+/// Longest chain id, in bytes of ASCII.
+pub const CHAIN_ID_BYTES_MAX: u32 = 32;
+
+/// Bounds of a libp2p peer id's base58btc text form: an ed25519 peer id is 52 characters,
+/// RSA and secp256k1 ones stay below 64 (this crate checks the form; p2p checks the id).
+pub const PEER_ID_CHARS_MIN: usize = 40;
+pub const PEER_ID_CHARS_MAX: usize = 64;
+
+/// Most entries in the genesis engine schedule (`{from_height, engine}` list).
+pub const ENGINE_SCHEDULE_MAX: u32 = 16;
+
+/// Largest record the store writes for itself (a block's undo record: the old value of every
+/// entry the block changed, and its tree node keys).
+pub const STORE_RECORD_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+/// Ceiling of the codec's allocation budget: the largest of all per-type limits. Each type's
+/// own, smaller limit is checked against the input length before decoding.
+pub const DECODE_BYTES_MAX: u32 = STORE_RECORD_BYTES_MAX;
+
+/// Most blocks a single reorg may roll back. Deeper reorgs are refused: they could only come
+/// from a chain that ignores finality, and each step holds an undo record in memory.
+pub const REORG_DEPTH_MAX: u32 = 10_000;
+
+/// Accounts kept in the store's in-memory state cache; beyond it, reads go to RocksDB.
+pub const STATE_CACHE_ENTRIES_MAX: u32 = 200_000;
+
+/// Tree nodes kept in the store's in-memory node cache (the upper levels of the tree, which
+/// every update touches).
+pub const TREE_NODE_CACHE_ENTRIES_MAX: u32 = 200_000;
+
+const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
+const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
+const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);
+const _: () = assert!(VOTE_DELEGATES_MAX <= VALIDATORS_MAX);
+const _: () = assert!(SEAL_BYTES_MAX < HEADER_BYTES_MAX);

@@ -1,0 +1,644 @@
+//! The account state machine: what a block does to the state, and the state tree's root.
+//!
+//! State is a key-value map ([`StateKey`] to encoded values) authenticated by a Jellyfish
+//! Merkle tree ([`tree`]) whose version is the block height. [`apply_block`] is the one path
+//! from a parent state and a block to the block's changes and state root; the RocksDB store and
+//! the simulator's memory store both call it, so they cannot disagree.
+//!
+//! Invariants:
+//! - A block with one invalid transaction is invalid as a whole; nothing of it is kept.
+//! - Every block writes [`StateKey::Meta`], so every version of the tree has a root.
+//! - Delegate vote weights always equal the sum of the current stakes of their voters.
+//! - Deterministic: ordered maps only, checked integer arithmetic only.
+
+pub mod memory;
+pub mod tree;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::block::{self, Block, BlockShapeError, Header};
+use crate::codec::{self, Canonical, CodecError};
+use crate::crypto::Address;
+use crate::genesis::Genesis;
+use crate::limits;
+use crate::primitives::{Amount, ArithError, Hash, Height};
+use crate::tx::{Evidence, SignedTransaction, TxKind};
+
+/// A key of the state map. Its encoding is the key in storage; its SHA-256 the key in the tree.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
+pub enum StateKey {
+    Account(Address),
+    Delegate(Address),
+    /// Accounts with an unbonding entry releasing at this height.
+    Unbonding(Height),
+    /// A slashed offence, by [`Evidence::offence_id`].
+    Offence(Hash),
+    /// The chain's configuration from genesis (chain id, time, engines, parameters).
+    Config,
+    /// Written by every block.
+    Meta,
+}
+
+impl Canonical for StateKey {
+    const BYTES_MAX: u32 = 64;
+}
+
+impl StateKey {
+    pub fn encode(&self) -> Vec<u8> {
+        codec::encode(self)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Account {
+    pub balance: Amount,
+    /// Transactions sent so far; the next one must carry this nonce.
+    pub nonce: u64,
+    pub stake: Amount,
+    /// Unstaked funds waiting for their release height.
+    pub unbonding: Vec<Unbonding>,
+    /// Delegates this account approves; each receives the account's full stake as weight.
+    pub votes: Vec<Address>,
+}
+
+impl Canonical for Account {
+    const BYTES_MAX: u32 = 8 * 1024;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Unbonding {
+    pub amount: Amount,
+    pub release_at: Height,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Delegate {
+    pub registered_at: Height,
+    /// Sum of the stakes of the accounts voting for this delegate.
+    pub votes_received: Amount,
+}
+
+impl Canonical for Delegate {
+    const BYTES_MAX: u32 = 64;
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+struct UnbondingQueue(Vec<Address>);
+
+impl Canonical for UnbondingQueue {
+    const BYTES_MAX: u32 = limits::BLOCK_BYTES_MAX;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+struct OffenceRecord {
+    slashed_at: Height,
+}
+
+impl Canonical for OffenceRecord {
+    const BYTES_MAX: u32 = 8;
+}
+
+/// The state's record of its own position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Meta {
+    pub height: Height,
+}
+
+impl Canonical for Meta {
+    const BYTES_MAX: u32 = 8;
+}
+
+/// The storage could not produce a value (I/O failure or a damaged store).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("state storage failed: {0}")]
+    Storage(String),
+    #[error("stored state value for {key} is damaged: {error}")]
+    Damaged { key: String, error: CodecError },
+}
+
+/// Read access to the state a block builds on.
+pub trait StateRead {
+    /// The encoded value under `key` (an encoded [`StateKey`]), if any.
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError>;
+}
+
+fn read_typed<T: Canonical, R: StateRead + ?Sized>(state: &R, key: &StateKey) -> Result<Option<T>, ReadError> {
+    match state.get_raw(&key.encode())? {
+        None => Ok(None),
+        Some(bytes) => {
+            codec::decode(&bytes).map(Some).map_err(|error| ReadError::Damaged { key: format!("{key:?}"), error })
+        }
+    }
+}
+
+/// Reads one account (the default, empty account if it was never touched).
+pub fn read_account<R: StateRead + ?Sized>(state: &R, address: &Address) -> Result<Account, ReadError> {
+    Ok(read_typed(state, &StateKey::Account(*address))?.unwrap_or_default())
+}
+
+pub fn read_delegate<R: StateRead + ?Sized>(state: &R, address: &Address) -> Result<Option<Delegate>, ReadError> {
+    read_typed(state, &StateKey::Delegate(*address))
+}
+
+/// One changed entry: its key, the value before the block (for undo) and after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateChange {
+    pub key: Vec<u8>,
+    pub old: Option<Vec<u8>>,
+    pub new: Vec<u8>,
+}
+
+/// Why a transaction cannot apply to the current state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxRejection {
+    #[error("nonce {got} is wrong, next for this sender is {expected}")]
+    BadNonce { expected: u64, got: u64 },
+    #[error("fee {got} is below the minimum {min}")]
+    FeeTooLow { min: Amount, got: Amount },
+    #[error("insufficient balance: needs {needed}, has {available}")]
+    InsufficientBalance { needed: Amount, available: Amount },
+    #[error("cannot unstake {requested}: only {staked} staked")]
+    InsufficientStake { requested: Amount, staked: Amount },
+    #[error("account already has {} unbonding entries", limits::UNBONDING_ENTRIES_MAX)]
+    TooManyUnbonding,
+    #[error("{address} is already a delegate")]
+    AlreadyDelegate { address: Address },
+    #[error("{address} is not a registered delegate")]
+    NotDelegate { address: Address },
+    #[error("offence {offence} was already slashed")]
+    DuplicateOffence { offence: Hash },
+    #[error("evidence for height {height} is outside the window {oldest}..={newest}")]
+    EvidenceOutOfWindow { height: Height, oldest: Height, newest: Height },
+    #[error("offender {offender} has nothing at stake to slash")]
+    NothingToSlash { offender: Address },
+    #[error("amount arithmetic overflowed")]
+    Overflow,
+    #[error("nonce space of the sender is exhausted")]
+    NonceExhausted,
+}
+
+impl From<ArithError> for TxRejection {
+    fn from(_: ArithError) -> Self {
+        TxRejection::Overflow
+    }
+}
+
+impl From<ArithError> for ApplyError {
+    fn from(_: ArithError) -> Self {
+        ApplyError::Rejected(TxRejection::Overflow)
+    }
+}
+
+/// Why a block cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockError {
+    #[error("block {height} has parent {got}, expected {expected}")]
+    WrongParent { height: Height, got: Hash, expected: Hash },
+    #[error("block has height {got}, expected {expected}")]
+    WrongHeight { expected: Height, got: Height },
+    #[error(transparent)]
+    Shape(#[from] BlockShapeError),
+    #[error("transaction {index} ({hash}) rejected: {rejection}")]
+    Tx { index: usize, hash: Hash, rejection: TxRejection },
+    #[error("token supply arithmetic overflowed")]
+    SupplyOverflow,
+    #[error("block {height} claims state root {got}, execution gives {expected}")]
+    StateRoot { height: Height, expected: Hash, got: Hash },
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Tree(#[from] tree::TreeError),
+}
+
+/// Applies transactions to a parent state, holding every touched entry in memory.
+///
+/// Reads go to the overlay first, then to `base`. Nothing is written anywhere until the
+/// caller takes [`Executor::into_changes`].
+#[derive(Debug)]
+pub struct Executor<'a, R: StateRead + ?Sized> {
+    base: &'a R,
+    genesis: &'a Genesis,
+    height: Height,
+    accounts: BTreeMap<Address, Account>,
+    delegates: BTreeMap<Address, Option<Delegate>>,
+    unbonding: BTreeMap<Height, UnbondingQueue>,
+    offences: BTreeMap<Hash, Option<OffenceRecord>>,
+    /// The encoded value of every loaded key before this block, for undo and change detection.
+    originals: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    fees: Amount,
+}
+
+impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
+    /// An executor for the block at `height` on top of `base`.
+    pub fn new(base: &'a R, genesis: &'a Genesis, height: Height) -> Self {
+        Executor {
+            base,
+            genesis,
+            height,
+            accounts: BTreeMap::new(),
+            delegates: BTreeMap::new(),
+            unbonding: BTreeMap::new(),
+            offences: BTreeMap::new(),
+            originals: BTreeMap::new(),
+            fees: Amount::ZERO,
+        }
+    }
+
+    /// Reads `key` from the base state, remembering its bytes.
+    fn load<T: Canonical>(&mut self, key: StateKey) -> Result<Option<T>, ReadError> {
+        let encoded_key = key.encode();
+        let raw = self.base.get_raw(&encoded_key)?;
+        let value = match &raw {
+            None => None,
+            Some(bytes) => {
+                Some(codec::decode(bytes).map_err(|error| ReadError::Damaged { key: format!("{key:?}"), error })?)
+            }
+        };
+        self.originals.insert(encoded_key, raw);
+        Ok(value)
+    }
+
+    fn account(&mut self, address: &Address) -> Result<&mut Account, ReadError> {
+        if !self.accounts.contains_key(address) {
+            let account = self.load(StateKey::Account(*address))?.unwrap_or_default();
+            self.accounts.insert(*address, account);
+        }
+        Ok(self.accounts.get_mut(address).expect("invariant: inserted above"))
+    }
+
+    fn delegate(&mut self, address: &Address) -> Result<&mut Option<Delegate>, ReadError> {
+        if !self.delegates.contains_key(address) {
+            let delegate = self.load(StateKey::Delegate(*address))?;
+            self.delegates.insert(*address, delegate);
+        }
+        Ok(self.delegates.get_mut(address).expect("invariant: inserted above"))
+    }
+
+    fn unbonding_queue(&mut self, height: Height) -> Result<&mut UnbondingQueue, ReadError> {
+        if !self.unbonding.contains_key(&height) {
+            let queue = self.load(StateKey::Unbonding(height))?.unwrap_or_default();
+            self.unbonding.insert(height, queue);
+        }
+        Ok(self.unbonding.get_mut(&height).expect("invariant: inserted above"))
+    }
+
+    /// Begin-block work: releases unbonding entries that mature at this height.
+    pub fn begin_block(&mut self) -> Result<(), BlockError> {
+        let height = self.height;
+        let due = std::mem::take(&mut self.unbonding_queue(height)?.0);
+        for address in due {
+            let account = self.account(&address)?;
+            let (released, kept): (Vec<Unbonding>, Vec<Unbonding>) =
+                account.unbonding.iter().partition(|entry| entry.release_at <= height);
+            account.unbonding = kept;
+            for entry in released {
+                account.balance = account.balance.checked_add(entry.amount).map_err(|_| BlockError::SupplyOverflow)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one transaction whose signatures and stateless rules were already checked.
+    /// On rejection, the overlay may hold partial changes: the block is then discarded whole.
+    pub fn apply_tx(&mut self, signed: &SignedTransaction) -> Result<(), ApplyError> {
+        let tx = &signed.tx;
+        let params = &self.genesis.params;
+        if tx.fee < params.min_tx_fee {
+            return Err(TxRejection::FeeTooLow { min: params.min_tx_fee, got: tx.fee }.into());
+        }
+        let sender = self.account(&tx.sender)?;
+        if tx.nonce != sender.nonce {
+            return Err(TxRejection::BadNonce { expected: sender.nonce, got: tx.nonce }.into());
+        }
+        let spend = match &tx.kind {
+            TxKind::Transfer { amount, .. } | TxKind::Stake { amount } => tx.fee.checked_add(*amount)?,
+            _ => tx.fee,
+        };
+        if sender.balance < spend {
+            return Err(TxRejection::InsufficientBalance { needed: spend, available: sender.balance }.into());
+        }
+        sender.balance = sender.balance.checked_sub(spend)?;
+        sender.nonce = sender.nonce.checked_add(1).ok_or(TxRejection::NonceExhausted)?;
+        self.fees = self.fees.checked_add(tx.fee)?;
+        match &tx.kind {
+            TxKind::Transfer { to, amount } => {
+                let recipient = self.account(to)?;
+                recipient.balance = recipient.balance.checked_add(*amount)?;
+            }
+            TxKind::Stake { amount } => self.change_stake(&tx.sender, StakeChange::Add(*amount))?,
+            TxKind::Unstake { amount } => self.unstake(&tx.sender, *amount)?,
+            TxKind::RegisterDelegate => {
+                let height = self.height;
+                let entry = self.delegate(&tx.sender)?;
+                if entry.is_some() {
+                    return Err(TxRejection::AlreadyDelegate { address: tx.sender }.into());
+                }
+                *entry = Some(Delegate { registered_at: height, votes_received: Amount::ZERO });
+            }
+            TxKind::Vote { delegates } => self.vote(&tx.sender, delegates)?,
+            TxKind::Evidence(evidence) => self.slash(evidence)?,
+        }
+        Ok(())
+    }
+
+    fn unstake(&mut self, address: &Address, amount: Amount) -> Result<(), ApplyError> {
+        let release_at = self.height.checked_add(self.genesis.params.unbonding_period).map_err(TxRejection::from)?;
+        let account = self.account(address)?;
+        if account.stake < amount {
+            return Err(TxRejection::InsufficientStake { requested: amount, staked: account.stake }.into());
+        }
+        if account.unbonding.len() >= limits::UNBONDING_ENTRIES_MAX as usize {
+            return Err(TxRejection::TooManyUnbonding.into());
+        }
+        account.unbonding.push(Unbonding { amount, release_at });
+        self.change_stake(address, StakeChange::Sub(amount))?;
+        let queue = self.unbonding_queue(release_at)?;
+        if !queue.0.contains(address) {
+            queue.0.push(*address);
+        }
+        Ok(())
+    }
+
+    /// Changes an account's stake and, by the same amount, the weight of every delegate it
+    /// votes for.
+    fn change_stake(&mut self, address: &Address, change: StakeChange) -> Result<(), ApplyError> {
+        let account = self.account(address)?;
+        account.stake = change.apply(account.stake)?;
+        let votes = account.votes.clone();
+        for delegate in votes {
+            if let Some(entry) = self.delegate(&delegate)? {
+                entry.votes_received = change.apply(entry.votes_received)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn vote(&mut self, voter: &Address, delegates: &[Address]) -> Result<(), ApplyError> {
+        for delegate in delegates {
+            if self.delegate(delegate)?.is_none() {
+                return Err(TxRejection::NotDelegate { address: *delegate }.into());
+            }
+        }
+        let account = self.account(voter)?;
+        let stake = account.stake;
+        let old_votes = std::mem::replace(&mut account.votes, delegates.to_vec());
+        for delegate in old_votes {
+            if let Some(entry) = self.delegate(&delegate)? {
+                entry.votes_received = entry.votes_received.checked_sub(stake).map_err(TxRejection::from)?;
+            }
+        }
+        for delegate in delegates {
+            if let Some(entry) = self.delegate(delegate)? {
+                entry.votes_received = entry.votes_received.checked_add(stake).map_err(TxRejection::from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Slashes the offender's stake and unbonding funds by the genesis `slash_permille`; the
+    /// slashed funds are burned. Each offence is slashed at most once.
+    fn slash(&mut self, evidence: &Evidence) -> Result<(), ApplyError> {
+        let newest = self.height;
+        let oldest = Height::new(newest.get().saturating_sub(self.genesis.params.unbonding_period.0));
+        let height = evidence.height();
+        if height < oldest || height > newest {
+            return Err(TxRejection::EvidenceOutOfWindow { height, oldest, newest }.into());
+        }
+        let offence = evidence.offence_id();
+        let height_now = self.height;
+        if !self.offences.contains_key(&offence) {
+            let record = self.load(StateKey::Offence(offence))?;
+            self.offences.insert(offence, record);
+        }
+        let record = self.offences.get_mut(&offence).expect("invariant: inserted above");
+        if record.is_some() {
+            return Err(TxRejection::DuplicateOffence { offence }.into());
+        }
+        *record = Some(OffenceRecord { slashed_at: height_now });
+
+        let permille = self.genesis.params.slash_permille;
+        let offender = evidence.offender();
+        let account = self.account(&offender)?;
+        if account.stake.is_zero() && account.unbonding.iter().all(|entry| entry.amount.is_zero()) {
+            return Err(TxRejection::NothingToSlash { offender }.into());
+        }
+        for entry in &mut account.unbonding {
+            entry.amount = entry.amount.checked_sub(entry.amount.permille(permille)).map_err(TxRejection::from)?;
+        }
+        let slashed = account.stake.permille(permille);
+        self.change_stake(&offender, StakeChange::Sub(slashed))
+    }
+
+    /// End-block work: fees and the block reward go to the proposer; the height is recorded.
+    pub fn end_block(&mut self, proposer: &Address) -> Result<(), BlockError> {
+        let reward = self.fees.checked_add(self.genesis.params.block_reward).map_err(|_| BlockError::SupplyOverflow)?;
+        let account = self.account(proposer)?;
+        account.balance = account.balance.checked_add(reward).map_err(|_| BlockError::SupplyOverflow)?;
+        Ok(())
+    }
+
+    /// The block's changes, sorted by key, with the old value of each for undo.
+    pub fn into_changes(mut self) -> Result<Vec<StateChange>, ReadError> {
+        let mut written: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        for (address, account) in &self.accounts {
+            written.insert(StateKey::Account(*address).encode(), codec::encode(account));
+        }
+        for (address, delegate) in &self.delegates {
+            if let Some(delegate) = delegate {
+                written.insert(StateKey::Delegate(*address).encode(), codec::encode(delegate));
+            }
+        }
+        for (height, queue) in &self.unbonding {
+            written.insert(StateKey::Unbonding(*height).encode(), codec::encode(queue));
+        }
+        for (offence, record) in &self.offences {
+            if let Some(record) = record {
+                written.insert(StateKey::Offence(*offence).encode(), codec::encode(record));
+            }
+        }
+        written.insert(StateKey::Meta.encode(), codec::encode(&Meta { height: self.height }));
+        let mut changes = Vec::with_capacity(written.len());
+        for (key, new) in written {
+            let old = match self.originals.remove(&key) {
+                Some(original) => original,
+                None => self.base.get_raw(&key)?,
+            };
+            if old.as_deref() != Some(new.as_slice()) {
+                changes.push(StateChange { key, old, new });
+            }
+        }
+        Ok(changes)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum StakeChange {
+    Add(Amount),
+    Sub(Amount),
+}
+
+impl StakeChange {
+    fn apply(self, amount: Amount) -> Result<Amount, TxRejection> {
+        Ok(match self {
+            StakeChange::Add(delta) => amount.checked_add(delta)?,
+            StakeChange::Sub(delta) => amount.checked_sub(delta)?,
+        })
+    }
+}
+
+/// A transaction could not be applied: a rule said no, or the state could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Rejected(#[from] TxRejection),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// Everything importing a block produces; the store writes it in one batch.
+#[derive(Debug)]
+pub struct BlockOutcome {
+    pub changes: Vec<StateChange>,
+    pub tree_batch: jmt::storage::TreeUpdateBatch,
+    pub state_root: Hash,
+    pub tx_hashes: Vec<Hash>,
+}
+
+/// The one path from a parent state and a block to the block's effects.
+///
+/// Checks the parent link and height, the body's shape and every signature (in parallel with
+/// execution: a failed check discards the execution), executes every transaction, computes the
+/// new state root and compares it with the header's. Engine rules (seal, timestamp, proposer
+/// eligibility) are the consensus engine's and are checked before this.
+pub fn apply_block<S>(state: &S, genesis: &Genesis, parent: &Header, block: &Block) -> Result<BlockOutcome, BlockError>
+where
+    S: StateRead + jmt::storage::TreeReader + Sync,
+{
+    let header = &block.header;
+    let expected_height =
+        parent.height.next().ok_or(BlockError::WrongHeight { expected: parent.height, got: header.height })?;
+    if header.height != expected_height {
+        return Err(BlockError::WrongHeight { expected: expected_height, got: header.height });
+    }
+    let parent_hash = parent.hash();
+    if header.parent != parent_hash {
+        return Err(BlockError::WrongParent { height: header.height, got: header.parent, expected: parent_hash });
+    }
+    let (shape, executed) =
+        rayon::join(|| block::check_block_stateless(block, &genesis.chain_id), || execute(state, genesis, block));
+    let tx_hashes = shape?;
+    let changes = executed?;
+    let (state_root, tree_batch) = tree::apply_changes(state, &changes, header.height)?;
+    if state_root != header.state_root {
+        return Err(BlockError::StateRoot { height: header.height, expected: state_root, got: header.state_root });
+    }
+    Ok(BlockOutcome { changes, tree_batch, state_root, tx_hashes })
+}
+
+/// Executes a block's transactions (assumed stateless-valid) and returns its changes.
+pub fn execute<S: StateRead + ?Sized>(
+    state: &S,
+    genesis: &Genesis,
+    block: &Block,
+) -> Result<Vec<StateChange>, BlockError> {
+    let mut executor = Executor::new(state, genesis, block.header.height);
+    executor.begin_block()?;
+    for (index, tx) in block.body.txs.iter().enumerate() {
+        executor.apply_tx(tx).map_err(|error| match error {
+            ApplyError::Rejected(rejection) => BlockError::Tx { index, hash: tx.hash(), rejection },
+            ApplyError::Read(read) => BlockError::Read(read),
+        })?;
+    }
+    executor.end_block(&block.header.proposer)?;
+    Ok(executor.into_changes()?)
+}
+
+/// The genesis state as changes on an empty state, and the genesis block.
+pub fn genesis_changes(genesis: &Genesis) -> Vec<StateChange> {
+    let mut written: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for entry in &genesis.accounts {
+        let account = Account { balance: entry.balance, stake: entry.stake, ..Account::default() };
+        written.insert(StateKey::Account(entry.address).encode(), codec::encode(&account));
+    }
+    let delegates: BTreeSet<Address> = genesis
+        .engines
+        .iter()
+        .flat_map(|entry| match &entry.engine {
+            crate::genesis::EngineConfig::Dpos(config) => {
+                config.delegates.iter().map(|member| member.address).collect()
+            }
+            _ => Vec::new(),
+        })
+        .collect();
+    for address in delegates {
+        let delegate = Delegate { registered_at: Height::GENESIS, votes_received: Amount::ZERO };
+        written.insert(StateKey::Delegate(address).encode(), codec::encode(&delegate));
+    }
+    let config = (&genesis.chain_id, genesis.genesis_time, &genesis.engines, &genesis.params);
+    written.insert(StateKey::Config.encode(), codec::encode(&config));
+    written.insert(StateKey::Meta.encode(), codec::encode(&Meta { height: Height::GENESIS }));
+    written.into_iter().map(|(key, new)| StateChange { key, old: None, new }).collect()
+}
+
+/// The genesis block for a state root computed from [`genesis_changes`].
+pub fn genesis_block(genesis: &Genesis, state_root: Hash) -> Block {
+    let body = block::Body::default();
+    Block {
+        header: Header {
+            parent: Hash::ZERO,
+            height: Height::GENESIS,
+            timestamp: genesis.genesis_time,
+            txs_root: body.txs_root(),
+            votes_root: body.votes_root(),
+            state_root,
+            proposer: Address([0; 32]),
+            seal: block::Seal::None,
+        },
+        body,
+    }
+}
+
+/// Builds the block that applies `txs` on top of `parent`: executes them and fills in the
+/// roots. The seal is left as given (`Seal::None` for the engine to fill in, e.g. by mining).
+pub fn build_block<S>(
+    state: &S,
+    genesis: &Genesis,
+    parent: &Header,
+    template: BlockTemplate,
+) -> Result<Block, BlockError>
+where
+    S: StateRead + jmt::storage::TreeReader,
+{
+    let height = parent.height.next().ok_or(BlockError::WrongHeight { expected: parent.height, got: parent.height })?;
+    let body = block::Body { txs: template.txs, votes: template.votes };
+    let mut block = Block {
+        header: Header {
+            parent: parent.hash(),
+            height,
+            timestamp: template.timestamp,
+            txs_root: body.txs_root(),
+            votes_root: body.votes_root(),
+            state_root: Hash::ZERO,
+            proposer: template.proposer,
+            seal: block::Seal::None,
+        },
+        body,
+    };
+    let changes = execute(state, genesis, &block)?;
+    let (state_root, _) = tree::apply_changes(state, &changes, height)?;
+    block.header.state_root = state_root;
+    Ok(block)
+}
+
+/// What a proposer puts in a block.
+#[derive(Debug, Clone)]
+pub struct BlockTemplate {
+    pub txs: Vec<SignedTransaction>,
+    pub votes: Vec<crate::tx::Vote>,
+    pub proposer: Address,
+    pub timestamp: crate::primitives::Timestamp,
+}

@@ -1,0 +1,49 @@
+//! Helpers for tests and benchmarks in this and other crates (feature `testing`).
+
+use crate::crypto::SecretKey;
+use crate::genesis::{ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, PowConfig};
+use crate::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
+use crate::tx::{SignedTransaction, Transaction, TxKind};
+
+/// The key of test account `index` (deterministic).
+pub fn key(index: u32) -> SecretKey {
+    let mut seed = [0u8; 32];
+    seed[..4].copy_from_slice(&index.to_le_bytes());
+    seed[31] = 0xc5;
+    SecretKey::from_seed(seed)
+}
+
+/// A PoW genesis with `n_accounts` accounts (keys from [`key`]) holding `balance` each.
+pub fn genesis(n_accounts: u32, balance: u128) -> Genesis {
+    Genesis {
+        chain_id: ChainId::new("chorus-test").expect("valid chain id"),
+        genesis_time: Timestamp::from_millis(1_767_225_600_000),
+        engines: vec![EngineEntry {
+            from_height: Height::GENESIS,
+            engine: EngineConfig::Pow(PowConfig {
+                target_block_time_ms: 1_000,
+                initial_target: Hash([0xff; 32]),
+                retarget_window_blocks: 10,
+            }),
+        }],
+        params: ChainParams {
+            block_reward: Amount::new(50),
+            min_tx_fee: Amount::new(1),
+            unbonding_period: BlockCount(3),
+            slash_permille: 500,
+        },
+        accounts: (0..n_accounts)
+            .map(|index| GenesisAccount {
+                address: key(index).address(),
+                balance: Amount::new(balance),
+                stake: Amount::ZERO,
+            })
+            .collect(),
+    }
+}
+
+/// A signed transaction of `kind` from `key`.
+pub fn signed(genesis: &Genesis, key: &SecretKey, nonce: u64, kind: TxKind) -> SignedTransaction {
+    Transaction { chain_id: genesis.chain_id.clone(), sender: key.address(), nonce, fee: Amount::new(1), kind }
+        .sign(key)
+}

@@ -1,0 +1,286 @@
+//! Transactions: every kind SPEC names, their signing rule and their stateless checks.
+//!
+//! A transaction is valid in isolation (see [`SignedTransaction::check_stateless`]) before the
+//! state machine looks at it; signatures are checked by the caller, in batches, from
+//! [`SignedTransaction::signature_checks`].
+
+use std::collections::BTreeSet;
+
+use bincode::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+
+use crate::block::Header;
+use crate::codec::{self, Canonical};
+use crate::crypto::{self, Address, Signature};
+use crate::limits;
+use crate::primitives::{Amount, ChainId, Hash, Height};
+
+/// Signing-hash tags: one per kind of signed object, so a signature on one can never pass as
+/// a signature on another.
+pub(crate) const TX_SIGNING_TAG: &[u8] = b"chorus/tx/v1";
+pub(crate) const VOTE_SIGNING_TAG: &[u8] = b"chorus/vote/v1";
+
+/// What the sender signs.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Transaction {
+    pub chain_id: ChainId,
+    pub sender: Address,
+    /// Must equal the sender's account nonce (the number of transactions it has sent).
+    pub nonce: u64,
+    pub fee: Amount,
+    pub kind: TxKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxKind {
+    Transfer {
+        to: Address,
+        amount: Amount,
+    },
+    /// Moves `amount` from balance to stake; the stake weighs the sender's votes.
+    Stake {
+        amount: Amount,
+    },
+    /// Moves `amount` from stake to an unbonding entry that returns to the balance after the
+    /// genesis unbonding period.
+    Unstake {
+        amount: Amount,
+    },
+    RegisterDelegate,
+    /// Approval voting: replaces the sender's previous vote; an empty list withdraws it.
+    Vote {
+        delegates: Vec<Address>,
+    },
+    Evidence(Evidence),
+}
+
+impl TxKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TxKind::Transfer { .. } => "transfer",
+            TxKind::Stake { .. } => "stake",
+            TxKind::Unstake { .. } => "unstake",
+            TxKind::RegisterDelegate => "register_delegate",
+            TxKind::Vote { .. } => "vote",
+            TxKind::Evidence(_) => "evidence",
+        }
+    }
+}
+
+/// A finality vote for a block, signed by a validator.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct Vote {
+    pub voter: Address,
+    pub height: Height,
+    pub round: u32,
+    pub block_hash: Hash,
+    pub signature: Signature,
+}
+
+impl Vote {
+    /// The digest the voter signs; it binds the chain id.
+    pub fn signing_hash(chain_id: &ChainId, voter: &Address, height: Height, round: u32, block_hash: &Hash) -> Hash {
+        crypto::signing_hash(VOTE_SIGNING_TAG, &codec::encode(&(chain_id, voter, height, round, block_hash)))
+    }
+
+    pub fn signed(chain_id: &ChainId, key: &crypto::SecretKey, height: Height, round: u32, block_hash: Hash) -> Vote {
+        let voter = key.address();
+        let signature = key.sign(Self::signing_hash(chain_id, &voter, height, round, &block_hash).as_bytes());
+        Vote { voter, height, round, block_hash, signature }
+    }
+
+    pub fn own_signing_hash(&self, chain_id: &ChainId) -> Hash {
+        Self::signing_hash(chain_id, &self.voter, self.height, self.round, &self.block_hash)
+    }
+}
+
+/// Proof that a validator signed two conflicting messages.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// Two different signed headers at one height by one proposer.
+    DoubleProposal { first: Header, second: Header },
+    /// Two votes by one voter for different blocks at one (height, round).
+    DoubleVote { first: Vote, second: Vote },
+}
+
+impl Evidence {
+    pub fn offender(&self) -> Address {
+        match self {
+            Evidence::DoubleProposal { first, .. } => first.proposer,
+            Evidence::DoubleVote { first, .. } => first.voter,
+        }
+    }
+
+    pub fn height(&self) -> Height {
+        match self {
+            Evidence::DoubleProposal { first, .. } => first.height,
+            Evidence::DoubleVote { first, .. } => first.height,
+        }
+    }
+
+    /// Identifies the offence, so the same offence is slashed once however it is reported.
+    pub fn offence_id(&self) -> Hash {
+        let (kind, round): (u8, u32) = match self {
+            Evidence::DoubleProposal { .. } => (0, 0),
+            Evidence::DoubleVote { first, .. } => (1, first.round),
+        };
+        Hash::tagged(b"chorus/offence/v1", &codec::encode(&(self.offender(), kind, self.height(), round)))
+    }
+
+    /// Structural conflict check (signatures are checked with the transaction's).
+    fn check_conflict(&self) -> Result<(), TxError> {
+        let conflicting = match self {
+            Evidence::DoubleProposal { first, second } => {
+                first.proposer == second.proposer
+                    && first.height == second.height
+                    && first.hash() != second.hash()
+                    && first.seal_signature().is_some()
+                    && second.seal_signature().is_some()
+            }
+            Evidence::DoubleVote { first, second } => {
+                first.voter == second.voter
+                    && first.height == second.height
+                    && first.round == second.round
+                    && first.block_hash != second.block_hash
+            }
+        };
+        if conflicting { Ok(()) } else { Err(TxError::EvidenceNotConflicting) }
+    }
+
+    fn signature_checks(&self, chain_id: &ChainId, out: &mut Vec<SignatureCheck>) {
+        match self {
+            Evidence::DoubleProposal { first, second } => {
+                for header in [first, second] {
+                    if let Some(signature) = header.seal_signature() {
+                        out.push(SignatureCheck {
+                            signer: header.proposer,
+                            digest: header.signing_hash(chain_id),
+                            signature,
+                        });
+                    }
+                }
+            }
+            Evidence::DoubleVote { first, second } => {
+                for vote in [first, second] {
+                    out.push(SignatureCheck {
+                        signer: vote.voter,
+                        digest: vote.own_signing_hash(chain_id),
+                        signature: vote.signature,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A transaction with its sender's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
+pub struct SignedTransaction {
+    pub tx: Transaction,
+    pub signature: Signature,
+}
+
+impl Canonical for SignedTransaction {
+    const BYTES_MAX: u32 = limits::TX_BYTES_MAX;
+}
+
+/// One signature a transaction or block needs checked: over a 32-byte digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignatureCheck {
+    pub signer: Address,
+    pub digest: Hash,
+    pub signature: Signature,
+}
+
+impl SignatureCheck {
+    pub fn item(&self) -> crypto::SignedItem<'_> {
+        crypto::SignedItem { signer: &self.signer, message: self.digest.as_bytes(), signature: &self.signature }
+    }
+}
+
+/// Why a transaction is invalid on its own, whatever the state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    #[error("transaction is for chain {got}, this chain is {expected}")]
+    WrongChain { expected: ChainId, got: ChainId },
+    #[error("{kind} amount must be positive")]
+    ZeroAmount { kind: &'static str },
+    #[error("vote names {got} delegates, limit {}", limits::VOTE_DELEGATES_MAX)]
+    TooManyDelegates { got: usize },
+    #[error("vote names delegate {delegate} twice")]
+    DuplicateDelegate { delegate: Address },
+    #[error("evidence does not show two conflicting signed messages by one signer")]
+    EvidenceNotConflicting,
+    #[error("transaction is {size_bytes} bytes, limit {}", limits::TX_BYTES_MAX)]
+    TooLarge { size_bytes: usize },
+    #[error("bad signature: {0}")]
+    Signature(#[from] crypto::SignatureError),
+}
+
+impl Transaction {
+    pub fn signing_hash(&self) -> Hash {
+        crypto::signing_hash(TX_SIGNING_TAG, &codec::encode(self))
+    }
+
+    pub fn sign(self, key: &crypto::SecretKey) -> SignedTransaction {
+        let signature = key.sign(self.signing_hash().as_bytes());
+        SignedTransaction { tx: self, signature }
+    }
+}
+
+impl SignedTransaction {
+    /// The transaction id: SHA-256 of the signed encoding.
+    pub fn hash(&self) -> Hash {
+        Hash::digest(&codec::encode(self))
+    }
+
+    /// Checks everything that does not depend on state or signatures.
+    pub fn check_stateless(&self, chain_id: &ChainId) -> Result<(), TxError> {
+        let tx = &self.tx;
+        if &tx.chain_id != chain_id {
+            return Err(TxError::WrongChain { expected: chain_id.clone(), got: tx.chain_id.clone() });
+        }
+        match &tx.kind {
+            TxKind::Transfer { amount, .. } | TxKind::Stake { amount } | TxKind::Unstake { amount } => {
+                if amount.is_zero() {
+                    return Err(TxError::ZeroAmount { kind: tx.kind.name() });
+                }
+            }
+            TxKind::RegisterDelegate => {}
+            TxKind::Vote { delegates } => {
+                if delegates.len() > limits::VOTE_DELEGATES_MAX as usize {
+                    return Err(TxError::TooManyDelegates { got: delegates.len() });
+                }
+                let mut seen = BTreeSet::new();
+                if let Some(twice) = delegates.iter().find(|delegate| !seen.insert(**delegate)) {
+                    return Err(TxError::DuplicateDelegate { delegate: *twice });
+                }
+            }
+            TxKind::Evidence(evidence) => evidence.check_conflict()?,
+        }
+        Ok(())
+    }
+
+    /// Appends every signature this transaction needs checked: the sender's, and for evidence
+    /// the offender's two.
+    pub fn signature_checks(&self, out: &mut Vec<SignatureCheck>) {
+        out.push(SignatureCheck { signer: self.tx.sender, digest: self.tx.signing_hash(), signature: self.signature });
+        if let TxKind::Evidence(evidence) = &self.tx.kind {
+            evidence.signature_checks(&self.tx.chain_id, out);
+        }
+    }
+
+    /// Stateless checks plus all signatures, one by one: for single transactions (mempool,
+    /// RPC). Blocks batch their signatures instead.
+    pub fn verify(&self, chain_id: &ChainId) -> Result<(), TxError> {
+        self.check_stateless(chain_id)?;
+        let mut checks = Vec::with_capacity(3);
+        self.signature_checks(&mut checks);
+        for check in &checks {
+            crypto::verify(&check.signer, check.digest.as_bytes(), &check.signature)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,311 @@
+//! The state machine: every transaction kind, fees and rewards, unbonding, vote weights,
+//! slashing, and whole-block rejection, run on the in-memory state.
+
+use chorus_chain::block::{Block, Header, Seal};
+use chorus_chain::crypto::{Address, SecretKey};
+use chorus_chain::genesis::Genesis;
+use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
+use chorus_chain::state::memory::MemoryState;
+use chorus_chain::state::{self, Account, BlockError, BlockTemplate, TxRejection};
+use chorus_chain::testing::{self, key};
+use chorus_chain::tx::{Evidence, SignedTransaction, TxError, TxKind, Vote};
+
+struct Chain {
+    genesis: Genesis,
+    mem: MemoryState,
+    head: Header,
+}
+
+impl Chain {
+    fn new(n_accounts: u32) -> Chain {
+        let genesis = testing::genesis(n_accounts, 1_000);
+        let (mem, block) = MemoryState::from_genesis(&genesis).unwrap();
+        Chain { genesis, mem, head: block.header }
+    }
+
+    fn block_with(&self, txs: Vec<SignedTransaction>) -> Result<Block, BlockError> {
+        let template = BlockTemplate {
+            txs,
+            votes: vec![],
+            proposer: key(9).address(),
+            timestamp: Timestamp::from_millis(self.head.timestamp.as_millis() + 1_000),
+        };
+        state::build_block(&self.mem, &self.genesis, &self.head, template)
+    }
+
+    /// Builds, validates and applies a block; returns the error if it is invalid.
+    fn push(&mut self, txs: Vec<SignedTransaction>) -> Result<Block, BlockError> {
+        let block = self.block_with(txs)?;
+        let outcome = state::apply_block(&self.mem, &self.genesis, &self.head, &block)?;
+        self.mem.commit_outcome(&outcome);
+        self.head = block.header.clone();
+        Ok(block)
+    }
+
+    fn account(&self, index: u32) -> Account {
+        state::read_account(&self.mem, &key(index).address()).unwrap()
+    }
+
+    fn nonce(&self, index: u32) -> u64 {
+        self.account(index).nonce
+    }
+
+    fn tx(&self, index: u32, kind: TxKind) -> SignedTransaction {
+        testing::signed(&self.genesis, &key(index), self.nonce(index), kind)
+    }
+
+    fn votes_received(&self, index: u32) -> Amount {
+        state::read_delegate(&self.mem, &key(index).address()).unwrap().expect("a delegate").votes_received
+    }
+}
+
+fn rejection(result: Result<Block, BlockError>) -> TxRejection {
+    match result {
+        Err(BlockError::Tx { rejection, .. }) => rejection,
+        other => panic!("expected a transaction rejection, got {other:?}"),
+    }
+}
+
+#[test]
+fn transfer_moves_funds_and_pays_the_proposer() {
+    let mut chain = Chain::new(3);
+    let tx = chain.tx(0, TxKind::Transfer { to: key(1).address(), amount: Amount::new(100) });
+    chain.push(vec![tx]).unwrap();
+    assert_eq!(chain.account(0).balance, Amount::new(899));
+    assert_eq!(chain.account(0).nonce, 1);
+    assert_eq!(chain.account(1).balance, Amount::new(1_100));
+    assert_eq!(chain.account(9).balance, Amount::new(51), "reward 50 + fee 1");
+    chain.push(vec![]).unwrap();
+    assert_eq!(chain.account(9).balance, Amount::new(101), "an empty block still pays the reward");
+}
+
+#[test]
+fn nonce_fee_and_balance_rules() {
+    let mut chain = Chain::new(3);
+    let genesis = chain.genesis.clone();
+    let transfer = |amount| TxKind::Transfer { to: key(1).address(), amount: Amount::new(amount) };
+    let wrong_nonce = testing::signed(&genesis, &key(0), 5, transfer(1));
+    assert_eq!(rejection(chain.push(vec![wrong_nonce])), TxRejection::BadNonce { expected: 0, got: 5 });
+    let too_much = chain.tx(0, transfer(1_000));
+    assert_eq!(
+        rejection(chain.push(vec![too_much])),
+        TxRejection::InsufficientBalance { needed: Amount::new(1_001), available: Amount::new(1_000) }
+    );
+    let mut free = chain.tx(0, transfer(1)).tx;
+    free.fee = Amount::ZERO;
+    let free = free.sign(&key(0));
+    assert_eq!(rejection(chain.push(vec![free])), TxRejection::FeeTooLow { min: Amount::new(1), got: Amount::ZERO });
+    // Overflow of amount + fee is a rejection, not a panic.
+    let mut huge = chain.tx(0, transfer(1)).tx;
+    huge.kind = TxKind::Transfer { to: key(1).address(), amount: Amount::MAX };
+    let huge = huge.sign(&key(0));
+    assert_eq!(rejection(chain.push(vec![huge])), TxRejection::Overflow);
+    // Nothing of the rejected blocks stuck.
+    assert_eq!(chain.account(0), Account { balance: Amount::new(1_000), ..Account::default() });
+}
+
+#[test]
+fn one_invalid_transaction_invalidates_the_block() {
+    let chain = Chain::new(3);
+    let good = chain.tx(0, TxKind::Transfer { to: key(1).address(), amount: Amount::new(10) });
+    let bad = chain.tx(2, TxKind::Unstake { amount: Amount::new(1) });
+    let block = {
+        let mut block = chain.block_with(vec![good.clone()]).unwrap();
+        block.body.txs.push(bad);
+        block.header.txs_root = block.body.txs_root();
+        block
+    };
+    match state::apply_block(&chain.mem, &chain.genesis, &chain.head, &block) {
+        Err(BlockError::Tx { index: 1, rejection: TxRejection::InsufficientStake { .. }, .. }) => {}
+        other => panic!("expected the second transaction to be rejected, got {other:?}"),
+    }
+    assert_eq!(chain.account(0).balance, Amount::new(1_000));
+}
+
+#[test]
+fn bad_signature_and_roots_are_caught() {
+    let chain = Chain::new(3);
+    let tx = chain.tx(0, TxKind::Transfer { to: key(1).address(), amount: Amount::new(10) });
+    let mut block = chain.block_with(vec![tx]).unwrap();
+    block.body.txs[0].signature.0[3] ^= 0x40;
+    block.header.txs_root = block.body.txs_root();
+    match state::apply_block(&chain.mem, &chain.genesis, &chain.head, &block) {
+        Err(BlockError::Shape(chorus_chain::block::BlockShapeError::Tx {
+            index: 0,
+            error: TxError::Signature(_),
+            ..
+        })) => {}
+        other => panic!("expected a signature error, got {other:?}"),
+    }
+    let mut block = chain.block_with(vec![]).unwrap();
+    block.header.txs_root = Hash([3; 32]);
+    assert!(matches!(
+        state::apply_block(&chain.mem, &chain.genesis, &chain.head, &block),
+        Err(BlockError::Shape(chorus_chain::block::BlockShapeError::TxsRoot { .. }))
+    ));
+    let mut block = chain.block_with(vec![]).unwrap();
+    block.header.parent = Hash([4; 32]);
+    assert!(matches!(
+        state::apply_block(&chain.mem, &chain.genesis, &chain.head, &block),
+        Err(BlockError::WrongParent { .. })
+    ));
+}
+
+#[test]
+fn stake_unstake_and_unbonding_release_at_the_right_height() {
+    let mut chain = Chain::new(3);
+    chain.push(vec![chain.tx(0, TxKind::Stake { amount: Amount::new(300) })]).unwrap();
+    assert_eq!((chain.account(0).balance, chain.account(0).stake), (Amount::new(699), Amount::new(300)));
+    let unstake_block = chain.push(vec![chain.tx(0, TxKind::Unstake { amount: Amount::new(100) })]).unwrap();
+    let release_at = Height::new(unstake_block.height().get() + 3); // unbonding period 3
+    assert_eq!(chain.account(0).stake, Amount::new(200));
+    assert_eq!(chain.account(0).unbonding[0].release_at, release_at);
+    assert_eq!(chain.account(0).balance, Amount::new(698));
+    while chain.head.height.next() != Some(release_at) {
+        chain.push(vec![]).unwrap();
+        assert_eq!(chain.account(0).balance, Amount::new(698), "locked until {release_at}");
+    }
+    chain.push(vec![]).unwrap();
+    assert_eq!(chain.account(0).balance, Amount::new(798), "released at {release_at}");
+    assert!(chain.account(0).unbonding.is_empty());
+    let too_much = chain.tx(0, TxKind::Unstake { amount: Amount::new(201) });
+    assert_eq!(
+        rejection(chain.push(vec![too_much])),
+        TxRejection::InsufficientStake { requested: Amount::new(201), staked: Amount::new(200) }
+    );
+}
+
+#[test]
+fn votes_follow_stake_changes() {
+    let mut chain = Chain::new(5);
+    chain.push(vec![chain.tx(1, TxKind::RegisterDelegate), chain.tx(2, TxKind::RegisterDelegate)]).unwrap();
+    assert_eq!(
+        rejection(chain.push(vec![chain.tx(1, TxKind::RegisterDelegate)])),
+        TxRejection::AlreadyDelegate { address: key(1).address() }
+    );
+    chain.push(vec![chain.tx(0, TxKind::Stake { amount: Amount::new(100) })]).unwrap();
+    chain.push(vec![chain.tx(0, TxKind::Vote { delegates: vec![key(1).address(), key(2).address()] })]).unwrap();
+    assert_eq!((chain.votes_received(1), chain.votes_received(2)), (Amount::new(100), Amount::new(100)));
+    chain.push(vec![chain.tx(0, TxKind::Stake { amount: Amount::new(50) })]).unwrap();
+    assert_eq!((chain.votes_received(1), chain.votes_received(2)), (Amount::new(150), Amount::new(150)));
+    chain.push(vec![chain.tx(0, TxKind::Unstake { amount: Amount::new(20) })]).unwrap();
+    assert_eq!(chain.votes_received(1), Amount::new(130));
+    chain.push(vec![chain.tx(0, TxKind::Vote { delegates: vec![key(2).address()] })]).unwrap();
+    assert_eq!((chain.votes_received(1), chain.votes_received(2)), (Amount::ZERO, Amount::new(130)));
+    chain.push(vec![chain.tx(0, TxKind::Vote { delegates: vec![] })]).unwrap();
+    assert_eq!(chain.votes_received(2), Amount::ZERO);
+    let not_delegate = chain.tx(0, TxKind::Vote { delegates: vec![key(3).address()] });
+    assert_eq!(rejection(chain.push(vec![not_delegate])), TxRejection::NotDelegate { address: key(3).address() });
+}
+
+#[test]
+fn vote_limits_are_stateless_errors() {
+    let chain = Chain::new(2);
+    let many: Vec<Address> = (100..131).map(|i| key(i).address()).collect();
+    let tx = chain.tx(0, TxKind::Vote { delegates: many });
+    assert_eq!(tx.check_stateless(&chain.genesis.chain_id), Err(TxError::TooManyDelegates { got: 31 }));
+    let twice = chain.tx(0, TxKind::Vote { delegates: vec![key(1).address(), key(1).address()] });
+    assert_eq!(
+        twice.check_stateless(&chain.genesis.chain_id),
+        Err(TxError::DuplicateDelegate { delegate: key(1).address() })
+    );
+}
+
+fn double_vote(chain: &Chain, offender: &SecretKey, height: u64) -> Evidence {
+    let chain_id = &chain.genesis.chain_id;
+    Evidence::DoubleVote {
+        first: Vote::signed(chain_id, offender, Height::new(height), 0, Hash([1; 32])),
+        second: Vote::signed(chain_id, offender, Height::new(height), 0, Hash([2; 32])),
+    }
+}
+
+#[test]
+fn double_vote_is_slashed_once_and_weights_follow() {
+    let mut chain = Chain::new(4);
+    chain
+        .push(vec![chain.tx(1, TxKind::RegisterDelegate), chain.tx(0, TxKind::Stake { amount: Amount::new(400) })])
+        .unwrap();
+    chain.push(vec![chain.tx(0, TxKind::Vote { delegates: vec![key(1).address()] })]).unwrap();
+    chain.push(vec![chain.tx(0, TxKind::Unstake { amount: Amount::new(100) })]).unwrap();
+    let evidence = double_vote(&chain, &key(0), chain.head.height.get());
+    chain.push(vec![chain.tx(2, TxKind::Evidence(evidence.clone()))]).unwrap();
+    assert_eq!(chain.account(0).stake, Amount::new(150), "half of 300 slashed");
+    assert_eq!(chain.account(0).unbonding[0].amount, Amount::new(50), "unbonding funds are slashed too");
+    assert_eq!(chain.votes_received(1), Amount::new(150));
+    // The same offence again, even reported by someone else with the votes swapped: refused.
+    let swapped = match evidence {
+        Evidence::DoubleVote { first, second } => Evidence::DoubleVote { first: second, second: first },
+        Evidence::DoubleProposal { .. } => unreachable!(),
+    };
+    let again = chain.tx(3, TxKind::Evidence(swapped.clone()));
+    assert!(matches!(rejection(chain.push(vec![again])), TxRejection::DuplicateOffence { .. }));
+}
+
+#[test]
+fn evidence_must_conflict_be_signed_and_recent() {
+    let mut chain = Chain::new(4);
+    chain.push(vec![chain.tx(0, TxKind::Stake { amount: Amount::new(400) })]).unwrap();
+    let chain_id = chain.genesis.chain_id.clone();
+    let vote = Vote::signed(&chain_id, &key(0), Height::new(1), 0, Hash([1; 32]));
+    let same = Evidence::DoubleVote { first: vote.clone(), second: vote.clone() };
+    assert_eq!(chain.tx(2, TxKind::Evidence(same)).check_stateless(&chain_id), Err(TxError::EvidenceNotConflicting));
+    // A forged second vote: the signature check fails.
+    let mut forged = vote.clone();
+    forged.block_hash = Hash([2; 32]);
+    let evidence = Evidence::DoubleVote { first: vote, second: forged };
+    assert!(matches!(chain.tx(2, TxKind::Evidence(evidence)).verify(&chain_id), Err(TxError::Signature(_))));
+    // Outside the unbonding window (3 blocks): refused.
+    for _ in 0..5 {
+        chain.push(vec![]).unwrap();
+    }
+    let old = double_vote(&chain, &key(0), 1);
+    assert!(matches!(
+        rejection(chain.push(vec![chain.tx(2, TxKind::Evidence(old))])),
+        TxRejection::EvidenceOutOfWindow { .. }
+    ));
+    // An offender with nothing at stake.
+    let empty = double_vote(&chain, &key(3), chain.head.height.get());
+    assert_eq!(
+        rejection(chain.push(vec![chain.tx(2, TxKind::Evidence(empty))])),
+        TxRejection::NothingToSlash { offender: key(3).address() }
+    );
+}
+
+#[test]
+fn double_proposal_is_slashed() {
+    let mut chain = Chain::new(4);
+    chain.push(vec![chain.tx(0, TxKind::Stake { amount: Amount::new(200) })]).unwrap();
+    let chain_id = chain.genesis.chain_id.clone();
+    let header = |timestamp| {
+        Header {
+            parent: chain.head.hash(),
+            height: chain.head.height.next().unwrap(),
+            timestamp: Timestamp::from_millis(timestamp),
+            txs_root: Hash::ZERO,
+            votes_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            proposer: key(0).address(),
+            seal: Seal::None,
+        }
+        .sign(&chain_id, &key(0))
+    };
+    let evidence = Evidence::DoubleProposal { first: header(1), second: header(2) };
+    let tx = chain.tx(2, TxKind::Evidence(evidence));
+    tx.verify(&chain_id).unwrap();
+    chain.push(vec![tx]).unwrap();
+    assert_eq!(chain.account(0).stake, Amount::new(100));
+}
+
+#[test]
+fn equal_blocks_give_equal_roots_on_independent_states() {
+    let mut first = Chain::new(4);
+    let mut second = Chain::new(4);
+    for round in 0..5u128 {
+        let tx = first.tx(0, TxKind::Transfer { to: key(1).address(), amount: Amount::new(round + 1) });
+        let block = first.push(vec![tx]).unwrap();
+        let outcome = state::apply_block(&second.mem, &second.genesis, &second.head, &block).unwrap();
+        assert_eq!(outcome.state_root, block.header.state_root);
+        second.mem.commit_outcome(&outcome);
+        second.head = block.header;
+    }
+}
