@@ -1,0 +1,155 @@
+//! Block import end to end: decode, verify signatures, execute, state root, RocksDB commit.
+//!
+//! Imports blocks of 5,000 signed transfers between 10,000 funded accounts into a fresh store
+//! on disk, then measures raw single-signature ed25519 verification on one core in the same
+//! run, and prints their ratio. Not a timed test: it prints figures.
+//!
+//! `cargo bench -p chorus-store --bench import` (set `CHORUS_BENCH_BLOCKS` to change the
+//! number of blocks, 8 by default).
+
+use std::time::{Duration, Instant};
+
+use chorus_chain::block::{self, Block};
+use chorus_chain::codec;
+use chorus_chain::primitives::{Amount, Timestamp};
+use chorus_chain::state::memory::MemoryState;
+use chorus_chain::state::{self, BlockTemplate, tree};
+use chorus_chain::testing;
+use chorus_chain::tx::TxKind;
+use chorus_store::Store;
+use ed25519_dalek::{Signer, Verifier};
+
+const N_ACCOUNTS: u32 = 10_000;
+const TXS_PER_BLOCK: usize = 5_000;
+
+/// A small deterministic generator (xorshift64*), so every run imports the same blocks.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next() % u64::from(n)) as u32
+    }
+}
+
+fn make_blocks(genesis: &chorus_chain::Genesis, n_blocks: usize) -> (Vec<Vec<u8>>, Block) {
+    let keys: Vec<_> = (0..N_ACCOUNTS).map(testing::key).collect();
+    let mut nonces = vec![0u64; N_ACCOUNTS as usize];
+    let (mut mem, genesis_block) = MemoryState::from_genesis(genesis).expect("genesis");
+    let mut parent = genesis_block.header.clone();
+    let mut rng = Rng(0x5eed);
+    let mut encoded = Vec::with_capacity(n_blocks);
+    for _ in 0..n_blocks {
+        let txs = (0..TXS_PER_BLOCK)
+            .map(|_| {
+                let from = rng.below(N_ACCOUNTS) as usize;
+                let to = keys[rng.below(N_ACCOUNTS) as usize].address();
+                let tx = testing::signed(
+                    genesis,
+                    &keys[from],
+                    nonces[from],
+                    TxKind::Transfer { to, amount: Amount::new(1) },
+                );
+                nonces[from] += 1;
+                tx
+            })
+            .collect();
+        let template = BlockTemplate {
+            txs,
+            votes: vec![],
+            proposer: keys[0].address(),
+            timestamp: Timestamp::from_millis(parent.timestamp.as_millis() + 1_000),
+        };
+        let block = state::build_block(&mem, genesis, &parent, template).expect("build");
+        let outcome = state::apply_block(&mem, genesis, &parent, &block).expect("apply");
+        mem.commit_outcome(&outcome);
+        parent = block.header.clone();
+        encoded.push(codec::encode(&block));
+    }
+    (encoded, genesis_block)
+}
+
+fn per_second(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+fn main() {
+    let n_blocks: usize = std::env::var("CHORUS_BENCH_BLOCKS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let genesis = testing::genesis(N_ACCOUNTS, 1_000_000_000);
+    eprintln!("import: building {n_blocks} blocks of {TXS_PER_BLOCK} transfers among {N_ACCOUNTS} accounts...");
+    let (encoded, _) = make_blocks(&genesis, n_blocks);
+    let n_txs = n_blocks * TXS_PER_BLOCK;
+    let block_bytes = encoded.iter().map(Vec::len).sum::<usize>() / n_blocks;
+
+    // End to end, as a node imports: bytes in, committed block out.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path(), &genesis).expect("open");
+    let started = Instant::now();
+    for bytes in &encoded {
+        let block: Block = codec::decode(bytes).expect("decode");
+        store.import_block(&block).expect("import");
+    }
+    let import_elapsed = started.elapsed();
+    let import_rate = per_second(n_txs, import_elapsed);
+
+    // The same work phase by phase on a second store, each phase alone (no overlap).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path(), &genesis).expect("open");
+    let mut phases = [Duration::ZERO; 5];
+    for bytes in &encoded {
+        let mut clock = Instant::now();
+        let mut lap = |phase: usize, clock: &mut Instant| {
+            phases[phase] += clock.elapsed();
+            *clock = Instant::now();
+        };
+        let block: Block = codec::decode(bytes).expect("decode");
+        lap(0, &mut clock);
+        block::check_block_stateless(&block, &genesis.chain_id).expect("verify");
+        lap(1, &mut clock);
+        let changes = state::execute(&store.view(), &genesis, &block).expect("execute");
+        lap(2, &mut clock);
+        let (_, _) = tree::apply_changes(&store.view(), &changes, block.height()).expect("tree");
+        lap(3, &mut clock);
+        store.import_block(&block).expect("import");
+        lap(4, &mut clock);
+    }
+
+    // Raw single-signature verification on one core: ed25519-dalek's verify, no batching.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let verifying = key.verifying_key();
+    let messages: Vec<[u8; 32]> =
+        (0..256u32).map(|i| *chorus_chain::Hash::digest(&i.to_le_bytes()).as_bytes()).collect();
+    let signatures: Vec<_> = messages.iter().map(|m| key.sign(m)).collect();
+    let n_verify = 20_000;
+    let started = Instant::now();
+    for i in 0..n_verify {
+        verifying.verify(&messages[i % 256], &signatures[i % 256]).expect("valid");
+    }
+    let raw_rate = per_second(n_verify, started.elapsed());
+
+    let ms = |d: Duration| d.as_secs_f64() * 1e3 / n_blocks as f64;
+    println!(
+        "import: {n_blocks} blocks x {TXS_PER_BLOCK} transfers, {block_bytes} bytes per block, {N_ACCOUNTS} accounts"
+    );
+    println!(
+        "import: per block end to end {:.1} ms; phases alone: decode {:.1} ms, verify {:.1} ms, execute {:.1} ms, tree {:.1} ms, full import incl. commit {:.1} ms",
+        ms(import_elapsed),
+        ms(phases[0]),
+        ms(phases[1]),
+        ms(phases[2]),
+        ms(phases[3]),
+        ms(phases[4]),
+    );
+    println!(
+        "import: {:.0} tx/s, raw verify: {:.0} sig/s (1 core), ratio {:.2}",
+        import_rate,
+        raw_rate,
+        import_rate / raw_rate
+    );
+}

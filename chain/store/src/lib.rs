@@ -1,0 +1,570 @@
+//! The chain store: blocks, state, the state tree and indexes in RocksDB.
+//!
+//! One block is one atomic `WriteBatch`: its body, its state changes, its tree nodes and
+//! versioned values, its undo record, its indexes and the head pointer. A process killed at any
+//! moment therefore reopens at a block boundary. Side-branch blocks are kept; [`Store::reorg_to`]
+//! moves the head to another branch by rolling blocks back with their undo records and
+//! applying the new branch's blocks, one batch per block, so the state after a reorg is exactly
+//! that of a node that only saw the winning branch.
+//!
+//! The store applies blocks only through `chorus_chain::state::apply_block`; it adds no rule of
+//! its own. It refuses to open a data directory made for a different genesis and reports a
+//! damaged store as [`StoreError::Damaged`], never a panic.
+//!
+//! Writes go to RocksDB's write-ahead log without an fsync per block unless
+//! [`StoreOptions::sync_writes`] is set: a killed process loses nothing, and a power loss loses
+//! at most the last blocks, never consistency (RocksDB replays whole batches only).
+
+mod cache;
+mod schema;
+
+use std::path::Path;
+
+use chorus_chain::block::{Block, Header};
+use chorus_chain::codec;
+use chorus_chain::crypto::Address;
+use chorus_chain::genesis::Genesis;
+use chorus_chain::limits;
+use chorus_chain::primitives::{Hash, Height};
+use chorus_chain::state::tree::{self, StateProof, TreeError};
+use chorus_chain::state::{
+    self, Account, BlockError, BlockOutcome, Delegate, ReadError, StateChange, StateKey, StateRead,
+};
+use jmt::storage::{LeafNode, Node, NodeKey, TreeReader, TreeUpdateBatch};
+use jmt::{KeyHash, OwnedValue, Version};
+use rocksdb::{DB, WriteBatch, WriteOptions};
+
+use cache::TwoGenerationCache;
+use schema::{Cf, MetaKey, TxLocation, UndoRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("store is damaged: {what}")]
+    Damaged { what: String },
+    #[error("this data directory holds the chain of genesis {stored}, but the given genesis file is {given}")]
+    GenesisMismatch { stored: Hash, given: Hash },
+    #[error("store schema version {found} is not supported, expected {expected}")]
+    Schema { found: u32, expected: u32 },
+    #[error("block {hash} is not in the store")]
+    UnknownBlock { hash: Hash },
+    #[error("block {hash} was already found invalid: {reason}")]
+    KnownInvalid { hash: Hash, reason: String },
+    #[error("block {hash} builds on {parent}, not on the head {head}")]
+    NotOnHead { hash: Hash, parent: Hash, head: Hash },
+    #[error("block {hash} has unknown parent {parent}")]
+    UnknownParent { hash: Hash, parent: Hash },
+    #[error("block {hash} has height {got}, its parent is at {parent_height}")]
+    BadHeight { hash: Hash, got: Height, parent_height: Height },
+    #[error("reorg to {target} would roll back {depth} blocks, limit {}", limits::REORG_DEPTH_MAX)]
+    ReorgTooDeep { target: Hash, depth: u64 },
+    #[error("block {hash} is invalid: {error}")]
+    Invalid { hash: Hash, error: BlockError },
+    #[error("reorg to {target} failed at invalid block {failed} ({reason}); the head is back at {head}")]
+    ReorgFailed { target: Hash, failed: Hash, reason: String, head: Hash },
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+}
+
+impl From<rocksdb::Error> for StoreError {
+    fn from(error: rocksdb::Error) -> Self {
+        StoreError::Db(error.into_string())
+    }
+}
+
+impl From<ReadError> for StoreError {
+    fn from(error: ReadError) -> Self {
+        StoreError::Damaged { what: error.to_string() }
+    }
+}
+
+fn damaged(what: impl Into<String>) -> StoreError {
+    StoreError::Damaged { what: what.into() }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    /// fsync the write-ahead log on every block (survives power loss, costs a sync per block).
+    pub sync_writes: bool,
+}
+
+/// What moving the head did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeadChange {
+    /// Blocks taken off the chain, newest first.
+    pub rolled_back: Vec<Hash>,
+    /// Blocks put on the chain, oldest first.
+    pub applied: Vec<Hash>,
+}
+
+pub struct Store {
+    db: DB,
+    genesis: Genesis,
+    genesis_hash: Hash,
+    head: Header,
+    head_hash: Hash,
+    state_cache: TwoGenerationCache<Vec<u8>, Option<Vec<u8>>>,
+    node_cache: TwoGenerationCache<NodeKey, Node>,
+    write_options: WriteOptions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("genesis_hash", &self.genesis_hash).field("head", &self.head.height).finish()
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `path` for `genesis`.
+    pub fn open(path: &Path, genesis: &Genesis) -> Result<Store, StoreError> {
+        Store::open_with(path, genesis, StoreOptions::default())
+    }
+
+    pub fn open_with(path: &Path, genesis: &Genesis, options: StoreOptions) -> Result<Store, StoreError> {
+        let db = schema::open_db(path)?;
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(options.sync_writes);
+        let mut store = Store {
+            db,
+            genesis: genesis.clone(),
+            genesis_hash: Hash::ZERO,
+            head: state::genesis_block(genesis, Hash::ZERO).header,
+            head_hash: Hash::ZERO,
+            state_cache: TwoGenerationCache::new(limits::STATE_CACHE_ENTRIES_MAX),
+            node_cache: TwoGenerationCache::new(limits::TREE_NODE_CACHE_ENTRIES_MAX),
+            write_options,
+        };
+        let given = schema::genesis_file_hash(genesis);
+        match store.get_meta(MetaKey::GenesisFileHash)? {
+            None => store.write_genesis(given)?,
+            Some(bytes) => {
+                let stored = Hash(bytes.try_into().map_err(|_| damaged("genesis file hash is not 32 bytes"))?);
+                if stored != given {
+                    return Err(StoreError::GenesisMismatch { stored, given });
+                }
+                let schema = store.get_meta(MetaKey::Schema)?.ok_or_else(|| damaged("no schema version"))?;
+                let found =
+                    u32::from_le_bytes(schema.try_into().map_err(|_| damaged("schema version is not 4 bytes"))?);
+                if found != schema::SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found, expected: schema::SCHEMA_VERSION });
+                }
+            }
+        }
+        store.genesis_hash = store.meta_hash(MetaKey::GenesisHash)?;
+        store.head_hash = store.meta_hash(MetaKey::Head)?;
+        store.head = store.block(&store.head_hash)?.ok_or_else(|| damaged("head block is missing"))?.header;
+        Ok(store)
+    }
+
+    fn write_genesis(&mut self, genesis_file_hash: Hash) -> Result<(), StoreError> {
+        let changes = state::genesis_changes(&self.genesis);
+        let (root, tree_batch) = tree::apply_changes(&self.view(), &changes, Height::GENESIS)?;
+        let block = state::genesis_block(&self.genesis, root);
+        let hash = block.hash();
+        let mut batch = WriteBatch::default();
+        self.put_block_effects(&mut batch, &block, &changes, &tree_batch, &[]);
+        self.put(&mut batch, Cf::Blocks, hash.as_bytes(), &codec::encode(&block));
+        self.put(&mut batch, Cf::Meta, MetaKey::Schema.key(), &schema::SCHEMA_VERSION.to_le_bytes());
+        self.put(&mut batch, Cf::Meta, MetaKey::GenesisFileHash.key(), genesis_file_hash.as_bytes());
+        self.put(&mut batch, Cf::Meta, MetaKey::GenesisHash.key(), hash.as_bytes());
+        self.put(&mut batch, Cf::Meta, MetaKey::Head.key(), hash.as_bytes());
+        self.db.write_opt(batch, &self.write_options)?;
+        Ok(())
+    }
+
+    pub fn genesis(&self) -> &Genesis {
+        &self.genesis
+    }
+
+    pub fn genesis_hash(&self) -> Hash {
+        self.genesis_hash
+    }
+
+    pub fn head(&self) -> &Header {
+        &self.head
+    }
+
+    pub fn head_hash(&self) -> Hash {
+        self.head_hash
+    }
+
+    /// Any stored block, on the chain or on a side branch.
+    pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(Cf::Blocks), hash.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|error| damaged(format!("block {hash}: {error}"))),
+        }
+    }
+
+    pub fn contains_block(&self, hash: &Hash) -> Result<bool, StoreError> {
+        Ok(self.db.get_pinned_cf(self.cf(Cf::Blocks), hash.as_bytes())?.is_some())
+    }
+
+    /// The hash of the block at `height` on the current chain.
+    pub fn canonical_hash(&self, height: Height) -> Result<Option<Hash>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(Cf::Canonical), height.get().to_be_bytes())? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(Hash(bytes.as_ref().try_into().map_err(|_| damaged("canonical index entry"))?))),
+        }
+    }
+
+    pub fn canonical_block(&self, height: Height) -> Result<Option<Block>, StoreError> {
+        match self.canonical_hash(height)? {
+            None => Ok(None),
+            Some(hash) => self.block(&hash),
+        }
+    }
+
+    /// Where a transaction of the current chain was included.
+    pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(Cf::TxIndex), tx_hash.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|error| damaged(format!("tx index: {error}"))),
+        }
+    }
+
+    /// An account at the head.
+    pub fn account(&self, address: &Address) -> Result<Account, StoreError> {
+        Ok(state::read_account(&self.view(), address)?)
+    }
+
+    pub fn delegate(&self, address: &Address) -> Result<Option<Delegate>, StoreError> {
+        Ok(state::read_delegate(&self.view(), address)?)
+    }
+
+    /// The value of `key` at `height` of the current chain with its proof against that
+    /// block's state root.
+    pub fn prove(&self, key: &StateKey, height: Height) -> Result<StateProof, StoreError> {
+        if height > self.head.height {
+            return Err(StoreError::Tree(TreeError::MissingRoot { height }));
+        }
+        Ok(tree::prove(&self.view(), key, height)?)
+    }
+
+    pub fn state_root_at(&self, height: Height) -> Result<Hash, StoreError> {
+        Ok(tree::root_at(&self.view(), height)?)
+    }
+
+    /// The head state and tree as the state machine reads them (for proposers and benches).
+    pub fn view(&self) -> View<'_> {
+        View { store: self }
+    }
+
+    /// Imports a block that builds on the head: validates and executes it and commits it with
+    /// its state as one batch. An invalid block changes nothing but the record that it is
+    /// invalid.
+    pub fn import_block(&mut self, block: &Block) -> Result<(), StoreError> {
+        let hash = block.hash();
+        if block.header.parent != self.head_hash {
+            return Err(StoreError::NotOnHead { hash, parent: block.header.parent, head: self.head_hash });
+        }
+        self.refuse_known_invalid(&hash)?;
+        let outcome = match state::apply_block(&self.view(), &self.genesis, &self.head, block) {
+            Ok(outcome) => outcome,
+            Err(error) => return Err(self.record_invalid(hash, error)),
+        };
+        self.commit_block(block, &outcome)
+    }
+
+    fn refuse_known_invalid(&self, hash: &Hash) -> Result<(), StoreError> {
+        if let Some(reason) = self.db.get_pinned_cf(self.cf(Cf::Invalid), hash.as_bytes())? {
+            return Err(StoreError::KnownInvalid {
+                hash: *hash,
+                reason: String::from_utf8_lossy(&reason).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Remembers a consensus-invalid block so it is never tried again; storage failures are
+    /// not the block's fault and are passed on unrecorded.
+    fn record_invalid(&mut self, hash: Hash, error: BlockError) -> StoreError {
+        if matches!(error, BlockError::Read(_) | BlockError::Tree(_)) {
+            return StoreError::Damaged { what: error.to_string() };
+        }
+        if let Err(db_error) =
+            self.db.put_cf_opt(self.cf(Cf::Invalid), hash.as_bytes(), error.to_string(), &self.write_options)
+        {
+            return db_error.into();
+        }
+        StoreError::Invalid { hash, error }
+    }
+
+    fn commit_block(&mut self, block: &Block, outcome: &BlockOutcome) -> Result<(), StoreError> {
+        let hash = block.hash();
+        let mut batch = WriteBatch::default();
+        let node_keys =
+            self.put_block_effects(&mut batch, block, &outcome.changes, &outcome.tree_batch, &outcome.tx_hashes);
+        let undo = UndoRecord {
+            changes: outcome.changes.iter().map(|change| (change.key.clone(), change.old.clone())).collect(),
+            node_keys,
+        };
+        self.put(&mut batch, Cf::Undo, hash.as_bytes(), &codec::encode(&undo));
+        if !self.contains_block(&hash)? {
+            self.put(&mut batch, Cf::Blocks, hash.as_bytes(), &codec::encode(block));
+        }
+        self.put(&mut batch, Cf::Meta, MetaKey::Head.key(), hash.as_bytes());
+        self.db.write_opt(batch, &self.write_options)?;
+
+        for change in &outcome.changes {
+            self.state_cache.insert(change.key.clone(), Some(change.new.clone()));
+        }
+        for (key, node) in outcome.tree_batch.node_batch.nodes() {
+            self.node_cache.insert(key.clone(), node.clone());
+        }
+        self.head = block.header.clone();
+        self.head_hash = hash;
+        Ok(())
+    }
+
+    /// Adds a block's state, tree and index entries to `batch`; returns the encoded keys of the
+    /// tree nodes written (the undo record needs them).
+    fn put_block_effects(
+        &self,
+        batch: &mut WriteBatch,
+        block: &Block,
+        changes: &[StateChange],
+        tree_batch: &TreeUpdateBatch,
+        tx_hashes: &[Hash],
+    ) -> Vec<Vec<u8>> {
+        let height = block.header.height;
+        let hash = block.hash();
+        for change in changes {
+            self.put(batch, Cf::State, &change.key, &change.new);
+        }
+        let mut node_keys = Vec::with_capacity(tree_batch.node_batch.nodes().len());
+        for (key, node) in tree_batch.node_batch.nodes() {
+            let encoded_key = schema::encode_node_key(key);
+            self.put(batch, Cf::TreeNodes, &encoded_key, &schema::encode_node(node));
+            node_keys.push(encoded_key);
+        }
+        for ((version, key_hash), value) in tree_batch.node_batch.values() {
+            self.put(
+                batch,
+                Cf::TreeValues,
+                &schema::tree_value_key(key_hash, *version),
+                &schema::encode_tree_value(value.as_deref()),
+            );
+        }
+        self.put(batch, Cf::Canonical, &height.get().to_be_bytes(), hash.as_bytes());
+        for (index, tx_hash) in tx_hashes.iter().enumerate() {
+            let location = TxLocation { height, block_hash: hash, index: u32::try_from(index).unwrap_or(u32::MAX) };
+            self.put(batch, Cf::TxIndex, tx_hash.as_bytes(), &codec::encode(&location));
+        }
+        node_keys
+    }
+
+    /// Stores a block without connecting it (a side branch). Its parent must be stored.
+    pub fn store_block(&mut self, block: &Block) -> Result<(), StoreError> {
+        let hash = block.hash();
+        self.refuse_known_invalid(&hash)?;
+        if self.contains_block(&hash)? {
+            return Ok(());
+        }
+        let parent =
+            self.block(&block.header.parent)?.ok_or(StoreError::UnknownParent { hash, parent: block.header.parent })?;
+        if parent.header.height.next() != Some(block.header.height) {
+            return Err(StoreError::BadHeight { hash, got: block.header.height, parent_height: parent.header.height });
+        }
+        self.db.put_cf_opt(self.cf(Cf::Blocks), hash.as_bytes(), codec::encode(block), &self.write_options)?;
+        Ok(())
+    }
+
+    /// Makes the stored block `target` the head: rolls back to the common ancestor, then
+    /// applies the target's branch. If a block of that branch is invalid, it is recorded as
+    /// such and the previous chain is restored.
+    pub fn reorg_to(&mut self, target: Hash) -> Result<HeadChange, StoreError> {
+        let (ancestor_height, branch) = self.branch_to(target)?;
+        let old_branch = self.canonical_range(ancestor_height, self.head.height)?;
+        let mut change = HeadChange::default();
+        while self.head.height > ancestor_height {
+            change.rolled_back.push(self.head_hash);
+            self.rollback_head()?;
+        }
+        for block in &branch {
+            match self.import_block(block) {
+                Ok(()) => change.applied.push(block.hash()),
+                Err(StoreError::Invalid { hash, error }) => {
+                    self.restore_branch(ancestor_height, &old_branch)?;
+                    return Err(StoreError::ReorgFailed {
+                        target,
+                        failed: hash,
+                        reason: error.to_string(),
+                        head: self.head_hash,
+                    });
+                }
+                Err(StoreError::KnownInvalid { hash, reason }) => {
+                    self.restore_branch(ancestor_height, &old_branch)?;
+                    return Err(StoreError::ReorgFailed { target, failed: hash, reason, head: self.head_hash });
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(change)
+    }
+
+    /// The blocks from the common ancestor (exclusive) to `target` (inclusive), oldest first,
+    /// and the ancestor's height.
+    fn branch_to(&self, target: Hash) -> Result<(Height, Vec<Block>), StoreError> {
+        let mut branch = Vec::new();
+        let mut cursor = target;
+        loop {
+            let block = self.block(&cursor)?.ok_or(StoreError::UnknownBlock { hash: cursor })?;
+            if self.canonical_hash(block.header.height)? == Some(cursor) {
+                let ancestor_height = block.header.height;
+                let depth = self.head.height.get().saturating_sub(ancestor_height.get());
+                if depth > u64::from(limits::REORG_DEPTH_MAX) {
+                    return Err(StoreError::ReorgTooDeep { target, depth });
+                }
+                branch.reverse();
+                return Ok((ancestor_height, branch));
+            }
+            if branch.len() > limits::REORG_DEPTH_MAX as usize {
+                return Err(StoreError::ReorgTooDeep { target, depth: branch.len() as u64 });
+            }
+            cursor = block.header.parent;
+            branch.push(block);
+        }
+    }
+
+    /// The current chain's blocks above `ancestor` up to `top`, oldest first.
+    fn canonical_range(&self, ancestor: Height, top: Height) -> Result<Vec<Block>, StoreError> {
+        let mut blocks = Vec::new();
+        let mut height = ancestor;
+        while height < top {
+            height = height.next().expect("invariant: height < top <= u64::MAX");
+            blocks.push(self.canonical_block(height)?.ok_or_else(|| damaged(format!("no block at height {height}")))?);
+        }
+        Ok(blocks)
+    }
+
+    /// Puts back a branch that was valid before a failed reorg.
+    fn restore_branch(&mut self, ancestor: Height, branch: &[Block]) -> Result<(), StoreError> {
+        while self.head.height > ancestor {
+            self.rollback_head()?;
+        }
+        for block in branch {
+            self.import_block(block)
+                .map_err(|error| damaged(format!("re-applying a block that was valid: {error}")))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the head block off the chain in one batch: its state changes are undone, its tree
+    /// version and index entries deleted, and its parent becomes the head. The block stays
+    /// stored as a side block.
+    pub fn rollback_head(&mut self) -> Result<(), StoreError> {
+        let height = self.head.height;
+        if height == Height::GENESIS {
+            return Err(damaged("cannot roll back genesis"));
+        }
+        let hash = self.head_hash;
+        let undo_bytes = self
+            .db
+            .get_pinned_cf(self.cf(Cf::Undo), hash.as_bytes())?
+            .ok_or_else(|| damaged(format!("no undo record for {hash}")))?;
+        let undo: UndoRecord =
+            codec::decode(&undo_bytes).map_err(|error| damaged(format!("undo record of {hash}: {error}")))?;
+        let block = self.block(&hash)?.ok_or_else(|| damaged(format!("head block {hash} is missing")))?;
+        let parent =
+            self.block(&block.header.parent)?.ok_or_else(|| damaged(format!("parent of {hash} is missing")))?;
+
+        let mut batch = WriteBatch::default();
+        let version = height.get();
+        for (key, old) in &undo.changes {
+            match old {
+                Some(old) => self.put(&mut batch, Cf::State, key, old),
+                None => batch.delete_cf(self.cf(Cf::State), key),
+            }
+            batch.delete_cf(self.cf(Cf::TreeValues), schema::tree_value_key(&tree::key_hash(key), version));
+        }
+        for node_key in &undo.node_keys {
+            batch.delete_cf(self.cf(Cf::TreeNodes), node_key);
+        }
+        for tx in &block.body.txs {
+            batch.delete_cf(self.cf(Cf::TxIndex), tx.hash().as_bytes());
+        }
+        batch.delete_cf(self.cf(Cf::Canonical), version.to_be_bytes());
+        batch.delete_cf(self.cf(Cf::Undo), hash.as_bytes());
+        self.put(&mut batch, Cf::Meta, MetaKey::Head.key(), block.header.parent.as_bytes());
+        self.db.write_opt(batch, &self.write_options)?;
+
+        for (key, old) in undo.changes {
+            self.state_cache.insert(key, old);
+        }
+        for node_key in &undo.node_keys {
+            if let Ok(key) = schema::decode_node_key(node_key) {
+                self.node_cache.remove(&key);
+            }
+        }
+        self.head = parent.header;
+        self.head_hash = block.header.parent;
+        Ok(())
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(cf.name()).expect("invariant: every column family is created by schema::open_db")
+    }
+
+    fn put(&self, batch: &mut WriteBatch, cf: Cf, key: &[u8], value: &[u8]) {
+        batch.put_cf(self.cf(cf), key, value);
+    }
+
+    fn get_meta(&self, key: MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(Cf::Meta), key.key())?)
+    }
+
+    fn meta_hash(&self, key: MetaKey) -> Result<Hash, StoreError> {
+        let bytes = self.get_meta(key)?.ok_or_else(|| damaged(format!("meta entry {key:?} is missing")))?;
+        Ok(Hash(bytes.try_into().map_err(|_| damaged(format!("meta entry {key:?} is not 32 bytes")))?))
+    }
+}
+
+/// The store as the state machine sees it: the head state and the tree, through the caches.
+#[derive(Debug)]
+pub struct View<'a> {
+    store: &'a Store,
+}
+
+impl StateRead for View<'_> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        if let Some(value) = self.store.state_cache.get(&key.to_vec()) {
+            return Ok(value.clone());
+        }
+        self.store.db.get_cf(self.store.cf(Cf::State), key).map_err(|error| ReadError::Storage(error.into_string()))
+    }
+}
+
+impl TreeReader for View<'_> {
+    fn get_node_option(&self, node_key: &NodeKey) -> anyhow::Result<Option<Node>> {
+        if let Some(node) = self.store.node_cache.get(node_key) {
+            return Ok(Some(node.clone()));
+        }
+        let Some(bytes) =
+            self.store.db.get_pinned_cf(self.store.cf(Cf::TreeNodes), schema::encode_node_key(node_key))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(schema::decode_node(&bytes)?))
+    }
+
+    fn get_value_option(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
+        let mut iterator = self.store.db.raw_iterator_cf(self.store.cf(Cf::TreeValues));
+        iterator.seek_for_prev(schema::tree_value_key(&key_hash, max_version));
+        match (iterator.key(), iterator.value()) {
+            (Some(key), Some(value)) if key.starts_with(&key_hash.0) => Ok(schema::decode_tree_value(value)?),
+            _ => {
+                iterator.status()?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {
+        anyhow::bail!("tree restore is not supported by the store")
+    }
+}
+
+#[cfg(test)]
+mod tests;

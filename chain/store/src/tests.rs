@@ -1,0 +1,302 @@
+use chorus_chain::block::Block;
+use chorus_chain::primitives::{Amount, Timestamp};
+use chorus_chain::state::memory::MemoryState;
+use chorus_chain::state::{self, BlockTemplate};
+use chorus_chain::testing;
+use chorus_chain::tx::TxKind;
+
+use super::*;
+
+/// Builds the next block on `mem` (following `parent`) and applies it there.
+fn extend(
+    mem: &mut MemoryState,
+    genesis: &Genesis,
+    parent: &Header,
+    txs: Vec<chorus_chain::SignedTransaction>,
+    proposer: u32,
+) -> Block {
+    let template = BlockTemplate {
+        txs,
+        votes: vec![],
+        proposer: testing::key(proposer).address(),
+        timestamp: Timestamp::from_millis(parent.timestamp.as_millis() + 1_000),
+    };
+    let block = state::build_block(mem, genesis, parent, template).expect("build");
+    let outcome = state::apply_block(mem, genesis, parent, &block).expect("apply");
+    mem.commit_outcome(&outcome);
+    block
+}
+
+/// A branch of `len` blocks on top of `mem`, each with a transfer from account `from` so the
+/// branches differ in state, not only in proposer.
+fn branch(
+    mem: &mut MemoryState,
+    genesis: &Genesis,
+    parent: &Header,
+    len: usize,
+    from: u32,
+    proposer: u32,
+) -> Vec<Block> {
+    let mut blocks: Vec<Block> = Vec::new();
+    let mut parent = parent.clone();
+    for _ in 0..len {
+        let key = testing::key(from);
+        let nonce = state::read_account(mem, &key.address()).unwrap().nonce;
+        let tx = testing::signed(
+            genesis,
+            &key,
+            nonce,
+            TxKind::Transfer { to: testing::key(from + 1).address(), amount: Amount::new(7) },
+        );
+        let block = extend(mem, genesis, &parent, vec![tx], proposer);
+        parent = block.header.clone();
+        blocks.push(block);
+    }
+    blocks
+}
+
+fn assert_same_state(store: &Store, mem: &MemoryState, genesis: &Genesis, n_accounts: u32) {
+    for index in 0..n_accounts + 2 {
+        let address = testing::key(index).address();
+        assert_eq!(store.account(&address).unwrap(), state::read_account(mem, &address).unwrap(), "account {index}");
+    }
+    let height = store.head().height;
+    assert_eq!(store.state_root_at(height).unwrap(), tree::root_at(mem, height).unwrap());
+    let _ = genesis;
+}
+
+#[test]
+fn genesis_reopen_and_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(4, 1_000);
+    let (mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let store = Store::open(dir.path(), &genesis).unwrap();
+    assert_eq!(store.head_hash(), genesis_block.hash(), "store and memory agree on the genesis block");
+    assert_eq!(store.genesis_hash(), genesis_block.hash());
+    assert_same_state(&store, &mem, &genesis, 4);
+    drop(store);
+
+    let store = Store::open(dir.path(), &genesis).unwrap();
+    assert_eq!(store.head_hash(), genesis_block.hash());
+    drop(store);
+
+    let other = testing::genesis(5, 1_000);
+    match Store::open(dir.path(), &other) {
+        Err(StoreError::GenesisMismatch { stored, given }) => assert_ne!(stored, given),
+        other => panic!("expected a genesis mismatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn imports_blocks_and_matches_an_independent_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(6, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let blocks = branch(&mut mem, &genesis, &genesis_block.header, 5, 0, 3);
+    for block in &blocks {
+        store.import_block(block).unwrap();
+    }
+    assert_eq!(store.head_hash(), blocks[4].hash());
+    assert_same_state(&store, &mem, &genesis, 6);
+    // 5 transfers of 7 with fee 1; proposer 3 got 5 * (50 + 1).
+    assert_eq!(store.account(&testing::key(0).address()).unwrap().balance, Amount::new(1_000 - 5 * 8));
+    assert_eq!(store.account(&testing::key(3).address()).unwrap().balance, Amount::new(1_000 + 5 * 51));
+    let tx_hash = blocks[2].body.txs[0].hash();
+    let location = store.tx_location(&tx_hash).unwrap().unwrap();
+    assert_eq!((location.height, location.block_hash, location.index), (blocks[2].height(), blocks[2].hash(), 0));
+
+    drop(store);
+    let store = Store::open(dir.path(), &genesis).unwrap();
+    assert_eq!(store.head_hash(), blocks[4].hash(), "the head survives reopening");
+    assert_same_state(&store, &mem, &genesis, 6);
+}
+
+#[test]
+fn invalid_block_changes_nothing_and_is_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(3, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let good = branch(&mut mem.clone(), &genesis, &genesis_block.header, 1, 0, 2).remove(0);
+
+    // Same block, but claiming a wrong state root.
+    let mut bad_root = good.clone();
+    bad_root.header.state_root = Hash([9; 32]);
+    match store.import_block(&bad_root) {
+        Err(StoreError::Invalid { error: BlockError::StateRoot { .. }, .. }) => {}
+        other => panic!("expected a state root error, got {other:?}"),
+    }
+    assert!(matches!(store.import_block(&bad_root), Err(StoreError::KnownInvalid { .. })));
+
+    // A block whose second transaction reuses a nonce: invalid as a whole.
+    let key = testing::key(0);
+    let transfer = |nonce, amount| {
+        testing::signed(
+            &genesis,
+            &key,
+            nonce,
+            TxKind::Transfer { to: testing::key(1).address(), amount: Amount::new(amount) },
+        )
+    };
+    let mut block = good.clone();
+    block.body.txs = vec![transfer(0, 5), transfer(0, 6)];
+    block.header.txs_root = block.body.txs_root();
+    match store.import_block(&block) {
+        Err(StoreError::Invalid {
+            error: BlockError::Tx { index: 1, rejection: state::TxRejection::BadNonce { expected: 1, got: 0 }, .. },
+            ..
+        }) => {}
+        other => panic!("expected a nonce rejection, got {other:?}"),
+    }
+    assert_eq!(store.head_hash(), genesis_block.hash());
+    assert_same_state(&store, &mem, &genesis, 3);
+
+    store.import_block(&good).unwrap();
+    let outcome = state::apply_block(&mem, &genesis, &genesis_block.header, &good).unwrap();
+    mem.commit_outcome(&outcome);
+    assert_same_state(&store, &mem, &genesis, 3);
+}
+
+fn reorg_case(depth: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(8, 1_000_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let common = branch(&mut mem, &genesis, &genesis_block.header, 3, 0, 1);
+    let fork_point = common.last().unwrap().header.clone();
+    let mut losing_mem = mem.clone();
+    let losing = branch(&mut losing_mem, &genesis, &fork_point, depth, 2, 3);
+    let mut winning_mem = mem.clone();
+    let winning = branch(&mut winning_mem, &genesis, &fork_point, depth + 1, 4, 5);
+
+    for block in common.iter().chain(&losing) {
+        store.import_block(block).unwrap();
+    }
+    assert_same_state(&store, &losing_mem, &genesis, 8);
+    for block in &winning {
+        store.store_block(block).unwrap();
+    }
+    let change = store.reorg_to(winning.last().unwrap().hash()).unwrap();
+    assert_eq!(change.rolled_back.len(), depth);
+    assert_eq!(change.applied.len(), depth + 1);
+    assert_eq!(store.head_hash(), winning.last().unwrap().hash());
+    assert_same_state(&store, &winning_mem, &genesis, 8);
+    // Every height of the winning chain has its own root and block in the indexes.
+    for block in &winning {
+        assert_eq!(store.canonical_hash(block.height()).unwrap(), Some(block.hash()));
+        assert_eq!(store.state_root_at(block.height()).unwrap(), block.header.state_root);
+    }
+    for block in &losing {
+        let tx = block.body.txs[0].hash();
+        assert_eq!(store.tx_location(&tx).unwrap(), None, "losing branch txs leave the index");
+    }
+    // And back again: the store can return to the first branch once it is longer.
+    let mut losing_longer = losing.clone();
+    let tip = losing.last().unwrap().header.clone();
+    losing_longer.extend(branch(&mut losing_mem, &genesis, &tip, 2, 2, 3));
+    for block in &losing_longer {
+        store.store_block(block).unwrap();
+    }
+    store.reorg_to(losing_longer.last().unwrap().hash()).unwrap();
+    assert_same_state(&store, &losing_mem, &genesis, 8);
+}
+
+#[test]
+fn reorg_depth_1() {
+    reorg_case(1);
+}
+
+#[test]
+fn reorg_depth_10() {
+    reorg_case(10);
+}
+
+#[test]
+fn reorg_depth_100() {
+    reorg_case(100);
+}
+
+#[test]
+fn reorg_onto_an_invalid_branch_restores_the_old_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(8, 1_000_000);
+    let (mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let mut old_mem = mem.clone();
+    let old = branch(&mut old_mem, &genesis, &genesis_block.header, 2, 0, 1);
+    for block in &old {
+        store.import_block(block).unwrap();
+    }
+    let mut new_mem = mem.clone();
+    let mut new = branch(&mut new_mem, &genesis, &genesis_block.header, 3, 2, 3);
+    new[1].header.state_root = Hash([1; 32]); // breaks block 2 of the new branch
+    let parent_of_last = new[1].hash();
+    new[2].header.parent = parent_of_last;
+    for block in &new {
+        store.store_block(block).unwrap();
+    }
+    match store.reorg_to(new[2].hash()) {
+        Err(StoreError::ReorgFailed { failed, head, .. }) => {
+            assert_eq!(failed, new[1].hash());
+            assert_eq!(head, old[1].hash());
+        }
+        other => panic!("expected a failed reorg, got {other:?}"),
+    }
+    assert_eq!(store.head_hash(), old[1].hash());
+    assert_same_state(&store, &old_mem, &genesis, 8);
+}
+
+#[test]
+fn proofs_verify_against_block_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(4, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let blocks = branch(&mut mem, &genesis, &genesis_block.header, 3, 0, 2);
+    for block in &blocks {
+        store.import_block(block).unwrap();
+    }
+    let key = StateKey::Account(testing::key(0).address());
+    for block in &blocks {
+        let proof = store.prove(&key, block.height()).unwrap();
+        tree::verify_proof(block.header.state_root, &key, &proof).unwrap();
+        let account: Account = codec::decode(proof.value.as_deref().unwrap()).unwrap();
+        let spent = 8 * u128::from(block.height().get());
+        assert_eq!(account.balance, Amount::new(1_000 - spent));
+
+        let mut forged = proof.clone();
+        let mut richer = account.clone();
+        richer.balance = Amount::new(1_000_000);
+        forged.value = Some(codec::encode(&richer));
+        assert!(tree::verify_proof(block.header.state_root, &key, &forged).is_err(), "a forged value fails");
+    }
+    // An address that never appeared: an exclusion proof.
+    let nobody = StateKey::Account(testing::key(77).address());
+    let proof = store.prove(&nobody, store.head().height).unwrap();
+    assert_eq!(proof.value, None);
+    tree::verify_proof(store.head().state_root, &nobody, &proof).unwrap();
+    // Proof bytes survive transport.
+    let again = StateProof::from_parts(proof.value.clone(), &proof.proof_bytes()).unwrap();
+    tree::verify_proof(store.head().state_root, &nobody, &again).unwrap();
+}
+
+#[test]
+fn damaged_store_is_reported_not_panicked() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(2, 1_000);
+    drop(Store::open(dir.path(), &genesis).unwrap());
+    {
+        let db = schema::open_db(dir.path()).unwrap();
+        db.put_cf(db.cf_handle(Cf::Meta.name()).unwrap(), MetaKey::Head.key(), [1u8; 32]).unwrap();
+    }
+    match Store::open(dir.path(), &genesis) {
+        Err(StoreError::Damaged { what }) => assert!(what.contains("head"), "{what}"),
+        other => panic!("expected a damaged store, got {other:?}"),
+    }
+    {
+        let db = schema::open_db(dir.path()).unwrap();
+        db.put_cf(db.cf_handle(Cf::Meta.name()).unwrap(), MetaKey::Head.key(), [1u8; 5]).unwrap();
+    }
+    assert!(matches!(Store::open(dir.path(), &genesis), Err(StoreError::Damaged { .. })));
+}
