@@ -52,7 +52,8 @@ pub enum TxKind {
     Vote {
         delegates: Vec<Address>,
     },
-    Evidence(Evidence),
+    /// Boxed: evidence is rare and large; every other kind stays small in memory.
+    Evidence(Box<Evidence>),
 }
 
 impl TxKind {
@@ -96,6 +97,7 @@ impl Vote {
 }
 
 /// Proof that a validator signed two conflicting messages.
+#[allow(clippy::large_enum_variant, reason = "held boxed in TxKind::Evidence")]
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Evidence {

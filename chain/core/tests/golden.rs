@@ -38,13 +38,16 @@ fn transactions() -> Vec<(&'static str, SignedTransaction)> {
         ("tx_unstake", TxKind::Unstake { amount: Amount::new(200) }),
         ("tx_register_delegate", TxKind::RegisterDelegate),
         ("tx_vote", TxKind::Vote { delegates: vec![key(1).address(), key(2).address()] }),
-        ("tx_evidence_double_vote", TxKind::Evidence(Evidence::DoubleVote { first: vote(0xaa), second: vote(0xbb) })),
+        (
+            "tx_evidence_double_vote",
+            TxKind::Evidence(Box::new(Evidence::DoubleVote { first: vote(0xaa), second: vote(0xbb) })),
+        ),
         (
             "tx_evidence_double_proposal",
-            TxKind::Evidence(Evidence::DoubleProposal {
+            TxKind::Evidence(Box::new(Evidence::DoubleProposal {
                 first: header(9, Seal::None).sign(chain_id, &key(1)),
                 second: header(9, Seal::Pow { target: Hash::ZERO, nonce: 1 }).sign(chain_id, &key(1)),
-            }),
+            })),
         ),
     ];
     kinds

@@ -68,8 +68,9 @@ fn kind() -> impl Strategy<Value = TxKind> {
         amount().prop_map(|amount| TxKind::Unstake { amount }),
         Just(TxKind::RegisterDelegate),
         prop::collection::vec(address(), 0..31).prop_map(|delegates| TxKind::Vote { delegates }),
-        (vote(), vote()).prop_map(|(first, second)| TxKind::Evidence(Evidence::DoubleVote { first, second })),
-        (header(), header()).prop_map(|(first, second)| TxKind::Evidence(Evidence::DoubleProposal { first, second })),
+        (vote(), vote()).prop_map(|(first, second)| TxKind::Evidence(Box::new(Evidence::DoubleVote { first, second }))),
+        (header(), header())
+            .prop_map(|(first, second)| TxKind::Evidence(Box::new(Evidence::DoubleProposal { first, second }))),
     ]
 }
 

@@ -228,7 +228,7 @@ fn double_vote_is_slashed_once_and_weights_follow() {
     chain.push(vec![chain.tx(0, TxKind::Vote { delegates: vec![key(1).address()] })]).unwrap();
     chain.push(vec![chain.tx(0, TxKind::Unstake { amount: Amount::new(100) })]).unwrap();
     let evidence = double_vote(&chain, &key(0), chain.head.height.get());
-    chain.push(vec![chain.tx(2, TxKind::Evidence(evidence.clone()))]).unwrap();
+    chain.push(vec![chain.tx(2, TxKind::Evidence(Box::new(evidence.clone())))]).unwrap();
     assert_eq!(chain.account(0).stake, Amount::new(150), "half of 300 slashed");
     assert_eq!(chain.account(0).unbonding[0].amount, Amount::new(50), "unbonding funds are slashed too");
     assert_eq!(chain.votes_received(1), Amount::new(150));
@@ -237,7 +237,7 @@ fn double_vote_is_slashed_once_and_weights_follow() {
         Evidence::DoubleVote { first, second } => Evidence::DoubleVote { first: second, second: first },
         Evidence::DoubleProposal { .. } => unreachable!(),
     };
-    let again = chain.tx(3, TxKind::Evidence(swapped.clone()));
+    let again = chain.tx(3, TxKind::Evidence(Box::new(swapped.clone())));
     assert!(matches!(rejection(chain.push(vec![again])), TxRejection::DuplicateOffence { .. }));
 }
 
@@ -248,25 +248,28 @@ fn evidence_must_conflict_be_signed_and_recent() {
     let chain_id = chain.genesis.chain_id.clone();
     let vote = Vote::signed(&chain_id, &key(0), Height::new(1), 0, Hash([1; 32]));
     let same = Evidence::DoubleVote { first: vote.clone(), second: vote.clone() };
-    assert_eq!(chain.tx(2, TxKind::Evidence(same)).check_stateless(&chain_id), Err(TxError::EvidenceNotConflicting));
+    assert_eq!(
+        chain.tx(2, TxKind::Evidence(Box::new(same))).check_stateless(&chain_id),
+        Err(TxError::EvidenceNotConflicting)
+    );
     // A forged second vote: the signature check fails.
     let mut forged = vote.clone();
     forged.block_hash = Hash([2; 32]);
     let evidence = Evidence::DoubleVote { first: vote, second: forged };
-    assert!(matches!(chain.tx(2, TxKind::Evidence(evidence)).verify(&chain_id), Err(TxError::Signature(_))));
+    assert!(matches!(chain.tx(2, TxKind::Evidence(Box::new(evidence))).verify(&chain_id), Err(TxError::Signature(_))));
     // Outside the unbonding window (3 blocks): refused.
     for _ in 0..5 {
         chain.push(vec![]).unwrap();
     }
     let old = double_vote(&chain, &key(0), 1);
     assert!(matches!(
-        rejection(chain.push(vec![chain.tx(2, TxKind::Evidence(old))])),
+        rejection(chain.push(vec![chain.tx(2, TxKind::Evidence(Box::new(old)))])),
         TxRejection::EvidenceOutOfWindow { .. }
     ));
     // An offender with nothing at stake.
     let empty = double_vote(&chain, &key(3), chain.head.height.get());
     assert_eq!(
-        rejection(chain.push(vec![chain.tx(2, TxKind::Evidence(empty))])),
+        rejection(chain.push(vec![chain.tx(2, TxKind::Evidence(Box::new(empty)))])),
         TxRejection::NothingToSlash { offender: key(3).address() }
     );
 }
@@ -290,7 +293,7 @@ fn double_proposal_is_slashed() {
         .sign(&chain_id, &key(0))
     };
     let evidence = Evidence::DoubleProposal { first: header(1), second: header(2) };
-    let tx = chain.tx(2, TxKind::Evidence(evidence));
+    let tx = chain.tx(2, TxKind::Evidence(Box::new(evidence)));
     tx.verify(&chain_id).unwrap();
     chain.push(vec![tx]).unwrap();
     assert_eq!(chain.account(0).stake, Amount::new(100));

@@ -7,6 +7,8 @@
 //! `cargo bench -p chorus-store --bench import` (set `CHORUS_BENCH_BLOCKS` to change the
 //! number of blocks, 8 by default).
 
+#![allow(clippy::float_arithmetic, reason = "figures for people, not consensus")]
+
 use std::time::{Duration, Instant};
 
 use chorus_chain::block::{self, Block};

@@ -60,7 +60,7 @@ pub enum StoreError {
     #[error("reorg to {target} would roll back {depth} blocks, limit {}", limits::REORG_DEPTH_MAX)]
     ReorgTooDeep { target: Hash, depth: u64 },
     #[error("block {hash} is invalid: {error}")]
-    Invalid { hash: Hash, error: BlockError },
+    Invalid { hash: Hash, error: Box<BlockError> },
     #[error("reorg to {target} failed at invalid block {failed} ({reason}); the head is back at {head}")]
     ReorgFailed { target: Hash, failed: Hash, reason: String, head: Hash },
     #[error(transparent)]
@@ -288,7 +288,7 @@ impl Store {
         {
             return db_error.into();
         }
-        StoreError::Invalid { hash, error }
+        StoreError::Invalid { hash, error: Box::new(error) }
     }
 
     fn commit_block(&mut self, block: &Block, outcome: &BlockOutcome) -> Result<(), StoreError> {
