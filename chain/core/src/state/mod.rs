@@ -453,7 +453,12 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             }
         }
         for (height, queue) in &self.unbonding {
-            written.insert(StateKey::Unbonding(*height).encode(), codec::encode(queue));
+            let key = StateKey::Unbonding(*height).encode();
+            // begin_block looks up every height's queue; most never existed and stay absent.
+            if queue.0.is_empty() && matches!(self.originals.get(&key), Some(None)) {
+                continue;
+            }
+            written.insert(key, codec::encode(queue));
         }
         for (offence, record) in &self.offences {
             if let Some(record) = record {
