@@ -74,6 +74,10 @@ pub const STATE_CACHE_ENTRIES_MAX: u32 = 200_000;
 /// every update touches).
 pub const TREE_NODE_CACHE_ENTRIES_MAX: u32 = 200_000;
 
+/// Blocks found invalid that the store remembers (hash and reason), so a peer repeating one
+/// costs a lookup, not an execution.
+pub const INVALID_BLOCKS_REMEMBERED_MAX: u32 = 10_000;
+
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);

@@ -9,7 +9,9 @@
 //!
 //! The store applies blocks only through `chorus_chain::state::apply_block`; it adds no rule of
 //! its own. It refuses to open a data directory made for a different genesis and reports a
-//! damaged store as [`StoreError::Damaged`], never a panic.
+//! damaged store as [`StoreError::Damaged`], never a panic. An invalid block writes nothing;
+//! it is remembered in memory (bounded) so it is not executed twice. [`Store::store_block`]
+//! keeps side blocks unexecuted: callers check the engine's seal rules before storing one.
 //!
 //! Writes go to RocksDB's write-ahead log without an fsync per block unless
 //! [`StoreOptions::sync_writes`] is set: a killed process loses nothing, and a power loss loses
@@ -106,6 +108,8 @@ pub struct Store {
     head_hash: Hash,
     state_cache: TwoGenerationCache<Vec<u8>, Option<Vec<u8>>>,
     node_cache: TwoGenerationCache<NodeKey, Node>,
+    /// Blocks found invalid, with the reason.
+    invalid: TwoGenerationCache<Hash, String>,
     write_options: WriteOptions,
 }
 
@@ -133,6 +137,7 @@ impl Store {
             head_hash: Hash::ZERO,
             state_cache: TwoGenerationCache::new(limits::STATE_CACHE_ENTRIES_MAX),
             node_cache: TwoGenerationCache::new(limits::TREE_NODE_CACHE_ENTRIES_MAX),
+            invalid: TwoGenerationCache::new(limits::INVALID_BLOCKS_REMEMBERED_MAX),
             write_options,
         };
         let given = schema::genesis_file_hash(genesis);
@@ -268,26 +273,20 @@ impl Store {
     }
 
     fn refuse_known_invalid(&self, hash: &Hash) -> Result<(), StoreError> {
-        if let Some(reason) = self.db.get_pinned_cf(self.cf(Cf::Invalid), hash.as_bytes())? {
-            return Err(StoreError::KnownInvalid {
-                hash: *hash,
-                reason: String::from_utf8_lossy(&reason).into_owned(),
-            });
+        match self.invalid.get(hash) {
+            Some(reason) => Err(StoreError::KnownInvalid { hash: *hash, reason: reason.clone() }),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Remembers a consensus-invalid block so it is never tried again; storage failures are
-    /// not the block's fault and are passed on unrecorded.
+    /// Remembers a consensus-invalid block (in memory, bounded: bad input never reaches the
+    /// disk) so it is not executed again; storage failures are not the block's fault and are
+    /// passed on unrecorded.
     fn record_invalid(&mut self, hash: Hash, error: BlockError) -> StoreError {
         if matches!(error, BlockError::Read(_) | BlockError::Tree(_)) {
             return StoreError::Damaged { what: error.to_string() };
         }
-        if let Err(db_error) =
-            self.db.put_cf_opt(self.cf(Cf::Invalid), hash.as_bytes(), error.to_string(), &self.write_options)
-        {
-            return db_error.into();
-        }
+        self.invalid.insert(hash, error.to_string());
         StoreError::Invalid { hash, error: Box::new(error) }
     }
 

@@ -10,7 +10,6 @@
 //! | `tree_nodes` | borsh `NodeKey` (version first) | borsh tree node |
 //! | `tree_values` | key hash ++ version, big-endian | tagged value (versioned, for proofs) |
 //! | `undo` | block hash | [`UndoRecord`] of a block on the current chain |
-//! | `invalid` | block hash | why it is invalid (UTF-8) |
 
 use std::path::Path;
 
@@ -38,21 +37,11 @@ pub(crate) enum Cf {
     TreeNodes,
     TreeValues,
     Undo,
-    Invalid,
 }
 
 impl Cf {
-    const ALL: [Cf; 9] = [
-        Cf::Meta,
-        Cf::Blocks,
-        Cf::Canonical,
-        Cf::TxIndex,
-        Cf::State,
-        Cf::TreeNodes,
-        Cf::TreeValues,
-        Cf::Undo,
-        Cf::Invalid,
-    ];
+    const ALL: [Cf; 8] =
+        [Cf::Meta, Cf::Blocks, Cf::Canonical, Cf::TxIndex, Cf::State, Cf::TreeNodes, Cf::TreeValues, Cf::Undo];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -64,7 +53,6 @@ impl Cf {
             Cf::TreeNodes => "tree_nodes",
             Cf::TreeValues => "tree_values",
             Cf::Undo => "undo",
-            Cf::Invalid => "invalid",
         }
     }
 }
