@@ -200,10 +200,40 @@ struct Prepared {
     k: Scalar,
 }
 
+/// Decodes a canonical point encoding: `y < p`, and no sign bit on `x = 0` (the points
+/// `y = 1` and `y = -1`). Equivalent to "decompress, then compress gives the same bytes"
+/// (checked in the tests) without the compression's field inversion.
 fn decode_point(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
-    let compressed = CompressedEdwardsY(*bytes);
-    let point = compressed.decompress()?;
-    (point.compress() == compressed).then_some(point)
+    if !is_canonical_encoding(bytes) {
+        return None;
+    }
+    CompressedEdwardsY(*bytes).decompress()
+}
+
+/// `p = 2^255 - 19`, little endian.
+const FIELD_MODULUS_LE: [u8; 32] = {
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
+    let mut y = *bytes;
+    let sign = y[31] >> 7;
+    y[31] &= 0x7f;
+    // y < p, comparing from the most significant byte.
+    let below_modulus =
+        y.iter().rev().zip(FIELD_MODULUS_LE.iter().rev()).find(|(a, b)| a != b).is_some_and(|(a, b)| a < b);
+    if !below_modulus {
+        return false;
+    }
+    let mut one = [0u8; 32];
+    one[0] = 1;
+    let mut minus_one = FIELD_MODULUS_LE;
+    minus_one[0] -= 1;
+    // x = 0 exactly when y = 1 or y = -1; its sign bit must then be clear.
+    !(sign == 1 && (y == one || y == minus_one))
 }
 
 fn prepare(item: &SignedItem<'_>) -> Result<Prepared, SignatureError> {
@@ -375,6 +405,40 @@ mod tests {
         assert_eq!(verify_batch(&refs), expected);
         assert_eq!(verify_batch_parallel(&refs), expected);
         assert_eq!(verify(refs[17].signer, refs[17].message, refs[17].signature), Err(SignatureError::Equation));
+    }
+
+    #[test]
+    fn canonical_encoding_check_matches_a_round_trip() {
+        let round_trip = |bytes: &[u8; 32]| {
+            let compressed = CompressedEdwardsY(*bytes);
+            compressed.decompress().is_some_and(|point| point.compress() == compressed)
+        };
+        let mut inputs: Vec<[u8; 32]> = Vec::new();
+        // Every y from p - 24 to 2^255 - 1, with either sign bit, and y = 0, 1, 2.
+        for low in 0u8..=0xff {
+            let mut y = FIELD_MODULUS_LE;
+            if low < 0xd4 {
+                continue;
+            }
+            y[0] = low;
+            inputs.push(y);
+            y[31] |= 0x80;
+            inputs.push(y);
+        }
+        for small in 0u8..3 {
+            let mut y = [0u8; 32];
+            y[0] = small;
+            inputs.push(y);
+            y[31] |= 0x80;
+            inputs.push(y);
+        }
+        // And many hash-derived encodings (about half are on the curve).
+        for i in 0u32..2_000 {
+            inputs.push(Hash::digest(&i.to_le_bytes()).0);
+        }
+        for input in &inputs {
+            assert_eq!(decode_point(input).is_some(), round_trip(input), "{}", hex::encode(input));
+        }
     }
 
     #[test]
