@@ -7,7 +7,7 @@
 //! `cargo bench -p chorus-store --bench import` (set `CHORUS_BENCH_BLOCKS` to change the
 //! number of blocks, 8 by default).
 
-#![allow(clippy::float_arithmetic, reason = "figures for people, not consensus")]
+#![allow(clippy::float_arithmetic, clippy::disallowed_types, reason = "a benchmark measures wall-clock time")]
 
 use std::time::{Duration, Instant};
 
