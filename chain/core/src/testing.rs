@@ -47,3 +47,22 @@ pub fn signed(genesis: &Genesis, key: &SecretKey, nonce: u64, kind: TxKind) -> S
     Transaction { chain_id: genesis.chain_id.clone(), sender: key.address(), nonce, fee: Amount::new(1), kind }
         .sign(key)
 }
+
+/// A small seeded generator (xorshift64*) for test and bench workloads: the same seed gives
+/// the same blocks in every process.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A value in `0..n`.
+    pub fn below(&mut self, n: u32) -> u32 {
+        u32::try_from(self.next_u64() % u64::from(n.max(1))).expect("invariant: below n <= u32::MAX")
+    }
+}

@@ -24,28 +24,12 @@ use ed25519_dalek::{Signer, Verifier};
 const N_ACCOUNTS: u32 = 10_000;
 const TXS_PER_BLOCK: usize = 5_000;
 
-/// A small deterministic generator (xorshift64*), so every run imports the same blocks.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u32) -> u32 {
-        (self.next() % u64::from(n)) as u32
-    }
-}
-
 fn make_blocks(genesis: &chorus_chain::Genesis, n_blocks: usize) -> (Vec<Vec<u8>>, Block) {
     let keys: Vec<_> = (0..N_ACCOUNTS).map(testing::key).collect();
     let mut nonces = vec![0u64; N_ACCOUNTS as usize];
     let (mut mem, genesis_block) = MemoryState::from_genesis(genesis).expect("genesis");
     let mut parent = genesis_block.header.clone();
-    let mut rng = Rng(0x5eed);
+    let mut rng = testing::Rng(0x5eed);
     let mut encoded = Vec::with_capacity(n_blocks);
     for _ in 0..n_blocks {
         let txs = (0..TXS_PER_BLOCK)

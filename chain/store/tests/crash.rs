@@ -29,31 +29,20 @@ const SEED: u64 = 0xc4a5;
 const CHILD_ENV: &str = "CHORUS_CRASH_CHILD";
 const BLOCKS_ENV: &str = "CHORUS_CRASH_BLOCKS";
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 /// The same blocks in every process, and the memory replay's state root after each.
 fn chain(n_blocks: usize) -> (Genesis, Vec<Block>, MemoryState) {
     let genesis = testing::genesis(N_ACCOUNTS, 1_000_000);
     let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
     let mut parent = genesis_block.header;
     let mut nonces = vec![0u64; N_ACCOUNTS as usize];
-    let mut rng = Rng(SEED);
+    let mut rng = testing::Rng(SEED);
     let mut blocks = Vec::with_capacity(n_blocks);
     for _ in 0..n_blocks {
         let txs = (0..TXS_PER_BLOCK)
             .map(|_| {
-                let from = (rng.next() % u64::from(N_ACCOUNTS)) as usize;
-                let to = testing::key((rng.next() % u64::from(N_ACCOUNTS)) as u32).address();
-                let kind = TxKind::Transfer { to, amount: Amount::new(u128::from(rng.next() % 100) + 1) };
+                let from = rng.below(N_ACCOUNTS) as usize;
+                let to = testing::key(rng.below(N_ACCOUNTS)).address();
+                let kind = TxKind::Transfer { to, amount: Amount::new(u128::from(rng.next_u64() % 100) + 1) };
                 let tx = testing::signed(&genesis, &testing::key(from as u32), nonces[from], kind);
                 nonces[from] += 1;
                 tx
@@ -157,7 +146,7 @@ fn crash_store_survives_sigkill_during_imports() {
     write_blocks(&blocks_file, &blocks);
     let mut dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
-    let mut rng = Rng(SEED ^ 0xfeed);
+    let mut rng = testing::Rng(SEED ^ 0xfeed);
     let mut heights_seen = Vec::new();
     let mut kills = 0;
     while kills < N_KILLS {
@@ -178,7 +167,7 @@ fn crash_store_survives_sigkill_during_imports() {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_micros(rng.next() % 40_000));
+        std::thread::sleep(Duration::from_micros(rng.next_u64() % 40_000));
         let finished = child.try_wait().unwrap().is_some();
         child.kill().unwrap();
         child.wait().unwrap();
