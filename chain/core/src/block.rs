@@ -161,10 +161,10 @@ impl Body {
     }
 }
 
-/// Stateless checks of a block: sizes, roots, each transaction's own rules, and every
-/// signature in the body (in parallel batches) and in the seal. Returns the transaction
-/// hashes, which the caller needs for indexes.
-pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Vec<Hash>, BlockShapeError> {
+/// The cheap part of the stateless checks: counts within limits, the body matches the header's
+/// roots, no transaction twice. Returns the transaction hashes. Enough to store a block
+/// without executing it (a side branch): its body is then the one its hash commits to.
+pub fn check_body_matches_header(block: &Block) -> Result<Vec<Hash>, BlockShapeError> {
     let body = &block.body;
     if body.txs.len() > limits::BLOCK_TXS_MAX as usize {
         return Err(BlockShapeError::TooManyTxs { got: body.txs.len() });
@@ -185,6 +185,15 @@ pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Vec<Ha
     if let Some(twice) = tx_hashes.iter().find(|hash| !seen.insert(**hash)) {
         return Err(BlockShapeError::DuplicateTx { hash: *twice });
     }
+    Ok(tx_hashes)
+}
+
+/// Stateless checks of a block: sizes, roots, each transaction's own rules, and every
+/// signature in the body (in parallel batches) and in the seal. Returns the transaction
+/// hashes, which the caller needs for indexes.
+pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Vec<Hash>, BlockShapeError> {
+    let tx_hashes = check_body_matches_header(block)?;
+    let body = &block.body;
     let mut checks = Vec::with_capacity(body.txs.len() + body.votes.len());
     let mut owner = Vec::with_capacity(body.txs.len() + body.votes.len());
     for (index, tx) in body.txs.iter().enumerate() {

@@ -354,13 +354,17 @@ impl Store {
         node_keys
     }
 
-    /// Stores a block without connecting it (a side branch). Its parent must be stored.
+    /// Stores a block without connecting it (a side branch): its parent must be stored and its
+    /// body must match its header. Signatures and state are checked when it is connected.
     pub fn store_block(&mut self, block: &Block) -> Result<(), StoreError> {
         let hash = block.hash();
         self.refuse_known_invalid(&hash)?;
         if self.contains_block(&hash)? {
             return Ok(());
         }
+        // A body that does not match its header is bad input and never reaches the disk.
+        chorus_chain::block::check_body_matches_header(block)
+            .map_err(|error| StoreError::Invalid { hash, error: Box::new(error.into()) })?;
         let parent =
             self.block(&block.header.parent)?.ok_or(StoreError::UnknownParent { hash, parent: block.header.parent })?;
         if parent.header.height.next() != Some(block.header.height) {

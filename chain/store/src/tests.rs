@@ -249,6 +249,23 @@ fn reorg_onto_an_invalid_branch_restores_the_old_chain() {
 }
 
 #[test]
+fn side_block_with_a_body_that_does_not_match_its_header_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(3, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let mut block = branch(&mut mem, &genesis, &genesis_block.header, 1, 0, 1).remove(0);
+    block.body.txs.clear();
+    match store.store_block(&block) {
+        Err(StoreError::Invalid { error, .. }) => {
+            assert!(matches!(*error, BlockError::Shape(chorus_chain::block::BlockShapeError::TxsRoot { .. })))
+        }
+        other => panic!("expected a body/header mismatch, got {other:?}"),
+    }
+    assert!(!store.contains_block(&block.hash()).unwrap());
+}
+
+#[test]
 fn proofs_verify_against_block_roots() {
     let dir = tempfile::tempdir().unwrap();
     let genesis = testing::genesis(4, 1_000);
