@@ -378,6 +378,7 @@ impl Store {
     /// applies the target's branch. If a block of that branch is invalid, it is recorded as
     /// such and the previous chain is restored.
     pub fn reorg_to(&mut self, target: Hash) -> Result<HeadChange, StoreError> {
+        // Hashes only: a deep reorg must not hold thousands of blocks in memory.
         let (ancestor_height, branch) = self.branch_to(target)?;
         let old_branch = self.canonical_range(ancestor_height, self.head.height)?;
         let mut change = HeadChange::default();
@@ -385,9 +386,10 @@ impl Store {
             change.rolled_back.push(self.head_hash);
             self.rollback_head()?;
         }
-        for block in &branch {
-            match self.import_block(block) {
-                Ok(()) => change.applied.push(block.hash()),
+        for hash in &branch {
+            let block = self.block(hash)?.ok_or_else(|| damaged(format!("branch block {hash} vanished")))?;
+            match self.import_block(&block) {
+                Ok(()) => change.applied.push(*hash),
                 Err(StoreError::Invalid { hash, error }) => {
                     self.restore_branch(ancestor_height, &old_branch)?;
                     return Err(StoreError::ReorgFailed {
@@ -407,9 +409,9 @@ impl Store {
         Ok(change)
     }
 
-    /// The blocks from the common ancestor (exclusive) to `target` (inclusive), oldest first,
+    /// The hashes from the common ancestor (exclusive) to `target` (inclusive), oldest first,
     /// and the ancestor's height.
-    fn branch_to(&self, target: Hash) -> Result<(Height, Vec<Block>), StoreError> {
+    fn branch_to(&self, target: Hash) -> Result<(Height, Vec<Hash>), StoreError> {
         let mut branch = Vec::new();
         let mut cursor = target;
         loop {
@@ -426,29 +428,30 @@ impl Store {
             if branch.len() > limits::REORG_DEPTH_MAX as usize {
                 return Err(StoreError::ReorgTooDeep { target, depth: branch.len() as u64 });
             }
+            branch.push(cursor);
             cursor = block.header.parent;
-            branch.push(block);
         }
     }
 
-    /// The current chain's blocks above `ancestor` up to `top`, oldest first.
-    fn canonical_range(&self, ancestor: Height, top: Height) -> Result<Vec<Block>, StoreError> {
-        let mut blocks = Vec::new();
+    /// The current chain's hashes above `ancestor` up to `top`, oldest first.
+    fn canonical_range(&self, ancestor: Height, top: Height) -> Result<Vec<Hash>, StoreError> {
+        let mut hashes = Vec::new();
         let mut height = ancestor;
         while height < top {
             height = height.next().expect("invariant: height < top <= u64::MAX");
-            blocks.push(self.canonical_block(height)?.ok_or_else(|| damaged(format!("no block at height {height}")))?);
+            hashes.push(self.canonical_hash(height)?.ok_or_else(|| damaged(format!("no block at height {height}")))?);
         }
-        Ok(blocks)
+        Ok(hashes)
     }
 
     /// Puts back a branch that was valid before a failed reorg.
-    fn restore_branch(&mut self, ancestor: Height, branch: &[Block]) -> Result<(), StoreError> {
+    fn restore_branch(&mut self, ancestor: Height, branch: &[Hash]) -> Result<(), StoreError> {
         while self.head.height > ancestor {
             self.rollback_head()?;
         }
-        for block in branch {
-            self.import_block(block)
+        for hash in branch {
+            let block = self.block(hash)?.ok_or_else(|| damaged(format!("old branch block {hash} vanished")))?;
+            self.import_block(&block)
                 .map_err(|error| damaged(format!("re-applying a block that was valid: {error}")))?;
         }
         Ok(())
