@@ -82,3 +82,40 @@ fn batch_path_agrees_with_single_on_every_case() {
         assert_eq!(crypto::verify_batch_parallel(&mixed).is_ok(), EXPECTED[index].is_ok(), "case {index} parallel");
     }
 }
+
+mod agreement {
+    use chorus_chain::crypto::{self, Address, SecretKey, Signature, SignedItem};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any mutation of a valid (key, signature) pair gets the same verdict from the single
+        /// and the batch path, alone and among valid signatures.
+        #[test]
+        fn single_and_batch_agree_on_mutated_signatures(
+            seed in any::<[u8; 32]>(),
+            message in prop::collection::vec(any::<u8>(), 0..64),
+            flips in prop::collection::vec((0usize..96, any::<u8>()), 0..3),
+        ) {
+            let key = SecretKey::from_seed(seed);
+            let mut signer = key.address();
+            let mut signature = key.sign(&message);
+            for (position, byte) in flips {
+                if position < 32 {
+                    signer.0[position] ^= byte;
+                } else {
+                    signature.0[position - 32] ^= byte;
+                }
+            }
+            let single = crypto::verify(&signer, &message, &signature);
+            let item = SignedItem { signer: &signer, message: &message, signature: &signature };
+            prop_assert_eq!(crypto::verify_batch(&[item]).map_err(|error| error.error), single);
+
+            let other = SecretKey::from_seed([9; 32]);
+            let (other_address, other_signature): (Address, Signature) = (other.address(), other.sign(b"other"));
+            let valid = SignedItem { signer: &other_address, message: b"other", signature: &other_signature };
+            prop_assert_eq!(crypto::verify_batch(&[valid, item, valid]).is_ok(), single.is_ok());
+        }
+    }
+}
