@@ -188,10 +188,27 @@ pub fn check_body_matches_header(block: &Block) -> Result<Vec<Hash>, BlockShapeE
     Ok(tx_hashes)
 }
 
+/// Evidence that [`check_block_stateless`] passed for one block: only that function makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatelessChecked {
+    block_hash: Hash,
+    tx_hashes: Vec<Hash>,
+}
+
+impl StatelessChecked {
+    pub fn block_hash(&self) -> Hash {
+        self.block_hash
+    }
+
+    /// The block's transaction hashes, in body order.
+    pub fn into_tx_hashes(self) -> Vec<Hash> {
+        self.tx_hashes
+    }
+}
+
 /// Stateless checks of a block: sizes, roots, each transaction's own rules, and every
-/// signature in the body (in parallel batches) and in the seal. Returns the transaction
-/// hashes, which the caller needs for indexes.
-pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Vec<Hash>, BlockShapeError> {
+/// signature in the body (in parallel batches) and in the seal.
+pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<StatelessChecked, BlockShapeError> {
     let tx_hashes = check_body_matches_header(block)?;
     let body = &block.body;
     let mut checks = Vec::with_capacity(body.txs.len() + body.votes.len());
@@ -228,7 +245,7 @@ pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Vec<Ha
             Owner::Seal => BlockShapeError::SealSignature(error),
         });
     }
-    Ok(tx_hashes)
+    Ok(StatelessChecked { block_hash: block.hash(), tx_hashes })
 }
 
 #[derive(Clone, Copy)]

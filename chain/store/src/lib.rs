@@ -22,7 +22,7 @@ mod schema;
 
 use std::path::Path;
 
-use chorus_chain::block::{Block, Header};
+use chorus_chain::block::{self, Block, Header};
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::Genesis;
@@ -272,6 +272,49 @@ impl Store {
         self.commit_block(block, &outcome)
     }
 
+    /// Imports consecutive blocks building on the head (the sync path): the signatures of each
+    /// next block are checked while the current one executes and commits. Stops at the first
+    /// failure; the blocks before it stay imported.
+    pub fn import_blocks(&mut self, blocks: &[Block]) -> Result<(), StoreError> {
+        let chain_id = self.genesis.chain_id.clone();
+        let Some(first) = blocks.first() else {
+            return Ok(());
+        };
+        let mut checked = block::check_block_stateless(first, &chain_id);
+        for (index, current) in blocks.iter().enumerate() {
+            let next = blocks.get(index + 1);
+            let (imported, next_checked) = rayon::join(
+                || self.import_checked(current, checked),
+                || next.map(|next| block::check_block_stateless(next, &chain_id)),
+            );
+            imported?;
+            match next_checked {
+                Some(result) => checked = result,
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn import_checked(
+        &mut self,
+        block: &Block,
+        checked: Result<block::StatelessChecked, block::BlockShapeError>,
+    ) -> Result<(), StoreError> {
+        let hash = block.hash();
+        if block.header.parent != self.head_hash {
+            return Err(StoreError::NotOnHead { hash, parent: block.header.parent, head: self.head_hash });
+        }
+        self.refuse_known_invalid(&hash)?;
+        let outcome = checked
+            .map_err(BlockError::from)
+            .and_then(|checked| state::apply_checked_block(&self.view(), &self.genesis, &self.head, block, checked));
+        match outcome {
+            Ok(outcome) => self.commit_block(block, &outcome),
+            Err(error) => Err(self.record_invalid(hash, error)),
+        }
+    }
+
     fn refuse_known_invalid(&self, hash: &Hash) -> Result<(), StoreError> {
         match self.invalid.get(hash) {
             Some(reason) => Err(StoreError::KnownInvalid { hash: *hash, reason: reason.clone() }),
@@ -363,7 +406,7 @@ impl Store {
             return Ok(());
         }
         // A body that does not match its header is bad input and never reaches the disk.
-        chorus_chain::block::check_body_matches_header(block)
+        block::check_body_matches_header(block)
             .map_err(|error| StoreError::Invalid { hash, error: Box::new(error.into()) })?;
         let parent =
             self.block(&block.header.parent)?.ok_or(StoreError::UnknownParent { hash, parent: block.header.parent })?;

@@ -113,6 +113,34 @@ fn imports_blocks_and_matches_an_independent_replay() {
 }
 
 #[test]
+fn import_blocks_pipelines_and_stops_at_the_first_invalid_block() {
+    let genesis = testing::genesis(6, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let blocks = branch(&mut mem, &genesis, &genesis_block.header, 6, 0, 3);
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    store.import_blocks(&blocks).unwrap();
+    assert_eq!(store.head_hash(), blocks[5].hash());
+    assert_same_state(&store, &mem, &genesis, 6);
+
+    // A bad signature in block 4: blocks 1 to 3 are imported, then the error.
+    let mut broken = blocks.clone();
+    broken[3].body.txs[0].signature.0[10] ^= 1;
+    broken[3].header.txs_root = broken[3].body.txs_root();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    match store.import_blocks(&broken) {
+        Err(StoreError::Invalid { hash, error }) => {
+            assert_eq!(hash, broken[3].hash());
+            assert!(matches!(*error, BlockError::Shape(block::BlockShapeError::Tx { index: 0, .. })));
+        }
+        other => panic!("expected the fourth block to be refused, got {other:?}"),
+    }
+    assert_eq!(store.head_hash(), blocks[2].hash());
+}
+
+#[test]
 fn invalid_block_changes_nothing_and_is_remembered() {
     let dir = tempfile::tempdir().unwrap();
     let genesis = testing::genesis(3, 1_000);
@@ -258,7 +286,7 @@ fn side_block_with_a_body_that_does_not_match_its_header_is_not_stored() {
     block.body.txs.clear();
     match store.store_block(&block) {
         Err(StoreError::Invalid { error, .. }) => {
-            assert!(matches!(*error, BlockError::Shape(chorus_chain::block::BlockShapeError::TxsRoot { .. })))
+            assert!(matches!(*error, BlockError::Shape(block::BlockShapeError::TxsRoot { .. })))
         }
         other => panic!("expected a body/header mismatch, got {other:?}"),
     }

@@ -534,7 +534,32 @@ pub fn apply_block<S>(state: &S, genesis: &Genesis, parent: &Header, block: &Blo
 where
     S: StateRead + jmt::storage::TreeReader + Sync,
 {
-    let header = &block.header;
+    check_link(parent, &block.header)?;
+    let (checked, executed) =
+        rayon::join(|| block::check_block_stateless(block, &genesis.chain_id), || execute(state, genesis, block));
+    let checked = checked?;
+    finish(state, &block.header, executed?, checked.into_tx_hashes())
+}
+
+/// [`apply_block`] for a block whose stateless checks already passed (the sync path checks
+/// the next block's signatures while this one executes).
+pub fn apply_checked_block<S>(
+    state: &S,
+    genesis: &Genesis,
+    parent: &Header,
+    block: &Block,
+    checked: block::StatelessChecked,
+) -> Result<BlockOutcome, BlockError>
+where
+    S: StateRead + jmt::storage::TreeReader,
+{
+    assert_eq!(checked.block_hash(), block.hash(), "stateless checks belong to the block applied");
+    check_link(parent, &block.header)?;
+    let changes = execute(state, genesis, block)?;
+    finish(state, &block.header, changes, checked.into_tx_hashes())
+}
+
+fn check_link(parent: &Header, header: &Header) -> Result<(), BlockError> {
     let expected_height =
         parent.height.next().ok_or(BlockError::WrongHeight { expected: parent.height, got: header.height })?;
     if header.height != expected_height {
@@ -544,10 +569,16 @@ where
     if header.parent != parent_hash {
         return Err(BlockError::WrongParent { height: header.height, got: header.parent, expected: parent_hash });
     }
-    let (shape, executed) =
-        rayon::join(|| block::check_block_stateless(block, &genesis.chain_id), || execute(state, genesis, block));
-    let tx_hashes = shape?;
-    let changes = executed?;
+    Ok(())
+}
+
+/// Computes the state root of `changes` and holds it against the header's.
+fn finish<S: jmt::storage::TreeReader>(
+    state: &S,
+    header: &Header,
+    changes: Vec<StateChange>,
+    tx_hashes: Vec<Hash>,
+) -> Result<BlockOutcome, BlockError> {
     let (state_root, tree_batch) = tree::apply_changes(state, &changes, header.height)?;
     if state_root != header.state_root {
         return Err(BlockError::StateRoot { height: header.height, expected: state_root, got: header.state_root });
