@@ -138,12 +138,13 @@ pub trait StateRead {
 }
 
 fn read_typed<T: Canonical, R: StateRead + ?Sized>(state: &R, key: &StateKey) -> Result<Option<T>, ReadError> {
-    match state.get_raw(&key.encode())? {
-        None => Ok(None),
-        Some(bytes) => {
-            codec::decode(&bytes).map(Some).map_err(|error| ReadError::Damaged { key: format!("{key:?}"), error })
-        }
-    }
+    decode_value(key, state.get_raw(&key.encode())?.as_deref())
+}
+
+/// Decodes a stored value; undecodable bytes mean a damaged store.
+fn decode_value<T: Canonical>(key: &StateKey, raw: Option<&[u8]>) -> Result<Option<T>, ReadError> {
+    raw.map(|bytes| codec::decode(bytes).map_err(|error| ReadError::Damaged { key: format!("{key:?}"), error }))
+        .transpose()
 }
 
 /// Reads one account (the default, empty account if it was never touched).
@@ -263,12 +264,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
     fn load<T: Canonical>(&mut self, key: StateKey) -> Result<Option<T>, ReadError> {
         let encoded_key = key.encode();
         let raw = self.base.get_raw(&encoded_key)?;
-        let value = match &raw {
-            None => None,
-            Some(bytes) => {
-                Some(codec::decode(bytes).map_err(|error| ReadError::Damaged { key: format!("{key:?}"), error })?)
-            }
-        };
+        let value = decode_value(&key, raw.as_deref())?;
         self.originals.insert(encoded_key, raw);
         Ok(value)
     }
