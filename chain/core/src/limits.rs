@@ -74,6 +74,13 @@ pub const STATE_CACHE_ENTRIES_MAX: u32 = 200_000;
 /// every update touches).
 pub const TREE_NODE_CACHE_ENTRIES_MAX: u32 = 200_000;
 
+/// Headers the store keeps decoded in memory: consensus engines read the recent ancestors of
+/// every block that arrives (difficulty window, median time), which must not decode bodies.
+pub const HEADER_CACHE_ENTRIES_MAX: u32 = 20_000;
+
+/// Largest record (key and value) a consensus engine may write to the store.
+pub const ENGINE_RECORD_BYTES_MAX: u32 = 64 * 1024;
+
 /// Blocks found invalid that the store remembers (hash and reason), so a peer repeating one
 /// costs a lookup, not an execution.
 pub const INVALID_BLOCKS_REMEMBERED_MAX: u32 = 10_000;

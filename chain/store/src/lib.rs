@@ -65,6 +65,8 @@ pub enum StoreError {
     Invalid { hash: Hash, error: Box<BlockError> },
     #[error("reorg to {target} failed at invalid block {failed} ({reason}); the head is back at {head}")]
     ReorgFailed { target: Hash, failed: Hash, reason: String, head: Hash },
+    #[error("engine record is {size_bytes} bytes, limit {}", limits::ENGINE_RECORD_BYTES_MAX)]
+    RecordTooLarge { size_bytes: usize },
     #[error(transparent)]
     Tree(#[from] TreeError),
 }
@@ -108,6 +110,8 @@ pub struct Store {
     head_hash: Hash,
     state_cache: TwoGenerationCache<Vec<u8>, Option<Vec<u8>>>,
     node_cache: TwoGenerationCache<NodeKey, Node>,
+    /// Headers of blocks written by this process (consensus engines read recent ancestors).
+    header_cache: TwoGenerationCache<Hash, Header>,
     /// Blocks found invalid, with the reason.
     invalid: TwoGenerationCache<Hash, String>,
     write_options: WriteOptions,
@@ -137,6 +141,7 @@ impl Store {
             head_hash: Hash::ZERO,
             state_cache: TwoGenerationCache::new(limits::STATE_CACHE_ENTRIES_MAX),
             node_cache: TwoGenerationCache::new(limits::TREE_NODE_CACHE_ENTRIES_MAX),
+            header_cache: TwoGenerationCache::new(limits::HEADER_CACHE_ENTRIES_MAX),
             invalid: TwoGenerationCache::new(limits::INVALID_BLOCKS_REMEMBERED_MAX),
             write_options,
         };
@@ -192,6 +197,30 @@ impl Store {
 
     pub fn head_hash(&self) -> Hash {
         self.head_hash
+    }
+
+    /// The header of any stored block.
+    pub fn header(&self, hash: &Hash) -> Result<Option<Header>, StoreError> {
+        if let Some(header) = self.header_cache.get(hash) {
+            return Ok(Some(header.clone()));
+        }
+        Ok(self.block(hash)?.map(|block| block.header))
+    }
+
+    /// A record the consensus engine wrote with [`Store::put_engine_record`].
+    pub fn engine_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(Cf::Engine), key)?)
+    }
+
+    /// Writes a consensus engine's record (durable as blocks are: see the crate docs). Engines
+    /// keep here what they must not forget across a restart, such as a block's chain work or
+    /// the votes they signed.
+    pub fn put_engine_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if key.len().saturating_add(value.len()) > limits::ENGINE_RECORD_BYTES_MAX as usize {
+            return Err(StoreError::RecordTooLarge { size_bytes: key.len().saturating_add(value.len()) });
+        }
+        self.db.put_cf_opt(self.cf(Cf::Engine), key, value, &self.write_options)?;
+        Ok(())
     }
 
     /// Any stored block, on the chain or on a side branch.
@@ -355,6 +384,7 @@ impl Store {
         for (key, node) in outcome.tree_batch.node_batch.nodes() {
             self.node_cache.insert(key.clone(), node.clone());
         }
+        self.header_cache.insert(hash, block.header.clone());
         self.head = block.header.clone();
         self.head_hash = hash;
         Ok(())
@@ -414,6 +444,7 @@ impl Store {
             return Err(StoreError::BadHeight { hash, got: block.header.height, parent_height: parent.header.height });
         }
         self.db.put_cf_opt(self.cf(Cf::Blocks), hash.as_bytes(), codec::encode(block), &self.write_options)?;
+        self.header_cache.insert(hash, block.header.clone());
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 //! | `tree_nodes` | borsh `NodeKey` (version first) | borsh tree node |
 //! | `tree_values` | key hash ++ version, big-endian | tagged value (versioned, for proofs) |
 //! | `undo` | block hash | [`UndoRecord`] of a block on the current chain |
+//! | `engine` | engine-chosen key | the consensus engine's own records (e.g. chain work, votes cast) |
 
 use std::path::Path;
 
@@ -25,7 +26,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 use crate::StoreError;
 
 /// Bumped on any change to this layout; a store of another version is refused.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cf {
@@ -37,11 +38,21 @@ pub(crate) enum Cf {
     TreeNodes,
     TreeValues,
     Undo,
+    Engine,
 }
 
 impl Cf {
-    const ALL: [Cf; 8] =
-        [Cf::Meta, Cf::Blocks, Cf::Canonical, Cf::TxIndex, Cf::State, Cf::TreeNodes, Cf::TreeValues, Cf::Undo];
+    const ALL: [Cf; 9] = [
+        Cf::Meta,
+        Cf::Blocks,
+        Cf::Canonical,
+        Cf::TxIndex,
+        Cf::State,
+        Cf::TreeNodes,
+        Cf::TreeValues,
+        Cf::Undo,
+        Cf::Engine,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -53,6 +64,7 @@ impl Cf {
             Cf::TreeNodes => "tree_nodes",
             Cf::TreeValues => "tree_values",
             Cf::Undo => "undo",
+            Cf::Engine => "engine",
         }
     }
 }

@@ -346,3 +346,28 @@ fn damaged_store_is_reported_not_panicked() {
     }
     assert!(matches!(Store::open(dir.path(), &genesis), Err(StoreError::Damaged { .. })));
 }
+
+#[test]
+fn engine_records_and_side_headers_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(4, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let side = branch(&mut mem, &genesis, &genesis_block.header, 2, 0, 1);
+    {
+        let mut store = Store::open(dir.path(), &genesis).unwrap();
+        for block in &side {
+            store.store_block(block).unwrap();
+        }
+        store.put_engine_record(b"work/1", b"seven").unwrap();
+        let oversize = vec![0u8; limits::ENGINE_RECORD_BYTES_MAX as usize];
+        assert!(matches!(store.put_engine_record(b"big", &oversize), Err(StoreError::RecordTooLarge { .. })));
+    }
+    let store = Store::open(dir.path(), &genesis).unwrap();
+    assert_eq!(store.engine_record(b"work/1").unwrap().as_deref(), Some(&b"seven"[..]));
+    assert_eq!(store.engine_record(b"big").unwrap(), None);
+    assert_eq!(store.engine_record(b"work/2").unwrap(), None);
+    // Read back from disk (the header cache is empty after a reopen).
+    assert_eq!(store.header(&side[1].hash()).unwrap(), Some(side[1].header.clone()));
+    assert_eq!(store.header(&Hash([9; 32])).unwrap(), None);
+    assert_eq!(store.head_hash(), genesis_block.hash(), "side blocks do not move the head");
+}
