@@ -81,6 +81,17 @@ pub const HEADER_CACHE_ENTRIES_MAX: u32 = 20_000;
 /// Largest record (key and value) a consensus engine may write to the store.
 pub const ENGINE_RECORD_BYTES_MAX: u32 = 64 * 1024;
 
+/// Largest encoded consensus message other than a block (a vote is under 200 bytes).
+pub const ENGINE_MESSAGE_BYTES_MAX: u32 = 64 * 1024;
+
+/// How far ahead of a node's clock a block's timestamp may be. A block beyond it is refused
+/// for now (not marked invalid: it becomes acceptable as the clock advances). Tolerates clock
+/// skew between honest nodes while bounding how far a miner can pull the chain's time ahead.
+pub const BLOCK_FUTURE_DRIFT_MS_MAX: u64 = 15_000;
+
+/// Chain-work entries a PoW engine keeps in memory; the rest are read from its records.
+pub const WORK_CACHE_ENTRIES_MAX: u32 = 20_000;
+
 /// Blocks found invalid that the store remembers (hash and reason), so a peer repeating one
 /// costs a lookup, not an execution.
 pub const INVALID_BLOCKS_REMEMBERED_MAX: u32 = 10_000;

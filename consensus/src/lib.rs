@@ -1,0 +1,278 @@
+//! Chorus consensus: the engine interface and the engines.
+//!
+//! An [`Engine`] is a pure state machine. The node's driver feeds it [`Event`]s (a block, header
+//! or consensus message arrived, a timer fired, the miner found a nonce, a block it asked for was
+//! built, the store moved its head) together with the node's current time, and executes the
+//! [`Action`]s it appends (send, set a timer, build a block, mine, persist a record, add a block,
+//! move the head, finalize), in order, persisting before sending. The engine reads the chain
+//! through [`ChainRead`] and never writes it: every write is an action.
+//!
+//! Invariants: no I/O, clock, async, threads or floats in this crate; collections are ordered
+//! maps; anything random is derived from chain data. The same inputs give the same actions, which
+//! is what lets the deterministic simulator replay a run from its seed.
+//!
+//! Engines: [`pow`] (proof of work). PoS, DPoS and Raft use the same interface (see
+//! ARCHITECTURE.md for how each maps onto it) and arrive in later releases; [`new_engine`]
+//! refuses them with a clear message until then.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::float_arithmetic,
+        clippy::panic
+    )
+)]
+
+use std::fmt;
+use std::sync::Arc;
+
+use bincode::{Decode, Encode};
+use chorus_chain::block::{Block, Header};
+use chorus_chain::codec::Canonical;
+use chorus_chain::crypto::Address;
+use chorus_chain::genesis::{EngineConfig, Genesis};
+use chorus_chain::limits;
+use chorus_chain::primitives::{Hash, Height, Timestamp};
+use chorus_chain::state::StateRead;
+use chorus_chain::tx::{Evidence, Vote};
+
+pub mod pow;
+
+/// A peer as the network layer names it: the libp2p peer id's text in `chorusd`, a node name in
+/// the simulator. Engines only compare and echo it.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PeerId(Arc<str>);
+
+impl PeerId {
+    pub fn new(text: &str) -> PeerId {
+        PeerId(Arc::from(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for PeerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerId({})", self.0)
+    }
+}
+
+/// Where a block came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// This node (a block it produced).
+    Local,
+    Peer(PeerId),
+}
+
+/// A consensus message other than a block. PoW has none; PoS and DPoS send votes; Raft adds its
+/// own variant with its engine.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum EngineMessage {
+    Vote(Vote),
+}
+
+impl Canonical for EngineMessage {
+    const BYTES_MAX: u32 = limits::ENGINE_MESSAGE_BYTES_MAX;
+}
+
+/// What an engine sends to peers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outbound {
+    Block(Arc<Block>),
+    Header(Box<Header>),
+    Message(EngineMessage),
+}
+
+/// A timer an engine set; the meaning of the number is the engine's. Setting a timer again
+/// replaces the pending one with the same id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimerId(pub u32);
+
+/// What happens to a node; each is stepped with the node's current time.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The node started (or restarted) on its store; the store's head is where it stopped.
+    Start,
+    /// A timer set with [`Action::SetTimer`] fired.
+    Timer(TimerId),
+    /// A block whose parent is stored arrived (gossip or sync). The driver holds blocks with an
+    /// unknown parent until the parent is stored.
+    Block { from: Origin, block: Arc<Block> },
+    /// A header was announced; the engine may ask for its block.
+    Header { from: PeerId, header: Header },
+    /// A consensus message arrived.
+    Message { from: PeerId, message: EngineMessage },
+    /// The block asked for with [`Action::Propose`] was built: transactions executed, roots
+    /// filled in, seal empty.
+    Built(Arc<Block>),
+    /// The miner found a nonce: the template of [`Action::StartMining`] with its seal complete.
+    Mined(Arc<Block>),
+    /// The store moved its head (after [`Action::AddBlock`] or [`Action::SetHead`]).
+    HeadChanged { head: Hash, height: Height, rolled_back: Vec<Hash>, applied: Vec<Hash> },
+    /// The store found a block invalid when executing it; the head did not move (a failed
+    /// reorg is undone by the store).
+    BlockRejected { hash: Hash, reason: String },
+}
+
+/// What an engine asks the node to do. The driver executes actions in order; an action's
+/// result comes back as a later event.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Send to every peer.
+    Broadcast(Outbound),
+    /// Send to one peer.
+    Send {
+        to: PeerId,
+        message: Outbound,
+    },
+    /// Get a block by hash from the network (from `from` if given).
+    FetchBlock {
+        hash: Hash,
+        from: Option<PeerId>,
+    },
+    /// Fire [`Event::Timer`] once the node's clock reads `at`.
+    SetTimer {
+        timer: TimerId,
+        at: Timestamp,
+    },
+    /// Build a block on `parent` from the mempool; it comes back as [`Event::Built`].
+    Propose {
+        parent: Hash,
+        timestamp: Timestamp,
+        proposer: Address,
+    },
+    /// Search nonces for `template` on the miner threads (replacing any current search); a find
+    /// comes back as [`Event::Mined`].
+    StartMining {
+        template: Arc<Block>,
+    },
+    StopMining,
+    /// Write an engine record (durably, before any later action runs).
+    Persist {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// Keep a block whose header passed the engine's rules; with `make_head`, also make it the
+    /// head (import on the head, or a reorg onto its branch).
+    AddBlock {
+        block: Arc<Block>,
+        make_head: bool,
+    },
+    /// Make a stored block the head.
+    SetHead {
+        hash: Hash,
+    },
+    /// Mark a block on the current chain final: it is never reverted.
+    Finalize {
+        hash: Hash,
+        height: Height,
+    },
+    /// Put proof of equivocation into the mempool as an `Evidence` transaction.
+    SubmitEvidence(Box<Evidence>),
+    /// A peer sent something invalid; it costs the peer reputation.
+    Penalize {
+        peer: PeerId,
+        reason: String,
+    },
+}
+
+/// A chain read failed (the store is damaged or unreadable): not the input's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("chain read failed: {0}")]
+pub struct ChainReadError(pub String);
+
+/// The chain as an engine sees it: read-only. `StateRead` reads the head state.
+pub trait ChainRead: StateRead {
+    fn genesis(&self) -> &Genesis;
+    /// The head block's hash and header.
+    fn head(&self) -> (Hash, Header);
+    /// Any stored block's header, on the chain or a side branch.
+    fn header(&self, hash: &Hash) -> Result<Option<Header>, ChainReadError>;
+    /// The hash of the current chain's block at `height`.
+    fn canonical_hash(&self, height: Height) -> Result<Option<Hash>, ChainReadError>;
+    /// A record written with [`Action::Persist`].
+    fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError>;
+}
+
+/// Why an engine refused an input or could not proceed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Pow(#[from] pow::PowError),
+    #[error("block {hash} has parent {parent}, which is not stored")]
+    UnknownParent { hash: Hash, parent: Hash },
+    #[error("the {engine} engine does not take {what}")]
+    Unexpected { engine: &'static str, what: &'static str },
+    #[error(transparent)]
+    Chain(#[from] ChainReadError),
+}
+
+impl EngineError {
+    /// Whether the input proves its sender wrong (it costs the peer reputation), as opposed to
+    /// arriving too early or this node being unable to judge it.
+    pub fn is_peer_fault(&self) -> bool {
+        match self {
+            EngineError::Pow(error) => error.is_peer_fault(),
+            EngineError::Unexpected { .. } => true,
+            EngineError::UnknownParent { .. } | EngineError::Chain(_) => false,
+        }
+    }
+}
+
+/// A consensus engine. See the crate docs for the contract.
+pub trait Engine: Send + fmt::Debug {
+    /// The engine's genesis name (`pow`, `pos`, `dpos`, `raft`).
+    fn name(&self) -> &'static str;
+
+    /// Handles one event at the node's time `now`, appending what the node must do to
+    /// `actions`. An error refuses the input; actions appended before it still run.
+    fn step(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        event: Event,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError>;
+
+    /// The last final block, for engines with finality; `None` for PoW.
+    fn finalized(&self) -> Option<(Height, Hash)>;
+}
+
+/// What a node brings to its engine beyond the genesis.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// PoW: mine, paying rewards to this address. `None`: validate and follow only.
+    pub coinbase: Option<Address>,
+}
+
+/// Why no engine could be made for a genesis.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineSetupError {
+    #[error("the {engine} engine is not implemented yet in this release; the genesis asks for it")]
+    NotImplemented { engine: &'static str },
+    #[error("the genesis switches engines at height {height}; engine switching is not implemented yet")]
+    SwitchNotImplemented { height: Height },
+}
+
+/// The engine the genesis names. Only the first schedule entry is supported for now.
+pub fn new_engine(genesis: &Genesis, options: EngineOptions) -> Result<Box<dyn Engine>, EngineSetupError> {
+    if let Some(entry) = genesis.engines.get(1) {
+        return Err(EngineSetupError::SwitchNotImplemented { height: entry.from_height });
+    }
+    match genesis.engine_at(Height::GENESIS) {
+        EngineConfig::Pow(config) => Ok(Box::new(pow::PowEngine::new(config.clone(), options.coinbase))),
+        other => Err(EngineSetupError::NotImplemented { engine: other.name() }),
+    }
+}

@@ -1,0 +1,331 @@
+//! Proof of work: a header is valid when its hash meets its target, the target is the one the
+//! retarget rule gives for its parent, and its timestamp is after the median of the last
+//! [`MEDIAN_TIME_BLOCKS`](difficulty::MEDIAN_TIME_BLOCKS) blocks and not more than
+//! `limits::BLOCK_FUTURE_DRIFT_MS_MAX` ahead of the node's clock. Fork choice is the most
+//! cumulative work; ties keep the block seen first.
+//!
+//! The engine records each block's cumulative work ([`Action::Persist`]) before adding the
+//! block, so a restarted node knows its head's work without a replay. A mining node proposes a
+//! template on its head ([`Action::Propose`]), seals the built block with the target, and has the
+//! miner search nonces ([`Action::StartMining`]); a better head stops the search at once
+//! ([`Action::StopMining`]) and starts a new template. Templates are refreshed every block time
+//! so new transactions and a fresh timestamp get in.
+
+pub mod difficulty;
+pub mod mining;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chorus_chain::block::{Block, Header, Seal};
+use chorus_chain::crypto::Address;
+use chorus_chain::genesis::PowConfig;
+use chorus_chain::limits;
+use chorus_chain::primitives::{Hash, Height, Timestamp};
+
+use crate::{Action, ChainRead, ChainReadError, Engine, EngineError, Event, Origin, Outbound, PeerId, TimerId};
+use difficulty::{MEDIAN_TIME_BLOCKS, U256};
+
+/// Why a PoW block was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PowError {
+    #[error("block {hash} is not sealed with proof of work")]
+    NotPowSeal { hash: Hash },
+    #[error("block {hash} does not meet its target {target}")]
+    InsufficientWork { hash: Hash, target: Hash },
+    #[error("block {hash} carries target {got}; the retarget rule gives {expected}")]
+    WrongTarget { hash: Hash, got: Hash, expected: Hash },
+    #[error("block {hash} is at height {got}, but its parent is at height {parent}")]
+    WrongHeight { hash: Hash, got: Height, parent: Height },
+    #[error("block {hash} has timestamp {timestamp_ms} ms, not after the median {median_ms} ms of its last blocks")]
+    TimestampTooOld { hash: Hash, timestamp_ms: u64, median_ms: u64 },
+    #[error(
+        "block {hash} has timestamp {timestamp_ms} ms, more than {} ms ahead of this node's clock ({now_ms} ms)",
+        limits::BLOCK_FUTURE_DRIFT_MS_MAX
+    )]
+    TimestampInFuture { hash: Hash, timestamp_ms: u64, now_ms: u64 },
+}
+
+impl PowError {
+    /// A block from the future may become valid later; everything else is the sender's fault.
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(self, PowError::TimestampInFuture { .. })
+    }
+}
+
+/// The timer that refreshes the mining template.
+pub const REFRESH_TIMER: TimerId = TimerId(0);
+
+const WORK_RECORD_PREFIX: &[u8] = b"pow/work/";
+
+fn work_key(hash: &Hash) -> Vec<u8> {
+    [WORK_RECORD_PREFIX, hash.as_bytes().as_slice()].concat()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tip {
+    hash: Hash,
+    height: Height,
+    work: U256,
+}
+
+#[derive(Debug)]
+pub struct PowEngine {
+    config: PowConfig,
+    /// Mine paying to this address; `None` follows the chain without mining.
+    coinbase: Option<Address>,
+    /// Set by [`Event::Start`].
+    head: Option<Tip>,
+    /// Cumulative work of recent blocks (bounded; the records hold all of it).
+    work_cache: BTreeMap<Hash, U256>,
+}
+
+impl PowEngine {
+    pub fn new(config: PowConfig, coinbase: Option<Address>) -> PowEngine {
+        PowEngine { config, coinbase, head: None, work_cache: BTreeMap::new() }
+    }
+
+    /// The cumulative work of the current head (after [`Event::Start`]).
+    pub fn head_work(&self) -> Option<U256> {
+        self.head.map(|tip| tip.work)
+    }
+
+    /// The cumulative work of a stored block: from the cache, the engine's records, or (if a
+    /// record is missing) summed from its ancestors.
+    pub fn work_of(&mut self, chain: &dyn ChainRead, hash: &Hash) -> Result<U256, EngineError> {
+        let mut pending: Vec<(Hash, Hash)> = Vec::new();
+        let mut cursor = *hash;
+        let mut base = loop {
+            if let Some(work) = self.known_work(chain, &cursor)? {
+                break work;
+            }
+            let header = chain
+                .header(&cursor)?
+                .ok_or_else(|| ChainReadError(format!("block {cursor} is not stored; its work is unknown")))?;
+            if header.height == Height::GENESIS {
+                break U256::zero();
+            }
+            pending.push((cursor, difficulty::header_target(&header, &self.config)));
+            cursor = header.parent;
+        };
+        for (block_hash, target) in pending.into_iter().rev() {
+            base = base.saturating_add(difficulty::work(&target));
+            self.cache_work(block_hash, base);
+        }
+        Ok(base)
+    }
+
+    fn known_work(&self, chain: &dyn ChainRead, hash: &Hash) -> Result<Option<U256>, ChainReadError> {
+        if let Some(work) = self.work_cache.get(hash) {
+            return Ok(Some(*work));
+        }
+        Ok(chain.record(&work_key(hash))?.filter(|bytes| bytes.len() == 32).map(|bytes| U256::from_big_endian(&bytes)))
+    }
+
+    fn cache_work(&mut self, hash: Hash, work: U256) {
+        if self.work_cache.len() >= limits::WORK_CACHE_ENTRIES_MAX as usize {
+            self.work_cache.clear();
+        }
+        self.work_cache.insert(hash, work);
+    }
+
+    /// `parent` and up to `count - 1` of its ancestors, oldest first.
+    fn window(&self, chain: &dyn ChainRead, parent: &Header, count: usize) -> Result<Vec<Header>, ChainReadError> {
+        let mut window = vec![parent.clone()];
+        let mut cursor = parent.clone();
+        while window.len() < count && cursor.height > Height::GENESIS {
+            cursor = chain
+                .header(&cursor.parent)?
+                .ok_or_else(|| ChainReadError(format!("ancestor {} of a stored block is missing", cursor.parent)))?;
+            window.push(cursor.clone());
+        }
+        window.reverse();
+        Ok(window)
+    }
+
+    fn retarget_len(&self) -> usize {
+        usize::try_from(self.config.retarget_window_blocks).unwrap_or(usize::MAX).saturating_add(1)
+    }
+
+    /// The target and median time past for a child of `parent`.
+    fn child_rules(&self, chain: &dyn ChainRead, parent: &Header) -> Result<(Hash, Timestamp), ChainReadError> {
+        let retarget_len = self.retarget_len();
+        let window = self.window(chain, parent, retarget_len.max(MEDIAN_TIME_BLOCKS))?;
+        let tail = |len: usize| window.get(window.len().saturating_sub(len)..).unwrap_or(&[]);
+        let target = difficulty::next_target(&self.config, tail(retarget_len));
+        Ok((target, difficulty::median_time_past(tail(MEDIAN_TIME_BLOCKS))))
+    }
+
+    /// Checks a header against the PoW rules and returns its cumulative work.
+    pub fn check_header(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        header: &Header,
+    ) -> Result<U256, EngineError> {
+        let hash = header.hash();
+        let Seal::Pow { target, .. } = header.seal else {
+            return Err(PowError::NotPowSeal { hash }.into());
+        };
+        if !difficulty::meets_target(&hash, &target) {
+            return Err(PowError::InsufficientWork { hash, target }.into());
+        }
+        let parent = chain.header(&header.parent)?.ok_or(EngineError::UnknownParent { hash, parent: header.parent })?;
+        if parent.height.next() != Some(header.height) {
+            return Err(PowError::WrongHeight { hash, got: header.height, parent: parent.height }.into());
+        }
+        let (expected, median) = self.child_rules(chain, &parent)?;
+        if target != expected {
+            return Err(PowError::WrongTarget { hash, got: target, expected }.into());
+        }
+        let timestamp_ms = header.timestamp.as_millis();
+        if header.timestamp <= median {
+            return Err(PowError::TimestampTooOld { hash, timestamp_ms, median_ms: median.as_millis() }.into());
+        }
+        if timestamp_ms > now.as_millis().saturating_add(limits::BLOCK_FUTURE_DRIFT_MS_MAX) {
+            return Err(PowError::TimestampInFuture { hash, timestamp_ms, now_ms: now.as_millis() }.into());
+        }
+        Ok(self.work_of(chain, &header.parent)?.saturating_add(difficulty::work(&target)))
+    }
+
+    fn head(&self) -> Result<Tip, EngineError> {
+        self.head.ok_or(EngineError::Unexpected { engine: "pow", what: "events before Start" })
+    }
+
+    fn on_block(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        from: Origin,
+        block: Arc<Block>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let hash = block.hash();
+        if chain.header(&hash)?.is_some() {
+            return Ok(());
+        }
+        let work = self.check_header(chain, now, &block.header)?;
+        let make_head = work > self.head()?.work;
+        actions.push(Action::Persist { key: work_key(&hash), value: work.to_big_endian().to_vec() });
+        self.cache_work(hash, work);
+        actions.push(Action::AddBlock { block: Arc::clone(&block), make_head });
+        if from == Origin::Local {
+            actions.push(Action::Broadcast(Outbound::Block(block)));
+        }
+        Ok(())
+    }
+
+    fn on_header(
+        &mut self,
+        chain: &dyn ChainRead,
+        from: PeerId,
+        header: Header,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let hash = header.hash();
+        if chain.header(&hash)?.is_some() {
+            return Ok(());
+        }
+        let Seal::Pow { target, .. } = header.seal else {
+            return Err(PowError::NotPowSeal { hash }.into());
+        };
+        if !difficulty::meets_target(&hash, &target) {
+            return Err(PowError::InsufficientWork { hash, target }.into());
+        }
+        actions.push(Action::FetchBlock { hash, from: Some(from) });
+        Ok(())
+    }
+
+    /// Asks for a template on the head, if mining.
+    fn propose(&self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        let Some(coinbase) = self.coinbase else {
+            return Ok(());
+        };
+        let head = self.head()?;
+        let header =
+            chain.header(&head.hash)?.ok_or_else(|| ChainReadError(format!("head {} is missing", head.hash)))?;
+        let (_, median) = self.child_rules(chain, &header)?;
+        let timestamp = now.max(Timestamp::from_millis(median.as_millis().saturating_add(1)));
+        actions.push(Action::Propose { parent: head.hash, timestamp, proposer: coinbase });
+        Ok(())
+    }
+
+    fn on_built(
+        &mut self,
+        chain: &dyn ChainRead,
+        block: Arc<Block>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        if self.coinbase.is_none() || block.header.parent != self.head()?.hash {
+            return Ok(()); // stale: a newer template is on its way
+        }
+        let parent = chain
+            .header(&block.header.parent)?
+            .ok_or_else(|| ChainReadError(format!("head {} is missing", block.header.parent)))?;
+        let (target, _) = self.child_rules(chain, &parent)?;
+        let mut template = Block::clone(&block);
+        template.header.seal = Seal::Pow { target, nonce: 0 };
+        actions.push(Action::StartMining { template: Arc::new(template) });
+        Ok(())
+    }
+
+    fn refresh_interval_ms(&self) -> u64 {
+        self.config.target_block_time_ms.max(100)
+    }
+}
+
+impl Engine for PowEngine {
+    fn name(&self) -> &'static str {
+        "pow"
+    }
+
+    fn step(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        event: Event,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        match event {
+            Event::Start => {
+                let (hash, header) = chain.head();
+                let work = self.work_of(chain, &hash)?;
+                self.head = Some(Tip { hash, height: header.height, work });
+                if self.coinbase.is_some() {
+                    let at = Timestamp::from_millis(now.as_millis().saturating_add(self.refresh_interval_ms()));
+                    actions.push(Action::SetTimer { timer: REFRESH_TIMER, at });
+                }
+                self.propose(chain, now, actions)
+            }
+            Event::Timer(REFRESH_TIMER) => {
+                if self.coinbase.is_some() {
+                    let at = Timestamp::from_millis(now.as_millis().saturating_add(self.refresh_interval_ms()));
+                    actions.push(Action::SetTimer { timer: REFRESH_TIMER, at });
+                }
+                self.propose(chain, now, actions)
+            }
+            Event::Timer(_) => Err(EngineError::Unexpected { engine: "pow", what: "a timer it did not set" }),
+            Event::Block { from, block } => self.on_block(chain, now, from, block, actions),
+            Event::Mined(block) => self.on_block(chain, now, Origin::Local, block, actions),
+            Event::Header { from, header } => self.on_header(chain, from, header, actions),
+            Event::Message { .. } => Err(EngineError::Unexpected { engine: "pow", what: "consensus messages" }),
+            Event::Built(block) => self.on_built(chain, block, actions),
+            Event::HeadChanged { head, height, .. } => {
+                let work = self.work_of(chain, &head)?;
+                self.head = Some(Tip { hash: head, height, work });
+                if self.coinbase.is_some() {
+                    actions.push(Action::StopMining);
+                }
+                self.propose(chain, now, actions)
+            }
+            Event::BlockRejected { .. } => Ok(()),
+        }
+    }
+
+    fn finalized(&self) -> Option<(Height, Hash)> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;
