@@ -92,6 +92,37 @@ pub const BLOCK_FUTURE_DRIFT_MS_MAX: u64 = 15_000;
 /// Chain-work entries a PoW engine keeps in memory; the rest are read from its records.
 pub const WORK_CACHE_ENTRIES_MAX: u32 = 20_000;
 
+/// Transactions one node's mempool holds: about 30 blocks' worth at a typical 300 per block,
+/// and with `MEMPOOL_BYTES_MAX` what a flood of submissions can make a node keep.
+pub const MEMPOOL_TXS_MAX: u32 = 50_000;
+
+/// Bytes of encoded transactions the mempool holds.
+pub const MEMPOOL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// Transactions one sender may have pending: keeps one account from filling the pool.
+pub const MEMPOOL_TXS_PER_SENDER_MAX: u32 = 64;
+
+/// How far ahead of its account's nonce a pending transaction may be (a gap is held, bounded).
+pub const MEMPOOL_NONCE_GAP_MAX: u64 = 64;
+
+/// A transaction replaces a pending one with the same sender and nonce only if its fee is at
+/// least this many permille higher: a replacement must pay for the bandwidth it costs.
+pub const MEMPOOL_REPLACE_FEE_BUMP_PERMILLE: u16 = 100;
+
+/// Blocks with an unknown parent a node holds while it fetches their ancestors.
+pub const ORPHAN_BLOCKS_MAX: u32 = 256;
+
+/// Blocks in one sync response; a response must fit a sync message (`BLOCK_BYTES_MAX` each
+/// at worst is the p2p layer's concern: it sends them one message each).
+pub const SYNC_BLOCKS_PER_RESPONSE_MAX: u32 = 64;
+
+/// Hashes in a sync locator (exponentially spaced back from the head: covers 2^32 blocks).
+pub const SYNC_LOCATOR_HASHES_MAX: u32 = 40;
+
+/// Events one input may cause inside the driver (an action's result is an event): a bound
+/// that turns an engine feedback loop into an error instead of a hang.
+pub const DRIVER_EVENTS_PER_INPUT_MAX: u32 = 10_000;
+
 /// Blocks found invalid that the store remembers (hash and reason), so a peer repeating one
 /// costs a lookup, not an execution.
 pub const INVALID_BLOCKS_REMEMBERED_MAX: u32 = 10_000;
@@ -101,3 +132,5 @@ const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);
 const _: () = assert!(VOTE_DELEGATES_MAX <= VALIDATORS_MAX);
 const _: () = assert!(SEAL_BYTES_MAX < HEADER_BYTES_MAX);
+const _: () = assert!(MEMPOOL_TXS_PER_SENDER_MAX as u64 <= MEMPOOL_NONCE_GAP_MAX);
+const _: () = assert!(MEMPOOL_BYTES_MAX >= TX_BYTES_MAX as u64 * MEMPOOL_TXS_PER_SENDER_MAX as u64);

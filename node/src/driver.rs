@@ -1,0 +1,493 @@
+//! The driver: the node's single core loop around its consensus engine.
+//!
+//! Inputs (start, a timer, a mined block, a peer's message, a client's transaction) become
+//! engine events; the engine's actions are executed here against the store, the mempool and
+//! the [`Io`] handle, in order, and their results (a built block, a head change, a rejected
+//! block) go back to the engine as events until none is left. Persisting comes before sending:
+//! an action's writes are done before any later action runs.
+//!
+//! The driver is synchronous and owns no clock, thread or socket: `chorusd` gives it real ones
+//! through [`Io`] and the time of each input; the simulator gives it simulated ones. The same
+//! code therefore runs in both.
+//!
+//! Blocks whose parent is not stored are held (bounded by `limits::ORPHAN_BLOCKS_MAX`) while
+//! their ancestors are fetched from the sender with a locator (`NetMessage::GetBlocks`); a peer
+//! answers with the blocks following the first locator hash on its chain.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use chorus_chain::block::{Block, Header};
+use chorus_chain::genesis::Genesis;
+use chorus_chain::limits;
+use chorus_chain::primitives::{Hash, Height, Timestamp};
+use chorus_chain::state::{self, BlockError, BlockTemplate, ReadError, StateRead};
+use chorus_chain::tx::SignedTransaction;
+use chorus_consensus::{
+    Action, ChainRead, ChainReadError, Engine, EngineError, EngineMessage, Event, Origin, Outbound, PeerId, TimerId,
+};
+use chorus_store::{Store, StoreError};
+
+use crate::mempool::{Mempool, MempoolError};
+
+/// What nodes send each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetMessage {
+    Block(Arc<Block>),
+    Header(Box<Header>),
+    Engine(EngineMessage),
+    Tx(Box<SignedTransaction>),
+    /// "Send me the blocks after the first of these hashes you have on your chain."
+    GetBlocks {
+        locator: Vec<Hash>,
+    },
+    GetBlock {
+        hash: Hash,
+    },
+    /// "My head is this": lets a peer that missed blocks notice and sync.
+    Status {
+        head: Hash,
+        height: Height,
+    },
+}
+
+/// Timers the node runs: the engine's and the driver's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Timer {
+    Engine(TimerId),
+    /// Announce the head to peers.
+    Status,
+}
+
+/// How often a node announces its head: the bound on how long a node that missed a block (a
+/// lost message, a healed partition) stays unaware of it when no new block arrives.
+pub const STATUS_INTERVAL_MS: u64 = 2_000;
+
+/// The node's outside: network, timers and miner. Implemented by `chorusd` with real I/O and by
+/// the simulator with simulated I/O.
+pub trait Io {
+    fn broadcast(&mut self, message: NetMessage);
+    fn send(&mut self, to: &PeerId, message: NetMessage);
+    /// Calls back with the timer once the node's clock reads `at` (replacing a pending one).
+    fn set_timer(&mut self, timer: Timer, at: Timestamp);
+    /// Searches nonces for `template`, replacing any running search; a find comes back
+    /// through [`Driver::on_mined`].
+    fn start_mining(&mut self, template: Arc<Block>);
+    fn stop_mining(&mut self);
+    /// A peer sent something invalid.
+    fn penalize(&mut self, peer: &PeerId, reason: &str);
+}
+
+/// What the network layer should do with a received gossip message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid and new: forward it.
+    Accept,
+    /// Invalid: drop it, do not forward (the sender was penalized).
+    Reject,
+    /// Not judged now (duplicate, unknown parent, early): drop it without blame.
+    Ignore,
+}
+
+/// A failure the node cannot continue from: its store is damaged or unreadable, or the engine
+/// loops. Bad input never causes one.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("engine failed: {0}")]
+    Engine(EngineError),
+    #[error("one input caused more than {} engine events", limits::DRIVER_EVENTS_PER_INPUT_MAX)]
+    EventLoop,
+}
+
+/// The chain as the engine reads it: the store.
+struct ChainView<'a> {
+    store: &'a Store,
+}
+
+fn read_error(error: StoreError) -> ChainReadError {
+    ChainReadError(error.to_string())
+}
+
+impl StateRead for ChainView<'_> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        self.store.view().get_raw(key)
+    }
+}
+
+impl ChainRead for ChainView<'_> {
+    fn genesis(&self) -> &Genesis {
+        self.store.genesis()
+    }
+    fn head(&self) -> (Hash, Header) {
+        (self.store.head_hash(), self.store.head().clone())
+    }
+    fn header(&self, hash: &Hash) -> Result<Option<Header>, ChainReadError> {
+        self.store.header(hash).map_err(read_error)
+    }
+    fn canonical_hash(&self, height: Height) -> Result<Option<Hash>, ChainReadError> {
+        self.store.canonical_hash(height).map_err(read_error)
+    }
+    fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
+        self.store.engine_record(key).map_err(read_error)
+    }
+}
+
+#[derive(Debug)]
+pub struct Driver {
+    store: Store,
+    engine: Box<dyn Engine>,
+    mempool: Mempool,
+    /// Blocks waiting for their parent, by parent hash, with who sent them.
+    orphans: BTreeMap<Hash, Vec<(Arc<Block>, PeerId)>>,
+    orphan_count: usize,
+    finalized: Option<(Height, Hash)>,
+}
+
+impl Driver {
+    pub fn new(store: Store, engine: Box<dyn Engine>) -> Driver {
+        Driver { store, engine, mempool: Mempool::new(), orphans: BTreeMap::new(), orphan_count: 0, finalized: None }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn engine(&self) -> &dyn Engine {
+        self.engine.as_ref()
+    }
+
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Gives the store back (the node stops).
+    pub fn into_store(self) -> Store {
+        self.store
+    }
+
+    /// The node starts on its store.
+    pub fn start(&mut self, now: Timestamp, io: &mut dyn Io) -> Result<(), DriverError> {
+        io.set_timer(Timer::Status, Timestamp::from_millis(now.as_millis().saturating_add(STATUS_INTERVAL_MS)));
+        self.run(now, Event::Start, io).map(drop)
+    }
+
+    pub fn on_timer(&mut self, now: Timestamp, timer: Timer, io: &mut dyn Io) -> Result<(), DriverError> {
+        match timer {
+            Timer::Engine(timer) => self.run(now, Event::Timer(timer), io).map(drop),
+            Timer::Status => {
+                io.broadcast(NetMessage::Status { head: self.store.head_hash(), height: self.store.head().height });
+                io.set_timer(Timer::Status, Timestamp::from_millis(now.as_millis().saturating_add(STATUS_INTERVAL_MS)));
+                Ok(())
+            }
+        }
+    }
+
+    pub fn on_mined(&mut self, now: Timestamp, block: Arc<Block>, io: &mut dyn Io) -> Result<(), DriverError> {
+        self.run(now, Event::Mined(block), io).map(drop)
+    }
+
+    /// A client submits a transaction: admitted to the mempool and gossiped.
+    pub fn submit_tx(&mut self, tx: SignedTransaction, io: &mut dyn Io) -> Result<Hash, MempoolError> {
+        let hash = self.mempool.insert(tx.clone(), &self.store.view(), self.store.genesis())?;
+        io.broadcast(NetMessage::Tx(Box::new(tx)));
+        Ok(hash)
+    }
+
+    /// A message from a peer.
+    pub fn on_message(
+        &mut self,
+        now: Timestamp,
+        from: &PeerId,
+        message: NetMessage,
+        io: &mut dyn Io,
+    ) -> Result<Verdict, DriverError> {
+        match message {
+            NetMessage::Block(block) => self.on_block(now, from, block, io),
+            NetMessage::Header(header) => {
+                self.run(now, Event::Header { from: from.clone(), header: *header }, io).map(|_| Verdict::Ignore)
+            }
+            NetMessage::Engine(message) => self.run(now, Event::Message { from: from.clone(), message }, io),
+            NetMessage::Tx(tx) => match self.mempool.insert(*tx, &self.store.view(), self.store.genesis()) {
+                Ok(_) => Ok(Verdict::Accept),
+                Err(MempoolError::Invalid(error)) => {
+                    io.penalize(from, &error.to_string());
+                    Ok(Verdict::Reject)
+                }
+                Err(MempoolError::Read(error)) => Err(error.into()),
+                Err(_) => Ok(Verdict::Ignore),
+            },
+            NetMessage::GetBlocks { locator } => {
+                self.serve_blocks(from, &locator, io)?;
+                Ok(Verdict::Ignore)
+            }
+            NetMessage::GetBlock { hash } => {
+                if let Some(block) = self.store.block(&hash)? {
+                    io.send(from, NetMessage::Block(Arc::new(block)));
+                }
+                Ok(Verdict::Ignore)
+            }
+            NetMessage::Status { head, .. } => {
+                if !self.store.contains_block(&head)? {
+                    io.send(from, NetMessage::GetBlocks { locator: self.locator()? });
+                }
+                Ok(Verdict::Ignore)
+            }
+        }
+    }
+
+    fn on_block(
+        &mut self,
+        now: Timestamp,
+        from: &PeerId,
+        block: Arc<Block>,
+        io: &mut dyn Io,
+    ) -> Result<Verdict, DriverError> {
+        let hash = block.hash();
+        if self.store.contains_block(&hash)? {
+            return Ok(Verdict::Ignore);
+        }
+        if !self.store.contains_block(&block.header.parent)? {
+            self.hold_orphan(block, from.clone());
+            io.send(from, NetMessage::GetBlocks { locator: self.locator()? });
+            return Ok(Verdict::Ignore);
+        }
+        self.run(now, Event::Block { from: Origin::Peer(from.clone()), block }, io)
+    }
+
+    fn hold_orphan(&mut self, block: Arc<Block>, from: PeerId) {
+        if self.orphan_count >= limits::ORPHAN_BLOCKS_MAX as usize {
+            // Full: drop the orphans waiting on the lowest parent hash (arbitrary but
+            // deterministic); the sync that follows fetches what is still needed.
+            if let Some((_, dropped)) = self.orphans.pop_first() {
+                self.orphan_count = self.orphan_count.saturating_sub(dropped.len());
+            }
+        }
+        self.orphans.entry(block.header.parent).or_default().push((block, from));
+        self.orphan_count = self.orphan_count.saturating_add(1);
+    }
+
+    /// Hashes of the current chain, exponentially spaced back from the head, ending at genesis.
+    fn locator(&self) -> Result<Vec<Hash>, StoreError> {
+        let mut locator = Vec::new();
+        let mut height = self.store.head().height.get();
+        let mut step: u64 = 1;
+        loop {
+            if let Some(hash) = self.store.canonical_hash(Height::new(height))? {
+                locator.push(hash);
+            }
+            if height == 0 || locator.len() + 1 >= limits::SYNC_LOCATOR_HASHES_MAX as usize {
+                break;
+            }
+            height = height.saturating_sub(step);
+            if locator.len() >= 8 {
+                step = step.saturating_mul(2);
+            }
+        }
+        if height != 0 {
+            locator.push(self.store.genesis_hash());
+        }
+        Ok(locator)
+    }
+
+    fn serve_blocks(&self, to: &PeerId, locator: &[Hash], io: &mut dyn Io) -> Result<(), StoreError> {
+        let mut start = None;
+        for hash in locator.iter().take(limits::SYNC_LOCATOR_HASHES_MAX as usize) {
+            if let Some(header) = self.store.header(hash)?
+                && self.store.canonical_hash(header.height)? == Some(*hash)
+            {
+                start = Some(header.height);
+                break;
+            }
+        }
+        let Some(mut height) = start else { return Ok(()) };
+        for _ in 0..limits::SYNC_BLOCKS_PER_RESPONSE_MAX {
+            let Some(next) = height.next() else { break };
+            let Some(block) = self.store.canonical_block(next)? else { break };
+            io.send(to, NetMessage::Block(Arc::new(block)));
+            height = next;
+        }
+        Ok(())
+    }
+
+    /// Steps the engine with `first` and everything its actions cause. Returns the verdict on
+    /// the first event's input.
+    fn run(&mut self, now: Timestamp, first: Event, io: &mut dyn Io) -> Result<Verdict, DriverError> {
+        let mut queue = VecDeque::from([first]);
+        let mut verdict = Verdict::Accept;
+        let mut steps: u32 = 0;
+        while let Some(event) = queue.pop_front() {
+            steps += 1;
+            if steps > limits::DRIVER_EVENTS_PER_INPUT_MAX {
+                return Err(DriverError::EventLoop);
+            }
+            let origin = match &event {
+                Event::Block { from: Origin::Peer(peer), .. } => Some(peer.clone()),
+                Event::Header { from, .. } | Event::Message { from, .. } => Some(from.clone()),
+                _ => None,
+            };
+            let mut actions = Vec::new();
+            let result = self.engine.step(&ChainView { store: &self.store }, now, event, &mut actions);
+            for action in actions {
+                self.execute(action, io, &mut queue)?;
+            }
+            if let Err(error) = result {
+                let first = steps == 1;
+                match (&error, origin) {
+                    (EngineError::Chain(_), _) => return Err(DriverError::Engine(error)),
+                    (_, Some(peer)) if error.is_peer_fault() => {
+                        io.penalize(&peer, &error.to_string());
+                        if first {
+                            verdict = Verdict::Reject;
+                        }
+                    }
+                    _ if first => verdict = Verdict::Ignore,
+                    _ => {}
+                }
+            }
+        }
+        Ok(verdict)
+    }
+
+    fn execute(&mut self, action: Action, io: &mut dyn Io, queue: &mut VecDeque<Event>) -> Result<(), DriverError> {
+        match action {
+            Action::Broadcast(outbound) => io.broadcast(net_message(outbound)),
+            Action::Send { to, message } => io.send(&to, net_message(message)),
+            Action::FetchBlock { hash, from } => match from {
+                Some(peer) => io.send(&peer, NetMessage::GetBlock { hash }),
+                None => io.broadcast(NetMessage::GetBlock { hash }),
+            },
+            Action::SetTimer { timer, at } => io.set_timer(Timer::Engine(timer), at),
+            Action::Propose { parent, timestamp, proposer } => {
+                // A proposal for a head that has moved on is stale: a newer one follows.
+                if parent == self.store.head_hash() {
+                    let block = self.build(timestamp, proposer)?;
+                    queue.push_back(Event::Built(Arc::new(block)));
+                }
+            }
+            Action::StartMining { template } => io.start_mining(template),
+            Action::StopMining => io.stop_mining(),
+            Action::Persist { key, value } => self.store.put_engine_record(&key, &value)?,
+            Action::AddBlock { block, make_head } => self.add_block(block, make_head, queue)?,
+            Action::SetHead { hash } => self.set_head(hash, queue)?,
+            Action::Finalize { hash, height } => self.finalized = Some((height, hash)),
+            // Evidence goes in as a transaction signed by the node's key, which the PoS
+            // engine's node brings; no engine that emits it exists yet.
+            Action::SubmitEvidence(_) => {}
+            Action::Penalize { peer, reason } => io.penalize(&peer, &reason),
+        }
+        Ok(())
+    }
+
+    /// Builds a block on the head from the mempool; a transaction the build finds invalid is
+    /// dropped from the mempool and the build retried without it.
+    fn build(&mut self, timestamp: Timestamp, proposer: chorus_chain::Address) -> Result<Block, DriverError> {
+        let mut txs = self.mempool.select(&self.store.view())?;
+        loop {
+            let template = BlockTemplate { txs: txs.clone(), votes: Vec::new(), proposer, timestamp };
+            match state::build_block(&self.store.view(), self.store.genesis(), self.store.head(), template) {
+                Ok(block) => return Ok(block),
+                Err(BlockError::Tx { index, .. }) if index < txs.len() => {
+                    let bad = txs.remove(index);
+                    self.mempool.remove_tx(&bad);
+                }
+                Err(BlockError::Read(error)) => return Err(error.into()),
+                Err(error) => {
+                    return Err(StoreError::Damaged { what: format!("building on the head failed: {error}") }.into());
+                }
+            }
+        }
+    }
+
+    fn add_block(
+        &mut self,
+        block: Arc<Block>,
+        make_head: bool,
+        queue: &mut VecDeque<Event>,
+    ) -> Result<(), DriverError> {
+        let hash = block.hash();
+        if make_head && block.header.parent == self.store.head_hash() {
+            match self.store.import_block(&block) {
+                Ok(()) => self.head_moved(vec![], vec![hash], queue)?,
+                Err(error @ (StoreError::Invalid { .. } | StoreError::KnownInvalid { .. })) => {
+                    queue.push_back(Event::BlockRejected { hash, reason: error.to_string() });
+                    return Ok(());
+                }
+                Err(error) => return Err(error.into()),
+            }
+        } else {
+            match self.store.store_block(&block) {
+                Ok(()) => {}
+                Err(error @ (StoreError::Invalid { .. } | StoreError::KnownInvalid { .. })) => {
+                    queue.push_back(Event::BlockRejected { hash, reason: error.to_string() });
+                    return Ok(());
+                }
+                Err(error) => return Err(error.into()),
+            }
+            if make_head {
+                self.set_head(hash, queue)?;
+            }
+        }
+        // Orphans waiting on this block can now be judged.
+        if let Some(children) = self.orphans.remove(&hash) {
+            self.orphan_count = self.orphan_count.saturating_sub(children.len());
+            for (child, from) in children {
+                queue.push_back(Event::Block { from: Origin::Peer(from), block: child });
+            }
+        }
+        Ok(())
+    }
+
+    fn set_head(&mut self, hash: Hash, queue: &mut VecDeque<Event>) -> Result<(), DriverError> {
+        match self.store.reorg_to(hash) {
+            Ok(change) => self.head_moved(change.rolled_back, change.applied, queue),
+            Err(StoreError::ReorgFailed { failed, reason, .. }) => {
+                queue.push_back(Event::BlockRejected { hash: failed, reason });
+                Ok(())
+            }
+            Err(error @ StoreError::ReorgTooDeep { .. }) => {
+                queue.push_back(Event::BlockRejected { hash, reason: error.to_string() });
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn head_moved(
+        &mut self,
+        rolled_back: Vec<Hash>,
+        applied: Vec<Hash>,
+        queue: &mut VecDeque<Event>,
+    ) -> Result<(), DriverError> {
+        let mut returned = Vec::new();
+        for hash in &rolled_back {
+            if let Some(block) = self.store.block(hash)? {
+                returned.extend(block.body.txs);
+            }
+        }
+        self.mempool.on_head_change(&self.store.view(), self.store.genesis(), returned)?;
+        queue.push_back(Event::HeadChanged {
+            head: self.store.head_hash(),
+            height: self.store.head().height,
+            rolled_back,
+            applied,
+        });
+        Ok(())
+    }
+
+    /// The last block an engine declared final, if any.
+    pub fn finalized(&self) -> Option<(Height, Hash)> {
+        self.finalized
+    }
+}
+
+fn net_message(outbound: Outbound) -> NetMessage {
+    match outbound {
+        Outbound::Block(block) => NetMessage::Block(block),
+        Outbound::Header(header) => NetMessage::Header(header),
+        Outbound::Message(message) => NetMessage::Engine(message),
+    }
+}

@@ -1,0 +1,340 @@
+//! The mempool: transactions validated against the head state, waiting for a block.
+//!
+//! Admission checks the signature and the stateless rules, the fee floor, and the nonce against
+//! the sender's account (not used yet, at most `MEMPOOL_NONCE_GAP_MAX` ahead). A pending
+//! (sender, nonce) is replaced only by a fee at least `MEMPOOL_REPLACE_FEE_BUMP_PERMILLE`
+//! higher. When full, the lowest-fee transaction (the last nonce of its sender, so no gap
+//! opens) is evicted if the newcomer pays more. Selection for a block takes each sender's
+//! transactions in nonce order from the account's nonce, and across senders the highest fee
+//! first. After the head moves, included transactions leave and those of rolled-back blocks
+//! come back ([`Mempool::on_head_change`]). Every bound is in `chorus_chain::limits`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chorus_chain::codec;
+use chorus_chain::crypto::Address;
+use chorus_chain::genesis::Genesis;
+use chorus_chain::limits;
+use chorus_chain::primitives::{Amount, Hash};
+use chorus_chain::state::{self, ReadError, StateRead};
+use chorus_chain::tx::{SignedTransaction, TxError};
+
+/// Why a transaction was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    #[error(transparent)]
+    Invalid(#[from] TxError),
+    #[error("fee {got} is below the minimum {min}")]
+    FeeTooLow { min: Amount, got: Amount },
+    #[error("nonce {got} already used, next is {next}")]
+    NonceUsed { got: u64, next: u64 },
+    #[error("nonce {got} is too far ahead: next is {next}, at most {} ahead are held", limits::MEMPOOL_NONCE_GAP_MAX)]
+    NonceTooFarAhead { got: u64, next: u64 },
+    #[error("transaction {hash} is already pending")]
+    Duplicate { hash: Hash },
+    #[error("nonce {nonce} is pending with fee {pending_fee}; a replacement needs a fee of at least {needed}")]
+    ReplacementFeeTooLow { nonce: u64, pending_fee: Amount, needed: Amount },
+    #[error("sender {sender} already has {} pending transactions", limits::MEMPOOL_TXS_PER_SENDER_MAX)]
+    SenderFull { sender: Address },
+    #[error("mempool is full and fee {fee} does not beat the lowest pending fee {lowest}")]
+    Full { fee: Amount, lowest: Amount },
+    #[error("state read failed: {0}")]
+    Read(#[from] ReadError),
+}
+
+#[derive(Debug, Clone)]
+struct Pending {
+    tx: SignedTransaction,
+    hash: Hash,
+    size_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Mempool {
+    by_sender: BTreeMap<Address, BTreeMap<u64, Pending>>,
+    hashes: BTreeSet<Hash>,
+    /// (fee, sender, nonce) of every pending transaction: eviction picks the lowest.
+    by_fee: BTreeSet<(Amount, Address, u64)>,
+    size_bytes: u64,
+}
+
+impl Mempool {
+    pub fn new() -> Mempool {
+        Mempool::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.hashes.contains(hash)
+    }
+
+    /// Validates `tx` against the head state `state` and admits it.
+    pub fn insert<S: StateRead + ?Sized>(
+        &mut self,
+        tx: SignedTransaction,
+        state: &S,
+        genesis: &Genesis,
+    ) -> Result<Hash, MempoolError> {
+        let hash = tx.hash();
+        if self.hashes.contains(&hash) {
+            return Err(MempoolError::Duplicate { hash });
+        }
+        let min = genesis.params.min_tx_fee;
+        if tx.tx.fee < min {
+            return Err(MempoolError::FeeTooLow { min, got: tx.tx.fee });
+        }
+        let sender = tx.tx.sender;
+        let nonce = tx.tx.nonce;
+        let next = state::read_account(state, &sender)?.nonce;
+        if nonce < next {
+            return Err(MempoolError::NonceUsed { got: nonce, next });
+        }
+        if nonce - next >= limits::MEMPOOL_NONCE_GAP_MAX {
+            return Err(MempoolError::NonceTooFarAhead { got: nonce, next });
+        }
+        tx.verify(&genesis.chain_id)?;
+
+        let replaced = self.by_sender.get(&sender).and_then(|pending| pending.get(&nonce)).cloned();
+        if let Some(old) = &replaced {
+            let needed = old
+                .tx
+                .tx
+                .fee
+                .checked_add(old.tx.tx.fee.permille(limits::MEMPOOL_REPLACE_FEE_BUMP_PERMILLE))
+                .unwrap_or(Amount::new(u128::MAX));
+            if tx.tx.fee < needed {
+                return Err(MempoolError::ReplacementFeeTooLow { nonce, pending_fee: old.tx.tx.fee, needed });
+            }
+        } else {
+            let sender_count = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
+            if sender_count >= limits::MEMPOOL_TXS_PER_SENDER_MAX as usize {
+                return Err(MempoolError::SenderFull { sender });
+            }
+        }
+        let size_bytes = codec::encode(&tx).len() as u64;
+        if replaced.is_some() {
+            self.remove(&sender, nonce);
+        }
+        while self.hashes.len() >= limits::MEMPOOL_TXS_MAX as usize
+            || self.size_bytes + size_bytes > limits::MEMPOOL_BYTES_MAX
+        {
+            let Some(&(lowest, victim, _)) = self.by_fee.first() else { break };
+            if lowest >= tx.tx.fee {
+                return Err(MempoolError::Full { fee: tx.tx.fee, lowest });
+            }
+            // Evict the victim sender's last nonce, so no gap opens in its sequence.
+            let last = self.by_sender.get(&victim).and_then(|pending| pending.keys().next_back().copied());
+            match last {
+                Some(last) => self.remove(&victim, last),
+                None => break,
+            }
+        }
+        self.by_fee.insert((tx.tx.fee, sender, nonce));
+        self.hashes.insert(hash);
+        self.size_bytes += size_bytes;
+        self.by_sender.entry(sender).or_default().insert(nonce, Pending { tx, hash, size_bytes });
+        Ok(hash)
+    }
+
+    fn remove(&mut self, sender: &Address, nonce: u64) {
+        let Some(pending) = self.by_sender.get_mut(sender) else { return };
+        if let Some(entry) = pending.remove(&nonce) {
+            self.by_fee.remove(&(entry.tx.tx.fee, *sender, nonce));
+            self.hashes.remove(&entry.hash);
+            self.size_bytes -= entry.size_bytes;
+        }
+        if pending.is_empty() {
+            self.by_sender.remove(sender);
+        }
+    }
+
+    /// Removes one transaction (e.g. one a block build found invalid).
+    pub fn remove_tx(&mut self, tx: &SignedTransaction) {
+        self.remove(&tx.tx.sender, tx.tx.nonce);
+    }
+
+    /// Transactions for a block on the head state `state`: each sender's consecutive nonces from
+    /// its account's nonce, senders interleaved by fee (highest first, then by address), up to
+    /// `limits::BLOCK_TXS_MAX` and about `limits::BLOCK_BYTES_MAX` in size.
+    pub fn select<S: StateRead + ?Sized>(&self, state: &S) -> Result<Vec<SignedTransaction>, ReadError> {
+        // Per sender: the runnable sequence, as an iterator over its pending nonces.
+        let mut queues: BTreeMap<Address, Vec<&Pending>> = BTreeMap::new();
+        for (sender, pending) in &self.by_sender {
+            let mut next = state::read_account(state, sender)?.nonce;
+            let run: Vec<&Pending> = pending
+                .range(next..)
+                .take_while(|(nonce, _)| {
+                    let consecutive = **nonce == next;
+                    next = next.saturating_add(1);
+                    consecutive
+                })
+                .map(|(_, entry)| entry)
+                .collect();
+            if !run.is_empty() {
+                queues.insert(*sender, run);
+            }
+        }
+        // Heads of the queues, best fee first; ties by sender address (deterministic).
+        let mut heads: BTreeSet<(std::cmp::Reverse<Amount>, Address, usize)> = queues
+            .iter()
+            .filter_map(|(sender, run)| run.first().map(|first| (std::cmp::Reverse(first.tx.tx.fee), *sender, 0)))
+            .collect();
+        let mut selected = Vec::new();
+        let mut size_bytes: u64 = 0;
+        // Room for the header and the votes in the block.
+        let budget_bytes = u64::from(limits::BLOCK_BYTES_MAX) - u64::from(limits::BLOCK_BYTES_MAX) / 8;
+        while let Some((_, sender, index)) = heads.pop_first() {
+            if selected.len() >= limits::BLOCK_TXS_MAX as usize {
+                break;
+            }
+            let run = &queues[&sender];
+            let entry = run[index];
+            if size_bytes + entry.size_bytes > budget_bytes {
+                continue; // this sender's later nonces cannot go in either
+            }
+            size_bytes += entry.size_bytes;
+            selected.push(entry.tx.clone());
+            if let Some(next) = run.get(index + 1) {
+                heads.insert((std::cmp::Reverse(next.tx.tx.fee), sender, index + 1));
+            }
+        }
+        Ok(selected)
+    }
+
+    /// After the head moved: drops what the new state has used (included transactions and
+    /// anything else with a spent nonce), then offers the transactions of rolled-back blocks
+    /// again (those no longer valid are dropped silently).
+    pub fn on_head_change<S: StateRead + ?Sized>(
+        &mut self,
+        state: &S,
+        genesis: &Genesis,
+        returned: Vec<SignedTransaction>,
+    ) -> Result<(), ReadError> {
+        let senders: Vec<Address> = self.by_sender.keys().copied().collect();
+        for sender in senders {
+            let next = state::read_account(state, &sender)?.nonce;
+            let spent: Vec<u64> = self
+                .by_sender
+                .get(&sender)
+                .map(|pending| pending.range(..next).map(|(nonce, _)| *nonce).collect())
+                .unwrap_or_default();
+            for nonce in spent {
+                self.remove(&sender, nonce);
+            }
+        }
+        for tx in returned {
+            match self.insert(tx, state, genesis) {
+                Ok(_) | Err(MempoolError::Duplicate { .. } | MempoolError::NonceUsed { .. }) => {}
+                Err(MempoolError::Read(error)) => return Err(error),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chorus_chain::state::memory::MemoryState;
+    use chorus_chain::testing;
+    use chorus_chain::tx::TxKind;
+
+    use super::*;
+
+    fn transfer(genesis: &Genesis, from: u32, nonce: u64, fee: u128) -> SignedTransaction {
+        let mut tx = testing::signed(
+            genesis,
+            &testing::key(from),
+            nonce,
+            TxKind::Transfer { to: testing::key(9).address(), amount: Amount::new(1) },
+        )
+        .tx;
+        tx.fee = Amount::new(fee);
+        tx.sign(&testing::key(from))
+    }
+
+    #[test]
+    fn admission_rules_say_what_was_wrong() {
+        let genesis = testing::genesis(3, 1_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        pool.insert(transfer(&genesis, 0, 0, 10), &state, &genesis).unwrap();
+        assert!(matches!(
+            pool.insert(transfer(&genesis, 0, 0, 10), &state, &genesis),
+            Err(MempoolError::Duplicate { .. })
+        ));
+        // Same nonce: 10% more is needed to replace.
+        let error = pool.insert(transfer(&genesis, 0, 0, 9), &state, &genesis).unwrap_err();
+        assert_eq!(error.to_string(), "nonce 0 is pending with fee 10; a replacement needs a fee of at least 11");
+        pool.insert(transfer(&genesis, 0, 0, 11), &state, &genesis).unwrap();
+        assert_eq!(pool.len(), 1, "the replacement took the place of the old transaction");
+
+        let error = pool.insert(transfer(&genesis, 1, 0, 0), &state, &genesis).unwrap_err();
+        assert!(matches!(error, MempoolError::FeeTooLow { .. }), "{error}");
+        let error = pool.insert(transfer(&genesis, 1, limits::MEMPOOL_NONCE_GAP_MAX, 5), &state, &genesis).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "nonce {} is too far ahead: next is 0, at most {} ahead are held",
+                limits::MEMPOOL_NONCE_GAP_MAX,
+                limits::MEMPOOL_NONCE_GAP_MAX
+            )
+        );
+        let mut forged = transfer(&genesis, 1, 0, 5);
+        forged.tx.fee = Amount::new(6);
+        assert!(matches!(pool.insert(forged, &state, &genesis), Err(MempoolError::Invalid(_))));
+        assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn selection_orders_by_fee_and_keeps_nonce_order() {
+        let genesis = testing::genesis(3, 1_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        // Sender 0: nonces 0, 1 (fees 5, 50); sender 1: nonce 0 fee 20; sender 2: nonce 1 only (a gap).
+        for (from, nonce, fee) in [(0, 1, 50), (0, 0, 5), (1, 0, 20), (2, 1, 99)] {
+            pool.insert(transfer(&genesis, from, nonce, fee), &state, &genesis).unwrap();
+        }
+        let picked: Vec<(u64, u128)> =
+            pool.select(&state).unwrap().iter().map(|tx| (tx.tx.nonce, tx.tx.fee.get())).collect();
+        assert_eq!(picked, vec![(0, 20), (0, 5), (1, 50)], "gapped sender 2 waits");
+    }
+
+    #[test]
+    fn head_changes_drop_used_nonces_and_return_rolled_back_transactions() {
+        let genesis = testing::genesis(3, 1_000);
+        let (mut state, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        let first = transfer(&genesis, 0, 0, 5);
+        let second = transfer(&genesis, 0, 1, 5);
+        pool.insert(first.clone(), &state, &genesis).unwrap();
+        pool.insert(second.clone(), &state, &genesis).unwrap();
+        let template = state::BlockTemplate {
+            txs: vec![first.clone()],
+            votes: vec![],
+            proposer: testing::key(5).address(),
+            timestamp: chorus_chain::Timestamp::from_millis(genesis_block.header.timestamp.as_millis() + 1),
+        };
+        let block = state::build_block(&state, &genesis, &genesis_block.header, template).unwrap();
+        let fresh = state.clone();
+        let outcome = state::apply_block(&state, &genesis, &genesis_block.header, &block).unwrap();
+        state.commit_outcome(&outcome);
+        pool.on_head_change(&state, &genesis, vec![]).unwrap();
+        assert!(!pool.contains(&first.hash()) && pool.contains(&second.hash()));
+        // The block is rolled back: its transaction comes back.
+        pool.on_head_change(&fresh, &genesis, vec![first.clone()]).unwrap();
+        assert!(pool.contains(&first.hash()) && pool.contains(&second.hash()));
+        assert_eq!(pool.len(), 2);
+    }
+}
