@@ -1,0 +1,738 @@
+//! The deterministic simulator: N nodes (the real driver, engine, state machine and RocksDB
+//! store in temporary directories) on a simulated network and clock, driven by one seed.
+//!
+//! A run is a discrete-event loop over `(time, sequence)`-ordered events: message deliveries
+//! (latency 5..=50 ms, so messages reorder), timers, miners finding nonces (a real nonce search
+//! whose length, over a simulated hash rate, gives the time), client transactions, and faults:
+//! loss and duplication, partitions and healing, crashes and restarts (a node loses everything
+//! but its store), and clock skew. After `steps` events the faults stop; the nodes mine for
+//! [`QUIET_MINING_MS`] more, then stop mining, and must agree on one head within
+//! [`SETTLE_MS`].
+//!
+//! Checked after every event: equal blocks give equal state roots on every node (and the root
+//! the header carries); a node's head has the most work among the blocks it has stored (PoW);
+//! final blocks agree across nodes and are never reverted (engines with finality); honest nodes
+//! never penalize each other; the driver never fails. At the end, every node's accounts equal
+//! those of an independent in-memory replay of its chain. Every event is hashed into a digest,
+//! so the same seed gives the same digest.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chorus_chain::block::{Block, Seal};
+use chorus_chain::crypto::Address;
+use chorus_chain::genesis::{EngineConfig, Genesis};
+use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
+use chorus_chain::state::memory::MemoryState;
+use chorus_chain::state::{self};
+use chorus_chain::testing::{self, Rng};
+use chorus_chain::tx::TxKind;
+use chorus_consensus::pow::difficulty::{self, U256};
+use chorus_consensus::pow::mining::{Grinder, with_nonce};
+use chorus_consensus::{EngineOptions, PeerId};
+use chorus_node::{Driver, Io, NetMessage, Timer};
+use chorus_store::Store;
+use sha2::{Digest, Sha256};
+
+/// Mining continues this long after the faults stop.
+pub const QUIET_MINING_MS: u64 = 10_000;
+/// After mining stops, all nodes must share one head within this time (a few status rounds).
+pub const SETTLE_MS: u64 = 3 * chorus_node::driver::STATUS_INTERVAL_MS + 4_000;
+
+const LATENCY_MS_MIN: u64 = 5;
+const LATENCY_MS_MAX: u64 = 50;
+const LOSS_PERMILLE: u32 = 100;
+const DUPLICATE_PERMILLE: u32 = 30;
+const SKEW_MS_MAX: u64 = 2_000;
+const HASHES_PER_SECOND: u64 = 100;
+const FUNDED_ACCOUNTS: u32 = 8;
+const TX_INTERVAL_MS_MAX: u64 = 800;
+/// A nonce search longer than this is abandoned (the template is refreshed within a second).
+const GRIND_TRIES_MAX: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    pub loss: bool,
+    pub partition: bool,
+    pub crash: bool,
+    pub skew: bool,
+}
+
+impl Faults {
+    pub const ALL: Faults = Faults { loss: true, partition: true, crash: true, skew: true };
+
+    /// Parses `loss,partition,crash,skew` (any subset; empty for none).
+    pub fn parse(text: &str) -> Result<Faults, String> {
+        let mut faults = Faults::default();
+        for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            match name {
+                "loss" => faults.loss = true,
+                "partition" => faults.partition = true,
+                "crash" => faults.crash = true,
+                "skew" => faults.skew = true,
+                other => return Err(format!("unknown fault `{other}`; known: loss, partition, crash, skew")),
+            }
+        }
+        Ok(faults)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub engine: String,
+    pub nodes: usize,
+    pub seed: u64,
+    pub faults: Faults,
+    /// Events processed with faults on.
+    pub steps: u64,
+}
+
+/// The outcome of one seed.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    pub seed: u64,
+    pub violations: Vec<String>,
+    pub digest: Hash,
+    pub events: u64,
+    pub head_height: u64,
+}
+
+#[derive(Debug)]
+enum SimEvent {
+    Deliver { to: usize, from: usize, message: NetMessage },
+    Timer { node: usize, timer: Timer, generation: u64 },
+    Mined { node: usize, block: Arc<Block>, generation: u64 },
+    SubmitTx,
+    Crash { node: usize },
+    Restart { node: usize },
+    Partition,
+    Heal,
+}
+
+struct SimNode {
+    peer: PeerId,
+    dir: tempfile::TempDir,
+    driver: Option<Driver>,
+    coinbase: Address,
+    skew_ms: i64,
+    timer_generation: BTreeMap<Timer, u64>,
+    mining_generation: u64,
+    /// Most work among the blocks this node has stored.
+    best_seen_work: U256,
+    /// Blocks this node was given that it may store later (orphans).
+    unconfirmed: BTreeSet<Hash>,
+    last_finalized: Option<(Height, Hash)>,
+}
+
+/// What one driver call asked of the outside.
+#[derive(Default)]
+struct Outputs {
+    broadcasts: Vec<NetMessage>,
+    sends: Vec<(PeerId, NetMessage)>,
+    timers: Vec<(Timer, Timestamp)>,
+    mining: Vec<Option<Arc<Block>>>,
+    penalties: Vec<(PeerId, String)>,
+}
+
+impl Io for Outputs {
+    fn broadcast(&mut self, message: NetMessage) {
+        self.broadcasts.push(message);
+    }
+    fn send(&mut self, to: &PeerId, message: NetMessage) {
+        self.sends.push((to.clone(), message));
+    }
+    fn set_timer(&mut self, timer: Timer, at: Timestamp) {
+        self.timers.push((timer, at));
+    }
+    fn start_mining(&mut self, template: Arc<Block>) {
+        self.mining.push(Some(template));
+    }
+    fn stop_mining(&mut self) {
+        self.mining.push(None);
+    }
+    fn penalize(&mut self, peer: &PeerId, reason: &str) {
+        self.penalties.push((peer.clone(), reason.to_owned()));
+    }
+}
+
+pub struct Sim {
+    config: SimConfig,
+    genesis: Genesis,
+    rng: Rng,
+    now_ms: u64,
+    sequence: u64,
+    queue: BTreeMap<(u64, u64), SimEvent>,
+    nodes: Vec<SimNode>,
+    /// Node index -> partition group (equal groups talk).
+    groups: Vec<u8>,
+    faults_on: bool,
+    mining_on: bool,
+    /// Every block mined: its cumulative work.
+    work: BTreeMap<Hash, U256>,
+    /// The state root each block gave the first node that applied it.
+    roots: BTreeMap<Hash, Hash>,
+    finals: BTreeMap<Height, Hash>,
+    violations: Vec<String>,
+    digest: Sha256,
+    events: u64,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim").field("seed", &self.config.seed).field("now_ms", &self.now_ms).finish_non_exhaustive()
+    }
+}
+
+/// The simulation genesis: PoW with an initial target near the equilibrium for `nodes` miners.
+pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, String> {
+    let mut genesis = testing::genesis(FUNDED_ACCOUNTS, 1_000_000_000);
+    match engine {
+        "pow" => {
+            let hashes_per_block = U256::from(HASHES_PER_SECOND * nodes as u64);
+            let target = U256::MAX / hashes_per_block;
+            if let EngineConfig::Pow(config) = &mut genesis.engines[0].engine {
+                config.initial_target = Hash(target.to_big_endian());
+                config.target_block_time_ms = 1_000;
+                config.retarget_window_blocks = 10;
+            }
+            Ok(genesis)
+        }
+        "pos" | "dpos" | "raft" => Err(format!("the {engine} engine is not implemented yet; the simulator runs pow")),
+        other => Err(format!("unknown engine `{other}`; known: pow, pos, dpos, raft")),
+    }
+}
+
+impl Sim {
+    pub fn new(config: SimConfig) -> Result<Sim, String> {
+        let genesis = sim_genesis(&config.engine, config.nodes)?;
+        let mut rng = Rng(config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut nodes = Vec::with_capacity(config.nodes);
+        for index in 0..config.nodes {
+            let skew_ms = if config.faults.skew {
+                i64::from(rng.below(2 * SKEW_MS_MAX as u32 + 1)) - SKEW_MS_MAX as i64
+            } else {
+                0
+            };
+            nodes.push(SimNode {
+                peer: PeerId::new(&format!("node-{index}")),
+                dir: tempfile::tempdir().map_err(|error| format!("temporary directory: {error}"))?,
+                driver: None,
+                coinbase: testing::key(100 + index as u32).address(),
+                skew_ms,
+                timer_generation: BTreeMap::new(),
+                mining_generation: 0,
+                best_seen_work: U256::zero(),
+                unconfirmed: BTreeSet::new(),
+                last_finalized: None,
+            });
+        }
+        let mut sim = Sim {
+            groups: vec![0; config.nodes],
+            config,
+            genesis,
+            rng,
+            now_ms: 0,
+            sequence: 0,
+            queue: BTreeMap::new(),
+            nodes,
+            faults_on: true,
+            mining_on: true,
+            work: BTreeMap::new(),
+            roots: BTreeMap::new(),
+            finals: BTreeMap::new(),
+            violations: Vec::new(),
+            digest: Sha256::new(),
+            events: 0,
+        };
+        for index in 0..sim.nodes.len() {
+            sim.boot(index);
+        }
+        sim.schedule(0, SimEvent::SubmitTx);
+        if sim.config.faults.partition {
+            let at = 2_000 + u64::from(sim.rng.below(5_000));
+            sim.schedule(at, SimEvent::Partition);
+        }
+        if sim.config.faults.crash {
+            let at = 1_000 + u64::from(sim.rng.below(5_000));
+            let node = sim.rng.below(sim.nodes.len() as u32) as usize;
+            sim.schedule(at, SimEvent::Crash { node });
+        }
+        Ok(sim)
+    }
+
+    fn schedule(&mut self, delay_ms: u64, event: SimEvent) {
+        self.sequence += 1;
+        self.queue.insert((self.now_ms + delay_ms, self.sequence), event);
+    }
+
+    fn local_now(&self, node: usize) -> Timestamp {
+        let genesis_ms = self.genesis.genesis_time.as_millis();
+        let local = (genesis_ms + self.now_ms) as i64 + self.nodes[node].skew_ms;
+        Timestamp::from_millis(local.max(0) as u64)
+    }
+
+    fn record(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            self.digest.update((part.len() as u64).to_le_bytes());
+            self.digest.update(part);
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        if self.violations.len() < 20 {
+            self.violations.push(format!("t={}ms: {what}", self.now_ms));
+        }
+    }
+
+    /// Opens the node's store and starts its driver (first start and every restart).
+    fn boot(&mut self, index: usize) {
+        let store = match Store::open(self.nodes[index].dir.path(), &self.genesis) {
+            Ok(store) => store,
+            Err(error) => return self.violation(format!("node {index} cannot open its store: {error}")),
+        };
+        let options = EngineOptions { coinbase: Some(self.nodes[index].coinbase) };
+        let engine = match chorus_consensus::new_engine(&self.genesis, options) {
+            Ok(engine) => engine,
+            Err(error) => return self.violation(format!("node {index}: {error}")),
+        };
+        let mut driver = Driver::new(store, engine);
+        let mut outputs = Outputs::default();
+        let now = self.local_now(index);
+        if let Err(error) = driver.start(now, &mut outputs) {
+            self.violation(format!("node {index} failed to start: {error}"));
+        }
+        self.nodes[index].driver = Some(driver);
+        self.nodes[index].mining_generation += 1;
+        self.handle_outputs(index, outputs);
+    }
+
+    fn handle_outputs(&mut self, index: usize, outputs: Outputs) {
+        for message in outputs.broadcasts {
+            for to in 0..self.nodes.len() {
+                if to != index {
+                    self.transmit(index, to, message.clone());
+                }
+            }
+        }
+        for (peer, message) in outputs.sends {
+            match self.nodes.iter().position(|node| node.peer == peer) {
+                Some(to) => self.transmit(index, to, message),
+                None => self.violation(format!("node {index} sent to unknown peer {peer}")),
+            }
+        }
+        for (timer, at) in outputs.timers {
+            let generation = {
+                let slot = self.nodes[index].timer_generation.entry(timer).or_insert(0);
+                *slot += 1;
+                *slot
+            };
+            let delay = at.as_millis().saturating_sub(self.local_now(index).as_millis());
+            self.schedule(delay, SimEvent::Timer { node: index, timer, generation });
+        }
+        for request in outputs.mining {
+            self.nodes[index].mining_generation += 1;
+            if let Some(template) = request {
+                self.mine(index, &template);
+            }
+        }
+        for (peer, reason) in outputs.penalties {
+            self.violation(format!("honest node {index} penalized {peer}: {reason}"));
+        }
+    }
+
+    /// A real nonce search; its length over the node's hash rate is when the block is found.
+    fn mine(&mut self, index: usize, template: &Arc<Block>) {
+        if !self.mining_on {
+            return;
+        }
+        let Ok(mut grinder) = Grinder::new(&template.header) else {
+            return self.violation(format!("node {index} mines a template without a PoW seal"));
+        };
+        let start = self.rng.next_u64();
+        let (found, tried) = grinder.search(start, GRIND_TRIES_MAX, &|| false);
+        let Some(nonce) = found else { return };
+        let block = Arc::new(Block { header: with_nonce(&template.header, nonce), body: template.body.clone() });
+        let parent_work = self.work.get(&block.header.parent).copied().unwrap_or_default();
+        let target = match block.header.seal {
+            Seal::Pow { target, .. } => target,
+            _ => Hash::ZERO,
+        };
+        self.work.insert(block.hash(), parent_work.saturating_add(difficulty::work(&target)));
+        let delay = tried * 1_000 / HASHES_PER_SECOND;
+        let generation = self.nodes[index].mining_generation;
+        self.schedule(delay, SimEvent::Mined { node: index, block, generation });
+    }
+
+    fn transmit(&mut self, from: usize, to: usize, message: NetMessage) {
+        if self.faults_on && self.groups[from] != self.groups[to] {
+            return;
+        }
+        let lossy = self.faults_on && self.config.faults.loss;
+        if lossy && self.rng.below(1_000) < LOSS_PERMILLE {
+            return;
+        }
+        let copies = if lossy && self.rng.below(1_000) < DUPLICATE_PERMILLE { 2 } else { 1 };
+        for _ in 0..copies {
+            let latency = LATENCY_MS_MIN + u64::from(self.rng.below((LATENCY_MS_MAX - LATENCY_MS_MIN + 1) as u32));
+            self.schedule(latency, SimEvent::Deliver { to, from, message: message.clone() });
+        }
+    }
+
+    /// Runs the whole seed and reports.
+    pub fn run(mut self) -> SimReport {
+        let mut fault_steps = 0;
+        while fault_steps < self.config.steps && self.violations.is_empty() {
+            if !self.step() {
+                break;
+            }
+            fault_steps += 1;
+        }
+        self.stop_faults();
+        let quiet_until = self.now_ms + QUIET_MINING_MS;
+        while self.now_ms < quiet_until && self.violations.is_empty() && self.step() {}
+        self.mining_on = false;
+        for node in &mut self.nodes {
+            node.mining_generation += 1;
+        }
+        let settle_until = self.now_ms + SETTLE_MS;
+        while self.now_ms < settle_until && self.violations.is_empty() && self.step() {}
+        self.final_checks();
+        let head_height = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.driver.as_ref())
+            .map(|driver| driver.store().head().height.get())
+            .max()
+            .unwrap_or(0);
+        SimReport {
+            seed: self.config.seed,
+            violations: self.violations,
+            digest: Hash(self.digest.finalize().into()),
+            events: self.events,
+            head_height,
+        }
+    }
+
+    fn stop_faults(&mut self) {
+        self.faults_on = false;
+        self.groups.iter_mut().for_each(|group| *group = 0);
+        for index in 0..self.nodes.len() {
+            if self.nodes[index].driver.is_none() {
+                self.boot(index);
+            }
+        }
+        // Drop scheduled faults.
+        self.queue.retain(|_, event| !matches!(event, SimEvent::Crash { .. } | SimEvent::Partition | SimEvent::Heal));
+    }
+
+    /// Processes the next event; false when none is left.
+    fn step(&mut self) -> bool {
+        let Some(((time, _), event)) = self.queue.pop_first() else { return false };
+        self.now_ms = time;
+        self.events += 1;
+        let time_bytes = time.to_le_bytes();
+        match event {
+            SimEvent::Deliver { to, from, message } => {
+                if self.nodes[to].driver.is_none() {
+                    return true;
+                }
+                self.record(&[b"deliver", &time_bytes, &[to as u8, from as u8], &message_digest(&message)]);
+                if let NetMessage::Block(block) = &message {
+                    self.nodes[to].unconfirmed.insert(block.hash());
+                }
+                let now = self.local_now(to);
+                let mut outputs = Outputs::default();
+                let from_peer = self.nodes[from].peer.clone();
+                let Some(driver) = self.nodes[to].driver.as_mut() else { return true };
+                let result = driver.on_message(now, &from_peer, message, &mut outputs);
+                if let Err(error) = result {
+                    self.violation(format!("node {to} failed on a message from node {from}: {error}"));
+                }
+                self.handle_outputs(to, outputs);
+                self.check_node(to);
+            }
+            SimEvent::Timer { node, timer, generation } => {
+                if self.nodes[node].timer_generation.get(&timer) != Some(&generation) {
+                    return true;
+                }
+                let now = self.local_now(node);
+                if self.nodes[node].driver.is_none() {
+                    return true;
+                }
+                self.record(&[b"timer", &time_bytes, &[node as u8], format!("{timer:?}").as_bytes()]);
+                let mut outputs = Outputs::default();
+                let Some(driver) = self.nodes[node].driver.as_mut() else { return true };
+                if let Err(error) = driver.on_timer(now, timer, &mut outputs) {
+                    self.violation(format!("node {node} failed on timer {timer:?}: {error}"));
+                }
+                self.handle_outputs(node, outputs);
+                self.check_node(node);
+            }
+            SimEvent::Mined { node, block, generation } => {
+                if generation != self.nodes[node].mining_generation || !self.mining_on {
+                    return true;
+                }
+                let now = self.local_now(node);
+                if self.nodes[node].driver.is_none() {
+                    return true;
+                }
+                self.record(&[b"mined", &time_bytes, &[node as u8], block.hash().as_bytes()]);
+                self.nodes[node].unconfirmed.insert(block.hash());
+                let mut outputs = Outputs::default();
+                let Some(driver) = self.nodes[node].driver.as_mut() else { return true };
+                if let Err(error) = driver.on_mined(now, block, &mut outputs) {
+                    self.violation(format!("node {node} failed on its mined block: {error}"));
+                }
+                self.handle_outputs(node, outputs);
+                self.check_node(node);
+            }
+            SimEvent::SubmitTx => {
+                self.submit_tx(&time_bytes);
+                let delay = 1 + u64::from(self.rng.below(TX_INTERVAL_MS_MAX as u32));
+                self.schedule(delay, SimEvent::SubmitTx);
+            }
+            SimEvent::Crash { node } => {
+                self.record(&[b"crash", &time_bytes, &[node as u8]]);
+                self.nodes[node].driver = None;
+                self.nodes[node].mining_generation += 1;
+                let down = 1_000 + u64::from(self.rng.below(5_000));
+                self.schedule(down, SimEvent::Restart { node });
+            }
+            SimEvent::Restart { node } => {
+                self.record(&[b"restart", &time_bytes, &[node as u8]]);
+                if self.nodes[node].driver.is_none() {
+                    self.boot(node);
+                }
+                if self.faults_on {
+                    let at = 2_000 + u64::from(self.rng.below(8_000));
+                    let next = self.rng.below(self.nodes.len() as u32) as usize;
+                    self.schedule(at, SimEvent::Crash { node: next });
+                }
+            }
+            SimEvent::Partition => {
+                for group in self.groups.iter_mut() {
+                    *group = (self.rng.below(2)) as u8;
+                }
+                let groups = self.groups.clone();
+                self.record(&[b"partition", &time_bytes, &groups]);
+                let length = 2_000 + u64::from(self.rng.below(8_000));
+                self.schedule(length, SimEvent::Heal);
+            }
+            SimEvent::Heal => {
+                self.record(&[b"heal", &time_bytes]);
+                self.groups.iter_mut().for_each(|group| *group = 0);
+                if self.faults_on {
+                    let at = 2_000 + u64::from(self.rng.below(8_000));
+                    self.schedule(at, SimEvent::Partition);
+                }
+            }
+        }
+        true
+    }
+
+    /// A transfer from a random funded account through a random running node.
+    fn submit_tx(&mut self, time_bytes: &[u8]) {
+        let node = self.rng.below(self.nodes.len() as u32) as usize;
+        let from = self.rng.below(FUNDED_ACCOUNTS);
+        let to = self.rng.below(FUNDED_ACCOUNTS + 2);
+        let amount = 1 + u128::from(self.rng.below(1_000));
+        let Some(driver) = self.nodes[node].driver.as_mut() else { return };
+        let key = testing::key(from);
+        let next = driver.store().account(&key.address()).map(|account| account.nonce).unwrap_or(0);
+        let nonce = next + u64::from(self.rng.below(3));
+        let tx = testing::signed(
+            &self.genesis,
+            &key,
+            nonce,
+            TxKind::Transfer { to: testing::key(to).address(), amount: Amount::new(amount) },
+        );
+        let mut outputs = Outputs::default();
+        let outcome = match driver.submit_tx(tx, &mut outputs) {
+            Ok(hash) => hash.0.to_vec(),
+            Err(error) => error.to_string().into_bytes(),
+        };
+        self.record(&[b"tx", time_bytes, &[node as u8], &outcome]);
+        self.handle_outputs(node, outputs);
+    }
+
+    /// The invariants that hold after every event on `index`.
+    fn check_node(&mut self, index: usize) {
+        let Some(driver) = self.nodes[index].driver.as_ref() else { return };
+        let store = driver.store();
+        let head = store.head().clone();
+        let head_hash = store.head_hash();
+        let root = match store.state_root_at(head.height) {
+            Ok(root) => root,
+            Err(error) => return self.violation(format!("node {index}: state root unreadable: {error}")),
+        };
+        if root != head.state_root {
+            return self.violation(format!(
+                "node {index}: head {head_hash} has state root {root}, header says {}",
+                head.state_root
+            ));
+        }
+        match self.roots.get(&head_hash) {
+            Some(first) if *first != root => {
+                return self
+                    .violation(format!("node {index}: block {head_hash} gave root {root}, another node got {first}"));
+            }
+            Some(_) => {}
+            None => {
+                self.roots.insert(head_hash, root);
+            }
+        }
+
+        // Most-work rule: the head has at least the work of every block the node stored.
+        let confirmed: Vec<Hash> = self.nodes[index]
+            .unconfirmed
+            .iter()
+            .filter(|hash| store.contains_block(hash).unwrap_or(false))
+            .copied()
+            .collect();
+        let head_work = if head.height == Height::GENESIS {
+            U256::zero()
+        } else {
+            self.work.get(&head_hash).copied().unwrap_or_default()
+        };
+        let engine_finalized = driver.engine().finalized();
+        let node = &mut self.nodes[index];
+        for hash in confirmed {
+            node.unconfirmed.remove(&hash);
+            if let Some(work) = self.work.get(&hash) {
+                node.best_seen_work = node.best_seen_work.max(*work);
+            }
+        }
+        if head_work < node.best_seen_work {
+            let best = node.best_seen_work;
+            return self.violation(format!(
+                "node {index}: head {head_hash} has work {head_work}, it stored a block with work {best}"
+            ));
+        }
+
+        // Finality: agreed across nodes, never reverted.
+        let Some((height, hash)) = engine_finalized else { return };
+        if let Some((last_height, _)) = self.nodes[index].last_finalized
+            && height < last_height
+        {
+            return self.violation(format!("node {index}: finalized height went back from {last_height} to {height}"));
+        }
+        self.nodes[index].last_finalized = Some((height, hash));
+        match self.finals.get(&height) {
+            Some(other) if *other != hash => {
+                self.violation(format!("node {index} finalized {hash} at {height}, another node {other}"));
+            }
+            Some(_) => {}
+            None => {
+                self.finals.insert(height, hash);
+            }
+        }
+    }
+
+    fn final_checks(&mut self) {
+        let heads: Vec<Option<Hash>> =
+            self.nodes.iter().map(|node| node.driver.as_ref().map(|driver| driver.store().head_hash())).collect();
+        let distinct: BTreeSet<_> = heads.iter().flatten().collect();
+        if distinct.len() != 1 || heads.iter().any(Option::is_none) {
+            let listed: Vec<String> = heads
+                .iter()
+                .enumerate()
+                .map(|(index, head)| match (head, &self.nodes[index].driver) {
+                    (Some(hash), Some(driver)) => format!("node {index}: {} #{}", hash, driver.store().head().height),
+                    _ => format!("node {index}: down"),
+                })
+                .collect();
+            self.violation(format!("no convergence {SETTLE_MS} ms after mining stopped: {}", listed.join(", ")));
+        }
+        for (index, head) in heads.iter().enumerate() {
+            if let Some(head) = head {
+                self.record(&[b"head", &[index as u8], head.as_bytes()]);
+            }
+            if let Err(error) = self.replay_matches(index) {
+                self.violation(format!("node {index}: {error}"));
+            }
+        }
+    }
+
+    /// Replays the node's chain from genesis in memory and compares every account.
+    fn replay_matches(&self, index: usize) -> Result<(), String> {
+        let Some(driver) = self.nodes[index].driver.as_ref() else { return Ok(()) };
+        let store = driver.store();
+        let (mut memory, genesis_block) =
+            MemoryState::from_genesis(&self.genesis).map_err(|error| error.to_string())?;
+        let mut parent = genesis_block.header;
+        for height in 1..=store.head().height.get() {
+            let block = store
+                .canonical_block(Height::new(height))
+                .map_err(|error| error.to_string())?
+                .ok_or_else(|| format!("no canonical block at {height}"))?;
+            let outcome = state::apply_block(&memory, &self.genesis, &parent, &block)
+                .map_err(|error| format!("replay of #{height}: {error}"))?;
+            memory.commit_outcome(&outcome);
+            parent = block.header;
+        }
+        let mut addresses: Vec<Address> = (0..FUNDED_ACCOUNTS + 2).map(|index| testing::key(index).address()).collect();
+        addresses.extend(self.nodes.iter().map(|node| node.coinbase));
+        for address in addresses {
+            let stored = store.account(&address).map_err(|error| error.to_string())?;
+            let replayed = state::read_account(&memory, &address).map_err(|error| error.to_string())?;
+            if stored != replayed {
+                return Err(format!(
+                    "account {address} is {stored:?} in the store, {replayed:?} in a replay of its chain"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn message_digest(message: &NetMessage) -> Vec<u8> {
+    match message {
+        NetMessage::Block(block) => [b"block".as_slice(), block.hash().as_bytes()].concat(),
+        NetMessage::Header(header) => [b"header".as_slice(), header.hash().as_bytes()].concat(),
+        NetMessage::Engine(_) => b"engine".to_vec(),
+        NetMessage::Tx(tx) => [b"tx".as_slice(), tx.hash().as_bytes()].concat(),
+        NetMessage::GetBlocks { locator } => {
+            [b"getblocks".as_slice(), locator.first().map(|hash| hash.0.to_vec()).unwrap_or_default().as_slice()]
+                .concat()
+        }
+        NetMessage::GetBlock { hash } => [b"getblock".as_slice(), hash.as_bytes()].concat(),
+        NetMessage::Status { head, .. } => [b"status".as_slice(), head.as_bytes()].concat(),
+    }
+}
+
+/// Runs `seeds` on `threads` threads; reports come back in seed order.
+pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) -> Result<Vec<SimReport>, String> {
+    sim_genesis(&base.engine, base.nodes)?;
+    let seeds: Vec<u64> = seeds.collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(BTreeMap::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(index) else { break };
+                    let config = SimConfig { seed, ..base.clone() };
+                    let report = match Sim::new(config) {
+                        Ok(sim) => sim.run(),
+                        Err(error) => {
+                            SimReport { seed, violations: vec![error], digest: Hash::ZERO, events: 0, head_height: 0 }
+                        }
+                    };
+                    results.lock().expect("a worker panicked").insert(seed, report);
+                }
+            });
+        }
+    });
+    Ok(results.into_inner().expect("a worker panicked").into_values().collect())
+}
+
+/// One digest over all seeds' digests, in seed order.
+pub fn combined_digest(reports: &[SimReport]) -> Hash {
+    let mut hasher = Sha256::new();
+    for report in reports {
+        hasher.update(report.seed.to_le_bytes());
+        hasher.update(report.digest.as_bytes());
+    }
+    Hash(hasher.finalize().into())
+}

@@ -1,0 +1,84 @@
+//! `chorus-sim --engine pow --nodes 5 --seeds 0..200 [--faults loss,partition,crash,skew] [--steps N]`
+//!
+//! Prints one line per failing seed and a last line `seeds: <n>, violations: <v>, digest: <hex>`;
+//! exits non-zero on any violation.
+
+use std::process::ExitCode;
+
+use chorus_sim::{Faults, SimConfig, combined_digest, run_seeds};
+
+const USAGE: &str = "usage: chorus-sim --engine pow --nodes N --seeds A..B [--faults loss,partition,crash,skew] [--steps N] [--threads N] [--verbose]";
+
+struct Args {
+    config: SimConfig,
+    seeds: std::ops::Range<u64>,
+    threads: usize,
+    verbose: bool,
+}
+
+fn parse(args: &[String]) -> Result<Args, String> {
+    let mut config = SimConfig { engine: "pow".into(), nodes: 5, seed: 0, faults: Faults::default(), steps: 2_000 };
+    let mut seeds = 0..100;
+    let mut threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut verbose = false;
+    let mut iter = args.iter();
+    while let Some(flag) = iter.next() {
+        let mut value = || iter.next().ok_or_else(|| format!("{flag} needs a value"));
+        let number =
+            |text: &str, what: &str| text.parse::<u64>().map_err(|_| format!("{what} must be a number, got `{text}`"));
+        match flag.as_str() {
+            "--engine" => config.engine = value()?.clone(),
+            "--nodes" => {
+                config.nodes = number(value()?, "--nodes")? as usize;
+                if !(1..=64).contains(&config.nodes) {
+                    return Err("--nodes must be between 1 and 64".into());
+                }
+            }
+            "--seeds" => {
+                let text = value()?;
+                let (start, end) = text.split_once("..").ok_or_else(|| format!("--seeds takes A..B, got `{text}`"))?;
+                seeds = number(start, "--seeds start")?..number(end, "--seeds end")?;
+            }
+            "--faults" => config.faults = Faults::parse(value()?)?,
+            "--steps" => config.steps = number(value()?, "--steps")?,
+            "--threads" => threads = number(value()?, "--threads")?.max(1) as usize,
+            "--verbose" => verbose = true,
+            "--help" | "-h" => return Err(USAGE.into()),
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(Args { config, seeds, threads, verbose })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse(&args) {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let reports = match run_seeds(&args.config, args.seeds, args.threads) {
+        Ok(reports) => reports,
+        Err(message) => {
+            eprintln!("chorus-sim: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut violations = 0;
+    for report in &reports {
+        if args.verbose {
+            println!(
+                "seed {}: {} events, height {}, digest {}",
+                report.seed, report.events, report.head_height, report.digest
+            );
+        }
+        if !report.violations.is_empty() {
+            violations += report.violations.len();
+            println!("seed {} failed: {}", report.seed, report.violations.join("; "));
+        }
+    }
+    println!("seeds: {}, violations: {}, digest: {}", reports.len(), violations, combined_digest(&reports));
+    if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
