@@ -460,27 +460,40 @@ impl Store {
             change.rolled_back.push(self.head_hash);
             self.rollback_head()?;
         }
-        for hash in &branch {
+        for (index, hash) in branch.iter().enumerate() {
             let block = self.block(hash)?.ok_or_else(|| damaged(format!("branch block {hash} vanished")))?;
-            match self.import_block(&block) {
-                Ok(()) => change.applied.push(*hash),
-                Err(StoreError::Invalid { hash, error }) => {
-                    self.restore_branch(ancestor_height, &old_branch)?;
-                    return Err(StoreError::ReorgFailed {
-                        target,
-                        failed: hash,
-                        reason: error.to_string(),
-                        head: self.head_hash,
-                    });
+            let reason = match self.import_block(&block) {
+                Ok(()) => {
+                    change.applied.push(*hash);
+                    continue;
                 }
-                Err(StoreError::KnownInvalid { hash, reason }) => {
-                    self.restore_branch(ancestor_height, &old_branch)?;
-                    return Err(StoreError::ReorgFailed { target, failed: hash, reason, head: self.head_hash });
-                }
+                Err(StoreError::Invalid { error, .. }) => error.to_string(),
+                Err(StoreError::KnownInvalid { reason, .. }) => reason,
                 Err(other) => return Err(other),
-            }
+            };
+            self.restore_branch(ancestor_height, &old_branch)?;
+            // The invalid block and its descendants can never be connected: bad input leaves
+            // nothing on disk.
+            self.discard_side_blocks(branch.get(index..).unwrap_or_default())?;
+            return Err(StoreError::ReorgFailed { target, failed: *hash, reason, head: self.head_hash });
         }
         Ok(change)
+    }
+
+    /// Deletes blocks that are not on the current chain.
+    fn discard_side_blocks(&mut self, hashes: &[Hash]) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for hash in hashes {
+            if let Some(header) = self.header(hash)?
+                && self.canonical_hash(header.height)? == Some(*hash)
+            {
+                return Err(damaged(format!("block {hash} to discard is on the current chain")));
+            }
+            batch.delete_cf(self.cf(Cf::Blocks), hash.as_bytes());
+            self.header_cache.remove(hash);
+        }
+        self.db.write_opt(batch, &self.write_options)?;
+        Ok(())
     }
 
     /// The hashes from the common ancestor (exclusive) to `target` (inclusive), oldest first,

@@ -274,6 +274,11 @@ fn reorg_onto_an_invalid_branch_restores_the_old_chain() {
     }
     assert_eq!(store.head_hash(), old[1].hash());
     assert_same_state(&store, &old_mem, &genesis, 8);
+    // The invalid block and its descendant are gone; its valid parent stays as a side block.
+    assert!(store.contains_block(&new[0].hash()).unwrap());
+    assert!(!store.contains_block(&new[1].hash()).unwrap());
+    assert!(!store.contains_block(&new[2].hash()).unwrap());
+    assert_eq!(store.header(&new[2].hash()).unwrap(), None);
 }
 
 #[test]
