@@ -41,12 +41,16 @@ impl Grinder {
         };
         let encoded = codec::encode(header);
         let nonce_start = encoded.len().checked_sub(NONCE_BYTES).ok_or(NotPowSeal)?;
-        let prefix_len = nonce_start / SHA256_BLOCK_BYTES * SHA256_BLOCK_BYTES;
+        let prefix_len = nonce_start.saturating_sub(nonce_start % SHA256_BLOCK_BYTES);
         let (prefix, tail) = encoded.split_at(prefix_len);
         let mut midstate = Sha256::new();
         midstate.update(prefix);
         let nonce_at = nonce_start.checked_sub(prefix_len).ok_or(NotPowSeal)?;
         Ok(Grinder { midstate, tail: tail.to_vec(), nonce_at, target })
+    }
+
+    pub fn target(&self) -> &Hash {
+        &self.target
     }
 
     /// The header hash with `nonce` in the seal.
