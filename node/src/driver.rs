@@ -316,6 +316,10 @@ impl Driver {
     /// Steps the engine with `first` and everything its actions cause. Returns the verdict on
     /// the first event's input.
     fn run(&mut self, now: Timestamp, first: Event, io: &mut dyn Io) -> Result<Verdict, DriverError> {
+        let sender = event_peer(&first);
+        // Who sent each block handled in this run (the input's, and orphans it released), so a
+        // block the store rejects costs the right peer.
+        let mut origins: BTreeMap<Hash, PeerId> = BTreeMap::new();
         let mut queue = VecDeque::from([first]);
         let mut verdict = Verdict::Accept;
         let mut steps: u32 = 0;
@@ -324,29 +328,45 @@ impl Driver {
             if steps > limits::DRIVER_EVENTS_PER_INPUT_MAX {
                 return Err(DriverError::EventLoop);
             }
-            let origin = match &event {
-                Event::Block { from: Origin::Peer(peer), .. } => Some(peer.clone()),
-                Event::Header { from, .. } | Event::Message { from, .. } => Some(from.clone()),
-                _ => None,
+            let culprit = match &event {
+                Event::BlockRejected { hash, reason } => {
+                    // An unknown hash is an ancestor on the input's branch: the input's sender.
+                    let peer = origins.get(hash).cloned().or_else(|| sender.clone());
+                    if let Some(peer) = &peer {
+                        io.penalize(peer, reason);
+                    }
+                    peer
+                }
+                Event::Block { from: Origin::Peer(peer), block } => {
+                    origins.insert(block.hash(), peer.clone());
+                    Some(peer.clone())
+                }
+                other => event_peer(other),
             };
+            let rejected_block = matches!(event, Event::BlockRejected { .. });
             let mut actions = Vec::new();
             let result = self.engine.step(&ChainView { store: &self.store }, now, event, &mut actions);
             for action in actions {
                 self.execute(action, io, &mut queue)?;
             }
-            if let Err(error) = result {
-                let first = steps == 1;
-                match (&error, origin) {
-                    (EngineError::Chain(_), _) => return Err(DriverError::Engine(error)),
-                    (_, Some(peer)) if error.is_peer_fault() => {
-                        io.penalize(&peer, &error.to_string());
-                        if first {
-                            verdict = Verdict::Reject;
-                        }
+            let blamed = match result {
+                Ok(()) => rejected_block,
+                Err(error @ EngineError::Chain(_)) => return Err(DriverError::Engine(error)),
+                Err(error) if error.is_peer_fault() => {
+                    if let Some(peer) = &culprit {
+                        io.penalize(peer, &error.to_string());
                     }
-                    _ if first => verdict = Verdict::Ignore,
-                    _ => {}
+                    true
                 }
+                Err(_) => {
+                    if steps == 1 {
+                        verdict = Verdict::Ignore;
+                    }
+                    false
+                }
+            };
+            if blamed && culprit.is_some() && culprit == sender {
+                verdict = Verdict::Reject;
             }
         }
         Ok(verdict)
@@ -481,6 +501,15 @@ impl Driver {
     /// The last block an engine declared final, if any.
     pub fn finalized(&self) -> Option<(Height, Hash)> {
         self.finalized
+    }
+}
+
+/// The peer an event came from, if it came from one.
+fn event_peer(event: &Event) -> Option<PeerId> {
+    match event {
+        Event::Block { from: Origin::Peer(peer), .. } => Some(peer.clone()),
+        Event::Header { from, .. } | Event::Message { from, .. } => Some(from.clone()),
+        _ => None,
     }
 }
 
