@@ -6,8 +6,9 @@
 //! whose length, over a simulated hash rate, gives the time), client transactions, and faults:
 //! loss and duplication, partitions and healing, crashes and restarts (a node loses everything
 //! but its store), and clock skew. After `steps` events the faults stop; the nodes mine for
-//! [`QUIET_MINING_MS`] more, then stop mining, and must agree on one head within
-//! [`SETTLE_MS`].
+//! [`QUIET_MINING_MS`] more; then only node 0 mines, until it finds one block (PoW tips of
+//! equal work stay split until a block extends one of them), and all nodes must agree on one
+//! head within [`SETTLE_MS`] of that block.
 //!
 //! Checked after every event: equal blocks give equal state roots on every node (and the root
 //! the header carries); a node's head has the most work among the blocks it has stored (PoW);
@@ -36,6 +37,8 @@ use sha2::{Digest, Sha256};
 
 /// Mining continues this long after the faults stop.
 pub const QUIET_MINING_MS: u64 = 10_000;
+/// How long node 0, mining alone, may take to find the block that ends mining.
+pub const SOLE_MINER_MS_MAX: u64 = 120_000;
 /// After mining stops, all nodes must share one head within this time (a few status rounds).
 pub const SETTLE_MS: u64 = 3 * chorus_node::driver::STATUS_INTERVAL_MS + 4_000;
 
@@ -155,6 +158,25 @@ impl Io for Outputs {
     }
 }
 
+/// Which nodes mine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mining {
+    All,
+    /// Only this node, until it finds a block.
+    Sole(usize),
+    Off,
+}
+
+impl Mining {
+    fn allows(self, node: usize) -> bool {
+        match self {
+            Mining::All => true,
+            Mining::Sole(sole) => sole == node,
+            Mining::Off => false,
+        }
+    }
+}
+
 pub struct Sim {
     config: SimConfig,
     genesis: Genesis,
@@ -166,7 +188,7 @@ pub struct Sim {
     /// Node index -> partition group (equal groups talk).
     groups: Vec<u8>,
     faults_on: bool,
-    mining_on: bool,
+    mining: Mining,
     /// Every block mined: its cumulative work.
     work: BTreeMap<Hash, U256>,
     /// The state root each block gave the first node that applied it.
@@ -236,7 +258,7 @@ impl Sim {
             queue: BTreeMap::new(),
             nodes,
             faults_on: true,
-            mining_on: true,
+            mining: Mining::All,
             work: BTreeMap::new(),
             roots: BTreeMap::new(),
             finals: BTreeMap::new(),
@@ -342,7 +364,7 @@ impl Sim {
 
     /// A real nonce search; its length over the node's hash rate is when the block is found.
     fn mine(&mut self, index: usize, template: &Arc<Block>) {
-        if !self.mining_on {
+        if !self.mining.allows(index) {
             return;
         }
         let Ok(mut grinder) = Grinder::new(&template.header) else {
@@ -390,9 +412,14 @@ impl Sim {
         self.stop_faults();
         let quiet_until = self.now_ms + QUIET_MINING_MS;
         while self.now_ms < quiet_until && self.violations.is_empty() && self.step() {}
-        self.mining_on = false;
-        for node in &mut self.nodes {
+        self.mining = Mining::Sole(0);
+        for node in self.nodes.iter_mut().skip(1) {
             node.mining_generation += 1;
+        }
+        let sole_until = self.now_ms + SOLE_MINER_MS_MAX;
+        while self.mining != Mining::Off && self.now_ms < sole_until && self.violations.is_empty() && self.step() {}
+        if self.mining != Mining::Off {
+            self.violation(format!("node 0, mining alone, found no block in {SOLE_MINER_MS_MAX} ms"));
         }
         let settle_until = self.now_ms + SETTLE_MS;
         while self.now_ms < settle_until && self.violations.is_empty() && self.step() {}
@@ -469,8 +496,11 @@ impl Sim {
                 self.check_node(node);
             }
             SimEvent::Mined { node, block, generation } => {
-                if generation != self.nodes[node].mining_generation || !self.mining_on {
+                if generation != self.nodes[node].mining_generation || !self.mining.allows(node) {
                     return true;
+                }
+                if self.mining == Mining::Sole(node) {
+                    self.mining = Mining::Off;
                 }
                 let now = self.local_now(node);
                 if self.nodes[node].driver.is_none() {
@@ -641,7 +671,7 @@ impl Sim {
                     _ => format!("node {index}: down"),
                 })
                 .collect();
-            self.violation(format!("no convergence {SETTLE_MS} ms after mining stopped: {}", listed.join(", ")));
+            self.violation(format!("no convergence {SETTLE_MS} ms after the last block: {}", listed.join(", ")));
         }
         for (index, head) in heads.iter().enumerate() {
             if let Some(head) = head {
