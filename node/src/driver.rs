@@ -63,6 +63,10 @@ pub enum Timer {
 /// lost message, a healed partition) stays unaware of it when no new block arrives.
 pub const STATUS_INTERVAL_MS: u64 = 2_000;
 
+/// Least time between two block requests to one peer: about a round trip plus the import of a
+/// response, so the blocks of one response are connected before more are asked for.
+pub const SYNC_REQUEST_INTERVAL_MS: u64 = 500;
+
 /// The node's outside: network, timers and miner. Implemented by `chorusd` with real I/O and by
 /// the simulator with simulated I/O.
 pub trait Io {
@@ -144,12 +148,23 @@ pub struct Driver {
     /// Blocks waiting for their parent, by parent hash, with who sent them.
     orphans: BTreeMap<Hash, Vec<(Arc<Block>, PeerId)>>,
     orphan_count: usize,
+    /// When each peer was last asked for blocks: one request per peer per
+    /// `SYNC_REQUEST_INTERVAL_MS`, so a burst of orphans does not become a burst of requests.
+    sync_requests: BTreeMap<PeerId, Timestamp>,
     finalized: Option<(Height, Hash)>,
 }
 
 impl Driver {
     pub fn new(store: Store, engine: Box<dyn Engine>) -> Driver {
-        Driver { store, engine, mempool: Mempool::new(), orphans: BTreeMap::new(), orphan_count: 0, finalized: None }
+        Driver {
+            store,
+            engine,
+            mempool: Mempool::new(),
+            orphans: BTreeMap::new(),
+            orphan_count: 0,
+            sync_requests: BTreeMap::new(),
+            finalized: None,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -162,11 +177,6 @@ impl Driver {
 
     pub fn mempool(&self) -> &Mempool {
         &self.mempool
-    }
-
-    /// Gives the store back (the node stops).
-    pub fn into_store(self) -> Store {
-        self.store
     }
 
     /// The node starts on its store.
@@ -232,7 +242,7 @@ impl Driver {
             }
             NetMessage::Status { head, .. } => {
                 if !self.store.contains_block(&head)? {
-                    io.send(from, NetMessage::GetBlocks { locator: self.locator()? });
+                    self.request_blocks(now, from, io)?;
                 }
                 Ok(Verdict::Ignore)
             }
@@ -252,7 +262,7 @@ impl Driver {
         }
         if !self.store.contains_block(&block.header.parent)? {
             self.hold_orphan(block, from.clone());
-            io.send(from, NetMessage::GetBlocks { locator: self.locator()? });
+            self.request_blocks(now, from, io)?;
             return Ok(Verdict::Ignore);
         }
         self.run(now, Event::Block { from: Origin::Peer(from.clone()), block }, io)
@@ -268,6 +278,21 @@ impl Driver {
         }
         self.orphans.entry(block.header.parent).or_default().push((block, from));
         self.orphan_count = self.orphan_count.saturating_add(1);
+    }
+
+    /// Asks `peer` for the blocks after our chain, unless it was asked recently.
+    fn request_blocks(&mut self, now: Timestamp, peer: &PeerId, io: &mut dyn Io) -> Result<(), StoreError> {
+        if let Some(last) = self.sync_requests.get(peer)
+            && now.as_millis() < last.as_millis().saturating_add(SYNC_REQUEST_INTERVAL_MS)
+        {
+            return Ok(());
+        }
+        if self.sync_requests.len() >= limits::SYNC_PEERS_TRACKED_MAX as usize {
+            self.sync_requests.clear();
+        }
+        self.sync_requests.insert(peer.clone(), now);
+        io.send(peer, NetMessage::GetBlocks { locator: self.locator()? });
+        Ok(())
     }
 
     /// Hashes of the current chain, exponentially spaced back from the head, ending at genesis.

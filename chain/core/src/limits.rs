@@ -116,6 +116,9 @@ pub const ORPHAN_BLOCKS_MAX: u32 = 256;
 /// at worst is the p2p layer's concern: it sends them one message each).
 pub const SYNC_BLOCKS_PER_RESPONSE_MAX: u32 = 64;
 
+/// Peers whose last block request time the driver remembers (rate limiting sync requests).
+pub const SYNC_PEERS_TRACKED_MAX: u32 = 1_024;
+
 /// Hashes in a sync locator (exponentially spaced back from the head: covers 2^32 blocks).
 pub const SYNC_LOCATOR_HASHES_MAX: u32 = 40;
 
