@@ -82,6 +82,46 @@ pub trait Io {
     fn penalize(&mut self, peer: &PeerId, reason: &str);
 }
 
+/// An [`Io`] that keeps what the driver asked for, in order, for the caller to carry out
+/// afterwards: the simulator does so, tests inspect it.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    pub broadcasts: Vec<NetMessage>,
+    pub sends: Vec<(PeerId, NetMessage)>,
+    pub timers: Vec<(Timer, Timestamp)>,
+    /// `Some(template)`: start mining it; `None`: stop.
+    pub mining: Vec<Option<Arc<Block>>>,
+    pub penalties: Vec<(PeerId, String)>,
+}
+
+impl Outbox {
+    /// The template being mined after everything asked so far.
+    pub fn current_template(&self) -> Option<Arc<Block>> {
+        self.mining.last().cloned().flatten()
+    }
+}
+
+impl Io for Outbox {
+    fn broadcast(&mut self, message: NetMessage) {
+        self.broadcasts.push(message);
+    }
+    fn send(&mut self, to: &PeerId, message: NetMessage) {
+        self.sends.push((to.clone(), message));
+    }
+    fn set_timer(&mut self, timer: Timer, at: Timestamp) {
+        self.timers.push((timer, at));
+    }
+    fn start_mining(&mut self, template: Arc<Block>) {
+        self.mining.push(Some(template));
+    }
+    fn stop_mining(&mut self) {
+        self.mining.push(None);
+    }
+    fn penalize(&mut self, peer: &PeerId, reason: &str) {
+        self.penalties.push((peer.clone(), reason.to_owned()));
+    }
+}
+
 /// What the network layer should do with a received gossip message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -371,9 +411,16 @@ impl Driver {
             let rejected_block = matches!(event, Event::BlockRejected { .. });
             let mut actions = Vec::new();
             let result = self.engine.step(&ChainView { store: &self.store }, now, event, &mut actions);
+            let mut followups = Followups::default();
             for action in actions {
-                self.execute(action, io, &mut queue)?;
+                self.execute(action, io, &mut followups)?;
             }
+            // The engine learns what its actions did before it sees anything else, so its view
+            // of the head never lags the store's; released orphans wait their turn.
+            for result in followups.results.into_iter().rev() {
+                queue.push_front(result);
+            }
+            queue.extend(followups.released);
             let blamed = match result {
                 Ok(()) => rejected_block,
                 Err(error @ EngineError::Chain(_)) => return Err(DriverError::Engine(error)),
@@ -397,7 +444,7 @@ impl Driver {
         Ok(verdict)
     }
 
-    fn execute(&mut self, action: Action, io: &mut dyn Io, queue: &mut VecDeque<Event>) -> Result<(), DriverError> {
+    fn execute(&mut self, action: Action, io: &mut dyn Io, followups: &mut Followups) -> Result<(), DriverError> {
         match action {
             Action::Broadcast(outbound) => io.broadcast(net_message(outbound)),
             Action::Send { to, message } => io.send(&to, net_message(message)),
@@ -410,14 +457,14 @@ impl Driver {
                 // A proposal for a head that has moved on is stale: a newer one follows.
                 if parent == self.store.head_hash() {
                     let block = self.build(timestamp, proposer)?;
-                    queue.push_back(Event::Built(Arc::new(block)));
+                    followups.results.push(Event::Built(Arc::new(block)));
                 }
             }
             Action::StartMining { template } => io.start_mining(template),
             Action::StopMining => io.stop_mining(),
             Action::Persist { key, value } => self.store.put_engine_record(&key, &value)?,
-            Action::AddBlock { block, make_head } => self.add_block(block, make_head, queue)?,
-            Action::SetHead { hash } => self.set_head(hash, queue)?,
+            Action::AddBlock { block, make_head } => self.add_block(block, make_head, followups)?,
+            Action::SetHead { hash } => self.set_head(hash, followups)?,
             Action::Finalize { hash, height } => self.finalized = Some((height, hash)),
             // Evidence goes in as a transaction signed by the node's key, which the PoS
             // engine's node brings; no engine that emits it exists yet.
@@ -447,18 +494,13 @@ impl Driver {
         }
     }
 
-    fn add_block(
-        &mut self,
-        block: Arc<Block>,
-        make_head: bool,
-        queue: &mut VecDeque<Event>,
-    ) -> Result<(), DriverError> {
+    fn add_block(&mut self, block: Arc<Block>, make_head: bool, followups: &mut Followups) -> Result<(), DriverError> {
         let hash = block.hash();
         if make_head && block.header.parent == self.store.head_hash() {
             match self.store.import_block(&block) {
-                Ok(()) => self.head_moved(vec![], vec![hash], queue)?,
+                Ok(()) => self.head_moved(vec![], vec![hash], followups)?,
                 Err(error @ (StoreError::Invalid { .. } | StoreError::KnownInvalid { .. })) => {
-                    queue.push_back(Event::BlockRejected { hash, reason: error.to_string() });
+                    followups.results.push(Event::BlockRejected { hash, reason: error.to_string() });
                     return Ok(());
                 }
                 Err(error) => return Err(error.into()),
@@ -467,34 +509,34 @@ impl Driver {
             match self.store.store_block(&block) {
                 Ok(()) => {}
                 Err(error @ (StoreError::Invalid { .. } | StoreError::KnownInvalid { .. })) => {
-                    queue.push_back(Event::BlockRejected { hash, reason: error.to_string() });
+                    followups.results.push(Event::BlockRejected { hash, reason: error.to_string() });
                     return Ok(());
                 }
                 Err(error) => return Err(error.into()),
             }
             if make_head {
-                self.set_head(hash, queue)?;
+                self.set_head(hash, followups)?;
             }
         }
         // Orphans waiting on this block can now be judged.
         if let Some(children) = self.orphans.remove(&hash) {
             self.orphan_count = self.orphan_count.saturating_sub(children.len());
             for (child, from) in children {
-                queue.push_back(Event::Block { from: Origin::Peer(from), block: child });
+                followups.released.push(Event::Block { from: Origin::Peer(from), block: child });
             }
         }
         Ok(())
     }
 
-    fn set_head(&mut self, hash: Hash, queue: &mut VecDeque<Event>) -> Result<(), DriverError> {
+    fn set_head(&mut self, hash: Hash, followups: &mut Followups) -> Result<(), DriverError> {
         match self.store.reorg_to(hash) {
-            Ok(change) => self.head_moved(change.rolled_back, change.applied, queue),
+            Ok(change) => self.head_moved(change.rolled_back, change.applied, followups),
             Err(StoreError::ReorgFailed { failed, reason, .. }) => {
-                queue.push_back(Event::BlockRejected { hash: failed, reason });
+                followups.results.push(Event::BlockRejected { hash: failed, reason });
                 Ok(())
             }
             Err(error @ StoreError::ReorgTooDeep { .. }) => {
-                queue.push_back(Event::BlockRejected { hash, reason: error.to_string() });
+                followups.results.push(Event::BlockRejected { hash, reason: error.to_string() });
                 Ok(())
             }
             Err(error) => Err(error.into()),
@@ -505,7 +547,7 @@ impl Driver {
         &mut self,
         rolled_back: Vec<Hash>,
         applied: Vec<Hash>,
-        queue: &mut VecDeque<Event>,
+        followups: &mut Followups,
     ) -> Result<(), DriverError> {
         let mut returned = Vec::new();
         for hash in &rolled_back {
@@ -514,7 +556,7 @@ impl Driver {
             }
         }
         self.mempool.on_head_change(&self.store.view(), self.store.genesis(), returned)?;
-        queue.push_back(Event::HeadChanged {
+        followups.results.push(Event::HeadChanged {
             head: self.store.head_hash(),
             height: self.store.head().height,
             rolled_back,
@@ -527,6 +569,15 @@ impl Driver {
     pub fn finalized(&self) -> Option<(Height, Hash)> {
         self.finalized
     }
+}
+
+/// What executing one step's actions produced for the engine.
+#[derive(Default)]
+struct Followups {
+    /// Results of the actions (built block, head change, rejection), in order.
+    results: Vec<Event>,
+    /// Orphans whose parent is now stored.
+    released: Vec<Event>,
 }
 
 /// The peer an event came from, if it came from one.

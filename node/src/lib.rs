@@ -13,5 +13,5 @@ pub mod driver;
 pub mod mempool;
 pub mod miner;
 
-pub use driver::{Driver, DriverError, Io, NetMessage, Timer, Verdict};
+pub use driver::{Driver, DriverError, Io, NetMessage, Outbox, Timer, Verdict};
 pub use mempool::{Mempool, MempoolError};

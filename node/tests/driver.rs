@@ -10,42 +10,12 @@ use chorus_chain::testing;
 use chorus_chain::tx::TxKind;
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
 use chorus_consensus::{EngineOptions, PeerId, new_engine};
-use chorus_node::{Driver, Io, NetMessage, Timer, Verdict};
+use chorus_node::{Driver, NetMessage, Outbox, Timer, Verdict};
 use chorus_store::Store;
-
-#[derive(Default)]
-struct RecordingIo {
-    broadcasts: Vec<NetMessage>,
-    sends: Vec<(PeerId, NetMessage)>,
-    timers: Vec<(Timer, Timestamp)>,
-    template: Option<Arc<Block>>,
-    penalties: Vec<(PeerId, String)>,
-}
-
-impl Io for RecordingIo {
-    fn broadcast(&mut self, message: NetMessage) {
-        self.broadcasts.push(message);
-    }
-    fn send(&mut self, to: &PeerId, message: NetMessage) {
-        self.sends.push((to.clone(), message));
-    }
-    fn set_timer(&mut self, timer: Timer, at: Timestamp) {
-        self.timers.push((timer, at));
-    }
-    fn start_mining(&mut self, template: Arc<Block>) {
-        self.template = Some(template);
-    }
-    fn stop_mining(&mut self) {
-        self.template = None;
-    }
-    fn penalize(&mut self, peer: &PeerId, reason: &str) {
-        self.penalties.push((peer.clone(), reason.to_owned()));
-    }
-}
 
 struct Node {
     driver: Driver,
-    io: RecordingIo,
+    io: Outbox,
     now: u64,
     _dir: tempfile::TempDir,
 }
@@ -57,7 +27,7 @@ impl Node {
         let engine = new_engine(genesis, EngineOptions { coinbase: Some(testing::key(miner).address()) }).unwrap();
         let mut node = Node {
             driver: Driver::new(store, engine),
-            io: RecordingIo::default(),
+            io: Outbox::default(),
             now: genesis.genesis_time.as_millis(),
             _dir: dir,
         };
@@ -70,7 +40,7 @@ impl Node {
         self.now += 1_000;
         let now = Timestamp::from_millis(self.now);
         self.driver.on_timer(now, Timer::Engine(chorus_consensus::pow::REFRESH_TIMER), &mut self.io).unwrap();
-        let template = self.io.template.clone().expect("a mining node has a template");
+        let template = self.io.current_template().expect("a mining node has a template");
         let (nonce, _) = Grinder::new(&template.header).unwrap().search(0, u64::MAX, &|| false);
         let block =
             Arc::new(Block { header: with_nonce(&template.header, nonce.unwrap()), body: template.body.clone() });

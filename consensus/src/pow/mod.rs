@@ -62,32 +62,18 @@ fn work_key(hash: &Hash) -> Vec<u8> {
     [WORK_RECORD_PREFIX, hash.as_bytes().as_slice()].concat()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Tip {
-    hash: Hash,
-    height: Height,
-    work: U256,
-}
-
 #[derive(Debug)]
 pub struct PowEngine {
     config: PowConfig,
     /// Mine paying to this address; `None` follows the chain without mining.
     coinbase: Option<Address>,
-    /// Set by [`Event::Start`].
-    head: Option<Tip>,
     /// Cumulative work of recent blocks (bounded; the records hold all of it).
     work_cache: BTreeMap<Hash, U256>,
 }
 
 impl PowEngine {
     pub fn new(config: PowConfig, coinbase: Option<Address>) -> PowEngine {
-        PowEngine { config, coinbase, head: None, work_cache: BTreeMap::new() }
-    }
-
-    /// The cumulative work of the current head (after [`Event::Start`]).
-    pub fn head_work(&self) -> Option<U256> {
-        self.head.map(|tip| tip.work)
+        PowEngine { config, coinbase, work_cache: BTreeMap::new() }
     }
 
     /// The cumulative work of a stored block: from the cache, the engine's records, or (if a
@@ -188,8 +174,11 @@ impl PowEngine {
         Ok(self.work_of(chain, &header.parent)?.saturating_add(difficulty::work(&target)))
     }
 
-    fn head(&self) -> Result<Tip, EngineError> {
-        self.head.ok_or(EngineError::Unexpected { engine: "pow", what: "events before Start" })
+    /// The cumulative work of the store's head. Read from the chain at every decision, never
+    /// cached: the head is what the store says it is.
+    fn head_work(&mut self, chain: &dyn ChainRead) -> Result<U256, EngineError> {
+        let (head, _) = chain.head();
+        self.work_of(chain, &head)
     }
 
     fn on_block(
@@ -205,7 +194,7 @@ impl PowEngine {
             return Ok(());
         }
         let work = self.check_header(chain, now, &block.header)?;
-        let make_head = work > self.head()?.work;
+        let make_head = work > self.head_work(chain)?;
         actions.push(Action::Persist { key: work_key(&hash), value: work.to_big_endian().to_vec() });
         self.cache_work(hash, work);
         actions.push(Action::AddBlock { block: Arc::clone(&block), make_head });
@@ -241,12 +230,10 @@ impl PowEngine {
         let Some(coinbase) = self.coinbase else {
             return Ok(());
         };
-        let head = self.head()?;
-        let header =
-            chain.header(&head.hash)?.ok_or_else(|| ChainReadError(format!("head {} is missing", head.hash)))?;
+        let (head, header) = chain.head();
         let (_, median) = self.child_rules(chain, &header)?;
         let timestamp = now.max(Timestamp::from_millis(median.as_millis().saturating_add(1)));
-        actions.push(Action::Propose { parent: head.hash, timestamp, proposer: coinbase });
+        actions.push(Action::Propose { parent: head, timestamp, proposer: coinbase });
         Ok(())
     }
 
@@ -256,7 +243,7 @@ impl PowEngine {
         block: Arc<Block>,
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
-        if self.coinbase.is_none() || block.header.parent != self.head()?.hash {
+        if self.coinbase.is_none() || block.header.parent != chain.head().0 {
             return Ok(()); // stale: a newer template is on its way
         }
         let parent = chain
@@ -269,8 +256,14 @@ impl PowEngine {
         Ok(())
     }
 
-    fn refresh_interval_ms(&self) -> u64 {
-        self.config.target_block_time_ms.max(100)
+    /// A fresh template now and the next refresh in a block time (mining nodes only).
+    fn refresh(&self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        if self.coinbase.is_some() {
+            let interval_ms = self.config.target_block_time_ms.max(100);
+            let at = Timestamp::from_millis(now.as_millis().saturating_add(interval_ms));
+            actions.push(Action::SetTimer { timer: REFRESH_TIMER, at });
+        }
+        self.propose(chain, now, actions)
     }
 }
 
@@ -288,31 +281,17 @@ impl Engine for PowEngine {
     ) -> Result<(), EngineError> {
         match event {
             Event::Start => {
-                let (hash, header) = chain.head();
-                let work = self.work_of(chain, &hash)?;
-                self.head = Some(Tip { hash, height: header.height, work });
-                if self.coinbase.is_some() {
-                    let at = Timestamp::from_millis(now.as_millis().saturating_add(self.refresh_interval_ms()));
-                    actions.push(Action::SetTimer { timer: REFRESH_TIMER, at });
-                }
-                self.propose(chain, now, actions)
+                self.head_work(chain)?; // the head's work is known (or rebuilt) before anything else
+                self.refresh(chain, now, actions)
             }
-            Event::Timer(REFRESH_TIMER) => {
-                if self.coinbase.is_some() {
-                    let at = Timestamp::from_millis(now.as_millis().saturating_add(self.refresh_interval_ms()));
-                    actions.push(Action::SetTimer { timer: REFRESH_TIMER, at });
-                }
-                self.propose(chain, now, actions)
-            }
+            Event::Timer(REFRESH_TIMER) => self.refresh(chain, now, actions),
             Event::Timer(_) => Err(EngineError::Unexpected { engine: "pow", what: "a timer it did not set" }),
             Event::Block { from, block } => self.on_block(chain, now, from, block, actions),
             Event::Mined(block) => self.on_block(chain, now, Origin::Local, block, actions),
             Event::Header { from, header } => self.on_header(chain, from, header, actions),
             Event::Message { .. } => Err(EngineError::Unexpected { engine: "pow", what: "consensus messages" }),
             Event::Built(block) => self.on_built(chain, block, actions),
-            Event::HeadChanged { head, height, .. } => {
-                let work = self.work_of(chain, &head)?;
-                self.head = Some(Tip { hash: head, height, work });
+            Event::HeadChanged { .. } => {
                 if self.coinbase.is_some() {
                     actions.push(Action::StopMining);
                 }

@@ -31,7 +31,7 @@ use chorus_chain::tx::TxKind;
 use chorus_consensus::pow::difficulty::{self, U256};
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
 use chorus_consensus::{EngineOptions, PeerId};
-use chorus_node::{Driver, Io, NetMessage, Timer};
+use chorus_node::{Driver, NetMessage, Outbox, Timer};
 use chorus_store::Store;
 use sha2::{Digest, Sha256};
 
@@ -125,37 +125,6 @@ struct SimNode {
     /// Blocks this node was given that it may store later (orphans).
     unconfirmed: BTreeSet<Hash>,
     last_finalized: Option<(Height, Hash)>,
-}
-
-/// What one driver call asked of the outside.
-#[derive(Default)]
-struct Outputs {
-    broadcasts: Vec<NetMessage>,
-    sends: Vec<(PeerId, NetMessage)>,
-    timers: Vec<(Timer, Timestamp)>,
-    mining: Vec<Option<Arc<Block>>>,
-    penalties: Vec<(PeerId, String)>,
-}
-
-impl Io for Outputs {
-    fn broadcast(&mut self, message: NetMessage) {
-        self.broadcasts.push(message);
-    }
-    fn send(&mut self, to: &PeerId, message: NetMessage) {
-        self.sends.push((to.clone(), message));
-    }
-    fn set_timer(&mut self, timer: Timer, at: Timestamp) {
-        self.timers.push((timer, at));
-    }
-    fn start_mining(&mut self, template: Arc<Block>) {
-        self.mining.push(Some(template));
-    }
-    fn stop_mining(&mut self) {
-        self.mining.push(None);
-    }
-    fn penalize(&mut self, peer: &PeerId, reason: &str) {
-        self.penalties.push((peer.clone(), reason.to_owned()));
-    }
 }
 
 /// Which nodes mine.
@@ -318,7 +287,7 @@ impl Sim {
             Err(error) => return self.violation(format!("node {index}: {error}")),
         };
         let mut driver = Driver::new(store, engine);
-        let mut outputs = Outputs::default();
+        let mut outputs = Outbox::default();
         let now = self.local_now(index);
         if let Err(error) = driver.start(now, &mut outputs) {
             self.violation(format!("node {index} failed to start: {error}"));
@@ -328,7 +297,7 @@ impl Sim {
         self.handle_outputs(index, outputs);
     }
 
-    fn handle_outputs(&mut self, index: usize, outputs: Outputs) {
+    fn handle_outputs(&mut self, index: usize, outputs: Outbox) {
         for message in outputs.broadcasts {
             for to in 0..self.nodes.len() {
                 if to != index {
@@ -468,7 +437,7 @@ impl Sim {
                     self.nodes[to].unconfirmed.insert(block.hash());
                 }
                 let now = self.local_now(to);
-                let mut outputs = Outputs::default();
+                let mut outputs = Outbox::default();
                 let from_peer = self.nodes[from].peer.clone();
                 let Some(driver) = self.nodes[to].driver.as_mut() else { return true };
                 let result = driver.on_message(now, &from_peer, message, &mut outputs);
@@ -487,7 +456,7 @@ impl Sim {
                     return true;
                 }
                 self.record(&[b"timer", &time_bytes, &[node as u8], format!("{timer:?}").as_bytes()]);
-                let mut outputs = Outputs::default();
+                let mut outputs = Outbox::default();
                 let Some(driver) = self.nodes[node].driver.as_mut() else { return true };
                 if let Err(error) = driver.on_timer(now, timer, &mut outputs) {
                     self.violation(format!("node {node} failed on timer {timer:?}: {error}"));
@@ -508,7 +477,7 @@ impl Sim {
                 }
                 self.record(&[b"mined", &time_bytes, &[node as u8], block.hash().as_bytes()]);
                 self.nodes[node].unconfirmed.insert(block.hash());
-                let mut outputs = Outputs::default();
+                let mut outputs = Outbox::default();
                 let Some(driver) = self.nodes[node].driver.as_mut() else { return true };
                 if let Err(error) = driver.on_mined(now, block, &mut outputs) {
                     self.violation(format!("node {node} failed on its mined block: {error}"));
@@ -576,7 +545,7 @@ impl Sim {
             nonce,
             TxKind::Transfer { to: testing::key(to).address(), amount: Amount::new(amount) },
         );
-        let mut outputs = Outputs::default();
+        let mut outputs = Outbox::default();
         let outcome = match driver.submit_tx(tx, &mut outputs) {
             Ok(hash) => hash.0.to_vec(),
             Err(error) => error.to_string().into_bytes(),

@@ -8,7 +8,7 @@ fn config(faults: Faults) -> SimConfig {
 
 #[test]
 fn pow_five_nodes_all_faults_no_violations() {
-    let reports = run_seeds(&config(Faults::ALL), 0..40, 2).unwrap();
+    let reports = run_seeds(&config(Faults::ALL), 0..200, 2).unwrap();
     let failed: Vec<String> = reports
         .iter()
         .filter(|report| !report.violations.is_empty())
