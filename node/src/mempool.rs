@@ -234,10 +234,8 @@ impl Mempool {
             }
         }
         for tx in returned {
-            match self.insert(tx, state, genesis) {
-                Ok(_) | Err(MempoolError::Duplicate { .. } | MempoolError::NonceUsed { .. }) => {}
-                Err(MempoolError::Read(error)) => return Err(error),
-                Err(_) => {}
+            if let Err(MempoolError::Read(error)) = self.insert(tx, state, genesis) {
+                return Err(error);
             }
         }
         Ok(())

@@ -149,13 +149,7 @@ impl PowEngine {
         now: Timestamp,
         header: &Header,
     ) -> Result<U256, EngineError> {
-        let hash = header.hash();
-        let Seal::Pow { target, .. } = header.seal else {
-            return Err(PowError::NotPowSeal { hash }.into());
-        };
-        if !difficulty::meets_target(&hash, &target) {
-            return Err(PowError::InsufficientWork { hash, target }.into());
-        }
+        let (hash, target) = check_seal(header)?;
         let parent = chain.header(&header.parent)?.ok_or(EngineError::UnknownParent { hash, parent: header.parent })?;
         if parent.height.next() != Some(header.height) {
             return Err(PowError::WrongHeight { hash, got: header.height, parent: parent.height }.into());
@@ -215,12 +209,7 @@ impl PowEngine {
         if chain.header(&hash)?.is_some() {
             return Ok(());
         }
-        let Seal::Pow { target, .. } = header.seal else {
-            return Err(PowError::NotPowSeal { hash }.into());
-        };
-        if !difficulty::meets_target(&hash, &target) {
-            return Err(PowError::InsufficientWork { hash, target }.into());
-        }
+        check_seal(&header)?;
         actions.push(Action::FetchBlock { hash, from: Some(from) });
         Ok(())
     }
@@ -265,6 +254,19 @@ impl PowEngine {
         }
         self.propose(chain, now, actions)
     }
+}
+
+/// The checks a header passes on its own: a PoW seal whose target its hash meets. Returns the
+/// hash and the target.
+fn check_seal(header: &Header) -> Result<(Hash, Hash), PowError> {
+    let hash = header.hash();
+    let Seal::Pow { target, .. } = header.seal else {
+        return Err(PowError::NotPowSeal { hash });
+    };
+    if !difficulty::meets_target(&hash, &target) {
+        return Err(PowError::InsufficientWork { hash, target });
+    }
+    Ok((hash, target))
 }
 
 impl Engine for PowEngine {
