@@ -130,6 +130,55 @@ pub const DRIVER_EVENTS_PER_INPUT_MAX: u32 = 10_000;
 /// costs a lookup, not an execution.
 pub const INVALID_BLOCKS_REMEMBERED_MAX: u32 = 10_000;
 
+// --- p2p (the `chorus-p2p` service) ---
+
+/// Largest gossipsub frame (one RPC) a node reads: one block plus room for the envelope
+/// (topic, id, control messages). Frames above it are dropped by the transport; messages
+/// above their topic's own limit (`BLOCK_BYTES_MAX`, `TX_BYTES_MAX`,
+/// `ENGINE_MESSAGE_BYTES_MAX`) are rejected and cost the sender reputation.
+pub const GOSSIP_FRAME_BYTES_MAX: u32 = BLOCK_BYTES_MAX + 64 * 1024;
+
+/// Largest encoded sync request (a range or a hash: a few dozen bytes).
+pub const SYNC_REQUEST_BYTES_MAX: u32 = 256;
+
+/// Largest encoded sync response. A responder stops adding blocks before it; one block always
+/// fits, so a range is never unservable.
+pub const SYNC_RESPONSE_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+/// Headers in one sync response (about 300 bytes each: well under the response limit).
+pub const SYNC_HEADERS_PER_RESPONSE_MAX: u32 = 2_000;
+
+/// Sync requests in flight per peer and direction; more inbound ones are answered `Busy`,
+/// more outbound ones are refused locally.
+pub const SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX: u32 = 8;
+
+/// Established connections in all, and of them inbound: a node stays reachable for outbound
+/// dials of its own when inbound slots are full.
+pub const PEERS_MAX: u32 = 50;
+pub const PEERS_INBOUND_MAX: u32 = 40;
+
+/// Connections to one peer (two allows a simultaneous dial from both sides).
+pub const CONNECTIONS_PER_PEER_MAX: u32 = 2;
+
+/// Incoming connections still in their handshake.
+pub const CONNECTIONS_PENDING_INBOUND_MAX: u32 = 16;
+
+/// Commands queued from the node to the network service (publish, respond, report, ...).
+pub const P2P_COMMAND_QUEUE_MAX: u32 = 1_024;
+
+/// Events queued from the network service to the node. When full, gossip is ignored and sync
+/// requests are answered `Busy` instead of queueing without bound.
+pub const P2P_EVENT_QUEUE_MAX: u32 = 4_096;
+
+/// Peers whose reputation the service remembers (connected or recently penalized).
+pub const REPUTATION_PEERS_MAX: u32 = 4_096;
+
+/// Banned peers remembered at once; beyond it the ban closest to expiry is dropped first.
+pub const BANNED_PEERS_MAX: u32 = 4_096;
+
+/// Process memory above which new connections are refused (the memory guard).
+pub const P2P_PROCESS_MEMORY_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);
@@ -137,3 +186,7 @@ const _: () = assert!(VOTE_DELEGATES_MAX <= VALIDATORS_MAX);
 const _: () = assert!(SEAL_BYTES_MAX < HEADER_BYTES_MAX);
 const _: () = assert!(MEMPOOL_TXS_PER_SENDER_MAX as u64 <= MEMPOOL_NONCE_GAP_MAX);
 const _: () = assert!(MEMPOOL_BYTES_MAX >= TX_BYTES_MAX as u64 * MEMPOOL_TXS_PER_SENDER_MAX as u64);
+const _: () = assert!(GOSSIP_FRAME_BYTES_MAX > BLOCK_BYTES_MAX && GOSSIP_FRAME_BYTES_MAX > ENGINE_MESSAGE_BYTES_MAX);
+const _: () = assert!(SYNC_RESPONSE_BYTES_MAX > BLOCK_BYTES_MAX, "one block always fits a response");
+const _: () = assert!(SYNC_HEADERS_PER_RESPONSE_MAX * HEADER_BYTES_MAX < SYNC_RESPONSE_BYTES_MAX);
+const _: () = assert!(PEERS_INBOUND_MAX < PEERS_MAX);

@@ -1,0 +1,334 @@
+//! Chorus p2p: the libp2p network service. The only crate that uses libp2p; it moves bytes
+//! between nodes and knows nothing of consensus.
+//!
+//! [`start`] builds a swarm (TCP + noise + yamux, identify, ping, Kademlia in server mode,
+//! gossipsub, the sync protocol, connection limits, a memory guard, bans and an optional
+//! allowlist), spawns it on the current tokio runtime and returns a [`NetworkHandle`] and a
+//! bounded stream of [`Event`]s. The node then:
+//!
+//! - answers every [`Event::Gossip`] with [`NetworkHandle::validate`]: only accepted messages
+//!   are forwarded to other peers, rejected ones cost the sender reputation;
+//! - answers every [`Event::Request`] with [`NetworkHandle::respond`];
+//! - publishes with [`NetworkHandle::publish`], asks peers with [`NetworkHandle::request`],
+//!   reports misbehaviour it finds with [`NetworkHandle::report`], and manages bans
+//!   ([`NetworkHandle::ban`]) and, in permissioned mode, the allowlist
+//!   ([`NetworkHandle::allow`]).
+//!
+//! Topics are `/chorus/<chain id>/{blocks,txs,consensus}/1`; message ids are the SHA-256 of the
+//! payload, so the same block or transaction from two peers is one message. Payloads over
+//! their topic's limit are rejected here, before the node sees them. Sync messages are the
+//! chain codec's encodings behind a length prefix checked before reading ([`sync`]).
+//!
+//! Every queue is bounded (`chorus_chain::limits`, p2p section): commands wait for room;
+//! events that find the node's queue full are dropped (gossip is ignored, requests are
+//! answered `Busy`) and counted.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod metrics;
+pub mod reputation;
+mod service;
+pub mod sync;
+
+use std::fmt;
+use std::time::Duration;
+
+pub use config::{Config, ConnectionConfig, GossipLimits, NodeKey, parse_peer_id, peer_id_of};
+pub use libp2p::gossipsub::MessageId;
+pub use libp2p::{Multiaddr, PeerId};
+pub use reputation::{BanReason, Misbehaviour, ReputationConfig};
+pub use service::start;
+pub use sync::{Refusal, SyncRequest, SyncResponse};
+use tokio::sync::{mpsc, oneshot};
+
+/// A gossip topic. Each chain has its own three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Topic {
+    Blocks,
+    Transactions,
+    /// Engine messages other than blocks (finality votes, Raft messages).
+    Consensus,
+}
+
+impl Topic {
+    pub const ALL: [Topic; 3] = [Topic::Blocks, Topic::Transactions, Topic::Consensus];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Topic::Blocks => "blocks",
+            Topic::Transactions => "txs",
+            Topic::Consensus => "consensus",
+        }
+    }
+
+    /// The gossipsub topic name for a chain.
+    pub fn name(self, chain_id: &str) -> String {
+        format!("/chorus/{chain_id}/{}/1", self.as_str())
+    }
+
+    /// Largest payload accepted on this topic.
+    pub const fn bytes_max(self, limits: &GossipLimits) -> u32 {
+        match self {
+            Topic::Blocks => limits.block_bytes_max,
+            Topic::Transactions => limits.tx_bytes_max,
+            Topic::Consensus => limits.consensus_bytes_max,
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The node's answer to a gossip message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: forward it to other peers.
+    Accept,
+    /// Not forwarded and not held against the sender (e.g. a block we already have, a
+    /// transaction the mempool has no room for).
+    Ignore,
+    /// Invalid: not forwarded, and the peer that sent it is reported for this.
+    Reject(Misbehaviour),
+}
+
+/// Identifies an inbound sync request until it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestId(libp2p::request_response::InboundRequestId);
+
+/// What the service tells the node. Delivered in order through a bounded channel.
+#[derive(Debug)]
+pub enum Event {
+    /// A gossip message to validate; answer with [`NetworkHandle::validate`].
+    Gossip {
+        topic: Topic,
+        id: MessageId,
+        from: PeerId,
+        data: Vec<u8>,
+    },
+    /// A sync request (already checked against the limits); answer with
+    /// [`NetworkHandle::respond`].
+    Request {
+        peer: PeerId,
+        id: RequestId,
+        request: SyncRequest,
+    },
+    PeerConnected {
+        peer: PeerId,
+        inbound: bool,
+    },
+    PeerDisconnected {
+        peer: PeerId,
+    },
+    PeerBanned {
+        peer: PeerId,
+        duration: Duration,
+        reason: BanReason,
+    },
+}
+
+/// A connected peer, as `node_peers` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    pub peer: PeerId,
+    pub addresses: Vec<Multiaddr>,
+    /// Whether the first connection was opened by the peer.
+    pub inbound: bool,
+    pub score: i32,
+    /// From identify, once received.
+    pub agent: Option<String>,
+    pub connected_for: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BannedPeer {
+    pub peer: PeerId,
+    pub remaining: Duration,
+    pub reason: BanReason,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peers {
+    pub connected: Vec<PeerInfo>,
+    pub banned: Vec<BannedPeer>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not build the transport: {0}")]
+    Transport(String),
+    #[error("cannot listen on {address}: {reason}")]
+    Listen { address: Multiaddr, reason: String },
+    #[error("cannot dial {address}: {reason}")]
+    Dial { address: Multiaddr, reason: String },
+    #[error("invalid peer id {text:?}: {reason}")]
+    PeerId { text: String, reason: String },
+    #[error("the node is not in permissioned mode: there is no allowlist to change")]
+    NotPermissioned,
+    #[error("the network service has stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    #[error("{topic} message is {size_bytes} bytes, limit {limit_bytes}")]
+    TooLarge { topic: Topic, size_bytes: usize, limit_bytes: u32 },
+    #[error("this message was already published or received")]
+    Duplicate,
+    #[error("no connected peer subscribes to {0}")]
+    NoPeers(Topic),
+    #[error("every peer's send queue is full")]
+    QueuesFull,
+    #[error("the network service has stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("request refused locally: {0}")]
+    Invalid(Refusal),
+    #[error("the peer refused the request: {0}")]
+    Refused(Refusal),
+    #[error("peer {0} is not connected")]
+    NotConnected(PeerId),
+    #[error("{in_flight} requests to this peer are in flight, limit {max}")]
+    TooManyInFlight { in_flight: u32, max: u32 },
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the peer's answer does not match the request")]
+    BadResponse,
+    #[error("the peer's answer could not be decoded: {0}")]
+    Undecodable(String),
+    #[error("the peer does not speak this chain's sync protocol")]
+    Unsupported,
+    #[error("the connection closed before the answer")]
+    ConnectionClosed,
+    #[error("the network service has stopped")]
+    Stopped,
+}
+
+pub(crate) enum Command {
+    Publish { topic: Topic, data: Vec<u8>, reply: oneshot::Sender<Result<(), PublishError>> },
+    Validate { id: MessageId, from: PeerId, verdict: Verdict },
+    Request { peer: PeerId, request: SyncRequest, reply: oneshot::Sender<Result<SyncResponse, RequestError>> },
+    Respond { id: RequestId, response: SyncResponse },
+    Report { peer: PeerId, misbehaviour: Misbehaviour },
+    Ban { peer: PeerId, duration: Duration },
+    Unban { peer: PeerId },
+    Allow { peer: PeerId, allow: bool, reply: oneshot::Sender<Result<(), Error>> },
+    Dial { address: Multiaddr, reply: oneshot::Sender<Result<(), Error>> },
+    Peers { reply: oneshot::Sender<Peers> },
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// The node's side of the service. Cheap to clone; the service stops on
+/// [`NetworkHandle::shutdown`] or when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct NetworkHandle {
+    commands: mpsc::Sender<Command>,
+    peer_id: PeerId,
+    listen_addrs: Vec<Multiaddr>,
+    gossip_limits: GossipLimits,
+}
+
+impl NetworkHandle {
+    pub fn local_peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The addresses the service listens on (ports resolved), each ending in `/p2p/<id>` so
+    /// that another node can use it as a bootnode.
+    pub fn listen_addrs(&self) -> &[Multiaddr] {
+        &self.listen_addrs
+    }
+
+    /// Publishes `data` on `topic` to the peers subscribed to it.
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), PublishError> {
+        let limit_bytes = topic.bytes_max(&self.gossip_limits);
+        if data.len() > limit_bytes as usize {
+            return Err(PublishError::TooLarge { topic, size_bytes: data.len(), limit_bytes });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Publish { topic, data, reply }).await.map_err(|_| PublishError::Stopped)?;
+        answer.await.map_err(|_| PublishError::Stopped)?
+    }
+
+    /// The node's verdict on a gossip message it was given.
+    pub async fn validate(&self, id: MessageId, from: PeerId, verdict: Verdict) -> Result<(), Error> {
+        self.send(Command::Validate { id, from, verdict }).await
+    }
+
+    /// Sends a sync request and waits for the answer (bounded by the request timeout). A
+    /// request over the limits is refused here, before anything is sent.
+    pub async fn request(&self, peer: PeerId, request: SyncRequest) -> Result<SyncResponse, RequestError> {
+        request.check().map_err(RequestError::Invalid)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Request { peer, request, reply }).await.map_err(|_| RequestError::Stopped)?;
+        answer.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Answers an inbound request. Range answers longer than the response byte limit are cut
+    /// to fit.
+    pub async fn respond(&self, id: RequestId, response: SyncResponse) -> Result<(), Error> {
+        self.send(Command::Respond { id, response }).await
+    }
+
+    /// Reports misbehaviour the node found (e.g. an invalid block from a sync response).
+    pub async fn report(&self, peer: PeerId, misbehaviour: Misbehaviour) -> Result<(), Error> {
+        self.send(Command::Report { peer, misbehaviour }).await
+    }
+
+    /// Disconnects `peer` and refuses it for `duration`.
+    pub async fn ban(&self, peer: PeerId, duration: Duration) -> Result<(), Error> {
+        self.send(Command::Ban { peer, duration }).await
+    }
+
+    pub async fn unban(&self, peer: PeerId) -> Result<(), Error> {
+        self.send(Command::Unban { peer }).await
+    }
+
+    /// Permissioned mode: lets `peer` connect.
+    pub async fn allow(&self, peer: PeerId) -> Result<(), Error> {
+        self.allow_or_not(peer, true).await
+    }
+
+    /// Permissioned mode: removes `peer` from the allowlist and closes its connections.
+    pub async fn disallow(&self, peer: PeerId) -> Result<(), Error> {
+        self.allow_or_not(peer, false).await
+    }
+
+    async fn allow_or_not(&self, peer: PeerId, allow: bool) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Allow { peer, allow, reply }).await?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Dials an address (ending in `/p2p/<id>` to check whom it reaches).
+    pub async fn dial(&self, address: Multiaddr) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Dial { address, reply }).await?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Connected and banned peers.
+    pub async fn peers(&self) -> Result<Peers, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Peers { reply }).await?;
+        answer.await.map_err(|_| Error::Stopped)
+    }
+
+    /// Stops the service and closes every connection; returns when it has stopped.
+    pub async fn shutdown(&self) {
+        let (reply, answer) = oneshot::channel();
+        if self.send(Command::Shutdown { reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+    }
+
+    async fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).await.map_err(|_| Error::Stopped)
+    }
+}

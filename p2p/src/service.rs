@@ -1,0 +1,755 @@
+//! The swarm and its event loop: one task owns the swarm and all bookkeeping; the node talks
+//! to it through commands and hears from it through events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use chorus_chain::limits;
+use futures::StreamExt;
+use libp2p::allow_block_list::{self, AllowedPeers, BlockedPeers};
+use libp2p::core::ConnectedPoint;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, TopicHash, ValidationMode};
+use libp2p::metrics::Recorder;
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, kad, memory_connection_limits,
+    noise, ping, tcp, yamux,
+};
+use prometheus_client::registry::Registry;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, peer_id_of};
+use crate::metrics::Metrics;
+use crate::reputation::{BanReason, Misbehaviour, Reputation};
+use crate::sync::{self, Refusal, SyncCodec, SyncRequest, SyncResponse, WireRequest};
+use crate::{
+    BannedPeer, Command, Error, Event, NetworkHandle, PeerInfo, Peers, PublishError, RequestError, RequestId, Topic,
+    Verdict,
+};
+
+/// How often discovery looks for more peers while the node has fewer than its target.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+/// How often bootnodes are redialed while the node has no peer at all.
+const BOOTNODE_REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// How long `start` waits for the listeners to report their addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    // The gates come first: a connection they deny never reaches the protocols below.
+    allowed: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
+    blocked: allow_block_list::Behaviour<BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    memory: memory_connection_limits::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::Behaviour<SyncCodec>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+}
+
+/// Builds the swarm, starts listening, and spawns the service on the current tokio runtime.
+/// Returns once every listener has an address.
+pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHandle, mpsc::Receiver<Event>), Error> {
+    let local = config.key.peer_id();
+    let mut swarm = build_swarm(&config, registry)?;
+    let topics: BTreeMap<TopicHash, Topic> =
+        Topic::ALL.iter().map(|topic| (IdentTopic::new(topic.name(&config.chain_id)).hash(), *topic)).collect();
+    for topic in Topic::ALL {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&IdentTopic::new(topic.name(&config.chain_id)))
+            .map_err(|error| Error::Transport(error.to_string()))?;
+    }
+    let listen_addrs = listen(&mut swarm, &config.listen).await?;
+    let listen_addrs: Vec<Multiaddr> =
+        listen_addrs.into_iter().map(|address| address.with_p2p(local).unwrap_or_else(|address| address)).collect();
+
+    let (commands_tx, commands) = mpsc::channel(limits::P2P_COMMAND_QUEUE_MAX as usize);
+    let (events_tx, events) = mpsc::channel(limits::P2P_EVENT_QUEUE_MAX as usize);
+    let handle = NetworkHandle { commands: commands_tx, peer_id: local, listen_addrs, gossip_limits: config.gossip };
+    let metrics = Metrics::register(registry);
+    let mut service = Service {
+        swarm,
+        events: events_tx,
+        reputation: Reputation::new(config.reputation.clone()),
+        metrics,
+        topics,
+        connected: BTreeMap::new(),
+        outbound: HashMap::new(),
+        inbound: HashMap::new(),
+        last_discovery: None,
+        last_bootnode_dial: None,
+        config,
+    };
+    service.dial_bootnodes(Instant::now());
+    tokio::spawn(service.run(commands));
+    Ok((handle, events))
+}
+
+fn build_swarm(config: &Config, registry: &mut Registry) -> Result<Swarm<Behaviour>, Error> {
+    let keypair = config.key.keypair().clone();
+    let local = keypair.public().to_peer_id();
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        // Content-addressed ids and no author: blocks and transactions authenticate
+        // themselves, and the same payload from two peers is one message.
+        .validation_mode(ValidationMode::Anonymous)
+        .message_id_fn(|message| gossipsub::MessageId::new(&Sha256::digest(&message.data)))
+        .validate_messages()
+        .max_transmit_size(limits::GOSSIP_FRAME_BYTES_MAX as usize)
+        .build()
+        .map_err(|error| Error::Transport(error.to_string()))?;
+    let gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
+        .map_err(|error| Error::Transport(error.to_string()))?
+        .with_metrics(registry.sub_registry_with_prefix("libp2p_gossipsub"), Default::default());
+
+    let sync = request_response::Behaviour::with_codec(
+        SyncCodec,
+        [(sync::protocol(&config.chain_id), ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(config.request_timeout).with_max_concurrent_streams(
+            limits::PEERS_MAX as usize * limits::SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX as usize,
+        ),
+    );
+    let identify = identify::Behaviour::new(
+        identify::Config::new(identify_version(&config.chain_id), keypair.public())
+            .with_agent_version(config.agent_version.clone()),
+    );
+    let kad = config.discovery.then(|| {
+        let protocol = StreamProtocol::try_from_owned(format!("/chorus/{}/kad/1", config.chain_id))
+            .expect("invariant: chain ids are ASCII without '/'");
+        let mut kad_config = kad::Config::new(protocol);
+        kad_config.set_periodic_bootstrap_interval(Some(DISCOVERY_INTERVAL * 6));
+        let mut kad = kad::Behaviour::with_config(local, kad::store::MemoryStore::new(local), kad_config);
+        // On a local network no external address is ever confirmed, and Kademlia would stay a
+        // client that nobody can query.
+        kad.set_mode(Some(kad::Mode::Server));
+        kad
+    });
+    let allowed = config.allowlist.as_ref().map(|peers| {
+        let mut allowed = allow_block_list::Behaviour::<AllowedPeers>::default();
+        for peer in peers {
+            allowed.allow_peer(*peer);
+        }
+        allowed
+    });
+    let connections = &config.connections;
+    let behaviour = Behaviour {
+        allowed: Toggle::from(allowed),
+        blocked: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(connections.peers_max))
+                .with_max_established_incoming(Some(connections.peers_inbound_max))
+                .with_max_established_per_peer(Some(connections.per_peer_max))
+                .with_max_pending_incoming(Some(connections.pending_inbound_max)),
+        ),
+        memory: memory_connection_limits::Behaviour::with_max_bytes(
+            usize::try_from(connections.process_memory_bytes_max).unwrap_or(usize::MAX),
+        ),
+        gossipsub,
+        sync,
+        identify,
+        ping: ping::Behaviour::new(ping::Config::new()),
+        kad: Toggle::from(kad),
+    };
+    let idle_timeout = config.idle_timeout;
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|error| Error::Transport(error.to_string()))?;
+    // With the `quic` feature, `/udp/<port>/quic-v1` listen and dial addresses work too.
+    #[cfg(feature = "quic")]
+    let swarm = swarm.with_quic();
+    let swarm = swarm
+        .with_bandwidth_metrics(registry.sub_registry_with_prefix("libp2p"))
+        .with_behaviour(|_| behaviour)
+        .map_err(|error| Error::Transport(error.to_string()))?
+        .with_swarm_config(|swarm| swarm.with_idle_connection_timeout(idle_timeout))
+        .build();
+    Ok(swarm)
+}
+
+/// Starts every listener and waits until each has reported an address.
+async fn listen(swarm: &mut Swarm<Behaviour>, addresses: &[Multiaddr]) -> Result<Vec<Multiaddr>, Error> {
+    let mut waiting = Vec::new();
+    for address in addresses {
+        let id = swarm
+            .listen_on(address.clone())
+            .map_err(|error| Error::Listen { address: address.clone(), reason: error.to_string() })?;
+        waiting.push((id, address.clone()));
+    }
+    let mut bound = Vec::new();
+    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+    while !waiting.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some()).await.map_err(|_| Error::Listen {
+            address: waiting[0].1.clone(),
+            reason: format!("no address within {LISTEN_TIMEOUT:?}"),
+        })?;
+        match event {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                waiting.retain(|(id, _)| *id != listener_id);
+                bound.push(address);
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some((_, address)) = waiting.iter().find(|(id, _)| *id == listener_id) {
+                    let reason = reason.err().map_or_else(|| "closed".to_owned(), |error| error.to_string());
+                    return Err(Error::Listen { address: address.clone(), reason });
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => {
+                tracing::warn!(%error, "listener error");
+            }
+            _ => {}
+        }
+    }
+    Ok(bound)
+}
+
+struct Connected {
+    connections: Vec<(ConnectionId, ConnectedPoint)>,
+    inbound: bool,
+    since: Instant,
+    agent: Option<String>,
+}
+
+struct PendingRequest {
+    peer: PeerId,
+    request: SyncRequest,
+    sent: Instant,
+    reply: oneshot::Sender<Result<SyncResponse, RequestError>>,
+}
+
+struct InboundRequest {
+    peer: PeerId,
+    kind: &'static str,
+    channel: ResponseChannel<SyncResponse>,
+}
+
+struct Service {
+    swarm: Swarm<Behaviour>,
+    events: mpsc::Sender<Event>,
+    reputation: Reputation,
+    metrics: Metrics,
+    topics: BTreeMap<TopicHash, Topic>,
+    connected: BTreeMap<PeerId, Connected>,
+    /// Our requests awaiting answers. Bounded: at most SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX per
+    /// connected peer.
+    outbound: HashMap<OutboundRequestId, PendingRequest>,
+    /// Peers' requests awaiting the node's answer, bounded the same way.
+    inbound: HashMap<request_response::InboundRequestId, InboundRequest>,
+    last_discovery: Option<Instant>,
+    last_bootnode_dial: Option<Instant>,
+    config: Config,
+}
+
+impl Service {
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(self.config.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stopped = loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => break Some(reply),
+                    Some(command) => self.on_command(command),
+                    None => break None,
+                },
+                _ = tick.tick() => self.on_tick(Instant::now()),
+            }
+        };
+        tracing::debug!("network service stopping");
+        drop(self);
+        if let Some(reply) = stopped {
+            let _ = reply.send(());
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        let now = Instant::now();
+        match command {
+            Command::Publish { topic, data, reply } => {
+                let _ = reply.send(self.publish(topic, data));
+            }
+            Command::Validate { id, from, verdict } => {
+                let acceptance = match verdict {
+                    Verdict::Accept => MessageAcceptance::Accept,
+                    Verdict::Ignore => MessageAcceptance::Ignore,
+                    Verdict::Reject(misbehaviour) => {
+                        self.report(from, misbehaviour, now);
+                        MessageAcceptance::Reject
+                    }
+                };
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &from, acceptance);
+            }
+            Command::Request { peer, request, reply } => self.request(peer, request, reply, now),
+            Command::Respond { id, response } => self.respond(id.0, response),
+            Command::Report { peer, misbehaviour } => self.report(peer, misbehaviour, now),
+            Command::Ban { peer, duration } => self.ban(peer, duration, BanReason::Manual, now),
+            Command::Unban { peer } => {
+                self.reputation.unban(&peer);
+                self.sync_blocked();
+            }
+            Command::Allow { peer, allow, reply } => {
+                let result = match self.swarm.behaviour_mut().allowed.as_mut() {
+                    None => Err(Error::NotPermissioned),
+                    Some(allowed) => {
+                        if allow {
+                            allowed.allow_peer(peer);
+                        } else {
+                            allowed.disallow_peer(peer);
+                        }
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Dial { address, reply } => {
+                let result = self
+                    .swarm
+                    .dial(address.clone())
+                    .map_err(|error| Error::Dial { address, reason: error.to_string() });
+                let _ = reply.send(result);
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peers(now));
+            }
+            Command::Shutdown { .. } => unreachable!("handled by the loop"),
+        }
+    }
+
+    fn publish(&mut self, topic: Topic, data: Vec<u8>) -> Result<(), PublishError> {
+        let name = IdentTopic::new(topic.name(&self.config.chain_id));
+        let result = match self.swarm.behaviour_mut().gossipsub.publish(name, data) {
+            Ok(_) => Ok(()),
+            Err(gossipsub::PublishError::Duplicate) => Err(PublishError::Duplicate),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(PublishError::NoPeers(topic)),
+            Err(gossipsub::PublishError::AllQueuesFull(_)) => Err(PublishError::QueuesFull),
+            Err(gossipsub::PublishError::MessageTooLarge) => Err(PublishError::TooLarge {
+                topic,
+                size_bytes: limits::GOSSIP_FRAME_BYTES_MAX as usize,
+                limit_bytes: topic.bytes_max(&self.config.gossip),
+            }),
+            Err(error) => {
+                tracing::warn!(%error, %topic, "publish failed");
+                Err(PublishError::QueuesFull)
+            }
+        };
+        let outcome = match &result {
+            Ok(()) => "sent",
+            Err(PublishError::Duplicate) => "duplicate",
+            Err(PublishError::NoPeers(_)) => "no_peers",
+            Err(_) => "failed",
+        };
+        self.metrics.published.get_or_create(&[("topic", topic.as_str()), ("outcome", outcome)]).inc();
+        result
+    }
+
+    fn request(
+        &mut self,
+        peer: PeerId,
+        request: SyncRequest,
+        reply: oneshot::Sender<Result<SyncResponse, RequestError>>,
+        now: Instant,
+    ) {
+        if !self.swarm.is_connected(&peer) {
+            let _ = reply.send(Err(RequestError::NotConnected(peer)));
+            return;
+        }
+        let in_flight = self.outbound.values().filter(|pending| pending.peer == peer).count();
+        let max = limits::SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX;
+        if in_flight >= max as usize {
+            let _ = reply.send(Err(RequestError::TooManyInFlight { in_flight: in_flight as u32, max }));
+            return;
+        }
+        let id = self.swarm.behaviour_mut().sync.send_request(&peer, WireRequest::Request(request.clone()));
+        self.outbound.insert(id, PendingRequest { peer, request, sent: now, reply });
+    }
+
+    fn respond(&mut self, id: request_response::InboundRequestId, response: SyncResponse) {
+        let Some(inbound) = self.inbound.remove(&id) else {
+            // Timed out or the connection closed meanwhile.
+            return;
+        };
+        let outcome = if self.swarm.behaviour_mut().sync.send_response(inbound.channel, response).is_ok() {
+            "delivered"
+        } else {
+            "failed"
+        };
+        self.metrics.requests_inbound.get_or_create(&[("kind", inbound.kind), ("outcome", outcome)]).inc();
+    }
+
+    fn report(&mut self, peer: PeerId, misbehaviour: Misbehaviour, now: Instant) {
+        tracing::debug!(%peer, %misbehaviour, "peer reported");
+        self.metrics.reports.get_or_create(&[("kind", misbehaviour.as_str())]).inc();
+        if let Some(ban) = self.reputation.report(peer, misbehaviour, now) {
+            self.apply_ban(peer, ban.until.saturating_duration_since(now), ban.reason);
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId, duration: Duration, reason: BanReason, now: Instant) {
+        self.reputation.ban(peer, duration, reason, now);
+        self.apply_ban(peer, duration, reason);
+    }
+
+    fn apply_ban(&mut self, peer: PeerId, duration: Duration, reason: BanReason) {
+        tracing::info!(%peer, ?duration, %reason, "peer banned");
+        self.metrics.bans.inc();
+        self.sync_blocked();
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            kad.remove_peer(&peer);
+        }
+        self.emit(Event::PeerBanned { peer, duration, reason });
+    }
+
+    /// Makes the connection gate's blocked set equal the bans: blocking closes a peer's
+    /// connections and refuses new ones in both directions. Bans end by expiry, unban, or
+    /// eviction from the bounded table, all of which pass through here.
+    fn sync_blocked(&mut self) {
+        let blocked = &mut self.swarm.behaviour_mut().blocked;
+        let lifted: Vec<PeerId> =
+            blocked.blocked_peers().iter().filter(|peer| !self.reputation.is_banned(peer)).copied().collect();
+        for peer in lifted {
+            blocked.unblock_peer(peer);
+        }
+        for (peer, _) in self.reputation.bans() {
+            blocked.block_peer(*peer);
+        }
+        self.metrics.banned.set(self.reputation.bans().count() as i64);
+    }
+
+    fn peers(&self, now: Instant) -> Peers {
+        let connected = self
+            .connected
+            .iter()
+            .map(|(peer, connected)| PeerInfo {
+                peer: *peer,
+                addresses: connected
+                    .connections
+                    .iter()
+                    .map(|(_, endpoint)| endpoint.get_remote_address().clone())
+                    .collect(),
+                inbound: connected.inbound,
+                score: self.reputation.score(peer, now),
+                agent: connected.agent.clone(),
+                connected_for: now.saturating_duration_since(connected.since),
+            })
+            .collect();
+        let banned = self
+            .reputation
+            .bans()
+            .map(|(peer, ban)| BannedPeer {
+                peer: *peer,
+                remaining: ban.until.saturating_duration_since(now),
+                reason: ban.reason,
+            })
+            .collect();
+        Peers { connected, banned }
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        let ended = self.reputation.expire(now);
+        if !ended.is_empty() {
+            tracing::info!(peers = ?ended, "bans ended");
+            self.sync_blocked();
+        }
+        if self.connected.is_empty() {
+            self.dial_bootnodes(now);
+        }
+        self.discover(now);
+    }
+
+    fn dial_bootnodes(&mut self, now: Instant) {
+        if self.config.bootnodes.is_empty()
+            || self
+                .last_bootnode_dial
+                .is_some_and(|last| now.saturating_duration_since(last) < BOOTNODE_REDIAL_INTERVAL)
+        {
+            return;
+        }
+        self.last_bootnode_dial = Some(now);
+        for address in self.config.bootnodes.clone() {
+            if peer_id_of(&address).is_some_and(|peer| self.reputation.is_banned(&peer)) {
+                continue;
+            }
+            if let Err(error) = self.swarm.dial(address.clone()) {
+                tracing::debug!(%address, %error, "bootnode dial failed");
+            }
+        }
+    }
+
+    /// Asks Kademlia for more peers while the node has fewer than its target.
+    fn discover(&mut self, now: Instant) {
+        if self.connected.len() >= self.config.connections.peers_target as usize
+            || self.last_discovery.is_some_and(|last| now.saturating_duration_since(last) < DISCOVERY_INTERVAL)
+        {
+            return;
+        }
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+            && kad.bootstrap().is_ok()
+        {
+            self.last_discovery = Some(now);
+        }
+    }
+
+    fn emit(&mut self, event: Event) -> bool {
+        match self.events.try_send(event) {
+            Ok(()) => true,
+            Err(_) => {
+                self.metrics.events_dropped.inc();
+                false
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        self.metrics.libp2p.record(&event);
+        let now = Instant::now();
+        match event {
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event, now),
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+                let inbound = endpoint.is_listener();
+                let first = !self.connected.contains_key(&peer_id);
+                let entry = self.connected.entry(peer_id).or_insert(Connected {
+                    connections: Vec::new(),
+                    inbound,
+                    since: now,
+                    agent: None,
+                });
+                entry.connections.push((connection_id, endpoint));
+                if first {
+                    tracing::debug!(peer = %peer_id, inbound, "peer connected");
+                    self.metrics.peers.set(self.connected.len() as i64);
+                    self.emit(Event::PeerConnected { peer: peer_id, inbound });
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, connection_id, num_established, .. } => {
+                if let Some(entry) = self.connected.get_mut(&peer_id) {
+                    entry.connections.retain(|(id, _)| *id != connection_id);
+                }
+                if num_established == 0 && self.connected.remove(&peer_id).is_some() {
+                    tracing::debug!(peer = %peer_id, "peer disconnected");
+                    self.metrics.peers.set(self.connected.len() as i64);
+                    self.emit(Event::PeerDisconnected { peer: peer_id });
+                }
+            }
+            SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
+                tracing::debug!(%send_back_addr, %error, "incoming connection refused or failed");
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent, now: Instant) {
+        match event {
+            BehaviourEvent::Gossipsub(event) => {
+                self.metrics.libp2p.record(&event);
+                if let gossipsub::Event::Message { propagation_source, message_id, message } = event {
+                    self.on_gossip(propagation_source, message_id, message, now);
+                }
+            }
+            BehaviourEvent::Sync(event) => self.on_sync_event(event, now),
+            BehaviourEvent::Identify(event) => {
+                self.metrics.libp2p.record(&event);
+                if let identify::Event::Received { peer_id, info, .. } = event {
+                    if info.protocol_version != self.identify_version() {
+                        tracing::debug!(peer = %peer_id, version = %info.protocol_version, "peer of another chain, disconnecting");
+                        let _ = self.swarm.disconnect_peer_id(peer_id);
+                        return;
+                    }
+                    if let Some(entry) = self.connected.get_mut(&peer_id) {
+                        entry.agent = Some(info.agent_version.clone());
+                    }
+                    if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                        for address in info.listen_addrs {
+                            kad.add_address(&peer_id, address);
+                        }
+                    }
+                    self.discover(now);
+                }
+            }
+            BehaviourEvent::Ping(event) => self.metrics.libp2p.record(&event),
+            BehaviourEvent::Kad(event) => {
+                self.metrics.libp2p.record(&event);
+                if let kad::Event::RoutingUpdated { peer, addresses, .. } = event {
+                    self.dial_discovered(peer, addresses.into_vec());
+                }
+            }
+            BehaviourEvent::Allowed(never) | BehaviourEvent::Blocked(never) => match never {},
+            BehaviourEvent::Limits(never) | BehaviourEvent::Memory(never) => match never {},
+        }
+    }
+
+    fn identify_version(&self) -> String {
+        identify_version(&self.config.chain_id)
+    }
+
+    fn dial_discovered(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) {
+        if self.connected.contains_key(&peer)
+            || self.reputation.is_banned(&peer)
+            || self.connected.len() >= self.config.connections.peers_target as usize
+        {
+            return;
+        }
+        let options =
+            DialOpts::peer_id(peer).addresses(addresses).condition(PeerCondition::DisconnectedAndNotDialing).build();
+        if let Err(error) = self.swarm.dial(options) {
+            tracing::debug!(%peer, %error, "dial of a discovered peer failed");
+        }
+    }
+
+    fn on_gossip(&mut self, from: PeerId, id: gossipsub::MessageId, message: gossipsub::Message, now: Instant) {
+        let Some(topic) = self.topics.get(&message.topic).copied() else {
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &id,
+                &from,
+                MessageAcceptance::Ignore,
+            );
+            return;
+        };
+        let count = |metrics: &Metrics, outcome| {
+            metrics.gossip.get_or_create(&[("topic", topic.as_str()), ("outcome", outcome)]).inc()
+        };
+        count(&self.metrics, "received");
+        if message.data.len() > topic.bytes_max(&self.config.gossip) as usize {
+            count(&self.metrics, "oversize");
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &id,
+                &from,
+                MessageAcceptance::Reject,
+            );
+            self.report(from, Misbehaviour::Oversize, now);
+            return;
+        }
+        if !self.emit(Event::Gossip { topic, id: id.clone(), from, data: message.data }) {
+            count(&self.metrics, "dropped");
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
+                &id,
+                &from,
+                MessageAcceptance::Ignore,
+            );
+        }
+    }
+
+    fn on_sync_event(&mut self, event: request_response::Event<WireRequest, SyncResponse>, now: Instant) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request_id, request, channel } => {
+                    self.on_request(peer, request_id, request, channel, now)
+                }
+                request_response::Message::Response { request_id, response } => {
+                    let Some(pending) = self.outbound.remove(&request_id) else { return };
+                    let kind = pending.request.kind();
+                    let result = if response.answers(&pending.request) {
+                        self.metrics.request_seconds.observe(now.saturating_duration_since(pending.sent).as_secs_f64());
+                        match response {
+                            SyncResponse::Refused(refusal) => Err(RequestError::Refused(refusal)),
+                            response => Ok(response),
+                        }
+                    } else {
+                        self.report(peer, Misbehaviour::BadResponse, now);
+                        Err(RequestError::BadResponse)
+                    };
+                    let outcome = if result.is_ok() { "ok" } else { "bad_response" };
+                    self.metrics.requests_outbound.get_or_create(&[("kind", kind), ("outcome", outcome)]).inc();
+                    let _ = pending.reply.send(result);
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                let Some(pending) = self.outbound.remove(&request_id) else { return };
+                let (error, outcome) = match error {
+                    OutboundFailure::Timeout => {
+                        self.report(peer, Misbehaviour::Unanswered, now);
+                        (RequestError::Timeout(self.config.request_timeout), "timeout")
+                    }
+                    OutboundFailure::Io(error) => match sync::codec_error(&error) {
+                        Some(codec_error) => {
+                            let misbehaviour = codec_misbehaviour(codec_error);
+                            self.report(peer, misbehaviour, now);
+                            (RequestError::Undecodable(codec_error.to_string()), "bad_response")
+                        }
+                        None => (RequestError::ConnectionClosed, "failed"),
+                    },
+                    OutboundFailure::UnsupportedProtocols => (RequestError::Unsupported, "failed"),
+                    OutboundFailure::DialFailure => (RequestError::NotConnected(peer), "failed"),
+                    OutboundFailure::ConnectionClosed => (RequestError::ConnectionClosed, "failed"),
+                };
+                self.metrics
+                    .requests_outbound
+                    .get_or_create(&[("kind", pending.request.kind()), ("outcome", outcome)])
+                    .inc();
+                let _ = pending.reply.send(Err(error));
+            }
+            request_response::Event::InboundFailure { peer, request_id, error, .. } => {
+                let kind = self.inbound.remove(&request_id).map_or("unknown", |inbound| inbound.kind);
+                tracing::debug!(%peer, %error, "inbound sync request failed");
+                self.metrics.requests_inbound.get_or_create(&[("kind", kind), ("outcome", "failed")]).inc();
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        peer: PeerId,
+        request_id: request_response::InboundRequestId,
+        request: WireRequest,
+        channel: ResponseChannel<SyncResponse>,
+        now: Instant,
+    ) {
+        let request = match request {
+            WireRequest::Request(request) => request,
+            WireRequest::Bad(error) => {
+                tracing::debug!(%peer, %error, "undecodable sync request");
+                self.report(peer, codec_misbehaviour(&error), now);
+                // Dropping the channel closes the stream unanswered.
+                self.metrics.requests_inbound.get_or_create(&[("kind", "undecodable"), ("outcome", "refused")]).inc();
+                return;
+            }
+        };
+        let kind = request.kind();
+        if let Err(refusal) = request.check() {
+            self.report(peer, Misbehaviour::OversizeRequest, now);
+            return self.refuse(channel, kind, refusal, "refused");
+        }
+        let in_flight = self.inbound.values().filter(|inbound| inbound.peer == peer).count();
+        if in_flight >= limits::SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX as usize {
+            return self.refuse(channel, kind, Refusal::Busy, "busy");
+        }
+        if self.emit(Event::Request { peer, id: RequestId(request_id), request }) {
+            self.inbound.insert(request_id, InboundRequest { peer, kind, channel });
+        } else {
+            self.refuse(channel, kind, Refusal::Busy, "busy");
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        channel: ResponseChannel<SyncResponse>,
+        kind: &'static str,
+        refusal: Refusal,
+        outcome: &'static str,
+    ) {
+        let _ = self.swarm.behaviour_mut().sync.send_response(channel, SyncResponse::Refused(refusal));
+        self.metrics.requests_inbound.get_or_create(&[("kind", kind), ("outcome", outcome)]).inc();
+    }
+}
+
+/// Sent in identify: a peer announcing another chain's is disconnected.
+fn identify_version(chain_id: &str) -> String {
+    format!("/chorus/{chain_id}/1")
+}
+
+fn codec_misbehaviour(error: &chorus_chain::codec::CodecError) -> Misbehaviour {
+    match error {
+        chorus_chain::codec::CodecError::TooLarge { .. } => Misbehaviour::Oversize,
+        _ => Misbehaviour::Undecodable,
+    }
+}

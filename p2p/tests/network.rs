@@ -1,0 +1,367 @@
+//! The network service over real sockets on loopback.
+
+mod common;
+
+use std::io;
+use std::time::Duration;
+
+use chorus_chain::{Height, codec, limits};
+use chorus_p2p::{
+    BanReason, Error, GossipLimits, Misbehaviour, Multiaddr, PeerId, Refusal, RequestError, SyncRequest, SyncResponse,
+    Topic,
+};
+use common::*;
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{StreamProtocol, Swarm, SwarmBuilder, noise, tcp, yamux};
+
+fn address(node: &TestNode) -> Multiaddr {
+    node.handle.listen_addrs()[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_mesh_from_one_bootnode_and_gossip_every_topic() {
+    let boot = start(config(), chain(1)).await;
+    let mut nodes = vec![boot];
+    for _ in 0..2 {
+        let mut config = config();
+        config.bootnodes = vec![address(&nodes[0])];
+        nodes.push(start(config, chain(1)).await);
+    }
+    let ids: Vec<PeerId> = nodes.iter().map(|node| node.handle.local_peer_id()).collect();
+    // The two joiners only know the bootnode: Kademlia introduces them to each other.
+    for node in &nodes {
+        eventually("a full mesh of three", || async {
+            let peers = connected(&node.handle).await;
+            (peers.len() == 2).then_some(())
+        })
+        .await;
+    }
+    for (sender, topic) in [
+        (0, Topic::Blocks),
+        (1, Topic::Transactions),
+        (2, Topic::Consensus),
+        (1, Topic::Blocks),
+        (2, Topic::Transactions),
+        (0, Topic::Consensus),
+    ] {
+        let data = format!("{topic} from node {sender}").into_bytes();
+        publish(&nodes[sender].handle, topic, &data).await;
+        for receiver in (0..3).filter(|receiver| *receiver != sender) {
+            until_gossip(&mut nodes[receiver], &data).await;
+        }
+    }
+    let peers = nodes[0].handle.peers().await.expect("peers");
+    assert!(peers.banned.is_empty());
+    for info in &peers.connected {
+        assert!(ids.contains(&info.peer));
+        assert_eq!(info.score, 0);
+        assert!(!info.addresses.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_and_oversize_gossip_ban_the_sender_and_are_not_forwarded() {
+    let mut honest = config();
+    honest.discovery = false;
+    let mut hub = start(honest.clone(), chain(1)).await;
+    let mut observer_config = config();
+    observer_config.discovery = false;
+    observer_config.bootnodes = vec![address(&hub)];
+    let mut observer = start(observer_config, chain(1)).await;
+    // The bad peer allows itself larger transactions than everyone else.
+    let mut bad_config = config();
+    bad_config.discovery = false;
+    bad_config.bootnodes = vec![address(&hub)];
+    bad_config.gossip = GossipLimits { tx_bytes_max: 4 * limits::TX_BYTES_MAX, ..GossipLimits::default() };
+    let mut bad = start(bad_config, chain(1)).await;
+    let bad_id = bad.handle.local_peer_id();
+    eventually("hub connected to both", || async { (connected(&hub.handle).await.len() == 2).then_some(()) }).await;
+
+    // First strike: a block the hub's node finds invalid.
+    let invalid = [INVALID, b"block"].concat();
+    publish(&bad.handle, Topic::Blocks, &invalid).await;
+    until_gossip(&mut hub, &invalid).await;
+    let score = eventually("the first report", || async {
+        let peers = hub.handle.peers().await.expect("peers");
+        peers.connected.iter().find(|info| info.peer == bad_id && info.score < 0).map(|info| info.score)
+    })
+    .await;
+    assert_eq!(score, -Misbehaviour::Invalid.penalty());
+
+    // Second strike: a transaction over the topic limit, refused by the service itself.
+    let oversize = vec![7u8; limits::TX_BYTES_MAX as usize + 1];
+    publish(&bad.handle, Topic::Transactions, &oversize).await;
+    let banned = until_seen(&mut hub, "the ban", |seen| matches!(seen, Seen::Banned(peer, _) if *peer == bad_id)).await;
+    assert_eq!(banned, Seen::Banned(bad_id, BanReason::Score(Misbehaviour::Oversize)));
+    eventually("the bad peer disconnected", || async {
+        (!connected(&hub.handle).await.contains(&bad_id)).then_some(())
+    })
+    .await;
+    let peers = hub.handle.peers().await.expect("peers");
+    assert_eq!(peers.banned.len(), 1);
+    assert_eq!(peers.banned[0].peer, bad_id);
+    assert!(peers.banned[0].remaining > Duration::from_secs(60 * 59), "banned for the configured hour");
+
+    // Nothing the bad peer sent reached the observer: a marker published by the hub after both
+    // verdicts arrives, and nothing from the bad peer came before it.
+    let marker = b"marker after the verdicts".to_vec();
+    publish(&hub.handle, Topic::Blocks, &marker).await;
+    let before = until_gossip(&mut observer, &marker).await;
+    assert!(
+        !before.iter().any(|seen| matches!(seen, Seen::Gossip { data, .. } if *data == invalid || *data == oversize)),
+        "forwarded: {before:?}"
+    );
+
+    // A banned peer cannot come back while the ban lasts: the hub closes its connection before
+    // any protocol runs. After an unban it can.
+    let hub_id = hub.handle.local_peer_id();
+    until_seen(&mut bad, "the ban's disconnection", |seen| *seen == Seen::Disconnected(hub_id)).await;
+    bad.handle.dial(address(&hub)).await.expect("dial");
+    until_seen(&mut bad, "the refused reconnection", |seen| *seen == Seen::Disconnected(hub_id)).await;
+    assert!(!connected(&hub.handle).await.contains(&bad_id));
+    hub.handle.unban(bad_id).await.expect("unban");
+    // Commands run in order: once `peers` answers, the unban has taken effect.
+    assert!(hub.handle.peers().await.expect("peers").banned.is_empty());
+    bad.handle.dial(address(&hub)).await.expect("dial");
+    eventually("the unbanned peer back", || async { connected(&hub.handle).await.contains(&bad_id).then_some(()) })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissioned_mode_admits_only_the_allowlist_and_follows_changes() {
+    let member_key = chorus_p2p::NodeKey::generate();
+    let mut gate_config = config();
+    gate_config.discovery = false;
+    gate_config.allowlist = Some(vec![member_key.peer_id()]);
+    let mut gate = start(gate_config, chain(1)).await;
+
+    let mut member_config = config();
+    member_config.key = member_key;
+    member_config.discovery = false;
+    member_config.bootnodes = vec![address(&gate)];
+    let member = start(member_config, chain(1)).await;
+    let member_id = member.handle.local_peer_id();
+
+    let mut stranger_config = config();
+    stranger_config.discovery = false;
+    let mut stranger = start(stranger_config, chain(1)).await;
+    let stranger_id = stranger.handle.local_peer_id();
+
+    until_seen(&mut gate, "the member", |seen| *seen == Seen::Connected(member_id)).await;
+
+    // A stranger's connection is closed by the gate before any protocol runs: the stranger sees
+    // it end, the gate never counts it as a peer.
+    stranger.handle.dial(address(&gate)).await.expect("dial");
+    until_seen(&mut stranger, "the gate closing the connection", |seen| {
+        *seen == Seen::Disconnected(gate.handle.local_peer_id())
+    })
+    .await;
+    assert_eq!(connected(&gate.handle).await, vec![member_id]);
+
+    // Allowed at run time, it gets in and its gossip arrives.
+    gate.handle.allow(stranger_id).await.expect("permissioned");
+    stranger.handle.dial(address(&gate)).await.expect("dial");
+    eventually("the stranger admitted", || async {
+        connected(&gate.handle).await.contains(&stranger_id).then_some(())
+    })
+    .await;
+    let hello = b"hello from the newly allowed".to_vec();
+    publish(&stranger.handle, Topic::Consensus, &hello).await;
+    let before = until_gossip(&mut gate, &hello).await;
+    assert!(!before.iter().any(|seen| matches!(seen, Seen::Gossip { from, .. } if *from == stranger_id)));
+
+    // Removed again, it is disconnected.
+    gate.handle.disallow(stranger_id).await.expect("permissioned");
+    until_seen(&mut gate, "the stranger disconnected", |seen| *seen == Seen::Disconnected(stranger_id)).await;
+    assert_eq!(connected(&gate.handle).await, vec![member_id]);
+
+    // An open node has no allowlist to change.
+    assert!(matches!(stranger.handle.allow(member_id).await, Err(Error::NotPermissioned)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_requests_return_ranges_within_the_limits() {
+    let mut server_config = config();
+    server_config.discovery = false;
+    let served = chain(100);
+    let server = start(server_config, served.clone()).await;
+    let mut client_config = config();
+    client_config.discovery = false;
+    client_config.bootnodes = vec![address(&server)];
+    let client = start(client_config, chain(1)).await;
+    let server_id = server.handle.local_peer_id();
+    eventually("connected", || async { connected(&client.handle).await.contains(&server_id).then_some(()) }).await;
+    let request = |request| client.handle.request(server_id, request);
+
+    let headers = request(SyncRequest::Headers { from: Height::new(10), count: 20 }).await.expect("headers");
+    let SyncResponse::Headers(headers) = headers else { panic!("{headers:?}") };
+    assert_eq!(headers.iter().map(|header| header.height.get()).collect::<Vec<_>>(), (10..30).collect::<Vec<_>>());
+
+    let blocks = request(SyncRequest::Blocks { from: Height::new(90), count: 64 }).await.expect("blocks");
+    let SyncResponse::Blocks(blocks) = blocks else { panic!("{blocks:?}") };
+    assert_eq!(blocks.len(), 10, "the chain ends at 99");
+    assert_eq!(blocks[0], served[90]);
+
+    let wanted = served[42].hash();
+    assert_eq!(request(SyncRequest::Block(wanted)).await, Ok(SyncResponse::Block(Some(Box::new(served[42].clone())))));
+    assert_eq!(request(SyncRequest::Block(chorus_chain::Hash::ZERO)).await, Ok(SyncResponse::Block(None)));
+
+    // Over the limits: refused locally, before anything is sent.
+    let max = limits::SYNC_BLOCKS_PER_RESPONSE_MAX;
+    assert_eq!(
+        request(SyncRequest::Blocks { from: Height::new(0), count: max + 1 }).await,
+        Err(RequestError::Invalid(Refusal::TooLarge { requested: max + 1, max }))
+    );
+    assert!(matches!(
+        request(SyncRequest::Headers { from: Height::new(0), count: 0 }).await,
+        Err(RequestError::Invalid(_))
+    ));
+    let stranger = PeerId::random();
+    assert_eq!(
+        client.handle.request(stranger, SyncRequest::Block(wanted)).await,
+        Err(RequestError::NotConnected(stranger))
+    );
+}
+
+/// A peer that speaks the sync protocol with raw bytes: it can send what the service's own
+/// handle refuses to.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+
+impl request_response::Codec for RawCodec {
+    type Protocol = StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        Err(io::Error::other("the raw peer serves nothing"))
+    }
+
+    async fn read_response<T: AsyncRead + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+    ) -> io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        io.take(u64::from(limits::SYNC_RESPONSE_BYTES_MAX) + 4).read_to_end(&mut bytes).await?;
+        Ok(bytes)
+    }
+
+    async fn write_request<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        io: &mut T,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
+        io.write_all(&bytes).await?;
+        io.close().await
+    }
+
+    async fn write_response<T: AsyncWrite + Unpin + Send>(
+        &mut self,
+        _: &StreamProtocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> io::Result<()> {
+        Err(io::Error::other("the raw peer serves nothing"))
+    }
+}
+
+type RawSwarm = Swarm<request_response::Behaviour<RawCodec>>;
+
+async fn raw_peer(target: &Multiaddr) -> RawSwarm {
+    let protocol = StreamProtocol::try_from_owned(format!("/chorus/{CHAIN}/sync/1")).expect("protocol");
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .expect("transport")
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(protocol, ProtocolSupport::Outbound)],
+                request_response::Config::default(),
+            )
+        })
+        .expect("behaviour")
+        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.dial(target.clone()).expect("dial");
+    loop {
+        if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
+            return swarm;
+        }
+    }
+}
+
+/// Sends one raw request and returns the raw answer, or `None` if the exchange failed.
+async fn raw_exchange(swarm: &mut RawSwarm, peer: PeerId, bytes: Vec<u8>) -> Option<Vec<u8>> {
+    swarm.behaviour_mut().send_request(&peer, bytes);
+    loop {
+        match tokio::time::timeout(WAIT, swarm.select_next_some()).await.expect("an answer or a failure") {
+            SwarmEvent::Behaviour(request_response::Event::Message {
+                message: request_response::Message::Response { response, .. },
+                ..
+            }) => {
+                return Some(response);
+            }
+            SwarmEvent::Behaviour(request_response::Event::OutboundFailure { .. }) => return None,
+            _ => {}
+        }
+    }
+}
+
+fn frame(bytes: &[u8]) -> Vec<u8> {
+    let mut framed = (bytes.len() as u32).to_le_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    framed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_peers_get_typed_refusals_and_garbage_gets_them_banned() {
+    let mut server_config = config();
+    server_config.discovery = false;
+    let mut server = start(server_config, chain(10)).await;
+    let server_id = server.handle.local_peer_id();
+
+    // A well-formed request over the limit gets a typed refusal, not silence.
+    let mut polite = raw_peer(&address(&server)).await;
+    let oversize = codec::encode(&SyncRequest::Blocks { from: Height::new(0), count: 1_000 });
+    let answer = raw_exchange(&mut polite, server_id, frame(&oversize)).await.expect("an answer");
+    let length = u32::from_le_bytes(answer[..4].try_into().expect("length")) as usize;
+    assert_eq!(length, answer.len() - 4);
+    let refused: SyncResponse = codec::decode(&answer[4..]).expect("a canonical response");
+    assert_eq!(
+        refused,
+        SyncResponse::Refused(Refusal::TooLarge { requested: 1_000, max: limits::SYNC_BLOCKS_PER_RESPONSE_MAX })
+    );
+
+    // Garbage, then a length prefix over the request limit: two strikes, banned.
+    let mut rude = raw_peer(&address(&server)).await;
+    let rude_id = *rude.local_peer_id();
+    let answer = raw_exchange(&mut rude, server_id, frame(&[0xff; 40])).await;
+    assert!(answer.is_none_or(|bytes| bytes.is_empty()), "garbage gets no answer");
+    let huge_length = (limits::SYNC_REQUEST_BYTES_MAX * 1_000).to_le_bytes().to_vec();
+    let _ = raw_exchange(&mut rude, server_id, huge_length).await;
+    let banned = until_seen(
+        &mut server,
+        "the rude peer banned",
+        |seen| matches!(seen, Seen::Banned(peer, _) if *peer == rude_id),
+    )
+    .await;
+    assert_eq!(banned, Seen::Banned(rude_id, BanReason::Score(Misbehaviour::Oversize)));
+    eventually("the rude peer disconnected", || async {
+        (!connected(&server.handle).await.contains(&rude_id)).then_some(())
+    })
+    .await;
+    // The polite peer was refused once (a small penalty) and stays.
+    let peers = server.handle.peers().await.expect("peers");
+    let polite_info =
+        peers.connected.iter().find(|info| info.peer == *polite.local_peer_id()).expect("still connected");
+    assert_eq!(polite_info.score, -Misbehaviour::OversizeRequest.penalty());
+}
