@@ -42,7 +42,8 @@ async fn gossip(sender: &NetworkHandle, received: &Received, size: usize, count:
             received.notify.notified().await;
         }
         payload[..8].copy_from_slice(&index.to_le_bytes());
-        payload[8..16].copy_from_slice(&(size as u64).to_le_bytes());
+        // Ids are content hashes: every message of every run must differ.
+        payload[8..16].copy_from_slice(&base.to_le_bytes());
         while let Err(error) = sender.publish(Topic::Blocks, payload.clone()).await {
             // Subscriptions travel after the connection; a full queue drains.
             assert!(

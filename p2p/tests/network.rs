@@ -54,6 +54,22 @@ async fn three_nodes_mesh_from_one_bootnode_and_gossip_every_topic() {
     }
     let peers = nodes[0].handle.peers().await.expect("peers");
     assert!(peers.banned.is_empty());
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &nodes[0].registry).expect("encode");
+    for name in [
+        "chorus_p2p_peers 2",
+        "chorus_p2p_gossip_messages_total{topic=\"blocks\",outcome=\"received\"}",
+        "libp2p_swarm_",
+        "libp2p_gossipsub_",
+        "libp2p_bandwidth_",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let mut families: Vec<&str> = metrics.lines().filter(|line| line.starts_with("# TYPE")).collect();
+    let all = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(families.len(), all, "a metric family is registered twice");
     for info in &peers.connected {
         assert!(ids.contains(&info.peer));
         assert_eq!(info.score, 0);
@@ -223,6 +239,46 @@ async fn sync_requests_return_ranges_within_the_limits() {
         client.handle.request(stranger, SyncRequest::Block(wanted)).await,
         Err(RequestError::NotConnected(stranger))
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_requests_time_out_and_cost_reputation() {
+    let mut silent_config = config();
+    silent_config.discovery = false;
+    let silent = start_silent(silent_config).await;
+    let silent_id = silent.handle.local_peer_id();
+    let mut client_config = config();
+    client_config.discovery = false;
+    client_config.bootnodes = vec![address(&silent)];
+    client_config.request_timeout = Duration::from_millis(500);
+    let client = start(client_config, chain(1)).await;
+    eventually("connected", || async { connected(&client.handle).await.contains(&silent_id).then_some(()) }).await;
+
+    let answer = client.handle.request(silent_id, SyncRequest::Headers { from: Height::new(0), count: 1 }).await;
+    assert_eq!(answer, Err(RequestError::Timeout(Duration::from_millis(500))));
+    let peers = client.handle.peers().await.expect("peers");
+    let info =
+        peers.connected.iter().find(|info| info.peer == silent_id).expect("still connected: one timeout is no ban");
+    assert_eq!(info.score, -Misbehaviour::Unanswered.penalty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_of_another_chain_are_disconnected() {
+    let mut ours = config();
+    ours.discovery = false;
+    let mut node = start(ours, chain(1)).await;
+    let mut foreign_config = config();
+    foreign_config.chain_id = "another-chain".to_owned();
+    foreign_config.discovery = false;
+    let mut foreign = start(foreign_config, chain(1)).await;
+    let foreign_id = foreign.handle.local_peer_id();
+    foreign.handle.dial(address(&node)).await.expect("dial");
+    // The connection opens (same transport), identify tells the chains apart, and it closes.
+    until_seen(&mut node, "the foreign peer's disconnection", |seen| *seen == Seen::Disconnected(foreign_id)).await;
+    until_seen(&mut foreign, "the disconnection", |seen| *seen == Seen::Disconnected(node.handle.local_peer_id()))
+        .await;
+    assert!(connected(&node.handle).await.is_empty());
+    assert!(node.handle.peers().await.expect("peers").banned.is_empty(), "another chain is no offence");
 }
 
 /// A peer that speaks the sync protocol with raw bytes: it can send what the service's own

@@ -58,7 +58,17 @@ pub fn chain(length: u64) -> Arc<Vec<Block>> {
     )
 }
 
+/// A node that answers sync requests from `chain`.
 pub async fn start(config: Config, chain: Arc<Vec<Block>>) -> TestNode {
+    start_serving(config, Some(chain)).await
+}
+
+/// A node that never answers sync requests.
+pub async fn start_silent(config: Config) -> TestNode {
+    start_serving(config, None).await
+}
+
+async fn start_serving(config: Config, chain: Option<Arc<Vec<Block>>>) -> TestNode {
     let mut registry = Registry::default();
     let (handle, events) = chorus_p2p::start(config, &mut registry).await.expect("service starts");
     let (seen_tx, seen) = mpsc::channel(100_000);
@@ -69,7 +79,7 @@ pub async fn start(config: Config, chain: Arc<Vec<Block>>) -> TestNode {
 async fn serve(
     handle: NetworkHandle,
     mut events: mpsc::Receiver<Event>,
-    chain: Arc<Vec<Block>>,
+    chain: Option<Arc<Vec<Block>>>,
     seen: mpsc::Sender<Seen>,
 ) {
     while let Some(event) = events.recv().await {
@@ -86,7 +96,9 @@ async fn serve(
                 Seen::Gossip { topic, from, data }
             }
             Event::Request { id, request, .. } => {
-                let _ = handle.respond(id, answer(&chain, &request)).await;
+                if let Some(chain) = &chain {
+                    let _ = handle.respond(id, answer(chain, &request)).await;
+                }
                 continue;
             }
             Event::PeerConnected { peer, .. } => Seen::Connected(peer),
