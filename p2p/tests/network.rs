@@ -52,6 +52,12 @@ async fn three_nodes_mesh_from_one_bootnode_and_gossip_every_topic() {
             until_gossip(&mut nodes[receiver], &data).await;
         }
     }
+    // A block of the largest allowed size travels too (gossipsub's default frame is 64 KiB).
+    let mut largest = vec![0u8; limits::BLOCK_BYTES_MAX as usize];
+    largest[..13].copy_from_slice(b"largest block");
+    publish(&nodes[1].handle, Topic::Blocks, &largest).await;
+    until_gossip(&mut nodes[0], &largest).await;
+    until_gossip(&mut nodes[2], &largest).await;
     let peers = nodes[0].handle.peers().await.expect("peers");
     assert!(peers.banned.is_empty());
     let mut metrics = String::new();
