@@ -1,4 +1,5 @@
-//! The sync protocol: headers or blocks by height range, and one block by hash.
+//! The sync protocol: headers or blocks by height range, one block by hash, the blocks after a
+//! locator, and a peer's head.
 //!
 //! One request and one response per stream, each a 4-byte little-endian length followed by
 //! the chain codec's canonical encoding. The length is checked against
@@ -22,6 +23,12 @@ pub enum SyncRequest {
     Blocks { from: Height, count: u32 },
     /// The block with this hash, canonical or not.
     Block(Hash),
+    /// Up to `SYNC_BLOCKS_PER_RESPONSE_MAX` canonical blocks after the first of these hashes on
+    /// the peer's chain (newest first, exponentially spaced back): finds the fork point and
+    /// fetches what follows it in one round trip.
+    BlocksAfter { locator: Vec<Hash> },
+    /// The peer's head.
+    Status,
 }
 
 impl Canonical for SyncRequest {
@@ -35,6 +42,7 @@ pub enum SyncResponse {
     Headers(Vec<Header>),
     Blocks(Vec<Block>),
     Block(Option<Box<Block>>),
+    Status { head: Hash, height: Height },
     Refused(Refusal),
 }
 
@@ -57,17 +65,20 @@ impl SyncRequest {
         match self {
             SyncRequest::Headers { .. } => limits::SYNC_HEADERS_PER_RESPONSE_MAX,
             SyncRequest::Blocks { .. } => limits::SYNC_BLOCKS_PER_RESPONSE_MAX,
-            SyncRequest::Block(_) => 1,
+            SyncRequest::Block(_) | SyncRequest::Status => 1,
+            SyncRequest::BlocksAfter { .. } => limits::SYNC_BLOCKS_PER_RESPONSE_MAX,
         }
     }
 
     /// Checks the request against the protocol's limits.
     pub fn check(&self) -> Result<(), Refusal> {
-        let requested = match self {
-            SyncRequest::Headers { count, .. } | SyncRequest::Blocks { count, .. } => *count,
-            SyncRequest::Block(_) => 1,
+        let (requested, max) = match self {
+            SyncRequest::Headers { count, .. } | SyncRequest::Blocks { count, .. } => (*count, self.items_max()),
+            SyncRequest::BlocksAfter { locator } => {
+                (u32::try_from(locator.len()).unwrap_or(u32::MAX), limits::SYNC_LOCATOR_HASHES_MAX)
+            }
+            SyncRequest::Block(_) | SyncRequest::Status => (1, 1),
         };
-        let max = self.items_max();
         if requested == 0 || requested > max {
             return Err(Refusal::TooLarge { requested, max });
         }
@@ -79,6 +90,8 @@ impl SyncRequest {
             SyncRequest::Headers { .. } => "headers",
             SyncRequest::Blocks { .. } => "blocks",
             SyncRequest::Block(_) => "block",
+            SyncRequest::BlocksAfter { .. } => "blocks_after",
+            SyncRequest::Status => "status",
         }
     }
 }
@@ -98,6 +111,12 @@ impl SyncResponse {
             (SyncRequest::Block(hash), SyncResponse::Block(block)) => {
                 block.as_ref().is_none_or(|block| block.hash() == *hash)
             }
+            (SyncRequest::BlocksAfter { .. }, SyncResponse::Blocks(blocks)) => {
+                let from = blocks.first().map_or(Height::GENESIS, |block| block.header.height);
+                blocks.len() <= limits::SYNC_BLOCKS_PER_RESPONSE_MAX as usize
+                    && consecutive(from, blocks.iter().map(|block| block.header.height))
+            }
+            (SyncRequest::Status, SyncResponse::Status { .. }) => true,
             _ => false,
         }
     }
@@ -115,7 +134,7 @@ impl SyncResponse {
                 SyncResponse::Headers(items) => items.pop().is_some(),
                 SyncResponse::Blocks(items) => items.pop().is_some(),
                 SyncResponse::Block(block) => block.take().is_some(),
-                SyncResponse::Refused(_) => false,
+                SyncResponse::Status { .. } | SyncResponse::Refused(_) => false,
             };
             if !shortened {
                 // Unreachable with the limits' compile-time relations; answer with nothing
@@ -247,6 +266,9 @@ mod tests {
         );
         assert!(SyncRequest::Headers { from: Height::new(1), count: 0 }.check().is_err());
         assert_eq!(SyncRequest::Block(Hash::ZERO).check(), Ok(()));
+        let locator = vec![Hash::ZERO; limits::SYNC_LOCATOR_HASHES_MAX as usize + 1];
+        assert!(SyncRequest::BlocksAfter { locator }.check().is_err());
+        assert!(SyncRequest::BlocksAfter { locator: vec![] }.check().is_err());
     }
 
     #[test]

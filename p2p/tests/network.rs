@@ -230,6 +230,12 @@ async fn sync_requests_return_ranges_within_the_limits() {
     assert_eq!(request(SyncRequest::Block(wanted)).await, Ok(SyncResponse::Block(Some(Box::new(served[42].clone())))));
     assert_eq!(request(SyncRequest::Block(chorus_chain::Hash::ZERO)).await, Ok(SyncResponse::Block(None)));
 
+    let status = request(SyncRequest::Status).await.expect("status");
+    assert_eq!(status, SyncResponse::Status { head: served[99].hash(), height: Height::new(99) });
+    let after = request(SyncRequest::BlocksAfter { locator: vec![served[0].hash()] }).await.expect("blocks after");
+    let SyncResponse::Blocks(after) = after else { panic!("{after:?}") };
+    assert_eq!(after.iter().map(|block| block.header.height.get()).collect::<Vec<_>>(), (1..65).collect::<Vec<_>>());
+
     // Over the limits: refused locally, before anything is sent.
     let max = limits::SYNC_BLOCKS_PER_RESPONSE_MAX;
     assert_eq!(

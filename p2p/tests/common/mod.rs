@@ -122,6 +122,14 @@ fn answer(chain: &[Block], request: &SyncRequest) -> SyncResponse {
             SyncResponse::Headers(range(*from, *count).iter().map(|block| block.header.clone()).collect())
         }
         SyncRequest::Blocks { from, count } => SyncResponse::Blocks(range(*from, *count).to_vec()),
+        SyncRequest::BlocksAfter { locator } => {
+            let start = locator.iter().find_map(|hash| chain.iter().position(|block| block.hash() == *hash));
+            SyncResponse::Blocks(start.map_or(Vec::new(), |start| range(Height::new(start as u64 + 1), 64).to_vec()))
+        }
+        SyncRequest::Status => {
+            let head = chain.last().expect("a chain has a genesis");
+            SyncResponse::Status { head: head.hash(), height: head.header.height }
+        }
         SyncRequest::Block(hash) => {
             SyncResponse::Block(chain.iter().find(|block| block.hash() == *hash).cloned().map(Box::new))
         }
