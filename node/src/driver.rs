@@ -359,6 +359,15 @@ impl Driver {
     }
 
     fn serve_blocks(&self, to: &PeerId, locator: &[Hash], io: &mut dyn Io) -> Result<(), StoreError> {
+        for block in self.blocks_after(locator)? {
+            io.send(to, NetMessage::Block(Arc::new(block)));
+        }
+        Ok(())
+    }
+
+    /// The canonical blocks after the first `locator` hash on this node's chain, at most
+    /// `SYNC_BLOCKS_PER_RESPONSE_MAX`; none if no locator hash is canonical here.
+    pub fn blocks_after(&self, locator: &[Hash]) -> Result<Vec<Block>, StoreError> {
         let mut start = None;
         for hash in locator.iter().take(limits::SYNC_LOCATOR_HASHES_MAX as usize) {
             if let Some(header) = self.store.header(hash)?
@@ -368,14 +377,15 @@ impl Driver {
                 break;
             }
         }
-        let Some(mut height) = start else { return Ok(()) };
+        let mut blocks = Vec::new();
+        let Some(mut height) = start else { return Ok(blocks) };
         for _ in 0..limits::SYNC_BLOCKS_PER_RESPONSE_MAX {
             let Some(next) = height.next() else { break };
             let Some(block) = self.store.canonical_block(next)? else { break };
-            io.send(to, NetMessage::Block(Arc::new(block)));
+            blocks.push(block);
             height = next;
         }
-        Ok(())
+        Ok(blocks)
     }
 
     /// Steps the engine with `first` and everything its actions cause. Returns the verdict on

@@ -252,6 +252,12 @@ fn deserialize_target<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Hash
 }
 
 impl Genesis {
+    /// Identifies the genesis file: the hash of its canonical encoding. A store remembers the
+    /// one it was made for and refuses any other.
+    pub fn file_hash(&self) -> Hash {
+        Hash::tagged(b"chorus/genesis-file/v1", &crate::codec::encode(self))
+    }
+
     /// Parses a genesis document and validates it.
     pub fn from_json(bytes: &[u8]) -> Result<Genesis, GenesisError> {
         if bytes.len() as u64 > limits::GENESIS_BYTES_MAX {

@@ -179,6 +179,21 @@ pub const BANNED_PEERS_MAX: u32 = 4_096;
 /// Process memory above which new connections are refused (the memory guard).
 pub const P2P_PROCESS_MEMORY_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 
+// --- JSON-RPC (chorusd) ---
+
+/// Largest JSON-RPC request body: a transaction's hex is at most twice `TX_BYTES_MAX`.
+pub const RPC_REQUEST_BYTES_MAX: u32 = 1024 * 1024;
+
+/// Largest JSON-RPC response body: a full block as JSON (10,000 transactions of about 300
+/// bytes of JSON each) fits.
+pub const RPC_RESPONSE_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+/// Open JSON-RPC connections (HTTP and WebSocket together).
+pub const RPC_CONNECTIONS_MAX: u32 = 100;
+
+/// Subscriptions one WebSocket connection may hold.
+pub const RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 16;
+
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);

@@ -145,7 +145,7 @@ impl Store {
             invalid: TwoGenerationCache::new(limits::INVALID_BLOCKS_REMEMBERED_MAX),
             write_options,
         };
-        let given = schema::genesis_file_hash(genesis);
+        let given = genesis.file_hash();
         match store.get_meta(MetaKey::GenesisFileHash)? {
             None => store.write_genesis(given)?,
             Some(bytes) => {

@@ -15,8 +15,7 @@
 use std::path::Path;
 
 use bincode::{Decode, Encode};
-use chorus_chain::codec::{self, Canonical};
-use chorus_chain::genesis::Genesis;
+use chorus_chain::codec::Canonical;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height};
 use jmt::storage::{Node, NodeKey};
@@ -110,11 +109,6 @@ pub(crate) struct UndoRecord {
 
 impl Canonical for UndoRecord {
     const BYTES_MAX: u32 = limits::STORE_RECORD_BYTES_MAX;
-}
-
-/// Identifies the genesis file a store was made for: the hash of its canonical encoding.
-pub(crate) fn genesis_file_hash(genesis: &Genesis) -> Hash {
-    Hash::tagged(b"chorus/genesis-file/v1", &codec::encode(genesis))
 }
 
 pub(crate) fn open_db(path: &Path) -> Result<DB, StoreError> {

@@ -1,0 +1,469 @@
+//! The running node: the driver on one task, wired to the network service, real timers, the
+//! miner threads and the RPC server.
+//!
+//! One task owns the [`Driver`] (and through it the store, the engine and the mempool). Every
+//! input (a peer's gossip or request, a timer, a mined block, an answer to our sync request, an
+//! RPC call) is handled there in turn; what the driver asks for is collected in an [`Outbox`]
+//! and carried out after each input: gossip to publish, sync requests to send (each awaited on
+//! its own task, its answer coming back as an input), timers, the miner, penalties.
+//!
+//! The driver's messages map onto the network service so: blocks, transactions and engine
+//! messages are gossip on their topics; `GetBlocks { locator }` and `GetBlock` become sync
+//! requests (`BlocksAfter`, `Block`) to that peer, whose answers are fed back as the blocks
+//! they carry; the periodic `Status` becomes a `Status` request to each connected peer (gossip
+//! would de-duplicate identical heads).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chorus_chain::block::Block;
+use chorus_chain::codec::{self, Canonical};
+use chorus_chain::primitives::{Hash, Height, Timestamp};
+use chorus_chain::tx::SignedTransaction;
+use chorus_consensus::{EngineMessage, PeerId};
+use chorus_p2p::{self as p2p, Misbehaviour, NetworkHandle, SyncRequest, SyncResponse, Topic};
+use chorus_store::StoreError;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::driver::{Driver, DriverError, NetMessage, Outbox, Timer, Verdict};
+use crate::mempool::MempoolError;
+use crate::miner::ThreadMiner;
+
+/// Inputs from outside the network service's event stream.
+#[derive(Debug)]
+pub enum Input {
+    /// The answer to a sync request this node sent.
+    Fetched { peer: p2p::PeerId, response: SyncResponse },
+    /// A call from the RPC server.
+    Call(Call),
+}
+
+/// What the RPC server asks the node. Each carries where to answer.
+#[derive(Debug)]
+pub enum Call {
+    Head(oneshot::Sender<HeadInfo>),
+    Block(BlockRef, oneshot::Sender<Result<Option<Block>, StoreError>>),
+    Submit(Box<SignedTransaction>, oneshot::Sender<Result<Hash, MempoolError>>),
+    Tx(Hash, oneshot::Sender<Result<TxStatus, StoreError>>),
+    Account(chorus_chain::Address, Option<Height>, oneshot::Sender<Result<AccountInfo, StoreError>>),
+    Status(oneshot::Sender<StatusInfo>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockRef {
+    Height(Height),
+    Hash(Hash),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadInfo {
+    pub hash: Hash,
+    pub height: Height,
+    pub timestamp: Timestamp,
+    pub state_root: Hash,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxStatus {
+    Unknown,
+    Pending,
+    Included { height: Height, block: Hash, index: u32, finalized: bool },
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountInfo {
+    pub account: chorus_chain::state::Account,
+    pub height: Height,
+    pub state_root: Hash,
+    /// The proof asked for: at this height, against this state root.
+    pub proof: Option<(Height, Hash, chorus_chain::state::tree::StateProof)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusInfo {
+    pub engine: &'static str,
+    pub chain_id: String,
+    pub head: HeadInfo,
+    pub finalized: Option<(Height, Hash)>,
+    pub mempool_txs: usize,
+    pub mempool_bytes: u64,
+}
+
+/// The node's own metrics (`chorus_*`); the network's are registered by `chorus-p2p`.
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    head_height: prometheus_client::metrics::gauge::Gauge,
+    finalized_height: prometheus_client::metrics::gauge::Gauge,
+    mempool_transactions: prometheus_client::metrics::gauge::Gauge,
+    mempool_bytes: prometheus_client::metrics::gauge::Gauge,
+    head_changes: prometheus_client::metrics::counter::Counter,
+}
+
+impl NodeMetrics {
+    pub fn register(registry: &mut prometheus_client::registry::Registry) -> NodeMetrics {
+        let metrics = NodeMetrics::default();
+        registry.register("head_height", "Height of the head block", metrics.head_height.clone());
+        registry.register(
+            "finalized_height",
+            "Height of the last final block (0 without finality)",
+            metrics.finalized_height.clone(),
+        );
+        registry.register("mempool_transactions", "Transactions in the mempool", metrics.mempool_transactions.clone());
+        registry.register(
+            "mempool_bytes",
+            "Encoded bytes of the mempool's transactions",
+            metrics.mempool_bytes.clone(),
+        );
+        registry.register("head_changes", "Times the head moved (new blocks and reorgs)", metrics.head_changes.clone());
+        metrics
+    }
+}
+
+/// Bound of the queue of inputs other than network events (RPC calls and sync answers).
+pub const INPUT_QUEUE_MAX: usize = 1_024;
+/// Head notices kept for slow subscribers; a subscriber further behind skips ahead.
+pub const HEAD_NOTICES_MAX: usize = 256;
+
+pub struct Core {
+    driver: Driver,
+    net: NetworkHandle,
+    outbox: Outbox,
+    timers: BTreeMap<Timer, Timestamp>,
+    miner: Option<ThreadMiner>,
+    inputs: mpsc::Sender<Input>,
+    heads: broadcast::Sender<HeadInfo>,
+    connected: std::collections::BTreeSet<p2p::PeerId>,
+    last_head: Hash,
+    metrics: NodeMetrics,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("head", &self.head()).field("peers", &self.connected.len()).finish_non_exhaustive()
+    }
+}
+
+/// The wall clock in milliseconds since the Unix epoch (the node's; engines get it as `now`).
+#[allow(
+    clippy::disallowed_types,
+    reason = "the daemon is the node's clock: the driver gets the time of each input from here"
+)]
+pub fn now() -> Timestamp {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
+    Timestamp::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+impl Core {
+    pub fn new(
+        driver: Driver,
+        net: NetworkHandle,
+        miner: Option<ThreadMiner>,
+        inputs: mpsc::Sender<Input>,
+        heads: broadcast::Sender<HeadInfo>,
+        metrics: NodeMetrics,
+    ) -> Core {
+        Core {
+            driver,
+            net,
+            outbox: Outbox::default(),
+            timers: BTreeMap::new(),
+            miner,
+            inputs,
+            heads,
+            connected: Default::default(),
+            last_head: Hash::ZERO,
+            metrics,
+        }
+    }
+
+    pub fn head(&self) -> HeadInfo {
+        let store = self.driver.store();
+        let head = store.head();
+        HeadInfo {
+            hash: store.head_hash(),
+            height: head.height,
+            timestamp: head.timestamp,
+            state_root: head.state_root,
+        }
+    }
+
+    /// Runs until `stop` fires or an input source closes. Returns the driver's error if the
+    /// node cannot continue (a damaged store).
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<p2p::Event>,
+        mut inputs: mpsc::Receiver<Input>,
+        mut mined: mpsc::Receiver<Arc<Block>>,
+        mut stop: oneshot::Receiver<()>,
+    ) -> Result<(), DriverError> {
+        self.driver.start(now(), &mut self.outbox)?;
+        self.flush().await;
+        loop {
+            let next_timer = self.timers.values().min().copied();
+            let sleep = next_timer.map_or(Duration::from_secs(3600), |at| {
+                Duration::from_millis(at.as_millis().saturating_sub(now().as_millis()))
+            });
+            tokio::select! {
+                _ = &mut stop => break,
+                event = events.recv() => match event {
+                    Some(event) => self.on_net_event(event).await?,
+                    None => break,
+                },
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input)?,
+                    None => break,
+                },
+                Some(block) = mined.recv() => self.driver.on_mined(now(), block, &mut self.outbox)?,
+                _ = tokio::time::sleep(sleep) => self.fire_timers()?,
+            }
+            self.flush().await;
+        }
+        if let Some(miner) = &mut self.miner {
+            miner.stop();
+        }
+        Ok(())
+    }
+
+    fn fire_timers(&mut self) -> Result<(), DriverError> {
+        let now = now();
+        let due: Vec<Timer> = self.timers.iter().filter(|(_, at)| **at <= now).map(|(timer, _)| *timer).collect();
+        for timer in due {
+            self.timers.remove(&timer);
+            self.driver.on_timer(now, timer, &mut self.outbox)?;
+        }
+        Ok(())
+    }
+
+    fn on_input(&mut self, input: Input) -> Result<(), DriverError> {
+        match input {
+            Input::Fetched { peer, response } => {
+                let from = PeerId::new(&peer.to_string());
+                let messages: Vec<NetMessage> = match response {
+                    SyncResponse::Blocks(blocks) => {
+                        blocks.into_iter().map(|block| NetMessage::Block(Arc::new(block))).collect()
+                    }
+                    SyncResponse::Block(Some(block)) => vec![NetMessage::Block(Arc::new(*block))],
+                    SyncResponse::Status { head, height } => vec![NetMessage::Status { head, height }],
+                    _ => Vec::new(),
+                };
+                for message in messages {
+                    self.driver.on_message(now(), &from, message, &mut self.outbox)?;
+                }
+            }
+            Input::Call(call) => self.on_call(call)?,
+        }
+        Ok(())
+    }
+
+    fn on_call(&mut self, call: Call) -> Result<(), DriverError> {
+        match call {
+            Call::Head(reply) => {
+                let _ = reply.send(self.head());
+            }
+            Call::Block(reference, reply) => {
+                let store = self.driver.store();
+                let block = match reference {
+                    BlockRef::Height(height) => store.canonical_block(height),
+                    BlockRef::Hash(hash) => store.block(&hash),
+                };
+                let _ = reply.send(block);
+            }
+            Call::Submit(tx, reply) => {
+                let _ = reply.send(self.driver.submit_tx(*tx, &mut self.outbox));
+            }
+            Call::Tx(hash, reply) => {
+                let _ = reply.send(self.tx_status(&hash));
+            }
+            Call::Account(address, proof_at, reply) => {
+                let _ = reply.send(self.account(&address, proof_at));
+            }
+            Call::Status(reply) => {
+                let store = self.driver.store();
+                let _ = reply.send(StatusInfo {
+                    engine: self.driver.engine().name(),
+                    chain_id: store.genesis().chain_id.to_string(),
+                    head: self.head(),
+                    finalized: self.driver.finalized(),
+                    mempool_txs: self.driver.mempool().len(),
+                    mempool_bytes: self.driver.mempool().size_bytes(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn tx_status(&self, hash: &Hash) -> Result<TxStatus, StoreError> {
+        if self.driver.mempool().contains(hash) {
+            return Ok(TxStatus::Pending);
+        }
+        let Some(location) = self.driver.store().tx_location(hash)? else { return Ok(TxStatus::Unknown) };
+        let finalized = self.driver.finalized().is_some_and(|(height, _)| height >= location.height);
+        Ok(TxStatus::Included { height: location.height, block: location.block_hash, index: location.index, finalized })
+    }
+
+    fn account(&self, address: &chorus_chain::Address, proof_at: Option<Height>) -> Result<AccountInfo, StoreError> {
+        let store = self.driver.store();
+        let head = store.head().height;
+        let proof = match proof_at {
+            Some(height) => {
+                let proof = store.prove(&chorus_chain::state::StateKey::Account(*address), height)?;
+                Some((height, store.state_root_at(height)?, proof))
+            }
+            None => None,
+        };
+        Ok(AccountInfo { account: store.account(address)?, height: head, state_root: store.head().state_root, proof })
+    }
+
+    async fn on_net_event(&mut self, event: p2p::Event) -> Result<(), DriverError> {
+        match event {
+            p2p::Event::Gossip { topic, id, from, data } => {
+                let verdict = self.on_gossip(topic, from, &data)?;
+                let _ = self.net.validate(id, from, verdict).await;
+            }
+            p2p::Event::Request { id, request, .. } => {
+                let response = self.serve(&request)?;
+                let _ = self.net.respond(id, response).await;
+            }
+            p2p::Event::PeerConnected { peer, .. } => {
+                self.connected.insert(peer);
+                self.fetch(peer, SyncRequest::Status);
+            }
+            p2p::Event::PeerDisconnected { peer } => {
+                self.connected.remove(&peer);
+            }
+            p2p::Event::PeerBanned { peer, .. } => {
+                self.connected.remove(&peer);
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a gossip payload by its topic and hands it to the driver. Penalties the driver
+    /// asks for against the sender become the verdict's reason instead of a second report.
+    fn on_gossip(&mut self, topic: Topic, from: p2p::PeerId, data: &[u8]) -> Result<p2p::Verdict, DriverError> {
+        let message = match topic {
+            Topic::Blocks => decode(data).map(|block| NetMessage::Block(Arc::new(block))),
+            Topic::Transactions => decode(data).map(|tx| NetMessage::Tx(Box::new(tx))),
+            Topic::Consensus => decode::<EngineMessage>(data).map(NetMessage::Engine),
+        };
+        let Some(message) = message else { return Ok(p2p::Verdict::Reject(Misbehaviour::Undecodable)) };
+        let sender = PeerId::new(&from.to_string());
+        let verdict = self.driver.on_message(now(), &sender, message, &mut self.outbox)?;
+        Ok(match verdict {
+            Verdict::Accept => p2p::Verdict::Accept,
+            Verdict::Ignore => p2p::Verdict::Ignore,
+            Verdict::Reject => {
+                self.outbox.penalties.retain(|(peer, _)| *peer != sender);
+                p2p::Verdict::Reject(Misbehaviour::Invalid)
+            }
+        })
+    }
+
+    /// Answers a peer's sync request from the store.
+    fn serve(&self, request: &SyncRequest) -> Result<SyncResponse, StoreError> {
+        let store = self.driver.store();
+        let range = |from: Height, count: u32| -> Result<Vec<Block>, StoreError> {
+            let mut blocks = Vec::new();
+            let mut height = from;
+            for _ in 0..count {
+                let Some(block) = store.canonical_block(height)? else { break };
+                blocks.push(block);
+                let Some(next) = height.next() else { break };
+                height = next;
+            }
+            Ok(blocks)
+        };
+        Ok(match request {
+            SyncRequest::Headers { from, count } => {
+                SyncResponse::Headers(range(*from, *count)?.into_iter().map(|block| block.header).collect())
+            }
+            SyncRequest::Blocks { from, count } => SyncResponse::Blocks(range(*from, *count)?),
+            SyncRequest::Block(hash) => SyncResponse::Block(store.block(hash)?.map(Box::new)),
+            SyncRequest::BlocksAfter { locator } => SyncResponse::Blocks(self.driver.blocks_after(locator)?),
+            SyncRequest::Status => SyncResponse::Status { head: store.head_hash(), height: store.head().height },
+        })
+    }
+
+    /// Sends a sync request on its own task; the answer comes back as [`Input::Fetched`].
+    fn fetch(&self, peer: p2p::PeerId, request: SyncRequest) {
+        let net = self.net.clone();
+        let inputs = self.inputs.clone();
+        tokio::spawn(async move {
+            match net.request(peer, request).await {
+                Ok(response) => {
+                    let _ = inputs.send(Input::Fetched { peer, response }).await;
+                }
+                Err(error) => tracing::debug!(%peer, %error, "sync request failed"),
+            }
+        });
+    }
+
+    /// Carries out what the driver asked for since the last flush.
+    async fn flush(&mut self) {
+        let outbox = std::mem::take(&mut self.outbox);
+        for message in outbox.broadcasts {
+            let (topic, bytes) = match message {
+                NetMessage::Block(block) => (Topic::Blocks, codec::encode(block.as_ref())),
+                NetMessage::Tx(tx) => (Topic::Transactions, codec::encode(tx.as_ref())),
+                NetMessage::Engine(message) => (Topic::Consensus, codec::encode(&message)),
+                NetMessage::Status { .. } => {
+                    for peer in self.connected.clone() {
+                        self.fetch(peer, SyncRequest::Status);
+                    }
+                    continue;
+                }
+                other => {
+                    tracing::debug!(?other, "no gossip topic for this message");
+                    continue;
+                }
+            };
+            match self.net.publish(topic, bytes).await {
+                Ok(()) | Err(p2p::PublishError::NoPeers(_) | p2p::PublishError::Duplicate) => {}
+                Err(error) => tracing::warn!(%topic, %error, "publish failed"),
+            }
+        }
+        for (to, message) in outbox.sends {
+            let Ok(peer) = p2p::parse_peer_id(to.as_str()) else { continue };
+            match message {
+                NetMessage::GetBlocks { locator } => self.fetch(peer, SyncRequest::BlocksAfter { locator }),
+                NetMessage::GetBlock { hash } => self.fetch(peer, SyncRequest::Block(hash)),
+                other => tracing::debug!(?other, %peer, "no direct message path for this message"),
+            }
+        }
+        for (timer, at) in outbox.timers {
+            self.timers.insert(timer, at);
+        }
+        if let Some(miner) = &mut self.miner {
+            for template in outbox.mining {
+                match template {
+                    Some(template) => miner.start(template),
+                    None => miner.stop(),
+                }
+            }
+        }
+        for (peer, reason) in outbox.penalties {
+            tracing::debug!(%peer, %reason, "penalizing peer");
+            if let Ok(peer) = p2p::parse_peer_id(peer.as_str()) {
+                let _ = self.net.report(peer, Misbehaviour::Invalid).await;
+            }
+        }
+        let head = self.head();
+        let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.metrics.head_height.set(to_i64(head.height.get()));
+        self.metrics.finalized_height.set(to_i64(self.driver.finalized().map_or(0, |(height, _)| height.get())));
+        self.metrics.mempool_transactions.set(to_i64(self.driver.mempool().len() as u64));
+        self.metrics.mempool_bytes.set(to_i64(self.driver.mempool().size_bytes()));
+        if head.hash != self.last_head {
+            self.metrics.head_changes.inc();
+            self.last_head = head.hash;
+            // No subscriber is not an error.
+            let _ = self.heads.send(head);
+        }
+    }
+}
+
+fn decode<T: Canonical>(bytes: &[u8]) -> Option<T> {
+    codec::decode(bytes).ok()
+}

@@ -1,0 +1,76 @@
+//! `chorusd dev`: the embedded development chain and its well-known funded accounts.
+//!
+//! The dev accounts' keys are public on purpose (README lists them) so that `chorus` can import
+//! them; a dev chain is never a place for value. Account `i`'s 32-byte ed25519 seed is
+//! SHA-256 of `"chorus dev account i"`.
+
+use chorus_chain::SecretKey;
+use chorus_chain::genesis::{ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, PowConfig};
+use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
+use sha2::{Digest, Sha256};
+
+/// Dev accounts funded in the dev genesis.
+pub const DEV_ACCOUNTS: u32 = 4;
+
+/// Each dev account's balance, in base units.
+pub const DEV_BALANCE: u128 = 1_000_000_000_000;
+
+/// The chain id of every dev chain.
+pub const DEV_CHAIN_ID: &str = "chorus-dev";
+
+/// Dev account `index`'s key (well known: never hold value with it).
+pub fn dev_key(index: u32) -> SecretKey {
+    SecretKey::from_seed(Sha256::digest(format!("chorus dev account {index}")).into())
+}
+
+/// The dev genesis for `engine`, starting at `genesis_time`. Only `pow` exists today.
+pub fn dev_genesis(engine: &str, genesis_time: Timestamp) -> Result<Genesis, String> {
+    let engine = match engine {
+        "pow" => EngineConfig::Pow(PowConfig {
+            // A block a second on one miner thread after the first retargets; the first blocks
+            // come at once.
+            target_block_time_ms: 1_000,
+            initial_target: Hash::from_hex("0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff")
+                .expect("invariant: 64 hex digits"),
+            retarget_window_blocks: 10,
+        }),
+        "pos" | "dpos" | "raft" => {
+            return Err(format!("engine {engine:?} is not implemented yet; only \"pow\" runs today"));
+        }
+        other => return Err(format!("unknown engine {other:?}; expected pow, pos, dpos or raft")),
+    };
+    Ok(Genesis {
+        chain_id: ChainId::new(DEV_CHAIN_ID).expect("invariant: a valid chain id"),
+        genesis_time,
+        engines: vec![EngineEntry { from_height: Height::GENESIS, engine }],
+        params: ChainParams {
+            block_reward: Amount::new(50),
+            min_tx_fee: Amount::new(1),
+            unbonding_period: BlockCount(10),
+            slash_permille: 500,
+        },
+        accounts: (0..DEV_ACCOUNTS)
+            .map(|index| GenesisAccount {
+                address: dev_key(index).address(),
+                balance: Amount::new(DEV_BALANCE),
+                stake: Amount::ZERO,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_genesis_is_valid_and_funds_the_documented_keys() {
+        let genesis = dev_genesis("pow", Timestamp::from_millis(1_767_225_600_000)).expect("pow");
+        genesis.validate().expect("valid");
+        assert_eq!(genesis.accounts.len(), DEV_ACCOUNTS as usize);
+        // README documents this seed for account 0.
+        assert_eq!(hex::encode(dev_key(0).seed()), hex::encode(Sha256::digest(b"chorus dev account 0")));
+        assert!(dev_genesis("raft", Timestamp::from_millis(0)).unwrap_err().contains("not implemented"));
+        assert!(dev_genesis("pbft", Timestamp::from_millis(0)).unwrap_err().contains("unknown engine"));
+    }
+}

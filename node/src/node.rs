@@ -1,0 +1,235 @@
+//! `chorusd run` and `chorusd dev`: start-up, the services, and shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chorus_chain::Genesis;
+use chorus_consensus::{EngineOptions, new_engine};
+use chorus_p2p::NodeKey;
+use chorus_store::Store;
+use prometheus_client::registry::Registry;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::config::{DevArgs, LogFormat, NodeSettings, RunArgs};
+use crate::daemon::{Core, HEAD_NOTICES_MAX, INPUT_QUEUE_MAX, NodeMetrics};
+use crate::driver::Driver;
+use crate::miner::ThreadMiner;
+use crate::{commands, dev, rpc};
+
+/// Prints a start-up line on stdout. A closed stdout (a supervisor that stopped reading) is
+/// not a reason to stop the node, so write errors are ignored instead of panicking.
+macro_rules! announce {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// How long a clean shutdown may take before the process exits anyway (a kill is safe too).
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Mined blocks waiting for the node's task.
+const MINED_QUEUE_MAX: usize = 4;
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let settings = args.resolve()?;
+    init_logs(settings.node.log_format);
+    let genesis = Genesis::from_file(&settings.genesis)
+        .map_err(|error| anyhow::anyhow!("genesis {}: {error}", settings.genesis.display()))?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    announce!("chorusd: chain {} in {}", genesis.chain_id, settings.data_dir.display());
+    runtime()?.block_on(serve(genesis, &settings.data_dir, settings.node))
+}
+
+pub fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let (data_dir, mut node) = args.resolve()?;
+    init_logs(node.log_format);
+    let (data_dir, temporary) = match data_dir {
+        Some(dir) => (dir, None),
+        None => {
+            let temporary = tempfile::Builder::new()
+                .prefix("chorus-dev-")
+                .tempdir()
+                .context("cannot create a temporary directory")?;
+            (temporary.path().to_owned(), Some(temporary))
+        }
+    };
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    // The dev genesis is made once per data dir and kept there, so a kept dev chain reopens.
+    let genesis_path = data_dir.join("dev-genesis.json");
+    let genesis = if genesis_path.exists() {
+        Genesis::from_file(&genesis_path).map_err(|error| anyhow::anyhow!("{}: {error}", genesis_path.display()))?
+    } else {
+        let genesis = dev::dev_genesis(&args.engine, crate::daemon::now()).map_err(|error| anyhow::anyhow!(error))?;
+        std::fs::write(&genesis_path, genesis.to_json_pretty())
+            .with_context(|| format!("cannot write {}", genesis_path.display()))?;
+        genesis
+    };
+    if node.coinbase.is_none() {
+        node.coinbase = Some(dev::dev_key(0).address());
+    }
+    match &temporary {
+        Some(_) => announce!("chorusd dev: state is temporary, deleted on exit ({})", data_dir.display()),
+        None => announce!("chorusd dev: state is kept in {}", data_dir.display()),
+    }
+    announce!("chorusd dev: {} funded dev accounts; their keys are in README (\"Dev accounts\")", dev::DEV_ACCOUNTS);
+    let result = runtime()?.block_on(serve(genesis, &data_dir, node));
+    drop(temporary);
+    result
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The node key: the given file, or `DATA_DIR/node.key` (created on first start).
+fn node_key(settings: &NodeSettings, data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+    match &settings.key {
+        Some(path) => commands::read_key(path),
+        None => {
+            let path = data_dir.join("node.key");
+            if path.exists() { commands::read_key(&path) } else { commands::write_new_key(&path) }
+        }
+    }
+}
+
+async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> anyhow::Result<()> {
+    let seed = node_key(&settings, data_dir)?;
+    let (peer_id, key_address) = commands::describe_key(seed);
+    let store = Store::open(&data_dir.join("db"), &genesis)
+        .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
+    let coinbase = settings.mine.then(|| settings.coinbase.unwrap_or(key_address));
+    let engine = new_engine(&genesis, EngineOptions { coinbase })?;
+    tracing::info!(engine = engine.name(), head = store.head().height.get(), %peer_id, "chain opened");
+
+    let mut registry = Registry::default();
+    let mut p2p_config = chorus_p2p::Config::new(NodeKey::from_secret(seed), genesis.chain_id.to_string());
+    p2p_config.listen = settings.listen.clone();
+    p2p_config.bootnodes = settings.bootnodes.clone();
+    let (net, events) = chorus_p2p::start(p2p_config, &mut registry).await.context("cannot start the network")?;
+    for address in net.listen_addrs() {
+        announce!("p2p listening on {address}");
+    }
+    let metrics = NodeMetrics::register(registry.sub_registry_with_prefix("chorus"));
+
+    let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE_MAX);
+    let (heads, _) = broadcast::channel(HEAD_NOTICES_MAX);
+    let (rpc_addr, rpc) = rpc::start(settings.rpc, inputs_tx.clone(), net.clone(), heads.clone())
+        .await
+        .context("cannot start the RPC server")?;
+    announce!("RPC listening on http://{rpc_addr} and ws://{rpc_addr}");
+    let metrics_addr =
+        serve_metrics(settings.metrics, Arc::new(registry)).await.context("cannot start the metrics server")?;
+    announce!("metrics at http://{metrics_addr}/metrics");
+
+    let (mined_tx, mined) = mpsc::channel(MINED_QUEUE_MAX);
+    let miner = match coinbase {
+        Some(coinbase) => {
+            announce!("mining on {} thread(s), rewards to {coinbase}", settings.miner_threads);
+            let (found, finds) = std::sync::mpsc::sync_channel(MINED_QUEUE_MAX);
+            std::thread::Builder::new().name("mined".to_owned()).spawn(move || {
+                while let Ok(block) = finds.recv() {
+                    if mined_tx.blocking_send(block).is_err() {
+                        return;
+                    }
+                }
+            })?;
+            Some(ThreadMiner::new(settings.miner_threads, found, crate::daemon::now().as_millis()))
+        }
+        None => None,
+    };
+
+    let (stop_tx, stop) = oneshot::channel();
+    let core = Core::new(Driver::new(store, engine), net.clone(), miner, inputs_tx, heads, metrics);
+    let mut core = tokio::spawn(core.run(events, inputs, mined, stop));
+    let result = tokio::select! {
+        result = &mut core => Some(result),
+        () = shutdown_signal() => None,
+    };
+    let result = match result {
+        Some(result) => result.context("the node task failed")?.map_err(anyhow::Error::from),
+        None => {
+            announce!("chorusd: shutting down");
+            let _ = stop_tx.send(());
+            match tokio::time::timeout(SHUTDOWN_TIMEOUT, core).await {
+                Ok(result) => result.context("the node task failed")?.map_err(anyhow::Error::from),
+                Err(_) => Err(anyhow::anyhow!(
+                    "shutdown took longer than {SHUTDOWN_TIMEOUT:?}; stopping anyway (the store is safe)"
+                )),
+            }
+        }
+    };
+    let _ = rpc.stop();
+    net.shutdown().await;
+    result
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Serves the registry in Prometheus text format on `GET /metrics`.
+async fn serve_metrics(addr: SocketAddr, registry: Arc<Registry>) -> anyhow::Result<SocketAddr> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use hyper::service::service_fn;
+    use hyper::{Response, StatusCode};
+
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let bound = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let registry = Arc::clone(&registry);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let registry = Arc::clone(&registry);
+                    async move {
+                        let mut text = String::new();
+                        let (status, body) = if request.uri().path() != "/metrics" {
+                            (StatusCode::NOT_FOUND, "not found: metrics are at /metrics\n".to_owned())
+                        } else if prometheus_client::encoding::text::encode(&mut text, &registry).is_ok() {
+                            (StatusCode::OK, text)
+                        } else {
+                            (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n".to_owned())
+                        };
+                        Response::builder()
+                            .status(status)
+                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .body(Full::new(Bytes::from(body)))
+                    }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            });
+        }
+    });
+    Ok(bound)
+}

@@ -1,0 +1,410 @@
+//! JSON-RPC 2.0 over HTTP and WebSocket on one port (jsonrpsee).
+//!
+//! [`METHODS`] is the one list of methods: the server registers exactly these (a test checks
+//! it) and `rpc.discover` returns the OpenRPC document built from it. [`ErrorCode`] holds every
+//! error code the node returns, each with a message that says what was wrong.
+
+use std::net::SocketAddr;
+
+use chorus_chain::block::Block;
+use chorus_chain::codec;
+use chorus_chain::primitives::{Hash, Height};
+use chorus_chain::tx::SignedTransaction;
+use chorus_chain::{Address, limits};
+use chorus_p2p::NetworkHandle;
+use jsonrpsee::server::{RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::daemon::{BlockRef, Call, HeadInfo, Input, TxStatus};
+use crate::mempool::MempoolError;
+
+/// Error codes beyond JSON-RPC's own (-32700 parse error, -32600 invalid request, -32601
+/// method not found, -32602 invalid params, -32603 internal). Stable: clients match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ErrorCode {
+    /// The transaction hex is not hex, or its bytes are not a canonical transaction.
+    TxUndecodable = 1001,
+    /// Fails a stateless check: signature, chain id, size, fields.
+    TxInvalid = 1002,
+    /// The sender's nonce is already used.
+    TxNonceUsed = 1003,
+    /// The nonce is further ahead than the mempool holds.
+    TxNonceTooFarAhead = 1004,
+    /// The fee is below the chain's minimum.
+    TxFeeTooLow = 1005,
+    /// The same transaction is already pending.
+    TxDuplicate = 1006,
+    /// A pending transaction has this nonce and the new fee is not enough higher.
+    TxReplacementFeeTooLow = 1007,
+    /// The sender has as many pending transactions as one sender may.
+    TxSenderFull = 1008,
+    /// The mempool is full and the fee does not beat the lowest pending one.
+    MempoolFull = 1009,
+    /// An address that is not `chorus1...` with a valid checksum.
+    InvalidAddress = 2001,
+    /// A hash that is not 64 hex digits.
+    InvalidHash = 2002,
+    /// A proof was asked for a height the node does not have.
+    ProofUnavailable = 2003,
+    /// The node is shutting down or its store failed.
+    NodeUnavailable = 5001,
+}
+
+impl ErrorCode {
+    pub fn error(self, message: impl Into<String>) -> ErrorObjectOwned {
+        ErrorObjectOwned::owned(self as i32, message.into(), None::<()>)
+    }
+}
+
+/// One method: its name, what it does, its parameters (name, JSON schema type, required) and
+/// its result's schema type.
+#[derive(Debug)]
+pub struct MethodDef {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub params: &'static [(&'static str, &'static str, bool)],
+    pub result: &'static str,
+}
+
+pub const METHODS: &[MethodDef] = &[
+    MethodDef {
+        name: "chain_getHead",
+        summary: "The head block: hash, height, timestamp, state root.",
+        params: &[],
+        result: "object",
+    },
+    MethodDef {
+        name: "chain_getBlock",
+        summary: "A block by height (canonical) or hash; null if unknown.",
+        params: &[("id", "integer|string", true)],
+        result: "object|null",
+    },
+    MethodDef {
+        name: "chain_getFinalized",
+        summary: "The last final block's height and hash; null when the engine has no finality (PoW).",
+        params: &[],
+        result: "object|null",
+    },
+    MethodDef {
+        name: "state_getAccount",
+        summary: "An account at the head; with proofHeight, a Merkle proof against that block's state root.",
+        params: &[("address", "string", true), ("proofHeight", "integer", false)],
+        result: "object",
+    },
+    MethodDef {
+        name: "tx_submit",
+        summary: "Submits a signed transaction (hex of its canonical encoding); returns its hash.",
+        params: &[("tx", "string", true)],
+        result: "string",
+    },
+    MethodDef {
+        name: "tx_get",
+        summary: "A transaction's status: unknown, pending, included (with height) or final.",
+        params: &[("hash", "string", true)],
+        result: "object",
+    },
+    MethodDef {
+        name: "node_status",
+        summary: "Engine, chain id, peer id, peers, head, finalized, syncing.",
+        params: &[],
+        result: "object",
+    },
+    MethodDef {
+        name: "node_peers",
+        summary: "Connected peers with their scores, and banned peers with the time left.",
+        params: &[],
+        result: "object",
+    },
+    MethodDef {
+        name: "chain_subscribeHeads",
+        summary: "Notifies every new head (chain_head), in order.",
+        params: &[],
+        result: "string",
+    },
+    MethodDef {
+        name: "chain_unsubscribeHeads",
+        summary: "Ends a chain_subscribeHeads subscription.",
+        params: &[("subscription", "string", true)],
+        result: "boolean",
+    },
+    MethodDef { name: "rpc.discover", summary: "This API as an OpenRPC document.", params: &[], result: "object" },
+];
+
+/// The OpenRPC document of [`METHODS`].
+pub fn openrpc() -> Value {
+    let methods: Vec<Value> = METHODS
+        .iter()
+        .map(|method| {
+            let params: Vec<Value> = method
+                .params
+                .iter()
+                .map(|(name, kind, required)| json!({ "name": name, "required": required, "schema": schema(kind) }))
+                .collect();
+            json!({
+                "name": method.name,
+                "summary": method.summary,
+                "params": params,
+                "result": { "name": "result", "schema": schema(method.result) },
+            })
+        })
+        .collect();
+    json!({
+        "openrpc": "1.2.6",
+        "info": { "title": "Chorus node JSON-RPC", "version": env!("CARGO_PKG_VERSION") },
+        "methods": methods,
+    })
+}
+
+fn schema(kind: &str) -> Value {
+    let types: Vec<&str> = kind.split('|').collect();
+    if let [one] = types.as_slice() { json!({ "type": one }) } else { json!({ "type": types }) }
+}
+
+struct Context {
+    inputs: mpsc::Sender<Input>,
+    net: NetworkHandle,
+    heads: broadcast::Sender<HeadInfo>,
+}
+
+impl Context {
+    async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, ErrorObjectOwned> {
+        let (reply, answer) = oneshot::channel();
+        let unavailable = || ErrorCode::NodeUnavailable.error("the node is shutting down");
+        self.inputs.send(Input::Call(make(reply))).await.map_err(|_| unavailable())?;
+        answer.await.map_err(|_| unavailable())
+    }
+}
+
+/// Starts the server; returns where it listens and its handle (stop it to shut down).
+pub async fn start(
+    addr: SocketAddr,
+    inputs: mpsc::Sender<Input>,
+    net: NetworkHandle,
+    heads: broadcast::Sender<HeadInfo>,
+) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    let config = ServerConfig::builder()
+        .max_request_body_size(limits::RPC_REQUEST_BYTES_MAX)
+        .max_response_body_size(limits::RPC_RESPONSE_BYTES_MAX)
+        .max_connections(limits::RPC_CONNECTIONS_MAX)
+        .max_subscriptions_per_connection(limits::RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX)
+        .build();
+    let server = Server::builder().set_config(config).build(addr).await?;
+    let bound = server.local_addr()?;
+    let module = module(Context { inputs, net, heads })?;
+    Ok((bound, server.start(module)))
+}
+
+fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::RegisterMethodError> {
+    let mut module = RpcModule::new(context);
+    module.register_async_method("chain_getHead", |_, context, _| async move {
+        let head = context.call(Call::Head).await?;
+        Ok::<_, ErrorObjectOwned>(head_json(&head))
+    })?;
+    module.register_async_method("chain_getBlock", |params, context, _| async move {
+        let reference = block_ref(&params)?;
+        let block = context.call(|reply| Call::Block(reference, reply)).await?.map_err(store_error)?;
+        Ok::<_, ErrorObjectOwned>(block.as_ref().map(block_json))
+    })?;
+    module.register_async_method("chain_getFinalized", |_, context, _| async move {
+        let status = context.call(Call::Status).await?;
+        Ok::<_, ErrorObjectOwned>(
+            status.finalized.map(|(height, hash)| json!({ "height": height.get(), "hash": hash })),
+        )
+    })?;
+    module.register_async_method("state_getAccount", |params, context, _| async move {
+        let mut sequence = params.sequence();
+        let address: String = sequence.next()?;
+        let address = Address::parse(&address).map_err(|error| ErrorCode::InvalidAddress.error(format!("address {address:?}: {error}")))?;
+        let proof_height: Option<u64> = sequence.optional_next()?;
+        let info = context
+            .call(|reply| Call::Account(address, proof_height.map(Height::new), reply))
+            .await?
+            .map_err(|error| match proof_height {
+                Some(height) => ErrorCode::ProofUnavailable.error(format!("no proof at height {height}: {error}")),
+                None => store_error(error),
+            })?;
+        let account = &info.account;
+        Ok::<_, ErrorObjectOwned>(json!({
+            "address": address,
+            "balance": account.balance,
+            "nonce": account.nonce,
+            "stake": account.stake,
+            "unbonding": account.unbonding.iter().map(|entry| json!({ "amount": entry.amount, "releaseHeight": entry.release_at.get() })).collect::<Vec<_>>(),
+            "votes": account.votes,
+            "height": info.height.get(),
+            "stateRoot": info.state_root,
+            "proof": info.proof.map(|(height, root, proof)| json!({
+                "height": height.get(),
+                "stateRoot": root,
+                "value": proof.value.as_ref().map(hex::encode),
+                "proof": hex::encode(proof.proof_bytes()),
+            })),
+        }))
+    })?;
+    module.register_async_method("tx_submit", |params, context, _| async move {
+        let text: String = params.one()?;
+        let bytes = hex::decode(text.trim_start_matches("0x"))
+            .map_err(|error| ErrorCode::TxUndecodable.error(format!("transaction is not hex: {error}")))?;
+        let tx: SignedTransaction = codec::decode(&bytes)
+            .map_err(|error| ErrorCode::TxUndecodable.error(format!("transaction does not decode: {error}")))?;
+        let hash = context.call(|reply| Call::Submit(Box::new(tx), reply)).await?.map_err(mempool_error)?;
+        Ok::<_, ErrorObjectOwned>(hash.to_hex())
+    })?;
+    module.register_async_method("tx_get", |params, context, _| async move {
+        let hash = hash_param(&params)?;
+        let status = context.call(|reply| Call::Tx(hash, reply)).await?.map_err(store_error)?;
+        Ok::<_, ErrorObjectOwned>(match status {
+            TxStatus::Unknown => json!({ "hash": hash, "status": "unknown" }),
+            TxStatus::Pending => json!({ "hash": hash, "status": "pending" }),
+            TxStatus::Included { height, block, index, finalized } => json!({
+                "hash": hash,
+                "status": if finalized { "final" } else { "included" },
+                "height": height.get(),
+                "block": block,
+                "index": index,
+            }),
+        })
+    })?;
+    module.register_async_method("node_status", |_, context, _| async move {
+        let status = context.call(Call::Status).await?;
+        let peers = context.net.peers().await.map_err(|error| ErrorCode::NodeUnavailable.error(error.to_string()))?;
+        Ok::<_, ErrorObjectOwned>(json!({
+            "engine": status.engine,
+            "chainId": status.chain_id,
+            "peerId": context.net.local_peer_id().to_string(),
+            "peers": peers.connected.len(),
+            "head": head_json(&status.head),
+            "finalized": status.finalized.map(|(height, hash)| json!({ "height": height.get(), "hash": hash })),
+            "syncing": false,
+            "mempool": { "transactions": status.mempool_txs, "bytes": status.mempool_bytes },
+        }))
+    })?;
+    module.register_async_method("node_peers", |_, context, _| async move {
+        let peers = context.net.peers().await.map_err(|error| ErrorCode::NodeUnavailable.error(error.to_string()))?;
+        Ok::<_, ErrorObjectOwned>(json!({
+            "connected": peers.connected.iter().map(|peer| json!({
+                "peerId": peer.peer.to_string(),
+                "addresses": peer.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "inbound": peer.inbound,
+                "score": peer.score,
+                "agent": peer.agent,
+                "connectedSecs": peer.connected_for.as_secs(),
+            })).collect::<Vec<_>>(),
+            "banned": peers.banned.iter().map(|ban| json!({
+                "peerId": ban.peer.to_string(),
+                "remainingSecs": ban.remaining.as_secs(),
+                "reason": ban.reason.to_string(),
+            })).collect::<Vec<_>>(),
+        }))
+    })?;
+    module.register_subscription(
+        "chain_subscribeHeads",
+        "chain_head",
+        "chain_unsubscribeHeads",
+        |_, pending, context, _| async move {
+            let mut heads = context.heads.subscribe();
+            let sink = pending.accept().await?;
+            loop {
+                let head = match heads.recv().await {
+                    Ok(head) => head,
+                    // A subscriber that fell behind skips to the newest heads it can still get.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                };
+                let message = SubscriptionMessage::new("chain_head", sink.subscription_id(), &head_json(&head))?;
+                if sink.send(message).await.is_err() {
+                    return Ok(());
+                }
+            }
+        },
+    )?;
+    module.register_method("rpc.discover", |_, _, _| openrpc())?;
+    Ok(module)
+}
+
+fn head_json(head: &HeadInfo) -> Value {
+    json!({ "hash": head.hash, "height": head.height.get(), "timestamp": head.timestamp.as_millis(), "stateRoot": head.state_root })
+}
+
+fn block_json(block: &Block) -> Value {
+    let header = &block.header;
+    json!({
+        "hash": block.hash(),
+        "parent": header.parent,
+        "height": header.height.get(),
+        "timestamp": header.timestamp.as_millis(),
+        "txsRoot": header.txs_root,
+        "stateRoot": header.state_root,
+        "proposer": header.proposer,
+        "transactions": block.body.txs.iter().map(|tx| json!({
+            "hash": tx.hash(),
+            "sender": tx.tx.sender,
+            "nonce": tx.tx.nonce,
+            "fee": tx.tx.fee,
+            "kind": tx.tx.kind,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn block_ref(params: &Params<'_>) -> Result<BlockRef, ErrorObjectOwned> {
+    let value: Value = params.one()?;
+    match value {
+        Value::Number(number) => number.as_u64().map(|height| BlockRef::Height(Height::new(height))).ok_or_else(|| {
+            ErrorObjectOwned::owned(-32602, format!("height must be a non-negative integer, got {number}"), None::<()>)
+        }),
+        Value::String(text) => Hash::from_hex(&text)
+            .map(BlockRef::Hash)
+            .map_err(|error| ErrorCode::InvalidHash.error(format!("block hash {text:?}: {error}"))),
+        other => {
+            Err(ErrorObjectOwned::owned(-32602, format!("expected a height or a block hash, got {other}"), None::<()>))
+        }
+    }
+}
+
+fn hash_param(params: &Params<'_>) -> Result<Hash, ErrorObjectOwned> {
+    let text: String = params.one()?;
+    Hash::from_hex(&text).map_err(|error| ErrorCode::InvalidHash.error(format!("hash {text:?}: {error}")))
+}
+
+fn store_error(error: chorus_store::StoreError) -> ErrorObjectOwned {
+    tracing::error!(%error, "store read failed");
+    ErrorCode::NodeUnavailable.error(format!("store read failed: {error}"))
+}
+
+fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
+    let code = match &error {
+        MempoolError::Invalid(_) => ErrorCode::TxInvalid,
+        MempoolError::FeeTooLow { .. } => ErrorCode::TxFeeTooLow,
+        MempoolError::NonceUsed { .. } => ErrorCode::TxNonceUsed,
+        MempoolError::NonceTooFarAhead { .. } => ErrorCode::TxNonceTooFarAhead,
+        MempoolError::Duplicate { .. } => ErrorCode::TxDuplicate,
+        MempoolError::ReplacementFeeTooLow { .. } => ErrorCode::TxReplacementFeeTooLow,
+        MempoolError::SenderFull { .. } => ErrorCode::TxSenderFull,
+        MempoolError::Full { .. } => ErrorCode::MempoolFull,
+        MempoolError::Read(_) => ErrorCode::NodeUnavailable,
+    };
+    code.error(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openrpc_document_lists_every_method_with_its_params() {
+        let document = openrpc();
+        let names: Vec<&str> = document["methods"]
+            .as_array()
+            .expect("methods")
+            .iter()
+            .map(|method| method["name"].as_str().expect("name"))
+            .collect();
+        assert_eq!(names, METHODS.iter().map(|method| method.name).collect::<Vec<_>>());
+        let account = &document["methods"][3];
+        assert_eq!(account["params"][1]["name"], "proofHeight");
+        assert_eq!(account["params"][1]["required"], false);
+    }
+}
