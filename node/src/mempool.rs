@@ -17,7 +17,16 @@ use chorus_chain::genesis::Genesis;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Amount, Hash};
 use chorus_chain::state::{self, ReadError, StateRead};
-use chorus_chain::tx::{SignedTransaction, TxError};
+use chorus_chain::tx::{SignedTransaction, TxError, TxKind};
+
+/// What a transaction takes from its sender's balance: the fee, and what a transfer sends or a
+/// stake locks. `None` on overflow.
+fn cost(tx: &SignedTransaction) -> Option<Amount> {
+    match &tx.tx.kind {
+        TxKind::Transfer { amount, .. } | TxKind::Stake { amount } => tx.tx.fee.checked_add(*amount).ok(),
+        _ => Some(tx.tx.fee),
+    }
+}
 
 /// Why a transaction was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +47,10 @@ pub enum MempoolError {
     SenderFull { sender: Address },
     #[error("mempool is full and fee {fee} does not beat the lowest pending fee {lowest}")]
     Full { fee: Amount, lowest: Amount },
+    #[error(
+        "insufficient balance: needs {needed} for this transaction and the sender's pending ones before it, has {available}"
+    )]
+    InsufficientBalance { needed: Amount, available: Amount },
     #[error("state read failed: {0}")]
     Read(#[from] ReadError),
 }
@@ -96,7 +109,8 @@ impl Mempool {
         }
         let sender = tx.tx.sender;
         let nonce = tx.tx.nonce;
-        let next = state::read_account(state, &sender)?.nonce;
+        let account = state::read_account(state, &sender)?;
+        let next = account.nonce;
         if nonce < next {
             return Err(MempoolError::NonceUsed { got: nonce, next });
         }
@@ -104,6 +118,21 @@ impl Mempool {
             return Err(MempoolError::NonceTooFarAhead { got: nonce, next });
         }
         tx.verify(&genesis.chain_id)?;
+        // The sender must be able to pay for this transaction after the ones before it.
+        let before = self
+            .by_sender
+            .get(&sender)
+            .into_iter()
+            .flat_map(|pending| pending.range(..nonce))
+            .map(|(_, pending)| cost(&pending.tx));
+        let needed = before.chain([cost(&tx)]).try_fold(Amount::ZERO, |sum, cost| sum.checked_add(cost?).ok());
+        match needed {
+            Some(needed) if needed <= account.balance => {}
+            needed => {
+                let needed = needed.unwrap_or(Amount::new(u128::MAX));
+                return Err(MempoolError::InsufficientBalance { needed, available: account.balance });
+            }
+        }
 
         let replaced = self.by_sender.get(&sender).and_then(|pending| pending.get(&nonce)).cloned();
         if let Some(old) = &replaced {
@@ -223,7 +252,8 @@ impl Mempool {
     ) -> Result<(), ReadError> {
         let senders: Vec<Address> = self.by_sender.keys().copied().collect();
         for sender in senders {
-            let next = state::read_account(state, &sender)?.nonce;
+            let account = state::read_account(state, &sender)?;
+            let next = account.nonce;
             let spent: Vec<u64> = self
                 .by_sender
                 .get(&sender)
@@ -293,6 +323,15 @@ mod tests {
         forged.tx.fee = Amount::new(6);
         assert!(matches!(pool.insert(forged, &state, &genesis), Err(MempoolError::Invalid(_))));
         assert_eq!(pool.len(), 1);
+
+        // Balance 1,000: two transactions costing 401 each fit, a third does not.
+        pool.insert(transfer(&genesis, 2, 0, 400), &state, &genesis).unwrap();
+        pool.insert(transfer(&genesis, 2, 1, 400), &state, &genesis).unwrap();
+        let error = pool.insert(transfer(&genesis, 2, 2, 400), &state, &genesis).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "insufficient balance: needs 1203 for this transaction and the sender's pending ones before it, has 1000"
+        );
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub enum ErrorCode {
     TxSenderFull = 1008,
     /// The mempool is full and the fee does not beat the lowest pending one.
     MempoolFull = 1009,
+    /// The sender's balance does not cover this transaction after its pending ones.
+    TxInsufficientBalance = 1010,
     /// An address that is not `chorus1...` with a valid checksum.
     InvalidAddress = 2001,
     /// A hash that is not 64 hex digits.
@@ -384,6 +386,7 @@ fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
         MempoolError::ReplacementFeeTooLow { .. } => ErrorCode::TxReplacementFeeTooLow,
         MempoolError::SenderFull { .. } => ErrorCode::TxSenderFull,
         MempoolError::Full { .. } => ErrorCode::MempoolFull,
+        MempoolError::InsufficientBalance { .. } => ErrorCode::TxInsufficientBalance,
         MempoolError::Read(_) => ErrorCode::NodeUnavailable,
     };
     code.error(error.to_string())

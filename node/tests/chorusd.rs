@@ -239,6 +239,11 @@ fn bad_rpc_input_gets_its_documented_code_and_the_node_keeps_serving() {
     assert_eq!((code, message.as_str()), (1003, "nonce 0 already used, next is 1"));
     let (code, _) = node.call("tx_submit", json!([tx_hex(&transfer(&alice, 1_000, bob, 2, 5))])).expect_err("gap");
     assert_eq!(code, 1004);
+    let pauper = SecretKey::from_seed([9; 32]);
+    let (code, message) =
+        node.call("tx_submit", json!([tx_hex(&transfer(&pauper, 0, bob, 1_000, 5))])).expect_err("funds");
+    assert_eq!(code, 1010, "{message}");
+    assert!(message.contains("needs 1005"), "{message}");
     let (code, message) = node.call("state_getAccount", json!(["chorus1notanaddress"])).expect_err("address");
     assert_eq!(code, 2001, "{message}");
     assert_eq!(node.call("chain_getBlock", json!(["beef"])).expect_err("hash").0, 2002);
