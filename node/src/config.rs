@@ -92,6 +92,9 @@ pub struct DevArgs {
     /// Keep the dev chain here across restarts.
     #[arg(long, env = "CHORUS_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Target block time of a new dev chain (PoW), in milliseconds.
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub block_time_ms: u64,
     #[command(flatten)]
     pub node: NodeArgs,
 }

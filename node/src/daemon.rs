@@ -29,12 +29,15 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::driver::{Driver, DriverError, NetMessage, Outbox, Timer, Verdict};
 use crate::mempool::MempoolError;
 use crate::miner::ThreadMiner;
+use crate::sync::RangeSync;
 
 /// Inputs from outside the network service's event stream.
 #[derive(Debug)]
 pub enum Input {
     /// The answer to a sync request this node sent.
     Fetched { peer: p2p::PeerId, response: SyncResponse },
+    /// The answer to a range request of range sync.
+    Range { peer: p2p::PeerId, from: Height, result: Result<SyncResponse, p2p::RequestError> },
     /// A call from the RPC server.
     Call(Call),
 }
@@ -88,6 +91,8 @@ pub struct StatusInfo {
     pub finalized: Option<(Height, Hash)>,
     pub mempool_txs: usize,
     pub mempool_bytes: u64,
+    /// Range-sync progress while the node is more than one range behind its best peer.
+    pub sync: Option<crate::sync::Progress>,
 }
 
 /// The node's own metrics (`chorus_*`); the network's are registered by `chorus-p2p`.
@@ -120,6 +125,9 @@ impl NodeMetrics {
     }
 }
 
+/// How often range-sync progress is logged.
+const SYNC_LOG_INTERVAL_MS: u64 = 5_000;
+
 /// Bound of the queue of inputs other than network events (RPC calls and sync answers).
 pub const INPUT_QUEUE_MAX: usize = 1_024;
 /// Head notices kept for slow subscribers; a subscriber further behind skips ahead.
@@ -136,6 +144,9 @@ pub struct Core {
     connected: std::collections::BTreeSet<p2p::PeerId>,
     last_head: Hash,
     metrics: NodeMetrics,
+    sync: RangeSync,
+    /// When range-sync progress was last logged (ms).
+    sync_logged: u64,
 }
 
 impl std::fmt::Debug for Core {
@@ -175,6 +186,8 @@ impl Core {
             connected: Default::default(),
             last_head: Hash::ZERO,
             metrics,
+            sync: RangeSync::default(),
+            sync_logged: 0,
         }
     }
 
@@ -245,11 +258,30 @@ impl Core {
                         blocks.into_iter().map(|block| NetMessage::Block(Arc::new(block))).collect()
                     }
                     SyncResponse::Block(Some(block)) => vec![NetMessage::Block(Arc::new(*block))],
-                    SyncResponse::Status { head, height } => vec![NetMessage::Status { head, height }],
+                    SyncResponse::Status { head, height } => {
+                        self.sync.on_peer_head(peer, height);
+                        // Far behind, range sync fetches; near, the driver's locator request does
+                        // (it also finds fork points).
+                        if self.sync.is_syncing(self.driver.store().head().height) {
+                            Vec::new()
+                        } else {
+                            vec![NetMessage::Status { head, height }]
+                        }
+                    }
                     _ => Vec::new(),
                 };
                 for message in messages {
                     self.driver.on_message(now(), &from, message, &mut self.outbox)?;
+                }
+            }
+            Input::Range { peer, from, result } => {
+                match result {
+                    Ok(SyncResponse::Blocks(blocks)) => self.sync.on_blocks(peer, from, blocks),
+                    Ok(_) | Err(_) => self.sync.on_failure(peer, from),
+                }
+                for (peer, block) in self.sync.take_ready(self.driver.store().head().height) {
+                    let from = PeerId::new(&peer.to_string());
+                    self.driver.on_message(now(), &from, NetMessage::Block(Arc::new(block)), &mut self.outbox)?;
                 }
             }
             Input::Call(call) => self.on_call(call)?,
@@ -288,6 +320,7 @@ impl Core {
                     finalized: self.driver.finalized(),
                     mempool_txs: self.driver.mempool().len(),
                     mempool_bytes: self.driver.mempool().size_bytes(),
+                    sync: self.sync_progress(),
                 });
             }
         }
@@ -330,11 +363,9 @@ impl Core {
                 self.connected.insert(peer);
                 self.fetch(peer, SyncRequest::Status);
             }
-            p2p::Event::PeerDisconnected { peer } => {
+            p2p::Event::PeerDisconnected { peer } | p2p::Event::PeerBanned { peer, .. } => {
                 self.connected.remove(&peer);
-            }
-            p2p::Event::PeerBanned { peer, .. } => {
-                self.connected.remove(&peer);
+                self.sync.on_peer_gone(&peer);
             }
         }
         Ok(())
@@ -349,6 +380,9 @@ impl Core {
             Topic::Consensus => decode::<EngineMessage>(data).map(NetMessage::Engine),
         };
         let Some(message) = message else { return Ok(p2p::Verdict::Reject(Misbehaviour::Undecodable)) };
+        if let NetMessage::Block(block) = &message {
+            self.sync.on_peer_head(from, block.header.height);
+        }
         let sender = PeerId::new(&from.to_string());
         let verdict = self.driver.on_message(now(), &sender, message, &mut self.outbox)?;
         Ok(match verdict {
@@ -400,6 +434,41 @@ impl Core {
         });
     }
 
+    /// Sends the range requests range sync wants now, and logs its progress every 5 s.
+    fn drive_sync(&mut self) {
+        let head = self.driver.store().head().height;
+        let now_ms = now().as_millis();
+        for (peer, from, count) in self.sync.next_requests(head, now_ms) {
+            let net = self.net.clone();
+            let inputs = self.inputs.clone();
+            tokio::spawn(async move {
+                let result = net.request(peer, SyncRequest::Blocks { from, count }).await;
+                let _ = inputs.send(Input::Range { peer, from, result }).await;
+            });
+        }
+        if let Some(progress) = self.sync_progress()
+            && now_ms.saturating_sub(self.sync_logged) >= SYNC_LOG_INTERVAL_MS
+        {
+            self.sync_logged = now_ms;
+            tracing::info!(
+                head = progress.head,
+                target = progress.target,
+                blocks_per_sec =
+                    format!("{}.{:03}", progress.blocks_per_sec_milli / 1_000, progress.blocks_per_sec_milli % 1_000),
+                eta_secs = progress.eta_secs,
+                "syncing"
+            );
+        }
+    }
+
+    fn sync_progress(&self) -> Option<crate::sync::Progress> {
+        let head = self.driver.store().head().height;
+        if !self.sync.is_syncing(head) {
+            return None;
+        }
+        self.sync.progress(head, now().as_millis())
+    }
+
     /// Carries out what the driver asked for since the last flush.
     async fn flush(&mut self) {
         let outbox = std::mem::take(&mut self.outbox);
@@ -449,6 +518,7 @@ impl Core {
                 let _ = self.net.report(peer, Misbehaviour::Invalid).await;
             }
         }
+        self.drive_sync();
         let head = self.head();
         let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.metrics.head_height.set(to_i64(head.height.get()));

@@ -23,13 +23,13 @@ pub fn dev_key(index: u32) -> SecretKey {
     SecretKey::from_seed(Sha256::digest(format!("chorus dev account {index}")).into())
 }
 
-/// The dev genesis for `engine`, starting at `genesis_time`. Only `pow` exists today.
-pub fn dev_genesis(engine: &str, genesis_time: Timestamp) -> Result<Genesis, String> {
+/// The dev genesis for `engine`, starting at `genesis_time`, aiming at a block every
+/// `block_time_ms`. Only `pow` exists today.
+pub fn dev_genesis(engine: &str, genesis_time: Timestamp, block_time_ms: u64) -> Result<Genesis, String> {
     let engine = match engine {
         "pow" => EngineConfig::Pow(PowConfig {
-            // A block a second on one miner thread after the first retargets; the first blocks
-            // come at once.
-            target_block_time_ms: 1_000,
+            // The first blocks come at once; retargets then slow them to the block time.
+            target_block_time_ms: block_time_ms,
             initial_target: Hash::from_hex("0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff")
                 .expect("invariant: 64 hex digits"),
             retarget_window_blocks: 10,
@@ -65,12 +65,12 @@ mod tests {
 
     #[test]
     fn dev_genesis_is_valid_and_funds_the_documented_keys() {
-        let genesis = dev_genesis("pow", Timestamp::from_millis(1_767_225_600_000)).expect("pow");
+        let genesis = dev_genesis("pow", Timestamp::from_millis(1_767_225_600_000), 1_000).expect("pow");
         genesis.validate().expect("valid");
         assert_eq!(genesis.accounts.len(), DEV_ACCOUNTS as usize);
         // README documents this seed for account 0.
         assert_eq!(hex::encode(dev_key(0).seed()), hex::encode(Sha256::digest(b"chorus dev account 0")));
-        assert!(dev_genesis("raft", Timestamp::from_millis(0)).unwrap_err().contains("not implemented"));
-        assert!(dev_genesis("pbft", Timestamp::from_millis(0)).unwrap_err().contains("unknown engine"));
+        assert!(dev_genesis("raft", Timestamp::from_millis(0), 1_000).unwrap_err().contains("not implemented"));
+        assert!(dev_genesis("pbft", Timestamp::from_millis(0), 1_000).unwrap_err().contains("unknown engine"));
     }
 }

@@ -9,7 +9,7 @@
 //! - [`daemon`]: the task that owns the driver and carries out its I/O on the network service,
 //!   real timers and [`miner`]'s threads; [`node`]: start-up and shutdown; [`rpc`]: JSON-RPC;
 //!   [`config`]: the command line and its layering; [`commands`]: key and genesis tooling;
-//!   [`dev`]: the dev chain.
+//!   [`dev`]: the dev chain; [`sync`]: the range-sync plan (which heights to ask of which peer).
 //!
 //! Invariant: the driver and the mempool open no socket, read no clock and spawn no thread; time
 //! and I/O come in through the driver's arguments, so the simulator can replace them.
@@ -23,6 +23,7 @@ pub mod mempool;
 pub mod miner;
 pub mod node;
 pub mod rpc;
+pub mod sync;
 
 pub use driver::{Driver, DriverError, Io, NetMessage, Outbox, Timer, Verdict};
 pub use mempool::{Mempool, MempoolError};

@@ -64,7 +64,8 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
     let genesis = if genesis_path.exists() {
         Genesis::from_file(&genesis_path).map_err(|error| anyhow::anyhow!("{}: {error}", genesis_path.display()))?
     } else {
-        let genesis = dev::dev_genesis(&args.engine, crate::daemon::now()).map_err(|error| anyhow::anyhow!(error))?;
+        let genesis = dev::dev_genesis(&args.engine, crate::daemon::now(), args.block_time_ms)
+            .map_err(|error| anyhow::anyhow!(error))?;
         std::fs::write(&genesis_path, genesis.to_json_pretty())
             .with_context(|| format!("cannot write {}", genesis_path.display()))?;
         genesis

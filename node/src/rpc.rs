@@ -280,7 +280,13 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             "peers": peers.connected.len(),
             "head": head_json(&status.head),
             "finalized": status.finalized.map(|(height, hash)| json!({ "height": height.get(), "hash": hash })),
-            "syncing": false,
+            "syncing": status.sync.is_some(),
+            "sync": status.sync.map(|progress| json!({
+                "head": progress.head,
+                "target": progress.target,
+                "blocksPerSecMilli": progress.blocks_per_sec_milli,
+                "etaSecs": progress.eta_secs,
+            })),
             "mempool": { "transactions": status.mempool_txs, "bytes": status.mempool_bytes },
         }))
     })?;

@@ -22,6 +22,7 @@ const WAIT: Duration = Duration::from_secs(90);
 struct Node {
     child: Child,
     rpc: SocketAddr,
+    metrics: SocketAddr,
     p2p: String,
     stdout: Vec<String>,
     stderr_path: PathBuf,
@@ -50,8 +51,8 @@ impl Node {
         });
         let deadline = Instant::now() + WAIT;
         let mut seen = Vec::new();
-        let (mut rpc, mut p2p) = (None, None);
-        while rpc.is_none() || p2p.is_none() {
+        let (mut rpc, mut p2p, mut metrics) = (None, None, None);
+        while rpc.is_none() || p2p.is_none() || metrics.is_none() {
             let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
                 panic!(
                     "chorusd did not report its addresses; stdout: {seen:?}, log:\n{}",
@@ -64,10 +65,13 @@ impl Node {
             if let Some(rest) = line.strip_prefix("p2p listening on ") {
                 p2p = Some(rest.to_owned());
             }
+            if let Some(rest) = line.strip_prefix("metrics at http://") {
+                metrics = Some(rest.trim_end_matches("/metrics").parse().expect("socket address"));
+            }
             seen.push(line);
         }
         let rpc = rpc.expect("rpc");
-        Node { child, rpc, p2p: p2p.expect("p2p"), stdout: seen, stderr_path }
+        Node { child, rpc, metrics: metrics.expect("metrics"), p2p: p2p.expect("p2p"), stdout: seen, stderr_path }
     }
 
     fn call(&self, method: &str, params: Value) -> Result<Value, (i64, String)> {
@@ -88,6 +92,20 @@ impl Node {
 
     fn height(&self) -> u64 {
         self.ok("chain_getHead", json!([]))["height"].as_u64().expect("height")
+    }
+
+    /// The value of a metric (the first sample whose line starts with `name`).
+    fn metric(&self, name: &str) -> f64 {
+        let mut stream = TcpStream::connect(self.metrics).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+        let mut text = String::new();
+        let _ = stream.read_to_string(&mut text);
+        text.lines()
+            .find(|line| line.starts_with(name))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0.0)
     }
 
     fn log(&self) -> String {
@@ -291,43 +309,51 @@ async fn head_subscription_delivers_new_heads_in_order() {
     }
 }
 
+fn run_args<'a>(genesis: &'a str, data_dir: &'a str, bootnodes: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--genesis", genesis, "--data-dir", data_dir];
+    for bootnode in bootnodes {
+        args.extend(["--bootnode", bootnode]);
+    }
+    args.extend(["--rpc", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    args
+}
+
 #[test]
-fn a_second_node_syncs_the_chain_from_zero_and_follows() {
+fn late_nodes_sync_from_zero_from_several_peers_and_follow() {
+    const LENGTH: u64 = 400;
     let dir = tempfile::tempdir().expect("tempdir");
-    let first_dir = dir.path().join("first");
-    let first = Node::start(&dev_args(&["--data-dir", first_dir.to_str().expect("utf-8")]), dir.path());
-    eventually("ten blocks", &first, || (first.height() >= 10).then_some(()));
-    let genesis = first_dir.join("dev-genesis.json");
-    let second_dir = dir.path().join("second");
-    let second = Node::start(
-        &[
-            "run",
-            "--genesis",
-            genesis.to_str().expect("utf-8"),
-            "--data-dir",
-            second_dir.to_str().expect("utf-8"),
-            "--bootnode",
-            &first.p2p,
-            "--rpc",
-            "127.0.0.1:0",
-            "--metrics",
-            "127.0.0.1:0",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-        ],
-        dir.path(),
-    );
+    let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
+    let first_dir = path("first");
+    let first = Node::start(&dev_args(&["--data-dir", &first_dir, "--block-time-ms", "20"]), dir.path());
+    eventually("a chain to sync", &first, || (first.height() >= LENGTH).then_some(()));
+    let genesis = path("first/dev-genesis.json");
+
+    let second_dir = path("second");
+    let second = Node::start(&run_args(&genesis, &second_dir, &[&first.p2p]), dir.path());
     let target = first.height();
     eventually("the second node caught up", &second, || (second.height() >= target).then_some(()));
-    // And follows: a block the first node mines after the catch-up arrives by gossip.
-    let later = first.height() + 2;
-    eventually("the second node following", &second, || (second.height() >= later).then_some(()));
-    let height = later;
-    let ours = second.ok("chain_getBlock", json!([height]));
-    let theirs = first.ok("chain_getBlock", json!([height]));
-    assert_eq!(ours["hash"], theirs["hash"], "the same chain");
-    let peers = second.ok("node_peers", json!([]));
-    assert_eq!(peers["connected"].as_array().expect("peers").len(), 1, "{peers}");
+    assert!(second.log().contains("syncing"), "range sync reported progress:\n{}", second.log());
+
+    // The third knows both: ranges come from each of them.
+    let third_dir = path("third");
+    let third = Node::start(&run_args(&genesis, &third_dir, &[&first.p2p, &second.p2p]), dir.path());
+    let target = first.height();
+    eventually("the third node caught up", &third, || (third.height() >= target).then_some(()));
+    let served =
+        |node: &Node| node.metric("chorus_p2p_sync_requests_inbound_total{kind=\"blocks\",outcome=\"delivered\"}");
+    assert!(served(&second) > 0.0, "the second node served ranges to the third");
+    assert!(served(&first) > 0.0, "the first node served ranges");
+
+    // And they follow: blocks mined after the catch-up arrive by gossip.
+    let later = first.height() + 5;
+    for node in [&second, &third] {
+        eventually("following", node, || (node.height() >= later).then_some(()));
+        let ours = node.ok("chain_getBlock", json!([later]));
+        let theirs = first.ok("chain_getBlock", json!([later]));
+        assert_eq!(ours["hash"], theirs["hash"], "the same chain");
+    }
+    let peers = third.ok("node_peers", json!([]));
+    assert_eq!(peers["connected"].as_array().expect("peers").len(), 2, "{peers}");
 }
 
 #[test]

@@ -116,6 +116,11 @@ pub const ORPHAN_BLOCKS_MAX: u32 = 256;
 /// at worst is the p2p layer's concern: it sends them one message each).
 pub const SYNC_BLOCKS_PER_RESPONSE_MAX: u32 = 64;
 
+/// Sync ranges (of `SYNC_BLOCKS_PER_RESPONSE_MAX` blocks) in flight or downloaded and waiting
+/// for their turn to import: bounds the reorder buffer to this many responses (at most
+/// 8 x `SYNC_RESPONSE_BYTES_MAX` = 128 MiB, typically a few MiB).
+pub const SYNC_RANGES_AHEAD_MAX: u32 = 8;
+
 /// Peers whose last block request time the driver remembers (rate limiting sync requests).
 pub const SYNC_PEERS_TRACKED_MAX: u32 = 1_024;
 

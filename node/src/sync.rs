@@ -1,0 +1,270 @@
+//! Range sync: how a node that is behind downloads the chain from several peers at once.
+//!
+//! Peers report their heads (`Status`). While the best reported head is more than one range
+//! ahead of ours, the chain above our head is cut into ranges of
+//! `limits::SYNC_BLOCKS_PER_RESPONSE_MAX` heights, each asked of a different peer that has it.
+//! Answers may arrive in any order; they wait in a reorder buffer and are handed to the driver in
+//! height order, which verifies and imports them like any block. A short answer leaves the rest
+//! of its range to ask again; an empty or failed one gives the range to another peer. At most
+//! `limits::SYNC_RANGES_AHEAD_MAX` ranges are in flight or waiting, so the buffer holds at most
+//! that many responses. Nothing here survives a restart, and nothing needs to: the plan is
+//! derived from the store's head and the peers' heads.
+//!
+//! Pure bookkeeping (heights, peers, milliseconds passed in); the daemon sends and feeds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chorus_chain::block::Block;
+use chorus_chain::limits;
+use chorus_chain::primitives::Height;
+use chorus_p2p::PeerId;
+
+/// Download progress, for logs and `node_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub head: u64,
+    pub target: u64,
+    /// Blocks imported per second since syncing started, in thousandths.
+    pub blocks_per_sec_milli: u64,
+    /// Seconds left at that rate; `None` before the first import.
+    pub eta_secs: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub struct RangeSync {
+    /// Each peer's last reported head height.
+    peers: BTreeMap<PeerId, u64>,
+    /// Ranges requested and not answered: start height -> (peer, count).
+    in_flight: BTreeMap<u64, (PeerId, u32)>,
+    /// Ranges to ask for next, by start height, with their counts.
+    wanted: BTreeMap<u64, u32>,
+    /// Answers waiting for the head to reach them, by start height, with who sent them.
+    ready: BTreeMap<u64, (PeerId, Vec<Block>)>,
+    /// Everything below this height is planned (wanted, in flight, ready or imported).
+    planned_to: u64,
+    /// (time in ms, head height) when this round of syncing began.
+    started: Option<(u64, u64)>,
+}
+
+impl RangeSync {
+    /// A peer's head, from its status or a block it sent.
+    pub fn on_peer_head(&mut self, peer: PeerId, height: Height) {
+        let known = self.peers.entry(peer).or_default();
+        *known = (*known).max(height.get());
+    }
+
+    pub fn on_peer_gone(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+        let lost: Vec<u64> =
+            self.in_flight.iter().filter(|(_, (owner, _))| owner == peer).map(|(from, _)| *from).collect();
+        for from in lost {
+            if let Some((_, count)) = self.in_flight.remove(&from) {
+                self.wanted.insert(from, count);
+            }
+        }
+    }
+
+    /// The best height a peer reported.
+    pub fn target(&self) -> Option<u64> {
+        self.peers.values().max().copied()
+    }
+
+    /// Whether the node is more than one range behind its best peer.
+    pub fn is_syncing(&self, head: Height) -> bool {
+        self.target()
+            .is_some_and(|target| target > head.get().saturating_add(u64::from(limits::SYNC_BLOCKS_PER_RESPONSE_MAX)))
+            || !self.in_flight.is_empty()
+            || !self.ready.is_empty()
+    }
+
+    /// The requests to send now: `(peer, from, count)`, each range to a peer that has it,
+    /// spreading ranges over peers.
+    pub fn next_requests(&mut self, head: Height, now_ms: u64) -> Vec<(PeerId, Height, u32)> {
+        if !self.is_syncing(head) {
+            self.reset();
+            return Vec::new();
+        }
+        self.started.get_or_insert((now_ms, head.get()));
+        let target = self.target().unwrap_or(0);
+        // Drop plans below the head: imported meanwhile (by gossip, or another path).
+        let floor = head.get().saturating_add(1);
+        self.wanted.retain(|from, count| from.saturating_add(u64::from(*count)) > floor);
+        self.ready.retain(|from, (_, blocks)| from.saturating_add(blocks.len() as u64) > floor);
+        self.planned_to = self.planned_to.max(floor);
+        let per_range = u64::from(limits::SYNC_BLOCKS_PER_RESPONSE_MAX);
+        let mut requests = Vec::new();
+        loop {
+            let outstanding = self.in_flight.len() + self.ready.len();
+            if outstanding >= limits::SYNC_RANGES_AHEAD_MAX as usize {
+                break;
+            }
+            if self.wanted.is_empty() && self.planned_to <= target {
+                let count = per_range.min(target + 1 - self.planned_to);
+                self.wanted.insert(self.planned_to, count as u32);
+                self.planned_to += count;
+            }
+            let Some((&from, &count)) = self.wanted.iter().next() else { break };
+            // The least busy peer whose head covers the range's end.
+            let end = from + u64::from(count) - 1;
+            let busy = |peer: &PeerId| self.in_flight.values().filter(|(owner, _)| owner == peer).count();
+            let Some(peer) =
+                self.peers.iter().filter(|(_, height)| **height >= end).map(|(peer, _)| *peer).min_by_key(busy)
+            else {
+                break;
+            };
+            if busy(&peer) >= limits::SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX as usize {
+                break;
+            }
+            self.wanted.remove(&from);
+            self.in_flight.insert(from, (peer, count));
+            requests.push((peer, Height::new(from), count));
+        }
+        requests
+    }
+
+    /// A range's answer. A short answer leaves the rest wanted; an empty one means the peer
+    /// does not have the range after all.
+    pub fn on_blocks(&mut self, peer: PeerId, from: Height, blocks: Vec<Block>) {
+        let from = from.get();
+        let Some((_, count)) = self.in_flight.remove(&from) else { return };
+        let got = blocks.len() as u64;
+        if got == 0 {
+            self.peers.insert(peer, from.saturating_sub(1));
+            self.wanted.insert(from, count);
+            return;
+        }
+        if got < u64::from(count) {
+            self.wanted.insert(from + got, count - got as u32);
+        }
+        self.ready.insert(from, (peer, blocks));
+    }
+
+    /// A range's request failed: someone else gets it.
+    pub fn on_failure(&mut self, peer: PeerId, from: Height) {
+        if let Some((owner, count)) = self.in_flight.remove(&from.get()) {
+            debug_assert_eq!(owner, peer);
+            self.wanted.insert(from.get(), count);
+        }
+    }
+
+    /// The downloaded blocks that continue the chain from `head`, in height order, each with
+    /// the peer that sent it (blamed if it is invalid).
+    pub fn take_ready(&mut self, head: Height) -> Vec<(PeerId, Block)> {
+        let mut next = head.get().saturating_add(1);
+        let mut blocks = Vec::new();
+        while let Some((peer, range)) = self.ready.remove(&next) {
+            next += range.len() as u64;
+            blocks.extend(range.into_iter().map(|block| (peer, block)));
+        }
+        blocks
+    }
+
+    pub fn progress(&self, head: Height, now_ms: u64) -> Option<Progress> {
+        let target = self.target()?;
+        let (started_ms, started_head) = self.started?;
+        let imported = head.get().saturating_sub(started_head);
+        let elapsed_ms = now_ms.saturating_sub(started_ms).max(1);
+        let blocks_per_sec_milli = imported.saturating_mul(1_000_000) / elapsed_ms;
+        let left = target.saturating_sub(head.get());
+        let eta_secs = (blocks_per_sec_milli > 0).then(|| left.saturating_mul(1_000) / blocks_per_sec_milli);
+        Some(Progress { head: head.get(), target, blocks_per_sec_milli, eta_secs })
+    }
+
+    fn reset(&mut self) {
+        self.in_flight.clear();
+        self.wanted.clear();
+        self.ready.clear();
+        self.planned_to = 0;
+        self.started = None;
+    }
+
+    /// Peers with a range in flight (for tests and logs).
+    pub fn busy_peers(&self) -> BTreeSet<PeerId> {
+        self.in_flight.values().map(|(peer, _)| *peer).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chorus_chain::primitives::Hash;
+    use chorus_chain::testing;
+
+    use super::*;
+
+    fn blocks(from: u64, count: u64) -> Vec<Block> {
+        let genesis = chorus_chain::state::genesis_block(&testing::genesis(1, 1), Hash::ZERO);
+        (from..from + count)
+            .map(|height| {
+                let mut block = genesis.clone();
+                block.header.height = Height::new(height);
+                block
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ranges_spread_over_peers_and_come_out_in_order() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut sync = RangeSync::default();
+        sync.on_peer_head(a, Height::new(1_000));
+        sync.on_peer_head(b, Height::new(1_000));
+        let head = Height::new(10);
+        assert!(sync.is_syncing(head));
+        let requests = sync.next_requests(head, 0);
+        assert_eq!(requests.len(), limits::SYNC_RANGES_AHEAD_MAX as usize);
+        assert_eq!(requests[0].1, Height::new(11));
+        assert_eq!(requests[1].1, Height::new(11 + 64));
+        assert_eq!(sync.busy_peers(), BTreeSet::from([a, b]), "both peers get work");
+        assert!(sync.next_requests(head, 0).is_empty(), "the window is full");
+
+        // The second range arrives first: nothing to import until the first does.
+        let (first, second) = (requests[0], requests[1]);
+        sync.on_blocks(second.0, second.1, blocks(75, 64));
+        assert!(sync.take_ready(head).is_empty());
+        // The first comes short (byte limit): 40 of 64, the rest is asked again.
+        sync.on_blocks(first.0, first.1, blocks(11, 40));
+        let ready = sync.take_ready(head);
+        assert_eq!(ready.len(), 40);
+        let head = Height::new(50);
+        let again = sync.next_requests(head, 1_000);
+        assert_eq!(again[0].1, Height::new(51));
+        assert_eq!(again[0].2, 24);
+        sync.on_blocks(again[0].0, again[0].1, blocks(51, 24));
+        let ready = sync.take_ready(head);
+        assert_eq!(ready.first().map(|(_, block)| block.header.height), Some(Height::new(51)));
+        assert_eq!(ready.last().map(|(_, block)| block.header.height), Some(Height::new(138)), "24 + the waiting 64");
+        let progress = sync.progress(Height::new(138), 2_000).expect("progress");
+        assert_eq!(progress.blocks_per_sec_milli, 64_000, "128 blocks in 2 s");
+        assert_eq!(progress.eta_secs, Some((1_000 - 138) / 64));
+    }
+
+    #[test]
+    fn failures_and_departures_hand_ranges_to_other_peers() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut sync = RangeSync::default();
+        sync.on_peer_head(a, Height::new(500));
+        let head = Height::new(0);
+        let requests = sync.next_requests(head, 0);
+        assert!(requests.iter().all(|(peer, _, _)| *peer == a));
+        sync.on_peer_head(b, Height::new(500));
+        sync.on_failure(a, requests[0].1);
+        sync.on_peer_gone(&a);
+        let retried = sync.next_requests(head, 0);
+        assert!(!retried.is_empty());
+        assert!(retried.iter().all(|(peer, _, _)| *peer == b));
+        assert_eq!(retried[0].1, Height::new(1));
+
+        // An empty answer: the peer lacks the range; it is not asked for it again.
+        sync.on_blocks(b, Height::new(1), Vec::new());
+        assert!(!sync.next_requests(head, 0).iter().any(|(peer, from, _)| *peer == b && *from == Height::new(1)));
+    }
+
+    #[test]
+    fn a_node_within_one_range_of_its_peers_does_not_range_sync() {
+        let mut sync = RangeSync::default();
+        sync.on_peer_head(PeerId::random(), Height::new(70));
+        assert!(!sync.is_syncing(Height::new(10)));
+        assert!(sync.next_requests(Height::new(10), 0).is_empty());
+        assert!(sync.is_syncing(Height::new(5)));
+    }
+}
