@@ -130,9 +130,15 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
 
     let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE_MAX);
     let (heads, _) = broadcast::channel(HEAD_NOTICES_MAX);
-    let (rpc_addr, rpc) = rpc::start(settings.rpc, inputs_tx.clone(), net.clone(), heads.clone())
-        .await
-        .context("cannot start the RPC server")?;
+    let (rpc_addr, rpc) = rpc::start(
+        settings.rpc,
+        inputs_tx.clone(),
+        net.clone(),
+        heads.clone(),
+        registry.sub_registry_with_prefix("chorus"),
+    )
+    .await
+    .context("cannot start the RPC server")?;
     announce!("RPC listening on http://{rpc_addr} and ws://{rpc_addr}");
     let metrics_addr =
         serve_metrics(settings.metrics, Arc::new(registry)).await.context("cannot start the metrics server")?;

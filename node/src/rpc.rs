@@ -12,8 +12,15 @@ use chorus_chain::primitives::{Hash, Height};
 use chorus_chain::tx::SignedTransaction;
 use chorus_chain::{Address, limits};
 use chorus_p2p::NetworkHandle;
-use jsonrpsee::server::{RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage};
-use jsonrpsee::types::{ErrorObjectOwned, Params};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
+use jsonrpsee::server::{MethodResponse, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage};
+use jsonrpsee::types::{ErrorObjectOwned, Params, Request};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -51,6 +58,8 @@ pub enum ErrorCode {
     InvalidHash = 2002,
     /// A proof was asked for a height the node does not have.
     ProofUnavailable = 2003,
+    /// This connection sent calls faster than `limits::RPC_CALLS_PER_SEC_MAX` allows.
+    RateLimited = 3001,
     /// The node is shutting down or its store failed.
     NodeUnavailable = 5001,
 }
@@ -186,6 +195,7 @@ pub async fn start(
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
     heads: broadcast::Sender<HeadInfo>,
+    registry: &mut Registry,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
     let config = ServerConfig::builder()
         .max_request_body_size(limits::RPC_REQUEST_BYTES_MAX)
@@ -193,7 +203,9 @@ pub async fn start(
         .max_connections(limits::RPC_CONNECTIONS_MAX)
         .max_subscriptions_per_connection(limits::RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX)
         .build();
-    let server = Server::builder().set_config(config).build(addr).await?;
+    let metrics = RpcMetrics::register(registry);
+    let guard = RpcServiceBuilder::new().layer_fn(move |service| Guard::new(service, metrics.clone()));
+    let server = Server::builder().set_config(config).set_rpc_middleware(guard).build(addr).await?;
     let bound = server.local_addr()?;
     let module = module(Context { inputs, net, heads })?;
     Ok((bound, server.start(module)))
@@ -331,6 +343,133 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
     )?;
     module.register_method("rpc.discover", |_, _, _| openrpc())?;
     Ok(module)
+}
+
+/// JSON-RPC calls by method (`unknown` for names not in [`METHODS`]) and outcome.
+#[derive(Debug, Clone, Default)]
+struct RpcMetrics {
+    calls: Family<[(&'static str, &'static str); 2], Counter>,
+}
+
+impl RpcMetrics {
+    fn register(registry: &mut Registry) -> RpcMetrics {
+        let metrics = RpcMetrics::default();
+        registry.register(
+            "rpc_calls",
+            "JSON-RPC calls by method and outcome (ok, error, rate_limited)",
+            metrics.calls.clone(),
+        );
+        metrics
+    }
+
+    fn count(&self, method: &str, outcome: &'static str) {
+        let method = METHODS.iter().find(|known| known.name == method).map_or("unknown", |known| known.name);
+        self.calls.get_or_create(&[("method", method), ("outcome", outcome)]).inc();
+    }
+}
+
+/// A token bucket in thousandths of a call.
+#[derive(Debug)]
+struct Bucket {
+    milli_tokens: u64,
+    refilled: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn new() -> Bucket {
+        Bucket { milli_tokens: u64::from(limits::RPC_CALL_BURST_MAX) * 1_000, refilled: tokio::time::Instant::now() }
+    }
+
+    /// Takes `calls` tokens if there are enough.
+    fn take(&mut self, calls: u64) -> bool {
+        let now = tokio::time::Instant::now();
+        let elapsed_ms = u64::try_from(now.duration_since(self.refilled).as_millis()).unwrap_or(u64::MAX);
+        self.refilled = now;
+        let refill = elapsed_ms.saturating_mul(u64::from(limits::RPC_CALLS_PER_SEC_MAX));
+        self.milli_tokens = self.milli_tokens.saturating_add(refill).min(u64::from(limits::RPC_CALL_BURST_MAX) * 1_000);
+        let cost = calls.saturating_mul(1_000);
+        if self.milli_tokens < cost {
+            return false;
+        }
+        self.milli_tokens -= cost;
+        true
+    }
+}
+
+/// The per-connection middleware: rate limit and call counting. jsonrpsee builds one per
+/// connection, so each connection has its own bucket.
+#[derive(Debug, Clone)]
+struct Guard<S> {
+    service: S,
+    bucket: Arc<Mutex<Bucket>>,
+    metrics: RpcMetrics,
+}
+
+impl<S> Guard<S> {
+    fn new(service: S, metrics: RpcMetrics) -> Guard<S> {
+        Guard { service, bucket: Arc::new(Mutex::new(Bucket::new())), metrics }
+    }
+
+    fn allow(&self, calls: u64) -> bool {
+        self.bucket.lock().map(|mut bucket| bucket.take(calls)).unwrap_or(false)
+    }
+}
+
+impl<S> RpcServiceT for Guard<S>
+where
+    S: RpcServiceT<
+            MethodResponse = MethodResponse,
+            BatchResponse = MethodResponse,
+            NotificationResponse = MethodResponse,
+        > + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    type MethodResponse = MethodResponse;
+    type NotificationResponse = MethodResponse;
+    type BatchResponse = MethodResponse;
+
+    fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        let allowed = self.allow(1);
+        let (service, metrics) = (self.service.clone(), self.metrics.clone());
+        async move {
+            let method = request.method_name().to_owned();
+            if !allowed {
+                metrics.count(&method, "rate_limited");
+                let limit = limits::RPC_CALLS_PER_SEC_MAX;
+                return MethodResponse::error(
+                    request.id(),
+                    ErrorCode::RateLimited
+                        .error(format!("too many calls on this connection: at most {limit} per second")),
+                );
+            }
+            let response = service.call(request).await;
+            metrics.count(&method, if response.is_success() { "ok" } else { "error" });
+            response
+        }
+    }
+
+    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        // A batch costs one token per entry; over the limit, the whole batch is refused.
+        let allowed = self.allow(batch.len() as u64);
+        let service = self.service.clone();
+        async move {
+            if !allowed {
+                let limit = limits::RPC_CALLS_PER_SEC_MAX;
+                return MethodResponse::error(
+                    jsonrpsee::types::Id::Null,
+                    ErrorCode::RateLimited
+                        .error(format!("too many calls on this connection: at most {limit} per second")),
+                );
+            }
+            service.batch(batch).await
+        }
+    }
+
+    fn notification<'a>(&self, notification: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        self.service.notification(notification)
+    }
 }
 
 fn head_json(head: &HeadInfo) -> Value {

@@ -413,3 +413,52 @@ fn a_malformed_config_file_stops_start_up_naming_the_field() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("not implemented yet"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_of_calls_and_subscriptions_are_refused_and_the_node_keeps_serving() {
+    use jsonrpsee::core::client::{ClientT, SubscriptionClientT};
+    use jsonrpsee::rpc_params;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(&dev_args(&["--tmp"]), dir.path());
+    let client = jsonrpsee::ws_client::WsClientBuilder::default()
+        .max_concurrent_requests(20_000)
+        .build(format!("ws://{}", node.rpc))
+        .await
+        .expect("ws");
+
+    // Far more calls at once than one connection's burst allows.
+    let calls = 3 * chorus_chain::limits::RPC_CALL_BURST_MAX as usize;
+    let results =
+        futures::future::join_all((0..calls).map(|_| client.request::<Value, _>("chain_getHead", rpc_params![]))).await;
+    let limited = results
+        .iter()
+        .filter(|result| matches!(result, Err(jsonrpsee::core::ClientError::Call(error)) if error.code() == 3001))
+        .count();
+    let served = results.iter().filter(|result| result.is_ok()).count();
+    assert!(limited > 0, "some calls were refused with 3001");
+    assert!(served >= chorus_chain::limits::RPC_CALL_BURST_MAX as usize, "the burst was served ({served})");
+    assert_eq!(limited + served, calls, "every call got an answer");
+
+    // Subscriptions beyond the per-connection limit are refused; the ones before stay.
+    let max = chorus_chain::limits::RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX as usize;
+    let mut subscriptions = Vec::new();
+    for _ in 0..max {
+        subscriptions.push(
+            client
+                .subscribe::<Value, _>("chain_subscribeHeads", rpc_params![], "chain_unsubscribeHeads")
+                .await
+                .expect("within the limit"),
+        );
+    }
+    assert!(
+        client.subscribe::<Value, _>("chain_subscribeHeads", rpc_params![], "chain_unsubscribeHeads").await.is_err()
+    );
+    let head = tokio::time::timeout(WAIT, subscriptions[0].next()).await.expect("a head").expect("open").expect("json");
+    assert!(head["height"].as_u64().is_some());
+
+    // A new connection is served at once.
+    assert!(node.height() > 0);
+    let metrics = node.metric("chorus_rpc_calls_total{method=\"chain_getHead\",outcome=\"rate_limited\"}");
+    assert_eq!(metrics as usize, limited, "refusals are counted");
+}

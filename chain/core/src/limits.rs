@@ -199,6 +199,11 @@ pub const RPC_CONNECTIONS_MAX: u32 = 100;
 /// Subscriptions one WebSocket connection may hold.
 pub const RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 16;
 
+/// Sustained JSON-RPC calls per second on one connection, and the burst above it a connection
+/// may spend at once (a token bucket); calls beyond get error 3001 instead of queueing.
+pub const RPC_CALLS_PER_SEC_MAX: u32 = 2_000;
+pub const RPC_CALL_BURST_MAX: u32 = 4_000;
+
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);
