@@ -19,6 +19,10 @@ use chorus_chain::limits;
 use chorus_chain::primitives::Height;
 use chorus_p2p::PeerId;
 
+/// Ranges one peer serves at a time: enough to keep it busy while the last answer is imported,
+/// few enough that peers which report their heads a moment later still get a share.
+pub const RANGES_PER_PEER: usize = 2;
+
 /// Download progress, for logs and `node_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -112,7 +116,7 @@ impl RangeSync {
             else {
                 break;
             };
-            if busy(&peer) >= limits::SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX as usize {
+            if busy(&peer) >= RANGES_PER_PEER {
                 break;
             }
             self.wanted.remove(&from);
@@ -211,11 +215,17 @@ mod tests {
         let head = Height::new(10);
         assert!(sync.is_syncing(head));
         let requests = sync.next_requests(head, 0);
-        assert_eq!(requests.len(), limits::SYNC_RANGES_AHEAD_MAX as usize);
+        assert_eq!(requests.len(), 2 * RANGES_PER_PEER, "each peer gets its share");
         assert_eq!(requests[0].1, Height::new(11));
         assert_eq!(requests[1].1, Height::new(11 + 64));
         assert_eq!(sync.busy_peers(), BTreeSet::from([a, b]), "both peers get work");
-        assert!(sync.next_requests(head, 0).is_empty(), "the window is full");
+        assert!(sync.next_requests(head, 0).is_empty(), "both peers are busy");
+        // A third peer that reports its head later gets the next ranges at once.
+        let c = PeerId::random();
+        sync.on_peer_head(c, Height::new(1_000));
+        let later = sync.next_requests(head, 0);
+        assert_eq!(later.len(), RANGES_PER_PEER);
+        assert!(later.iter().all(|(peer, _, _)| *peer == c));
 
         // The second range arrives first: nothing to import until the first does.
         let (first, second) = (requests[0], requests[1]);

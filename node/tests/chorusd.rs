@@ -320,7 +320,7 @@ fn run_args<'a>(genesis: &'a str, data_dir: &'a str, bootnodes: &[&'a str]) -> V
 
 #[test]
 fn late_nodes_sync_from_zero_from_several_peers_and_follow() {
-    const LENGTH: u64 = 400;
+    const LENGTH: u64 = 600;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
     let first_dir = path("first");
