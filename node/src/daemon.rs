@@ -96,13 +96,33 @@ pub struct StatusInfo {
 }
 
 /// The node's own metrics (`chorus_*`); the network's are registered by `chorus-p2p`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeMetrics {
     head_height: prometheus_client::metrics::gauge::Gauge,
     finalized_height: prometheus_client::metrics::gauge::Gauge,
     mempool_transactions: prometheus_client::metrics::gauge::Gauge,
     mempool_bytes: prometheus_client::metrics::gauge::Gauge,
     head_changes: prometheus_client::metrics::counter::Counter,
+    blocks_imported: prometheus_client::metrics::counter::Counter,
+    import_seconds: prometheus_client::metrics::histogram::Histogram,
+    sync_target: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        NodeMetrics {
+            head_height: Default::default(),
+            finalized_height: Default::default(),
+            mempool_transactions: Default::default(),
+            mempool_bytes: Default::default(),
+            head_changes: Default::default(),
+            blocks_imported: Default::default(),
+            import_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.000_5, 2.0, 14),
+            ),
+            sync_target: Default::default(),
+        }
+    }
 }
 
 impl NodeMetrics {
@@ -121,6 +141,17 @@ impl NodeMetrics {
             metrics.mempool_bytes.clone(),
         );
         registry.register("head_changes", "Times the head moved (new blocks and reorgs)", metrics.head_changes.clone());
+        registry.register(
+            "blocks_imported",
+            "Blocks verified and stored (from peers and mined)",
+            metrics.blocks_imported.clone(),
+        );
+        registry.register("block_import_seconds", "Time to judge and store one block", metrics.import_seconds.clone());
+        registry.register(
+            "sync_target_height",
+            "Best head height peers report while range-syncing (0 otherwise)",
+            metrics.sync_target.clone(),
+        );
         metrics
     }
 }
@@ -141,6 +172,8 @@ pub struct Core {
     miner: Option<ThreadMiner>,
     inputs: mpsc::Sender<Input>,
     heads: broadcast::Sender<HeadInfo>,
+    finals: broadcast::Sender<(Height, Hash)>,
+    last_final: Option<(Height, Hash)>,
     connected: std::collections::BTreeSet<p2p::PeerId>,
     last_head: Hash,
     metrics: NodeMetrics,
@@ -173,6 +206,7 @@ impl Core {
         miner: Option<ThreadMiner>,
         inputs: mpsc::Sender<Input>,
         heads: broadcast::Sender<HeadInfo>,
+        finals: broadcast::Sender<(Height, Hash)>,
         metrics: NodeMetrics,
     ) -> Core {
         Core {
@@ -183,6 +217,8 @@ impl Core {
             miner,
             inputs,
             heads,
+            finals,
+            last_final: None,
             connected: Default::default(),
             last_head: Hash::ZERO,
             metrics,
@@ -228,7 +264,14 @@ impl Core {
                     Some(input) => self.on_input(input)?,
                     None => break,
                 },
-                Some(block) = mined.recv() => self.driver.on_mined(now(), block, &mut self.outbox)?,
+                Some(block) = mined.recv() => {
+                    let hash = block.hash();
+                    self.driver.on_mined(now(), block, &mut self.outbox)?;
+                    // A find for a template a better head replaced meanwhile is dropped.
+                    if self.driver.store().contains_block(&hash)? {
+                        self.metrics.blocks_imported.inc();
+                    }
+                }
                 _ = tokio::time::sleep(sleep) => self.fire_timers()?,
             }
             self.flush().await;
@@ -271,7 +314,7 @@ impl Core {
                     _ => Vec::new(),
                 };
                 for message in messages {
-                    self.driver.on_message(now(), &from, message, &mut self.outbox)?;
+                    self.on_peer_message(&from, message)?;
                 }
             }
             Input::Range { peer, from, result } => {
@@ -281,7 +324,7 @@ impl Core {
                 }
                 for (peer, block) in self.sync.take_ready(self.driver.store().head().height) {
                     let from = PeerId::new(&peer.to_string());
-                    self.driver.on_message(now(), &from, NetMessage::Block(Arc::new(block)), &mut self.outbox)?;
+                    self.on_peer_message(&from, NetMessage::Block(Arc::new(block)))?;
                 }
             }
             Input::Call(call) => self.on_call(call)?,
@@ -371,6 +414,22 @@ impl Core {
         Ok(())
     }
 
+    /// Hands a peer's message to the driver; a block that ends up stored is counted and timed.
+    fn on_peer_message(&mut self, from: &PeerId, message: NetMessage) -> Result<Verdict, DriverError> {
+        let NetMessage::Block(block) = &message else {
+            return self.driver.on_message(now(), from, message, &mut self.outbox);
+        };
+        let hash = block.hash();
+        let known = self.driver.store().contains_block(&hash)?;
+        let started = tokio::time::Instant::now();
+        let verdict = self.driver.on_message(now(), from, message, &mut self.outbox)?;
+        if !known && self.driver.store().contains_block(&hash)? {
+            self.metrics.blocks_imported.inc();
+            self.metrics.import_seconds.observe(started.elapsed().as_secs_f64());
+        }
+        Ok(verdict)
+    }
+
     /// Decodes a gossip payload by its topic and hands it to the driver. Penalties the driver
     /// asks for against the sender become the verdict's reason instead of a second report.
     fn on_gossip(&mut self, topic: Topic, from: p2p::PeerId, data: &[u8]) -> Result<p2p::Verdict, DriverError> {
@@ -384,7 +443,7 @@ impl Core {
             self.sync.on_peer_head(from, block.header.height);
         }
         let sender = PeerId::new(&from.to_string());
-        let verdict = self.driver.on_message(now(), &sender, message, &mut self.outbox)?;
+        let verdict = self.on_peer_message(&sender, message)?;
         Ok(match verdict {
             Verdict::Accept => p2p::Verdict::Accept,
             Verdict::Ignore => p2p::Verdict::Ignore,
@@ -525,6 +584,14 @@ impl Core {
         self.metrics.finalized_height.set(to_i64(self.driver.finalized().map_or(0, |(height, _)| height.get())));
         self.metrics.mempool_transactions.set(to_i64(self.driver.mempool().len() as u64));
         self.metrics.mempool_bytes.set(to_i64(self.driver.mempool().size_bytes()));
+        self.metrics.sync_target.set(to_i64(self.sync_progress().map_or(0, |progress| progress.target)));
+        let finalized = self.driver.finalized();
+        if finalized != self.last_final {
+            self.last_final = finalized;
+            if let Some(finalized) = finalized {
+                let _ = self.finals.send(finalized);
+            }
+        }
         if head.hash != self.last_head {
             self.metrics.head_changes.inc();
             self.last_head = head.hash;

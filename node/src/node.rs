@@ -130,11 +130,13 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
 
     let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE_MAX);
     let (heads, _) = broadcast::channel(HEAD_NOTICES_MAX);
+    let (finals, _) = broadcast::channel(HEAD_NOTICES_MAX);
     let (rpc_addr, rpc) = rpc::start(
         settings.rpc,
         inputs_tx.clone(),
         net.clone(),
         heads.clone(),
+        finals.clone(),
         registry.sub_registry_with_prefix("chorus"),
     )
     .await
@@ -162,7 +164,7 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     };
 
     let (stop_tx, stop) = oneshot::channel();
-    let core = Core::new(Driver::new(store, engine), net.clone(), miner, inputs_tx, heads, metrics);
+    let core = Core::new(Driver::new(store, engine), net.clone(), miner, inputs_tx, heads, finals, metrics);
     let mut core = tokio::spawn(core.run(events, inputs, mined, stop));
     let result = tokio::select! {
         result = &mut core => Some(result),

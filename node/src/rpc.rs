@@ -141,6 +141,24 @@ pub const METHODS: &[MethodDef] = &[
         params: &[("subscription", "string", true)],
         result: "boolean",
     },
+    MethodDef {
+        name: "chain_subscribeFinalized",
+        summary: "Notifies every newly final block (chain_finalized); silent under an engine without finality (PoW).",
+        params: &[],
+        result: "string",
+    },
+    MethodDef {
+        name: "chain_unsubscribeFinalized",
+        summary: "Ends a chain_subscribeFinalized subscription.",
+        params: &[("subscription", "string", true)],
+        result: "boolean",
+    },
+    MethodDef {
+        name: "consensus_validators",
+        summary: "The active set: validators and stakes, delegates and votes, or Raft members and leader; empty under PoW, where anyone may mine.",
+        params: &[],
+        result: "object",
+    },
     MethodDef { name: "rpc.discover", summary: "This API as an OpenRPC document.", params: &[], result: "object" },
 ];
 
@@ -178,6 +196,7 @@ struct Context {
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
     heads: broadcast::Sender<HeadInfo>,
+    finals: broadcast::Sender<(Height, Hash)>,
 }
 
 impl Context {
@@ -195,6 +214,7 @@ pub async fn start(
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
     heads: broadcast::Sender<HeadInfo>,
+    finals: broadcast::Sender<(Height, Hash)>,
     registry: &mut Registry,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
     let config = ServerConfig::builder()
@@ -207,7 +227,7 @@ pub async fn start(
     let guard = RpcServiceBuilder::new().layer_fn(move |service| Guard::new(service, metrics.clone()));
     let server = Server::builder().set_config(config).set_rpc_middleware(guard).build(addr).await?;
     let bound = server.local_addr()?;
-    let module = module(Context { inputs, net, heads })?;
+    let module = module(Context { inputs, net, heads, finals })?;
     Ok((bound, server.start(module)))
 }
 
@@ -341,6 +361,34 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             }
         },
     )?;
+    module.register_subscription(
+        "chain_subscribeFinalized",
+        "chain_finalized",
+        "chain_unsubscribeFinalized",
+        |_, pending, context, _| async move {
+            let mut finals = context.finals.subscribe();
+            let sink = pending.accept().await?;
+            loop {
+                let (height, hash) = match finals.recv().await {
+                    Ok(finalized) => finalized,
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                };
+                let notice = json!({ "height": height.get(), "hash": hash });
+                let message = SubscriptionMessage::new("chain_finalized", sink.subscription_id(), &notice)?;
+                if sink.send(message).await.is_err() {
+                    return Ok(());
+                }
+            }
+        },
+    )?;
+    module.register_async_method("consensus_validators", |_, context, _| async move {
+        let status = context.call(Call::Status).await?;
+        Ok::<_, ErrorObjectOwned>(match status.engine {
+            "pow" => json!({ "engine": "pow", "open": true, "validators": [] }),
+            other => json!({ "engine": other, "open": false, "validators": [] }),
+        })
+    })?;
     module.register_method("rpc.discover", |_, _, _| openrpc())?;
     Ok(module)
 }

@@ -217,6 +217,9 @@ fn dev_node_produces_blocks_and_includes_a_transfer() {
     let by_hash = node.ok("chain_getBlock", json!([block["hash"]]));
     assert_eq!(by_hash["height"], block["height"]);
 
+    assert_eq!(node.ok("consensus_validators", json!([]))["engine"], "pow");
+    assert!(node.metric("chorus_blocks_imported_total") >= 3.0, "mined blocks are counted");
+
     // A proof against the block's state root comes with the account when asked for.
     let account = node.ok("state_getAccount", json!([bob.to_string(), height]));
     assert_eq!(account["proof"]["height"], height);
@@ -297,6 +300,11 @@ async fn head_subscription_delivers_new_heads_in_order() {
         .subscribe::<Value, _>("chain_subscribeHeads", rpc_params![], "chain_unsubscribeHeads")
         .await
         .expect("subscribe");
+    // PoW never finalizes: the subscription is accepted and stays silent.
+    let _finals = client
+        .subscribe::<Value, _>("chain_subscribeFinalized", rpc_params![], "chain_unsubscribeFinalized")
+        .await
+        .expect("subscribe to finality");
     let mut previous: Option<u64> = None;
     for _ in 0..5 {
         let head =
@@ -333,6 +341,8 @@ fn late_nodes_sync_from_zero_from_several_peers_and_follow() {
     let target = first.height();
     eventually("the second node caught up", &second, || (second.height() >= target).then_some(()));
     assert!(second.log().contains("syncing"), "range sync reported progress:\n{}", second.log());
+    assert!(second.metric("chorus_blocks_imported_total") >= LENGTH as f64);
+    assert!(second.metric("chorus_block_import_seconds_count") >= LENGTH as f64);
 
     // The third knows both: ranges come from each of them.
     let third_dir = path("third");
