@@ -159,11 +159,6 @@ impl NodeMetrics {
 /// How often range-sync progress is logged.
 const SYNC_LOG_INTERVAL_MS: u64 = 5_000;
 
-/// Bound of the queue of inputs other than network events (RPC calls and sync answers).
-pub const INPUT_QUEUE_MAX: usize = 1_024;
-/// Head notices kept for slow subscribers; a subscriber further behind skips ahead.
-pub const HEAD_NOTICES_MAX: usize = 256;
-
 pub struct Core {
     driver: Driver,
     net: NetworkHandle,

@@ -14,10 +14,11 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{DevArgs, LogFormat, NodeSettings, RunArgs};
-use crate::daemon::{Core, HEAD_NOTICES_MAX, INPUT_QUEUE_MAX, NodeMetrics};
+use crate::daemon::{Core, NodeMetrics};
 use crate::driver::Driver;
 use crate::miner::ThreadMiner;
 use crate::{commands, dev, rpc};
+use chorus_chain::limits;
 
 /// Prints a start-up line on stdout. A closed stdout (a supervisor that stopped reading) is
 /// not a reason to stop the node, so write errors are ignored instead of panicking.
@@ -30,9 +31,6 @@ macro_rules! announce {
 
 /// How long a clean shutdown may take before the process exits anyway (a kill is safe too).
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Mined blocks waiting for the node's task.
-const MINED_QUEUE_MAX: usize = 4;
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = args.resolve()?;
@@ -128,9 +126,9 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     }
     let metrics = NodeMetrics::register(registry.sub_registry_with_prefix("chorus"));
 
-    let (inputs_tx, inputs) = mpsc::channel(INPUT_QUEUE_MAX);
-    let (heads, _) = broadcast::channel(HEAD_NOTICES_MAX);
-    let (finals, _) = broadcast::channel(HEAD_NOTICES_MAX);
+    let (inputs_tx, inputs) = mpsc::channel(limits::NODE_INPUT_QUEUE_MAX as usize);
+    let (heads, _) = broadcast::channel(limits::RPC_NOTICES_QUEUED_MAX as usize);
+    let (finals, _) = broadcast::channel(limits::RPC_NOTICES_QUEUED_MAX as usize);
     let (rpc_addr, rpc) = rpc::start(
         settings.rpc,
         inputs_tx.clone(),
@@ -146,11 +144,11 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
         serve_metrics(settings.metrics, Arc::new(registry)).await.context("cannot start the metrics server")?;
     announce!("metrics at http://{metrics_addr}/metrics");
 
-    let (mined_tx, mined) = mpsc::channel(MINED_QUEUE_MAX);
+    let (mined_tx, mined) = mpsc::channel(limits::MINED_BLOCKS_QUEUED_MAX as usize);
     let miner = match coinbase {
         Some(coinbase) => {
             announce!("mining on {} thread(s), rewards to {coinbase}", settings.miner_threads);
-            let (found, finds) = std::sync::mpsc::sync_channel(MINED_QUEUE_MAX);
+            let (found, finds) = std::sync::mpsc::sync_channel(limits::MINED_BLOCKS_QUEUED_MAX as usize);
             std::thread::Builder::new().name("mined".to_owned()).spawn(move || {
                 while let Ok(block) = finds.recv() {
                     if mined_tx.blocking_send(block).is_err() {

@@ -1,7 +1,8 @@
 //! JSON-RPC 2.0 over HTTP and WebSocket on one port (jsonrpsee).
 //!
-//! [`METHODS`] is the one list of methods: the server registers exactly these (a test checks
-//! it) and `rpc.discover` returns the OpenRPC document built from it. [`ErrorCode`] holds every
+//! [`METHODS`] is the one list of methods: the server registers exactly these (checked when the
+//! module is built, so every start would fail otherwise) and `rpc.discover` returns the OpenRPC
+//! document built from it. [`ErrorCode`] holds every
 //! error code the node returns, each with a message that says what was wrong.
 
 use std::net::SocketAddr;
@@ -390,6 +391,15 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
         })
     })?;
     module.register_method("rpc.discover", |_, _, _| openrpc())?;
+    // rpc.discover must describe exactly what is served.
+    let served: Vec<&str> = module.method_names().collect();
+    let documented: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
+    for name in &served {
+        assert!(documented.contains(name), "invariant: method {name} is served but not in METHODS");
+    }
+    for name in &documented {
+        assert!(served.contains(name), "invariant: method {name} is in METHODS but not served");
+    }
     Ok(module)
 }
 

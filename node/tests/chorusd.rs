@@ -472,3 +472,58 @@ async fn floods_of_calls_and_subscriptions_are_refused_and_the_node_keeps_servin
     let metrics = node.metric("chorus_rpc_calls_total{method=\"chain_getHead\",outcome=\"rate_limited\"}");
     assert_eq!(metrics as usize, limited, "refusals are counted");
 }
+
+#[test]
+fn sigterm_stops_the_node_cleanly_and_it_reopens_where_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("chain");
+    let args = dev_args(&["--data-dir", data_dir.to_str().expect("utf-8")]);
+    let mut node = Node::start(&args, dir.path());
+    eventually("a few blocks", &node, || (node.height() >= 3).then_some(()));
+    let status = Command::new("kill").args(["-TERM", &node.child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = node.child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM; log:\n{}", node.log());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}; log:\n{}", node.log());
+    drop(node);
+    let node = Node::start(&args, dir.path());
+    assert!(node.stdout.iter().any(|line| line.contains("state is kept")), "{:?}", node.stdout);
+    assert!(node.height() >= 3, "reopened on its chain");
+}
+
+#[test]
+fn settings_layer_flags_over_environment_over_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("chorusd.toml");
+    // The file asks for a fixed port; the environment overrides it with any free one.
+    std::fs::write(&config, "rpc = \"127.0.0.1:1\"\nmetrics = \"127.0.0.1:0\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n")
+        .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chorusd"))
+        .args(["dev", "--tmp", "--config", config.to_str().expect("utf-8")])
+        .env("CHORUS_RPC", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runs");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let rpc_line =
+        stdout.lines().map_while(Result::ok).find(|line| line.starts_with("RPC listening on")).expect("rpc line");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(!rpc_line.contains("127.0.0.1:1 "), "the environment overrides the file: {rpc_line}");
+
+    // A flag overrides the environment (which, invalid, would otherwise stop start-up).
+    let output = Command::new(env!("CARGO_BIN_EXE_chorusd"))
+        .args(["dev", "--tmp", "--rpc", "not-an-address"])
+        .env("CHORUS_RPC", "127.0.0.1:0")
+        .output()
+        .expect("runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--rpc"), "the flag's error names it");
+}

@@ -199,6 +199,15 @@ pub const RPC_CONNECTIONS_MAX: u32 = 100;
 /// Subscriptions one WebSocket connection may hold.
 pub const RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 16;
 
+/// RPC calls and sync answers queued for the node's task; callers wait for room.
+pub const NODE_INPUT_QUEUE_MAX: u32 = 1_024;
+
+/// Head and finality notices kept for slow subscribers; one further behind skips ahead.
+pub const RPC_NOTICES_QUEUED_MAX: u32 = 256;
+
+/// Blocks the miner threads found and the node's task has not taken yet.
+pub const MINED_BLOCKS_QUEUED_MAX: u32 = 4;
+
 /// Sustained JSON-RPC calls per second on one connection, and the burst above it a connection
 /// may spend at once (a token bucket); calls beyond get error 3001 instead of queueing.
 pub const RPC_CALLS_PER_SEC_MAX: u32 = 2_000;
