@@ -87,6 +87,7 @@ pub struct AccountInfo {
 pub struct StatusInfo {
     pub engine: &'static str,
     pub chain_id: String,
+    pub min_tx_fee: chorus_chain::primitives::Amount,
     pub head: HeadInfo,
     pub finalized: Option<(Height, Hash)>,
     pub mempool_txs: usize,
@@ -354,6 +355,7 @@ impl Core {
                 let _ = reply.send(StatusInfo {
                     engine: self.driver.engine().name(),
                     chain_id: store.genesis().chain_id.to_string(),
+                    min_tx_fee: store.genesis().params.min_tx_fee,
                     head: self.head(),
                     finalized: self.driver.finalized(),
                     mempool_txs: self.driver.mempool().len(),

@@ -120,7 +120,7 @@ pub const METHODS: &[MethodDef] = &[
     },
     MethodDef {
         name: "node_status",
-        summary: "Engine, chain id, peer id, peers, head, finalized, syncing.",
+        summary: "Engine, chain id, minimum fee, peer id, peers, head, finalized, syncing (with progress), mempool.",
         params: &[],
         result: "object",
     },
@@ -309,6 +309,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
         Ok::<_, ErrorObjectOwned>(json!({
             "engine": status.engine,
             "chainId": status.chain_id,
+            "minTxFee": status.min_tx_fee,
             "peerId": context.net.local_peer_id().to_string(),
             "peers": peers.connected.len(),
             "head": head_json(&status.head),

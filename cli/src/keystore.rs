@@ -1,0 +1,298 @@
+//! The encrypted keystore: one JSON file per key, `<name>.json` in the keystore directory.
+//!
+//! The 32-byte ed25519 seed is sealed with XChaCha20-Poly1305 under a key derived from the
+//! password by argon2id; the argon2 parameters, salt and nonce are stored in the file, so a
+//! file stays readable when defaults change. The name and address are stored in the clear
+//! (listing needs no password) and bound to the ciphertext as associated data, so editing them
+//! makes decryption fail. Files are written with mode 0600 and a file others can read is
+//! refused. Seeds and derived keys are zeroized when dropped.
+
+use std::path::{Path, PathBuf};
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chorus_chain::{Address, SecretKey};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+/// argon2id cost: 64 MiB, 3 passes, 1 lane (about a quarter second on this machine's cores).
+pub const ARGON2_M_COST_KIB: u32 = 64 * 1024;
+pub const ARGON2_T_COST: u32 = 3;
+pub const ARGON2_P_COST: u32 = 1;
+
+/// Largest key file read: a real one is under 1 KiB.
+const KEY_FILE_BYTES_MAX: u64 = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreError {
+    #[error("no key named {0:?} in the keystore (chorus wallet list shows them)")]
+    NotFound(String),
+    #[error("a key named {0:?} already exists")]
+    Exists(String),
+    #[error("key names are 1 to 64 characters of a-z, 0-9, '-' and '_', got {0:?}")]
+    BadName(String),
+    #[error("wrong password for key {0:?}")]
+    WrongPassword(String),
+    #[error("key file {path} is readable by others (mode {mode:o}); run chmod 600 on it")]
+    Permissions { path: PathBuf, mode: u32 },
+    #[error("key file {path} is damaged: {reason}")]
+    Damaged { path: PathBuf, reason: String },
+    #[error("keystore {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    version: u32,
+    name: String,
+    address: Address,
+    kdf: Kdf,
+    cipher: Cipher,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Kdf {
+    algorithm: String,
+    m_cost_kib: u32,
+    t_cost: u32,
+    p_cost: u32,
+    salt: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Cipher {
+    algorithm: String,
+    nonce: String,
+    ciphertext: String,
+}
+
+/// A key's public facts, readable without the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub name: String,
+    pub address: Address,
+}
+
+#[derive(Debug, Clone)]
+pub struct Keystore {
+    dir: PathBuf,
+}
+
+impl Keystore {
+    pub fn new(dir: impl Into<PathBuf>) -> Keystore {
+        Keystore { dir: dir.into() }
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, KeystoreError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-' || byte == b'_');
+        if !valid {
+            return Err(KeystoreError::BadName(name.to_owned()));
+        }
+        Ok(self.dir.join(format!("{name}.json")))
+    }
+
+    /// Seals `key` under `password` as `name`. Refuses to overwrite a key.
+    pub fn add(&self, name: &str, key: &SecretKey, password: &[u8]) -> Result<Entry, KeystoreError> {
+        let path = self.path(name)?;
+        let io = |source| KeystoreError::Io { path: self.dir.clone(), source };
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let salt: [u8; 16] = rand::random();
+        let nonce: [u8; 24] = rand::random();
+        let address = key.address();
+        let sealing_key = derive(password, &salt, ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST)
+            .map_err(|reason| KeystoreError::Damaged { path: path.clone(), reason })?;
+        let cipher = XChaCha20Poly1305::new_from_slice(sealing_key.as_slice()).expect("invariant: a 32-byte key");
+        let seed = Zeroizing::new(key.seed());
+        let aad = associated_data(name, &address);
+        let ciphertext = cipher
+            .encrypt(&XNonce::from(nonce), Payload { msg: seed.as_slice(), aad: &aad })
+            .expect("invariant: a 32-byte message encrypts");
+        let file = KeyFile {
+            version: 1,
+            name: name.to_owned(),
+            address,
+            kdf: Kdf {
+                algorithm: "argon2id".to_owned(),
+                m_cost_kib: ARGON2_M_COST_KIB,
+                t_cost: ARGON2_T_COST,
+                p_cost: ARGON2_P_COST,
+                salt: hex::encode(salt),
+            },
+            cipher: Cipher {
+                algorithm: "xchacha20poly1305".to_owned(),
+                nonce: hex::encode(nonce),
+                ciphertext: hex::encode(ciphertext),
+            },
+        };
+        let json = serde_json::to_vec_pretty(&file).expect("invariant: a key file serializes");
+        write_private(&path, &json).map_err(|source| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => KeystoreError::Exists(name.to_owned()),
+            _ => KeystoreError::Io { path: path.clone(), source },
+        })?;
+        Ok(Entry { name: name.to_owned(), address })
+    }
+
+    /// Every key's name and address, by name. No password needed.
+    pub fn list(&self) -> Result<Vec<Entry>, KeystoreError> {
+        let io = |source| KeystoreError::Io { path: self.dir.clone(), source };
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io(error)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_some_and(|extension| extension == "json") {
+                let file = read_file(&path)?;
+                keys.push(Entry { name: file.name, address: file.address });
+            }
+        }
+        keys.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(keys)
+    }
+
+    /// The entry for `name`, without decrypting it.
+    pub fn entry(&self, name: &str) -> Result<Entry, KeystoreError> {
+        let file = self.load(name)?;
+        Ok(Entry { name: file.name, address: file.address })
+    }
+
+    /// Decrypts `name`'s key.
+    pub fn unlock(&self, name: &str, password: &[u8]) -> Result<SecretKey, KeystoreError> {
+        let path = self.path(name)?;
+        let file = self.load(name)?;
+        let damaged = |reason: String| KeystoreError::Damaged { path: path.clone(), reason };
+        if file.kdf.algorithm != "argon2id" || file.cipher.algorithm != "xchacha20poly1305" {
+            return Err(damaged(format!("unknown algorithms {} / {}", file.kdf.algorithm, file.cipher.algorithm)));
+        }
+        let salt = hex::decode(&file.kdf.salt).map_err(|error| damaged(format!("salt: {error}")))?;
+        let nonce: [u8; 24] = hex::decode(&file.cipher.nonce)
+            .ok()
+            .and_then(|bytes| bytes.try_into().ok())
+            .ok_or_else(|| damaged("nonce is not 24 hex bytes".to_owned()))?;
+        let ciphertext =
+            hex::decode(&file.cipher.ciphertext).map_err(|error| damaged(format!("ciphertext: {error}")))?;
+        let sealing_key =
+            derive(password, &salt, file.kdf.m_cost_kib, file.kdf.t_cost, file.kdf.p_cost).map_err(damaged)?;
+        let cipher = XChaCha20Poly1305::new_from_slice(sealing_key.as_slice()).expect("invariant: a 32-byte key");
+        let aad = associated_data(&file.name, &file.address);
+        let seed = Zeroizing::new(
+            cipher
+                .decrypt(&XNonce::from(nonce), Payload { msg: &ciphertext, aad: &aad })
+                .map_err(|_| KeystoreError::WrongPassword(name.to_owned()))?,
+        );
+        let seed: [u8; 32] =
+            seed.as_slice().try_into().map_err(|_| damaged("the sealed seed is not 32 bytes".to_owned()))?;
+        let key = SecretKey::from_seed(seed);
+        if key.address() != file.address {
+            return Err(damaged("the sealed key does not match the stored address".to_owned()));
+        }
+        Ok(key)
+    }
+
+    fn load(&self, name: &str) -> Result<KeyFile, KeystoreError> {
+        let path = self.path(name)?;
+        if !path.exists() {
+            return Err(KeystoreError::NotFound(name.to_owned()));
+        }
+        read_file(&path)
+    }
+}
+
+fn associated_data(name: &str, address: &Address) -> Vec<u8> {
+    format!("chorus-keystore/v1/{name}/{address}").into_bytes()
+}
+
+fn derive(password: &[u8], salt: &[u8], m_cost: u32, t_cost: u32, p_cost: u32) -> Result<Zeroizing<[u8; 32]>, String> {
+    let params =
+        Params::new(m_cost, t_cost, p_cost, Some(32)).map_err(|error| format!("argon2 parameters: {error}"))?;
+    let mut key = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(password, salt, key.as_mut_slice())
+        .map_err(|error| format!("argon2: {error}"))?;
+    Ok(key)
+}
+
+fn read_file(path: &Path) -> Result<KeyFile, KeystoreError> {
+    let io = |source| KeystoreError::Io { path: path.to_owned(), source };
+    let metadata = std::fs::metadata(path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeystoreError::Permissions { path: path.to_owned(), mode });
+        }
+    }
+    if metadata.len() > KEY_FILE_BYTES_MAX {
+        return Err(KeystoreError::Damaged {
+            path: path.to_owned(),
+            reason: format!("{} bytes is too large for a key file", metadata.len()),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|error| KeystoreError::Damaged { path: path.to_owned(), reason: error.to_string() })
+}
+
+/// Creates `path` with mode 0600 (never overwriting) and writes `bytes` durably.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_with_their_password_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Keystore::new(dir.path().join("keys"));
+        let key = SecretKey::from_seed([3; 32]);
+        let entry = store.add("alice", &key, b"correct horse").expect("add");
+        assert_eq!(entry.address, key.address());
+        assert!(matches!(store.add("alice", &key, b"x"), Err(KeystoreError::Exists(_))));
+        assert!(matches!(store.add("Alice!", &key, b"x"), Err(KeystoreError::BadName(_))));
+        assert_eq!(store.list().expect("list"), vec![entry]);
+        assert_eq!(store.unlock("alice", b"correct horse").expect("unlock").seed(), key.seed());
+        assert!(matches!(store.unlock("alice", b"wrong"), Err(KeystoreError::WrongPassword(_))));
+        assert!(matches!(store.unlock("bob", b"x"), Err(KeystoreError::NotFound(_))));
+
+        let path = dir.path().join("keys/alice.json");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert!(matches!(store.unlock("alice", b"correct horse"), Err(KeystoreError::Permissions { .. })));
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        // The file never holds the seed in the clear.
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(!text.contains(&hex::encode(key.seed())));
+        // Editing the clear-text address breaks the seal instead of misleading `list`.
+        let tampered = text.replace(&key.address().to_string(), &SecretKey::from_seed([4; 32]).address().to_string());
+        std::fs::remove_file(&path).expect("rm");
+        write_private(&path, tampered.as_bytes()).expect("write");
+        assert!(store.unlock("alice", b"correct horse").is_err());
+    }
+}

@@ -1,0 +1,385 @@
+//! `chorus`: the Chorus wallet. Talks to `chorusd` over JSON-RPC only; keys live in an
+//! encrypted keystore (see [`keystore`]). Every error is one line and a distinct exit code
+//! ([`Failure::exit_code`]); with `--json`, results and errors are JSON on stdout.
+
+mod keystore;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chorus_chain::primitives::{Amount, ChainId};
+use chorus_chain::tx::{Transaction, TxKind};
+use chorus_chain::{Address, SecretKey, codec};
+use clap::{Parser, Subcommand};
+use jsonrpsee::core::client::{ClientT, Error as ClientError};
+use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::rpc_params;
+use keystore::{Keystore, KeystoreError};
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+#[derive(Debug, Parser)]
+#[command(name = "chorus", version, about = "The Chorus wallet: keys, balances and transfers, over a node's JSON-RPC")]
+struct Cli {
+    /// The node's JSON-RPC URL.
+    #[arg(long, global = true, env = "CHORUS_RPC_URL", default_value = "http://127.0.0.1:8545")]
+    rpc: String,
+    /// The keystore directory [default: ~/.chorus/keystore].
+    #[arg(long, global = true, env = "CHORUS_KEYSTORE", value_name = "DIR")]
+    keystore: Option<PathBuf>,
+    /// Print results and errors as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Read the keystore password from this file (else CHORUS_PASSWORD, else a prompt).
+    #[arg(long, global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage keys.
+    #[command(subcommand)]
+    Wallet(WalletCommand),
+    /// An account's balance (an address, or a key's name).
+    Balance { account: String },
+    /// An account's full state at the head.
+    Account { address: String },
+    /// Send tokens.
+    Transfer {
+        /// The key that pays (its name in the keystore).
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        amount: u128,
+        /// [default: the chain's minimum fee]
+        #[arg(long)]
+        fee: Option<u128>,
+        /// [default: the account's next nonce at the node]
+        #[arg(long)]
+        nonce: Option<u64>,
+        /// Wait until the transfer is in a block.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// The node's status.
+    Status,
+    /// A block by height or hash [default: the head].
+    Block { id: Option<String> },
+    /// A transaction's status.
+    Tx { hash: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum WalletCommand {
+    /// Create a key.
+    New { name: String },
+    /// List keys (no password needed).
+    List,
+    /// Import a key from a file holding its hex seed, or one of `chorusd dev`'s accounts.
+    Import {
+        name: String,
+        #[arg(long, value_name = "FILE", conflicts_with = "dev")]
+        seed_file: Option<PathBuf>,
+        /// `chorusd dev` account number (its seed is public: never hold value with it).
+        #[arg(long, value_name = "N")]
+        dev: Option<u32>,
+    },
+    /// Print a key's secret seed (hex). Anyone who sees it controls the account.
+    Export { name: String },
+}
+
+/// Why a command failed; each kind has its own exit code.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Keystore(#[from] KeystoreError),
+    #[error("cannot reach the node at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the node refused: {message} (code {code})")]
+    Refused { code: i32, message: String },
+    #[error("{0}")]
+    Timeout(String),
+}
+
+impl Failure {
+    /// 1 is left for anything unexpected, 2 is clap's usage error.
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Input(_) => 3,
+            Failure::Keystore(KeystoreError::WrongPassword(_)) => 4,
+            Failure::Keystore(_) => 5,
+            Failure::Unreachable { .. } => 6,
+            Failure::Refused { .. } => 7,
+            Failure::Timeout(_) => 8,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Failure::Input(_) => "input",
+            Failure::Keystore(KeystoreError::WrongPassword(_)) => "wrong_password",
+            Failure::Keystore(_) => "keystore",
+            Failure::Unreachable { .. } => "unreachable",
+            Failure::Refused { .. } => "refused",
+            Failure::Timeout(_) => "timeout",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if json {
+                let mut error = json!({ "kind": failure.kind(), "message": failure.to_string() });
+                if let Failure::Refused { code, .. } = &failure {
+                    error["code"] = json!(code);
+                }
+                println!("{}", json!({ "error": error }));
+            } else {
+                eprintln!("chorus: {failure}");
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+struct Context {
+    rpc_url: String,
+    client: HttpClient,
+    keystore: Keystore,
+    password_file: Option<PathBuf>,
+    json: bool,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Context {
+    fn call(&self, method: &str, params: jsonrpsee::core::params::ArrayParams) -> Result<Value, Failure> {
+        self.runtime.block_on(self.client.request(method, params)).map_err(|error| match error {
+            ClientError::Call(error) => Failure::Refused { code: error.code(), message: error.message().to_owned() },
+            other => Failure::Unreachable { url: self.rpc_url.clone(), reason: other.to_string() },
+        })
+    }
+
+    /// The password: `--password-file`, else `CHORUS_PASSWORD`, else one prompt.
+    fn password(&self, prompt: &str) -> Result<Zeroizing<String>, Failure> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| Failure::Input(format!("password file {}: {error}", path.display())))?;
+            return Ok(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        if let Ok(password) = std::env::var("CHORUS_PASSWORD") {
+            return Ok(Zeroizing::new(password));
+        }
+        rpassword::prompt_password(prompt).map(Zeroizing::new).map_err(|error| {
+            Failure::Input(format!("cannot read a password (set CHORUS_PASSWORD or --password-file): {error}"))
+        })
+    }
+
+    fn print(&self, value: &Value, human: impl FnOnce() -> String) {
+        if self.json {
+            println!("{value}");
+        } else {
+            println!("{}", human());
+        }
+    }
+
+    /// An address, or the address of a key in the keystore.
+    fn address(&self, text: &str) -> Result<Address, Failure> {
+        if text.starts_with("chorus1") {
+            return Address::parse(text).map_err(|error| Failure::Input(error.to_string()));
+        }
+        Ok(self.keystore.entry(text)?.address)
+    }
+}
+
+fn default_keystore() -> PathBuf {
+    std::env::var_os("HOME")
+        .map_or_else(|| PathBuf::from(".chorus/keystore"), |home| PathBuf::from(home).join(".chorus/keystore"))
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let client = HttpClientBuilder::default()
+        .request_timeout(Duration::from_secs(30))
+        .build(&cli.rpc)
+        .map_err(|error| Failure::Input(format!("--rpc {}: {error}", cli.rpc)))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Failure::Input(error.to_string()))?;
+    let context = Context {
+        rpc_url: cli.rpc.clone(),
+        client,
+        keystore: Keystore::new(cli.keystore.clone().unwrap_or_else(default_keystore)),
+        password_file: cli.password_file.clone(),
+        json: cli.json,
+        runtime,
+    };
+    match cli.command {
+        Command::Wallet(command) => wallet(&context, command),
+        Command::Balance { account } => {
+            let address = context.address(&account)?;
+            let state = context.call("state_getAccount", rpc_params![address.to_string()])?;
+            let balance = state["balance"].as_str().unwrap_or("0").to_owned();
+            context.print(&json!({ "address": address, "balance": balance, "height": state["height"] }), || {
+                balance.clone()
+            });
+            Ok(())
+        }
+        Command::Account { address } => {
+            let address = Address::parse(&address).map_err(|error| Failure::Input(error.to_string()))?;
+            let state = context.call("state_getAccount", rpc_params![address.to_string()])?;
+            context.print(&state, || serde_json::to_string_pretty(&state).unwrap_or_default());
+            Ok(())
+        }
+        Command::Transfer { from, to, amount, fee, nonce, wait } => {
+            let to = Address::parse(&to).map_err(|error| Failure::Input(error.to_string()))?;
+            transfer(&context, &from, TxKind::Transfer { to, amount: Amount::new(amount) }, fee, nonce, wait)
+        }
+        Command::Status => {
+            let status = context.call("node_status", rpc_params![])?;
+            context.print(&status, || {
+                format!(
+                    "chain {} ({}), head {} {}, peers {}, syncing {}",
+                    status["chainId"].as_str().unwrap_or("?"),
+                    status["engine"].as_str().unwrap_or("?"),
+                    status["head"]["height"],
+                    status["head"]["hash"].as_str().unwrap_or("?"),
+                    status["peers"],
+                    status["syncing"],
+                )
+            });
+            Ok(())
+        }
+        Command::Block { id } => {
+            let id = match id {
+                None => context.call("chain_getHead", rpc_params![])?["height"].clone(),
+                Some(text) => text.parse::<u64>().map_or_else(|_| json!(text), |height| json!(height)),
+            };
+            let block = context.call("chain_getBlock", rpc_params![id.clone()])?;
+            if block.is_null() {
+                return Err(Failure::Input(format!("no block {id}")));
+            }
+            context.print(&block, || serde_json::to_string_pretty(&block).unwrap_or_default());
+            Ok(())
+        }
+        Command::Tx { hash } => {
+            let status = context.call("tx_get", rpc_params![hash])?;
+            context.print(&status, || match status["height"].as_u64() {
+                Some(height) => format!("{} in block {height}", status["status"].as_str().unwrap_or("?")),
+                None => status["status"].as_str().unwrap_or("?").to_owned(),
+            });
+            Ok(())
+        }
+    }
+}
+
+fn wallet(context: &Context, command: WalletCommand) -> Result<(), Failure> {
+    match command {
+        WalletCommand::New { name } => {
+            let password = context.password(&format!("password for new key {name}: "))?;
+            let entry = context.keystore.add(&name, &SecretKey::generate(), password.as_bytes())?;
+            context.print(&json!(entry), || format!("{} {}", entry.name, entry.address));
+        }
+        WalletCommand::List => {
+            let entries = context.keystore.list()?;
+            context.print(&json!(entries), || {
+                entries.iter().map(|entry| format!("{} {}", entry.name, entry.address)).collect::<Vec<_>>().join("\n")
+            });
+        }
+        WalletCommand::Import { name, seed_file, dev } => {
+            let key = match (seed_file, dev) {
+                (Some(path), None) => {
+                    let text = Zeroizing::new(
+                        std::fs::read_to_string(&path)
+                            .map_err(|error| Failure::Input(format!("{}: {error}", path.display())))?,
+                    );
+                    let bytes = Zeroizing::new(
+                        hex::decode(text.trim())
+                            .map_err(|_| Failure::Input(format!("{} does not hold a hex seed", path.display())))?,
+                    );
+                    let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                        Failure::Input(format!("{} holds {} bytes, a seed is 32", path.display(), bytes.len()))
+                    })?;
+                    SecretKey::from_seed(seed)
+                }
+                (None, Some(index)) => SecretKey::from_seed(dev_seed(index)),
+                _ => return Err(Failure::Input("give --seed-file FILE or --dev N".to_owned())),
+            };
+            let password = context.password(&format!("password for key {name}: "))?;
+            let entry = context.keystore.add(&name, &key, password.as_bytes())?;
+            context.print(&json!(entry), || format!("{} {}", entry.name, entry.address));
+        }
+        WalletCommand::Export { name } => {
+            let password = context.password(&format!("password for key {name}: "))?;
+            let key = context.keystore.unlock(&name, password.as_bytes())?;
+            let seed = Zeroizing::new(hex::encode(key.seed()));
+            context
+                .print(&json!({ "name": name, "address": key.address(), "seed": seed.as_str() }), || seed.to_string());
+        }
+    }
+    Ok(())
+}
+
+/// `chorusd dev` account `index`'s seed: SHA-256 of "chorus dev account <index>" (README).
+fn dev_seed(index: u32) -> [u8; 32] {
+    chorus_chain::primitives::Hash::digest(format!("chorus dev account {index}").as_bytes()).0
+}
+
+fn transfer(
+    context: &Context,
+    from: &str,
+    kind: TxKind,
+    fee: Option<u128>,
+    nonce: Option<u64>,
+    wait: bool,
+) -> Result<(), Failure> {
+    let entry = context.keystore.entry(from)?;
+    let status = context.call("node_status", rpc_params![])?;
+    let chain_id = status["chainId"]
+        .as_str()
+        .and_then(|text| ChainId::new(text).ok())
+        .ok_or_else(|| Failure::Input("the node reported no chain id".to_owned()))?;
+    let nonce = match nonce {
+        Some(nonce) => nonce,
+        None => {
+            context.call("state_getAccount", rpc_params![entry.address.to_string()])?["nonce"].as_u64().unwrap_or(0)
+        }
+    };
+    let fee = fee.unwrap_or_else(|| status["minTxFee"].as_str().and_then(|fee| fee.parse().ok()).unwrap_or(1));
+    let password = context.password(&format!("password for key {from}: "))?;
+    let key = context.keystore.unlock(from, password.as_bytes())?;
+    let tx = Transaction { chain_id, sender: entry.address, nonce, fee: Amount::new(fee), kind }.sign(&key);
+    let hash = context.call("tx_submit", rpc_params![hex::encode(codec::encode(&tx))])?;
+    let hash = hash.as_str().unwrap_or_default().to_owned();
+    if !wait {
+        context.print(&json!({ "hash": hash, "status": "pending" }), || hash.clone());
+        return Ok(());
+    }
+    if !context.json {
+        eprintln!("submitted {hash}; waiting for a block ...");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = context.call("tx_get", rpc_params![hash.clone()])?;
+        if let Some(height) = status["height"].as_u64() {
+            context.print(&json!({ "hash": hash, "status": status["status"], "height": height }), || {
+                format!("{hash} included in block {height}")
+            });
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::Timeout(format!("{hash} not in a block after 120 s (status: {})", status["status"])));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,172 @@
+//! `chorus` against a real `chorusd dev` node.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// A `chorusd dev --tmp` process, killed when dropped.
+struct DevNode {
+    child: Child,
+    rpc_url: String,
+}
+
+impl DevNode {
+    fn start() -> DevNode {
+        // nextest builds every binary of the workspace into one directory.
+        let chorusd = Path::new(env!("CARGO_BIN_EXE_chorus")).with_file_name("chorusd");
+        let mut child = Command::new(chorusd)
+            .args([
+                "dev",
+                "--tmp",
+                "--rpc",
+                "127.0.0.1:0",
+                "--metrics",
+                "127.0.0.1:0",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chorusd dev starts (built by the workspace test build)");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let rpc_url = loop {
+            let line = lines.next().expect("chorusd exited early").expect("line");
+            if let Some(rest) = line.strip_prefix("RPC listening on ") {
+                break rest.split_whitespace().next().expect("url").to_owned();
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        DevNode { child, rpc_url }
+    }
+}
+
+impl Drop for DevNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Wallet {
+    keystore: PathBuf,
+    rpc_url: String,
+}
+
+impl Wallet {
+    fn run(&self, args: &[&str], password: Option<&str>) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_chorus"));
+        command
+            .args(["--rpc", &self.rpc_url, "--keystore", self.keystore.to_str().expect("utf-8")])
+            .args(args)
+            .env_remove("CHORUS_PASSWORD");
+        if let Some(password) = password {
+            command.env("CHORUS_PASSWORD", password);
+        }
+        command.stdin(Stdio::null()).output().expect("chorus runs")
+    }
+
+    fn ok(&self, args: &[&str], password: Option<&str>) -> String {
+        let output = self.run(args, password);
+        assert!(output.status.success(), "chorus {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+    }
+
+    fn json(&self, args: &[&str], password: Option<&str>) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all, password)).expect("--json prints JSON")
+    }
+
+    fn balance(&self, account: &str) -> u128 {
+        self.ok(&["balance", account], None).parse().expect("a number")
+    }
+}
+
+#[test]
+fn a_new_wallet_is_funded_from_a_dev_account_and_transfers_with_wait() {
+    let node = DevNode::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc_url.clone() };
+
+    let created = wallet.json(&["wallet", "new", "alice"], Some("pw-alice"));
+    let alice = created["address"].as_str().expect("address").to_owned();
+    wallet.ok(&["wallet", "import", "dev1", "--dev", "1"], Some("pw-dev"));
+    let listed = wallet.json(&["wallet", "list"], None);
+    assert_eq!(listed.as_array().expect("list").len(), 2, "listing needs no password: {listed}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("keys/alice.json")).expect("file").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let funded =
+        wallet.json(&["transfer", "--from", "dev1", "--to", &alice, "--amount", "5000", "--wait"], Some("pw-dev"));
+    assert_eq!(funded["status"], "included", "{funded}");
+    assert_eq!(wallet.balance("alice"), 5_000);
+    let dev1_before = wallet.balance("dev1");
+
+    let bob = wallet.json(&["wallet", "new", "bob"], Some("pw-bob"))["address"].as_str().expect("address").to_owned();
+    let sent = wallet.json(
+        &["transfer", "--from", "alice", "--to", &bob, "--amount", "1200", "--fee", "3", "--wait"],
+        Some("pw-alice"),
+    );
+    assert!(sent["height"].as_u64().is_some(), "{sent}");
+    assert_eq!(wallet.balance(&bob), 1_200);
+    assert_eq!(wallet.balance("alice"), 5_000 - 1_203);
+    assert_eq!(wallet.balance("dev1"), dev1_before, "an unrelated account is untouched");
+    let tx = wallet.json(&["tx", sent["hash"].as_str().expect("hash")], None);
+    assert_eq!(tx["status"], "included");
+
+    // Export prints the seed only when asked, and only with the password.
+    let exported = wallet.json(&["wallet", "export", "alice"], Some("pw-alice"));
+    assert_eq!(exported["seed"].as_str().map(str::len), Some(64));
+}
+
+#[test]
+fn bad_input_gets_one_line_and_its_own_exit_code() {
+    let node = DevNode::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc_url.clone() };
+    wallet.ok(&["wallet", "import", "dev2", "--dev", "2"], Some("right"));
+    let exit = |output: &Output| output.status.code().expect("exit code");
+
+    let mistyped = "chorus1a96gzu903frf2pkr2lfjaqchzwhz44hc24pd62xnnt230068y9rslmgs64";
+    let output = wallet.run(&["transfer", "--from", "dev2", "--to", mistyped, "--amount", "1"], Some("right"));
+    assert_eq!(exit(&output), 3, "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("checksum"));
+    assert_eq!(String::from_utf8_lossy(&output.stderr).lines().count(), 1);
+
+    let output = wallet.run(&["wallet", "export", "dev2"], Some("wrong"));
+    assert_eq!(exit(&output), 4);
+    let output = wallet.run(&["--json", "wallet", "export", "dev2"], Some("wrong"));
+    let error: Value = serde_json::from_slice(&output.stdout).expect("JSON error");
+    assert_eq!(error["error"]["kind"], "wrong_password");
+
+    let output = wallet.run(&["balance", "nobody"], None);
+    assert_eq!(exit(&output), 5, "an unknown key name");
+
+    let offline = Wallet { keystore: wallet.keystore.clone(), rpc_url: "http://127.0.0.1:1".to_owned() };
+    let output = offline.run(&["status"], None);
+    assert_eq!(exit(&output), 6);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach the node"));
+
+    let poor = "chorus1rq50dhnadshgxql7yzens6vsksx3vsmzszlzw35l7a5y3clhftdsxpt329";
+    let output =
+        wallet.run(&["transfer", "--from", "dev2", "--to", poor, "--amount", "999999999999999999"], Some("right"));
+    assert_eq!(exit(&output), 7, "insufficient funds is refused by the node");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("insufficient balance"));
+    let output = wallet.run(
+        &["--json", "transfer", "--from", "dev2", "--to", poor, "--amount", "1", "--nonce", "0", "--wait"],
+        Some("right"),
+    );
+    assert!(output.status.success());
+    let output = wallet
+        .run(&["--json", "transfer", "--from", "dev2", "--to", poor, "--amount", "1", "--nonce", "0"], Some("right"));
+    assert_eq!(exit(&output), 7, "a used nonce");
+    let error: Value = serde_json::from_slice(&output.stdout).expect("JSON error");
+    assert_eq!(error["error"]["code"], 1003, "{error}");
+}
