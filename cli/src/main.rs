@@ -52,6 +52,7 @@ enum Command {
         /// The key that pays (its name in the keystore).
         #[arg(long)]
         from: String,
+        /// An address, or a key's name in the keystore.
         #[arg(long)]
         to: String,
         #[arg(long)]
@@ -242,7 +243,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Transfer { from, to, amount, fee, nonce, wait } => {
-            let to = Address::parse(&to).map_err(|error| Failure::Input(error.to_string()))?;
+            let to = context.address(&to)?;
             transfer(&context, &from, TxKind::Transfer { to, amount: Amount::new(amount) }, fee, nonce, wait)
         }
         Command::Status => {
