@@ -45,34 +45,81 @@ enum Command {
     Wallet(WalletCommand),
     /// An account's balance (an address, or a key's name).
     Balance { account: String },
-    /// An account's full state at the head.
-    Account { address: String },
+    /// An account's state at the head; with --verify, proven against a settled block's state root.
+    Account {
+        address: String,
+        /// Check the node's Merkle proof locally against the state root of a final block (or,
+        /// without finality, one six blocks deep).
+        #[arg(long)]
+        verify: bool,
+    },
     /// Send tokens.
     Transfer {
-        /// The key that pays (its name in the keystore).
-        #[arg(long)]
-        from: String,
         /// An address, or a key's name in the keystore.
         #[arg(long)]
         to: String,
         #[arg(long)]
         amount: u128,
-        /// [default: the chain's minimum fee]
-        #[arg(long)]
-        fee: Option<u128>,
-        /// [default: the account's next nonce at the node]
-        #[arg(long)]
-        nonce: Option<u64>,
-        /// Wait until the transfer is in a block.
-        #[arg(long)]
-        wait: bool,
+        #[command(flatten)]
+        tx: TxArgs,
     },
+    /// Lock balance as stake (weighs votes, and validators' power under PoS).
+    Stake {
+        amount: u128,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Start unbonding stake; it returns to the balance after the unbonding period.
+    Unstake {
+        amount: u128,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Delegate (DPoS) registration.
+    #[command(subcommand)]
+    Delegate(DelegateCommand),
+    /// Approve delegates with your stake (at most 30; none withdraws the vote).
+    Vote {
+        delegates: Vec<String>,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// The active validator, delegate or member set.
+    Validators,
+    /// Print a shell completion script.
+    Completions { shell: clap_complete::Shell },
     /// The node's status.
     Status,
     /// A block by height or hash [default: the head].
     Block { id: Option<String> },
     /// A transaction's status.
     Tx { hash: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum DelegateCommand {
+    /// Register the sending account as a delegate.
+    Register {
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+}
+
+/// What every transaction command takes.
+#[derive(Debug, Clone, clap::Args)]
+struct TxArgs {
+    /// The key that signs and pays (its name in the keystore).
+    #[arg(long)]
+    from: String,
+    /// [default: the chain's minimum fee]
+    #[arg(long)]
+    fee: Option<u128>,
+    /// [default: the account's next nonce at the node, counting its pending transactions]
+    #[arg(long)]
+    nonce: Option<u64>,
+    /// Wait until the transaction is in a block.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +154,8 @@ enum Failure {
     Refused { code: i32, message: String },
     #[error("{0}")]
     Timeout(String),
+    #[error("the node's proof does not verify: {0}")]
+    Unverified(String),
 }
 
 impl Failure {
@@ -119,6 +168,7 @@ impl Failure {
             Failure::Unreachable { .. } => 6,
             Failure::Refused { .. } => 7,
             Failure::Timeout(_) => 8,
+            Failure::Unverified(_) => 9,
         }
     }
 
@@ -130,6 +180,7 @@ impl Failure {
             Failure::Unreachable { .. } => "unreachable",
             Failure::Refused { .. } => "refused",
             Failure::Timeout(_) => "timeout",
+            Failure::Unverified(_) => "unverified",
         }
     }
 }
@@ -236,15 +287,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
             });
             Ok(())
         }
-        Command::Account { address } => {
+        Command::Account { address, verify } => {
             let address = Address::parse(&address).map_err(|error| Failure::Input(error.to_string()))?;
+            if verify {
+                return verified_account(&context, address);
+            }
             let state = context.call("state_getAccount", rpc_params![address.to_string()])?;
             context.print(&state, || serde_json::to_string_pretty(&state).unwrap_or_default());
             Ok(())
         }
-        Command::Transfer { from, to, amount, fee, nonce, wait } => {
+        Command::Transfer { to, amount, tx } => {
             let to = context.address(&to)?;
-            transfer(&context, &from, TxKind::Transfer { to, amount: Amount::new(amount) }, fee, nonce, wait)
+            submit(&context, &tx, TxKind::Transfer { to, amount: Amount::new(amount) })
+        }
+        Command::Stake { amount, tx } => submit(&context, &tx, TxKind::Stake { amount: Amount::new(amount) }),
+        Command::Unstake { amount, tx } => submit(&context, &tx, TxKind::Unstake { amount: Amount::new(amount) }),
+        Command::Delegate(DelegateCommand::Register { tx }) => submit(&context, &tx, TxKind::RegisterDelegate),
+        Command::Vote { delegates, tx } => {
+            let max = chorus_chain::limits::VOTE_DELEGATES_MAX as usize;
+            if delegates.len() > max {
+                return Err(Failure::Input(format!(
+                    "{} delegates given, a vote approves at most {max}",
+                    delegates.len()
+                )));
+            }
+            let delegates =
+                delegates.iter().map(|delegate| context.address(delegate)).collect::<Result<Vec<_>, _>>()?;
+            submit(&context, &tx, TxKind::Vote { delegates })
+        }
+        Command::Validators => {
+            let set = context.call("consensus_validators", rpc_params![])?;
+            context.print(&set, || serde_json::to_string_pretty(&set).unwrap_or_default());
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "chorus", &mut std::io::stdout());
+            Ok(())
         }
         Command::Status => {
             let status = context.call("node_status", rpc_params![])?;
@@ -336,14 +415,77 @@ fn dev_seed(index: u32) -> [u8; 32] {
     chorus_chain::primitives::Hash::digest(format!("chorus dev account {index}").as_bytes()).0
 }
 
-fn transfer(
-    context: &Context,
-    from: &str,
-    kind: TxKind,
-    fee: Option<u128>,
-    nonce: Option<u64>,
-    wait: bool,
-) -> Result<(), Failure> {
+/// Blocks below the head an account is proven at when the engine has no finality.
+const SETTLED_DEPTH: u64 = 6;
+
+/// Proves an account against a settled block's state root, locally.
+fn verified_account(context: &Context, address: Address) -> Result<(), Failure> {
+    let finalized = context.call("chain_getFinalized", rpc_params![])?;
+    let height = match finalized["height"].as_u64() {
+        Some(height) => height,
+        None => {
+            context.call("chain_getHead", rpc_params![])?["height"].as_u64().unwrap_or(0).saturating_sub(SETTLED_DEPTH)
+        }
+    };
+    let block = context.call("chain_getBlock", rpc_params![height])?;
+    let root = block["stateRoot"]
+        .as_str()
+        .and_then(|root| chorus_chain::primitives::Hash::from_hex(root).ok())
+        .ok_or_else(|| Failure::Input(format!("the node has no block {height}")))?;
+    let state = context.call("state_getAccount", rpc_params![address.to_string(), height])?;
+    let proof = &state["proof"];
+    let value = match proof["value"].as_str() {
+        Some(text) => {
+            Some(hex::decode(text).map_err(|error| Failure::Unverified(format!("proof value is not hex: {error}")))?)
+        }
+        None => None,
+    };
+    let bytes = hex::decode(proof["proof"].as_str().unwrap_or_default())
+        .map_err(|error| Failure::Unverified(format!("proof is not hex: {error}")))?;
+    let account = verify_account(address, root, value, &bytes)?;
+    let result = json!({
+        "address": address,
+        "height": height,
+        "stateRoot": root,
+        "verified": true,
+        "balance": account.balance,
+        "nonce": account.nonce,
+        "stake": account.stake,
+    });
+    context.print(&result, || {
+        format!(
+            "verified against block {height}'s state root {root}: balance {}, nonce {}, stake {}",
+            account.balance, account.nonce, account.stake
+        )
+    });
+    Ok(())
+}
+
+/// Checks a Merkle proof that `address` holds `value` under `root`; returns the account.
+fn verify_account(
+    address: Address,
+    root: chorus_chain::primitives::Hash,
+    value: Option<Vec<u8>>,
+    proof_bytes: &[u8],
+) -> Result<chorus_chain::state::Account, Failure> {
+    use chorus_chain::state::{StateKey, tree};
+    let proof =
+        tree::StateProof::from_parts(value, proof_bytes).map_err(|error| Failure::Unverified(error.to_string()))?;
+    tree::verify_proof(root, &StateKey::Account(address), &proof)
+        .map_err(|error| Failure::Unverified(error.to_string()))?;
+    match &proof.value {
+        Some(bytes) => codec::decode(bytes)
+            .map_err(|error| Failure::Unverified(format!("proven value is not an account: {error}"))),
+        // Proven absent: an account never used holds nothing.
+        None => Ok(chorus_chain::state::Account::default()),
+    }
+}
+
+/// Signs a transaction of `kind` with `--from`'s key, submits it, and with `--wait` waits for
+/// its block.
+fn submit(context: &Context, args: &TxArgs, kind: TxKind) -> Result<(), Failure> {
+    let TxArgs { from, fee, nonce, wait } = args.clone();
+    let from = from.as_str();
     let entry = context.keystore.entry(from)?;
     let status = context.call("node_status", rpc_params![])?;
     let chain_id = status["chainId"]
@@ -353,7 +495,7 @@ fn transfer(
     let nonce = match nonce {
         Some(nonce) => nonce,
         None => {
-            context.call("state_getAccount", rpc_params![entry.address.to_string()])?["nonce"].as_u64().unwrap_or(0)
+            context.call("state_getAccount", rpc_params![entry.address.to_string()])?["nextNonce"].as_u64().unwrap_or(0)
         }
     };
     let fee = fee.unwrap_or_else(|| status["minTxFee"].as_str().and_then(|fee| fee.parse().ok()).unwrap_or(1));
@@ -382,5 +524,41 @@ fn transfer(
             return Err(Failure::Timeout(format!("{hash} not in a block after 120 s (status: {})", status["status"])));
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chorus_chain::state::memory::MemoryState;
+    use chorus_chain::state::{StateKey, tree};
+    use chorus_chain::testing;
+
+    use super::*;
+
+    #[test]
+    fn a_true_proof_verifies_and_a_tampered_one_does_not() {
+        let genesis = testing::genesis(3, 1_000);
+        let (state, block) = MemoryState::from_genesis(&genesis).expect("genesis state");
+        let root = block.header.state_root;
+        let address = testing::key(1).address();
+        let proof =
+            tree::prove(&state, &StateKey::Account(address), chorus_chain::primitives::Height::GENESIS).expect("proof");
+        let bytes = proof.proof_bytes();
+        let account = verify_account(address, root, proof.value.clone(), &bytes).expect("a true proof verifies");
+        assert_eq!(account.balance, Amount::new(1_000));
+
+        // A richer account than the proof shows.
+        let mut richer = account.clone();
+        richer.balance = Amount::new(1_000_000);
+        let forged = Some(codec::encode(&richer));
+        assert!(matches!(verify_account(address, root, forged, &bytes), Err(Failure::Unverified(_))));
+        // The right value under another root, another account's key, or a damaged proof.
+        let other_root = chorus_chain::primitives::Hash::digest(b"another root");
+        assert!(verify_account(address, other_root, proof.value.clone(), &bytes).is_err());
+        assert!(verify_account(testing::key(2).address(), root, proof.value.clone(), &bytes).is_err());
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        assert!(verify_account(address, root, proof.value, &damaged).is_err());
     }
 }

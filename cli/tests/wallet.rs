@@ -170,3 +170,50 @@ fn bad_input_gets_one_line_and_its_own_exit_code() {
     let error: Value = serde_json::from_slice(&output.stdout).expect("JSON error");
     assert_eq!(error["error"]["code"], 1003, "{error}");
 }
+
+#[test]
+fn stake_unstake_delegate_vote_and_a_verified_account() {
+    let node = DevNode::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc_url.clone() };
+    wallet.ok(&["wallet", "import", "dev3", "--dev", "3"], Some("pw"));
+    let address = wallet.json(&["wallet", "list"], None)[0]["address"].as_str().expect("address").to_owned();
+    let account = |wallet: &Wallet| wallet.json(&["account", &address], None);
+
+    // Two transactions back to back: the second takes the nonce after the pending first.
+    let first = wallet.json(&["transfer", "--from", "dev3", "--to", "dev3", "--amount", "1"], Some("pw"));
+    let second = wallet.json(&["stake", "1000", "--from", "dev3", "--wait"], Some("pw"));
+    assert_ne!(first["hash"], second["hash"]);
+    assert_eq!(account(&wallet)["stake"], "1000");
+
+    wallet.json(&["delegate", "register", "--from", "dev3", "--wait"], Some("pw"));
+    wallet.json(&["vote", "dev3", "--from", "dev3", "--wait"], Some("pw"));
+    let state = account(&wallet);
+    assert_eq!(state["votes"][0].as_str(), Some(address.as_str()), "{state}");
+
+    let unstaked = wallet.json(&["unstake", "400", "--from", "dev3", "--wait"], Some("pw"));
+    assert!(unstaked["height"].as_u64().is_some());
+    let state = account(&wallet);
+    assert_eq!(state["stake"], "600");
+    assert_eq!(state["unbonding"][0]["amount"], "400", "{state}");
+
+    let too_many: Vec<String> = (0..31).map(|_| address.clone()).collect();
+    let mut args = vec!["vote", "--from", "dev3"];
+    args.extend(too_many.iter().map(String::as_str));
+    let output = wallet.run(&args, Some("pw"));
+    assert_eq!(output.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at most 30"));
+
+    assert_eq!(wallet.json(&["validators"], None)["engine"], "pow");
+    // Proven locally against the state root of a block six deep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while wallet.json(&["status"], None)["head"]["height"].as_u64().unwrap_or(0) < 8 {
+        assert!(std::time::Instant::now() < deadline, "the dev node mines");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let verified = wallet.json(&["account", &address, "--verify"], None);
+    assert_eq!(verified["verified"], true, "{verified}");
+
+    let completions = wallet.ok(&["completions", "bash"], None);
+    assert!(completions.contains("chorus"));
+}

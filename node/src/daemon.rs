@@ -77,6 +77,8 @@ pub enum TxStatus {
 #[derive(Debug, Clone)]
 pub struct AccountInfo {
     pub account: chorus_chain::state::Account,
+    /// The nonce the sender's next transaction should carry, counting its pending ones.
+    pub next_nonce: u64,
     pub height: Height,
     pub state_root: Hash,
     /// The proof asked for: at this height, against this state root.
@@ -386,7 +388,9 @@ impl Core {
             }
             None => None,
         };
-        Ok(AccountInfo { account: store.account(address)?, height: head, state_root: store.head().state_root, proof })
+        let account = store.account(address)?;
+        let next_nonce = self.driver.mempool().next_nonce(address, account.nonce);
+        Ok(AccountInfo { account, next_nonce, height: head, state_root: store.head().state_root, proof })
     }
 
     async fn on_net_event(&mut self, event: p2p::Event) -> Result<(), DriverError> {

@@ -188,6 +188,21 @@ impl Mempool {
         }
     }
 
+    /// The nonce a new transaction from `sender` should carry: after `committed` (the account's
+    /// nonce at the head), past the sender's pending transactions that follow it without a gap.
+    pub fn next_nonce(&self, sender: &Address, committed: u64) -> u64 {
+        let mut next = committed;
+        if let Some(pending) = self.by_sender.get(sender) {
+            for nonce in pending.range(committed..).map(|(nonce, _)| *nonce) {
+                if nonce != next {
+                    break;
+                }
+                next = next.saturating_add(1);
+            }
+        }
+        next
+    }
+
     /// Removes one transaction (e.g. one a block build found invalid).
     pub fn remove_tx(&mut self, tx: &SignedTransaction) {
         self.remove(&tx.tx.sender, tx.tx.nonce);
@@ -327,6 +342,8 @@ mod tests {
         // Balance 1,000: two transactions costing 401 each fit, a third does not.
         pool.insert(transfer(&genesis, 2, 0, 400), &state, &genesis).unwrap();
         pool.insert(transfer(&genesis, 2, 1, 400), &state, &genesis).unwrap();
+        assert_eq!(pool.next_nonce(&testing::key(2).address(), 0), 2, "past the pending ones");
+        assert_eq!(pool.next_nonce(&testing::key(1).address(), 0), 0);
         let error = pool.insert(transfer(&genesis, 2, 2, 400), &state, &genesis).unwrap_err();
         assert_eq!(
             error.to_string(),

@@ -102,7 +102,7 @@ pub const METHODS: &[MethodDef] = &[
     },
     MethodDef {
         name: "state_getAccount",
-        summary: "An account at the head; with proofHeight, a Merkle proof against that block's state root.",
+        summary: "An account at the head (nonce, and nextNonce counting pending transactions); with proofHeight, a Merkle proof against that block's state root.",
         params: &[("address", "string", true), ("proofHeight", "integer", false)],
         result: "object",
     },
@@ -266,6 +266,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             "address": address,
             "balance": account.balance,
             "nonce": account.nonce,
+            "nextNonce": info.next_nonce,
             "stake": account.stake,
             "unbonding": account.unbonding.iter().map(|entry| json!({ "amount": entry.amount, "releaseHeight": entry.release_at.get() })).collect::<Vec<_>>(),
             "votes": account.votes,
