@@ -145,6 +145,10 @@ enum WalletCommand {
 #[derive(Debug, thiserror::Error)]
 enum Failure {
     #[error("{0}")]
+    Address(String),
+    #[error("{0}")]
+    TooManyDelegates(String),
+    #[error("{0}")]
     Input(String),
     #[error("{0}")]
     Keystore(#[from] KeystoreError),
@@ -159,31 +163,44 @@ enum Failure {
 }
 
 impl Failure {
-    /// 1 is left for anything unexpected, 2 is clap's usage error.
+    /// 1 is left for anything unexpected, 2 is clap's usage error. README lists them all.
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Input(_) => 3,
+            Failure::Address(_) => 3,
             Failure::Keystore(KeystoreError::WrongPassword(_)) => 4,
             Failure::Keystore(_) => 5,
             Failure::Unreachable { .. } => 6,
+            Failure::Refused { code: INSUFFICIENT_BALANCE, .. } => 10,
+            Failure::Refused { code, .. } if NONCE_CONFLICTS.contains(code) => 11,
             Failure::Refused { .. } => 7,
             Failure::Timeout(_) => 8,
             Failure::Unverified(_) => 9,
+            Failure::TooManyDelegates(_) => 12,
+            Failure::Input(_) => 13,
         }
     }
 
     fn kind(&self) -> &'static str {
         match self {
-            Failure::Input(_) => "input",
+            Failure::Address(_) => "address",
             Failure::Keystore(KeystoreError::WrongPassword(_)) => "wrong_password",
             Failure::Keystore(_) => "keystore",
             Failure::Unreachable { .. } => "unreachable",
+            Failure::Refused { code: INSUFFICIENT_BALANCE, .. } => "insufficient_balance",
+            Failure::Refused { code, .. } if NONCE_CONFLICTS.contains(code) => "nonce_conflict",
             Failure::Refused { .. } => "refused",
             Failure::Timeout(_) => "timeout",
             Failure::Unverified(_) => "unverified",
+            Failure::TooManyDelegates(_) => "too_many_delegates",
+            Failure::Input(_) => "input",
         }
     }
 }
+
+/// The node's JSON-RPC codes (README's table) the wallet tells apart.
+const INSUFFICIENT_BALANCE: i32 = 1010;
+/// Nonce used, too far ahead, the same transaction pending, a replacement without a higher fee.
+const NONCE_CONFLICTS: [i32; 4] = [1003, 1004, 1006, 1007];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -248,7 +265,7 @@ impl Context {
     /// An address, or the address of a key in the keystore.
     fn address(&self, text: &str) -> Result<Address, Failure> {
         if text.starts_with("chorus1") {
-            return Address::parse(text).map_err(|error| Failure::Input(error.to_string()));
+            return Address::parse(text).map_err(|error| Failure::Address(error.to_string()));
         }
         Ok(self.keystore.entry(text)?.address)
     }
@@ -288,7 +305,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Account { address, verify } => {
-            let address = Address::parse(&address).map_err(|error| Failure::Input(error.to_string()))?;
+            let address = Address::parse(&address).map_err(|error| Failure::Address(error.to_string()))?;
             if verify {
                 return verified_account(&context, address);
             }
@@ -306,7 +323,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Vote { delegates, tx } => {
             let max = chorus_chain::limits::VOTE_DELEGATES_MAX as usize;
             if delegates.len() > max {
-                return Err(Failure::Input(format!(
+                return Err(Failure::TooManyDelegates(format!(
                     "{} delegates given, a vote approves at most {max}",
                     delegates.len()
                 )));
@@ -508,24 +525,43 @@ fn submit(context: &Context, args: &TxArgs, kind: TxKind) -> Result<(), Failure>
         context.print(&json!({ "hash": hash, "status": "pending" }), || hash.clone());
         return Ok(());
     }
-    if !context.json {
+    // A spinner on a terminal; plain lines for logs, pipes and --json.
+    let spinner = (!context.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.enable_steady_tick(Duration::from_millis(100));
+        spinner.set_message(format!("{hash}: waiting for a block"));
+        spinner
+    });
+    if spinner.is_none() && !context.json {
         eprintln!("submitted {hash}; waiting for a block ...");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let deadline = std::time::Instant::now() + Duration::from_secs(WAIT_SECS);
     loop {
         let status = context.call("tx_get", rpc_params![hash.clone()])?;
         if let Some(height) = status["height"].as_u64() {
+            if let Some(spinner) = &spinner {
+                spinner.finish_and_clear();
+            }
             context.print(&json!({ "hash": hash, "status": status["status"], "height": height }), || {
                 format!("{hash} included in block {height}")
             });
             return Ok(());
         }
+        if let Some(spinner) = &spinner {
+            spinner.set_message(format!("{hash}: {}, waiting for a block", status["status"].as_str().unwrap_or("?")));
+        }
         if std::time::Instant::now() > deadline {
-            return Err(Failure::Timeout(format!("{hash} not in a block after 120 s (status: {})", status["status"])));
+            return Err(Failure::Timeout(format!(
+                "{hash} not in a block after {WAIT_SECS} s (status: {})",
+                status["status"]
+            )));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// How long `--wait` waits for a block.
+const WAIT_SECS: u64 = 120;
 
 #[cfg(test)]
 mod tests {

@@ -148,6 +148,8 @@ fn bad_input_gets_one_line_and_its_own_exit_code() {
 
     let output = wallet.run(&["balance", "nobody"], None);
     assert_eq!(exit(&output), 5, "an unknown key name");
+    let output = wallet.run(&["balance", "chorus1qqqq"], None);
+    assert_eq!(exit(&output), 3, "a malformed address");
 
     let offline = Wallet { keystore: wallet.keystore.clone(), rpc_url: "http://127.0.0.1:1".to_owned() };
     let output = offline.run(&["status"], None);
@@ -157,7 +159,7 @@ fn bad_input_gets_one_line_and_its_own_exit_code() {
     let poor = "chorus1rq50dhnadshgxql7yzens6vsksx3vsmzszlzw35l7a5y3clhftdsxpt329";
     let output =
         wallet.run(&["transfer", "--from", "dev2", "--to", poor, "--amount", "999999999999999999"], Some("right"));
-    assert_eq!(exit(&output), 7, "insufficient funds is refused by the node");
+    assert_eq!(exit(&output), 10, "insufficient funds is refused by the node");
     assert!(String::from_utf8_lossy(&output.stderr).contains("insufficient balance"));
     let output = wallet.run(
         &["--json", "transfer", "--from", "dev2", "--to", poor, "--amount", "1", "--nonce", "0", "--wait"],
@@ -166,7 +168,7 @@ fn bad_input_gets_one_line_and_its_own_exit_code() {
     assert!(output.status.success());
     let output = wallet
         .run(&["--json", "transfer", "--from", "dev2", "--to", poor, "--amount", "1", "--nonce", "0"], Some("right"));
-    assert_eq!(exit(&output), 7, "a used nonce");
+    assert_eq!(exit(&output), 11, "a used nonce");
     let error: Value = serde_json::from_slice(&output.stdout).expect("JSON error");
     assert_eq!(error["error"]["code"], 1003, "{error}");
 }
@@ -196,12 +198,28 @@ fn stake_unstake_delegate_vote_and_a_verified_account() {
     let state = account(&wallet);
     assert_eq!(state["stake"], "600");
     assert_eq!(state["unbonding"][0]["amount"], "400", "{state}");
+    // The unbonding period passes and the 400 return to the balance.
+    let release = state["unbonding"][0]["releaseHeight"].as_u64().expect("release height");
+    let balance_before: u128 = state["balance"].as_str().expect("balance").parse().expect("number");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let released = loop {
+        let state = account(&wallet);
+        if state["height"].as_u64().unwrap_or(0) >= release && state["unbonding"].as_array().is_some_and(Vec::is_empty)
+        {
+            break state;
+        }
+        assert!(std::time::Instant::now() < deadline, "no release by height {release}: {state}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let balance_after: u128 = released["balance"].as_str().expect("balance").parse().expect("number");
+    // dev3 is not the coinbase, so only the release moved its balance.
+    assert_eq!(balance_after, balance_before + 400, "{released}");
 
     let too_many: Vec<String> = (0..31).map(|_| address.clone()).collect();
     let mut args = vec!["vote", "--from", "dev3"];
     args.extend(too_many.iter().map(String::as_str));
     let output = wallet.run(&args, Some("pw"));
-    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(output.status.code(), Some(12));
     assert!(String::from_utf8_lossy(&output.stderr).contains("at most 30"));
 
     assert_eq!(wallet.json(&["validators"], None)["engine"], "pow");
