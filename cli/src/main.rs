@@ -20,7 +20,19 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 #[derive(Debug, Parser)]
-#[command(name = "chorus", version, about = "The Chorus wallet: keys, balances and transfers, over a node's JSON-RPC")]
+#[command(
+    name = "chorus",
+    version,
+    about = "The Chorus wallet: keys, balances and transfers, over a node's JSON-RPC",
+    long_about = "The Chorus wallet. It keeps keys in an encrypted keystore (one file per key, argon2id and \
+XChaCha20-Poly1305, mode 0600) and talks to a chorusd node over JSON-RPC only. Listing keys needs \
+no password; commands that sign ask for it once (or read --password-file or CHORUS_PASSWORD).",
+    after_help = "Examples:\n  chorus wallet import dev1 --dev 1\n  chorus wallet new alice\n  \
+chorus transfer --from dev1 --to alice --amount 5000 --wait\n  chorus balance alice\n  \
+chorus --json account chorus1... --verify\n\nExit codes: 0 done, 2 usage, 3 mistyped address, 4 wrong password, \
+5 keystore, 6 node unreachable, 7 refused, 8 --wait timed out, 9 proof does not verify, \
+10 insufficient funds, 11 nonce conflict, 12 more than 30 delegates, 13 other bad input."
+)]
 struct Cli {
     /// The node's JSON-RPC URL.
     #[arg(long, global = true, env = "CHORUS_RPC_URL", default_value = "http://127.0.0.1:8545")]
@@ -28,8 +40,8 @@ struct Cli {
     /// The keystore directory [default: ~/.chorus/keystore].
     #[arg(long, global = true, env = "CHORUS_KEYSTORE", value_name = "DIR")]
     keystore: Option<PathBuf>,
-    /// Print results and errors as JSON.
-    #[arg(long, global = true)]
+    /// Print results and errors as JSON (also CHORUS_JSON=true).
+    #[arg(long, global = true, env = "CHORUS_JSON", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0, default_missing_value = "true")]
     json: bool,
     /// Read the keystore password from this file (else CHORUS_PASSWORD, else a prompt).
     #[arg(long, global = true, value_name = "FILE")]
@@ -58,6 +70,7 @@ enum Command {
         /// An address, or a key's name in the keystore.
         #[arg(long)]
         to: String,
+        /// Base units to send.
         #[arg(long)]
         amount: u128,
         #[command(flatten)]
@@ -65,12 +78,14 @@ enum Command {
     },
     /// Lock balance as stake (weighs votes, and validators' power under PoS).
     Stake {
+        /// Base units to stake.
         amount: u128,
         #[command(flatten)]
         tx: TxArgs,
     },
     /// Start unbonding stake; it returns to the balance after the unbonding period.
     Unstake {
+        /// Base units to unstake.
         amount: u128,
         #[command(flatten)]
         tx: TxArgs,
@@ -80,6 +95,7 @@ enum Command {
     Delegate(DelegateCommand),
     /// Approve delegates with your stake (at most 30; none withdraws the vote).
     Vote {
+        /// Delegates' addresses or key names.
         delegates: Vec<String>,
         #[command(flatten)]
         tx: TxArgs,

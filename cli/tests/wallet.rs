@@ -95,6 +95,13 @@ fn a_new_wallet_is_funded_from_a_dev_account_and_transfers_with_wait() {
     assert!(created["address"].as_str().is_some_and(|address| address.starts_with("chorus1")));
     wallet.ok(&["wallet", "import", "dev1", "--dev", "1"], Some("pw-dev"));
     let listed = wallet.json(&["wallet", "list"], None);
+    // CHORUS_JSON does what --json does.
+    let output = Command::new(env!("CARGO_BIN_EXE_chorus"))
+        .args(["--keystore", wallet.keystore.to_str().expect("utf-8"), "wallet", "list"])
+        .env("CHORUS_JSON", "true")
+        .output()
+        .expect("runs");
+    assert_eq!(serde_json::from_slice::<Value>(&output.stdout).expect("JSON"), listed);
     assert_eq!(listed.as_array().expect("list").len(), 2, "listing needs no password: {listed}");
     #[cfg(unix)]
     {
