@@ -347,42 +347,15 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
         "chain_subscribeHeads",
         "chain_head",
         "chain_unsubscribeHeads",
-        |_, pending, context, _| async move {
-            let mut heads = context.heads.subscribe();
-            let sink = pending.accept().await?;
-            loop {
-                let head = match heads.recv().await {
-                    Ok(head) => head,
-                    // A subscriber that fell behind skips to the newest heads it can still get.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                };
-                let message = SubscriptionMessage::new("chain_head", sink.subscription_id(), &head_json(&head))?;
-                if sink.send(message).await.is_err() {
-                    return Ok(());
-                }
-            }
-        },
+        |_, pending, context, _| async move { forward(pending, context.heads.subscribe(), "chain_head", head_json).await },
     )?;
     module.register_subscription(
         "chain_subscribeFinalized",
         "chain_finalized",
         "chain_unsubscribeFinalized",
         |_, pending, context, _| async move {
-            let mut finals = context.finals.subscribe();
-            let sink = pending.accept().await?;
-            loop {
-                let (height, hash) = match finals.recv().await {
-                    Ok(finalized) => finalized,
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                };
-                let notice = json!({ "height": height.get(), "hash": hash });
-                let message = SubscriptionMessage::new("chain_finalized", sink.subscription_id(), &notice)?;
-                if sink.send(message).await.is_err() {
-                    return Ok(());
-                }
-            }
+            let render = |(height, hash): &(Height, Hash)| json!({ "height": height.get(), "hash": hash });
+            forward(pending, context.finals.subscribe(), "chain_finalized", render).await
         },
     )?;
     module.register_async_method("consensus_validators", |_, context, _| async move {
@@ -497,12 +470,7 @@ where
             let method = request.method_name().to_owned();
             if !allowed {
                 metrics.count(&method, "rate_limited");
-                let limit = limits::RPC_CALLS_PER_SEC_MAX;
-                return MethodResponse::error(
-                    request.id(),
-                    ErrorCode::RateLimited
-                        .error(format!("too many calls on this connection: at most {limit} per second")),
-                );
+                return MethodResponse::error(request.id(), rate_limited());
             }
             let response = service.call(request).await;
             metrics.count(&method, if response.is_success() { "ok" } else { "error" });
@@ -516,12 +484,7 @@ where
         let service = self.service.clone();
         async move {
             if !allowed {
-                let limit = limits::RPC_CALLS_PER_SEC_MAX;
-                return MethodResponse::error(
-                    jsonrpsee::types::Id::Null,
-                    ErrorCode::RateLimited
-                        .error(format!("too many calls on this connection: at most {limit} per second")),
-                );
+                return MethodResponse::error(jsonrpsee::types::Id::Null, rate_limited());
             }
             service.batch(batch).await
         }
@@ -530,6 +493,34 @@ where
     fn notification<'a>(&self, notification: Notification<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
         self.service.notification(notification)
     }
+}
+
+/// Sends each notice to the subscriber as a `method` notification, in order, until either side
+/// closes. A subscriber that falls more than `limits::RPC_NOTICES_QUEUED_MAX` behind skips to
+/// the oldest notice still kept.
+async fn forward<T: Clone>(
+    pending: jsonrpsee::PendingSubscriptionSink,
+    mut notices: broadcast::Receiver<T>,
+    method: &'static str,
+    render: impl Fn(&T) -> Value,
+) -> jsonrpsee::core::SubscriptionResult {
+    let sink = pending.accept().await?;
+    loop {
+        let notice = match notices.recv().await {
+            Ok(notice) => notice,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        };
+        let message = SubscriptionMessage::new(method, sink.subscription_id(), &render(&notice))?;
+        if sink.send(message).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+fn rate_limited() -> ErrorObjectOwned {
+    let limit = limits::RPC_CALLS_PER_SEC_MAX;
+    ErrorCode::RateLimited.error(format!("too many calls on this connection: at most {limit} per second"))
 }
 
 fn head_json(head: &HeadInfo) -> Value {
