@@ -44,7 +44,15 @@ impl DevNode {
 }
 
 impl Drop for DevNode {
+    /// SIGTERM, so the `--tmp` node deletes its directory; SIGKILL if it does not stop.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        for _ in 0..750 {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

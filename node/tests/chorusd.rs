@@ -119,9 +119,27 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// SIGTERM first, so a `--tmp` node deletes its directory (a SIGKILLed one cannot).
     fn drop(&mut self) {
-        self.kill();
+        terminate(&mut self.child);
     }
+}
+
+/// Stops a process with SIGTERM, waiting up to 15 s, then SIGKILL.
+fn terminate(child: &mut Child) {
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Numbers the processes a test starts, for their log files.
@@ -514,8 +532,7 @@ fn settings_layer_flags_over_environment_over_file() {
     let stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let rpc_line =
         stdout.lines().map_while(Result::ok).find(|line| line.starts_with("RPC listening on")).expect("rpc line");
-    let _ = child.kill();
-    let _ = child.wait();
+    terminate(&mut child);
     assert!(!rpc_line.contains("127.0.0.1:1 "), "the environment overrides the file: {rpc_line}");
 
     // A flag overrides the environment (which, invalid, would otherwise stop start-up).
