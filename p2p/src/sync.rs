@@ -272,6 +272,16 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_valid_request_fits_the_request_limit() {
+        let locator = vec![Hash([0xab; 32]); limits::SYNC_LOCATOR_HASHES_MAX as usize];
+        let request = SyncRequest::BlocksAfter { locator };
+        assert_eq!(request.check(), Ok(()));
+        let bytes = codec::encode(&request);
+        assert!(bytes.len() <= limits::SYNC_REQUEST_BYTES_MAX as usize, "{} bytes", bytes.len());
+        assert_eq!(codec::decode::<SyncRequest>(&bytes), Ok(request));
+    }
+
+    #[test]
     fn a_response_must_answer_its_request() {
         let request = SyncRequest::Headers { from: Height::new(5), count: 2 };
         assert!(SyncResponse::Headers(vec![header(5), header(6)]).answers(&request));

@@ -143,8 +143,9 @@ pub const INVALID_BLOCKS_REMEMBERED_MAX: u32 = 10_000;
 /// `ENGINE_MESSAGE_BYTES_MAX`) are rejected and cost the sender reputation.
 pub const GOSSIP_FRAME_BYTES_MAX: u32 = BLOCK_BYTES_MAX + 64 * 1024;
 
-/// Largest encoded sync request (a range or a hash: a few dozen bytes).
-pub const SYNC_REQUEST_BYTES_MAX: u32 = 256;
+/// Largest encoded sync request: the largest is a locator of `SYNC_LOCATOR_HASHES_MAX` hashes
+/// (about 1.3 KiB); ranges and hashes take a few dozen bytes.
+pub const SYNC_REQUEST_BYTES_MAX: u32 = 2 * 1024;
 
 /// Largest encoded sync response. A responder stops adding blocks before it; one block always
 /// fits, so a range is never unservable.
@@ -224,3 +225,5 @@ const _: () = assert!(GOSSIP_FRAME_BYTES_MAX > BLOCK_BYTES_MAX && GOSSIP_FRAME_B
 const _: () = assert!(SYNC_RESPONSE_BYTES_MAX > BLOCK_BYTES_MAX, "one block always fits a response");
 const _: () = assert!(SYNC_HEADERS_PER_RESPONSE_MAX * HEADER_BYTES_MAX < SYNC_RESPONSE_BYTES_MAX);
 const _: () = assert!(PEERS_INBOUND_MAX < PEERS_MAX);
+const _: () =
+    assert!(SYNC_REQUEST_BYTES_MAX >= 16 + 32 * SYNC_LOCATOR_HASHES_MAX, "a full locator fits a sync request");

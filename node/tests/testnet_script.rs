@@ -1,0 +1,129 @@
+//! `testnet/run.sh` end to end, with the workspace's debug binaries (`CHORUS_BIN_DIR` skips the
+//! script's release build): three PoW nodes, a transfer sent to node 2 seen by node 3, a node
+//! killed and restarted, stop and start again, clean.
+#![allow(clippy::disallowed_types, reason = "tests bound their waits with the wall clock")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Testnet {
+    script: PathBuf,
+    bins: PathBuf,
+    data: tempfile::TempDir,
+}
+
+impl Testnet {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.script)
+            .args(args)
+            .env("CHORUS_BIN_DIR", &self.bins)
+            .env("CHORUS_TESTNET_DIR", self.data.path())
+            .output()
+            .expect("run.sh runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "run.sh {args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn chorus(&self, rpc_port: u16, args: &[&str]) -> Value {
+        let output = Command::new(self.bins.join("chorus"))
+            .args(["--json", "--rpc", &format!("http://127.0.0.1:{rpc_port}"), "--keystore"])
+            .arg(self.data.path().join("keystore"))
+            .args(args)
+            .env("CHORUS_PASSWORD", "testnet")
+            .output()
+            .expect("chorus runs");
+        assert!(output.status.success(), "chorus {args:?}: {}", String::from_utf8_lossy(&output.stdout));
+        serde_json::from_slice(&output.stdout).expect("JSON")
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        let _ = self.run(&["stop"]);
+    }
+}
+
+/// A base port whose nine ports (three per node) are free now; the script checks again.
+fn free_base() -> u16 {
+    let start = 20_000 + (std::process::id() % 2_000) as u16 * 10;
+    (0..200u16)
+        .map(|step| start.wrapping_add(step * 50) % 60_000 + 1_024)
+        .find(|base| {
+            (1..=3).all(|k| {
+                (0..3).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + 10 * k + offset)).is_ok())
+            })
+        })
+        .expect("a free port range")
+}
+
+fn rows(status: &str) -> Vec<Vec<String>> {
+    status
+        .lines()
+        .skip_while(|line| !line.starts_with("node "))
+        .skip(1)
+        .map(|line| line.split_whitespace().map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/run.sh");
+    let bins = Path::new(env!("CARGO_BIN_EXE_chorusd")).parent().expect("bin dir").to_owned();
+    let testnet = Testnet { script, bins, data: tempfile::tempdir().expect("tempdir") };
+    let base = free_base();
+    let started = testnet.ok(&["start", "--engine", "pow", "--nodes", "3", "--base-port", &base.to_string()]);
+    assert!(started.contains("CHORUS_RPC_URL=http://127.0.0.1:"), "{started}");
+    let table = rows(&testnet.ok(&["status"]));
+    assert_eq!(table.len(), 3, "{table:?}");
+    assert!(
+        table.iter().all(|row| row[1] == "pow" && row[4] == "2"),
+        "every node runs pow and sees two peers: {table:?}"
+    );
+
+    let rpc = |k: u16| base + 10 * k + 1;
+    let sent =
+        testnet.chorus(rpc(2), &["transfer", "--from", "funded1", "--to", "funded2", "--amount", "77", "--wait"]);
+    let hash = sent["hash"].as_str().expect("hash").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while testnet.chorus(rpc(3), &["tx", &hash])["status"] != "included" {
+        assert!(Instant::now() < deadline, "node 3 never saw {hash}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Kill node 2 outright; restarted, it catches up with node 1.
+    testnet.ok(&["kill", "2"]);
+    assert_eq!(rows(&testnet.ok(&["status"]))[1][6], "-", "node 2 is down");
+    testnet.ok(&["restart", "2"]);
+    let target = testnet.chorus(rpc(1), &["status"])["head"]["height"].as_u64().expect("height");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while testnet.chorus(rpc(2), &["status"])["head"]["height"].as_u64().expect("height") < target {
+        assert!(Instant::now() < deadline, "node 2 did not catch up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Stopped, it keeps its data and starts again on it.
+    testnet.ok(&["stop"]);
+    assert!(rows(&testnet.ok(&["status"])).iter().all(|row| row[6] == "-"), "all stopped");
+    testnet.ok(&["start"]);
+    assert!(testnet.chorus(rpc(3), &["status"])["head"]["height"].as_u64().expect("height") >= target);
+    assert_eq!(testnet.chorus(rpc(3), &["balance", "funded2"])["balance"], "1000000000077");
+
+    let refused = testnet.run(&["start", "--engine", "raft", "--nodes", "3"]);
+    assert!(!refused.status.success());
+    testnet.ok(&["clean"]);
+    assert!(!testnet.data.path().join("testnet.env").exists());
+    let refused = testnet.run(&["start", "--engine", "raft", "--nodes", "3"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not implemented yet"));
+}
