@@ -3,7 +3,7 @@
 #
 #   testnet/run.sh start --engine pow --nodes 3 [--base-port 40000] [--miners 1]
 #   testnet/run.sh status | stop | clean | logs K
-#   testnet/run.sh kill K | restart K | pause K | resume K
+#   testnet/run.sh kill K | restart K | pause K | resume K | partition 1,2 3 | heal
 #
 # Node K (1-based) listens on p2p BASE+10K, RPC BASE+10K+1, metrics BASE+10K+2 (each checked
 # free before anything starts). State lives in $CHORUS_TESTNET_DIR (default testnet/.data).
@@ -105,7 +105,10 @@ start() {
       alive "$k" && die "node $k of the testnet in $data is running: run.sh stop first (or run.sh clean to start over)"
     done
     nodes="$(setting nodes)"
-    for k in $(seq 1 "$nodes"); do launch "$k"; [ "$k" -eq 1 ] && wait_ready 1 1; done
+    for k in $(seq 1 "$nodes"); do
+      launch "$k"
+      if [ "$k" -eq 1 ]; then wait_ready 1 1; fi
+    done
     for k in $(seq 1 "$nodes"); do wait_ready "$k" "$nodes"; done
     echo "run.sh: restarted the $nodes nodes in $data"
     status
@@ -145,7 +148,7 @@ start() {
   for k in $(seq 1 "$nodes"); do
     launch "$k"
     # Node 1 is everyone's bootnode: the others start once it listens.
-    [ "$k" -eq 1 ] && wait_ready 1 1
+    if [ "$k" -eq 1 ]; then wait_ready 1 1; fi
   done
   for k in $(seq 1 "$nodes"); do wait_ready "$k" "$nodes"; done
   echo "run.sh: $nodes $engine nodes are up (state in $data)"
@@ -201,6 +204,45 @@ node_arg() {
   [ -n "${1:-}" ] && [ "$1" -ge 1 ] 2>/dev/null && [ "$1" -le "$(setting nodes)" ] || die "node must be 1..$(setting nodes)"
 }
 
+# admin_pair A B METHOD: node A calls METHOD on node B's peer id (admin RPC, loopback only).
+admin_pair() {
+  rpc "$(rpc_port "$1")" "$3" "[\"$(cat "$(node_dir "$2")/peer_id")\"]" >/dev/null \
+    || die "node $1's admin RPC refused $3 (is it running?)"
+}
+
+# partition 1,2 3: the groups stop talking to each other (each side bans the other's peers).
+partition() {
+  [ $# -ge 2 ] || die "usage: run.sh partition 1,2 3[,4]..."
+  local groups=("$@")
+  for i in "${!groups[@]}"; do
+    for j in "${!groups[@]}"; do
+      [ "$i" -lt "$j" ] || continue
+      for a in ${groups[$i]//,/ }; do
+        node_arg "$a"
+        for b in ${groups[$j]//,/ }; do
+          node_arg "$b"
+          admin_pair "$a" "$b" admin_banPeer
+          admin_pair "$b" "$a" admin_banPeer
+        done
+      done
+    done
+  done
+  echo "run.sh: partitioned ${groups[*]}"
+}
+
+# heal: every node lifts every ban on the others (and redials them).
+heal() {
+  [ -f "$data/testnet.env" ] || die "no testnet in $data"
+  local nodes; nodes="$(setting nodes)"
+  for a in $(seq 1 "$nodes"); do
+    alive "$a" || continue
+    for b in $(seq 1 "$nodes"); do
+      if [ "$a" -ne "$b" ]; then admin_pair "$a" "$b" admin_unbanPeer; fi
+    done
+  done
+  echo "run.sh: healed"
+}
+
 command="${1:-}"
 shift || true
 case "$command" in
@@ -213,6 +255,7 @@ case "$command" in
   restart) node_arg "${1:-}"; stop_node "$1"; launch "$1"; wait_ready "$1" "$(setting nodes)"; echo "run.sh: node $1 restarted" ;;
   pause) node_arg "${1:-}"; signal_node "$1" STOP ;;
   resume) node_arg "${1:-}"; signal_node "$1" CONT ;;
-  partition|heal) die "$command needs the nodes' admin RPC, which is not built yet" ;;
-  *) die "usage: run.sh start|status|stop|clean|logs K|kill K|restart K|pause K|resume K" ;;
+  partition) partition "$@" ;;
+  heal) heal ;;
+  *) die "usage: run.sh start|status|stop|clean|logs K|kill K|restart K|pause K|resume K|partition 1,2 3|heal" ;;
 esac

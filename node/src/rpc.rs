@@ -61,6 +61,10 @@ pub enum ErrorCode {
     ProofUnavailable = 2003,
     /// This connection sent calls faster than `limits::RPC_CALLS_PER_SEC_MAX` allows.
     RateLimited = 3001,
+    /// An admin method on an RPC server that does not listen on loopback.
+    AdminNotAllowed = 4001,
+    /// A peer id that does not parse.
+    InvalidPeerId = 4002,
     /// The node is shutting down or its store failed.
     NodeUnavailable = 5001,
 }
@@ -160,6 +164,18 @@ pub const METHODS: &[MethodDef] = &[
         params: &[],
         result: "object",
     },
+    MethodDef {
+        name: "admin_banPeer",
+        summary: "Disconnects a peer and refuses it for secs seconds (default a day). Served only when the RPC listens on loopback.",
+        params: &[("peerId", "string", true), ("secs", "integer", false)],
+        result: "null",
+    },
+    MethodDef {
+        name: "admin_unbanPeer",
+        summary: "Lifts a ban. Served only when the RPC listens on loopback.",
+        params: &[("peerId", "string", true)],
+        result: "null",
+    },
     MethodDef { name: "rpc.discover", summary: "This API as an OpenRPC document.", params: &[], result: "object" },
 ];
 
@@ -196,6 +212,8 @@ fn schema(kind: &str) -> Value {
 struct Context {
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
+    /// Admin methods run only when the server listens on loopback.
+    admin: bool,
     heads: broadcast::Sender<HeadInfo>,
     finals: broadcast::Sender<(Height, Hash)>,
 }
@@ -228,7 +246,7 @@ pub async fn start(
     let guard = RpcServiceBuilder::new().layer_fn(move |service| Guard::new(service, metrics.clone()));
     let server = Server::builder().set_config(config).set_rpc_middleware(guard).build(addr).await?;
     let bound = server.local_addr()?;
-    let module = module(Context { inputs, net, heads, finals })?;
+    let module = module(Context { inputs, net, admin: bound.ip().is_loopback(), heads, finals })?;
     Ok((bound, server.start(module)))
 }
 
@@ -364,6 +382,19 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             "pow" => json!({ "engine": "pow", "open": true, "validators": [] }),
             other => json!({ "engine": other, "open": false, "validators": [] }),
         })
+    })?;
+    module.register_async_method("admin_banPeer", |params, context, _| async move {
+        let mut sequence = params.sequence();
+        let peer = admin_peer(&context, sequence.next()?)?;
+        let secs: Option<u64> = sequence.optional_next()?;
+        let duration = std::time::Duration::from_secs(secs.unwrap_or(ADMIN_BAN_SECS_DEFAULT));
+        context.net.ban(peer, duration).await.map_err(|error| ErrorCode::NodeUnavailable.error(error.to_string()))?;
+        Ok::<_, ErrorObjectOwned>(Value::Null)
+    })?;
+    module.register_async_method("admin_unbanPeer", |params, context, _| async move {
+        let peer = admin_peer(&context, params.one()?)?;
+        context.net.unban(peer).await.map_err(|error| ErrorCode::NodeUnavailable.error(error.to_string()))?;
+        Ok::<_, ErrorObjectOwned>(Value::Null)
     })?;
     module.register_method("rpc.discover", |_, _, _| openrpc())?;
     // rpc.discover must describe exactly what is served.
@@ -516,6 +547,17 @@ async fn forward<T: Clone>(
             return Ok(());
         }
     }
+}
+
+/// How long `admin_banPeer` bans without `secs`: long enough for any test partition.
+const ADMIN_BAN_SECS_DEFAULT: u64 = 24 * 60 * 60;
+
+/// The peer an admin call names, if admin calls are allowed here.
+fn admin_peer(context: &Context, text: String) -> Result<chorus_p2p::PeerId, ErrorObjectOwned> {
+    if !context.admin {
+        return Err(ErrorCode::AdminNotAllowed.error("admin methods are served only when the RPC listens on loopback"));
+    }
+    chorus_p2p::parse_peer_id(&text).map_err(|error| ErrorCode::InvalidPeerId.error(error.to_string()))
 }
 
 fn rate_limited() -> ErrorObjectOwned {

@@ -127,3 +127,49 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
     let refused = testnet.run(&["start", "--engine", "raft", "--nodes", "3"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not implemented yet"));
 }
+
+#[test]
+fn run_sh_partition_and_heal_converge_on_one_chain() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/run.sh");
+    let bins = Path::new(env!("CARGO_BIN_EXE_chorusd")).parent().expect("bin dir").to_owned();
+    let testnet = Testnet { script, bins, data: tempfile::tempdir().expect("tempdir") };
+    let base = free_base();
+    testnet.ok(&["start", "--engine", "pow", "--nodes", "3", "--base-port", &base.to_string(), "--miners", "3"]);
+    let rpc = |k: u16| base + 10 * k + 1;
+    let head = |k: u16| testnet.chorus(rpc(k), &["status"])["head"].clone();
+    let peers = |k: u16| testnet.chorus(rpc(k), &["status"])["peers"].as_u64().expect("peers");
+
+    testnet.ok(&["partition", "1", "2,3"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while peers(1) != 0 || peers(2) != 1 {
+        assert!(Instant::now() < deadline, "the partition did not take");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Both sides mine on: let each grow a few blocks of its own.
+    let split = head(1)["height"].as_u64().expect("height").max(head(2)["height"].as_u64().expect("height"));
+    while head(1)["height"].as_u64().expect("height") < split + 3
+        || head(2)["height"].as_u64().expect("height") < split + 3
+    {
+        assert!(Instant::now() < deadline, "the sides stopped mining");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    testnet.ok(&["heal"]);
+    // Converged: every node has the same block at a height all of them have passed.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let heights: Vec<u64> = (1..=3).map(|k| head(k)["height"].as_u64().expect("height")).collect();
+        let common = heights.iter().min().copied().unwrap_or(0).saturating_sub(1);
+        let hashes: Vec<Value> =
+            (1..=3).map(|k| testnet.chorus(rpc(k), &["block", &common.to_string()])["hash"].clone()).collect();
+        if common > split + 3 && hashes.iter().all(|hash| *hash == hashes[0]) && (1..=3).all(|k| peers(k) == 2) {
+            // The same block hash commits to the same state root: every account agrees.
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no convergence after the heal: heights {heights:?}, hashes at {common}: {hashes:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

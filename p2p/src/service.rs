@@ -291,8 +291,15 @@ impl Service {
             Command::Report { peer, misbehaviour } => self.report(peer, misbehaviour, now),
             Command::Ban { peer, duration } => self.ban(peer, duration, BanReason::Manual, now),
             Command::Unban { peer } => {
-                self.reputation.unban(&peer);
-                self.sync_blocked();
+                if self.reputation.unban(&peer) {
+                    self.sync_blocked();
+                    // Reconnect if an address is known (identify keeps the ones it saw): a ban
+                    // also dropped the peer from Kademlia, so discovery may not find it again.
+                    let options = DialOpts::peer_id(peer).condition(PeerCondition::DisconnectedAndNotDialing).build();
+                    if let Err(error) = self.swarm.dial(options) {
+                        tracing::debug!(%peer, %error, "no redial after unban");
+                    }
+                }
             }
             Command::Allow { peer, allow, reply } => {
                 let result = match self.swarm.behaviour_mut().allowed.as_mut() {
