@@ -88,6 +88,17 @@ wait_ready() {
   done
 }
 
+# Starts every node and waits until each answers and sees its peers. Node 1 is everyone's
+# bootnode: the others start once it listens.
+launch_all() {
+  local nodes; nodes="$(setting nodes)"
+  for k in $(seq 1 "$nodes"); do
+    launch "$k"
+    if [ "$k" -eq 1 ]; then wait_ready 1 1; fi
+  done
+  for k in $(seq 1 "$nodes"); do wait_ready "$k" "$nodes"; done
+}
+
 start() {
   local engine="" nodes="" base_port=40000 miners=1
   while [ $# -gt 0 ]; do
@@ -104,13 +115,8 @@ start() {
     for k in $(seq 1 "$(setting nodes)"); do
       alive "$k" && die "node $k of the testnet in $data is running: run.sh stop first (or run.sh clean to start over)"
     done
-    nodes="$(setting nodes)"
-    for k in $(seq 1 "$nodes"); do
-      launch "$k"
-      if [ "$k" -eq 1 ]; then wait_ready 1 1; fi
-    done
-    for k in $(seq 1 "$nodes"); do wait_ready "$k" "$nodes"; done
-    echo "run.sh: restarted the $nodes nodes in $data"
+    launch_all
+    echo "run.sh: restarted the $(setting nodes) nodes in $data"
     status
     return
   fi
@@ -145,12 +151,7 @@ start() {
   done
   "$bin/chorusd" genesis new --chain-id chorus-testnet --block-time-ms 1000 "${accounts[@]}" --out "$data/genesis.json" >/dev/null
 
-  for k in $(seq 1 "$nodes"); do
-    launch "$k"
-    # Node 1 is everyone's bootnode: the others start once it listens.
-    if [ "$k" -eq 1 ]; then wait_ready 1 1; fi
-  done
-  for k in $(seq 1 "$nodes"); do wait_ready "$k" "$nodes"; done
+  launch_all
   echo "run.sh: $nodes $engine nodes are up (state in $data)"
   echo "  point chorus at node K with:"
   echo "    export CHORUS_RPC_URL=http://127.0.0.1:$(rpc_port 1) CHORUS_KEYSTORE=$data/keystore CHORUS_PASSWORD=$password"
