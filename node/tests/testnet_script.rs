@@ -16,6 +16,13 @@ struct Testnet {
 }
 
 impl Testnet {
+    /// A testnet on the workspace's debug binaries in a temporary directory, and a free base port.
+    fn new() -> (Testnet, u16) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/run.sh");
+        let bins = Path::new(env!("CARGO_BIN_EXE_chorusd")).parent().expect("bin dir").to_owned();
+        (Testnet { script, bins, data: tempfile::tempdir().expect("tempdir") }, free_base())
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         Command::new(&self.script)
             .args(args)
@@ -79,10 +86,7 @@ fn rows(status: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/run.sh");
-    let bins = Path::new(env!("CARGO_BIN_EXE_chorusd")).parent().expect("bin dir").to_owned();
-    let testnet = Testnet { script, bins, data: tempfile::tempdir().expect("tempdir") };
-    let base = free_base();
+    let (testnet, base) = Testnet::new();
     let started = testnet.ok(&["start", "--engine", "pow", "--nodes", "3", "--base-port", &base.to_string()]);
     assert!(started.contains("CHORUS_RPC_URL=http://127.0.0.1:"), "{started}");
     let table = rows(&testnet.ok(&["status"]));
@@ -130,10 +134,7 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
 
 #[test]
 fn run_sh_partition_and_heal_converge_on_one_chain() {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/run.sh");
-    let bins = Path::new(env!("CARGO_BIN_EXE_chorusd")).parent().expect("bin dir").to_owned();
-    let testnet = Testnet { script, bins, data: tempfile::tempdir().expect("tempdir") };
-    let base = free_base();
+    let (testnet, base) = Testnet::new();
     testnet.ok(&["start", "--engine", "pow", "--nodes", "3", "--base-port", &base.to_string(), "--miners", "3"]);
     let rpc = |k: u16| base + 10 * k + 1;
     let head = |k: u16| testnet.chorus(rpc(k), &["status"])["head"].clone();
