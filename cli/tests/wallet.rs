@@ -1,61 +1,17 @@
 //! `chorus` against a real `chorusd dev` node.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 
+use chorus_testnet::{Chorusd, Launch};
 use serde_json::Value;
 
-/// A `chorusd dev --tmp` process, killed when dropped.
-struct DevNode {
-    child: Child,
-    rpc_url: String,
-}
-
-impl DevNode {
-    fn start() -> DevNode {
-        // nextest builds every binary of the workspace into one directory.
-        let chorusd = Path::new(env!("CARGO_BIN_EXE_chorus")).with_file_name("chorusd");
-        let mut child = Command::new(chorusd)
-            .args([
-                "dev",
-                "--tmp",
-                "--rpc",
-                "127.0.0.1:0",
-                "--metrics",
-                "127.0.0.1:0",
-                "--listen",
-                "/ip4/127.0.0.1/tcp/0",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chorusd dev starts (built by the workspace test build)");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let rpc_url = loop {
-            let line = lines.next().expect("chorusd exited early").expect("line");
-            if let Some(rest) = line.strip_prefix("RPC listening on ") {
-                break rest.split_whitespace().next().expect("url").to_owned();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        DevNode { child, rpc_url }
-    }
-}
-
-impl Drop for DevNode {
-    /// SIGTERM, so the `--tmp` node deletes its directory; SIGKILL if it does not stop.
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        for _ in 0..750 {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `chorusd dev --tmp` process (stopped with SIGTERM when dropped, so it deletes its state),
+/// its log in `dir`.
+fn dev_node(dir: &Path) -> Chorusd {
+    // nextest builds every binary of the workspace into one directory.
+    let chorusd = Path::new(env!("CARGO_BIN_EXE_chorus")).with_file_name("chorusd");
+    Chorusd::start(&Launch::dev(chorusd, dir.join("chorusd.log"), &["--tmp"])).unwrap_or_else(|error| panic!("{error}"))
 }
 
 struct Wallet {
@@ -95,9 +51,9 @@ impl Wallet {
 
 #[test]
 fn a_new_wallet_is_funded_from_a_dev_account_and_transfers_with_wait() {
-    let node = DevNode::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc_url.clone() };
+    let node = dev_node(dir.path());
+    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc().url() };
 
     let created = wallet.json(&["wallet", "new", "alice"], Some("pw-alice"));
     assert!(created["address"].as_str().is_some_and(|address| address.starts_with("chorus1")));
@@ -143,9 +99,9 @@ fn a_new_wallet_is_funded_from_a_dev_account_and_transfers_with_wait() {
 
 #[test]
 fn bad_input_gets_one_line_and_its_own_exit_code() {
-    let node = DevNode::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc_url.clone() };
+    let node = dev_node(dir.path());
+    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc().url() };
     wallet.ok(&["wallet", "import", "dev2", "--dev", "2"], Some("right"));
     let exit = |output: &Output| output.status.code().expect("exit code");
 
@@ -190,9 +146,9 @@ fn bad_input_gets_one_line_and_its_own_exit_code() {
 
 #[test]
 fn stake_unstake_delegate_vote_and_a_verified_account() {
-    let node = DevNode::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc_url.clone() };
+    let node = dev_node(dir.path());
+    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: node.rpc().url() };
     wallet.ok(&["wallet", "import", "dev3", "--dev", "3"], Some("pw"));
     let address = wallet.json(&["wallet", "list"], None)[0]["address"].as_str().expect("address").to_owned();
     let account = |wallet: &Wallet| wallet.json(&["account", &address], None);

@@ -1,11 +1,8 @@
 //! Real `chorusd` processes on temporary data directories, driven over JSON-RPC.
 #![allow(clippy::disallowed_types, reason = "tests bound their waits with the wall clock")]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chorus_chain::codec;
@@ -13,77 +10,36 @@ use chorus_chain::primitives::{Amount, ChainId};
 use chorus_chain::tx::{SignedTransaction, Transaction, TxKind};
 use chorus_chain::{Address, SecretKey};
 use chorus_node::dev::{DEV_BALANCE, DEV_CHAIN_ID, dev_key};
+use chorus_testnet::process::loopback_ports;
+use chorus_testnet::{CallError, Chorusd, Launch};
 use serde_json::{Value, json};
 
 /// Upper bound for anything a test waits for; polling ends as soon as it holds.
 const WAIT: Duration = Duration::from_secs(90);
 
-/// A running `chorusd`, killed when dropped.
-struct Node {
-    child: Child,
-    rpc: SocketAddr,
-    metrics: SocketAddr,
-    p2p: String,
-    stdout: Vec<String>,
-    stderr_path: PathBuf,
+/// Starts `chorusd ARGS`, its log in a numbered file in `log_dir`.
+fn start(args: &[&str], log_dir: &Path) -> Chorusd {
+    let log = log_dir.join(format!("chorusd-{}.log", STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
+    Chorusd::start(&Launch::new(env!("CARGO_BIN_EXE_chorusd"), log).args(args.iter().copied()))
+        .unwrap_or_else(|error| panic!("{error}"))
 }
 
-impl Node {
-    fn start(args: &[&str], log_dir: &Path) -> Node {
-        let stderr_path =
-            log_dir.join(format!("chorusd-{}.log", STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst)));
-        let stderr = std::fs::File::create(&stderr_path).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chorusd"))
-            .args(args)
-            .env("RUST_LOG", "info,libp2p=warn")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("chorusd starts");
-        let (lines_tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            // Keep draining after start-up: a full pipe would block the node's writes.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                let _ = lines_tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + WAIT;
-        let mut seen = Vec::new();
-        let (mut rpc, mut p2p, mut metrics) = (None, None, None);
-        while rpc.is_none() || p2p.is_none() || metrics.is_none() {
-            let line = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
-                panic!(
-                    "chorusd did not report its addresses; stdout: {seen:?}, log:\n{}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                )
-            });
-            if let Some(rest) = line.strip_prefix("RPC listening on http://") {
-                rpc = Some(rest.split_whitespace().next().expect("address").parse().expect("socket address"));
-            }
-            if let Some(rest) = line.strip_prefix("p2p listening on ") {
-                p2p = Some(rest.to_owned());
-            }
-            if let Some(rest) = line.strip_prefix("metrics at http://") {
-                metrics = Some(rest.trim_end_matches("/metrics").parse().expect("socket address"));
-            }
-            seen.push(line);
-        }
-        let rpc = rpc.expect("rpc");
-        Node { child, rpc, metrics: metrics.expect("metrics"), p2p: p2p.expect("p2p"), stdout: seen, stderr_path }
-    }
+/// Numbers the processes a test starts, for their log files.
+static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// Raw JSON-RPC calls with the error as (code, message), as these tests look at both.
+trait Calls {
+    fn call(&self, method: &str, params: Value) -> Result<Value, (i64, String)>;
+    fn ok(&self, method: &str, params: Value) -> Value;
+    fn height(&self) -> u64;
+}
+
+impl Calls for Chorusd {
     fn call(&self, method: &str, params: Value) -> Result<Value, (i64, String)> {
-        let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let response = post(self.rpc, request.to_string().as_bytes());
-        let response: Value = serde_json::from_str(&response).unwrap_or_else(|_| panic!("not JSON: {response}"));
-        match response.get("error") {
-            Some(error) => {
-                Err((error["code"].as_i64().expect("code"), error["message"].as_str().expect("message").to_owned()))
-            }
-            None => Ok(response["result"].clone()),
-        }
+        self.rpc().call(method, params).map_err(|error| match error {
+            CallError::Rpc { code, message } => (code, message),
+            other => panic!("{method}: {other}"),
+        })
     }
 
     fn ok(&self, method: &str, params: Value) -> Value {
@@ -91,85 +47,29 @@ impl Node {
     }
 
     fn height(&self) -> u64 {
-        self.ok("chain_getHead", json!([]))["height"].as_u64().expect("height")
-    }
-
-    /// The value of a metric (the first sample whose line starts with `name`).
-    fn metric(&self, name: &str) -> f64 {
-        let mut stream = TcpStream::connect(self.metrics).expect("connect");
-        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
-        let mut text = String::new();
-        let _ = stream.read_to_string(&mut text);
-        text.lines()
-            .find(|line| line.starts_with(name))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.rpc().head().expect("chain_getHead").height
     }
 }
 
-impl Drop for Node {
-    /// SIGTERM first, so a `--tmp` node deletes its directory (a SIGKILLed one cannot).
-    fn drop(&mut self) {
-        terminate(&mut self.child);
-    }
-}
-
-/// Stops a process with SIGTERM, waiting up to 15 s, then SIGKILL.
-fn terminate(child: &mut Child) {
-    if child.try_wait().ok().flatten().is_some() {
-        return;
-    }
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if child.try_wait().ok().flatten().is_some() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Numbers the processes a test starts, for their log files.
-static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// One HTTP/1.1 POST with `Connection: close`; returns the body.
-fn post(addr: SocketAddr, body: &[u8]) -> String {
-    let (status, body) = post_raw(addr, body);
-    assert_eq!(status, 200, "HTTP status {status}: {body}");
-    body
-}
-
-fn post_raw(addr: SocketAddr, body: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("connect");
+/// The HTTP status a 2 MiB POST body gets. By hand: the server answers and closes before the
+/// body is written, which an HTTP client library reports as a failed write.
+fn status_of_oversize_post(addr: std::net::SocketAddr) -> u16 {
+    use std::io::{Read, Write};
+    let body = vec![b' '; 2 * 1024 * 1024];
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     let head = format!(
         "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).expect("write");
-    let _ = stream.write_all(body);
+    let _ = stream.write_all(&body);
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map_or(String::new(), |(_, body)| body.to_owned());
-    (status, body)
+    String::from_utf8_lossy(&response).split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
 
-fn eventually<T>(what: &str, node: &Node, mut check: impl FnMut() -> Option<T>) -> T {
+fn eventually<T>(what: &str, node: &Chorusd, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Some(value) = check() {
@@ -181,7 +81,8 @@ fn eventually<T>(what: &str, node: &Node, mut check: impl FnMut() -> Option<T>) 
 }
 
 fn dev_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["dev", "--rpc", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"];
+    let mut args = vec!["dev"];
+    args.extend(loopback_ports());
     args.extend_from_slice(extra);
     args
 }
@@ -201,7 +102,7 @@ fn tx_hex(tx: &SignedTransaction) -> String {
     hex::encode(codec::encode(tx))
 }
 
-fn balance(node: &Node, address: &Address) -> u128 {
+fn balance(node: &Chorusd, address: &Address) -> u128 {
     node.ok("state_getAccount", json!([address.to_string()]))["balance"]
         .as_str()
         .expect("balance")
@@ -212,8 +113,8 @@ fn balance(node: &Node, address: &Address) -> u128 {
 #[test]
 fn dev_node_produces_blocks_and_includes_a_transfer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(&dev_args(&["--tmp"]), dir.path());
-    assert!(node.stdout.iter().any(|line| line.contains("state is temporary")), "{:?}", node.stdout);
+    let node = start(&dev_args(&["--tmp"]), dir.path());
+    assert!(node.stdout().iter().any(|line| line.contains("state is temporary")), "{:?}", node.stdout());
     eventually("three blocks", &node, || (node.height() >= 3).then_some(()));
 
     let (alice, bob) = (dev_key(1), SecretKey::from_seed([7; 32]).address());
@@ -236,7 +137,7 @@ fn dev_node_produces_blocks_and_includes_a_transfer() {
     assert_eq!(by_hash["height"], block["height"]);
 
     assert_eq!(node.ok("consensus_validators", json!([]))["engine"], "pow");
-    assert!(node.metric("chorus_blocks_imported_total") >= 3.0, "mined blocks are counted");
+    assert!(node.metric("chorus_blocks_imported_total").unwrap_or(0.0) >= 3.0, "mined blocks are counted");
 
     // A proof against the block's state root comes with the account when asked for.
     let account = node.ok("state_getAccount", json!([bob.to_string(), height]));
@@ -247,17 +148,18 @@ fn dev_node_produces_blocks_and_includes_a_transfer() {
 #[test]
 fn bad_rpc_input_gets_its_documented_code_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(&dev_args(&["--tmp"]), dir.path());
+    let node = start(&dev_args(&["--tmp"]), dir.path());
     let alice = dev_key(2);
     let bob = dev_key(3).address();
 
     // JSON-RPC's own codes.
-    let parse_error: Value = serde_json::from_str(&post(node.rpc, b"{not json")).expect("json");
+    let (status, body) = node.rpc().post(b"{not json").expect("an answer");
+    assert_eq!(status, 200, "{body}");
+    let parse_error: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(parse_error["error"]["code"], -32700);
     assert_eq!(node.call("no_such_method", json!([])).expect_err("unknown").0, -32601);
     assert_eq!(node.call("tx_get", json!([1, 2, 3])).expect_err("wrong params").0, -32602);
-    let (status, _) = post_raw(node.rpc, &vec![b' '; 2 * 1024 * 1024]);
-    assert_eq!(status, 413, "an oversize body is refused");
+    assert_eq!(status_of_oversize_post(node.rpc().addr()), 413, "an oversize body is refused");
 
     // Ours, each with a message that says what was wrong.
     let (code, message) = node.call("tx_submit", json!(["zz"])).expect_err("not hex");
@@ -311,9 +213,11 @@ async fn head_subscription_delivers_new_heads_in_order() {
     use jsonrpsee::rpc_params;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(&dev_args(&["--tmp"]), dir.path());
-    let client =
-        jsonrpsee::ws_client::WsClientBuilder::default().build(format!("ws://{}", node.rpc)).await.expect("ws");
+    let node = start(&dev_args(&["--tmp"]), dir.path());
+    let client = jsonrpsee::ws_client::WsClientBuilder::default()
+        .build(format!("ws://{}", node.rpc().addr()))
+        .await
+        .expect("ws");
     let mut heads = client
         .subscribe::<Value, _>("chain_subscribeHeads", rpc_params![], "chain_unsubscribeHeads")
         .await
@@ -340,7 +244,7 @@ fn run_args<'a>(genesis: &'a str, data_dir: &'a str, bootnodes: &[&'a str]) -> V
     for bootnode in bootnodes {
         args.extend(["--bootnode", bootnode]);
     }
-    args.extend(["--rpc", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"]);
+    args.extend(loopback_ports());
     args
 }
 
@@ -350,25 +254,26 @@ fn late_nodes_sync_from_zero_from_several_peers_and_follow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_owned();
     let first_dir = path("first");
-    let first = Node::start(&dev_args(&["--data-dir", &first_dir, "--block-time-ms", "20"]), dir.path());
+    let first = start(&dev_args(&["--data-dir", &first_dir, "--block-time-ms", "20"]), dir.path());
     eventually("a chain to sync", &first, || (first.height() >= LENGTH).then_some(()));
     let genesis = path("first/dev-genesis.json");
 
     let second_dir = path("second");
-    let second = Node::start(&run_args(&genesis, &second_dir, &[&first.p2p]), dir.path());
+    let second = start(&run_args(&genesis, &second_dir, &[first.p2p()]), dir.path());
     let target = first.height();
     eventually("the second node caught up", &second, || (second.height() >= target).then_some(()));
     assert!(second.log().contains("syncing"), "range sync reported progress:\n{}", second.log());
-    assert!(second.metric("chorus_blocks_imported_total") >= LENGTH as f64);
-    assert!(second.metric("chorus_block_import_seconds_count") >= LENGTH as f64);
+    assert!(second.metric("chorus_blocks_imported_total").unwrap_or(0.0) >= LENGTH as f64);
+    assert!(second.metric("chorus_block_import_seconds_count").unwrap_or(0.0) >= LENGTH as f64);
 
     // The third knows both: ranges come from each of them.
     let third_dir = path("third");
-    let third = Node::start(&run_args(&genesis, &third_dir, &[&first.p2p, &second.p2p]), dir.path());
+    let third = start(&run_args(&genesis, &third_dir, &[first.p2p(), second.p2p()]), dir.path());
     let target = first.height();
     eventually("the third node caught up", &third, || (third.height() >= target).then_some(()));
-    let served =
-        |node: &Node| node.metric("chorus_p2p_sync_requests_inbound_total{kind=\"blocks\",outcome=\"delivered\"}");
+    let served = |node: &Chorusd| {
+        node.metric("chorus_p2p_sync_requests_inbound_total{kind=\"blocks\",outcome=\"delivered\"}").unwrap_or(0.0)
+    };
     assert!(served(&second) > 0.0, "the second node served ranges to the third");
     assert!(served(&first) > 0.0, "the first node served ranges");
 
@@ -395,7 +300,7 @@ fn a_node_killed_while_mining_and_receiving_transactions_restarts_and_continues(
     let mut state: u64 = 0x5eed_c0de;
     let mut last_height = 0;
     for life in 0..4 {
-        let mut node = Node::start(&args, dir.path());
+        let mut node = start(&args, dir.path());
         // Every head the node reported was committed: a kill loses no reported block.
         let reopened = node.height();
         assert!(reopened >= last_height, "life {life}: reopened at {reopened}, had reported {last_height}");
@@ -419,7 +324,7 @@ fn a_node_killed_while_mining_and_receiving_transactions_restarts_and_continues(
         }
         node.kill();
     }
-    let node = Node::start(&args, dir.path());
+    let node = start(&args, dir.path());
     let start = node.height();
     eventually("blocks after the last restart", &node, || (node.height() > start).then_some(()));
 }
@@ -448,10 +353,10 @@ async fn floods_of_calls_and_subscriptions_are_refused_and_the_node_keeps_servin
     use jsonrpsee::rpc_params;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let node = Node::start(&dev_args(&["--tmp"]), dir.path());
+    let node = start(&dev_args(&["--tmp"]), dir.path());
     let client = jsonrpsee::ws_client::WsClientBuilder::default()
         .max_concurrent_requests(20_000)
-        .build(format!("ws://{}", node.rpc))
+        .build(format!("ws://{}", node.rpc().addr()))
         .await
         .expect("ws");
 
@@ -487,7 +392,8 @@ async fn floods_of_calls_and_subscriptions_are_refused_and_the_node_keeps_servin
 
     // A new connection is served at once.
     assert!(node.height() > 0);
-    let metrics = node.metric("chorus_rpc_calls_total{method=\"chain_getHead\",outcome=\"rate_limited\"}");
+    let metrics =
+        node.metric("chorus_rpc_calls_total{method=\"chain_getHead\",outcome=\"rate_limited\"}").unwrap_or(0.0);
     assert_eq!(metrics as usize, limited, "refusals are counted");
 }
 
@@ -496,22 +402,16 @@ fn sigterm_stops_the_node_cleanly_and_it_reopens_where_it_was() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("chain");
     let args = dev_args(&["--data-dir", data_dir.to_str().expect("utf-8")]);
-    let mut node = Node::start(&args, dir.path());
+    let mut node = start(&args, dir.path());
     eventually("a few blocks", &node, || (node.height() >= 3).then_some(()));
-    let status = Command::new("kill").args(["-TERM", &node.child.id().to_string()]).status().expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let exit = loop {
-        if let Some(exit) = node.child.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "no exit within 15 s of SIGTERM; log:\n{}", node.log());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // `terminate` sends SIGTERM and waits at most 15 s; None means it had to SIGKILL.
+    let exit = node.terminate();
+    assert!(exit.is_some(), "no exit within 15 s of SIGTERM; log:\n{}", node.log());
+    let exit = exit.expect("checked");
     assert!(exit.success(), "{exit:?}; log:\n{}", node.log());
     drop(node);
-    let node = Node::start(&args, dir.path());
-    assert!(node.stdout.iter().any(|line| line.contains("state is kept")), "{:?}", node.stdout);
+    let node = start(&args, dir.path());
+    assert!(node.stdout().iter().any(|line| line.contains("state is kept")), "{:?}", node.stdout());
     assert!(node.height() >= 3, "reopened on its chain");
 }
 
@@ -522,18 +422,13 @@ fn settings_layer_flags_over_environment_over_file() {
     // The file asks for a fixed port; the environment overrides it with any free one.
     std::fs::write(&config, "rpc = \"127.0.0.1:1\"\nmetrics = \"127.0.0.1:0\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n")
         .expect("write");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chorusd"))
+    let launch = Launch::new(env!("CARGO_BIN_EXE_chorusd"), dir.path().join("layered.log"))
         .args(["dev", "--tmp", "--config", config.to_str().expect("utf-8")])
-        .env("CHORUS_RPC", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("runs");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let rpc_line =
-        stdout.lines().map_while(Result::ok).find(|line| line.starts_with("RPC listening on")).expect("rpc line");
-    terminate(&mut child);
-    assert!(!rpc_line.contains("127.0.0.1:1 "), "the environment overrides the file: {rpc_line}");
+        .env("CHORUS_RPC", "127.0.0.1:0");
+    let node = Chorusd::start(&launch).unwrap_or_else(|error| panic!("{error}"));
+    assert_ne!(node.rpc().addr().port(), 1, "the environment overrides the file");
+    node.rpc().head().expect("it serves on the port the environment gave");
+    drop(node);
 
     // A flag overrides the environment (which, invalid, would otherwise stop start-up).
     let output = Command::new(env!("CARGO_BIN_EXE_chorusd"))

@@ -1,32 +1,35 @@
 //! `testnet/run.sh` end to end, with the workspace's debug binaries (`CHORUS_BIN_DIR` skips the
 //! script's release build): three PoW nodes, a transfer sent to node 2 seen by node 3, a node
-//! killed and restarted, stop and start again, clean.
+//! killed and restarted, stop and start again, clean; a partition healed.
 #![allow(clippy::disallowed_types, reason = "tests bound their waits with the wall clock")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use chorus_testnet::{Binaries, Rpc, Wallet};
 use serde_json::Value;
 
+/// A testnet made by the script in a temporary directory.
 struct Testnet {
     script: PathBuf,
-    bins: PathBuf,
+    bins: Binaries,
     data: tempfile::TempDir,
 }
 
 impl Testnet {
     /// A testnet on the workspace's debug binaries in a temporary directory, and a free base port.
     fn new() -> (Testnet, u16) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testnet/run.sh");
-        let bins = Path::new(env!("CARGO_BIN_EXE_chorusd")).parent().expect("bin dir").to_owned();
-        (Testnet { script, bins, data: tempfile::tempdir().expect("tempdir") }, free_base())
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../run.sh");
+        let data = tempfile::Builder::new().prefix("chorus-run-sh-").tempdir().expect("tempdir");
+        (Testnet { script, bins: Binaries::locate(), data }, free_base())
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        let bin_dir = self.bins.chorusd.parent().expect("bin dir");
         Command::new(&self.script)
             .args(args)
-            .env("CHORUS_BIN_DIR", &self.bins)
+            .env("CHORUS_BIN_DIR", bin_dir)
             .env("CHORUS_TESTNET_DIR", self.data.path())
             .output()
             .expect("run.sh runs")
@@ -43,16 +46,11 @@ impl Testnet {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// `chorus --json` against node `k`'s RPC port, on the keystore the script made.
     fn chorus(&self, rpc_port: u16, args: &[&str]) -> Value {
-        let output = Command::new(self.bins.join("chorus"))
-            .args(["--json", "--rpc", &format!("http://127.0.0.1:{rpc_port}"), "--keystore"])
-            .arg(self.data.path().join("keystore"))
-            .args(args)
-            .env("CHORUS_PASSWORD", "testnet")
-            .output()
-            .expect("chorus runs");
-        assert!(output.status.success(), "chorus {args:?}: {}", String::from_utf8_lossy(&output.stdout));
-        serde_json::from_slice(&output.stdout).expect("JSON")
+        let wallet = Wallet::new(&self.bins.chorus, &self.data.path().join("keystore"));
+        let rpc = Rpc::new(([127, 0, 0, 1], rpc_port).into());
+        wallet.json(Some(&rpc), args).unwrap_or_else(|error| panic!("chorus {args:?}: {error:?}"))
     }
 }
 

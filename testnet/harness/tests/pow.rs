@@ -1,0 +1,128 @@
+//! PoW testnets of real `chorusd` processes through the harness: transfers sent with `chorus`
+//! to different nodes, a node killed and restarted, a late node syncing from zero, and a
+//! partition healed.
+
+use chorus_chain::Address;
+use chorus_chain::primitives::{Amount, Hash};
+use chorus_testnet::Testnet;
+use chorus_testnet::testnet::FUNDED_BALANCE;
+
+/// `chorus transfer` from `funded<from>` to `to` for `amount` with a fee of 3, sent to node `k`.
+fn transfer(testnet: &Testnet, k: usize, from: usize, to: &Address, amount: u128) -> Hash {
+    let printed = testnet
+        .chorus(
+            k,
+            &[
+                "transfer",
+                "--from",
+                &format!("funded{from}"),
+                "--to",
+                &to.to_string(),
+                "--amount",
+                &amount.to_string(),
+                "--fee",
+                "3",
+            ],
+        )
+        .unwrap_or_else(|error| panic!("transfer through node {k}: {error:?}"));
+    Hash::from_hex(printed["hash"].as_str().expect("a hash")).expect("hex")
+}
+
+fn balance(testnet: &Testnet, k: usize, address: &Address) -> Amount {
+    testnet.rpc(k).account(address).expect("account").balance
+}
+
+#[test]
+fn transfers_sent_to_different_nodes_are_included_and_seen_by_all() {
+    let testnet = Testnet::builder("pow", 3).miners(2).start().expect("three nodes");
+    let to = testnet.account(4).address();
+    let sent: Vec<Hash> = (1..=3).map(|k| transfer(&testnet, k, k, &to, 100 * k as u128)).collect();
+    for hash in &sent {
+        testnet.included_everywhere(hash);
+    }
+    testnet.all_heads_within(3);
+    // Every node holds the same balances, to the unit.
+    testnet.wait_for("exact balances on every node", |testnet| {
+        for k in testnet.live() {
+            for i in 1..=3 {
+                let expected = Amount::new(FUNDED_BALANCE - 100 * i as u128 - 3);
+                let got = balance(testnet, k, &testnet.account(i).address());
+                if got != expected {
+                    return Err(format!("node {k}: funded{i} holds {got}, expected {expected}"));
+                }
+            }
+            let got = balance(testnet, k, &to);
+            if got != Amount::new(FUNDED_BALANCE + 600) {
+                return Err(format!("node {k}: funded4 holds {got}"));
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn a_killed_node_catches_up_after_restart_and_a_late_node_syncs_from_zero() {
+    let mut testnet = Testnet::pow(3);
+    testnet.heads_at_least(5);
+
+    testnet.kill(2);
+    let to = testnet.account(4).address();
+    let hash = transfer(&testnet, 3, 1, &to, 42);
+    let block = testnet.included_everywhere(&hash);
+    testnet.heads_at_least(block.height + 3);
+    testnet.restart(2);
+    testnet.all_heads_within(1);
+    assert_eq!(testnet.included_everywhere(&hash), block, "the restarted node learned the transfer by sync");
+
+    // A fourth node, started now, imports the whole chain from its peers.
+    let late = testnet.add_node(false);
+    testnet.all_connected();
+    let heads = testnet.all_heads_within(1);
+    let imported = testnet.node(late).metric("chorus_blocks_imported_total").expect("metric");
+    assert!(imported >= (heads[0].height - 1) as f64, "node {late} imported {imported} blocks: {heads:?}");
+    assert_eq!(testnet.included_everywhere(&hash), block);
+    assert_eq!(balance(&testnet, late, &to), Amount::new(FUNDED_BALANCE + 42));
+}
+
+#[test]
+fn a_partition_heals_onto_one_chain_and_every_account_matches() {
+    let mut testnet = Testnet::builder("pow", 3).miners(3).start().expect("three miners");
+    testnet.heads_at_least(3);
+    testnet.partition(&[&[1], &[2, 3]]);
+    let split = (1..=3).map(|k| testnet.rpc(k).head().expect("head").height).max().expect("three nodes");
+
+    // Each side takes a transfer and mines on by itself.
+    let to = testnet.account(4).address();
+    let alone = transfer(&testnet, 1, 1, &to, 10);
+    let pair = transfer(&testnet, 2, 2, &to, 20);
+    testnet.wait_for("both sides include their transfer and mine on", |testnet| {
+        for (k, hash) in [(1, &alone), (2, &pair)] {
+            let rpc = testnet.rpc(k);
+            let head = rpc.head().map_err(|error| error.to_string())?;
+            let included = rpc.tx(hash).map_err(|error| error.to_string())?.block();
+            if head.height < split + 3 || included.is_none() {
+                return Err(format!("node {k} at {}, transfer {included:?}", head.height));
+            }
+        }
+        Ok(())
+    });
+    let before: Vec<_> = (1..=3).map(|k| testnet.rpc(k).head().expect("head")).collect();
+    assert_ne!(before[0].hash, before[1].hash, "the sides grew apart: {before:?}");
+
+    testnet.heal();
+    testnet.all_heads_within(1);
+    // One side's chain won: the common chain still holds a head one side had before the heal.
+    let kept = before.iter().any(|head| {
+        testnet
+            .live()
+            .iter()
+            .all(|&k| testnet.rpc(k).block_at(head.height).expect("block").is_some_and(|block| block.hash == head.hash))
+    });
+    assert!(kept, "neither side's chain survived the heal: {before:?}");
+    // The losing side's transfer went back to its mempool and is on the common chain too.
+    testnet.included_everywhere(&alone);
+    testnet.included_everywhere(&pair);
+    let mut accounts: Vec<Address> = (1..=4).map(|i| testnet.account(i).address()).collect();
+    accounts.extend((1..=3).map(|k| testnet.address(k)));
+    testnet.accounts_match(&accounts);
+}
