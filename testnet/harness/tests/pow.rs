@@ -74,6 +74,13 @@ fn a_killed_node_catches_up_after_restart_and_a_late_node_syncs_from_zero() {
     testnet.all_heads_within(1);
     assert_eq!(testnet.included_everywhere(&hash), block, "the restarted node learned the transfer by sync");
 
+    // A paused node (SIGSTOP) misses blocks; resumed, it catches up.
+    testnet.pause(3);
+    let height = testnet.rpc(1).head().expect("head").height;
+    testnet.heads_at_least(height + 3);
+    testnet.resume(3);
+    testnet.all_heads_within(1);
+
     // A fourth node, started now, imports the whole chain from its peers.
     let late = testnet.add_node(false);
     testnet.all_connected();
@@ -125,4 +132,17 @@ fn a_partition_heals_onto_one_chain_and_every_account_matches() {
     let mut accounts: Vec<Address> = (1..=4).map(|i| testnet.account(i).address()).collect();
     accounts.extend((1..=3).map(|k| testnet.address(k)));
     testnet.accounts_match(&accounts);
+}
+
+#[test]
+fn pow_never_finalizes_and_engines_not_built_yet_are_refused_by_name() {
+    let refused = Testnet::builder("raft", 3).start().expect_err("no raft yet");
+    assert!(refused.contains("not implemented yet"), "{refused}");
+
+    let mut testnet = Testnet::pow(1);
+    testnet.heads_at_least(2);
+    testnet.set_wait(std::time::Duration::from_secs(2));
+    let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| testnet.finalized_at_least(1)));
+    let message = *check.expect_err("PoW has no finality").downcast::<String>().expect("a message");
+    assert!(message.contains("finalized at least 1") && message.contains("None"), "{message}");
 }
