@@ -248,6 +248,14 @@ pub trait Engine: Send + fmt::Debug {
 
     /// The last final block, for engines with finality; `None` for PoW.
     fn finalized(&self) -> Option<(Height, Hash)>;
+
+    /// The weight its fork choice gives the chain ending at the stored block `hash`, as a
+    /// big-endian 256-bit number (PoW: the chain's cumulative work); `None` for engines that
+    /// do not choose between chains by a weight.
+    fn chain_work(&mut self, chain: &dyn ChainRead, hash: &Hash) -> Result<Option<[u8; 32]>, EngineError> {
+        let _ = (chain, hash);
+        Ok(None)
+    }
 }
 
 /// What a node brings to its engine beyond the genesis.

@@ -46,7 +46,7 @@ pub enum Input {
 #[derive(Debug)]
 pub enum Call {
     Head(oneshot::Sender<HeadInfo>),
-    Block(BlockRef, oneshot::Sender<Result<Option<Block>, StoreError>>),
+    Block(BlockRef, oneshot::Sender<Result<Option<(Block, ChainWork)>, StoreError>>),
     Submit(Box<SignedTransaction>, oneshot::Sender<Result<Hash, MempoolError>>),
     Tx(Hash, oneshot::Sender<Result<TxStatus, StoreError>>),
     Account(chorus_chain::Address, Option<Height>, oneshot::Sender<Result<AccountInfo, StoreError>>),
@@ -65,7 +65,12 @@ pub struct HeadInfo {
     pub height: Height,
     pub timestamp: Timestamp,
     pub state_root: Hash,
+    pub chain_work: ChainWork,
 }
+
+/// The engine's weight of the chain up to a block (PoW: cumulative work, big-endian); `None`
+/// for engines without one, or if it could not be read.
+pub type ChainWork = Option<[u8; 32]>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxStatus {
@@ -182,7 +187,10 @@ pub struct Core {
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("head", &self.head()).field("peers", &self.connected.len()).finish_non_exhaustive()
+        f.debug_struct("Core")
+            .field("head", &self.driver.store().head_hash())
+            .field("peers", &self.connected.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -225,15 +233,23 @@ impl Core {
         }
     }
 
-    pub fn head(&self) -> HeadInfo {
+    pub fn head(&mut self) -> HeadInfo {
         let store = self.driver.store();
-        let head = store.head();
+        let (hash, head) = (store.head_hash(), store.head().clone());
         HeadInfo {
-            hash: store.head_hash(),
+            hash,
             height: head.height,
             timestamp: head.timestamp,
             state_root: head.state_root,
+            chain_work: self.chain_work(&hash),
         }
+    }
+
+    fn chain_work(&mut self, hash: &Hash) -> ChainWork {
+        self.driver.chain_work(hash).unwrap_or_else(|error| {
+            tracing::warn!(%hash, %error, "cannot read the chain's work");
+            None
+        })
     }
 
     /// Runs until `stop` fires or an input source closes. Returns the driver's error if the
@@ -341,7 +357,13 @@ impl Core {
                     BlockRef::Height(height) => store.canonical_block(height),
                     BlockRef::Hash(hash) => store.block(&hash),
                 };
-                let _ = reply.send(block);
+                let answer = block.map(|block| {
+                    block.map(|block| {
+                        let work = self.chain_work(&block.hash());
+                        (block, work)
+                    })
+                });
+                let _ = reply.send(answer);
             }
             Call::Submit(tx, reply) => {
                 let _ = reply.send(self.driver.submit_tx(*tx, &mut self.outbox));

@@ -215,6 +215,11 @@ impl Driver {
         self.engine.as_ref()
     }
 
+    /// The engine's weight of the chain ending at stored block `hash` (PoW: cumulative work).
+    pub fn chain_work(&mut self, hash: &Hash) -> Result<Option<[u8; 32]>, DriverError> {
+        self.engine.chain_work(&ChainView { store: &self.store }, hash).map_err(DriverError::Engine)
+    }
+
     pub fn mempool(&self) -> &Mempool {
         &self.mempool
     }

@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::daemon::{BlockRef, Call, HeadInfo, Input, TxStatus};
+use crate::daemon::{BlockRef, Call, ChainWork, HeadInfo, Input, TxStatus};
 use crate::mempool::MempoolError;
 
 /// Error codes beyond JSON-RPC's own (-32700 parse error, -32600 invalid request, -32601
@@ -88,13 +88,13 @@ pub struct MethodDef {
 pub const METHODS: &[MethodDef] = &[
     MethodDef {
         name: "chain_getHead",
-        summary: "The head block: hash, height, timestamp, state root.",
+        summary: "The head block: hash, height, timestamp, state root, and chainWork (PoW: the chain's cumulative work, 64 hex digits; null for engines without one).",
         params: &[],
         result: "object",
     },
     MethodDef {
         name: "chain_getBlock",
-        summary: "A block by height (canonical) or hash; null if unknown.",
+        summary: "A block by height (canonical) or hash, with its header fields, transactions and chainWork; null if unknown.",
         params: &[("id", "integer|string", true)],
         result: "object|null",
     },
@@ -259,7 +259,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
     module.register_async_method("chain_getBlock", |params, context, _| async move {
         let reference = block_ref(&params)?;
         let block = context.call(|reply| Call::Block(reference, reply)).await?.map_err(store_error)?;
-        Ok::<_, ErrorObjectOwned>(block.as_ref().map(block_json))
+        Ok::<_, ErrorObjectOwned>(block.as_ref().map(|(block, work)| block_json(block, work)))
     })?;
     module.register_async_method("chain_getFinalized", |_, context, _| async move {
         let status = context.call(Call::Status).await?;
@@ -566,13 +566,20 @@ fn rate_limited() -> ErrorObjectOwned {
 }
 
 fn head_json(head: &HeadInfo) -> Value {
-    json!({ "hash": head.hash, "height": head.height.get(), "timestamp": head.timestamp.as_millis(), "stateRoot": head.state_root })
+    json!({
+        "hash": head.hash,
+        "height": head.height.get(),
+        "timestamp": head.timestamp.as_millis(),
+        "stateRoot": head.state_root,
+        "chainWork": head.chain_work.map(hex::encode),
+    })
 }
 
-fn block_json(block: &Block) -> Value {
+fn block_json(block: &Block, chain_work: &ChainWork) -> Value {
     let header = &block.header;
     json!({
         "hash": block.hash(),
+        "chainWork": chain_work.map(hex::encode),
         "parent": header.parent,
         "height": header.height.get(),
         "timestamp": header.timestamp.as_millis(),

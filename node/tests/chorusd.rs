@@ -135,6 +135,12 @@ fn dev_node_produces_blocks_and_includes_a_transfer() {
     assert_eq!(balance(&node, &alice.address()), DEV_BALANCE - 1_005);
     let by_hash = node.ok("chain_getBlock", json!([block["hash"]]));
     assert_eq!(by_hash["height"], block["height"]);
+    // PoW reports each block's cumulative work (64 hex digits): zero at genesis, growing.
+    let work = |value: &Value| value["chainWork"].as_str().expect("chainWork").to_owned();
+    assert_eq!(work(&node.ok("chain_getBlock", json!([0]))), "0".repeat(64));
+    let parent = node.ok("chain_getBlock", json!([height - 1]));
+    assert!(work(&parent) < work(&block), "{parent} then {block}");
+    assert!(work(&block) <= work(&node.ok("chain_getHead", json!([]))));
 
     assert_eq!(node.ok("consensus_validators", json!([]))["engine"], "pow");
     assert!(node.metric("chorus_blocks_imported_total").unwrap_or(0.0) >= 3.0, "mined blocks are counted");

@@ -306,6 +306,10 @@ impl Engine for PowEngine {
     fn finalized(&self) -> Option<(Height, Hash)> {
         None
     }
+
+    fn chain_work(&mut self, chain: &dyn ChainRead, hash: &Hash) -> Result<Option<[u8; 32]>, EngineError> {
+        Ok(Some(self.work_of(chain, hash)?.to_big_endian()))
+    }
 }
 
 #[cfg(test)]

@@ -241,6 +241,15 @@ fn work_survives_a_restart_through_records() {
         parent = header;
     }
     let before = engine.work_of(&chain, &chain.head).unwrap();
+    // What the node reports as chainWork: the sum of each block's work from its own target.
+    let summed = chain
+        .headers
+        .values()
+        .filter(|header| header.height != Height::GENESIS)
+        .fold(U256::zero(), |sum, header| sum + difficulty::work(&header_target(header)));
+    assert_eq!(before, summed);
+    let head = chain.head;
+    assert_eq!(Engine::chain_work(&mut engine, &chain, &head).unwrap(), Some(before.to_big_endian()));
     let mut restarted = PowEngine::new(easy_config(), None);
     restarted.step(&chain, parent.timestamp, Event::Start, &mut Vec::new()).unwrap();
     assert_eq!(restarted.head_work(&chain).unwrap(), before);

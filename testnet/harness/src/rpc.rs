@@ -56,6 +56,19 @@ pub struct BlockRef {
     pub hash: Hash,
 }
 
+/// A chain's weight in its engine's fork choice (PoW: cumulative work), as `chainWork` gives
+/// it: 256 bits, big-endian, so the derived order is the numeric one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ChainWork(pub [u8; 32]);
+
+impl<'de> Deserialize<'de> for ChainWork {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ChainWork, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
+        bytes.try_into().map(ChainWork).map_err(|_| serde::de::Error::custom("chainWork is not 32 bytes"))
+    }
+}
+
 /// `chain_getHead`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -63,6 +76,8 @@ pub struct Head {
     pub height: u64,
     pub hash: Hash,
     pub state_root: Hash,
+    /// None for engines that do not choose by weight.
+    pub chain_work: Option<ChainWork>,
 }
 
 /// `chain_getBlock`, with the transactions reduced to their hashes.
@@ -73,6 +88,7 @@ pub struct Block {
     pub parent: Hash,
     pub height: u64,
     pub state_root: Hash,
+    pub chain_work: Option<ChainWork>,
     #[serde(deserialize_with = "tx_hashes")]
     pub transactions: Vec<Hash>,
 }

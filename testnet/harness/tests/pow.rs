@@ -117,7 +117,12 @@ fn a_partition_heals_onto_one_chain_and_every_account_matches() {
     assert_ne!(before[0].hash, before[1].hash, "the sides grew apart: {before:?}");
 
     testnet.heal();
-    testnet.all_heads_within(1);
+    let after = testnet.all_heads_within(1);
+    // Most work wins: no node settled on a chain lighter than one it could have had.
+    let heaviest = before.iter().filter_map(|head| head.chain_work).max().expect("PoW reports chainWork");
+    for (k, head) in testnet.live().into_iter().zip(&after) {
+        assert!(head.chain_work.expect("chainWork") >= heaviest, "node {k} settled on less work: {head:?}");
+    }
     // One side's chain won: the common chain still holds a head one side had before the heal.
     let kept = before.iter().any(|head| {
         testnet
