@@ -78,13 +78,14 @@ impl std::error::Error for StartError {}
 /// `--tmp` node deletes its directory.
 #[derive(Debug)]
 pub struct Chorusd {
-    child: Child,
+    /// Behind a lock so `exited` can reap through `&self` (checks look at shared testnets).
+    child: Mutex<Child>,
+    pid: u32,
     rpc: Rpc,
     metrics: SocketAddr,
     p2p: String,
     stdout: Arc<Mutex<Vec<String>>>,
     log: PathBuf,
-    exit: Option<ExitStatus>,
 }
 
 impl Chorusd {
@@ -148,13 +149,13 @@ impl Chorusd {
             }
         }
         Ok(Chorusd {
-            child,
+            pid: child.id(),
+            child: Mutex::new(child),
             rpc: Rpc::new(rpc.expect("invariant: loop ends with it")),
             metrics: metrics.expect("invariant: loop ends with it"),
             p2p: p2p.expect("invariant: loop ends with it"),
             stdout,
             log: launch.log.clone(),
-            exit: None,
         })
     }
 
@@ -172,7 +173,7 @@ impl Chorusd {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
     }
 
     /// What it printed on standard output so far.
@@ -203,24 +204,23 @@ impl Chorusd {
             .and_then(|value| value.parse().ok())
     }
 
-    /// Whether the process has exited (reaping it if so).
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        if self.exit.is_none() {
-            self.exit = self.child.try_wait().ok().flatten();
-        }
-        self.exit
+    /// Its exit status once it has exited (reaping it), None while it runs.
+    pub fn exited(&self) -> Option<ExitStatus> {
+        self.child.lock().ok()?.try_wait().ok().flatten()
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
-        assert!(status.is_ok_and(|status| status.success()), "kill -{name} {} failed", self.child.id());
+        let status = Command::new("kill").args([&format!("-{name}"), &self.pid.to_string()]).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill -{name} {} failed", self.pid);
     }
 
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
-        if self.exited().is_none() {
-            let _ = self.child.kill();
-            self.exit = self.child.wait().ok();
+        if let Ok(child) = self.child.get_mut()
+            && child.try_wait().ok().flatten().is_none()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 
@@ -240,8 +240,8 @@ impl Chorusd {
         if let Some(exit) = self.exited() {
             return Some(exit);
         }
-        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill").args(["-CONT", &self.pid.to_string()]).status();
+        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
         let deadline = Instant::now() + STOP_WAIT;
         while Instant::now() < deadline {
             if let Some(exit) = self.exited() {

@@ -354,16 +354,21 @@ impl Testnet {
 
     /// Polls `check` until it returns Ok, at most the wait bound; panics with `what` and the
     /// last reason it gave.
+    /// A node that should be running has exited (crashed), which fails the check at once.
     pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&Testnet) -> Result<T, String>) -> T {
         let deadline = Instant::now() + self.wait;
         loop {
-            match check(self) {
+            let reason = match check(self) {
                 Ok(value) => return value,
-                Err(reason) if Instant::now() >= deadline => {
-                    panic!("{what}: not reached within {:?}; last: {reason}", self.wait)
+                Err(reason) => reason,
+            };
+            for (i, slot) in self.nodes.iter().enumerate() {
+                if let Some(exit) = slot.process.as_ref().and_then(Chorusd::exited) {
+                    panic!("{what}: node {} exited unexpectedly ({exit}); last: {reason}", i + 1);
                 }
-                Err(_) => std::thread::sleep(POLL),
             }
+            assert!(Instant::now() < deadline, "{what}: not reached within {:?}; last: {reason}", self.wait);
+            std::thread::sleep(POLL);
         }
     }
 

@@ -140,7 +140,7 @@ fn a_partition_heals_onto_one_chain_and_every_account_matches() {
 }
 
 #[test]
-fn pow_never_finalizes_and_engines_not_built_yet_are_refused_by_name() {
+fn pow_never_finalizes_a_dead_node_fails_checks_and_unbuilt_engines_are_refused() {
     let refused = Testnet::builder("raft", 3).start().expect_err("no raft yet");
     assert!(refused.contains("not implemented yet"), "{refused}");
 
@@ -150,4 +150,12 @@ fn pow_never_finalizes_and_engines_not_built_yet_are_refused_by_name() {
     let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| testnet.finalized_at_least(1)));
     let message = *check.expect_err("PoW has no finality").downcast::<String>().expect("a message");
     assert!(message.contains("finalized at least 1") && message.contains("None"), "{message}");
+
+    // A node that dies behind the harness's back fails the next check at once, saying so.
+    testnet.set_wait(std::time::Duration::from_secs(90));
+    let pid = testnet.node(1).pid().to_string();
+    assert!(std::process::Command::new("kill").args(["-KILL", &pid]).status().expect("kill").success());
+    let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| testnet.heads_at_least(u64::MAX)));
+    let message = *check.expect_err("node 1 is dead").downcast::<String>().expect("a message");
+    assert!(message.contains("node 1 exited unexpectedly"), "{message}");
 }
