@@ -57,9 +57,13 @@ p2p_port() { echo $(( $(setting base_port) + 10 * $1 )); }
 rpc_port() { echo $(( $(setting base_port) + 10 * $1 + 1 )); }
 metrics_port() { echo $(( $(setting base_port) + 10 * $1 + 2 )); }
 
+# alive K: node K's recorded process runs, and is that node's chorusd (its data directory is on
+# the command line), so a pid reused by another program after a crash is never signalled.
 alive() {
-  local pid_file; pid_file="$(node_dir "$1")/pid"
-  [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+  local dir; dir="$(node_dir "$1")"
+  [ -f "$dir/pid" ] || return 1
+  local args; args="$(ps -p "$(cat "$dir/pid")" -o args= 2>/dev/null)" || return 1
+  case "$args" in *chorusd*"$dir/chain"*) return 0 ;; *) return 1 ;; esac
 }
 
 launch() {
@@ -68,9 +72,11 @@ launch() {
   local args=(run --genesis "$data/genesis.json" --data-dir "$dir/chain" --key "$dir/node.key"
     --listen "/ip4/127.0.0.1/tcp/$(p2p_port "$k")" --rpc "127.0.0.1:$(rpc_port "$k")"
     --metrics "127.0.0.1:$(metrics_port "$k")")
-  if [ "$k" -gt 1 ]; then
-    args+=(--bootnode "/ip4/127.0.0.1/tcp/$(p2p_port 1)/p2p/$(cat "$(node_dir 1)/peer_id")")
-  fi
+  # Every other node is a bootnode: whichever restarts finds the others again. Bootnodes are
+  # redialed while a node has no peer, so one that is not listening yet is no race.
+  for j in $(seq 1 "$(setting nodes)"); do
+    [ "$j" -eq "$k" ] || args+=(--bootnode "/ip4/127.0.0.1/tcp/$(p2p_port "$j")/p2p/$(cat "$(node_dir "$j")/peer_id")")
+  done
   if [ "$k" -le "$(setting miners)" ]; then
     args+=(--mine --coinbase "$(cat "$dir/address")")
   fi
@@ -78,25 +84,60 @@ launch() {
   echo $! >"$dir/pid"
 }
 
+# wait_ready K PEERS: polls node K until its RPC answers and it has at least PEERS peers.
 wait_ready() {
-  local k="$1" nodes="$2" deadline=$(( SECONDS + 90 ))
+  local k="$1" want="$2" deadline=$(( SECONDS + 90 ))
   until status="$(rpc "$(rpc_port "$k")" node_status)" \
-      && python3 -c "import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s['peers'] >= min(1, int(sys.argv[2]) - 1) else 1)" "$status" "$nodes"; do
+      && python3 -c "import json,sys; sys.exit(0 if json.loads(sys.argv[1])['peers'] >= int(sys.argv[2]) else 1)" "$status" "$want"; do
     alive "$k" || die "node $k exited; its log: $(node_dir "$k")/node.log"
-    [ $SECONDS -lt $deadline ] || die "node $k not ready after 90 s; its log: $(node_dir "$k")/node.log"
+    [ $SECONDS -lt $deadline ] || die "node $k not ready (wanted $want peers) after 90 s; its log: $(node_dir "$k")/node.log"
     sleep 0.2
   done
 }
 
-# Starts every node and waits until each answers and sees its peers. Node 1 is everyone's
-# bootnode: the others start once it listens.
+# A node stops dialing at this many peers (chorus-p2p's default peers_target).
+peers_target=25
+
+# Starts every node and waits until each answers and sees all the others (up to peers_target).
+# Node 1 first, so the others find a listening bootnode at once.
 launch_all() {
   local nodes; nodes="$(setting nodes)"
+  rm -f "$data/partition"
+  local want=$(( nodes - 1 < peers_target ? nodes - 1 : peers_target ))
   for k in $(seq 1 "$nodes"); do
     launch "$k"
-    if [ "$k" -eq 1 ]; then wait_ready 1 1; fi
+    if [ "$k" -eq 1 ]; then wait_ready 1 0; fi
   done
-  for k in $(seq 1 "$nodes"); do wait_ready "$k" "$nodes"; done
+  for k in $(seq 1 "$nodes"); do wait_ready "$k" "$want"; done
+}
+
+# group_of K: the nodes on K's side of the partition in force (all nodes without one).
+group_of() {
+  if [ -f "$data/partition" ]; then
+    for group in $(cat "$data/partition"); do
+      case ",$group," in *",$1,"*) echo "${group//,/ }"; return ;; esac
+    done
+  fi
+  seq 1 "$(setting nodes)"
+}
+
+# restart K: stop and start node K; a partition in force applies to it again (the others still
+# refuse it; it must refuse them), and it waits for a peer if its side has another live node.
+restart_node() {
+  local k="$1" side others=0
+  stop_node "$k"
+  launch "$k"
+  wait_ready "$k" 0
+  side=" $(group_of "$k" | tr '\n' ' ') "
+  for j in $(seq 1 "$(setting nodes)"); do
+    [ "$j" -ne "$k" ] || continue
+    case "$side" in
+      *" $j "*) alive "$j" && others=$(( others + 1 )) ;;
+      *) admin_pair "$k" "$j" admin_banPeer ;;
+    esac
+  done
+  wait_ready "$k" $(( others > 0 ? 1 : 0 ))
+  echo "run.sh: node $k restarted"
 }
 
 start() {
@@ -159,18 +200,31 @@ start() {
   status
 }
 
+# status: one line per node. "proposer" is who made the head block (the miner under PoW): a
+# node of this testnet by number, or another address.
 status() {
   [ -f "$data/testnet.env" ] || die "no testnet in $data"
-  printf '%-5s %-6s %-8s %-9s %-6s %-8s %-8s %s\n' node engine head finalized peers syncing pid rpc
-  for k in $(seq 1 "$(setting nodes)"); do
-    local pid="-" head="-" finalized="-" peers="-" syncing="-" engine="-"
+  local nodes; nodes="$(setting nodes)"
+  local addresses=()
+  for k in $(seq 1 "$nodes"); do addresses+=("$(cat "$(node_dir "$k")/address")"); done
+  printf '%-5s %-6s %-8s %-9s %-6s %-8s %-9s %-8s %s\n' node engine head finalized peers syncing proposer pid rpc
+  for k in $(seq 1 "$nodes"); do
+    local pid="-" row="- - - - - -"
     alive "$k" && pid="$(cat "$(node_dir "$k")/pid")"
-    if [ "$pid" != "-" ] && s="$(rpc "$(rpc_port "$k")" node_status)"; then
-      read -r engine head finalized peers syncing < <(python3 -c "
-import json,sys; s=json.loads(sys.argv[1]); f=s['finalized']
-print(s['engine'], s['head']['height'], f['height'] if f else '-', s['peers'], str(s['syncing']).lower())" "$s")
+    if [ "$pid" != "-" ] && s="$(rpc "$(rpc_port "$k")" node_status)" \
+        && b="$(rpc "$(rpc_port "$k")" chain_getBlock "[$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['head']['height'])" "$s")]")"; then
+      row="$(python3 - "$s" "$b" "${addresses[@]}" <<'PY'
+import json, sys
+s, block, addresses = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3:]
+f = s["finalized"]
+proposer = block["proposer"] if block else None
+who = f"node{addresses.index(proposer) + 1}" if proposer in addresses else (proposer or "-")[:9]
+print(s["engine"], s["head"]["height"], f["height"] if f else "-", s["peers"], str(s["syncing"]).lower(), who)
+PY
+)"
     fi
-    printf '%-5s %-6s %-8s %-9s %-6s %-8s %-8s %s\n' "$k" "$engine" "$head" "$finalized" "$peers" "$syncing" "$pid" "127.0.0.1:$(rpc_port "$k")"
+    read -r engine head finalized peers syncing proposer <<<"$row"
+    printf '%-5s %-6s %-8s %-9s %-6s %-8s %-9s %-8s %s\n' "$k" "$engine" "$head" "$finalized" "$peers" "$syncing" "$proposer" "$pid" "127.0.0.1:$(rpc_port "$k")"
   done
 }
 
@@ -197,6 +251,7 @@ stop_node() {
 stop() {
   [ -f "$data/testnet.env" ] || return 0
   for k in $(seq 1 "$(setting nodes)"); do stop_node "$k"; done
+  rm -f "$data/partition" # bans live in the processes
   echo "run.sh: stopped; the data stays in $data (run.sh clean removes it)"
 }
 
@@ -228,6 +283,7 @@ partition() {
       done
     done
   done
+  echo "${groups[*]}" >"$data/partition"
   echo "run.sh: partitioned ${groups[*]}"
 }
 
@@ -241,6 +297,7 @@ heal() {
       if [ "$a" -ne "$b" ]; then admin_pair "$a" "$b" admin_unbanPeer; fi
     done
   done
+  rm -f "$data/partition"
   echo "run.sh: healed"
 }
 
@@ -253,7 +310,7 @@ case "$command" in
   clean) stop >/dev/null; rm -rf "$data"; echo "run.sh: removed $data" ;;
   logs) node_arg "${1:-}"; tail -n "${2:-100}" "$(node_dir "$1")/node.log" ;;
   kill) node_arg "${1:-}"; signal_node "$1" KILL; rm -f "$(node_dir "$1")/pid" ;;
-  restart) node_arg "${1:-}"; stop_node "$1"; launch "$1"; wait_ready "$1" "$(setting nodes)"; echo "run.sh: node $1 restarted" ;;
+  restart) node_arg "${1:-}"; restart_node "$1" ;;
   pause) node_arg "${1:-}"; signal_node "$1" STOP ;;
   resume) node_arg "${1:-}"; signal_node "$1" CONT ;;
   partition) partition "$@" ;;

@@ -90,8 +90,8 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
     let table = rows(&testnet.ok(&["status"]));
     assert_eq!(table.len(), 3, "{table:?}");
     assert!(
-        table.iter().all(|row| row[1] == "pow" && row[4] == "2"),
-        "every node runs pow and sees two peers: {table:?}"
+        table.iter().all(|row| row[1] == "pow" && row[4] == "2" && row[6] == "node1"),
+        "every node runs pow, sees two peers, and has a head mined by node 1 (the one miner): {table:?}"
     );
 
     let rpc = |k: u16| base + 10 * k + 1;
@@ -106,7 +106,7 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
 
     // Kill node 2 outright; restarted, it catches up with node 1.
     testnet.ok(&["kill", "2"]);
-    assert_eq!(rows(&testnet.ok(&["status"]))[1][6], "-", "node 2 is down");
+    assert_eq!(rows(&testnet.ok(&["status"]))[1][7], "-", "node 2 is down");
     testnet.ok(&["restart", "2"]);
     let target = testnet.chorus(rpc(1), &["status"])["head"]["height"].as_u64().expect("height");
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -117,7 +117,7 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
 
     // Stopped, it keeps its data and starts again on it.
     testnet.ok(&["stop"]);
-    assert!(rows(&testnet.ok(&["status"])).iter().all(|row| row[6] == "-"), "all stopped");
+    assert!(rows(&testnet.ok(&["status"])).iter().all(|row| row[7] == "-"), "all stopped");
     testnet.ok(&["start"]);
     assert!(testnet.chorus(rpc(3), &["status"])["head"]["height"].as_u64().expect("height") >= target);
     assert_eq!(testnet.chorus(rpc(3), &["balance", "funded2"])["balance"], "1000000000077");
@@ -144,11 +144,14 @@ fn run_sh_partition_and_heal_converge_on_one_chain() {
         assert!(Instant::now() < deadline, "the partition did not take");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // Both sides mine on: let each grow a few blocks of its own.
+    // A node restarted in a partition stays on its side (node 1 is alone on its own): checked
+    // all the while both sides mine on, each growing a few blocks of its own.
+    testnet.ok(&["restart", "1"]);
     let split = head(1)["height"].as_u64().expect("height").max(head(2)["height"].as_u64().expect("height"));
     while head(1)["height"].as_u64().expect("height") < split + 3
         || head(2)["height"].as_u64().expect("height") < split + 3
     {
+        assert_eq!(peers(1), 0, "the restarted node 1 rejoined the other side");
         assert!(Instant::now() < deadline, "the sides stopped mining");
         std::thread::sleep(Duration::from_millis(200));
     }
