@@ -8,17 +8,20 @@
 //! - [`rpc`]: [`Rpc`], a blocking typed client for README's JSON-RPC methods.
 //! - [`testnet`]: [`Testnet`], N nodes on one genesis made by `chorusd key`/`genesis`, with
 //!   funded accounts, a `chorus` wallet over them, and the checks.
+//! - [`load`]: [`Load`], signed transfers at a steady rate from a background thread.
 //!
 //! On a failed test (a panic while a [`Testnet`] is alive) each node's log tail is printed and
 //! the directory is kept for inspection.
 #![forbid(unsafe_code)]
 
+pub mod load;
 pub mod process;
 pub mod rpc;
 pub mod testnet;
 
 use std::path::{Path, PathBuf};
 
+pub use load::{Load, LoadReport};
 pub use process::{Chorusd, Launch};
 pub use rpc::{CallError, Rpc};
 pub use testnet::{Testnet, TestnetBuilder, Wallet};

@@ -12,11 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use chorus_chain::primitives::Hash;
+use chorus_chain::primitives::{ChainId, Hash};
 use chorus_chain::{Address, SecretKey};
 use serde_json::Value;
 
 use crate::Binaries;
+use crate::load::{Load, Route};
 use crate::process::{Chorusd, Launch};
 use crate::rpc::{BlockRef, Head, Rpc};
 
@@ -30,6 +31,8 @@ const LOG_TAIL_LINES: usize = 40;
 pub const FUNDED_BALANCE: u128 = 1_000_000_000_000;
 /// The password of the wallet's keystore.
 pub const WALLET_PASSWORD: &str = "testnet";
+/// The genesis chain id.
+pub const CHAIN_ID: &str = "chorus-harness";
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -88,7 +91,7 @@ impl TestnetBuilder {
             wait: WAIT,
         };
         let mut genesis = Command::new(&testnet.bins.chorusd);
-        genesis.args(["genesis", "new", "--chain-id", "chorus-harness", "--engine", &self.engine]);
+        genesis.args(["genesis", "new", "--chain-id", CHAIN_ID, "--engine", &self.engine]);
         genesis.args(["--block-time-ms", &self.block_time_ms.to_string(), "--out"]).arg(&testnet.genesis);
         for key in &testnet.accounts {
             genesis.arg("--account").arg(format!("{}={FUNDED_BALANCE}", key.address()));
@@ -166,6 +169,22 @@ impl Testnet {
     /// Funded account `i` (1-based), named `funded<i>` in the wallet.
     pub fn account(&self, i: usize) -> &SecretKey {
         &self.accounts[i - 1]
+    }
+
+    /// The unfunded account a [`Testnet::start_load`] pays into.
+    pub fn load_sink(&self) -> Address {
+        account_key(0).address()
+    }
+
+    /// Starts a load of `per_second` transfers in all, each `(account, node)` route sending
+    /// from funded account `account` through node `node` (taken in turn) to
+    /// [`Testnet::load_sink`]. The nodes' ports stay across restarts, so a route survives one.
+    pub fn start_load(&self, routes: &[(usize, usize)], per_second: u32) -> Load {
+        let routes = routes
+            .iter()
+            .map(|&(account, node)| Route { key: self.account(account).clone(), node, rpc: self.rpc(node).clone() })
+            .collect();
+        Load::start(ChainId::new(CHAIN_ID).expect("a valid chain id"), routes, self.load_sink(), per_second)
     }
 
     /// Node `k`'s process; panics if it is not running.

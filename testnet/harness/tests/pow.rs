@@ -1,6 +1,6 @@
 //! PoW testnets of real `chorusd` processes through the harness: transfers sent with `chorus`
-//! to different nodes, a node killed and restarted, a late node syncing from zero, and a
-//! partition healed.
+//! to different nodes, a node killed and restarted (also under a steady transaction load), a
+//! paused node, a late node syncing from zero, and a partition healed.
 
 use chorus_chain::Address;
 use chorus_chain::primitives::{Amount, Hash};
@@ -158,4 +158,37 @@ fn pow_never_finalizes_a_dead_node_fails_checks_and_unbuilt_engines_are_refused(
     let check = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| testnet.heads_at_least(u64::MAX)));
     let message = *check.expect_err("node 1 is dead").downcast::<String>().expect("a message");
     assert!(message.contains("node 1 exited unexpectedly"), "{message}");
+}
+
+#[test]
+fn under_load_a_killed_node_rejoins_and_every_accepted_transfer_is_everywhere() {
+    let mut testnet = Testnet::builder("pow", 3).miners(2).start().expect("three nodes");
+    // Two senders, through nodes 1 and 2; node 3 is the one perturbed.
+    let load = testnet.start_load(&[(1, 1), (2, 2)], 100);
+    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height;
+    testnet.heads_at_least(height(&testnet) + 5);
+    testnet.kill(3);
+    testnet.heads_at_least(height(&testnet) + 5);
+    testnet.restart(3);
+    testnet.heads_at_least(height(&testnet) + 5);
+    let report = load.stop();
+    // Only backpressure may refuse a transfer: a sender with a full queue of pending ones while
+    // blocks lag (nonce too far ahead, sender full).
+    let unexpected: Vec<_> =
+        report.refused.iter().filter(|(_, error)| !matches!(error.code(), Some(1004 | 1008))).collect();
+    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+    assert!(report.accepted.len() >= 50, "only {} transfers went out", report.accepted.len());
+
+    for hash in &report.accepted {
+        testnet.included_everywhere(hash);
+    }
+    let sink = testnet.load_sink();
+    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
+    accounts.extend((1..=3).map(|k| testnet.address(k)));
+    testnet.accounts_match(&accounts);
+    // One unit per accepted transfer, no more, no less, on every node.
+    let sent = Amount::new(report.accepted.len() as u128);
+    for k in testnet.live() {
+        assert_eq!(balance(&testnet, k, &sink), sent, "node {k}");
+    }
 }
