@@ -20,7 +20,7 @@ use std::time::Duration;
 use chorus_chain::block::Block;
 use chorus_chain::codec::{self, Canonical};
 use chorus_chain::primitives::{Hash, Height, Timestamp};
-use chorus_chain::tx::SignedTransaction;
+use chorus_chain::tx::VerifiedTx;
 use chorus_consensus::{EngineMessage, PeerId};
 use chorus_p2p::{self as p2p, Misbehaviour, NetworkHandle, SyncRequest, SyncResponse, Topic};
 use chorus_store::StoreError;
@@ -47,7 +47,8 @@ pub enum Input {
 pub enum Call {
     Head(oneshot::Sender<HeadInfo>),
     Block(BlockRef, oneshot::Sender<Result<Option<(Block, ChainWork)>, StoreError>>),
-    Submit(Box<SignedTransaction>, oneshot::Sender<Result<Hash, MempoolError>>),
+    /// A transaction the RPC server has verified.
+    Submit(Box<VerifiedTx>, oneshot::Sender<Result<Hash, MempoolError>>),
     Tx(Hash, oneshot::Sender<Result<TxStatus, StoreError>>),
     Account(chorus_chain::Address, Option<Height>, oneshot::Sender<Result<AccountInfo, StoreError>>),
     Status(oneshot::Sender<StatusInfo>),
@@ -366,7 +367,7 @@ impl Core {
                 let _ = reply.send(answer);
             }
             Call::Submit(tx, reply) => {
-                let _ = reply.send(self.driver.submit_tx(*tx, &mut self.outbox));
+                let _ = reply.send(self.driver.submit_verified_tx(*tx, &mut self.outbox));
             }
             Call::Tx(hash, reply) => {
                 let _ = reply.send(self.tx_status(&hash));

@@ -22,7 +22,7 @@ use chorus_chain::genesis::Genesis;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::{self, BlockError, BlockTemplate, ReadError, StateRead};
-use chorus_chain::tx::SignedTransaction;
+use chorus_chain::tx::{SignedTransaction, VerifiedTx};
 use chorus_consensus::{
     Action, ChainRead, ChainReadError, Engine, EngineError, EngineMessage, Event, Origin, Outbound, PeerId, TimerId,
 };
@@ -249,6 +249,15 @@ impl Driver {
     pub fn submit_tx(&mut self, tx: SignedTransaction, io: &mut dyn Io) -> Result<Hash, MempoolError> {
         let hash = self.mempool.insert(tx.clone(), &self.store.view(), self.store.genesis())?;
         io.broadcast(NetMessage::Tx(Box::new(tx)));
+        Ok(hash)
+    }
+
+    /// [`Driver::submit_tx`] for a transaction whose signatures a caller checked on its own
+    /// thread (the RPC server), so the one driver thread does not.
+    pub fn submit_verified_tx(&mut self, tx: VerifiedTx, io: &mut dyn Io) -> Result<Hash, MempoolError> {
+        let broadcast = tx.tx().clone();
+        let hash = self.mempool.insert_verified(tx, &self.store.view(), self.store.genesis())?;
+        io.broadcast(NetMessage::Tx(Box::new(broadcast)));
         Ok(hash)
     }
 

@@ -17,7 +17,7 @@ use chorus_chain::genesis::Genesis;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Amount, Hash};
 use chorus_chain::state::{self, ReadError, StateRead};
-use chorus_chain::tx::{SignedTransaction, TxError, TxKind};
+use chorus_chain::tx::{SignedTransaction, TxError, TxKind, VerifiedTx};
 
 /// What a transaction takes from its sender's balance: the fee, and what a transfer sends or a
 /// stake locks. `None` on overflow.
@@ -92,10 +92,32 @@ impl Mempool {
         self.hashes.contains(hash)
     }
 
-    /// Validates `tx` against the head state `state` and admits it.
+    /// Validates `tx` (signatures included) against the head state `state` and admits it.
     pub fn insert<S: StateRead + ?Sized>(
         &mut self,
         tx: SignedTransaction,
+        state: &S,
+        genesis: &Genesis,
+    ) -> Result<Hash, MempoolError> {
+        self.admit(tx, false, state, genesis)
+    }
+
+    /// [`Mempool::insert`] for a transaction whose signatures were checked already (for this
+    /// chain: another chain's proof counts for nothing).
+    pub fn insert_verified<S: StateRead + ?Sized>(
+        &mut self,
+        tx: VerifiedTx,
+        state: &S,
+        genesis: &Genesis,
+    ) -> Result<Hash, MempoolError> {
+        let verified = *tx.chain_id() == genesis.chain_id;
+        self.admit(tx.into_inner(), verified, state, genesis)
+    }
+
+    fn admit<S: StateRead + ?Sized>(
+        &mut self,
+        tx: SignedTransaction,
+        verified: bool,
         state: &S,
         genesis: &Genesis,
     ) -> Result<Hash, MempoolError> {
@@ -117,7 +139,10 @@ impl Mempool {
         if nonce - next >= limits::MEMPOOL_NONCE_GAP_MAX {
             return Err(MempoolError::NonceTooFarAhead { got: nonce, next });
         }
-        tx.verify(&genesis.chain_id)?;
+        // After the cheap checks, so a stale or duplicate transaction costs no signature check.
+        if !verified {
+            tx.verify(&genesis.chain_id)?;
+        }
         // The sender must be able to pay for this transaction after the ones before it.
         let before = self
             .by_sender
@@ -349,6 +374,30 @@ mod tests {
             error.to_string(),
             "insufficient balance: needs 1203 for this transaction and the sender's pending ones before it, has 1000"
         );
+    }
+
+    #[test]
+    fn a_verified_transaction_is_admitted_by_the_same_rules_and_only_for_its_chain() {
+        let genesis = testing::genesis(3, 1_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        let tx = transfer(&genesis, 0, 0, 10);
+        let hash = pool.insert_verified(tx.clone().verified(&genesis.chain_id).unwrap(), &state, &genesis).unwrap();
+        assert_eq!(hash, tx.hash());
+        // The state rules still apply.
+        let again = tx.clone().verified(&genesis.chain_id).unwrap();
+        assert!(matches!(pool.insert_verified(again, &state, &genesis), Err(MempoolError::Duplicate { .. })));
+        // Proof made for another chain: the mempool checks for itself, and the chain id is wrong.
+        let mut other = genesis.clone();
+        other.chain_id = chorus_chain::primitives::ChainId::new("another-chain").unwrap();
+        let elsewhere = transfer(&other, 1, 0, 10).verified(&other.chain_id).unwrap();
+        let error = pool.insert_verified(elsewhere, &state, &genesis).unwrap_err();
+        assert!(matches!(error, MempoolError::Invalid(TxError::WrongChain { .. })), "{error}");
+        // A forged transaction cannot be made verified at all.
+        let mut forged = transfer(&genesis, 1, 0, 5);
+        forged.tx.fee = Amount::new(6);
+        assert!(forged.verified(&genesis.chain_id).is_err());
+        assert_eq!(pool.len(), 1);
     }
 
     #[test]

@@ -131,6 +131,7 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let (finals, _) = broadcast::channel(limits::RPC_NOTICES_QUEUED_MAX as usize);
     let (rpc_addr, rpc) = rpc::start(
         settings.rpc,
+        genesis.chain_id.clone(),
         inputs_tx.clone(),
         net.clone(),
         heads.clone(),

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 
 use chorus_chain::block::Block;
 use chorus_chain::codec;
-use chorus_chain::primitives::{Hash, Height};
+use chorus_chain::primitives::{ChainId, Hash, Height};
 use chorus_chain::tx::SignedTransaction;
 use chorus_chain::{Address, limits};
 use chorus_p2p::NetworkHandle;
@@ -210,6 +210,8 @@ fn schema(kind: &str) -> Value {
 }
 
 struct Context {
+    /// Transactions are checked against it on the calling task, before the node's queue.
+    chain_id: ChainId,
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
     /// Admin methods run only when the server listens on loopback.
@@ -230,6 +232,7 @@ impl Context {
 /// Starts the server; returns where it listens and its handle (stop it to shut down).
 pub async fn start(
     addr: SocketAddr,
+    chain_id: ChainId,
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
     heads: broadcast::Sender<HeadInfo>,
@@ -246,7 +249,7 @@ pub async fn start(
     let guard = RpcServiceBuilder::new().layer_fn(move |service| Guard::new(service, metrics.clone()));
     let server = Server::builder().set_config(config).set_rpc_middleware(guard).build(addr).await?;
     let bound = server.local_addr()?;
-    let module = module(Context { inputs, net, admin: bound.ip().is_loopback(), heads, finals })?;
+    let module = module(Context { chain_id, inputs, net, admin: bound.ip().is_loopback(), heads, finals })?;
     Ok((bound, server.start(module)))
 }
 
@@ -304,6 +307,9 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             .map_err(|error| ErrorCode::TxUndecodable.error(format!("transaction is not hex: {error}")))?;
         let tx: SignedTransaction = codec::decode(&bytes)
             .map_err(|error| ErrorCode::TxUndecodable.error(format!("transaction does not decode: {error}")))?;
+        // Signatures are checked here, on the RPC server's tasks (all cores), not by the one
+        // task that owns the chain.
+        let tx = tx.verified(&context.chain_id).map_err(|error| mempool_error(MempoolError::Invalid(error)))?;
         let hash = context.call(|reply| Call::Submit(Box::new(tx), reply)).await?.map_err(mempool_error)?;
         Ok::<_, ErrorObjectOwned>(hash.to_hex())
     })?;
