@@ -102,16 +102,16 @@ impl Mempool {
         self.admit(tx, false, state, genesis)
     }
 
-    /// [`Mempool::insert`] for a transaction whose signatures were checked already (for this
-    /// chain: another chain's proof counts for nothing).
+    /// [`Mempool::insert`] for a transaction whose signatures were checked already. Checked
+    /// for another chain, it is checked again here (and refused for its chain id).
     pub fn insert_verified<S: StateRead + ?Sized>(
         &mut self,
         tx: VerifiedTx,
         state: &S,
         genesis: &Genesis,
     ) -> Result<Hash, MempoolError> {
-        let verified = *tx.chain_id() == genesis.chain_id;
-        self.admit(tx.into_inner(), verified, state, genesis)
+        let ours = tx.tx().tx.chain_id == genesis.chain_id;
+        self.admit(tx.into_inner(), ours, state, genesis)
     }
 
     fn admit<S: StateRead + ?Sized>(
@@ -387,7 +387,7 @@ mod tests {
         // The state rules still apply.
         let again = tx.clone().verified(&genesis.chain_id).unwrap();
         assert!(matches!(pool.insert_verified(again, &state, &genesis), Err(MempoolError::Duplicate { .. })));
-        // Proof made for another chain: the mempool checks for itself, and the chain id is wrong.
+        // Checked for another chain: the mempool checks for itself, and the chain id is wrong.
         let mut other = genesis.clone();
         other.chain_id = chorus_chain::primitives::ChainId::new("another-chain").unwrap();
         let elsewhere = transfer(&other, 1, 0, 10).verified(&other.chain_id).unwrap();

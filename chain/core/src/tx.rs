@@ -290,26 +290,20 @@ impl SignedTransaction {
     /// any thread and whoever admits the transaction later need not repeat them.
     pub fn verified(self, chain_id: &ChainId) -> Result<VerifiedTx, TxError> {
         self.verify(chain_id)?;
-        Ok(VerifiedTx { tx: self, chain_id: chain_id.clone() })
+        Ok(VerifiedTx { tx: self })
     }
 }
 
-/// A transaction that passed [`SignedTransaction::verify`] for `chain_id`; made only by
-/// [`SignedTransaction::verified`].
+/// A transaction that passed [`SignedTransaction::verify`] for the chain its `chain_id` names
+/// (the check refuses any other); made only by [`SignedTransaction::verified`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerifiedTx {
     tx: SignedTransaction,
-    chain_id: ChainId,
 }
 
 impl VerifiedTx {
     pub fn tx(&self) -> &SignedTransaction {
         &self.tx
-    }
-
-    /// The chain the checks were made for.
-    pub fn chain_id(&self) -> &ChainId {
-        &self.chain_id
     }
 
     pub fn into_inner(self) -> SignedTransaction {
