@@ -439,6 +439,9 @@ impl Driver {
             for action in actions {
                 self.execute(action, io, &mut followups)?;
             }
+            for tx in followups.relay {
+                io.broadcast(NetMessage::Tx(Box::new(tx)));
+            }
             // The engine learns what its actions did before it sees anything else, so its view
             // of the head never lags the store's; released orphans wait their turn.
             for result in followups.results.into_iter().rev() {
@@ -573,13 +576,16 @@ impl Driver {
         applied: Vec<Hash>,
         followups: &mut Followups,
     ) -> Result<(), DriverError> {
+        // Oldest block first (`rolled_back` starts at the old head), so each sender's
+        // transactions come back in nonce order.
         let mut returned = Vec::new();
-        for hash in &rolled_back {
+        for hash in rolled_back.iter().rev() {
             if let Some(block) = self.store.block(hash)? {
                 returned.extend(block.body.txs);
             }
         }
-        self.mempool.on_head_change(&self.store.view(), self.store.genesis(), returned)?;
+        let taken = self.mempool.on_head_change(&self.store.view(), self.store.genesis(), returned)?;
+        followups.relay.extend(taken);
         followups.results.push(Event::HeadChanged {
             head: self.store.head_hash(),
             height: self.store.head().height,
@@ -602,6 +608,9 @@ struct Followups {
     results: Vec<Event>,
     /// Orphans whose parent is now stored.
     released: Vec<Event>,
+    /// Transactions a reorg returned to the mempool, to relay: the winning chain's producers
+    /// may never have seen them.
+    relay: Vec<SignedTransaction>,
 }
 
 /// The peer an event came from, if it came from one.

@@ -19,6 +19,18 @@ use chorus_chain::primitives::{Amount, Hash};
 use chorus_chain::state::{self, ReadError, StateRead};
 use chorus_chain::tx::{SignedTransaction, TxError, TxKind, VerifiedTx};
 
+/// Where a transaction comes from: what admission must still check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// From a peer or a caller: everything.
+    Unchecked,
+    /// Signatures checked by the caller for this chain ([`VerifiedTx`]).
+    Verified,
+    /// From a block a reorg rolled back: signatures checked at import, and not held to the
+    /// per-sender count or nonce gap.
+    Returned,
+}
+
 /// What a transaction takes from its sender's balance: the fee, and what a transfer sends or a
 /// stake locks. `None` on overflow.
 fn cost(tx: &SignedTransaction) -> Option<Amount> {
@@ -99,7 +111,7 @@ impl Mempool {
         state: &S,
         genesis: &Genesis,
     ) -> Result<Hash, MempoolError> {
-        self.admit(tx, false, state, genesis)
+        self.admit(tx, Source::Unchecked, state, genesis)
     }
 
     /// [`Mempool::insert`] for a transaction whose signatures were checked already. Checked
@@ -110,14 +122,14 @@ impl Mempool {
         state: &S,
         genesis: &Genesis,
     ) -> Result<Hash, MempoolError> {
-        let ours = tx.tx().tx.chain_id == genesis.chain_id;
-        self.admit(tx.into_inner(), ours, state, genesis)
+        let source = if tx.tx().tx.chain_id == genesis.chain_id { Source::Verified } else { Source::Unchecked };
+        self.admit(tx.into_inner(), source, state, genesis)
     }
 
     fn admit<S: StateRead + ?Sized>(
         &mut self,
         tx: SignedTransaction,
-        verified: bool,
+        source: Source,
         state: &S,
         genesis: &Genesis,
     ) -> Result<Hash, MempoolError> {
@@ -136,11 +148,12 @@ impl Mempool {
         if nonce < next {
             return Err(MempoolError::NonceUsed { got: nonce, next });
         }
-        if nonce - next >= limits::MEMPOOL_NONCE_GAP_MAX {
+        let returned = source == Source::Returned;
+        if nonce - next >= limits::MEMPOOL_NONCE_GAP_MAX && !returned {
             return Err(MempoolError::NonceTooFarAhead { got: nonce, next });
         }
         // After the cheap checks, so a stale or duplicate transaction costs no signature check.
-        if !verified {
+        if source == Source::Unchecked {
             tx.verify(&genesis.chain_id)?;
         }
         // The sender must be able to pay for this transaction after the ones before it.
@@ -172,7 +185,7 @@ impl Mempool {
             }
         } else {
             let sender_count = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
-            if sender_count >= limits::MEMPOOL_TXS_PER_SENDER_MAX as usize {
+            if sender_count >= limits::MEMPOOL_TXS_PER_SENDER_MAX as usize && !returned {
                 return Err(MempoolError::SenderFull { sender });
             }
         }
@@ -282,14 +295,18 @@ impl Mempool {
     }
 
     /// After the head moved: drops what the new state has used (included transactions and
-    /// anything else with a spent nonce), then offers the transactions of rolled-back blocks
-    /// again (those no longer valid are dropped silently).
+    /// anything else with a spent nonce), then takes back the transactions of rolled-back blocks,
+    /// given oldest first. Their signatures were checked when their blocks were imported, and
+    /// the per-sender count and nonce gap limits do not apply to them (a sender may have had
+    /// more than those in the blocks a reorg undid); every other rule does, and those no longer
+    /// valid are dropped. Returns the ones taken back, for the node to relay: the winning
+    /// chain's producers may never have seen them.
     pub fn on_head_change<S: StateRead + ?Sized>(
         &mut self,
         state: &S,
         genesis: &Genesis,
         returned: Vec<SignedTransaction>,
-    ) -> Result<(), ReadError> {
+    ) -> Result<Vec<SignedTransaction>, ReadError> {
         let senders: Vec<Address> = self.by_sender.keys().copied().collect();
         for sender in senders {
             let account = state::read_account(state, &sender)?;
@@ -303,12 +320,15 @@ impl Mempool {
                 self.remove(&sender, nonce);
             }
         }
+        let mut taken = Vec::new();
         for tx in returned {
-            if let Err(MempoolError::Read(error)) = self.insert(tx, state, genesis) {
-                return Err(error);
+            match self.admit(tx.clone(), Source::Returned, state, genesis) {
+                Ok(_) => taken.push(tx),
+                Err(MempoolError::Read(error)) => return Err(error),
+                Err(_) => {}
             }
         }
-        Ok(())
+        Ok(taken)
     }
 }
 
@@ -398,6 +418,27 @@ mod tests {
         forged.tx.fee = Amount::new(6);
         assert!(forged.verified(&genesis.chain_id).is_err());
         assert_eq!(pool.len(), 1);
+    }
+
+    #[test]
+    fn a_reorg_takes_back_more_than_one_sender_may_submit_and_drops_what_no_longer_fits() {
+        let genesis = testing::genesis(3, 1_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        // Rolled-back blocks held 100 transfers of one sender (more than the per-sender limit and
+        // the nonce gap), oldest first; one of another sender costs more than it has.
+        let count = limits::MEMPOOL_TXS_PER_SENDER_MAX as u64 + 36;
+        let mut returned: Vec<SignedTransaction> = (0..count).map(|nonce| transfer(&genesis, 0, nonce, 5)).collect();
+        returned.push(transfer(&genesis, 1, 0, 5_000));
+        let taken = pool.on_head_change(&state, &genesis, returned.clone()).unwrap();
+        assert_eq!(taken, returned[..count as usize], "all of sender 0's, none of the unpayable one");
+        assert_eq!(pool.len(), count as usize);
+        assert_eq!(pool.next_nonce(&testing::key(0).address(), 0), count);
+        // New submissions are still held to the limits.
+        let error = pool.insert(transfer(&genesis, 0, count, 5), &state, &genesis).unwrap_err();
+        assert!(matches!(error, MempoolError::NonceTooFarAhead { .. }), "{error}");
+        // Taken back again (a second reorg): duplicates are not taken twice.
+        assert!(pool.on_head_change(&state, &genesis, returned).unwrap().is_empty());
     }
 
     #[test]

@@ -168,6 +168,7 @@ fn reorg_case(depth: usize) {
         winning.push(b.mine());
     }
     a.now = b.now;
+    let broadcasts_before = a.io.broadcasts.len();
     for block in &winning {
         a.receive(block);
     }
@@ -180,10 +181,14 @@ fn reorg_case(depth: usize) {
         let address = testing::key(index).address();
         assert_eq!(sa.account(&address).unwrap(), sb.account(&address).unwrap(), "depth {depth}: account {index}");
     }
-    // A's own transactions were rolled back and wait in its mempool again (up to the per-sender
-    // bound).
-    let returned = depth.min(chorus_chain::limits::MEMPOOL_TXS_PER_SENDER_MAX as usize);
-    assert_eq!(a.driver.mempool().len(), returned, "depth {depth}");
+    // A's own transactions were rolled back and wait in its mempool again, all of them (the
+    // per-sender bound is for submissions), in nonce order, and are relayed.
+    assert_eq!(a.driver.mempool().len(), depth, "depth {depth}");
+    let sender = testing::key(0).address();
+    assert_eq!(a.driver.mempool().next_nonce(&sender, 0), depth as u64, "depth {depth}: no gap");
+    let relayed =
+        a.io.broadcasts[broadcasts_before..].iter().filter(|message| matches!(message, NetMessage::Tx(_))).count();
+    assert_eq!(relayed, depth, "depth {depth}: the returned transactions are relayed");
 }
 
 #[test]

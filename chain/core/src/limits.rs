@@ -99,10 +99,13 @@ pub const MEMPOOL_TXS_MAX: u32 = 50_000;
 /// Bytes of encoded transactions the mempool holds.
 pub const MEMPOOL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// Transactions one sender may have pending: keeps one account from filling the pool.
+/// Transactions one sender may have pending: keeps one account from filling the pool. Not applied
+/// to transactions a reorg returns from rolled-back blocks (they were in blocks; the pool's own
+/// limits above still bound them).
 pub const MEMPOOL_TXS_PER_SENDER_MAX: u32 = 64;
 
 /// How far ahead of its account's nonce a pending transaction may be (a gap is held, bounded).
+/// Not applied to transactions a reorg returns (they come back in nonce order, without gaps).
 pub const MEMPOOL_NONCE_GAP_MAX: u64 = 64;
 
 /// A transaction replaces a pending one with the same sender and nonce only if its fee is at

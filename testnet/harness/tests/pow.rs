@@ -192,3 +192,39 @@ fn under_load_a_killed_node_rejoins_and_every_accepted_transfer_is_everywhere() 
         assert_eq!(balance(&testnet, k, &sink), sent, "node {k}");
     }
 }
+
+#[test]
+fn under_load_a_partition_heals_and_no_accepted_transfer_is_lost() {
+    let mut testnet = Testnet::builder("pow", 3).miners(3).start().expect("three miners");
+    // funded1 sends through node 1, alone in the partition; funded2 through node 2, with node 3.
+    let load = testnet.start_load(&[(1, 1), (2, 2)], 100);
+    let height = |testnet: &Testnet, k: usize| testnet.rpc(k).head().expect("head").height;
+    testnet.heads_at_least(height(&testnet, 1) + 3);
+    testnet.partition(&[&[1], &[2, 3]]);
+    let (one, two) = (height(&testnet, 1), height(&testnet, 2));
+    testnet.wait_for("both sides mine on", |testnet| {
+        let (now_one, now_two) = (height(testnet, 1), height(testnet, 2));
+        if now_one >= one + 5 && now_two >= two + 5 { Ok(()) } else { Err(format!("at {now_one} and {now_two}")) }
+    });
+    testnet.heal();
+    testnet.heads_at_least(height(&testnet, 2) + 3);
+    let report = load.stop();
+    let unexpected: Vec<_> =
+        report.refused.iter().filter(|(_, error)| !matches!(error.code(), Some(1004 | 1008))).collect();
+    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+    assert!(report.accepted.len() >= 50, "only {} transfers went out", report.accepted.len());
+
+    // The losing side's blocks were rolled back; their transfers went back to the mempool and
+    // are on the common chain now, each once.
+    for hash in &report.accepted {
+        testnet.included_everywhere(hash);
+    }
+    let sink = testnet.load_sink();
+    testnet.all_heads_within(1);
+    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
+    accounts.extend((1..=3).map(|k| testnet.address(k)));
+    testnet.accounts_match(&accounts);
+    for k in testnet.live() {
+        assert_eq!(balance(&testnet, k, &sink), Amount::new(report.accepted.len() as u128), "node {k}");
+    }
+}
