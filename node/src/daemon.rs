@@ -14,20 +14,22 @@
 //! would de-duplicate identical heads).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_chain::block::Block;
 use chorus_chain::codec::{self, Canonical};
+use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
-use chorus_chain::tx::VerifiedTx;
+use chorus_chain::tx::{SignedTransaction, VerifiedTx};
 use chorus_consensus::{EngineMessage, PeerId};
 use chorus_p2p::{self as p2p, Misbehaviour, NetworkHandle, SyncRequest, SyncResponse, Topic};
 use chorus_store::StoreError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::driver::{Driver, DriverError, NetMessage, Outbox, Timer, Verdict};
-use crate::mempool::MempoolError;
+use crate::mempool::{self, MempoolError};
 use crate::miner::ThreadMiner;
 use crate::sync::RangeSync;
 
@@ -184,6 +186,8 @@ pub struct Core {
     sync: RangeSync,
     /// When range-sync progress was last logged (ms).
     sync_logged: u64,
+    /// Where the pending transactions are kept when the run ends.
+    mempool_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Core {
@@ -193,6 +197,28 @@ impl std::fmt::Debug for Core {
             .field("peers", &self.connected.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The transactions a mempool file holds; None if there is no file.
+fn read_mempool_file(path: &Path) -> anyhow::Result<Option<Vec<SignedTransaction>>> {
+    let size_bytes = match std::fs::metadata(path) {
+        Ok(metadata) => metadata.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    if size_bytes > limits::MEMPOOL_FILE_BYTES_MAX {
+        anyhow::bail!("{size_bytes} bytes, limit {}", limits::MEMPOOL_FILE_BYTES_MAX);
+    }
+    Ok(Some(mempool::decode_file(&std::fs::read(path)?)?))
+}
+
+/// Writes a mempool file whole or not at all: a temporary file, synced, then renamed.
+fn write_mempool_file(path: &Path, txs: &[SignedTransaction]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    std::io::Write::write_all(&mut file, &mempool::encode_file(txs))?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
 }
 
 /// The wall clock in milliseconds since the Unix epoch (the node's; engines get it as `now`).
@@ -231,7 +257,33 @@ impl Core {
             metrics,
             sync: RangeSync::default(),
             sync_logged: 0,
+            mempool_file: None,
         }
+    }
+
+    /// Offers again the transactions a clean stop kept in `path` (a file it cannot read is
+    /// reported and removed), and keeps the pending ones there when this run ends. A killed
+    /// node loses its pending transactions.
+    pub fn keep_mempool_in(mut self, path: PathBuf) -> Core {
+        match read_mempool_file(&path) {
+            Ok(None) => {}
+            Ok(Some(txs)) => {
+                let offered = txs.len();
+                let restored =
+                    txs.into_iter().filter(|tx| self.driver.submit_tx(tx.clone(), &mut self.outbox).is_ok()).count();
+                tracing::info!(restored, offered, file = %path.display(), "pending transactions restored");
+            }
+            Err(error) => tracing::warn!(file = %path.display(), %error, "pending transactions not restored"),
+        }
+        // Whatever it held is in the mempool now; a crash before the next clean stop must not
+        // offer it again.
+        if let Err(error) = std::fs::remove_file(&path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %path.display(), %error, "cannot remove the mempool file");
+        }
+        self.mempool_file = Some(path);
+        self
     }
 
     pub fn head(&mut self) -> HeadInfo {
@@ -293,6 +345,13 @@ impl Core {
         }
         if let Some(miner) = &mut self.miner {
             miner.stop();
+        }
+        if let Some(path) = &self.mempool_file {
+            let pending = self.driver.mempool().pending();
+            match write_mempool_file(path, &pending) {
+                Ok(()) => tracing::info!(kept = pending.len(), file = %path.display(), "pending transactions kept"),
+                Err(error) => tracing::warn!(file = %path.display(), %error, "pending transactions not kept"),
+            }
         }
         Ok(())
     }

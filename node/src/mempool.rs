@@ -8,6 +8,9 @@
 //! transactions in nonce order from the account's nonce, and across senders the highest fee
 //! first. After the head moves, included transactions leave and those of rolled-back blocks
 //! come back ([`Mempool::on_head_change`]). Every bound is in `chorus_chain::limits`.
+//!
+//! A node that stops cleanly keeps its pending transactions in a file ([`encode_file`],
+//! [`decode_file`]) and offers them again at start-up, as Bitcoin Core's `mempool.dat` does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +32,54 @@ enum Source {
     /// From a block a reorg rolled back: signatures checked at import, and not held to the
     /// per-sender count or nonce gap.
     Returned,
+}
+
+/// The first bytes of a mempool file (format version 1).
+const FILE_MAGIC: &[u8; 8] = b"chorusm1";
+
+/// Why a mempool file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    #[error("not a mempool file (no {:?} header)", std::str::from_utf8(FILE_MAGIC).unwrap_or("?"))]
+    Magic,
+    #[error("{size_bytes} bytes, limit {}", limits::MEMPOOL_FILE_BYTES_MAX)]
+    TooLarge { size_bytes: u64 },
+    #[error("cut short at byte {at}")]
+    Truncated { at: usize },
+    #[error("transaction {index}: {error}")]
+    Transaction { index: usize, error: codec::CodecError },
+}
+
+/// A mempool file: the magic, then each transaction's canonical encoding after its length
+/// (u32, little-endian).
+pub fn encode_file(txs: &[SignedTransaction]) -> Vec<u8> {
+    let mut out = FILE_MAGIC.to_vec();
+    for tx in txs {
+        let bytes = codec::encode(tx);
+        out.extend_from_slice(&u32::try_from(bytes.len()).expect("invariant: a transaction is small").to_le_bytes());
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// Reads a mempool file strictly: the size limit, the header, every length and every
+/// transaction's canonical decoding.
+pub fn decode_file(bytes: &[u8]) -> Result<Vec<SignedTransaction>, FileError> {
+    if bytes.len() as u64 > limits::MEMPOOL_FILE_BYTES_MAX {
+        return Err(FileError::TooLarge { size_bytes: bytes.len() as u64 });
+    }
+    let mut rest = bytes.strip_prefix(FILE_MAGIC.as_slice()).ok_or(FileError::Magic)?;
+    let mut txs = Vec::new();
+    while !rest.is_empty() {
+        let at = bytes.len() - rest.len();
+        let (length, after) = rest.split_first_chunk::<4>().ok_or(FileError::Truncated { at })?;
+        let length = u32::from_le_bytes(*length) as usize;
+        let (tx, after) = after.split_at_checked(length).ok_or(FileError::Truncated { at })?;
+        let tx = codec::decode(tx).map_err(|error| FileError::Transaction { index: txs.len(), error })?;
+        txs.push(tx);
+        rest = after;
+    }
+    Ok(txs)
 }
 
 /// What a transaction takes from its sender's balance: the fee, and what a transfer sends or a
@@ -98,6 +149,11 @@ impl Mempool {
 
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
+    }
+
+    /// Every pending transaction, each sender's in nonce order: the order to offer them again.
+    pub fn pending(&self) -> Vec<SignedTransaction> {
+        self.by_sender.values().flat_map(|pending| pending.values().map(|entry| entry.tx.clone())).collect()
     }
 
     pub fn contains(&self, hash: &Hash) -> bool {
@@ -439,6 +495,40 @@ mod tests {
         assert!(matches!(error, MempoolError::NonceTooFarAhead { .. }), "{error}");
         // Taken back again (a second reorg): duplicates are not taken twice.
         assert!(pool.on_head_change(&state, &genesis, returned).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_mempool_file_keeps_every_pending_transaction_and_refuses_damage_with_a_reason() {
+        let genesis = testing::genesis(3, 1_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        for (from, nonce) in [(1, 0), (0, 1), (0, 0), (2, 5)] {
+            pool.insert(transfer(&genesis, from, nonce, 10), &state, &genesis).unwrap();
+        }
+        let pending = pool.pending();
+        assert_eq!(pending.len(), 4);
+        let file = encode_file(&pending);
+        assert_eq!(decode_file(&file).unwrap(), pending);
+        // Offered again in that order, all are admitted (nonce 1 after nonce 0).
+        let mut again = Mempool::new();
+        for tx in decode_file(&file).unwrap() {
+            again.insert(tx, &state, &genesis).unwrap();
+        }
+        assert_eq!(again.pending(), pending);
+
+        assert_eq!(decode_file(b"").unwrap_err(), FileError::Magic);
+        assert_eq!(decode_file(b"chorusm2").unwrap_err(), FileError::Magic);
+        assert_eq!(decode_file(FILE_MAGIC).unwrap(), Vec::<SignedTransaction>::new());
+        let last_at = file.len() - 4 - codec::encode(&pending[3]).len();
+        assert_eq!(decode_file(&file[..file.len() - 1]).unwrap_err(), FileError::Truncated { at: last_at });
+        let mut longer = file.clone();
+        longer.extend_from_slice(&[1, 0]);
+        assert_eq!(decode_file(&longer).unwrap_err(), FileError::Truncated { at: file.len() });
+        let mut garbage = file.clone();
+        garbage.extend_from_slice(&[3, 0, 0, 0, 0xff, 0xff, 0xff]);
+        assert!(matches!(decode_file(&garbage).unwrap_err(), FileError::Transaction { index: 4, .. }));
+        let huge = vec![0; limits::MEMPOOL_FILE_BYTES_MAX as usize + 1];
+        assert!(matches!(decode_file(&huge).unwrap_err(), FileError::TooLarge { .. }));
     }
 
     #[test]

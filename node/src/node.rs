@@ -163,7 +163,8 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     };
 
     let (stop_tx, stop) = oneshot::channel();
-    let core = Core::new(Driver::new(store, engine), net.clone(), miner, inputs_tx, heads, finals, metrics);
+    let core = Core::new(Driver::new(store, engine), net.clone(), miner, inputs_tx, heads, finals, metrics)
+        .keep_mempool_in(data_dir.join("mempool.bin"));
     let mut core = tokio::spawn(core.run(events, inputs, mined, stop));
     let result = tokio::select! {
         result = &mut core => Some(result),

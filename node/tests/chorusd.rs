@@ -445,3 +445,32 @@ fn settings_layer_flags_over_environment_over_file() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--rpc"), "the flag's error names it");
 }
+
+#[test]
+fn pending_transactions_outlive_a_clean_stop_and_a_damaged_mempool_file_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("chain");
+    let args = dev_args(&["--data-dir", data_dir.to_str().expect("utf-8")]);
+    let (alice, bob) = (dev_key(1), dev_key(2).address());
+    let mut node = start(&args, dir.path());
+    // Nonce 1 before nonce 0: it waits in the mempool for the gap to close.
+    let waiting = node.rpc().submit(&transfer(&alice, 1, bob, 5, 5)).expect("a gap is held");
+    assert_eq!(node.rpc().tx(&waiting).expect("tx_get"), chorus_testnet::rpc::TxStatus::Pending);
+    assert!(node.terminate().is_some_and(|exit| exit.success()), "log:\n{}", node.log());
+    assert!(data_dir.join("mempool.bin").is_file(), "kept on a clean stop");
+
+    let node = start(&args, dir.path());
+    assert_eq!(node.rpc().tx(&waiting).expect("tx_get"), chorus_testnet::rpc::TxStatus::Pending, "offered again");
+    assert!(!data_dir.join("mempool.bin").exists(), "a crash from now on must not offer it twice");
+    node.rpc().submit(&transfer(&alice, 0, bob, 5, 5)).expect("nonce 0");
+    eventually("both included", &node, || {
+        matches!(node.rpc().tx(&waiting), Ok(chorus_testnet::rpc::TxStatus::Included { .. })).then_some(())
+    });
+    drop(node);
+
+    std::fs::write(data_dir.join("mempool.bin"), b"chorusm1\x05\x00\x00\x00abc").expect("write");
+    let node = start(&args, dir.path());
+    assert!(node.height() > 0, "it serves");
+    assert!(node.log().contains("pending transactions not restored"), "log:\n{}", node.log());
+    assert!(!data_dir.join("mempool.bin").exists(), "removed");
+}

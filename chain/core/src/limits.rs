@@ -99,6 +99,10 @@ pub const MEMPOOL_TXS_MAX: u32 = 50_000;
 /// Bytes of encoded transactions the mempool holds.
 pub const MEMPOOL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
+/// Bytes of the file a stopped node keeps its pending transactions in (`mempool.bin`): the pool's
+/// bytes plus a 4-byte length per transaction and an 8-byte header. A larger file is not read.
+pub const MEMPOOL_FILE_BYTES_MAX: u64 = MEMPOOL_BYTES_MAX + 4 * MEMPOOL_TXS_MAX as u64 + 8;
+
 /// Transactions one sender may have pending: keeps one account from filling the pool. Not applied
 /// to transactions a reorg returns from rolled-back blocks (they were in blocks; the pool's own
 /// limits above still bound them).

@@ -228,3 +228,38 @@ fn under_load_a_partition_heals_and_no_accepted_transfer_is_lost() {
         assert_eq!(balance(&testnet, k, &sink), Amount::new(report.accepted.len() as u128), "node {k}");
     }
 }
+
+#[test]
+fn under_load_a_late_node_and_a_restart_of_every_node_lose_no_transfer() {
+    let mut testnet = Testnet::builder("pow", 3).miners(2).start().expect("three nodes");
+    let load = testnet.start_load(&[(1, 1), (2, 2)], 100);
+    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height;
+    testnet.heads_at_least(height(&testnet) + 5);
+    let late = testnet.add_node(true);
+    testnet.all_heads_within(2);
+    testnet.heads_at_least(height(&testnet) + 5);
+    let report = load.stop();
+    let unexpected: Vec<_> =
+        report.refused.iter().filter(|(_, error)| !matches!(error.code(), Some(1004 | 1008))).collect();
+    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+
+    // Every node stops cleanly (SIGTERM) with transfers still pending, and starts again: the
+    // pending ones were kept and are offered again.
+    for k in 1..=late {
+        testnet.stop(k);
+    }
+    for k in 1..=late {
+        testnet.restart(k);
+    }
+    testnet.all_connected();
+    for hash in &report.accepted {
+        testnet.included_everywhere(hash);
+    }
+    let sink = testnet.load_sink();
+    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
+    accounts.extend((1..=late).map(|k| testnet.address(k)));
+    testnet.accounts_match(&accounts);
+    for k in testnet.live() {
+        assert_eq!(balance(&testnet, k, &sink), Amount::new(report.accepted.len() as u128), "node {k}");
+    }
+}
