@@ -263,3 +263,46 @@ fn under_load_a_late_node_and_a_restart_of_every_node_lose_no_transfer() {
         assert_eq!(balance(&testnet, k, &sink), Amount::new(report.accepted.len() as u128), "node {k}");
     }
 }
+
+#[test]
+fn under_load_a_node_killed_five_times_and_a_restarted_sender_node_lose_no_transfer() {
+    let mut testnet = Testnet::builder("pow", 3).miners(3).start().expect("three miners");
+    let load = testnet.start_load(&[(1, 1), (2, 2)], 100);
+    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height;
+    // A crash loop: node 3 (a miner) SIGKILLed five times, a few blocks apart.
+    for _ in 0..5 {
+        testnet.heads_at_least(height(&testnet) + 2);
+        testnet.kill(3);
+        testnet.heads_at_least(height(&testnet) + 2);
+        testnet.restart(3);
+    }
+    // Node 2, which funded2's transfers go through, stopped cleanly and started again.
+    testnet.restart(2);
+    testnet.heads_at_least(height(&testnet) + 3);
+    let report = load.stop();
+    // Refusals: backpressure, and node 2 shutting down (5001) or down (no answer) meanwhile.
+    let unexpected: Vec<_> = report
+        .refused
+        .iter()
+        .filter(|(k, error)| match error.code() {
+            Some(1004 | 1008) => false,
+            Some(5001) | None => *k != 2,
+            Some(_) => true,
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+    assert!(report.accepted.len() >= 100, "only {} transfers went out", report.accepted.len());
+
+    testnet.all_connected();
+    for hash in &report.accepted {
+        testnet.included_everywhere(hash);
+    }
+    testnet.all_heads_within(2);
+    let sink = testnet.load_sink();
+    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
+    accounts.extend((1..=3).map(|k| testnet.address(k)));
+    testnet.accounts_match(&accounts);
+    for k in testnet.live() {
+        assert_eq!(balance(&testnet, k, &sink), Amount::new(report.accepted.len() as u128), "node {k}");
+    }
+}
