@@ -270,7 +270,7 @@ impl Core {
             Ok(Some(txs)) => {
                 let offered = txs.len();
                 let restored =
-                    txs.into_iter().filter(|tx| self.driver.submit_tx(tx.clone(), &mut self.outbox).is_ok()).count();
+                    txs.into_iter().map(|tx| self.driver.submit_tx(tx, &mut self.outbox)).filter(Result::is_ok).count();
                 tracing::info!(restored, offered, file = %path.display(), "pending transactions restored");
             }
             Err(error) => tracing::warn!(file = %path.display(), %error, "pending transactions not restored"),
