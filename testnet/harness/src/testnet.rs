@@ -351,11 +351,15 @@ impl Testnet {
         });
     }
 
-    /// Lifts every partition ban and waits until all live nodes see each other again.
+    /// Lifts every partition ban and waits until all live nodes see each other again. A paused
+    /// node cannot answer: its own bans stay until `heal` is called again after `resume`.
     pub fn heal(&mut self) {
+        let live = self.live();
         for (a, b) in std::mem::take(&mut self.banned) {
-            if self.live().contains(&a) {
+            if live.contains(&a) {
                 self.rpc(a).unban_peer(self.peer_id(b)).unwrap_or_else(|error| panic!("node {a} unban: {error}"));
+            } else if self.slot(a).paused {
+                self.banned.insert((a, b));
             }
         }
         self.all_connected();
