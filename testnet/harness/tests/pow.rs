@@ -4,9 +4,9 @@
 
 use chorus_chain::Address;
 use chorus_chain::primitives::{Amount, Hash};
-use chorus_testnet::Testnet;
 use chorus_testnet::rpc::Head;
 use chorus_testnet::testnet::FUNDED_BALANCE;
+use chorus_testnet::{LoadReport, Testnet};
 
 /// `chorus transfer` from `funded<from>` to `to` for `amount` with a fee of 3, sent to node `k`.
 fn transfer(testnet: &Testnet, k: usize, from: usize, to: &Address, amount: u128) -> Hash {
@@ -31,6 +31,36 @@ fn transfer(testnet: &Testnet, k: usize, from: usize, to: &Address, amount: u128
 
 fn balance(testnet: &Testnet, k: usize, address: &Address) -> Amount {
     testnet.rpc(k).account(address).expect("account").balance
+}
+
+/// Asserts that the load met no refusal but backpressure (nonce too far ahead, sender full:
+/// pending transfers piling up while blocks lag) and, from a node in `restarted`, shutting down
+/// (5001) or no answer while it was down.
+fn assert_only_expected_refusals(report: &LoadReport, restarted: &[usize]) {
+    let unexpected: Vec<_> = report
+        .refused
+        .iter()
+        .filter(|(k, error)| match error.code() {
+            Some(1004 | 1008) => false,
+            Some(5001) | None => !restarted.contains(k),
+            Some(_) => true,
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+}
+
+/// Asserts that no accepted transfer of the load was lost: each is in the same block on every
+/// live node, the accounts it touched (senders, sink, every node's rewards) match across nodes,
+/// and the sink holds one unit per accepted transfer, no more, no less.
+fn assert_load_settled(testnet: &Testnet, report: &LoadReport) {
+    for hash in &report.accepted {
+        testnet.included_everywhere(hash);
+    }
+    let sink = testnet.load_sink();
+    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
+    accounts.extend((1..=testnet.len()).map(|k| testnet.address(k)));
+    testnet.accounts_match(&accounts);
+    balance_everywhere(testnet, &sink, Amount::new(report.accepted.len() as u128));
 }
 
 /// Waits until every live node's head holds `expected` at `address` (a tip reorg may briefly
@@ -196,23 +226,9 @@ fn under_load_a_killed_node_rejoins_and_every_accepted_transfer_is_everywhere() 
     testnet.restart(3);
     testnet.heads_at_least(height(&testnet) + 5);
     let report = load.stop();
-    // Only backpressure may refuse a transfer: a sender with a full queue of pending ones while
-    // blocks lag (nonce too far ahead, sender full).
-    let unexpected: Vec<_> =
-        report.refused.iter().filter(|(_, error)| !matches!(error.code(), Some(1004 | 1008))).collect();
-    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+    assert_only_expected_refusals(&report, &[]);
     assert!(report.accepted.len() >= 50, "only {} transfers went out", report.accepted.len());
-
-    for hash in &report.accepted {
-        testnet.included_everywhere(hash);
-    }
-    let sink = testnet.load_sink();
-    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
-    accounts.extend((1..=3).map(|k| testnet.address(k)));
-    testnet.accounts_match(&accounts);
-    // One unit per accepted transfer, no more, no less, on every node.
-    let sent = Amount::new(report.accepted.len() as u128);
-    balance_everywhere(&testnet, &sink, sent);
+    assert_load_settled(&testnet, &report);
 }
 
 #[test]
@@ -231,22 +247,12 @@ fn under_load_a_partition_heals_and_no_accepted_transfer_is_lost() {
     testnet.heal();
     testnet.heads_at_least(height(&testnet, 2) + 3);
     let report = load.stop();
-    let unexpected: Vec<_> =
-        report.refused.iter().filter(|(_, error)| !matches!(error.code(), Some(1004 | 1008))).collect();
-    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+    assert_only_expected_refusals(&report, &[]);
     assert!(report.accepted.len() >= 50, "only {} transfers went out", report.accepted.len());
-
     // The losing side's blocks were rolled back; their transfers went back to the mempool and
     // are on the common chain now, each once.
-    for hash in &report.accepted {
-        testnet.included_everywhere(hash);
-    }
-    let sink = testnet.load_sink();
+    assert_load_settled(&testnet, &report);
     testnet.all_heads_within(1);
-    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
-    accounts.extend((1..=3).map(|k| testnet.address(k)));
-    testnet.accounts_match(&accounts);
-    balance_everywhere(&testnet, &sink, Amount::new(report.accepted.len() as u128));
 }
 
 #[test]
@@ -259,9 +265,7 @@ fn under_load_a_late_node_and_a_restart_of_every_node_lose_no_transfer() {
     testnet.all_heads_within(2);
     testnet.heads_at_least(height(&testnet) + 5);
     let report = load.stop();
-    let unexpected: Vec<_> =
-        report.refused.iter().filter(|(_, error)| !matches!(error.code(), Some(1004 | 1008))).collect();
-    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+    assert_only_expected_refusals(&report, &[]);
 
     // Every node stops cleanly (SIGTERM) with transfers still pending, and starts again: the
     // pending ones were kept and are offered again.
@@ -272,14 +276,7 @@ fn under_load_a_late_node_and_a_restart_of_every_node_lose_no_transfer() {
         testnet.restart(k);
     }
     testnet.all_connected();
-    for hash in &report.accepted {
-        testnet.included_everywhere(hash);
-    }
-    let sink = testnet.load_sink();
-    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
-    accounts.extend((1..=late).map(|k| testnet.address(k)));
-    testnet.accounts_match(&accounts);
-    balance_everywhere(&testnet, &sink, Amount::new(report.accepted.len() as u128));
+    assert_load_settled(&testnet, &report);
 }
 
 #[test]
@@ -298,27 +295,9 @@ fn under_load_a_node_killed_five_times_and_a_restarted_sender_node_lose_no_trans
     testnet.restart(2);
     testnet.heads_at_least(height(&testnet) + 3);
     let report = load.stop();
-    // Refusals: backpressure, and node 2 shutting down (5001) or down (no answer) meanwhile.
-    let unexpected: Vec<_> = report
-        .refused
-        .iter()
-        .filter(|(k, error)| match error.code() {
-            Some(1004 | 1008) => false,
-            Some(5001) | None => *k != 2,
-            Some(_) => true,
-        })
-        .collect();
-    assert!(unexpected.is_empty(), "refused: {unexpected:?}");
+    assert_only_expected_refusals(&report, &[2]);
     assert!(report.accepted.len() >= 100, "only {} transfers went out", report.accepted.len());
-
     testnet.all_connected();
-    for hash in &report.accepted {
-        testnet.included_everywhere(hash);
-    }
+    assert_load_settled(&testnet, &report);
     testnet.all_heads_within(2);
-    let sink = testnet.load_sink();
-    let mut accounts = vec![sink, testnet.account(1).address(), testnet.account(2).address()];
-    accounts.extend((1..=3).map(|k| testnet.address(k)));
-    testnet.accounts_match(&accounts);
-    balance_everywhere(&testnet, &sink, Amount::new(report.accepted.len() as u128));
 }
