@@ -661,9 +661,9 @@ impl Core {
             }
         }
         self.drive_sync();
-        let head = self.head();
+        let (head_hash, head_height) = (self.driver.store().head_hash(), self.driver.store().head().height);
         let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        self.metrics.head_height.set(to_i64(head.height.get()));
+        self.metrics.head_height.set(to_i64(head_height.get()));
         self.metrics.finalized_height.set(to_i64(self.driver.finalized().map_or(0, |(height, _)| height.get())));
         self.metrics.mempool_transactions.set(to_i64(self.driver.mempool().len() as u64));
         self.metrics.mempool_bytes.set(to_i64(self.driver.mempool().size_bytes()));
@@ -675,10 +675,12 @@ impl Core {
                 let _ = self.finals.send(finalized);
             }
         }
-        if head.hash != self.last_head {
+        // The notice (with the chain's work) is built only when the head moved, not per input.
+        if head_hash != self.last_head {
             self.metrics.head_changes.inc();
-            self.last_head = head.hash;
+            self.last_head = head_hash;
             // No subscriber is not an error.
+            let head = self.head();
             let _ = self.heads.send(head);
         }
     }
