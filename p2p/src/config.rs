@@ -7,6 +7,7 @@ use chorus_chain::limits;
 use libp2p::identity::{Keypair, ed25519};
 use libp2p::{Multiaddr, PeerId};
 
+use crate::Topic;
 use crate::reputation::ReputationConfig;
 
 /// The node's network identity: an ed25519 key whose public half is the peer id. Its
@@ -48,6 +49,17 @@ pub struct GossipLimits {
     pub block_bytes_max: u32,
     pub tx_bytes_max: u32,
     pub consensus_bytes_max: u32,
+}
+
+impl GossipLimits {
+    /// Largest payload accepted on `topic`.
+    pub const fn bytes_max(&self, topic: Topic) -> u32 {
+        match topic {
+            Topic::Blocks => self.block_bytes_max,
+            Topic::Transactions => self.tx_bytes_max,
+            Topic::Consensus => self.consensus_bytes_max,
+        }
+    }
 }
 
 impl Default for GossipLimits {

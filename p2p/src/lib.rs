@@ -31,69 +31,15 @@ pub mod reputation;
 mod service;
 pub mod sync;
 
-use std::fmt;
 use std::time::Duration;
 
+pub use chorus_chain::wire::{Misbehaviour, Refusal, SyncRequest, SyncResponse, Topic, Verdict};
 pub use config::{Config, ConnectionConfig, GossipLimits, NodeKey, parse_peer_id, peer_id_of};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{Multiaddr, PeerId};
-pub use reputation::{BanReason, Misbehaviour, ReputationConfig};
+pub use reputation::{BanReason, ReputationConfig};
 pub use service::start;
-pub use sync::{Refusal, SyncRequest, SyncResponse};
 use tokio::sync::{mpsc, oneshot};
-
-/// A gossip topic. Each chain has its own three.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Topic {
-    Blocks,
-    Transactions,
-    /// Engine messages other than blocks (finality votes, Raft messages).
-    Consensus,
-}
-
-impl Topic {
-    pub const ALL: [Topic; 3] = [Topic::Blocks, Topic::Transactions, Topic::Consensus];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Topic::Blocks => "blocks",
-            Topic::Transactions => "txs",
-            Topic::Consensus => "consensus",
-        }
-    }
-
-    /// The gossipsub topic name for a chain.
-    pub fn name(self, chain_id: &str) -> String {
-        format!("/chorus/{chain_id}/{}/1", self.as_str())
-    }
-
-    /// Largest payload accepted on this topic.
-    pub const fn bytes_max(self, limits: &GossipLimits) -> u32 {
-        match self {
-            Topic::Blocks => limits.block_bytes_max,
-            Topic::Transactions => limits.tx_bytes_max,
-            Topic::Consensus => limits.consensus_bytes_max,
-        }
-    }
-}
-
-impl fmt::Display for Topic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The node's answer to a gossip message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// Valid: forward it to other peers.
-    Accept,
-    /// Not forwarded and not held against the sender (e.g. a block we already have, a
-    /// transaction the mempool has no room for).
-    Ignore,
-    /// Invalid: not forwarded, and the peer that sent it is reported for this.
-    Reject(Misbehaviour),
-}
 
 /// Identifies an inbound sync request until it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,7 +193,7 @@ impl NetworkHandle {
 
     /// Publishes `data` on `topic` to the peers subscribed to it.
     pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), PublishError> {
-        let limit_bytes = topic.bytes_max(&self.gossip_limits);
+        let limit_bytes = self.gossip_limits.bytes_max(topic);
         if data.len() > limit_bytes as usize {
             return Err(PublishError::TooLarge { topic, size_bytes: data.len(), limit_bytes });
         }

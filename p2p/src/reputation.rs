@@ -14,62 +14,7 @@ use std::time::{Duration, Instant};
 use chorus_chain::limits;
 use libp2p::PeerId;
 
-/// What a peer did wrong. The node reports the kinds it finds (invalid blocks and
-/// transactions, undecodable payloads); the service reports the rest itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Misbehaviour {
-    /// Bytes that do not decode (gossip payload or sync message).
-    Undecodable,
-    /// A message above its topic's or protocol's size limit.
-    Oversize,
-    /// Well-formed data that fails validation (bad signature, invalid block, wrong seal).
-    Invalid,
-    /// A sync response that does not answer the request (wrong kind, more items than asked).
-    BadResponse,
-    /// A sync request above the protocol's limits.
-    OversizeRequest,
-    /// A sync request we sent got no answer in time.
-    Unanswered,
-}
-
-impl Misbehaviour {
-    pub const ALL: [Misbehaviour; 6] = [
-        Misbehaviour::Undecodable,
-        Misbehaviour::Oversize,
-        Misbehaviour::Invalid,
-        Misbehaviour::BadResponse,
-        Misbehaviour::OversizeRequest,
-        Misbehaviour::Unanswered,
-    ];
-
-    /// Points the report costs. With the default threshold of -100, two pieces of garbage or
-    /// invalid data ban a peer; an honest peer that is slow now and then is never banned.
-    pub const fn penalty(self) -> i32 {
-        match self {
-            Misbehaviour::Undecodable | Misbehaviour::Oversize | Misbehaviour::Invalid => 50,
-            Misbehaviour::BadResponse => 40,
-            Misbehaviour::OversizeRequest => 20,
-            Misbehaviour::Unanswered => 10,
-        }
-    }
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Misbehaviour::Undecodable => "undecodable",
-            Misbehaviour::Oversize => "oversize",
-            Misbehaviour::Invalid => "invalid",
-            Misbehaviour::BadResponse => "bad_response",
-            Misbehaviour::OversizeRequest => "oversize_request",
-            Misbehaviour::Unanswered => "unanswered",
-        }
-    }
-}
-
-impl fmt::Display for Misbehaviour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::Misbehaviour;
 
 /// Why a peer is banned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

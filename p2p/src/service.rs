@@ -24,11 +24,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, peer_id_of};
 use crate::metrics::Metrics;
-use crate::reputation::{BanReason, Misbehaviour, Reputation};
-use crate::sync::{self, Refusal, SyncCodec, SyncRequest, SyncResponse, WireRequest};
+use crate::reputation::{BanReason, Reputation};
+use crate::sync::{self, SyncCodec, WireRequest};
 use crate::{
-    BannedPeer, Command, Error, Event, NetworkHandle, PeerInfo, Peers, PublishError, RequestError, RequestId, Topic,
-    Verdict,
+    BannedPeer, Command, Error, Event, Misbehaviour, NetworkHandle, PeerInfo, Peers, PublishError, Refusal,
+    RequestError, RequestId, SyncRequest, SyncResponse, Topic, Verdict,
 };
 
 /// How often discovery looks for more peers while the node has fewer than its target.
@@ -339,7 +339,7 @@ impl Service {
             Err(gossipsub::PublishError::MessageTooLarge) => Err(PublishError::TooLarge {
                 topic,
                 size_bytes: limits::GOSSIP_FRAME_BYTES_MAX as usize,
-                limit_bytes: topic.bytes_max(&self.config.gossip),
+                limit_bytes: self.config.gossip.bytes_max(topic),
             }),
             Err(error) => {
                 tracing::warn!(%error, %topic, "publish failed");
@@ -625,7 +625,7 @@ impl Service {
             metrics.gossip.get_or_create(&[("topic", topic.as_str()), ("outcome", outcome)]).inc()
         };
         count(&self.metrics, "received");
-        if message.data.len() > topic.bytes_max(&self.config.gossip) as usize {
+        if message.data.len() > self.config.gossip.bytes_max(topic) as usize {
             count(&self.metrics, "oversize");
             self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
                 &id,

@@ -22,6 +22,7 @@ pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tx;
+pub mod wire;
 
 pub use block::{Block, Body, Header, Seal};
 pub use crypto::{Address, SecretKey, Signature};
