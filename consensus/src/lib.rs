@@ -36,8 +36,9 @@ use chorus_chain::crypto::Address;
 use chorus_chain::genesis::{EngineConfig, Genesis};
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
-use chorus_chain::state::StateRead;
+use chorus_chain::state::{BlockError, StateRead};
 use chorus_chain::tx::{Evidence, Vote};
+pub use chorus_chain::wire::Misbehaviour;
 
 pub mod pow;
 
@@ -123,7 +124,7 @@ pub enum Event {
     HeadChanged { head: Hash, height: Height, rolled_back: Vec<Hash>, applied: Vec<Hash> },
     /// The store found a block invalid when executing it; the head did not move (a failed
     /// reorg is undone by the store).
-    BlockRejected { hash: Hash, reason: String },
+    BlockRejected { hash: Hash, reason: BlockRejection },
 }
 
 /// What an engine asks the node to do. The driver executes actions in order; an action's
@@ -181,17 +182,36 @@ pub enum Action {
     },
     /// Put proof of equivocation into the mempool as an `Evidence` transaction.
     SubmitEvidence(Box<Evidence>),
-    /// A peer sent something invalid; it costs the peer reputation.
+    /// A peer misbehaved; it costs the peer the reputation the network gives `misbehaviour`.
+    /// `reason` says what was wrong, for the node's logs.
     Penalize {
         peer: PeerId,
+        misbehaviour: Misbehaviour,
         reason: String,
     },
 }
 
-/// A chain read failed (the store is damaged or unreadable): not the input's fault.
+/// Why the store refused a block an engine added ([`Event::BlockRejected`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("chain read failed: {0}")]
-pub struct ChainReadError(pub String);
+pub enum BlockRejection {
+    /// Executing it (or a block of its branch) broke a rule, now or when it was seen before.
+    #[error("{0}")]
+    Invalid(Arc<BlockError>),
+    /// Making it the head would roll back more blocks than the store undoes.
+    #[error("a reorg to it would roll back {depth} blocks, limit {}", limits::REORG_DEPTH_MAX)]
+    ReorgTooDeep { depth: u64 },
+}
+
+/// A chain read failed: the store is damaged or unreadable. Never the input's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainReadError {
+    /// The store could not answer; its error, rendered (engines do not depend on the store).
+    #[error("chain read failed: {what}")]
+    Unreadable { what: String },
+    /// A block the chain's structure says is stored is not.
+    #[error("chain read failed: block {hash} ({role}) is not stored")]
+    Missing { hash: Hash, role: &'static str },
+}
 
 /// The chain as an engine sees it: read-only. `StateRead` reads the head state.
 pub trait ChainRead: StateRead {

@@ -89,7 +89,7 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let genesis = Genesis {
                 chain_id: ChainId::new(&chain_id).map_err(|error| anyhow::anyhow!("--chain-id: {error}"))?,
-                genesis_time: crate::daemon::now(),
+                genesis_time: crate::clock::now(),
                 engines: vec![EngineEntry {
                     from_height: Height::GENESIS,
                     engine: EngineConfig::Pow(PowConfig {

@@ -1,17 +1,13 @@
-//! The running node: the driver on one task, wired to the network service, real timers, the
-//! miner threads and the RPC server.
+//! The running node: the core's [`Node`] on one task, wired to the network service, real
+//! timers, the miner threads and the RPC server.
 //!
-//! One task owns the [`Driver`] (and through it the store, the engine and the mempool). Every
-//! input (a peer's gossip or request, a timer, a mined block, an answer to our sync request, an
-//! RPC call) is handled there in turn; what the driver asks for is collected in an [`Outbox`]
-//! and carried out after each input: gossip to publish, sync requests to send (each awaited on
-//! its own task, its answer coming back as an input), timers, the miner, penalties.
-//!
-//! The driver's messages map onto the network service so: blocks, transactions and engine
-//! messages are gossip on their topics; `GetBlocks { locator }` and `GetBlock` become sync
-//! requests (`BlocksAfter`, `Block`) to that peer, whose answers are fed back as the blocks
-//! they carry; the periodic `Status` becomes a `Status` request to each connected peer (gossip
-//! would de-duplicate identical heads).
+//! One task owns the [`Node`] (and through it the driver, the store, the engine and the
+//! mempool). Every input (a peer's gossip or request, a timer, a mined block, an answer to our
+//! sync request, an RPC call) is handled there in turn, with the wall clock's time; the
+//! [`Effect`]s the node asks for are carried out after each input: gossip to publish, sync
+//! requests to send (each awaited on its own task, its answer coming back as an input), timers,
+//! the miner, reports. What maps onto which topic or request is the core's business
+//! (`chorus_node_core::node`); this module only translates peer ids and carries bytes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,27 +15,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_chain::block::Block;
-use chorus_chain::codec::{self, Canonical};
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::tx::{SignedTransaction, VerifiedTx};
-use chorus_consensus::{EngineMessage, PeerId};
-use chorus_p2p::{self as p2p, Misbehaviour, NetworkHandle, SyncRequest, SyncResponse, Topic};
+use chorus_consensus::PeerId;
+use chorus_node_core::mempool::{self, MempoolError};
+use chorus_node_core::sync::Progress;
+use chorus_node_core::{Driver, DriverError, Effect, Node, RequestFailed, Timer};
+use chorus_p2p::{self as p2p, NetworkHandle, SyncRequest, SyncResponse};
 use chorus_store::StoreError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::driver::{Driver, DriverError, NetMessage, Outbox, Timer, Verdict};
-use crate::mempool::{self, MempoolError};
+use crate::clock::now;
 use crate::miner::ThreadMiner;
-use crate::sync::RangeSync;
 
 /// Inputs from outside the network service's event stream.
 #[derive(Debug)]
 pub enum Input {
-    /// The answer to a sync request this node sent.
-    Fetched { peer: p2p::PeerId, response: SyncResponse },
-    /// The answer to a range request of range sync.
-    Range { peer: p2p::PeerId, from: Height, result: Result<SyncResponse, p2p::RequestError> },
+    /// The answer to a sync request this node sent, or why there is none.
+    Answer { peer: p2p::PeerId, request: SyncRequest, answer: Result<SyncResponse, RequestFailed> },
     /// A call from the RPC server.
     Call(Call),
 }
@@ -103,7 +97,7 @@ pub struct StatusInfo {
     pub mempool_txs: usize,
     pub mempool_bytes: u64,
     /// Range-sync progress while the node is more than one range behind its best peer.
-    pub sync: Option<crate::sync::Progress>,
+    pub sync: Option<Progress>,
 }
 
 /// The node's own metrics (`chorus_*`); the network's are registered by `chorus-p2p`.
@@ -171,19 +165,18 @@ impl NodeMetrics {
 const SYNC_LOG_INTERVAL_MS: u64 = 5_000;
 
 pub struct Core {
-    driver: Driver,
+    node: Node,
     net: NetworkHandle,
-    outbox: Outbox,
     timers: BTreeMap<Timer, Timestamp>,
     miner: Option<ThreadMiner>,
     inputs: mpsc::Sender<Input>,
     heads: broadcast::Sender<HeadInfo>,
     finals: broadcast::Sender<(Height, Hash)>,
     last_final: Option<(Height, Hash)>,
-    connected: std::collections::BTreeSet<p2p::PeerId>,
     last_head: Hash,
+    /// Blocks the node had stored from peers and the miner at the last flush.
+    imported: u64,
     metrics: NodeMetrics,
-    sync: RangeSync,
     /// When range-sync progress was last logged (ms).
     sync_logged: u64,
     /// Where the pending transactions are kept when the run ends.
@@ -193,8 +186,8 @@ pub struct Core {
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Core")
-            .field("head", &self.driver.store().head_hash())
-            .field("peers", &self.connected.len())
+            .field("head", &self.node.driver().store().head_hash())
+            .field("peers", &self.node.connected().len())
             .finish_non_exhaustive()
     }
 }
@@ -221,15 +214,9 @@ fn write_mempool_file(path: &Path, txs: &[SignedTransaction]) -> std::io::Result
     std::fs::rename(&temporary, path)
 }
 
-/// The wall clock in milliseconds since the Unix epoch (the node's; engines get it as `now`).
-#[allow(
-    clippy::disallowed_types,
-    reason = "the daemon is the node's clock: the driver gets the time of each input from here"
-)]
-pub fn now() -> Timestamp {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis());
-    Timestamp::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+/// The core's name for a libp2p peer.
+fn core_peer(peer: &p2p::PeerId) -> PeerId {
+    PeerId::new(&peer.to_string())
 }
 
 impl Core {
@@ -243,19 +230,17 @@ impl Core {
         metrics: NodeMetrics,
     ) -> Core {
         Core {
-            driver,
+            node: Node::new(driver),
             net,
-            outbox: Outbox::default(),
             timers: BTreeMap::new(),
             miner,
             inputs,
             heads,
             finals,
             last_final: None,
-            connected: Default::default(),
             last_head: Hash::ZERO,
+            imported: 0,
             metrics,
-            sync: RangeSync::default(),
             sync_logged: 0,
             mempool_file: None,
         }
@@ -269,8 +254,8 @@ impl Core {
             Ok(None) => {}
             Ok(Some(txs)) => {
                 let offered = txs.len();
-                let restored =
-                    txs.into_iter().map(|tx| self.driver.submit_tx(tx, &mut self.outbox)).filter(Result::is_ok).count();
+                let now = now();
+                let restored = txs.into_iter().map(|tx| self.node.submit_tx(now, tx)).filter(Result::is_ok).count();
                 tracing::info!(restored, offered, file = %path.display(), "pending transactions restored");
             }
             Err(error) => tracing::warn!(file = %path.display(), %error, "pending transactions not restored"),
@@ -287,7 +272,7 @@ impl Core {
     }
 
     pub fn head(&mut self) -> HeadInfo {
-        let store = self.driver.store();
+        let store = self.node.driver().store();
         let (hash, head) = (store.head_hash(), store.head().clone());
         HeadInfo {
             hash,
@@ -299,7 +284,7 @@ impl Core {
     }
 
     fn chain_work(&mut self, hash: &Hash) -> ChainWork {
-        self.driver.chain_work(hash).unwrap_or_else(|error| {
+        self.node.driver_mut().chain_work(hash).unwrap_or_else(|error| {
             tracing::warn!(%hash, %error, "cannot read the chain's work");
             None
         })
@@ -314,7 +299,7 @@ impl Core {
         mut mined: mpsc::Receiver<Arc<Block>>,
         mut stop: oneshot::Receiver<()>,
     ) -> Result<(), DriverError> {
-        self.driver.start(now(), &mut self.outbox)?;
+        self.node.start(now())?;
         self.flush().await;
         loop {
             let next_timer = self.timers.values().min().copied();
@@ -331,14 +316,7 @@ impl Core {
                     Some(input) => self.on_input(input)?,
                     None => break,
                 },
-                Some(block) = mined.recv() => {
-                    let hash = block.hash();
-                    self.driver.on_mined(now(), block, &mut self.outbox)?;
-                    // A find for a template a better head replaced meanwhile is dropped.
-                    if self.driver.store().contains_block(&hash)? {
-                        self.metrics.blocks_imported.inc();
-                    }
-                }
+                Some(block) = mined.recv() => self.node.on_mined(now(), block)?,
                 _ = tokio::time::sleep(sleep) => self.fire_timers()?,
             }
             self.flush().await;
@@ -347,7 +325,7 @@ impl Core {
             miner.stop();
         }
         if let Some(path) = &self.mempool_file {
-            let pending = self.driver.mempool().pending();
+            let pending = self.node.driver().mempool().pending();
             match write_mempool_file(path, &pending) {
                 Ok(()) => tracing::info!(kept = pending.len(), file = %path.display(), "pending transactions kept"),
                 Err(error) => tracing::warn!(file = %path.display(), %error, "pending transactions not kept"),
@@ -361,49 +339,35 @@ impl Core {
         let due: Vec<Timer> = self.timers.iter().filter(|(_, at)| **at <= now).map(|(timer, _)| *timer).collect();
         for timer in due {
             self.timers.remove(&timer);
-            self.driver.on_timer(now, timer, &mut self.outbox)?;
+            self.node.on_timer(now, timer)?;
         }
         Ok(())
     }
 
     fn on_input(&mut self, input: Input) -> Result<(), DriverError> {
         match input {
-            Input::Fetched { peer, response } => {
-                let from = PeerId::new(&peer.to_string());
-                let messages: Vec<NetMessage> = match response {
-                    SyncResponse::Blocks(blocks) => {
-                        blocks.into_iter().map(|block| NetMessage::Block(Arc::new(block))).collect()
-                    }
-                    SyncResponse::Block(Some(block)) => vec![NetMessage::Block(Arc::new(*block))],
-                    SyncResponse::Status { head, height } => {
-                        self.sync.on_peer_head(peer, height);
-                        // Far behind, range sync fetches; near, the driver's locator request does
-                        // (it also finds fork points).
-                        if self.sync.is_syncing(self.driver.store().head().height) {
-                            Vec::new()
-                        } else {
-                            vec![NetMessage::Status { head, height }]
-                        }
-                    }
-                    _ => Vec::new(),
-                };
-                for message in messages {
-                    self.on_peer_message(&from, message)?;
-                }
-            }
-            Input::Range { peer, from, result } => {
-                match result {
-                    Ok(SyncResponse::Blocks(blocks)) => self.sync.on_blocks(peer, from, blocks),
-                    Ok(_) | Err(_) => self.sync.on_failure(peer, from),
-                }
-                for (peer, block) in self.sync.take_ready(self.driver.store().head().height) {
-                    let from = PeerId::new(&peer.to_string());
-                    self.on_peer_message(&from, NetMessage::Block(Arc::new(block)))?;
-                }
+            Input::Answer { peer, request, answer } => {
+                let started = tokio::time::Instant::now();
+                let imported = self.node.imported();
+                self.node.on_answer(now(), &core_peer(&peer), &request, answer)?;
+                self.observe_imports(imported, started);
             }
             Input::Call(call) => self.on_call(call)?,
         }
         Ok(())
+    }
+
+    /// Times the blocks one input imported (an answer may carry many: each gets the mean).
+    fn observe_imports(&self, imported_before: u64, started: tokio::time::Instant) {
+        let count = self.node.imported().saturating_sub(imported_before);
+        if count == 0 {
+            return;
+        }
+        let each = started.elapsed().checked_div(u32::try_from(count).unwrap_or(u32::MAX)).unwrap_or_default();
+        let each = each.as_secs_f64();
+        for _ in 0..count {
+            self.metrics.import_seconds.observe(each);
+        }
     }
 
     fn on_call(&mut self, call: Call) -> Result<(), DriverError> {
@@ -412,7 +376,7 @@ impl Core {
                 let _ = reply.send(self.head());
             }
             Call::Block(reference, reply) => {
-                let store = self.driver.store();
+                let store = self.node.driver().store();
                 let block = match reference {
                     BlockRef::Height(height) => store.canonical_block(height),
                     BlockRef::Hash(hash) => store.block(&hash),
@@ -426,7 +390,7 @@ impl Core {
                 let _ = reply.send(answer);
             }
             Call::Submit(tx, reply) => {
-                let _ = reply.send(self.driver.submit_verified_tx(*tx, &mut self.outbox));
+                let _ = reply.send(self.node.submit_verified_tx(now(), *tx));
             }
             Call::Tx(hash, reply) => {
                 let _ = reply.send(self.tx_status(&hash));
@@ -435,16 +399,18 @@ impl Core {
                 let _ = reply.send(self.account(&address, proof_at));
             }
             Call::Status(reply) => {
-                let store = self.driver.store();
+                let head = self.head();
+                let driver = self.node.driver();
+                let store = driver.store();
                 let _ = reply.send(StatusInfo {
-                    engine: self.driver.engine().name(),
+                    engine: driver.engine().name(),
                     chain_id: store.genesis().chain_id.to_string(),
                     min_tx_fee: store.genesis().params.min_tx_fee,
-                    head: self.head(),
-                    finalized: self.driver.finalized(),
-                    mempool_txs: self.driver.mempool().len(),
-                    mempool_bytes: self.driver.mempool().size_bytes(),
-                    sync: self.sync_progress(),
+                    head,
+                    finalized: driver.finalized(),
+                    mempool_txs: driver.mempool().len(),
+                    mempool_bytes: driver.mempool().size_bytes(),
+                    sync: self.node.sync_progress(now()),
                 });
             }
         }
@@ -452,16 +418,18 @@ impl Core {
     }
 
     fn tx_status(&self, hash: &Hash) -> Result<TxStatus, StoreError> {
-        if self.driver.mempool().contains(hash) {
+        let driver = self.node.driver();
+        if driver.mempool().contains(hash) {
             return Ok(TxStatus::Pending);
         }
-        let Some(location) = self.driver.store().tx_location(hash)? else { return Ok(TxStatus::Unknown) };
-        let finalized = self.driver.finalized().is_some_and(|(height, _)| height >= location.height);
+        let Some(location) = driver.store().tx_location(hash)? else { return Ok(TxStatus::Unknown) };
+        let finalized = driver.finalized().is_some_and(|(height, _)| height >= location.height);
         Ok(TxStatus::Included { height: location.height, block: location.block_hash, index: location.index, finalized })
     }
 
     fn account(&self, address: &chorus_chain::Address, proof_at: Option<Height>) -> Result<AccountInfo, StoreError> {
-        let store = self.driver.store();
+        let driver = self.node.driver();
+        let store = driver.store();
         let head = store.head().height;
         let proof = match proof_at {
             Some(height) => {
@@ -471,204 +439,95 @@ impl Core {
             None => None,
         };
         let account = store.account(address)?;
-        let next_nonce = self.driver.mempool().next_nonce(address, account.nonce);
+        let next_nonce = driver.mempool().next_nonce(address, account.nonce);
         Ok(AccountInfo { account, next_nonce, height: head, state_root: store.head().state_root, proof })
     }
 
     async fn on_net_event(&mut self, event: p2p::Event) -> Result<(), DriverError> {
         match event {
             p2p::Event::Gossip { topic, id, from, data } => {
-                let verdict = self.on_gossip(topic, from, &data)?;
+                let started = tokio::time::Instant::now();
+                let imported = self.node.imported();
+                let verdict = self.node.on_gossip(now(), &core_peer(&from), topic, &data)?;
+                self.observe_imports(imported, started);
                 let _ = self.net.validate(id, from, verdict).await;
             }
             p2p::Event::Request { id, request, .. } => {
-                let response = self.serve(&request)?;
+                let response = self.node.serve(&request)?;
                 let _ = self.net.respond(id, response).await;
             }
-            p2p::Event::PeerConnected { peer, .. } => {
-                self.connected.insert(peer);
-                self.fetch(peer, SyncRequest::Status);
-            }
+            p2p::Event::PeerConnected { peer, .. } => self.node.on_peer_connected(now(), core_peer(&peer)),
             p2p::Event::PeerDisconnected { peer } | p2p::Event::PeerBanned { peer, .. } => {
-                self.connected.remove(&peer);
-                self.sync.on_peer_gone(&peer);
+                self.node.on_peer_gone(now(), &core_peer(&peer));
             }
         }
         Ok(())
     }
 
-    /// Hands a peer's message to the driver; a block that ends up stored is counted and timed.
-    fn on_peer_message(&mut self, from: &PeerId, message: NetMessage) -> Result<Verdict, DriverError> {
-        let NetMessage::Block(block) = &message else {
-            return self.driver.on_message(now(), from, message, &mut self.outbox);
-        };
-        let hash = block.hash();
-        let known = self.driver.store().contains_block(&hash)?;
-        let started = tokio::time::Instant::now();
-        let verdict = self.driver.on_message(now(), from, message, &mut self.outbox)?;
-        if !known && self.driver.store().contains_block(&hash)? {
-            self.metrics.blocks_imported.inc();
-            self.metrics.import_seconds.observe(started.elapsed().as_secs_f64());
-        }
-        Ok(verdict)
-    }
-
-    /// Decodes a gossip payload by its topic and hands it to the driver. Penalties the driver
-    /// asks for against the sender become the verdict's reason instead of a second report.
-    fn on_gossip(&mut self, topic: Topic, from: p2p::PeerId, data: &[u8]) -> Result<p2p::Verdict, DriverError> {
-        let message = match topic {
-            Topic::Blocks => decode(data).map(|block| NetMessage::Block(Arc::new(block))),
-            Topic::Transactions => decode(data).map(|tx| NetMessage::Tx(Box::new(tx))),
-            Topic::Consensus => decode::<EngineMessage>(data).map(NetMessage::Engine),
-        };
-        let Some(message) = message else { return Ok(p2p::Verdict::Reject(Misbehaviour::Undecodable)) };
-        if let NetMessage::Block(block) = &message {
-            self.sync.on_peer_head(from, block.header.height);
-        }
-        let sender = PeerId::new(&from.to_string());
-        let verdict = self.on_peer_message(&sender, message)?;
-        Ok(match verdict {
-            Verdict::Accept => p2p::Verdict::Accept,
-            Verdict::Ignore => p2p::Verdict::Ignore,
-            Verdict::Reject => {
-                self.outbox.penalties.retain(|(peer, _)| *peer != sender);
-                p2p::Verdict::Reject(Misbehaviour::Invalid)
-            }
-        })
-    }
-
-    /// Answers a peer's sync request from the store.
-    fn serve(&self, request: &SyncRequest) -> Result<SyncResponse, StoreError> {
-        let store = self.driver.store();
-        let range = |from: Height, count: u32| -> Result<Vec<Block>, StoreError> {
-            let mut blocks = Vec::new();
-            let mut height = from;
-            for _ in 0..count {
-                let Some(block) = store.canonical_block(height)? else { break };
-                blocks.push(block);
-                let Some(next) = height.next() else { break };
-                height = next;
-            }
-            Ok(blocks)
-        };
-        Ok(match request {
-            SyncRequest::Headers { from, count } => {
-                SyncResponse::Headers(range(*from, *count)?.into_iter().map(|block| block.header).collect())
-            }
-            SyncRequest::Blocks { from, count } => SyncResponse::Blocks(range(*from, *count)?),
-            SyncRequest::Block(hash) => SyncResponse::Block(store.block(hash)?.map(Box::new)),
-            SyncRequest::BlocksAfter { locator } => SyncResponse::Blocks(self.driver.blocks_after(locator)?),
-            SyncRequest::Status => SyncResponse::Status { head: store.head_hash(), height: store.head().height },
-        })
-    }
-
-    /// Sends a sync request on its own task; the answer comes back as [`Input::Fetched`].
-    fn fetch(&self, peer: p2p::PeerId, request: SyncRequest) {
+    /// Sends a sync request on its own task; the answer comes back as [`Input::Answer`].
+    fn request(&self, peer: p2p::PeerId, request: SyncRequest) {
         let net = self.net.clone();
         let inputs = self.inputs.clone();
         tokio::spawn(async move {
-            match net.request(peer, request).await {
-                Ok(response) => {
-                    let _ = inputs.send(Input::Fetched { peer, response }).await;
+            let answer = net.request(peer, request.clone()).await.map_err(|error| {
+                tracing::debug!(%peer, %error, "sync request failed");
+                match error {
+                    p2p::RequestError::Timeout(_) => RequestFailed::Timeout,
+                    _ => RequestFailed::Failed,
                 }
-                Err(error) => tracing::debug!(%peer, %error, "sync request failed"),
-            }
+            });
+            let _ = inputs.send(Input::Answer { peer, request, answer }).await;
         });
     }
 
-    /// Sends the range requests range sync wants now, and logs its progress every 5 s.
-    fn drive_sync(&mut self) {
-        let head = self.driver.store().head().height;
-        let now_ms = now().as_millis();
-        for (peer, from, count) in self.sync.next_requests(head, now_ms) {
-            let net = self.net.clone();
-            let inputs = self.inputs.clone();
-            tokio::spawn(async move {
-                let result = net.request(peer, SyncRequest::Blocks { from, count }).await;
-                let _ = inputs.send(Input::Range { peer, from, result }).await;
-            });
-        }
-        if let Some(progress) = self.sync_progress()
-            && now_ms.saturating_sub(self.sync_logged) >= SYNC_LOG_INTERVAL_MS
-        {
-            self.sync_logged = now_ms;
-            tracing::info!(
-                head = progress.head,
-                target = progress.target,
-                blocks_per_sec =
-                    format!("{}.{:03}", progress.blocks_per_sec_milli / 1_000, progress.blocks_per_sec_milli % 1_000),
-                eta_secs = progress.eta_secs,
-                "syncing"
-            );
-        }
-    }
-
-    fn sync_progress(&self) -> Option<crate::sync::Progress> {
-        let head = self.driver.store().head().height;
-        if !self.sync.is_syncing(head) {
-            return None;
-        }
-        self.sync.progress(head, now().as_millis())
-    }
-
-    /// Carries out what the driver asked for since the last flush.
+    /// Carries out what the node asked for since the last flush, then updates the metrics and
+    /// the subscriptions.
     async fn flush(&mut self) {
-        let outbox = std::mem::take(&mut self.outbox);
-        for message in outbox.broadcasts {
-            let (topic, bytes) = match message {
-                NetMessage::Block(block) => (Topic::Blocks, codec::encode(block.as_ref())),
-                NetMessage::Tx(tx) => (Topic::Transactions, codec::encode(tx.as_ref())),
-                NetMessage::Engine(message) => (Topic::Consensus, codec::encode(&message)),
-                NetMessage::Status { .. } => {
-                    for peer in self.connected.clone() {
-                        self.fetch(peer, SyncRequest::Status);
+        for effect in self.node.take_effects() {
+            match effect {
+                Effect::Publish { topic, data } => match self.net.publish(topic, data).await {
+                    Ok(()) | Err(p2p::PublishError::NoPeers(_) | p2p::PublishError::Duplicate) => {}
+                    Err(error) => tracing::warn!(%topic, %error, "publish failed"),
+                },
+                Effect::Request { peer, request } => match p2p::parse_peer_id(peer.as_str()) {
+                    Ok(peer) => self.request(peer, request),
+                    Err(error) => tracing::warn!(%peer, %error, "a request for a peer id that does not parse"),
+                },
+                Effect::Report { peer, penalty } => {
+                    tracing::debug!(%peer, misbehaviour = %penalty.misbehaviour, reason = %penalty.reason, "penalizing peer");
+                    if let Ok(peer) = p2p::parse_peer_id(peer.as_str()) {
+                        let _ = self.net.report(peer, penalty.misbehaviour).await;
                     }
-                    continue;
                 }
-                other => {
-                    tracing::debug!(?other, "no gossip topic for this message");
-                    continue;
+                Effect::SetTimer { timer, at } => {
+                    self.timers.insert(timer, at);
                 }
-            };
-            match self.net.publish(topic, bytes).await {
-                Ok(()) | Err(p2p::PublishError::NoPeers(_) | p2p::PublishError::Duplicate) => {}
-                Err(error) => tracing::warn!(%topic, %error, "publish failed"),
-            }
-        }
-        for (to, message) in outbox.sends {
-            let Ok(peer) = p2p::parse_peer_id(to.as_str()) else { continue };
-            match message {
-                NetMessage::GetBlocks { locator } => self.fetch(peer, SyncRequest::BlocksAfter { locator }),
-                NetMessage::GetBlock { hash } => self.fetch(peer, SyncRequest::Block(hash)),
-                other => tracing::debug!(?other, %peer, "no direct message path for this message"),
-            }
-        }
-        for (timer, at) in outbox.timers {
-            self.timers.insert(timer, at);
-        }
-        if let Some(miner) = &mut self.miner {
-            for template in outbox.mining {
-                match template {
-                    Some(template) => miner.start(template),
-                    None => miner.stop(),
+                Effect::StartMining(template) => {
+                    if let Some(miner) = &mut self.miner {
+                        miner.start(template);
+                    }
+                }
+                Effect::StopMining => {
+                    if let Some(miner) = &mut self.miner {
+                        miner.stop();
+                    }
                 }
             }
         }
-        for (peer, reason) in outbox.penalties {
-            tracing::debug!(%peer, %reason, "penalizing peer");
-            if let Ok(peer) = p2p::parse_peer_id(peer.as_str()) {
-                let _ = self.net.report(peer, Misbehaviour::Invalid).await;
-            }
-        }
-        self.drive_sync();
-        let (head_hash, head_height) = (self.driver.store().head_hash(), self.driver.store().head().height);
+        self.log_sync();
+        let driver = self.node.driver();
+        let (head_hash, head_height) = (driver.store().head_hash(), driver.store().head().height);
         let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.metrics.head_height.set(to_i64(head_height.get()));
-        self.metrics.finalized_height.set(to_i64(self.driver.finalized().map_or(0, |(height, _)| height.get())));
-        self.metrics.mempool_transactions.set(to_i64(self.driver.mempool().len() as u64));
-        self.metrics.mempool_bytes.set(to_i64(self.driver.mempool().size_bytes()));
-        self.metrics.sync_target.set(to_i64(self.sync_progress().map_or(0, |progress| progress.target)));
-        let finalized = self.driver.finalized();
+        self.metrics.finalized_height.set(to_i64(driver.finalized().map_or(0, |(height, _)| height.get())));
+        self.metrics.mempool_transactions.set(to_i64(driver.mempool().len() as u64));
+        self.metrics.mempool_bytes.set(to_i64(driver.mempool().size_bytes()));
+        let finalized = driver.finalized();
+        let imported = self.node.imported();
+        self.metrics.blocks_imported.inc_by(imported.saturating_sub(self.imported));
+        self.imported = imported;
+        let sync = self.node.sync_progress(now());
+        self.metrics.sync_target.set(to_i64(sync.map_or(0, |progress| progress.target.get())));
         if finalized != self.last_final {
             self.last_final = finalized;
             if let Some(finalized) = finalized {
@@ -684,8 +543,22 @@ impl Core {
             let _ = self.heads.send(head);
         }
     }
-}
 
-fn decode<T: Canonical>(bytes: &[u8]) -> Option<T> {
-    codec::decode(bytes).ok()
+    /// Logs range-sync progress every 5 s while syncing.
+    fn log_sync(&mut self) {
+        let now_ms = now().as_millis();
+        if let Some(progress) = self.node.sync_progress(now())
+            && now_ms.saturating_sub(self.sync_logged) >= SYNC_LOG_INTERVAL_MS
+        {
+            self.sync_logged = now_ms;
+            tracing::info!(
+                head = %progress.head,
+                target = %progress.target,
+                blocks_per_sec =
+                    format!("{}.{:03}", progress.blocks_per_sec_milli / 1_000, progress.blocks_per_sec_milli % 1_000),
+                eta_secs = progress.eta_secs,
+                "syncing"
+            );
+        }
+    }
 }

@@ -15,10 +15,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{DevArgs, LogFormat, NodeSettings, RunArgs};
 use crate::daemon::{Core, NodeMetrics};
-use crate::driver::Driver;
 use crate::miner::ThreadMiner;
 use crate::{commands, dev, rpc};
 use chorus_chain::limits;
+use chorus_node_core::Driver;
 
 /// Prints a start-up line on stdout. A closed stdout (a supervisor that stopped reading) is
 /// not a reason to stop the node, so write errors are ignored instead of panicking.
@@ -62,7 +62,7 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
     let genesis = if genesis_path.exists() {
         Genesis::from_file(&genesis_path).map_err(|error| anyhow::anyhow!("{}: {error}", genesis_path.display()))?
     } else {
-        let genesis = dev::dev_genesis(&args.engine, crate::daemon::now(), args.block_time_ms)
+        let genesis = dev::dev_genesis(&args.engine, crate::clock::now(), args.block_time_ms)
             .map_err(|error| anyhow::anyhow!(error))?;
         std::fs::write(&genesis_path, genesis.to_json_pretty())
             .with_context(|| format!("cannot write {}", genesis_path.display()))?;
@@ -157,7 +157,7 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
                     }
                 }
             })?;
-            Some(ThreadMiner::new(settings.miner_threads, found, crate::daemon::now().as_millis()))
+            Some(ThreadMiner::new(settings.miner_threads, found, crate::clock::now().as_millis()))
         }
         None => None,
     };

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::daemon::{BlockRef, Call, ChainWork, HeadInfo, Input, TxStatus};
-use crate::mempool::MempoolError;
+use chorus_node_core::MempoolError;
 
 /// Error codes beyond JSON-RPC's own (-32700 parse error, -32600 invalid request, -32601
 /// method not found, -32602 invalid params, -32603 internal). Stable: clients match on them.

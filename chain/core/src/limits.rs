@@ -128,8 +128,20 @@ pub const SYNC_BLOCKS_PER_RESPONSE_MAX: u32 = 64;
 /// 8 x `SYNC_RESPONSE_BYTES_MAX` = 128 MiB, typically a few MiB).
 pub const SYNC_RANGES_AHEAD_MAX: u32 = 8;
 
+/// Sync ranges one peer serves at a time: enough to keep it busy while the last answer is
+/// imported, few enough that peers which report their heads a moment later still get a share.
+pub const SYNC_RANGES_PER_PEER_MAX: u32 = 2;
+
 /// Peers whose last block request time the driver remembers (rate limiting sync requests).
 pub const SYNC_PEERS_TRACKED_MAX: u32 = 1_024;
+
+/// Least time between two block requests to one peer: about a round trip plus the import of a
+/// response, so the blocks of one response are connected before more are asked for.
+pub const SYNC_REQUEST_INTERVAL_MS: u64 = 500;
+
+/// How often a node announces its head: the bound on how long a node that missed a block (a
+/// lost message, a healed partition) stays unaware of it when no new block arrives.
+pub const STATUS_INTERVAL_MS: u64 = 2_000;
 
 /// Hashes in a sync locator (exponentially spaced back from the head: covers 2^32 blocks).
 pub const SYNC_LOCATOR_HASHES_MAX: u32 = 40;
@@ -231,6 +243,7 @@ const _: () = assert!(MEMPOOL_BYTES_MAX >= TX_BYTES_MAX as u64 * MEMPOOL_TXS_PER
 const _: () = assert!(GOSSIP_FRAME_BYTES_MAX > BLOCK_BYTES_MAX && GOSSIP_FRAME_BYTES_MAX > ENGINE_MESSAGE_BYTES_MAX);
 const _: () = assert!(SYNC_RESPONSE_BYTES_MAX > BLOCK_BYTES_MAX, "one block always fits a response");
 const _: () = assert!(SYNC_HEADERS_PER_RESPONSE_MAX * HEADER_BYTES_MAX < SYNC_RESPONSE_BYTES_MAX);
+const _: () = assert!(SYNC_RANGES_PER_PEER_MAX <= SYNC_RANGES_AHEAD_MAX);
 const _: () = assert!(PEERS_INBOUND_MAX < PEERS_MAX);
 const _: () =
     assert!(SYNC_REQUEST_BYTES_MAX >= 16 + 32 * SYNC_LOCATOR_HASHES_MAX, "a full locator fits a sync request");

@@ -21,6 +21,7 @@ mod cache;
 mod schema;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use chorus_chain::block::{self, Block, Header};
 use chorus_chain::codec;
@@ -51,8 +52,8 @@ pub enum StoreError {
     Schema { found: u32, expected: u32 },
     #[error("block {hash} is not in the store")]
     UnknownBlock { hash: Hash },
-    #[error("block {hash} was already found invalid: {reason}")]
-    KnownInvalid { hash: Hash, reason: String },
+    #[error("block {hash} was already found invalid: {error}")]
+    KnownInvalid { hash: Hash, error: Arc<BlockError> },
     #[error("block {hash} builds on {parent}, not on the head {head}")]
     NotOnHead { hash: Hash, parent: Hash, head: Hash },
     #[error("block {hash} has unknown parent {parent}")]
@@ -62,9 +63,9 @@ pub enum StoreError {
     #[error("reorg to {target} would roll back {depth} blocks, limit {}", limits::REORG_DEPTH_MAX)]
     ReorgTooDeep { target: Hash, depth: u64 },
     #[error("block {hash} is invalid: {error}")]
-    Invalid { hash: Hash, error: Box<BlockError> },
-    #[error("reorg to {target} failed at invalid block {failed} ({reason}); the head is back at {head}")]
-    ReorgFailed { target: Hash, failed: Hash, reason: String, head: Hash },
+    Invalid { hash: Hash, error: Arc<BlockError> },
+    #[error("reorg to {target} failed at invalid block {failed} ({error}); the head is back at {head}")]
+    ReorgFailed { target: Hash, failed: Hash, error: Arc<BlockError>, head: Hash },
     #[error("engine record is {size_bytes} bytes, limit {}", limits::ENGINE_RECORD_BYTES_MAX)]
     RecordTooLarge { size_bytes: usize },
     #[error(transparent)]
@@ -113,7 +114,7 @@ pub struct Store {
     /// Headers of blocks written by this process (consensus engines read recent ancestors).
     header_cache: TwoGenerationCache<Hash, Header>,
     /// Blocks found invalid, with the reason.
-    invalid: TwoGenerationCache<Hash, String>,
+    invalid: TwoGenerationCache<Hash, Arc<BlockError>>,
     write_options: WriteOptions,
 }
 
@@ -346,7 +347,7 @@ impl Store {
 
     fn refuse_known_invalid(&self, hash: &Hash) -> Result<(), StoreError> {
         match self.invalid.get(hash) {
-            Some(reason) => Err(StoreError::KnownInvalid { hash: *hash, reason: reason.clone() }),
+            Some(error) => Err(StoreError::KnownInvalid { hash: *hash, error: Arc::clone(error) }),
             None => Ok(()),
         }
     }
@@ -358,8 +359,9 @@ impl Store {
         if matches!(error, BlockError::Read(_) | BlockError::Tree(_)) {
             return StoreError::Damaged { what: error.to_string() };
         }
-        self.invalid.insert(hash, error.to_string());
-        StoreError::Invalid { hash, error: Box::new(error) }
+        let error = Arc::new(error);
+        self.invalid.insert(hash, Arc::clone(&error));
+        StoreError::Invalid { hash, error }
     }
 
     fn commit_block(&mut self, block: &Block, outcome: &BlockOutcome) -> Result<(), StoreError> {
@@ -437,7 +439,7 @@ impl Store {
         }
         // A body that does not match its header is bad input and never reaches the disk.
         block::check_body_matches_header(block)
-            .map_err(|error| StoreError::Invalid { hash, error: Box::new(error.into()) })?;
+            .map_err(|error| StoreError::Invalid { hash, error: Arc::new(error.into()) })?;
         let parent =
             self.block(&block.header.parent)?.ok_or(StoreError::UnknownParent { hash, parent: block.header.parent })?;
         if parent.header.height.next() != Some(block.header.height) {
@@ -462,20 +464,19 @@ impl Store {
         }
         for (index, hash) in branch.iter().enumerate() {
             let block = self.block(hash)?.ok_or_else(|| damaged(format!("branch block {hash} vanished")))?;
-            let reason = match self.import_block(&block) {
+            let error = match self.import_block(&block) {
                 Ok(()) => {
                     change.applied.push(*hash);
                     continue;
                 }
-                Err(StoreError::Invalid { error, .. }) => error.to_string(),
-                Err(StoreError::KnownInvalid { reason, .. }) => reason,
+                Err(StoreError::Invalid { error, .. } | StoreError::KnownInvalid { error, .. }) => error,
                 Err(other) => return Err(other),
             };
             self.restore_branch(ancestor_height, &old_branch)?;
             // The invalid block and its descendants can never be connected: bad input leaves
             // nothing on disk.
             self.discard_side_blocks(branch.get(index..).unwrap_or_default())?;
-            return Err(StoreError::ReorgFailed { target, failed: *hash, reason, head: self.head_hash });
+            return Err(StoreError::ReorgFailed { target, failed: *hash, error, head: self.head_hash });
         }
         Ok(change)
     }

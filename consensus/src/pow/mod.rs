@@ -87,7 +87,7 @@ impl PowEngine {
             }
             let header = chain
                 .header(&cursor)?
-                .ok_or_else(|| ChainReadError(format!("block {cursor} is not stored; its work is unknown")))?;
+                .ok_or(ChainReadError::Missing { hash: cursor, role: "a block whose work is asked" })?;
             if header.height == Height::GENESIS {
                 break U256::zero();
             }
@@ -122,7 +122,7 @@ impl PowEngine {
         while window.len() < count && cursor.height > Height::GENESIS {
             cursor = chain
                 .header(&cursor.parent)?
-                .ok_or_else(|| ChainReadError(format!("ancestor {} of a stored block is missing", cursor.parent)))?;
+                .ok_or(ChainReadError::Missing { hash: cursor.parent, role: "the ancestor of a stored block" })?;
             window.push(cursor.clone());
         }
         window.reverse();
@@ -237,7 +237,7 @@ impl PowEngine {
         }
         let parent = chain
             .header(&block.header.parent)?
-            .ok_or_else(|| ChainReadError(format!("head {} is missing", block.header.parent)))?;
+            .ok_or(ChainReadError::Missing { hash: block.header.parent, role: "the parent of a mined block" })?;
         let (target, _) = self.child_rules(chain, &parent)?;
         let mut template = Block::clone(&block);
         template.header.seal = Seal::Pow { target, nonce: 0 };

@@ -24,7 +24,8 @@ use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::{self, BlockError, BlockTemplate, ReadError, StateRead};
 use chorus_chain::tx::{SignedTransaction, VerifiedTx};
 use chorus_consensus::{
-    Action, ChainRead, ChainReadError, Engine, EngineError, EngineMessage, Event, Origin, Outbound, PeerId, TimerId,
+    Action, BlockRejection, ChainRead, ChainReadError, Engine, EngineError, EngineMessage, Event, Misbehaviour, Origin,
+    Outbound, PeerId, TimerId,
 };
 use chorus_store::{Store, StoreError};
 
@@ -59,13 +60,20 @@ pub enum Timer {
     Status,
 }
 
-/// How often a node announces its head: the bound on how long a node that missed a block (a
-/// lost message, a healed partition) stays unaware of it when no new block arrives.
-pub const STATUS_INTERVAL_MS: u64 = 2_000;
+/// Why a peer is penalized: the kind of misbehaviour the network's reputation counts, and
+/// what exactly was wrong (for the node's logs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Penalty {
+    pub misbehaviour: Misbehaviour,
+    pub reason: String,
+}
 
-/// Least time between two block requests to one peer: about a round trip plus the import of a
-/// response, so the blocks of one response are connected before more are asked for.
-pub const SYNC_REQUEST_INTERVAL_MS: u64 = 500;
+impl Penalty {
+    /// Well-formed input that breaks a rule.
+    pub fn invalid(reason: &impl std::fmt::Display) -> Penalty {
+        Penalty { misbehaviour: Misbehaviour::Invalid, reason: reason.to_string() }
+    }
+}
 
 /// The node's outside: network, timers and miner. Implemented by `chorusd` with real I/O and by
 /// the simulator with simulated I/O.
@@ -78,8 +86,8 @@ pub trait Io {
     /// through [`Driver::on_mined`].
     fn start_mining(&mut self, template: Arc<Block>);
     fn stop_mining(&mut self);
-    /// A peer sent something invalid.
-    fn penalize(&mut self, peer: &PeerId, reason: &str);
+    /// A peer misbehaved.
+    fn penalize(&mut self, peer: &PeerId, penalty: Penalty);
 }
 
 /// An [`Io`] that keeps what the driver asked for, in order, for the caller to carry out
@@ -91,7 +99,7 @@ pub struct Outbox {
     pub timers: Vec<(Timer, Timestamp)>,
     /// `Some(template)`: start mining it; `None`: stop.
     pub mining: Vec<Option<Arc<Block>>>,
-    pub penalties: Vec<(PeerId, String)>,
+    pub penalties: Vec<(PeerId, Penalty)>,
 }
 
 impl Outbox {
@@ -117,8 +125,8 @@ impl Io for Outbox {
     fn stop_mining(&mut self) {
         self.mining.push(None);
     }
-    fn penalize(&mut self, peer: &PeerId, reason: &str) {
-        self.penalties.push((peer.clone(), reason.to_owned()));
+    fn penalize(&mut self, peer: &PeerId, penalty: Penalty) {
+        self.penalties.push((peer.clone(), penalty));
     }
 }
 
@@ -145,6 +153,10 @@ pub enum DriverError {
     Engine(EngineError),
     #[error("one input caused more than {} engine events", limits::DRIVER_EVENTS_PER_INPUT_MAX)]
     EventLoop,
+    /// The engine asked for something this node cannot do yet: a bug to report, not input to
+    /// ignore.
+    #[error("the engine asked to {action}, which this node does not support yet")]
+    Unsupported { action: &'static str },
 }
 
 /// The chain as the engine reads it: the store.
@@ -153,7 +165,7 @@ struct ChainView<'a> {
 }
 
 fn read_error(error: StoreError) -> ChainReadError {
-    ChainReadError(error.to_string())
+    ChainReadError::Unreadable { what: error.to_string() }
 }
 
 impl StateRead for ChainView<'_> {
@@ -226,7 +238,7 @@ impl Driver {
 
     /// The node starts on its store.
     pub fn start(&mut self, now: Timestamp, io: &mut dyn Io) -> Result<(), DriverError> {
-        io.set_timer(Timer::Status, Timestamp::from_millis(now.as_millis().saturating_add(STATUS_INTERVAL_MS)));
+        io.set_timer(Timer::Status, Timestamp::from_millis(now.as_millis().saturating_add(limits::STATUS_INTERVAL_MS)));
         self.run(now, Event::Start, io).map(drop)
     }
 
@@ -235,7 +247,10 @@ impl Driver {
             Timer::Engine(timer) => self.run(now, Event::Timer(timer), io).map(drop),
             Timer::Status => {
                 io.broadcast(NetMessage::Status { head: self.store.head_hash(), height: self.store.head().height });
-                io.set_timer(Timer::Status, Timestamp::from_millis(now.as_millis().saturating_add(STATUS_INTERVAL_MS)));
+                io.set_timer(
+                    Timer::Status,
+                    Timestamp::from_millis(now.as_millis().saturating_add(limits::STATUS_INTERVAL_MS)),
+                );
                 Ok(())
             }
         }
@@ -278,7 +293,7 @@ impl Driver {
             NetMessage::Tx(tx) => match self.mempool.insert(*tx, &self.store.view(), self.store.genesis()) {
                 Ok(_) => Ok(Verdict::Accept),
                 Err(MempoolError::Invalid(error)) => {
-                    io.penalize(from, &error.to_string());
+                    io.penalize(from, Penalty::invalid(&error));
                     Ok(Verdict::Reject)
                 }
                 Err(MempoolError::Read(error)) => Err(error.into()),
@@ -337,7 +352,7 @@ impl Driver {
     /// Asks `peer` for the blocks after our chain, unless it was asked recently.
     fn request_blocks(&mut self, now: Timestamp, peer: &PeerId, io: &mut dyn Io) -> Result<(), StoreError> {
         if let Some(last) = self.sync_requests.get(peer)
-            && now.as_millis() < last.as_millis().saturating_add(SYNC_REQUEST_INTERVAL_MS)
+            && now.as_millis() < last.as_millis().saturating_add(limits::SYNC_REQUEST_INTERVAL_MS)
         {
             return Ok(());
         }
@@ -358,7 +373,7 @@ impl Driver {
             if let Some(hash) = self.store.canonical_hash(Height::new(height))? {
                 locator.push(hash);
             }
-            if height == 0 || locator.len() + 1 >= limits::SYNC_LOCATOR_HASHES_MAX as usize {
+            if height == 0 || locator.len().saturating_add(1) >= limits::SYNC_LOCATOR_HASHES_MAX as usize {
                 break;
             }
             height = height.saturating_sub(step);
@@ -413,7 +428,7 @@ impl Driver {
         let mut verdict = Verdict::Accept;
         let mut steps: u32 = 0;
         while let Some(event) = queue.pop_front() {
-            steps += 1;
+            steps = steps.saturating_add(1);
             if steps > limits::DRIVER_EVENTS_PER_INPUT_MAX {
                 return Err(DriverError::EventLoop);
             }
@@ -422,7 +437,7 @@ impl Driver {
                     // An unknown hash is an ancestor on the input's branch: the input's sender.
                     let peer = origins.get(hash).cloned().or_else(|| sender.clone());
                     if let Some(peer) = &peer {
-                        io.penalize(peer, reason);
+                        io.penalize(peer, Penalty::invalid(reason));
                     }
                     peer
                 }
@@ -453,7 +468,7 @@ impl Driver {
                 Err(error @ EngineError::Chain(_)) => return Err(DriverError::Engine(error)),
                 Err(error) if error.is_peer_fault() => {
                     if let Some(peer) = &culprit {
-                        io.penalize(peer, &error.to_string());
+                        io.penalize(peer, Penalty::invalid(&error));
                     }
                     true
                 }
@@ -492,11 +507,11 @@ impl Driver {
             Action::Persist { key, value } => self.store.put_engine_record(&key, &value)?,
             Action::AddBlock { block, make_head } => self.add_block(block, make_head, followups)?,
             Action::SetHead { hash } => self.set_head(hash, followups)?,
-            Action::Finalize { hash, height } => self.finalized = Some((height, hash)),
+            Action::Finalize { hash, height } => self.finalize(hash, height)?,
             // Evidence goes in as a transaction signed by the node's key, which the PoS
-            // engine's node brings; no engine that emits it exists yet.
-            Action::SubmitEvidence(_) => {}
-            Action::Penalize { peer, reason } => io.penalize(&peer, &reason),
+            // engine's node brings; until then an engine that emits it is refused loudly.
+            Action::SubmitEvidence(_) => return Err(DriverError::Unsupported { action: "submit evidence" }),
+            Action::Penalize { peer, misbehaviour, reason } => io.penalize(&peer, Penalty { misbehaviour, reason }),
         }
         Ok(())
     }
@@ -526,8 +541,8 @@ impl Driver {
         if make_head && block.header.parent == self.store.head_hash() {
             match self.store.import_block(&block) {
                 Ok(()) => self.head_moved(vec![], vec![hash], followups)?,
-                Err(error @ (StoreError::Invalid { .. } | StoreError::KnownInvalid { .. })) => {
-                    followups.results.push(Event::BlockRejected { hash, reason: error.to_string() });
+                Err(StoreError::Invalid { error, .. } | StoreError::KnownInvalid { error, .. }) => {
+                    followups.results.push(Event::BlockRejected { hash, reason: BlockRejection::Invalid(error) });
                     return Ok(());
                 }
                 Err(error) => return Err(error.into()),
@@ -535,8 +550,8 @@ impl Driver {
         } else {
             match self.store.store_block(&block) {
                 Ok(()) => {}
-                Err(error @ (StoreError::Invalid { .. } | StoreError::KnownInvalid { .. })) => {
-                    followups.results.push(Event::BlockRejected { hash, reason: error.to_string() });
+                Err(StoreError::Invalid { error, .. } | StoreError::KnownInvalid { error, .. }) => {
+                    followups.results.push(Event::BlockRejected { hash, reason: BlockRejection::Invalid(error) });
                     return Ok(());
                 }
                 Err(error) => return Err(error.into()),
@@ -558,12 +573,12 @@ impl Driver {
     fn set_head(&mut self, hash: Hash, followups: &mut Followups) -> Result<(), DriverError> {
         match self.store.reorg_to(hash) {
             Ok(change) => self.head_moved(change.rolled_back, change.applied, followups),
-            Err(StoreError::ReorgFailed { failed, reason, .. }) => {
-                followups.results.push(Event::BlockRejected { hash: failed, reason });
+            Err(StoreError::ReorgFailed { failed, error, .. }) => {
+                followups.results.push(Event::BlockRejected { hash: failed, reason: BlockRejection::Invalid(error) });
                 Ok(())
             }
-            Err(error @ StoreError::ReorgTooDeep { .. }) => {
-                followups.results.push(Event::BlockRejected { hash, reason: error.to_string() });
+            Err(StoreError::ReorgTooDeep { depth, .. }) => {
+                followups.results.push(Event::BlockRejected { hash, reason: BlockRejection::ReorgTooDeep { depth } });
                 Ok(())
             }
             Err(error) => Err(error.into()),
@@ -584,6 +599,14 @@ impl Driver {
                 returned.extend(block.body.txs);
             }
         }
+        if let Some((height, hash)) = self.finalized {
+            // Pairs with the check in `finalize`: no head move takes a final block off the chain.
+            assert_eq!(
+                self.store.canonical_hash(height)?,
+                Some(hash),
+                "invariant: the head moved below the final block {hash} at {height}"
+            );
+        }
         let taken = self.mempool.on_head_change(&self.store.view(), self.store.genesis(), returned)?;
         followups.relay.extend(taken);
         followups.results.push(Event::HeadChanged {
@@ -592,6 +615,24 @@ impl Driver {
             rolled_back,
             applied,
         });
+        Ok(())
+    }
+
+    /// Records that the engine declared a block final. Finality only moves forward, and only to
+    /// a block on the current chain; an engine asking otherwise is a bug, so it stops the node.
+    fn finalize(&mut self, hash: Hash, height: Height) -> Result<(), DriverError> {
+        if let Some((last_height, last_hash)) = self.finalized {
+            assert!(
+                height > last_height || (height == last_height && hash == last_hash),
+                "invariant: finality moves forward, not from {last_hash} at {last_height} to {hash} at {height}"
+            );
+        }
+        assert_eq!(
+            self.store.canonical_hash(height)?,
+            Some(hash),
+            "invariant: the engine finalized {hash} at {height}, which is not on the current chain"
+        );
+        self.finalized = Some((height, hash));
         Ok(())
     }
 

@@ -71,7 +71,7 @@ pub fn decode_file(bytes: &[u8]) -> Result<Vec<SignedTransaction>, FileError> {
     let mut rest = bytes.strip_prefix(FILE_MAGIC.as_slice()).ok_or(FileError::Magic)?;
     let mut txs = Vec::new();
     while !rest.is_empty() {
-        let at = bytes.len() - rest.len();
+        let at = bytes.len().saturating_sub(rest.len());
         let (length, after) = rest.split_first_chunk::<4>().ok_or(FileError::Truncated { at })?;
         let length = u32::from_le_bytes(*length) as usize;
         let (tx, after) = after.split_at_checked(length).ok_or(FileError::Truncated { at })?;
@@ -205,7 +205,7 @@ impl Mempool {
             return Err(MempoolError::NonceUsed { got: nonce, next });
         }
         let returned = source == Source::Returned;
-        if nonce - next >= limits::MEMPOOL_NONCE_GAP_MAX && !returned {
+        if nonce.saturating_sub(next) >= limits::MEMPOOL_NONCE_GAP_MAX && !returned {
             return Err(MempoolError::NonceTooFarAhead { got: nonce, next });
         }
         // After the cheap checks, so a stale or duplicate transaction costs no signature check.
@@ -250,7 +250,7 @@ impl Mempool {
             self.remove(&sender, nonce);
         }
         while self.hashes.len() >= limits::MEMPOOL_TXS_MAX as usize
-            || self.size_bytes + size_bytes > limits::MEMPOOL_BYTES_MAX
+            || self.size_bytes.saturating_add(size_bytes) > limits::MEMPOOL_BYTES_MAX
         {
             let Some(&(lowest, victim, _)) = self.by_fee.first() else { break };
             if lowest >= tx.tx.fee {
@@ -265,7 +265,7 @@ impl Mempool {
         }
         self.by_fee.insert((tx.tx.fee, sender, nonce));
         self.hashes.insert(hash);
-        self.size_bytes += size_bytes;
+        self.size_bytes = self.size_bytes.saturating_add(size_bytes);
         self.by_sender.entry(sender).or_default().insert(nonce, Pending { tx, hash, size_bytes });
         Ok(hash)
     }
@@ -275,7 +275,7 @@ impl Mempool {
         if let Some(entry) = pending.remove(&nonce) {
             self.by_fee.remove(&(entry.tx.tx.fee, *sender, nonce));
             self.hashes.remove(&entry.hash);
-            self.size_bytes -= entry.size_bytes;
+            self.size_bytes = self.size_bytes.saturating_sub(entry.size_bytes);
         }
         if pending.is_empty() {
             self.by_sender.remove(sender);
@@ -331,20 +331,22 @@ impl Mempool {
         let mut selected = Vec::new();
         let mut size_bytes: u64 = 0;
         // Room for the header and the votes in the block.
-        let budget_bytes = u64::from(limits::BLOCK_BYTES_MAX) - u64::from(limits::BLOCK_BYTES_MAX) / 8;
+        const BUDGET_BYTES: u64 = limits::BLOCK_BYTES_MAX as u64 - limits::BLOCK_BYTES_MAX as u64 / 8;
         while let Some((_, sender, index)) = heads.pop_first() {
             if selected.len() >= limits::BLOCK_TXS_MAX as usize {
                 break;
             }
-            let run = &queues[&sender];
-            let entry = run[index];
-            if size_bytes + entry.size_bytes > budget_bytes {
+            let Some(run) = queues.get(&sender) else { continue };
+            let Some(entry) = run.get(index) else { continue };
+            let with_entry = size_bytes.saturating_add(entry.size_bytes);
+            if with_entry > BUDGET_BYTES {
                 continue; // this sender's later nonces cannot go in either
             }
-            size_bytes += entry.size_bytes;
+            size_bytes = with_entry;
             selected.push(entry.tx.clone());
-            if let Some(next) = run.get(index + 1) {
-                heads.insert((std::cmp::Reverse(next.tx.tx.fee), sender, index + 1));
+            let next_index = index.saturating_add(1);
+            if let Some(next) = run.get(next_index) {
+                heads.insert((std::cmp::Reverse(next.tx.tx.fee), sender, next_index));
             }
         }
         Ok(selected)

@@ -17,17 +17,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use chorus_chain::block::Block;
 use chorus_chain::limits;
 use chorus_chain::primitives::Height;
-use chorus_p2p::PeerId;
-
-/// Ranges one peer serves at a time: enough to keep it busy while the last answer is imported,
-/// few enough that peers which report their heads a moment later still get a share.
-pub const RANGES_PER_PEER: usize = 2;
+use chorus_consensus::PeerId;
 
 /// Download progress, for logs and `node_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
-    pub head: u64,
-    pub target: u64,
+    pub head: Height,
+    pub target: Height,
     /// Blocks imported per second since syncing started, in thousandths.
     pub blocks_per_sec_milli: u64,
     /// Seconds left at that rate; `None` before the first import.
@@ -36,8 +32,8 @@ pub struct Progress {
 
 #[derive(Debug, Default)]
 pub struct RangeSync {
-    /// Each peer's last reported head height.
-    peers: BTreeMap<PeerId, u64>,
+    /// Each peer's best reported head height.
+    peers: BTreeMap<PeerId, Height>,
     /// Ranges requested and not answered: start height -> (peer, count).
     in_flight: BTreeMap<u64, (PeerId, u32)>,
     /// Ranges to ask for next, by start height, with their counts.
@@ -53,8 +49,8 @@ pub struct RangeSync {
 impl RangeSync {
     /// A peer's head, from its status or a block it sent.
     pub fn on_peer_head(&mut self, peer: PeerId, height: Height) {
-        let known = self.peers.entry(peer).or_default();
-        *known = (*known).max(height.get());
+        let known = self.peers.entry(peer).or_insert(Height::GENESIS);
+        *known = (*known).max(height);
     }
 
     pub fn on_peer_gone(&mut self, peer: &PeerId) {
@@ -69,15 +65,15 @@ impl RangeSync {
     }
 
     /// The best height a peer reported.
-    pub fn target(&self) -> Option<u64> {
+    pub fn target(&self) -> Option<Height> {
         self.peers.values().max().copied()
     }
 
     /// Whether the node is more than one range behind its best peer.
     pub fn is_syncing(&self, head: Height) -> bool {
-        self.target()
-            .is_some_and(|target| target > head.get().saturating_add(u64::from(limits::SYNC_BLOCKS_PER_RESPONSE_MAX)))
-            || !self.in_flight.is_empty()
+        self.target().is_some_and(|target| {
+            target.get() > head.get().saturating_add(u64::from(limits::SYNC_BLOCKS_PER_RESPONSE_MAX))
+        }) || !self.in_flight.is_empty()
             || !self.ready.is_empty()
     }
 
@@ -89,7 +85,7 @@ impl RangeSync {
             return Vec::new();
         }
         self.started.get_or_insert((now_ms, head.get()));
-        let target = self.target().unwrap_or(0);
+        let target = self.target().map_or(0, Height::get);
         // Drop plans below the head: imported meanwhile (by gossip, or another path).
         let floor = head.get().saturating_add(1);
         self.wanted.retain(|from, count| from.saturating_add(u64::from(*count)) > floor);
@@ -98,29 +94,35 @@ impl RangeSync {
         let per_range = u64::from(limits::SYNC_BLOCKS_PER_RESPONSE_MAX);
         let mut requests = Vec::new();
         loop {
-            let outstanding = self.in_flight.len() + self.ready.len();
+            let outstanding = self.in_flight.len().saturating_add(self.ready.len());
             if outstanding >= limits::SYNC_RANGES_AHEAD_MAX as usize {
                 break;
             }
             if self.wanted.is_empty() && self.planned_to <= target {
-                let count = per_range.min(target + 1 - self.planned_to);
-                self.wanted.insert(self.planned_to, count as u32);
-                self.planned_to += count;
+                // At most `per_range`, so it fits a u32.
+                let count = per_range.min(target.saturating_sub(self.planned_to).saturating_add(1));
+                self.wanted.insert(self.planned_to, u32::try_from(count).unwrap_or(u32::MAX));
+                self.planned_to = self.planned_to.saturating_add(count);
             }
             let Some((&from, &count)) = self.wanted.iter().next() else { break };
             // The least busy peer whose head covers the range's end.
-            let end = from + u64::from(count) - 1;
+            let end = Height::new(from.saturating_add(u64::from(count)).saturating_sub(1));
             let busy = |peer: &PeerId| self.in_flight.values().filter(|(owner, _)| owner == peer).count();
-            let Some(peer) =
-                self.peers.iter().filter(|(_, height)| **height >= end).map(|(peer, _)| *peer).min_by_key(busy)
+            let Some(peer) = self
+                .peers
+                .iter()
+                .filter(|(_, height)| **height >= end)
+                .map(|(peer, _)| peer)
+                .min_by_key(|peer| busy(peer))
             else {
                 break;
             };
-            if busy(&peer) >= RANGES_PER_PEER {
+            if busy(peer) >= limits::SYNC_RANGES_PER_PEER_MAX as usize {
                 break;
             }
+            let peer = peer.clone();
             self.wanted.remove(&from);
-            self.in_flight.insert(from, (peer, count));
+            self.in_flight.insert(from, (peer.clone(), count));
             requests.push((peer, Height::new(from), count));
         }
         requests
@@ -131,22 +133,22 @@ impl RangeSync {
     pub fn on_blocks(&mut self, peer: PeerId, from: Height, blocks: Vec<Block>) {
         let from = from.get();
         let Some((_, count)) = self.in_flight.remove(&from) else { return };
-        let got = blocks.len() as u64;
+        let got = u32::try_from(blocks.len()).unwrap_or(u32::MAX);
         if got == 0 {
-            self.peers.insert(peer, from.saturating_sub(1));
+            self.peers.insert(peer, Height::new(from.saturating_sub(1)));
             self.wanted.insert(from, count);
             return;
         }
-        if got < u64::from(count) {
-            self.wanted.insert(from + got, count - got as u32);
+        if got < count {
+            self.wanted.insert(from.saturating_add(u64::from(got)), count.saturating_sub(got));
         }
         self.ready.insert(from, (peer, blocks));
     }
 
     /// A range's request failed: someone else gets it.
-    pub fn on_failure(&mut self, peer: PeerId, from: Height) {
+    pub fn on_failure(&mut self, peer: &PeerId, from: Height) {
         if let Some((owner, count)) = self.in_flight.remove(&from.get()) {
-            debug_assert_eq!(owner, peer);
+            debug_assert_eq!(&owner, peer);
             self.wanted.insert(from.get(), count);
         }
     }
@@ -157,8 +159,8 @@ impl RangeSync {
         let mut next = head.get().saturating_add(1);
         let mut blocks = Vec::new();
         while let Some((peer, range)) = self.ready.remove(&next) {
-            next += range.len() as u64;
-            blocks.extend(range.into_iter().map(|block| (peer, block)));
+            next = next.saturating_add(range.len() as u64);
+            blocks.extend(range.into_iter().map(|block| (peer.clone(), block)));
         }
         blocks
     }
@@ -168,10 +170,10 @@ impl RangeSync {
         let (started_ms, started_head) = self.started?;
         let imported = head.get().saturating_sub(started_head);
         let elapsed_ms = now_ms.saturating_sub(started_ms).max(1);
-        let blocks_per_sec_milli = imported.saturating_mul(1_000_000) / elapsed_ms;
-        let left = target.saturating_sub(head.get());
-        let eta_secs = (blocks_per_sec_milli > 0).then(|| left.saturating_mul(1_000) / blocks_per_sec_milli);
-        Some(Progress { head: head.get(), target, blocks_per_sec_milli, eta_secs })
+        let blocks_per_sec_milli = imported.saturating_mul(1_000_000).checked_div(elapsed_ms).unwrap_or(0);
+        let left = target.get().saturating_sub(head.get());
+        let eta_secs = left.saturating_mul(1_000).checked_div(blocks_per_sec_milli);
+        Some(Progress { head, target, blocks_per_sec_milli, eta_secs })
     }
 
     fn reset(&mut self) {
@@ -184,7 +186,7 @@ impl RangeSync {
 
     /// Peers with a range in flight (for tests and logs).
     pub fn busy_peers(&self) -> BTreeSet<PeerId> {
-        self.in_flight.values().map(|(peer, _)| *peer).collect()
+        self.in_flight.values().map(|(peer, _)| peer.clone()).collect()
     }
 }
 
@@ -208,27 +210,27 @@ mod tests {
 
     #[test]
     fn ranges_spread_over_peers_and_come_out_in_order() {
-        let (a, b) = (PeerId::random(), PeerId::random());
+        let (a, b) = (PeerId::new("a"), PeerId::new("b"));
         let mut sync = RangeSync::default();
-        sync.on_peer_head(a, Height::new(1_000));
-        sync.on_peer_head(b, Height::new(1_000));
+        sync.on_peer_head(a.clone(), Height::new(1_000));
+        sync.on_peer_head(b.clone(), Height::new(1_000));
         let head = Height::new(10);
         assert!(sync.is_syncing(head));
         let requests = sync.next_requests(head, 0);
-        assert_eq!(requests.len(), 2 * RANGES_PER_PEER, "each peer gets its share");
+        assert_eq!(requests.len(), 2 * limits::SYNC_RANGES_PER_PEER_MAX as usize, "each peer gets its share");
         assert_eq!(requests[0].1, Height::new(11));
         assert_eq!(requests[1].1, Height::new(11 + 64));
-        assert_eq!(sync.busy_peers(), BTreeSet::from([a, b]), "both peers get work");
+        assert_eq!(sync.busy_peers(), BTreeSet::from([a.clone(), b.clone()]), "both peers get work");
         assert!(sync.next_requests(head, 0).is_empty(), "both peers are busy");
         // A third peer that reports its head later gets the next ranges at once.
-        let c = PeerId::random();
-        sync.on_peer_head(c, Height::new(1_000));
+        let c = PeerId::new("c");
+        sync.on_peer_head(c.clone(), Height::new(1_000));
         let later = sync.next_requests(head, 0);
-        assert_eq!(later.len(), RANGES_PER_PEER);
+        assert_eq!(later.len(), limits::SYNC_RANGES_PER_PEER_MAX as usize);
         assert!(later.iter().all(|(peer, _, _)| *peer == c));
 
         // The second range arrives first: nothing to import until the first does.
-        let (first, second) = (requests[0], requests[1]);
+        let (first, second) = (requests[0].clone(), requests[1].clone());
         sync.on_blocks(second.0, second.1, blocks(75, 64));
         assert!(sync.take_ready(head).is_empty());
         // The first comes short (byte limit): 40 of 64, the rest is asked again.
@@ -239,7 +241,7 @@ mod tests {
         let again = sync.next_requests(head, 1_000);
         assert_eq!(again[0].1, Height::new(51));
         assert_eq!(again[0].2, 24);
-        sync.on_blocks(again[0].0, again[0].1, blocks(51, 24));
+        sync.on_blocks(again[0].0.clone(), again[0].1, blocks(51, 24));
         let ready = sync.take_ready(head);
         assert_eq!(ready.first().map(|(_, block)| block.header.height), Some(Height::new(51)));
         assert_eq!(ready.last().map(|(_, block)| block.header.height), Some(Height::new(138)), "24 + the waiting 64");
@@ -250,14 +252,14 @@ mod tests {
 
     #[test]
     fn failures_and_departures_hand_ranges_to_other_peers() {
-        let (a, b) = (PeerId::random(), PeerId::random());
+        let (a, b) = (PeerId::new("a"), PeerId::new("b"));
         let mut sync = RangeSync::default();
-        sync.on_peer_head(a, Height::new(500));
+        sync.on_peer_head(a.clone(), Height::new(500));
         let head = Height::new(0);
         let requests = sync.next_requests(head, 0);
         assert!(requests.iter().all(|(peer, _, _)| *peer == a));
-        sync.on_peer_head(b, Height::new(500));
-        sync.on_failure(a, requests[0].1);
+        sync.on_peer_head(b.clone(), Height::new(500));
+        sync.on_failure(&a, requests[0].1);
         sync.on_peer_gone(&a);
         let retried = sync.next_requests(head, 0);
         assert!(!retried.is_empty());
@@ -265,14 +267,14 @@ mod tests {
         assert_eq!(retried[0].1, Height::new(1));
 
         // An empty answer: the peer lacks the range; it is not asked for it again.
-        sync.on_blocks(b, Height::new(1), Vec::new());
+        sync.on_blocks(b.clone(), Height::new(1), Vec::new());
         assert!(!sync.next_requests(head, 0).iter().any(|(peer, from, _)| *peer == b && *from == Height::new(1)));
     }
 
     #[test]
     fn a_node_within_one_range_of_its_peers_does_not_range_sync() {
         let mut sync = RangeSync::default();
-        sync.on_peer_head(PeerId::random(), Height::new(70));
+        sync.on_peer_head(PeerId::new("a"), Height::new(70));
         assert!(!sync.is_syncing(Height::new(10)));
         assert!(sync.next_requests(Height::new(10), 0).is_empty());
         assert!(sync.is_syncing(Height::new(5)));

@@ -9,8 +9,8 @@ use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::testing;
 use chorus_chain::tx::TxKind;
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
-use chorus_consensus::{EngineOptions, PeerId, new_engine};
-use chorus_node::{Driver, NetMessage, Outbox, Timer, Verdict};
+use chorus_consensus::{EngineOptions, Misbehaviour, PeerId, new_engine};
+use chorus_node_core::{Driver, NetMessage, Outbox, Timer, Verdict};
 use chorus_store::Store;
 
 struct Node {
@@ -106,8 +106,10 @@ fn bad_blocks_from_a_peer_are_refused_penalized_and_not_stored() {
     let check = |node: &mut Node, block: Arc<Block>, expected: &str| {
         let penalties = node.io.penalties.len();
         assert_eq!(node.receive(&block), Verdict::Reject, "{expected}");
-        let (_, reason) = node.io.penalties.get(penalties).expect("the peer is penalized");
+        let (_, penalty) = node.io.penalties.get(penalties).expect("the peer is penalized");
+        let reason = &penalty.reason;
         assert!(reason.contains(expected), "reason `{reason}` should say `{expected}`");
+        assert_eq!(penalty.misbehaviour, Misbehaviour::Invalid, "{expected}");
         assert!(!node.driver.store().contains_block(&block.hash()).unwrap(), "{expected}: nothing stored");
         assert_eq!(node.driver.store().head().height, Height::GENESIS);
     };

@@ -1,11 +1,18 @@
 //! The deterministic simulator: N nodes (the real driver, engine, state machine and RocksDB
 //! store in temporary directories) on a simulated network and clock, driven by one seed.
 //!
-//! A run is a discrete-event loop over `(time, sequence)`-ordered events: message deliveries
-//! (latency 5..=50 ms, so messages reorder), timers, miners finding nonces (a real nonce search
-//! whose length, over a simulated hash rate, gives the time), client transactions, and faults:
-//! loss and duplication, partitions and healing, crashes and restarts (a node loses everything
-//! but its store), and clock skew. After `steps` events the faults stop; the nodes mine for
+//! Each node is the core `chorusd` runs (`chorus_node_core::Node`: driver, range sync, the
+//! mapping onto gossip and sync requests); the simulator carries its effects as `chorusd`'s
+//! network service would: gossip as bytes on topics, sync requests served by the peer's
+//! `Node::serve` and answered (or timed out after [`REQUEST_TIMEOUT_MS`] when lost or the peer
+//! is down), connections opened when a node boots and closed when it crashes.
+//!
+//! A run is a discrete-event loop over `(time, sequence)`-ordered events: deliveries (latency
+//! 5..=50 ms, so messages reorder), timers, miners finding nonces (a real nonce search whose
+//! length, over a simulated hash rate, gives the time), client transactions, and faults: loss
+//! (and duplicated gossip), partitions and healing, crashes and restarts (a node loses
+//! everything but its store), clock skew, and a late node (the last one starts once the chain
+//! is more than two sync ranges long, and must catch up by range sync). After `steps` events the faults stop; the nodes mine for
 //! [`QUIET_MINING_MS`] more; then only node 0 mines, until it finds one block (PoW tips of
 //! equal work stay split until a block extends one of them), and all nodes must agree on one
 //! head within [`SETTLE_MS`] of that block.
@@ -21,17 +28,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chorus_chain::block::{Block, Seal};
+use chorus_chain::codec;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::{EngineConfig, Genesis};
+use chorus_chain::limits;
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state;
 use chorus_chain::state::memory::MemoryState;
 use chorus_chain::testing::{self, Rng};
 use chorus_chain::tx::TxKind;
+use chorus_chain::wire::{SyncRequest, SyncResponse, Topic, Verdict};
 use chorus_consensus::pow::difficulty::{self, U256};
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
 use chorus_consensus::{EngineOptions, PeerId};
-use chorus_node::{Driver, NetMessage, Outbox, Timer};
+use chorus_node_core::{Driver, Effect, Node, RequestFailed, Timer};
 use chorus_store::Store;
 use sha2::{Digest, Sha256};
 
@@ -40,13 +50,20 @@ pub const QUIET_MINING_MS: u64 = 10_000;
 /// How long node 0, mining alone, may take to find the block that ends mining.
 pub const SOLE_MINER_MS_MAX: u64 = 120_000;
 /// After mining stops, all nodes must share one head within this time (a few status rounds).
-pub const SETTLE_MS: u64 = 3 * chorus_node::driver::STATUS_INTERVAL_MS + 4_000;
+pub const SETTLE_MS: u64 = 3 * limits::STATUS_INTERVAL_MS + 4_000;
+/// A sync request whose request or answer is lost, or whose peer is down, fails after this
+/// long (chorusd's transport gives up after 20 s; a shorter bound keeps runs short and makes
+/// failed requests common).
+pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
 
 const LATENCY_MS_MIN: u64 = 5;
 const LATENCY_MS_MAX: u64 = 50;
 const LOSS_PERMILLE: u32 = 100;
 const DUPLICATE_PERMILLE: u32 = 30;
 const SKEW_MS_MAX: u64 = 2_000;
+/// With the `late` fault, the last node starts once a chain is this high: more than two sync
+/// ranges, so it catches up by range sync (ranges from several peers, in order).
+const LATE_JOIN_HEIGHT: u64 = 2 * limits::SYNC_BLOCKS_PER_RESPONSE_MAX as u64 + 8;
 const HASHES_PER_SECOND: u64 = 100;
 const FUNDED_ACCOUNTS: u32 = 8;
 const TX_INTERVAL_MS_MAX: u64 = 800;
@@ -59,13 +76,15 @@ pub struct Faults {
     pub partition: bool,
     pub crash: bool,
     pub skew: bool,
+    /// The last node starts late (not part of [`Faults::ALL`]: runs last longer).
+    pub late: bool,
 }
 
 impl Faults {
-    pub const ALL: Faults = Faults { loss: true, partition: true, crash: true, skew: true };
+    pub const ALL: Faults = Faults { loss: true, partition: true, crash: true, skew: true, late: false };
 
-    /// Parses `loss,partition,crash,skew` (any subset; empty for none).
-    pub fn parse(text: &str) -> Result<Faults, String> {
+    /// Parses `loss,partition,crash,skew,late` (any subset; empty for none).
+    pub fn parse(text: &str) -> Result<Faults, SimError> {
         let mut faults = Faults::default();
         for name in text.split(',').map(str::trim).filter(|name| !name.is_empty()) {
             match name {
@@ -73,11 +92,42 @@ impl Faults {
                 "partition" => faults.partition = true,
                 "crash" => faults.crash = true,
                 "skew" => faults.skew = true,
-                other => return Err(format!("unknown fault `{other}`; known: loss, partition, crash, skew")),
+                "late" => faults.late = true,
+                other => return Err(SimError::UnknownFault { name: other.to_owned() }),
             }
         }
         Ok(faults)
     }
+}
+
+/// Why a simulation cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("unknown fault `{name}`; known: loss, partition, crash, skew, late")]
+    UnknownFault { name: String },
+    #[error("unknown engine `{name}`; known: pow, pos, dpos, raft")]
+    UnknownEngine { name: String },
+    #[error("the {engine} engine is not implemented yet; the simulator runs pow")]
+    EngineNotImplemented { engine: String },
+    #[error("temporary directory: {0}")]
+    TemporaryDirectory(#[from] std::io::Error),
+}
+
+/// Why a node's chain does not replay to its stored state (a violation).
+#[derive(Debug, thiserror::Error)]
+enum ReplayError {
+    #[error("genesis state: {0}")]
+    Genesis(#[from] state::tree::TreeError),
+    #[error(transparent)]
+    Store(#[from] chorus_store::StoreError),
+    #[error(transparent)]
+    Read(#[from] state::ReadError),
+    #[error("no canonical block at {height}")]
+    Missing { height: Height },
+    #[error("replay of #{height}: {error}")]
+    Apply { height: Height, error: state::BlockError },
+    #[error("account {address} is {stored:?} in the store, {replayed:?} in a replay of its chain")]
+    Differs { address: Address, stored: Box<state::Account>, replayed: Box<state::Account> },
 }
 
 #[derive(Debug, Clone)]
@@ -98,16 +148,49 @@ pub struct SimReport {
     pub digest: Hash,
     pub events: u64,
     pub head_height: u64,
+    /// Range-sync requests served (nodes that fell more than a range behind).
+    pub range_requests: u64,
 }
 
 #[derive(Debug)]
 enum SimEvent {
-    Deliver { to: usize, from: usize, message: NetMessage },
-    Timer { node: usize, timer: Timer, generation: u64 },
-    Mined { node: usize, block: Arc<Block>, generation: u64 },
+    /// A gossip message reaches node `to`.
+    Gossip {
+        to: usize,
+        from: usize,
+        topic: Topic,
+        data: Arc<Vec<u8>>,
+    },
+    /// A sync request reaches node `to`, which answers it.
+    Request {
+        to: usize,
+        from: usize,
+        request: SyncRequest,
+    },
+    /// The answer to node `to`'s request (or its failure) comes back.
+    Answer {
+        to: usize,
+        from: usize,
+        request: SyncRequest,
+        answer: Result<SyncResponse, RequestFailed>,
+    },
+    Timer {
+        node: usize,
+        timer: Timer,
+        generation: u64,
+    },
+    Mined {
+        node: usize,
+        block: Arc<Block>,
+        generation: u64,
+    },
     SubmitTx,
-    Crash { node: usize },
-    Restart { node: usize },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
     Partition,
     Heal,
 }
@@ -115,7 +198,7 @@ enum SimEvent {
 struct SimNode {
     peer: PeerId,
     dir: tempfile::TempDir,
-    driver: Option<Driver>,
+    node: Option<Node>,
     coinbase: Address,
     skew_ms: i64,
     timer_generation: BTreeMap<Timer, u64>,
@@ -166,6 +249,9 @@ pub struct Sim {
     violations: Vec<String>,
     digest: Sha256,
     events: u64,
+    range_requests: u64,
+    /// The node that has not started yet (the `late` fault).
+    late: Option<usize>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -175,7 +261,7 @@ impl std::fmt::Debug for Sim {
 }
 
 /// The simulation genesis: PoW with an initial target near the equilibrium for `nodes` miners.
-pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, String> {
+pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
     let mut genesis = testing::genesis(FUNDED_ACCOUNTS, 1_000_000_000);
     match engine {
         "pow" => {
@@ -188,13 +274,13 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, String> {
             }
             Ok(genesis)
         }
-        "pos" | "dpos" | "raft" => Err(format!("the {engine} engine is not implemented yet; the simulator runs pow")),
-        other => Err(format!("unknown engine `{other}`; known: pow, pos, dpos, raft")),
+        "pos" | "dpos" | "raft" => Err(SimError::EngineNotImplemented { engine: engine.to_owned() }),
+        other => Err(SimError::UnknownEngine { name: other.to_owned() }),
     }
 }
 
 impl Sim {
-    pub fn new(config: SimConfig) -> Result<Sim, String> {
+    pub fn new(config: SimConfig) -> Result<Sim, SimError> {
         let genesis = sim_genesis(&config.engine, config.nodes)?;
         let mut rng = Rng(config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut nodes = Vec::with_capacity(config.nodes);
@@ -206,8 +292,8 @@ impl Sim {
             };
             nodes.push(SimNode {
                 peer: PeerId::new(&format!("node-{index}")),
-                dir: tempfile::tempdir().map_err(|error| format!("temporary directory: {error}"))?,
-                driver: None,
+                dir: tempfile::tempdir()?,
+                node: None,
                 coinbase: testing::key(100 + index as u32).address(),
                 skew_ms,
                 timer_generation: BTreeMap::new(),
@@ -234,9 +320,16 @@ impl Sim {
             violations: Vec::new(),
             digest: Sha256::new(),
             events: 0,
+            range_requests: 0,
+            late: None,
         };
+        if sim.config.faults.late {
+            sim.late = sim.nodes.len().checked_sub(1);
+        }
         for index in 0..sim.nodes.len() {
-            sim.boot(index);
+            if sim.late != Some(index) {
+                sim.boot(index);
+            }
         }
         sim.schedule(0, SimEvent::SubmitTx);
         if sim.config.faults.partition {
@@ -286,48 +379,69 @@ impl Sim {
             Ok(engine) => engine,
             Err(error) => return self.violation(format!("node {index}: {error}")),
         };
-        let mut driver = Driver::new(store, engine);
-        let mut outputs = Outbox::default();
+        let mut node = Node::new(Driver::new(store, engine));
         let now = self.local_now(index);
-        if let Err(error) = driver.start(now, &mut outputs) {
+        if let Err(error) = node.start(now) {
             self.violation(format!("node {index} failed to start: {error}"));
         }
-        self.nodes[index].driver = Some(driver);
+        self.nodes[index].node = Some(node);
         self.nodes[index].mining_generation += 1;
-        self.handle_outputs(index, outputs);
+        self.handle_effects(index);
+        // Connections open both ways with every running node.
+        for other in 0..self.nodes.len() {
+            if other == index || self.nodes[other].node.is_none() {
+                continue;
+            }
+            let (peer, other_peer) = (self.nodes[index].peer.clone(), self.nodes[other].peer.clone());
+            let now = self.local_now(index);
+            if let Some(node) = self.nodes[index].node.as_mut() {
+                node.on_peer_connected(now, other_peer);
+            }
+            self.handle_effects(index);
+            let now = self.local_now(other);
+            if let Some(node) = self.nodes[other].node.as_mut() {
+                node.on_peer_connected(now, peer);
+            }
+            self.handle_effects(other);
+        }
     }
 
-    fn handle_outputs(&mut self, index: usize, outputs: Outbox) {
-        for message in outputs.broadcasts {
-            for to in 0..self.nodes.len() {
-                if to != index {
-                    self.transmit(index, to, message.clone());
+    /// Carries out what node `index` asked for.
+    fn handle_effects(&mut self, index: usize) {
+        let Some(node) = self.nodes[index].node.as_mut() else { return };
+        for effect in node.take_effects() {
+            match effect {
+                Effect::Publish { topic, data } => {
+                    let data = Arc::new(data);
+                    for to in 0..self.nodes.len() {
+                        if to != index {
+                            self.send_gossip(index, to, topic, &data);
+                        }
+                    }
                 }
+                Effect::Request { peer, request } => match self.nodes.iter().position(|node| node.peer == peer) {
+                    Some(to) => self.send_request(index, to, request),
+                    None => self.violation(format!("node {index} sent a request to unknown peer {peer}")),
+                },
+                Effect::SetTimer { timer, at } => {
+                    let generation = {
+                        let slot = self.nodes[index].timer_generation.entry(timer).or_insert(0);
+                        *slot += 1;
+                        *slot
+                    };
+                    let delay = at.as_millis().saturating_sub(self.local_now(index).as_millis());
+                    self.schedule(delay, SimEvent::Timer { node: index, timer, generation });
+                }
+                Effect::StartMining(template) => {
+                    self.nodes[index].mining_generation += 1;
+                    self.mine(index, &template);
+                }
+                Effect::StopMining => self.nodes[index].mining_generation += 1,
+                Effect::Report { peer, penalty } => self.violation(format!(
+                    "honest node {index} penalized {peer} ({}): {}",
+                    penalty.misbehaviour, penalty.reason
+                )),
             }
-        }
-        for (peer, message) in outputs.sends {
-            match self.nodes.iter().position(|node| node.peer == peer) {
-                Some(to) => self.transmit(index, to, message),
-                None => self.violation(format!("node {index} sent to unknown peer {peer}")),
-            }
-        }
-        for (timer, at) in outputs.timers {
-            let generation = {
-                let slot = self.nodes[index].timer_generation.entry(timer).or_insert(0);
-                *slot += 1;
-                *slot
-            };
-            let delay = at.as_millis().saturating_sub(self.local_now(index).as_millis());
-            self.schedule(delay, SimEvent::Timer { node: index, timer, generation });
-        }
-        for request in outputs.mining {
-            self.nodes[index].mining_generation += 1;
-            if let Some(template) = request {
-                self.mine(index, &template);
-            }
-        }
-        for (peer, reason) in outputs.penalties {
-            self.violation(format!("honest node {index} penalized {peer}: {reason}"));
         }
     }
 
@@ -354,19 +468,49 @@ impl Sim {
         self.schedule(delay, SimEvent::Mined { node: index, block, generation });
     }
 
-    fn transmit(&mut self, from: usize, to: usize, message: NetMessage) {
+    /// Whether a message from `from` to `to` is lost now (a partition, or random loss).
+    fn lost(&mut self, from: usize, to: usize) -> bool {
         if self.faults_on && self.groups[from] != self.groups[to] {
+            return true;
+        }
+        self.faults_on && self.config.faults.loss && self.rng.below(1_000) < LOSS_PERMILLE
+    }
+
+    fn latency(&mut self) -> u64 {
+        LATENCY_MS_MIN + u64::from(self.rng.below((LATENCY_MS_MAX - LATENCY_MS_MIN + 1) as u32))
+    }
+
+    /// Gossip may be lost or, with loss on, arrive twice (the node must not care).
+    fn send_gossip(&mut self, from: usize, to: usize, topic: Topic, data: &Arc<Vec<u8>>) {
+        if self.lost(from, to) {
             return;
         }
         let lossy = self.faults_on && self.config.faults.loss;
-        if lossy && self.rng.below(1_000) < LOSS_PERMILLE {
-            return;
-        }
         let copies = if lossy && self.rng.below(1_000) < DUPLICATE_PERMILLE { 2 } else { 1 };
         for _ in 0..copies {
-            let latency = LATENCY_MS_MIN + u64::from(self.rng.below((LATENCY_MS_MAX - LATENCY_MS_MIN + 1) as u32));
-            self.schedule(latency, SimEvent::Deliver { to, from, message: message.clone() });
+            let latency = self.latency();
+            self.schedule(latency, SimEvent::Gossip { to, from, topic, data: Arc::clone(data) });
         }
+    }
+
+    /// A request that is lost, or whose answer will be, fails at the requester after
+    /// [`REQUEST_TIMEOUT_MS`], as a transport's timeout does.
+    fn send_request(&mut self, from: usize, to: usize, request: SyncRequest) {
+        if self.lost(from, to) {
+            let answer = Err(RequestFailed::Timeout);
+            return self.schedule(REQUEST_TIMEOUT_MS, SimEvent::Answer { to: from, from: to, request, answer });
+        }
+        let latency = self.latency();
+        self.schedule(latency, SimEvent::Request { to, from, request });
+    }
+
+    fn send_answer(&mut self, from: usize, to: usize, request: SyncRequest, answer: SyncResponse) {
+        if self.lost(from, to) {
+            let answer = Err(RequestFailed::Timeout);
+            return self.schedule(REQUEST_TIMEOUT_MS, SimEvent::Answer { to, from, request, answer });
+        }
+        let latency = self.latency();
+        self.schedule(latency, SimEvent::Answer { to, from, request, answer: Ok(answer) });
     }
 
     /// Runs the whole seed and reports.
@@ -396,8 +540,8 @@ impl Sim {
         let head_height = self
             .nodes
             .iter()
-            .filter_map(|node| node.driver.as_ref())
-            .map(|driver| driver.store().head().height.get())
+            .filter_map(|node| node.node.as_ref())
+            .map(|node| node.driver().store().head().height.get())
             .max()
             .unwrap_or(0);
         SimReport {
@@ -406,14 +550,16 @@ impl Sim {
             digest: Hash(self.digest.finalize().into()),
             events: self.events,
             head_height,
+            range_requests: self.range_requests,
         }
     }
 
     fn stop_faults(&mut self) {
         self.faults_on = false;
+        self.late = None;
         self.groups.iter_mut().for_each(|group| *group = 0);
         for index in 0..self.nodes.len() {
-            if self.nodes[index].driver.is_none() {
+            if self.nodes[index].node.is_none() {
                 self.boot(index);
             }
         }
@@ -428,23 +574,71 @@ impl Sim {
         self.events += 1;
         let time_bytes = time.to_le_bytes();
         match event {
-            SimEvent::Deliver { to, from, message } => {
-                if self.nodes[to].driver.is_none() {
+            SimEvent::Gossip { to, from, topic, data } => {
+                if self.nodes[to].node.is_none() {
                     return true;
                 }
-                self.record(&[b"deliver", &time_bytes, &[to as u8, from as u8], &message_digest(&message)]);
-                if let NetMessage::Block(block) = &message {
+                self.record(&[b"gossip", &time_bytes, &[to as u8, from as u8], topic.as_str().as_bytes(), &data]);
+                if topic == Topic::Blocks
+                    && let Ok(block) = codec::decode::<Block>(&data)
+                {
                     self.nodes[to].unconfirmed.insert(block.hash());
                 }
                 let now = self.local_now(to);
-                let mut outputs = Outbox::default();
                 let from_peer = self.nodes[from].peer.clone();
-                let Some(driver) = self.nodes[to].driver.as_mut() else { return true };
-                let result = driver.on_message(now, &from_peer, message, &mut outputs);
-                if let Err(error) = result {
-                    self.violation(format!("node {to} failed on a message from node {from}: {error}"));
+                let Some(node) = self.nodes[to].node.as_mut() else { return true };
+                match node.on_gossip(now, &from_peer, topic, &data) {
+                    Ok(Verdict::Accept | Verdict::Ignore) => {}
+                    Ok(Verdict::Reject(misbehaviour)) => {
+                        self.violation(format!("honest node {to} rejected gossip from node {from}: {misbehaviour}"));
+                    }
+                    Err(error) => self.violation(format!("node {to} failed on gossip from node {from}: {error}")),
                 }
-                self.handle_outputs(to, outputs);
+                self.handle_effects(to);
+                self.check_node(to);
+            }
+            SimEvent::Request { to, from, request } => {
+                let Some(served) = self.nodes[to].node.as_ref().map(|node| node.serve(&request)) else {
+                    // The peer is down: the requester's transport times out.
+                    let answer = Err(RequestFailed::Timeout);
+                    self.schedule(REQUEST_TIMEOUT_MS, SimEvent::Answer { to: from, from: to, request, answer });
+                    return true;
+                };
+                self.record(&[b"request", &time_bytes, &[to as u8, from as u8], request.kind().as_bytes()]);
+                if matches!(request, SyncRequest::Blocks { .. }) {
+                    self.range_requests += 1;
+                }
+                match served {
+                    Ok(response) => self.send_answer(to, from, request, response),
+                    Err(error) => self.violation(format!("node {to} cannot serve {}: {error}", request.kind())),
+                }
+            }
+            SimEvent::Answer { to, from, request, answer } => {
+                if self.nodes[to].node.is_none() {
+                    return true;
+                }
+                let summary: &[u8] = match &answer {
+                    Ok(SyncResponse::Blocks(blocks)) => {
+                        for block in blocks {
+                            self.nodes[to].unconfirmed.insert(block.hash());
+                        }
+                        b"blocks"
+                    }
+                    Ok(SyncResponse::Block(Some(block))) => {
+                        self.nodes[to].unconfirmed.insert(block.hash());
+                        b"block"
+                    }
+                    Ok(_) => b"other",
+                    Err(_) => b"failed",
+                };
+                self.record(&[b"answer", &time_bytes, &[to as u8, from as u8], request.kind().as_bytes(), summary]);
+                let now = self.local_now(to);
+                let from_peer = self.nodes[from].peer.clone();
+                let Some(node) = self.nodes[to].node.as_mut() else { return true };
+                if let Err(error) = node.on_answer(now, &from_peer, &request, answer) {
+                    self.violation(format!("node {to} failed on an answer from node {from}: {error}"));
+                }
+                self.handle_effects(to);
                 self.check_node(to);
             }
             SimEvent::Timer { node, timer, generation } => {
@@ -452,16 +646,15 @@ impl Sim {
                     return true;
                 }
                 let now = self.local_now(node);
-                if self.nodes[node].driver.is_none() {
+                if self.nodes[node].node.is_none() {
                     return true;
                 }
                 self.record(&[b"timer", &time_bytes, &[node as u8], format!("{timer:?}").as_bytes()]);
-                let mut outputs = Outbox::default();
-                let Some(driver) = self.nodes[node].driver.as_mut() else { return true };
-                if let Err(error) = driver.on_timer(now, timer, &mut outputs) {
+                let Some(running) = self.nodes[node].node.as_mut() else { return true };
+                if let Err(error) = running.on_timer(now, timer) {
                     self.violation(format!("node {node} failed on timer {timer:?}: {error}"));
                 }
-                self.handle_outputs(node, outputs);
+                self.handle_effects(node);
                 self.check_node(node);
             }
             SimEvent::Mined { node, block, generation } => {
@@ -472,17 +665,16 @@ impl Sim {
                     self.mining = Mining::Off;
                 }
                 let now = self.local_now(node);
-                if self.nodes[node].driver.is_none() {
+                if self.nodes[node].node.is_none() {
                     return true;
                 }
                 self.record(&[b"mined", &time_bytes, &[node as u8], block.hash().as_bytes()]);
                 self.nodes[node].unconfirmed.insert(block.hash());
-                let mut outputs = Outbox::default();
-                let Some(driver) = self.nodes[node].driver.as_mut() else { return true };
-                if let Err(error) = driver.on_mined(now, block, &mut outputs) {
+                let Some(running) = self.nodes[node].node.as_mut() else { return true };
+                if let Err(error) = running.on_mined(now, block) {
                     self.violation(format!("node {node} failed on its mined block: {error}"));
                 }
-                self.handle_outputs(node, outputs);
+                self.handle_effects(node);
                 self.check_node(node);
             }
             SimEvent::SubmitTx => {
@@ -492,14 +684,23 @@ impl Sim {
             }
             SimEvent::Crash { node } => {
                 self.record(&[b"crash", &time_bytes, &[node as u8]]);
-                self.nodes[node].driver = None;
+                self.nodes[node].node = None;
                 self.nodes[node].mining_generation += 1;
+                // The others see the connection close.
+                let peer = self.nodes[node].peer.clone();
+                for other in 0..self.nodes.len() {
+                    let now = self.local_now(other);
+                    if let Some(running) = self.nodes[other].node.as_mut() {
+                        running.on_peer_gone(now, &peer);
+                        self.handle_effects(other);
+                    }
+                }
                 let down = 1_000 + u64::from(self.rng.below(5_000));
                 self.schedule(down, SimEvent::Restart { node });
             }
             SimEvent::Restart { node } => {
                 self.record(&[b"restart", &time_bytes, &[node as u8]]);
-                if self.nodes[node].driver.is_none() {
+                if self.nodes[node].node.is_none() && self.late != Some(node) {
                     self.boot(node);
                 }
                 if self.faults_on {
@@ -526,7 +727,25 @@ impl Sim {
                 }
             }
         }
+        self.join_late_node(&time_bytes);
         true
+    }
+
+    /// Starts the late node once some node's chain is [`LATE_JOIN_HEIGHT`] high.
+    fn join_late_node(&mut self, time_bytes: &[u8]) {
+        let Some(late) = self.late else { return };
+        let highest = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.node.as_ref())
+            .map(|node| node.driver().store().head().height.get())
+            .max()
+            .unwrap_or(0);
+        if highest >= LATE_JOIN_HEIGHT {
+            self.late = None;
+            self.record(&[b"late", time_bytes, &[late as u8]]);
+            self.boot(late);
+        }
     }
 
     /// A transfer from a random funded account through a random running node.
@@ -535,9 +754,10 @@ impl Sim {
         let from = self.rng.below(FUNDED_ACCOUNTS);
         let to = self.rng.below(FUNDED_ACCOUNTS + 2);
         let amount = 1 + u128::from(self.rng.below(1_000));
-        let Some(driver) = self.nodes[node].driver.as_mut() else { return };
+        let now = self.local_now(node);
+        let Some(running) = self.nodes[node].node.as_mut() else { return };
         let key = testing::key(from);
-        let next = driver.store().account(&key.address()).map(|account| account.nonce).unwrap_or(0);
+        let next = running.driver().store().account(&key.address()).map(|account| account.nonce).unwrap_or(0);
         let nonce = next + u64::from(self.rng.below(3));
         let tx = testing::signed(
             &self.genesis,
@@ -545,18 +765,18 @@ impl Sim {
             nonce,
             TxKind::Transfer { to: testing::key(to).address(), amount: Amount::new(amount) },
         );
-        let mut outputs = Outbox::default();
-        let outcome = match driver.submit_tx(tx, &mut outputs) {
+        let outcome = match running.submit_tx(now, tx) {
             Ok(hash) => hash.0.to_vec(),
             Err(error) => error.to_string().into_bytes(),
         };
         self.record(&[b"tx", time_bytes, &[node as u8], &outcome]);
-        self.handle_outputs(node, outputs);
+        self.handle_effects(node);
     }
 
     /// The invariants that hold after every event on `index`.
     fn check_node(&mut self, index: usize) {
-        let Some(driver) = self.nodes[index].driver.as_ref() else { return };
+        let Some(node) = self.nodes[index].node.as_ref() else { return };
+        let driver = node.driver();
         let store = driver.store();
         let head = store.head().clone();
         let head_hash = store.head_hash();
@@ -629,14 +849,16 @@ impl Sim {
 
     fn final_checks(&mut self) {
         let heads: Vec<Option<Hash>> =
-            self.nodes.iter().map(|node| node.driver.as_ref().map(|driver| driver.store().head_hash())).collect();
+            self.nodes.iter().map(|node| node.node.as_ref().map(|node| node.driver().store().head_hash())).collect();
         let distinct: BTreeSet<_> = heads.iter().flatten().collect();
         if distinct.len() != 1 || heads.iter().any(Option::is_none) {
             let listed: Vec<String> = heads
                 .iter()
                 .enumerate()
-                .map(|(index, head)| match (head, &self.nodes[index].driver) {
-                    (Some(hash), Some(driver)) => format!("node {index}: {} #{}", hash, driver.store().head().height),
+                .map(|(index, head)| match (head, &self.nodes[index].node) {
+                    (Some(hash), Some(node)) => {
+                        format!("node {index}: {} #{}", hash, node.driver().store().head().height)
+                    }
                     _ => format!("node {index}: down"),
                 })
                 .collect();
@@ -653,54 +875,34 @@ impl Sim {
     }
 
     /// Replays the node's chain from genesis in memory and compares every account.
-    fn replay_matches(&self, index: usize) -> Result<(), String> {
-        let Some(driver) = self.nodes[index].driver.as_ref() else { return Ok(()) };
-        let store = driver.store();
-        let (mut memory, genesis_block) =
-            MemoryState::from_genesis(&self.genesis).map_err(|error| error.to_string())?;
+    fn replay_matches(&self, index: usize) -> Result<(), ReplayError> {
+        let Some(node) = self.nodes[index].node.as_ref() else { return Ok(()) };
+        let store = node.driver().store();
+        let (mut memory, genesis_block) = MemoryState::from_genesis(&self.genesis)?;
         let mut parent = genesis_block.header;
         for height in 1..=store.head().height.get() {
-            let block = store
-                .canonical_block(Height::new(height))
-                .map_err(|error| error.to_string())?
-                .ok_or_else(|| format!("no canonical block at {height}"))?;
+            let height = Height::new(height);
+            let block = store.canonical_block(height)?.ok_or(ReplayError::Missing { height })?;
             let outcome = state::apply_block(&memory, &self.genesis, &parent, &block)
-                .map_err(|error| format!("replay of #{height}: {error}"))?;
+                .map_err(|error| ReplayError::Apply { height, error })?;
             memory.commit_outcome(&outcome);
             parent = block.header;
         }
         let mut addresses: Vec<Address> = (0..FUNDED_ACCOUNTS + 2).map(|index| testing::key(index).address()).collect();
         addresses.extend(self.nodes.iter().map(|node| node.coinbase));
         for address in addresses {
-            let stored = store.account(&address).map_err(|error| error.to_string())?;
-            let replayed = state::read_account(&memory, &address).map_err(|error| error.to_string())?;
+            let stored = store.account(&address)?;
+            let replayed = state::read_account(&memory, &address)?;
             if stored != replayed {
-                return Err(format!(
-                    "account {address} is {stored:?} in the store, {replayed:?} in a replay of its chain"
-                ));
+                return Err(ReplayError::Differs { address, stored: Box::new(stored), replayed: Box::new(replayed) });
             }
         }
         Ok(())
     }
 }
 
-fn message_digest(message: &NetMessage) -> Vec<u8> {
-    match message {
-        NetMessage::Block(block) => [b"block".as_slice(), block.hash().as_bytes()].concat(),
-        NetMessage::Header(header) => [b"header".as_slice(), header.hash().as_bytes()].concat(),
-        NetMessage::Engine(_) => b"engine".to_vec(),
-        NetMessage::Tx(tx) => [b"tx".as_slice(), tx.hash().as_bytes()].concat(),
-        NetMessage::GetBlocks { locator } => {
-            [b"getblocks".as_slice(), locator.first().map(|hash| hash.0.to_vec()).unwrap_or_default().as_slice()]
-                .concat()
-        }
-        NetMessage::GetBlock { hash } => [b"getblock".as_slice(), hash.as_bytes()].concat(),
-        NetMessage::Status { head, .. } => [b"status".as_slice(), head.as_bytes()].concat(),
-    }
-}
-
 /// Runs `seeds` on `threads` threads; reports come back in seed order.
-pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) -> Result<Vec<SimReport>, String> {
+pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) -> Result<Vec<SimReport>, SimError> {
     sim_genesis(&base.engine, base.nodes)?;
     let seeds: Vec<u64> = seeds.collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -715,7 +917,15 @@ pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) 
                     let report = match Sim::new(config) {
                         Ok(sim) => sim.run(),
                         Err(error) => {
-                            SimReport { seed, violations: vec![error], digest: Hash::ZERO, events: 0, head_height: 0 }
+                            let violations = vec![error.to_string()];
+                            SimReport {
+                                seed,
+                                violations,
+                                digest: Hash::ZERO,
+                                events: 0,
+                                head_height: 0,
+                                range_requests: 0,
+                            }
                         }
                     };
                     results.lock().expect("a worker panicked").insert(seed, report);

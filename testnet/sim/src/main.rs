@@ -1,4 +1,4 @@
-//! `chorus-sim --engine pow --nodes 5 --seeds 0..200 [--faults loss,partition,crash,skew] [--steps N]`
+//! `chorus-sim --engine pow --nodes 5 --seeds 0..200 [--faults loss,partition,crash,skew,late] [--steps N]`
 //!
 //! Prints one line per failing seed and a last line `seeds: <n>, violations: <v>, digest: <hex>`;
 //! exits non-zero on any violation.
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use chorus_sim::{Faults, SimConfig, combined_digest, run_seeds};
 
-const USAGE: &str = "usage: chorus-sim --engine pow --nodes N --seeds A..B [--faults loss,partition,crash,skew] [--steps N] [--threads N] [--verbose]";
+const USAGE: &str = "usage: chorus-sim --engine pow --nodes N --seeds A..B [--faults loss,partition,crash,skew,late] [--steps N] [--threads N] [--verbose]";
 
 struct Args {
     config: SimConfig,
@@ -39,7 +39,7 @@ fn parse(args: &[String]) -> Result<Args, String> {
                 let (start, end) = text.split_once("..").ok_or_else(|| format!("--seeds takes A..B, got `{text}`"))?;
                 seeds = number(start, "--seeds start")?..number(end, "--seeds end")?;
             }
-            "--faults" => config.faults = Faults::parse(value()?)?,
+            "--faults" => config.faults = Faults::parse(value()?).map_err(|error| error.to_string())?,
             "--steps" => config.steps = number(value()?, "--steps")?,
             "--threads" => threads = number(value()?, "--threads")?.max(1) as usize,
             "--verbose" => verbose = true,
@@ -70,8 +70,8 @@ fn main() -> ExitCode {
     for report in &reports {
         if args.verbose {
             println!(
-                "seed {}: {} events, height {}, digest {}",
-                report.seed, report.events, report.head_height, report.digest
+                "seed {}: {} events, height {}, range requests {}, digest {}",
+                report.seed, report.events, report.head_height, report.range_requests, report.digest
             );
         }
         if !report.violations.is_empty() {

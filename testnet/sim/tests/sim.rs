@@ -22,6 +22,19 @@ fn pow_five_nodes_all_faults_no_violations() {
 }
 
 #[test]
+fn pow_a_late_node_catches_up_by_range_sync() {
+    let faults = Faults { late: true, ..Faults::ALL };
+    // Long enough for the others to build more than two sync ranges before the last node starts.
+    let config = SimConfig { steps: 12_000, ..config(faults) };
+    let reports = run_seeds(&config, 0..8, 2).unwrap();
+    for report in &reports {
+        assert!(report.violations.is_empty(), "seed {}: {}", report.seed, report.violations.join("; "));
+        assert!(report.range_requests > 0, "seed {}: the late node did not range-sync", report.seed);
+        assert!(report.head_height > 128, "seed {} only reached height {}", report.seed, report.head_height);
+    }
+}
+
+#[test]
 fn pow_same_seed_same_digest() {
     let first = Sim::new(SimConfig { seed: 7, ..config(Faults::ALL) }).unwrap().run();
     let second = Sim::new(SimConfig { seed: 7, ..config(Faults::ALL) }).unwrap().run();
@@ -34,6 +47,6 @@ fn pow_same_seed_same_digest() {
 
 #[test]
 fn engines_that_do_not_exist_are_refused_by_name() {
-    let error = Sim::new(SimConfig { engine: "raft".into(), ..config(Faults::default()) }).unwrap_err();
+    let error = Sim::new(SimConfig { engine: "raft".into(), ..config(Faults::default()) }).unwrap_err().to_string();
     assert!(error.contains("raft engine is not implemented yet"), "{error}");
 }

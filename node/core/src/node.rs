@@ -1,0 +1,380 @@
+//! The node as its peers see it: the [`Driver`] and [`RangeSync`] behind gossip topics and the
+//! sync protocol.
+//!
+//! The host (`chorusd` over libp2p, or the simulator over its simulated network) hands every
+//! input to a [`Node`] with the time it arrived, then carries out the [`Effect`]s the node asks
+//! for, in order. The mapping from the driver's messages onto the network lives here, so both
+//! hosts run it:
+//! - blocks, transactions and engine messages are gossip on their [`Topic`], as canonical
+//!   encodings; what arrives on a topic is decoded here (undecodable bytes are the sender's
+//!   fault) and judged by the driver, and the [`Verdict`] says whether to forward it;
+//! - the driver's `GetBlocks { locator }` and `GetBlock` become sync requests
+//!   (`BlocksAfter`, `Block`) to that peer; the blocks of the answer go to the driver as if the
+//!   peer had sent them;
+//! - the periodic `Status` becomes a `Status` request to each connected peer (gossip would
+//!   de-duplicate equal heads); a peer's head feeds range sync, and near the head the driver's
+//!   locator request takes over (it also finds fork points);
+//! - range sync's requests are `Blocks { from, count }`; their answers wait in its reorder
+//!   buffer and reach the driver in height order;
+//! - peers' sync requests are answered from the store ([`Node::serve`]).
+//!
+//! Invariant: like the driver, a node opens no socket, reads no clock and spawns nothing.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chorus_chain::block::Block;
+use chorus_chain::codec::{self, Canonical};
+use chorus_chain::primitives::{Hash, Height, Timestamp};
+use chorus_chain::tx::{SignedTransaction, VerifiedTx};
+use chorus_chain::wire::{Misbehaviour, SyncRequest, SyncResponse, Topic, Verdict};
+use chorus_consensus::{EngineMessage, PeerId};
+use chorus_store::StoreError;
+
+use crate::driver::{self, Driver, DriverError, NetMessage, Outbox, Penalty, Timer};
+use crate::mempool::MempoolError;
+use crate::sync::{Progress, RangeSync};
+
+/// What a node asks its host to do, in the order it must be done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Gossip `data` (a canonical encoding) on `topic`.
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+    },
+    /// Send `request` to `peer`; hand the answer, or the failure, to [`Node::on_answer`] with
+    /// the same request.
+    Request {
+        peer: PeerId,
+        request: SyncRequest,
+    },
+    /// `peer` misbehaved: it costs reputation.
+    Report {
+        peer: PeerId,
+        penalty: Penalty,
+    },
+    /// Call [`Node::on_timer`] once the node's clock reads `at`, replacing a pending `timer`.
+    SetTimer {
+        timer: Timer,
+        at: Timestamp,
+    },
+    /// Search nonces for this template, replacing any running search; a find comes back
+    /// through [`Node::on_mined`].
+    StartMining(Arc<Block>),
+    StopMining,
+}
+
+/// Why a sync request got no answer (the host's transport error, reduced to what the node
+/// acts on: either way the request is given to another peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestFailed {
+    #[error("the peer did not answer in time")]
+    Timeout,
+    #[error("the request could not be sent or answered")]
+    Failed,
+}
+
+#[derive(Debug)]
+pub struct Node {
+    driver: Driver,
+    sync: RangeSync,
+    connected: BTreeSet<PeerId>,
+    /// What the driver asked for during the current input.
+    outbox: Outbox,
+    /// What the host has not taken yet.
+    effects: Vec<Effect>,
+    /// Blocks that became stored through peers' input or the miner, since start.
+    imported: u64,
+}
+
+impl Node {
+    pub fn new(driver: Driver) -> Node {
+        Node {
+            driver,
+            sync: RangeSync::default(),
+            connected: BTreeSet::new(),
+            outbox: Outbox::default(),
+            effects: Vec::new(),
+            imported: 0,
+        }
+    }
+
+    pub fn driver(&self) -> &Driver {
+        &self.driver
+    }
+
+    /// Access for a host's own reads (e.g. the chain's work); inputs go through the node.
+    pub fn driver_mut(&mut self) -> &mut Driver {
+        &mut self.driver
+    }
+
+    /// What the node asked for since the last call, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// Blocks stored from peers' input or the miner since start (for metrics).
+    pub fn imported(&self) -> u64 {
+        self.imported
+    }
+
+    pub fn connected(&self) -> &BTreeSet<PeerId> {
+        &self.connected
+    }
+
+    /// Range-sync progress while the node is more than one range behind its best peer.
+    pub fn sync_progress(&self, now: Timestamp) -> Option<Progress> {
+        let head = self.driver.store().head().height;
+        if !self.sync.is_syncing(head) {
+            return None;
+        }
+        self.sync.progress(head, now.as_millis())
+    }
+
+    pub fn start(&mut self, now: Timestamp) -> Result<(), DriverError> {
+        let result = self.driver.start(now, &mut self.outbox);
+        self.finish_input(now);
+        result
+    }
+
+    pub fn on_timer(&mut self, now: Timestamp, timer: Timer) -> Result<(), DriverError> {
+        let result = self.driver.on_timer(now, timer, &mut self.outbox);
+        self.finish_input(now);
+        result
+    }
+
+    /// The miner found a nonce. A find for a template a better head replaced is dropped.
+    pub fn on_mined(&mut self, now: Timestamp, block: Arc<Block>) -> Result<(), DriverError> {
+        let hash = block.hash();
+        let result = self.driver.on_mined(now, block, &mut self.outbox);
+        if result.is_ok() && self.driver.store().contains_block(&hash)? {
+            self.imported = self.imported.saturating_add(1);
+        }
+        self.finish_input(now);
+        result
+    }
+
+    /// A client's transaction: admitted to the mempool and gossiped.
+    pub fn submit_tx(&mut self, now: Timestamp, tx: SignedTransaction) -> Result<Hash, MempoolError> {
+        let result = self.driver.submit_tx(tx, &mut self.outbox);
+        self.finish_input(now);
+        result
+    }
+
+    /// [`Node::submit_tx`] for a transaction whose signatures the caller checked.
+    pub fn submit_verified_tx(&mut self, now: Timestamp, tx: VerifiedTx) -> Result<Hash, MempoolError> {
+        let result = self.driver.submit_verified_tx(tx, &mut self.outbox);
+        self.finish_input(now);
+        result
+    }
+
+    /// A connection to `peer` opened: ask for its head.
+    pub fn on_peer_connected(&mut self, now: Timestamp, peer: PeerId) {
+        self.effects.push(Effect::Request { peer: peer.clone(), request: SyncRequest::Status });
+        self.connected.insert(peer);
+        self.finish_input(now);
+    }
+
+    /// The connection to `peer` closed (or it was banned): its ranges go to others.
+    pub fn on_peer_gone(&mut self, now: Timestamp, peer: &PeerId) {
+        self.connected.remove(peer);
+        self.sync.on_peer_gone(peer);
+        self.finish_input(now);
+    }
+
+    /// A gossip message on `topic` from `from`: decoded, judged by the driver. Penalties the
+    /// driver asks for against the sender become the verdict's reason instead of a second
+    /// report.
+    pub fn on_gossip(
+        &mut self,
+        now: Timestamp,
+        from: &PeerId,
+        topic: Topic,
+        data: &[u8],
+    ) -> Result<Verdict, DriverError> {
+        let message = match topic {
+            Topic::Blocks => decode(data).map(|block| NetMessage::Block(Arc::new(block))),
+            Topic::Transactions => decode(data).map(|tx| NetMessage::Tx(Box::new(tx))),
+            Topic::Consensus => decode::<EngineMessage>(data).map(NetMessage::Engine),
+        };
+        let Some(message) = message else {
+            self.finish_input(now);
+            return Ok(Verdict::Reject(Misbehaviour::Undecodable));
+        };
+        if let NetMessage::Block(block) = &message {
+            self.sync.on_peer_head(from.clone(), block.header.height);
+        }
+        let verdict = self.on_peer_message(now, from, message);
+        let verdict = match verdict {
+            Ok(driver::Verdict::Accept) => Ok(Verdict::Accept),
+            Ok(driver::Verdict::Ignore) => Ok(Verdict::Ignore),
+            Ok(driver::Verdict::Reject) => {
+                let mut kind = None;
+                self.outbox.penalties.retain(|(peer, penalty)| {
+                    if peer != from {
+                        return true;
+                    }
+                    kind.get_or_insert(penalty.misbehaviour);
+                    false
+                });
+                Ok(Verdict::Reject(kind.unwrap_or(Misbehaviour::Invalid)))
+            }
+            Err(error) => Err(error),
+        };
+        self.finish_input(now);
+        verdict
+    }
+
+    /// The answer to a request this node sent (an [`Effect::Request`]).
+    pub fn on_answer(
+        &mut self,
+        now: Timestamp,
+        peer: &PeerId,
+        request: &SyncRequest,
+        answer: Result<SyncResponse, RequestFailed>,
+    ) -> Result<(), DriverError> {
+        let result = self.handle_answer(now, peer, request, answer);
+        self.finish_input(now);
+        result
+    }
+
+    fn handle_answer(
+        &mut self,
+        now: Timestamp,
+        peer: &PeerId,
+        request: &SyncRequest,
+        answer: Result<SyncResponse, RequestFailed>,
+    ) -> Result<(), DriverError> {
+        if let SyncRequest::Blocks { from, .. } = request {
+            match answer {
+                Ok(SyncResponse::Blocks(blocks)) => self.sync.on_blocks(peer.clone(), *from, blocks),
+                Ok(_) | Err(_) => self.sync.on_failure(peer, *from),
+            }
+            for (sender, block) in self.sync.take_ready(self.driver.store().head().height) {
+                self.on_peer_message(now, &sender, NetMessage::Block(Arc::new(block)))?;
+            }
+            return Ok(());
+        }
+        let Ok(response) = answer else { return Ok(()) };
+        let messages: Vec<NetMessage> = match response {
+            SyncResponse::Blocks(blocks) => {
+                blocks.into_iter().map(|block| NetMessage::Block(Arc::new(block))).collect()
+            }
+            SyncResponse::Block(Some(block)) => vec![NetMessage::Block(Arc::new(*block))],
+            SyncResponse::Status { head, height } => {
+                self.sync.on_peer_head(peer.clone(), height);
+                // Far behind, range sync fetches; near, the driver's locator request does.
+                if self.sync.is_syncing(self.driver.store().head().height) {
+                    Vec::new()
+                } else {
+                    vec![NetMessage::Status { head, height }]
+                }
+            }
+            SyncResponse::Block(None) | SyncResponse::Headers(_) | SyncResponse::Refused(_) => Vec::new(),
+        };
+        for message in messages {
+            self.on_peer_message(now, peer, message)?;
+        }
+        Ok(())
+    }
+
+    /// Answers a peer's sync request from the store.
+    pub fn serve(&self, request: &SyncRequest) -> Result<SyncResponse, StoreError> {
+        let store = self.driver.store();
+        let range = |from: Height, count: u32| -> Result<Vec<Block>, StoreError> {
+            let mut blocks = Vec::new();
+            let mut height = from;
+            for _ in 0..count {
+                let Some(block) = store.canonical_block(height)? else { break };
+                blocks.push(block);
+                let Some(next) = height.next() else { break };
+                height = next;
+            }
+            Ok(blocks)
+        };
+        Ok(match request {
+            SyncRequest::Headers { from, count } => {
+                SyncResponse::Headers(range(*from, *count)?.into_iter().map(|block| block.header).collect())
+            }
+            SyncRequest::Blocks { from, count } => SyncResponse::Blocks(range(*from, *count)?),
+            SyncRequest::Block(hash) => SyncResponse::Block(store.block(hash)?.map(Box::new)),
+            SyncRequest::BlocksAfter { locator } => SyncResponse::Blocks(self.driver.blocks_after(locator)?),
+            SyncRequest::Status => SyncResponse::Status { head: store.head_hash(), height: store.head().height },
+        })
+    }
+
+    /// Hands a peer's message to the driver, counting a block that ends up stored.
+    fn on_peer_message(
+        &mut self,
+        now: Timestamp,
+        from: &PeerId,
+        message: NetMessage,
+    ) -> Result<driver::Verdict, DriverError> {
+        let NetMessage::Block(block) = &message else {
+            return self.driver.on_message(now, from, message, &mut self.outbox);
+        };
+        let hash = block.hash();
+        let known = self.driver.store().contains_block(&hash)?;
+        let verdict = self.driver.on_message(now, from, message, &mut self.outbox)?;
+        if !known && self.driver.store().contains_block(&hash)? {
+            self.imported = self.imported.saturating_add(1);
+        }
+        Ok(verdict)
+    }
+
+    /// Turns what the driver asked for during an input into effects, then adds the range
+    /// requests range sync wants now.
+    fn finish_input(&mut self, now: Timestamp) {
+        let outbox = std::mem::take(&mut self.outbox);
+        for message in outbox.broadcasts {
+            let (topic, data) = match message {
+                NetMessage::Block(block) => (Topic::Blocks, codec::encode(block.as_ref())),
+                NetMessage::Tx(tx) => (Topic::Transactions, codec::encode(tx.as_ref())),
+                NetMessage::Engine(message) => (Topic::Consensus, codec::encode(&message)),
+                NetMessage::Status { .. } => {
+                    for peer in &self.connected {
+                        self.effects.push(Effect::Request { peer: peer.clone(), request: SyncRequest::Status });
+                    }
+                    continue;
+                }
+                other @ (NetMessage::Header(_) | NetMessage::GetBlocks { .. } | NetMessage::GetBlock { .. }) => {
+                    tracing::debug!(?other, "no gossip topic for this message");
+                    continue;
+                }
+            };
+            self.effects.push(Effect::Publish { topic, data });
+        }
+        for (peer, message) in outbox.sends {
+            let request = match message {
+                NetMessage::GetBlocks { locator } => SyncRequest::BlocksAfter { locator },
+                NetMessage::GetBlock { hash } => SyncRequest::Block(hash),
+                other => {
+                    tracing::debug!(?other, %peer, "no direct message path for this message");
+                    continue;
+                }
+            };
+            self.effects.push(Effect::Request { peer, request });
+        }
+        for (timer, at) in outbox.timers {
+            self.effects.push(Effect::SetTimer { timer, at });
+        }
+        for template in outbox.mining {
+            self.effects.push(match template {
+                Some(template) => Effect::StartMining(template),
+                None => Effect::StopMining,
+            });
+        }
+        for (peer, penalty) in outbox.penalties {
+            self.effects.push(Effect::Report { peer, penalty });
+        }
+        let head = self.driver.store().head().height;
+        for (peer, from, count) in self.sync.next_requests(head, now.as_millis()) {
+            self.effects.push(Effect::Request { peer, request: SyncRequest::Blocks { from, count } });
+        }
+    }
+}
+
+fn decode<T: Canonical>(bytes: &[u8]) -> Option<T> {
+    codec::decode(bytes).ok()
+}
