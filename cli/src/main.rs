@@ -8,15 +8,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chorus_chain::primitives::{Amount, ChainId};
+use chorus_chain::primitives::{Amount, Hash, Height};
 use chorus_chain::tx::{Transaction, TxKind};
 use chorus_chain::{Address, SecretKey, codec};
+use chorus_rpc_types::{
+    BlockId, ErrorCode, GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, GetValidators, Request, SubmitTx,
+};
 use clap::{Parser, Subcommand};
 use jsonrpsee::core::client::{ClientT, Error as ClientError};
+use jsonrpsee::core::traits::ToRpcParams;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
-use jsonrpsee::rpc_params;
 use keystore::{Keystore, KeystoreError};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use zeroize::Zeroizing;
 
 #[derive(Debug, Parser)]
@@ -170,6 +174,10 @@ enum Failure {
     Keystore(#[from] KeystoreError),
     #[error("cannot reach the node at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// An answer that is not the method's result (a missing or malformed field, or no
+    /// JSON-RPC at all): no usable node at that URL, so the exit code is unreachable's.
+    #[error("the node at {url} answered {method} with something other than its result: {reason}")]
+    Malformed { url: String, method: &'static str, reason: String },
     #[error("the node refused: {message} (code {code})")]
     Refused { code: i32, message: String },
     #[error("{0}")]
@@ -185,9 +193,9 @@ impl Failure {
             Failure::Address(_) => 3,
             Failure::Keystore(KeystoreError::WrongPassword(_)) => 4,
             Failure::Keystore(_) => 5,
-            Failure::Unreachable { .. } => 6,
-            Failure::Refused { code: INSUFFICIENT_BALANCE, .. } => 10,
-            Failure::Refused { code, .. } if NONCE_CONFLICTS.contains(code) => 11,
+            Failure::Unreachable { .. } | Failure::Malformed { .. } => 6,
+            Failure::Refused { .. } if self.refusal() == Some(INSUFFICIENT_BALANCE) => 10,
+            Failure::Refused { .. } if self.refusal().is_some_and(|code| NONCE_CONFLICTS.contains(&code)) => 11,
             Failure::Refused { .. } => 7,
             Failure::Timeout(_) => 8,
             Failure::Unverified(_) => 9,
@@ -202,8 +210,11 @@ impl Failure {
             Failure::Keystore(KeystoreError::WrongPassword(_)) => "wrong_password",
             Failure::Keystore(_) => "keystore",
             Failure::Unreachable { .. } => "unreachable",
-            Failure::Refused { code: INSUFFICIENT_BALANCE, .. } => "insufficient_balance",
-            Failure::Refused { code, .. } if NONCE_CONFLICTS.contains(code) => "nonce_conflict",
+            Failure::Malformed { .. } => "malformed",
+            Failure::Refused { .. } if self.refusal() == Some(INSUFFICIENT_BALANCE) => "insufficient_balance",
+            Failure::Refused { .. } if self.refusal().is_some_and(|code| NONCE_CONFLICTS.contains(&code)) => {
+                "nonce_conflict"
+            }
             Failure::Refused { .. } => "refused",
             Failure::Timeout(_) => "timeout",
             Failure::Unverified(_) => "unverified",
@@ -211,12 +222,21 @@ impl Failure {
             Failure::Input(_) => "input",
         }
     }
+
+    /// The node's code, when it refused with one of README's.
+    fn refusal(&self) -> Option<ErrorCode> {
+        match self {
+            Failure::Refused { code, .. } => ErrorCode::from_code(i64::from(*code)),
+            _ => None,
+        }
+    }
 }
 
-/// The node's JSON-RPC codes (README's table) the wallet tells apart.
-const INSUFFICIENT_BALANCE: i32 = 1010;
+/// The node's refusals the wallet tells apart by exit code.
+const INSUFFICIENT_BALANCE: ErrorCode = ErrorCode::TxInsufficientBalance;
 /// Nonce used, too far ahead, the same transaction pending, a replacement without a higher fee.
-const NONCE_CONFLICTS: [i32; 4] = [1003, 1004, 1006, 1007];
+const NONCE_CONFLICTS: [ErrorCode; 4] =
+    [ErrorCode::TxNonceUsed, ErrorCode::TxNonceTooFarAhead, ErrorCode::TxDuplicate, ErrorCode::TxReplacementFeeTooLow];
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -247,10 +267,24 @@ struct Context {
     runtime: tokio::runtime::Runtime,
 }
 
+/// A wire request as jsonrpsee's parameters: the positional array it serializes to.
+struct Positional<'a, R>(&'a R);
+
+impl<R: Request> ToRpcParams for Positional<'_, R> {
+    fn to_rpc_params(self) -> Result<Option<Box<serde_json::value::RawValue>>, serde_json::Error> {
+        serde_json::value::to_raw_value(self.0).map(Some)
+    }
+}
+
 impl Context {
-    fn call(&self, method: &str, params: jsonrpsee::core::params::ArrayParams) -> Result<Value, Failure> {
-        self.runtime.block_on(self.client.request(method, params)).map_err(|error| match error {
+    /// One call; its result read as the method's result type, every field required.
+    fn request<R: Request + Sync>(&self, request: &R) -> Result<R::Response, Failure> {
+        let method = R::METHOD.name();
+        self.runtime.block_on(self.client.request(method, Positional(request))).map_err(|error| match error {
             ClientError::Call(error) => Failure::Refused { code: error.code(), message: error.message().to_owned() },
+            ClientError::ParseError(error) => {
+                Failure::Malformed { url: self.rpc_url.clone(), method, reason: error.to_string() }
+            }
             other => Failure::Unreachable { url: self.rpc_url.clone(), reason: other.to_string() },
         })
     }
@@ -270,9 +304,9 @@ impl Context {
         })
     }
 
-    fn print(&self, value: &Value, human: impl FnOnce() -> String) {
+    fn print(&self, value: &impl Serialize, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{value}");
+            println!("{}", serde_json::to_string(value).expect("invariant: what the wallet prints serializes to JSON"));
         } else {
             println!("{}", human());
         }
@@ -313,10 +347,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Wallet(command) => wallet(&context, command),
         Command::Balance { account } => {
             let address = context.address(&account)?;
-            let state = context.call("state_getAccount", rpc_params![address.to_string()])?;
-            let balance = state["balance"].as_str().unwrap_or("0").to_owned();
-            context.print(&json!({ "address": address, "balance": balance, "height": state["height"] }), || {
-                balance.clone()
+            let account = context.request(&GetAccount { address, proof_height: None })?;
+            context.print(&json!({ "address": address, "balance": account.balance, "height": account.height }), || {
+                account.balance.to_string()
             });
             Ok(())
         }
@@ -325,8 +358,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             if verify {
                 return verified_account(&context, address);
             }
-            let state = context.call("state_getAccount", rpc_params![address.to_string()])?;
-            context.print(&state, || serde_json::to_string_pretty(&state).unwrap_or_default());
+            let account = context.request(&GetAccount { address, proof_height: None })?;
+            context.print(&account, || pretty(&account));
             Ok(())
         }
         Command::Transfer { to, amount, tx } => {
@@ -349,8 +382,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             submit(&context, &tx, TxKind::Vote { delegates })
         }
         Command::Validators => {
-            let set = context.call("consensus_validators", rpc_params![])?;
-            context.print(&set, || serde_json::to_string_pretty(&set).unwrap_or_default());
+            let set = context.request(&GetValidators)?;
+            context.print(&set, || pretty(&set));
             Ok(())
         }
         Command::Completions { shell } => {
@@ -359,41 +392,47 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Status => {
-            let status = context.call("node_status", rpc_params![])?;
+            let status = context.request(&GetStatus)?;
             context.print(&status, || {
                 format!(
                     "chain {} ({}), head {} {}, peers {}, syncing {}",
-                    status["chainId"].as_str().unwrap_or("?"),
-                    status["engine"].as_str().unwrap_or("?"),
-                    status["head"]["height"],
-                    status["head"]["hash"].as_str().unwrap_or("?"),
-                    status["peers"],
-                    status["syncing"],
+                    status.chain_id,
+                    status.engine,
+                    status.head.height,
+                    status.head.hash,
+                    status.n_peers,
+                    status.syncing,
                 )
             });
             Ok(())
         }
         Command::Block { id } => {
             let id = match id {
-                None => context.call("chain_getHead", rpc_params![])?["height"].clone(),
-                Some(text) => text.parse::<u64>().map_or_else(|_| json!(text), |height| json!(height)),
+                None => BlockId::Height(context.request(&GetHead)?.height),
+                Some(text) => BlockId::parse(&text).map_err(|error| {
+                    Failure::Input(format!("block {text:?}: neither a height nor a 64-hex-digit hash ({error})"))
+                })?,
             };
-            let block = context.call("chain_getBlock", rpc_params![id.clone()])?;
-            if block.is_null() {
-                return Err(Failure::Input(format!("no block {id}")));
-            }
-            context.print(&block, || serde_json::to_string_pretty(&block).unwrap_or_default());
+            let block = context.request(&GetBlock { id })?.ok_or_else(|| Failure::Input(format!("no block {id}")))?;
+            context.print(&block, || pretty(&block));
             Ok(())
         }
         Command::Tx { hash } => {
-            let status = context.call("tx_get", rpc_params![hash])?;
-            context.print(&status, || match status["height"].as_u64() {
-                Some(height) => format!("{} in block {height}", status["status"].as_str().unwrap_or("?")),
-                None => status["status"].as_str().unwrap_or("?").to_owned(),
+            let hash =
+                Hash::from_hex(&hash).map_err(|error| Failure::Input(format!("transaction hash {hash:?}: {error}")))?;
+            let info = context.request(&GetTx { hash })?;
+            context.print(&info, || match info.status.block() {
+                Some(block) => format!("{} in block {}", info.status.name(), block.height),
+                None => info.status.name().to_owned(),
             });
             Ok(())
         }
     }
+}
+
+/// A wire value as indented JSON, for people.
+fn pretty(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).expect("invariant: the wire types serialize to JSON")
 }
 
 fn wallet(context: &Context, command: WalletCommand) -> Result<(), Failure> {
@@ -445,7 +484,7 @@ fn wallet(context: &Context, command: WalletCommand) -> Result<(), Failure> {
 
 /// `chorusd dev` account `index`'s seed: SHA-256 of "chorus dev account <index>" (README).
 fn dev_seed(index: u32) -> [u8; 32] {
-    chorus_chain::primitives::Hash::digest(format!("chorus dev account {index}").as_bytes()).0
+    Hash::digest(format!("chorus dev account {index}").as_bytes()).0
 }
 
 /// Blocks below the head an account is proven at when the engine has no finality.
@@ -453,29 +492,17 @@ const SETTLED_DEPTH: u64 = 6;
 
 /// Proves an account against a settled block's state root, locally.
 fn verified_account(context: &Context, address: Address) -> Result<(), Failure> {
-    let finalized = context.call("chain_getFinalized", rpc_params![])?;
-    let height = match finalized["height"].as_u64() {
-        Some(height) => height,
-        None => {
-            context.call("chain_getHead", rpc_params![])?["height"].as_u64().unwrap_or(0).saturating_sub(SETTLED_DEPTH)
-        }
+    let height = match context.request(&GetFinalized)? {
+        Some(finalized) => finalized.height,
+        None => Height::new(context.request(&GetHead)?.height.get().saturating_sub(SETTLED_DEPTH)),
     };
-    let block = context.call("chain_getBlock", rpc_params![height])?;
-    let root = block["stateRoot"]
-        .as_str()
-        .and_then(|root| chorus_chain::primitives::Hash::from_hex(root).ok())
+    let block = context
+        .request(&GetBlock { id: BlockId::Height(height) })?
         .ok_or_else(|| Failure::Input(format!("the node has no block {height}")))?;
-    let state = context.call("state_getAccount", rpc_params![address.to_string(), height])?;
-    let proof = &state["proof"];
-    let value = match proof["value"].as_str() {
-        Some(text) => {
-            Some(hex::decode(text).map_err(|error| Failure::Unverified(format!("proof value is not hex: {error}")))?)
-        }
-        None => None,
-    };
-    let bytes = hex::decode(proof["proof"].as_str().unwrap_or_default())
-        .map_err(|error| Failure::Unverified(format!("proof is not hex: {error}")))?;
-    let account = verify_account(address, root, value, &bytes)?;
+    let root = block.state_root;
+    let state = context.request(&GetAccount { address, proof_height: Some(height) })?;
+    let proof = state.proof.ok_or_else(|| Failure::Unverified(format!("the node sent no proof at height {height}")))?;
+    let account = verify_account(address, root, proof.value, &proof.proof_bytes)?;
     let result = json!({
         "address": address,
         "height": height,
@@ -497,7 +524,7 @@ fn verified_account(context: &Context, address: Address) -> Result<(), Failure> 
 /// Checks a Merkle proof that `address` holds `value` under `root`; returns the account.
 fn verify_account(
     address: Address,
-    root: chorus_chain::primitives::Hash,
+    root: Hash,
     value: Option<Vec<u8>>,
     proof_bytes: &[u8],
 ) -> Result<chorus_chain::state::Account, Failure> {
@@ -520,25 +547,18 @@ fn submit(context: &Context, args: &TxArgs, kind: TxKind) -> Result<(), Failure>
     let TxArgs { from, fee, nonce, wait } = args.clone();
     let from = from.as_str();
     let entry = context.keystore.entry(from)?;
-    let status = context.call("node_status", rpc_params![])?;
-    let chain_id = status["chainId"]
-        .as_str()
-        .and_then(|text| ChainId::new(text).ok())
-        .ok_or_else(|| Failure::Input("the node reported no chain id".to_owned()))?;
+    let status = context.request(&GetStatus)?;
     let nonce = match nonce {
         Some(nonce) => nonce,
-        None => {
-            context.call("state_getAccount", rpc_params![entry.address.to_string()])?["nextNonce"].as_u64().unwrap_or(0)
-        }
+        None => context.request(&GetAccount { address: entry.address, proof_height: None })?.next_nonce,
     };
-    let fee = fee.unwrap_or_else(|| status["minTxFee"].as_str().and_then(|fee| fee.parse().ok()).unwrap_or(1));
+    let fee = fee.map_or(status.min_tx_fee, Amount::new);
     let password = context.password(&format!("password for key {from}: "))?;
     let key = context.keystore.unlock(from, password.as_bytes())?;
-    let tx = Transaction { chain_id, sender: entry.address, nonce, fee: Amount::new(fee), kind }.sign(&key);
-    let hash = context.call("tx_submit", rpc_params![hex::encode(codec::encode(&tx))])?;
-    let hash = hash.as_str().unwrap_or_default().to_owned();
+    let tx = Transaction { chain_id: status.chain_id, sender: entry.address, nonce, fee, kind }.sign(&key);
+    let hash = context.request(&SubmitTx { tx })?;
     if !wait {
-        context.print(&json!({ "hash": hash, "status": "pending" }), || hash.clone());
+        context.print(&json!({ "hash": hash, "status": "pending" }), || hash.to_string());
         return Ok(());
     }
     // A spinner on a terminal; plain lines for logs, pipes and --json.
@@ -553,23 +573,23 @@ fn submit(context: &Context, args: &TxArgs, kind: TxKind) -> Result<(), Failure>
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(WAIT_SECS);
     loop {
-        let status = context.call("tx_get", rpc_params![hash.clone()])?;
-        if let Some(height) = status["height"].as_u64() {
+        let status = context.request(&GetTx { hash })?.status;
+        if let Some(block) = status.block() {
             if let Some(spinner) = &spinner {
                 spinner.finish_and_clear();
             }
-            context.print(&json!({ "hash": hash, "status": status["status"], "height": height }), || {
-                format!("{hash} included in block {height}")
+            context.print(&json!({ "hash": hash, "status": status.name(), "height": block.height }), || {
+                format!("{hash} included in block {}", block.height)
             });
             return Ok(());
         }
         if let Some(spinner) = &spinner {
-            spinner.set_message(format!("{hash}: {}, waiting for a block", status["status"].as_str().unwrap_or("?")));
+            spinner.set_message(format!("{hash}: {}, waiting for a block", status.name()));
         }
         if std::time::Instant::now() > deadline {
             return Err(Failure::Timeout(format!(
                 "{hash} not in a block after {WAIT_SECS} s (status: {})",
-                status["status"]
+                status.name()
             )));
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -593,8 +613,7 @@ mod tests {
         let (state, block) = MemoryState::from_genesis(&genesis).expect("genesis state");
         let root = block.header.state_root;
         let address = testing::key(1).address();
-        let proof =
-            tree::prove(&state, &StateKey::Account(address), chorus_chain::primitives::Height::GENESIS).expect("proof");
+        let proof = tree::prove(&state, &StateKey::Account(address), Height::GENESIS).expect("proof");
         let bytes = proof.proof_bytes();
         let account = verify_account(address, root, proof.value.clone(), &bytes).expect("a true proof verifies");
         assert_eq!(account.balance, Amount::new(1_000));
@@ -605,7 +624,7 @@ mod tests {
         let forged = Some(codec::encode(&richer));
         assert!(matches!(verify_account(address, root, forged, &bytes), Err(Failure::Unverified(_))));
         // The right value under another root, another account's key, or a damaged proof.
-        let other_root = chorus_chain::primitives::Hash::digest(b"another root");
+        let other_root = Hash::digest(b"another root");
         assert!(verify_account(address, other_root, proof.value.clone(), &bytes).is_err());
         assert!(verify_account(testing::key(2).address(), root, proof.value.clone(), &bytes).is_err());
         let mut damaged = bytes.clone();

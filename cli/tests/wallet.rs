@@ -206,3 +206,62 @@ fn stake_unstake_delegate_vote_and_a_verified_account() {
     let completions = wallet.ok(&["completions", "bash"], None);
     assert!(completions.contains("chorus"));
 }
+
+/// A stand-in node on loopback that answers every JSON-RPC call with `result`, echoing the id.
+fn fake_node(result: Value) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let answer = serde_json::json!({ "jsonrpc": "2.0", "id": request["id"], "result": result }).to_string();
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn an_answer_missing_a_field_is_an_error_not_a_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A node whose account answer calls the balance `balanse`: no balance of 0 is shown.
+    let account = serde_json::json!({
+        "address": "chorus1rq50dhnadshgxql7yzens6vsksx3vsmzszlzw35l7a5y3clhftdsxpt329",
+        "balanse": "5", "nonce": 0, "nextNonce": 0, "stake": "0", "unbonding": [], "votes": [],
+        "height": 1, "stateRoot": "00".repeat(32), "proof": null,
+    });
+    let wallet = Wallet { keystore: dir.path().join("keys"), rpc_url: fake_node(account) };
+    let output = wallet.run(&["balance", "chorus1rq50dhnadshgxql7yzens6vsksx3vsmzszlzw35l7a5y3clhftdsxpt329"], None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(6), "no usable node at that URL: {stderr}");
+    assert!(output.stdout.is_empty(), "no balance printed");
+    assert!(stderr.contains("state_getAccount") && stderr.contains("missing field `balance`"), "{stderr}");
+    let output = wallet.run(&["--json", "status"], None);
+    let error: Value = serde_json::from_slice(&output.stdout).expect("JSON error");
+    assert_eq!(error["error"]["kind"], "malformed", "{error}");
+    assert_eq!(output.status.code(), Some(6));
+}

@@ -1,21 +1,24 @@
 //! JSON-RPC 2.0 over HTTP and WebSocket on one port (jsonrpsee).
 //!
-//! [`METHODS`] is the one list of methods: the server registers exactly these (checked when the
-//! module is built, so every start would fail otherwise) and `rpc.discover` returns the OpenRPC
-//! document built from it. [`ErrorCode`] holds every
-//! error code the node returns, each with a message that says what was wrong.
+//! The wire types, method names and error codes are `chorus-rpc-types`'s (the one definition
+//! the wallet and the harness read too); this module serves them. Each method is registered
+//! with its `Request` type, so a handler can only answer that method's result type, and the
+//! node's own types are converted here (`wire_*`). [`METHODS`] adds what only the server
+//! needs: the registered methods' summaries and parameters (checked against what is served
+//! when the module is built, so every start would fail otherwise), from which `rpc.discover`
+//! builds its OpenRPC document.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
-use chorus_chain::block::Block;
 use chorus_chain::codec;
+use chorus_chain::genesis::PeerIdText;
 use chorus_chain::primitives::{ChainId, Hash, Height};
 use chorus_chain::tx::SignedTransaction;
 use chorus_chain::{Address, limits};
 use chorus_p2p::NetworkHandle;
-use std::future::Future;
-use std::sync::{Arc, Mutex};
-
+use chorus_rpc_types::{self as wire, ErrorCode, Method};
 use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
 use jsonrpsee::server::{MethodResponse, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage};
 use jsonrpsee::types::{ErrorObjectOwned, Params, Request};
@@ -25,54 +28,12 @@ use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::daemon::{BlockRef, Call, ChainWork, HeadInfo, Input, TxStatus};
+use crate::daemon::{AccountInfo, BlockRef, Call, HeadInfo, Input, TxStatus};
 use chorus_node_core::MempoolError;
 
-/// Error codes beyond JSON-RPC's own (-32700 parse error, -32600 invalid request, -32601
-/// method not found, -32602 invalid params, -32603 internal). Stable: clients match on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
-pub enum ErrorCode {
-    /// The transaction hex is not hex, or its bytes are not a canonical transaction.
-    TxUndecodable = 1001,
-    /// Fails a stateless check: signature, chain id, size, fields.
-    TxInvalid = 1002,
-    /// The sender's nonce is already used.
-    TxNonceUsed = 1003,
-    /// The nonce is further ahead than the mempool holds.
-    TxNonceTooFarAhead = 1004,
-    /// The fee is below the chain's minimum.
-    TxFeeTooLow = 1005,
-    /// The same transaction is already pending.
-    TxDuplicate = 1006,
-    /// A pending transaction has this nonce and the new fee is not enough higher.
-    TxReplacementFeeTooLow = 1007,
-    /// The sender has as many pending transactions as one sender may.
-    TxSenderFull = 1008,
-    /// The mempool is full and the fee does not beat the lowest pending one.
-    MempoolFull = 1009,
-    /// The sender's balance does not cover this transaction after its pending ones.
-    TxInsufficientBalance = 1010,
-    /// An address that is not `chorus1...` with a valid checksum.
-    InvalidAddress = 2001,
-    /// A hash that is not 64 hex digits.
-    InvalidHash = 2002,
-    /// A proof was asked for a height the node does not have.
-    ProofUnavailable = 2003,
-    /// This connection sent calls faster than `limits::RPC_CALLS_PER_SEC_MAX` allows.
-    RateLimited = 3001,
-    /// An admin method on an RPC server that does not listen on loopback.
-    AdminNotAllowed = 4001,
-    /// A peer id that does not parse.
-    InvalidPeerId = 4002,
-    /// The node is shutting down or its store failed.
-    NodeUnavailable = 5001,
-}
-
-impl ErrorCode {
-    pub fn error(self, message: impl Into<String>) -> ErrorObjectOwned {
-        ErrorObjectOwned::owned(self as i32, message.into(), None::<()>)
-    }
+/// A JSON-RPC error with one of README's codes and a message that says what was wrong.
+fn rpc_error(code: ErrorCode, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(code.code(), message.into(), None::<()>)
 }
 
 /// One method: its name, what it does, its parameters (name, JSON schema type, required) and
@@ -87,96 +48,101 @@ pub struct MethodDef {
 
 pub const METHODS: &[MethodDef] = &[
     MethodDef {
-        name: "chain_getHead",
+        name: Method::ChainGetHead.name(),
         summary: "The head block: hash, height, timestamp, state root, and chainWork (PoW: the chain's cumulative work, 64 hex digits; null for engines without one).",
         params: &[],
         result: "object",
     },
     MethodDef {
-        name: "chain_getBlock",
+        name: Method::ChainGetBlock.name(),
         summary: "A block by height (canonical) or hash, with its header fields, transactions and chainWork; null if unknown.",
         params: &[("id", "integer|string", true)],
         result: "object|null",
     },
     MethodDef {
-        name: "chain_getFinalized",
+        name: Method::ChainGetFinalized.name(),
         summary: "The last final block's height and hash; null when the engine has no finality (PoW).",
         params: &[],
         result: "object|null",
     },
     MethodDef {
-        name: "state_getAccount",
+        name: Method::StateGetAccount.name(),
         summary: "An account at the head (nonce, and nextNonce counting pending transactions); with proofHeight, a Merkle proof against that block's state root.",
         params: &[("address", "string", true), ("proofHeight", "integer", false)],
         result: "object",
     },
     MethodDef {
-        name: "tx_submit",
+        name: Method::TxSubmit.name(),
         summary: "Submits a signed transaction (hex of its canonical encoding); returns its hash.",
         params: &[("tx", "string", true)],
         result: "string",
     },
     MethodDef {
-        name: "tx_get",
+        name: Method::TxGet.name(),
         summary: "A transaction's status: unknown, pending, included (with height) or final.",
         params: &[("hash", "string", true)],
         result: "object",
     },
     MethodDef {
-        name: "node_status",
+        name: Method::NodeStatus.name(),
         summary: "Engine, chain id, minimum fee, peer id, peers, head, finalized, syncing (with progress), mempool.",
         params: &[],
         result: "object",
     },
     MethodDef {
-        name: "node_peers",
+        name: Method::NodePeers.name(),
         summary: "Connected peers with their scores, and banned peers with the time left.",
         params: &[],
         result: "object",
     },
     MethodDef {
-        name: "chain_subscribeHeads",
+        name: Method::ChainSubscribeHeads.name(),
         summary: "Notifies every new head (chain_head), in order.",
         params: &[],
         result: "string",
     },
     MethodDef {
-        name: "chain_unsubscribeHeads",
+        name: Method::ChainUnsubscribeHeads.name(),
         summary: "Ends a chain_subscribeHeads subscription.",
         params: &[("subscription", "string", true)],
         result: "boolean",
     },
     MethodDef {
-        name: "chain_subscribeFinalized",
+        name: Method::ChainSubscribeFinalized.name(),
         summary: "Notifies every newly final block (chain_finalized); silent under an engine without finality (PoW).",
         params: &[],
         result: "string",
     },
     MethodDef {
-        name: "chain_unsubscribeFinalized",
+        name: Method::ChainUnsubscribeFinalized.name(),
         summary: "Ends a chain_subscribeFinalized subscription.",
         params: &[("subscription", "string", true)],
         result: "boolean",
     },
     MethodDef {
-        name: "consensus_validators",
+        name: Method::ConsensusValidators.name(),
         summary: "The active set: validators and stakes, delegates and votes, or Raft members and leader; empty under PoW, where anyone may mine.",
         params: &[],
         result: "object",
     },
     MethodDef {
-        name: "admin_banPeer",
+        name: Method::AdminBanPeer.name(),
         summary: "Disconnects a peer and refuses it for secs seconds (default a day). Served only when the RPC listens on loopback.",
         params: &[("peerId", "string", true), ("secs", "integer", false)],
         result: "null",
     },
     MethodDef {
-        name: "admin_unbanPeer",
+        name: Method::AdminUnbanPeer.name(),
         summary: "Lifts a ban. Served only when the RPC listens on loopback.",
         params: &[("peerId", "string", true)],
         result: "null",
     },
-    MethodDef { name: "rpc.discover", summary: "This API as an OpenRPC document.", params: &[], result: "object" },
+    MethodDef {
+        name: Method::RpcDiscover.name(),
+        summary: "This API as an OpenRPC document.",
+        params: &[],
+        result: "object",
+    },
 ];
 
 /// The OpenRPC document of [`METHODS`].
@@ -223,7 +189,7 @@ struct Context {
 impl Context {
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, ErrorObjectOwned> {
         let (reply, answer) = oneshot::channel();
-        let unavailable = || ErrorCode::NodeUnavailable.error("the node is shutting down");
+        let unavailable = || rpc_error(ErrorCode::NodeUnavailable, "the node is shutting down");
         self.inputs.send(Input::Call(make(reply))).await.map_err(|_| unavailable())?;
         answer.await.map_err(|_| unavailable())
     }
@@ -255,154 +221,102 @@ pub async fn start(
 
 fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::RegisterMethodError> {
     let mut module = RpcModule::new(context);
-    module.register_async_method("chain_getHead", |_, context, _| async move {
-        let head = context.call(Call::Head).await?;
-        Ok::<_, ErrorObjectOwned>(head_json(&head))
-    })?;
-    module.register_async_method("chain_getBlock", |params, context, _| async move {
+    serve::<wire::GetHead, _, _>(
+        &mut module,
+        |_, context| async move { Ok(wire_head(&context.call(Call::Head).await?)) },
+    )?;
+    serve::<wire::GetBlock, _, _>(&mut module, |params, context| async move {
         let reference = block_ref(&params)?;
         let block = context.call(|reply| Call::Block(reference, reply)).await?.map_err(store_error)?;
-        Ok::<_, ErrorObjectOwned>(block.as_ref().map(|(block, work)| block_json(block, work)))
+        Ok(block.map(|(block, work)| wire::Block::new(&block, work.map(wire::ChainWork))))
     })?;
-    module.register_async_method("chain_getFinalized", |_, context, _| async move {
-        let status = context.call(Call::Status).await?;
-        Ok::<_, ErrorObjectOwned>(
-            status.finalized.map(|(height, hash)| json!({ "height": height.get(), "hash": hash })),
-        )
+    serve::<wire::GetFinalized, _, _>(&mut module, |_, context| async move {
+        Ok(context.call(Call::Status).await?.finalized.map(wire_block_ref))
     })?;
-    module.register_async_method("state_getAccount", |params, context, _| async move {
+    serve::<wire::GetAccount, _, _>(&mut module, |params, context| async move {
         let mut sequence = params.sequence();
         let address: String = sequence.next()?;
-        let address = Address::parse(&address).map_err(|error| ErrorCode::InvalidAddress.error(format!("address {address:?}: {error}")))?;
+        let address = Address::parse(&address)
+            .map_err(|error| rpc_error(ErrorCode::InvalidAddress, format!("address {address:?}: {error}")))?;
         let proof_height: Option<u64> = sequence.optional_next()?;
-        let info = context
-            .call(|reply| Call::Account(address, proof_height.map(Height::new), reply))
-            .await?
-            .map_err(|error| match proof_height {
-                Some(height) => ErrorCode::ProofUnavailable.error(format!("no proof at height {height}: {error}")),
+        let info = context.call(|reply| Call::Account(address, proof_height.map(Height::new), reply)).await?.map_err(
+            |error| match proof_height {
+                Some(height) => rpc_error(ErrorCode::ProofUnavailable, format!("no proof at height {height}: {error}")),
                 None => store_error(error),
-            })?;
-        let account = &info.account;
-        Ok::<_, ErrorObjectOwned>(json!({
-            "address": address,
-            "balance": account.balance,
-            "nonce": account.nonce,
-            "nextNonce": info.next_nonce,
-            "stake": account.stake,
-            "unbonding": account.unbonding.iter().map(|entry| json!({ "amount": entry.amount, "releaseHeight": entry.release_at.get() })).collect::<Vec<_>>(),
-            "votes": account.votes,
-            "height": info.height.get(),
-            "stateRoot": info.state_root,
-            "proof": info.proof.map(|(height, root, proof)| json!({
-                "height": height.get(),
-                "stateRoot": root,
-                "value": proof.value.as_ref().map(hex::encode),
-                "proof": hex::encode(proof.proof_bytes()),
-            })),
-        }))
+            },
+        )?;
+        Ok(wire_account(address, info))
     })?;
-    module.register_async_method("tx_submit", |params, context, _| async move {
+    serve::<wire::SubmitTx, _, _>(&mut module, |params, context| async move {
         let text: String = params.one()?;
         let bytes = hex::decode(text.trim_start_matches("0x"))
-            .map_err(|error| ErrorCode::TxUndecodable.error(format!("transaction is not hex: {error}")))?;
+            .map_err(|error| rpc_error(ErrorCode::TxUndecodable, format!("transaction is not hex: {error}")))?;
         let tx: SignedTransaction = codec::decode(&bytes)
-            .map_err(|error| ErrorCode::TxUndecodable.error(format!("transaction does not decode: {error}")))?;
+            .map_err(|error| rpc_error(ErrorCode::TxUndecodable, format!("transaction does not decode: {error}")))?;
         // Signatures are checked here, on the RPC server's tasks (all cores), not by the one
         // task that owns the chain.
         let tx = tx.verified(&context.chain_id).map_err(|error| mempool_error(MempoolError::Invalid(error)))?;
-        let hash = context.call(|reply| Call::Submit(Box::new(tx), reply)).await?.map_err(mempool_error)?;
-        Ok::<_, ErrorObjectOwned>(hash.to_hex())
+        context.call(|reply| Call::Submit(Box::new(tx), reply)).await?.map_err(mempool_error)
     })?;
-    module.register_async_method("tx_get", |params, context, _| async move {
+    serve::<wire::GetTx, _, _>(&mut module, |params, context| async move {
         let hash = hash_param(&params)?;
         let status = context.call(|reply| Call::Tx(hash, reply)).await?.map_err(store_error)?;
-        Ok::<_, ErrorObjectOwned>(match status {
-            TxStatus::Unknown => json!({ "hash": hash, "status": "unknown" }),
-            TxStatus::Pending => json!({ "hash": hash, "status": "pending" }),
-            TxStatus::Included { height, block, index, finalized } => json!({
-                "hash": hash,
-                "status": if finalized { "final" } else { "included" },
-                "height": height.get(),
-                "block": block,
-                "index": index,
+        Ok(wire::TxInfo { hash, status: wire_tx_status(status) })
+    })?;
+    serve::<wire::GetStatus, _, _>(&mut module, |_, context| async move {
+        let status = context.call(Call::Status).await?;
+        let peers =
+            context.net.peers().await.map_err(|error| rpc_error(ErrorCode::NodeUnavailable, error.to_string()))?;
+        Ok(wire::NodeStatus {
+            engine: status.engine.to_owned(),
+            chain_id: ChainId::new(&status.chain_id)
+                .expect("invariant: the daemon reports its genesis's ChainId as text, which parses back"),
+            min_tx_fee: status.min_tx_fee,
+            peer_id: wire_peer_id(&context.net.local_peer_id()),
+            n_peers: peers.connected.len() as u64,
+            head: wire_head(&status.head),
+            finalized: status.finalized.map(wire_block_ref),
+            syncing: status.sync.is_some(),
+            sync: status.sync.map(|progress| wire::SyncProgress {
+                head: progress.head,
+                target: progress.target,
+                blocks_per_sec_milli: progress.blocks_per_sec_milli,
+                eta_secs: progress.eta_secs,
             }),
+            mempool: wire::MempoolStatus {
+                n_transactions: status.mempool_txs as u64,
+                size_bytes: status.mempool_bytes,
+            },
         })
     })?;
-    module.register_async_method("node_status", |_, context, _| async move {
-        let status = context.call(Call::Status).await?;
-        let peers = context.net.peers().await.map_err(|error| ErrorCode::NodeUnavailable.error(error.to_string()))?;
-        Ok::<_, ErrorObjectOwned>(json!({
-            "engine": status.engine,
-            "chainId": status.chain_id,
-            "minTxFee": status.min_tx_fee,
-            "peerId": context.net.local_peer_id().to_string(),
-            "peers": peers.connected.len(),
-            "head": head_json(&status.head),
-            "finalized": status.finalized.map(|(height, hash)| json!({ "height": height.get(), "hash": hash })),
-            "syncing": status.sync.is_some(),
-            "sync": status.sync.map(|progress| json!({
-                "head": progress.head,
-                "target": progress.target,
-                "blocksPerSecMilli": progress.blocks_per_sec_milli,
-                "etaSecs": progress.eta_secs,
-            })),
-            "mempool": { "transactions": status.mempool_txs, "bytes": status.mempool_bytes },
-        }))
+    serve::<wire::GetPeers, _, _>(&mut module, |_, context| async move {
+        let peers =
+            context.net.peers().await.map_err(|error| rpc_error(ErrorCode::NodeUnavailable, error.to_string()))?;
+        Ok(wire_peers(&peers))
     })?;
-    module.register_async_method("node_peers", |_, context, _| async move {
-        let peers = context.net.peers().await.map_err(|error| ErrorCode::NodeUnavailable.error(error.to_string()))?;
-        Ok::<_, ErrorObjectOwned>(json!({
-            "connected": peers.connected.iter().map(|peer| json!({
-                "peerId": peer.peer.to_string(),
-                "addresses": peer.addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "inbound": peer.inbound,
-                "score": peer.score,
-                "agent": peer.agent,
-                "connectedSecs": peer.connected_for.as_secs(),
-            })).collect::<Vec<_>>(),
-            "banned": peers.banned.iter().map(|ban| json!({
-                "peerId": ban.peer.to_string(),
-                "remainingSecs": ban.remaining.as_secs(),
-                "reason": ban.reason.to_string(),
-            })).collect::<Vec<_>>(),
-        }))
-    })?;
-    module.register_subscription(
-        "chain_subscribeHeads",
-        "chain_head",
-        "chain_unsubscribeHeads",
-        |_, pending, context, _| async move { forward(pending, context.heads.subscribe(), "chain_head", head_json).await },
+    subscribe::<wire::HeadsSubscription, _>(&mut module, |context| context.heads.subscribe(), wire_head)?;
+    subscribe::<wire::FinalizedSubscription, _>(
+        &mut module,
+        |context| context.finals.subscribe(),
+        |finalized| wire_block_ref(*finalized),
     )?;
-    module.register_subscription(
-        "chain_subscribeFinalized",
-        "chain_finalized",
-        "chain_unsubscribeFinalized",
-        |_, pending, context, _| async move {
-            let render = |(height, hash): &(Height, Hash)| json!({ "height": height.get(), "hash": hash });
-            forward(pending, context.finals.subscribe(), "chain_finalized", render).await
-        },
-    )?;
-    module.register_async_method("consensus_validators", |_, context, _| async move {
+    serve::<wire::GetValidators, _, _>(&mut module, |_, context| async move {
         let status = context.call(Call::Status).await?;
-        Ok::<_, ErrorObjectOwned>(match status.engine {
-            "pow" => json!({ "engine": "pow", "open": true, "validators": [] }),
-            other => json!({ "engine": other, "open": false, "validators": [] }),
-        })
+        // Only PoW exists so far: anyone may mine, so the set is empty and open.
+        Ok(wire::Validators { engine: status.engine.to_owned(), open: status.engine == "pow", validators: Vec::new() })
     })?;
-    module.register_async_method("admin_banPeer", |params, context, _| async move {
+    serve::<wire::BanPeer, _, _>(&mut module, |params, context| async move {
         let mut sequence = params.sequence();
         let peer = admin_peer(&context, sequence.next()?)?;
         let secs: Option<u64> = sequence.optional_next()?;
         let duration = std::time::Duration::from_secs(secs.unwrap_or(ADMIN_BAN_SECS_DEFAULT));
-        context.net.ban(peer, duration).await.map_err(|error| ErrorCode::NodeUnavailable.error(error.to_string()))?;
-        Ok::<_, ErrorObjectOwned>(Value::Null)
+        context.net.ban(peer, duration).await.map_err(|error| rpc_error(ErrorCode::NodeUnavailable, error.to_string()))
     })?;
-    module.register_async_method("admin_unbanPeer", |params, context, _| async move {
+    serve::<wire::UnbanPeer, _, _>(&mut module, |params, context| async move {
         let peer = admin_peer(&context, params.one()?)?;
-        context.net.unban(peer).await.map_err(|error| ErrorCode::NodeUnavailable.error(error.to_string()))?;
-        Ok::<_, ErrorObjectOwned>(Value::Null)
+        context.net.unban(peer).await.map_err(|error| rpc_error(ErrorCode::NodeUnavailable, error.to_string()))
     })?;
-    module.register_method("rpc.discover", |_, _, _| openrpc())?;
+    module.register_method(Method::RpcDiscover.name(), |_, _, _| openrpc())?;
     // rpc.discover must describe exactly what is served.
     let served: Vec<&str> = module.method_names().collect();
     let documented: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
@@ -413,6 +327,43 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
         assert!(served.contains(name), "invariant: method {name} is in METHODS but not served");
     }
     Ok(module)
+}
+
+/// Registers `R`'s method. The handler answers `R::Response`, the type clients read, so the
+/// server cannot answer a method with another shape.
+fn serve<R, Handler, Answer>(
+    module: &mut RpcModule<Context>,
+    handler: Handler,
+) -> Result<(), jsonrpsee::core::RegisterMethodError>
+where
+    R: wire::Request,
+    R::Response: Clone + 'static,
+    Handler: Fn(Params<'static>, Arc<Context>) -> Answer + Clone + Send + Sync + 'static,
+    Answer: Future<Output = Result<R::Response, ErrorObjectOwned>> + Send,
+{
+    module.register_async_method(R::METHOD.name(), move |params, context, _| handler(params, context))?;
+    Ok(())
+}
+
+/// Registers subscription `S`: each notice of the channel `notices` opens, rendered as
+/// `S::Item`.
+fn subscribe<S, T>(
+    module: &mut RpcModule<Context>,
+    notices: fn(&Context) -> broadcast::Receiver<T>,
+    render: fn(&T) -> S::Item,
+) -> Result<(), jsonrpsee::core::RegisterMethodError>
+where
+    S: wire::Subscription,
+    S::Item: Send + 'static,
+    T: Clone + Send + 'static,
+{
+    module.register_subscription(
+        S::SUBSCRIBE.name(),
+        S::NOTIFICATION,
+        S::UNSUBSCRIBE.name(),
+        move |_, pending, context, _| forward(pending, notices(&context), S::NOTIFICATION, render),
+    )?;
+    Ok(())
 }
 
 /// JSON-RPC calls by method (`unknown` for names not in [`METHODS`]) and outcome.
@@ -433,7 +384,7 @@ impl RpcMetrics {
     }
 
     fn count(&self, method: &str, outcome: &'static str) {
-        let method = METHODS.iter().find(|known| known.name == method).map_or("unknown", |known| known.name);
+        let method = Method::from_name(method).map_or("unknown", Method::name);
         self.calls.get_or_create(&[("method", method), ("outcome", outcome)]).inc();
     }
 }
@@ -535,11 +486,11 @@ where
 /// Sends each notice to the subscriber as a `method` notification, in order, until either side
 /// closes. A subscriber that falls more than `limits::RPC_NOTICES_QUEUED_MAX` behind skips to
 /// the oldest notice still kept.
-async fn forward<T: Clone>(
+async fn forward<T: Clone, Item: serde::Serialize>(
     pending: jsonrpsee::PendingSubscriptionSink,
     mut notices: broadcast::Receiver<T>,
     method: &'static str,
-    render: impl Fn(&T) -> Value,
+    render: impl Fn(&T) -> Item,
 ) -> jsonrpsee::core::SubscriptionResult {
     let sink = pending.accept().await?;
     loop {
@@ -561,70 +512,117 @@ const ADMIN_BAN_SECS_DEFAULT: u64 = 24 * 60 * 60;
 /// The peer an admin call names, if admin calls are allowed here.
 fn admin_peer(context: &Context, text: String) -> Result<chorus_p2p::PeerId, ErrorObjectOwned> {
     if !context.admin {
-        return Err(ErrorCode::AdminNotAllowed.error("admin methods are served only when the RPC listens on loopback"));
+        return Err(rpc_error(
+            ErrorCode::AdminNotAllowed,
+            "admin methods are served only when the RPC listens on loopback",
+        ));
     }
-    chorus_p2p::parse_peer_id(&text).map_err(|error| ErrorCode::InvalidPeerId.error(error.to_string()))
+    chorus_p2p::parse_peer_id(&text).map_err(|error| rpc_error(ErrorCode::InvalidPeerId, error.to_string()))
 }
 
 fn rate_limited() -> ErrorObjectOwned {
     let limit = limits::RPC_CALLS_PER_SEC_MAX;
-    ErrorCode::RateLimited.error(format!("too many calls on this connection: at most {limit} per second"))
+    rpc_error(ErrorCode::RateLimited, format!("too many calls on this connection: at most {limit} per second"))
 }
 
-fn head_json(head: &HeadInfo) -> Value {
-    json!({
-        "hash": head.hash,
-        "height": head.height.get(),
-        "timestamp": head.timestamp.as_millis(),
-        "stateRoot": head.state_root,
-        "chainWork": head.chain_work.map(hex::encode),
-    })
+fn wire_head(head: &HeadInfo) -> wire::Head {
+    wire::Head {
+        hash: head.hash,
+        height: head.height,
+        timestamp: head.timestamp,
+        state_root: head.state_root,
+        chain_work: head.chain_work.map(wire::ChainWork),
+    }
 }
 
-fn block_json(block: &Block, chain_work: &ChainWork) -> Value {
-    let header = &block.header;
-    json!({
-        "hash": block.hash(),
-        "chainWork": chain_work.map(hex::encode),
-        "parent": header.parent,
-        "height": header.height.get(),
-        "timestamp": header.timestamp.as_millis(),
-        "txsRoot": header.txs_root,
-        "stateRoot": header.state_root,
-        "proposer": header.proposer,
-        "transactions": block.body.txs.iter().map(|tx| json!({
-            "hash": tx.hash(),
-            "sender": tx.tx.sender,
-            "nonce": tx.tx.nonce,
-            "fee": tx.tx.fee,
-            "kind": tx.tx.kind,
-        })).collect::<Vec<_>>(),
-    })
+fn wire_block_ref((height, hash): (Height, Hash)) -> wire::BlockRef {
+    wire::BlockRef { height, hash }
+}
+
+fn wire_account(address: Address, info: AccountInfo) -> wire::Account {
+    let AccountInfo { account, next_nonce, height, state_root, proof } = info;
+    wire::Account {
+        address,
+        balance: account.balance,
+        nonce: account.nonce,
+        next_nonce,
+        stake: account.stake,
+        unbonding: account.unbonding.into_iter().map(wire::Unbonding::from).collect(),
+        votes: account.votes,
+        height,
+        state_root,
+        proof: proof.map(|(height, state_root, proof)| wire::AccountProof {
+            height,
+            state_root,
+            proof_bytes: proof.proof_bytes(),
+            value: proof.value,
+        }),
+    }
+}
+
+fn wire_tx_status(status: TxStatus) -> wire::TxStatus {
+    match status {
+        TxStatus::Unknown => wire::TxStatus::Unknown,
+        TxStatus::Pending => wire::TxStatus::Pending,
+        TxStatus::Included { height, block, index, finalized: false } => {
+            wire::TxStatus::Included { height, block, index }
+        }
+        TxStatus::Included { height, block, index, finalized: true } => wire::TxStatus::Final { height, block, index },
+    }
+}
+
+fn wire_peers(peers: &chorus_p2p::Peers) -> wire::Peers {
+    wire::Peers {
+        connected: peers
+            .connected
+            .iter()
+            .map(|peer| wire::ConnectedPeer {
+                peer_id: wire_peer_id(&peer.peer),
+                addresses: peer.addresses.iter().map(ToString::to_string).collect(),
+                inbound: peer.inbound,
+                score: peer.score,
+                agent: peer.agent.clone(),
+                connected_secs: peer.connected_for.as_secs(),
+            })
+            .collect(),
+        banned: peers
+            .banned
+            .iter()
+            .map(|ban| wire::BannedPeer {
+                peer_id: wire_peer_id(&ban.peer),
+                remaining_secs: ban.remaining.as_secs(),
+                reason: ban.reason.to_string(),
+            })
+            .collect(),
+    }
+}
+
+fn wire_peer_id(peer: &chorus_p2p::PeerId) -> PeerIdText {
+    PeerIdText::new(&peer.to_string())
+        .expect("invariant: libp2p's base58btc peer ids fit limits::PEER_ID_CHARS_MIN..=PEER_ID_CHARS_MAX")
 }
 
 fn block_ref(params: &Params<'_>) -> Result<BlockRef, ErrorObjectOwned> {
     let value: Value = params.one()?;
     match value {
         Value::Number(number) => number.as_u64().map(|height| BlockRef::Height(Height::new(height))).ok_or_else(|| {
-            ErrorObjectOwned::owned(-32602, format!("height must be a non-negative integer, got {number}"), None::<()>)
+            rpc_error(ErrorCode::InvalidParams, format!("height must be a non-negative integer, got {number}"))
         }),
         Value::String(text) => Hash::from_hex(&text)
             .map(BlockRef::Hash)
-            .map_err(|error| ErrorCode::InvalidHash.error(format!("block hash {text:?}: {error}"))),
-        other => {
-            Err(ErrorObjectOwned::owned(-32602, format!("expected a height or a block hash, got {other}"), None::<()>))
-        }
+            .map_err(|error| rpc_error(ErrorCode::InvalidHash, format!("block hash {text:?}: {error}"))),
+        other => Err(rpc_error(ErrorCode::InvalidParams, format!("expected a height or a block hash, got {other}"))),
     }
 }
 
 fn hash_param(params: &Params<'_>) -> Result<Hash, ErrorObjectOwned> {
     let text: String = params.one()?;
-    Hash::from_hex(&text).map_err(|error| ErrorCode::InvalidHash.error(format!("hash {text:?}: {error}")))
+    Hash::from_hex(&text).map_err(|error| rpc_error(ErrorCode::InvalidHash, format!("hash {text:?}: {error}")))
 }
 
 fn store_error(error: chorus_store::StoreError) -> ErrorObjectOwned {
     tracing::error!(%error, "store read failed");
-    ErrorCode::NodeUnavailable.error(format!("store read failed: {error}"))
+    rpc_error(ErrorCode::NodeUnavailable, format!("store read failed: {error}"))
 }
 
 fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
@@ -640,7 +638,7 @@ fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
         MempoolError::InsufficientBalance { .. } => ErrorCode::TxInsufficientBalance,
         MempoolError::Read(_) => ErrorCode::NodeUnavailable,
     };
-    code.error(error.to_string())
+    rpc_error(code, error.to_string())
 }
 
 #[cfg(test)]
@@ -660,5 +658,11 @@ mod tests {
         let account = &document["methods"][3];
         assert_eq!(account["params"][1]["name"], "proofHeight");
         assert_eq!(account["params"][1]["required"], false);
+    }
+
+    #[test]
+    fn the_method_table_describes_every_method_of_the_wire_types_in_their_order() {
+        let described: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
+        assert_eq!(described, Method::ALL.map(Method::name));
     }
 }

@@ -47,7 +47,7 @@ impl Calls for Chorusd {
     }
 
     fn height(&self) -> u64 {
-        self.rpc().head().expect("chain_getHead").height
+        self.rpc().head().expect("chain_getHead").height.get()
     }
 }
 

@@ -1,4 +1,5 @@
-//! A typed, blocking JSON-RPC client for one node (README's method table), over HTTP.
+//! A typed, blocking JSON-RPC client for one node (README's method table), over HTTP. Its
+//! answers are `chorus-rpc-types`'s wire types, the ones the node serializes.
 //!
 //! Blocking on purpose: tests call it from plain `#[test]` functions and from inside tokio
 //! tests alike, where a client that needs its own runtime would panic.
@@ -6,11 +7,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chorus_chain::primitives::{Amount, Hash};
+use chorus_chain::Address;
+use chorus_chain::genesis::PeerIdText;
+use chorus_chain::primitives::{Hash, Height};
 use chorus_chain::tx::SignedTransaction;
-use chorus_chain::{Address, codec};
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+pub use chorus_rpc_types::{
+    Account, AccountProof, Block, BlockId, BlockRef, ChainWork, ErrorCode, Head, NodeStatus, Peers, TxInfo, TxStatus,
+};
+use chorus_rpc_types::{
+    BanPeer, GetAccount, GetBlock, GetFinalized, GetHead, GetPeers, GetStatus, GetTx, Request, SubmitTx, UnbanPeer,
+};
+use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
 /// How long one call may take before it counts as failed (a paused node never answers).
@@ -49,139 +56,6 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// A block reference as `chain_getHead`, `chain_getFinalized` and the subscriptions give it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct BlockRef {
-    pub height: u64,
-    pub hash: Hash,
-}
-
-/// A chain's weight in its engine's fork choice (PoW: cumulative work), as `chainWork` gives
-/// it: 256 bits, big-endian, so the derived order is the numeric one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct ChainWork(pub [u8; 32]);
-
-impl<'de> Deserialize<'de> for ChainWork {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<ChainWork, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        let bytes = hex::decode(&text).map_err(serde::de::Error::custom)?;
-        bytes.try_into().map(ChainWork).map_err(|_| serde::de::Error::custom("chainWork is not 32 bytes"))
-    }
-}
-
-/// `chain_getHead`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Head {
-    pub height: u64,
-    pub hash: Hash,
-    pub state_root: Hash,
-    /// None for engines that do not choose by weight.
-    pub chain_work: Option<ChainWork>,
-}
-
-/// `chain_getBlock`, with the transactions reduced to their hashes.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Block {
-    pub hash: Hash,
-    pub parent: Hash,
-    pub height: u64,
-    pub state_root: Hash,
-    pub chain_work: Option<ChainWork>,
-    #[serde(deserialize_with = "tx_hashes")]
-    pub transactions: Vec<Hash>,
-}
-
-fn tx_hashes<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Hash>, D::Error> {
-    #[derive(Deserialize)]
-    struct Tx {
-        hash: Hash,
-    }
-    Ok(Vec::<Tx>::deserialize(deserializer)?.into_iter().map(|tx| tx.hash).collect())
-}
-
-/// `state_getAccount` (without the proof).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Account {
-    pub balance: Amount,
-    pub nonce: u64,
-    pub next_nonce: u64,
-    pub stake: Amount,
-    /// The head the answer was read at.
-    pub height: u64,
-    pub state_root: Hash,
-}
-
-/// `state_getAccount` with a proof: the account's encoded value at `height` (None: absent).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProvenValue {
-    pub height: u64,
-    pub state_root: Hash,
-    pub value: Option<String>,
-}
-
-/// `tx_get`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TxStatus {
-    Unknown,
-    Pending,
-    Included { height: u64, block: Hash },
-    Final { height: u64, block: Hash },
-}
-
-impl TxStatus {
-    /// The block holding the transaction, included or final.
-    pub fn block(&self) -> Option<BlockRef> {
-        match self {
-            TxStatus::Included { height, block } | TxStatus::Final { height, block } => {
-                Some(BlockRef { height: *height, hash: *block })
-            }
-            TxStatus::Unknown | TxStatus::Pending => None,
-        }
-    }
-}
-
-/// `node_status`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    pub engine: String,
-    pub chain_id: String,
-    pub min_tx_fee: Amount,
-    pub peer_id: String,
-    pub peers: usize,
-    pub head: Head,
-    pub finalized: Option<BlockRef>,
-    pub syncing: bool,
-}
-
-/// One connected peer of `node_peers`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Peer {
-    pub peer_id: String,
-    pub inbound: bool,
-    pub score: i64,
-}
-
-/// One banned peer of `node_peers`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Ban {
-    pub peer_id: String,
-    pub remaining_secs: u64,
-    pub reason: String,
-}
-
-/// `node_peers`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Peers {
-    pub connected: Vec<Peer>,
-    pub banned: Vec<Ban>,
-}
-
 /// A client for one node's RPC address.
 #[derive(Debug, Clone)]
 pub struct Rpc {
@@ -207,23 +81,42 @@ impl Rpc {
         format!("http://{}", self.addr)
     }
 
-    /// One call with positional parameters.
+    /// One call with positional parameters: the result, or the node's error.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, CallError> {
+        /// A JSON-RPC response: a result (`null` included) or an error.
+        #[derive(Deserialize)]
+        struct Response {
+            #[serde(default, deserialize_with = "present")]
+            result: Option<Value>,
+            error: Option<ErrorObject>,
+        }
+        #[derive(Deserialize)]
+        struct ErrorObject {
+            code: i64,
+            message: String,
+        }
+        /// `Some` whenever the field is there, `null` too.
+        fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+            Value::deserialize(deserializer).map(Some)
+        }
         let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let (status, body) = self.post(request.to_string().as_bytes())?;
-        let response: Value = serde_json::from_str(&body)
-            .map_err(|error| CallError::Malformed(format!("HTTP {status}, {error}: {body}")))?;
-        match response.get("error") {
-            Some(error) => Err(CallError::Rpc {
-                code: error["code"].as_i64().unwrap_or_default(),
-                message: error["message"].as_str().unwrap_or_default().to_owned(),
-            }),
-            None => Ok(response.get("result").cloned().unwrap_or(Value::Null)),
+        let response: Response = serde_json::from_str(&body)
+            .map_err(|error| CallError::Malformed(format!("{method}: HTTP {status}, {error}: {body}")))?;
+        match response {
+            Response { error: Some(ErrorObject { code, message }), .. } => Err(CallError::Rpc { code, message }),
+            Response { result: Some(result), error: None } => Ok(result),
+            Response { result: None, error: None } => {
+                Err(CallError::Malformed(format!("{method}: HTTP {status}, neither result nor error: {body}")))
+            }
         }
     }
 
-    /// One call whose result is decoded as `T`.
-    pub fn call_as<T: DeserializeOwned>(&self, method: &str, params: Value) -> Result<T, CallError> {
+    /// One call of a wire method, its result read as the method's result type.
+    pub fn request<R: Request>(&self, request: &R) -> Result<R::Response, CallError> {
+        let method = R::METHOD.name();
+        let params = serde_json::to_value(request)
+            .unwrap_or_else(|error| panic!("invariant: {method}'s parameters serialize to JSON: {error}"));
         let result = self.call(method, params)?;
         serde_json::from_value(result.clone())
             .map_err(|error| CallError::Malformed(format!("{method}: {error}: {result}")))
@@ -248,88 +141,69 @@ impl Rpc {
     }
 
     pub fn head(&self) -> Result<Head, CallError> {
-        self.call_as("chain_getHead", json!([]))
+        self.request(&GetHead)
     }
 
     pub fn finalized(&self) -> Result<Option<BlockRef>, CallError> {
-        self.call_as("chain_getFinalized", json!([]))
+        self.request(&GetFinalized)
     }
 
-    pub fn block_at(&self, height: u64) -> Result<Option<Block>, CallError> {
-        self.call_as("chain_getBlock", json!([height]))
+    pub fn block_at(&self, height: Height) -> Result<Option<Block>, CallError> {
+        self.request(&GetBlock { id: BlockId::Height(height) })
     }
 
     pub fn block(&self, hash: &Hash) -> Result<Option<Block>, CallError> {
-        self.call_as("chain_getBlock", json!([hash]))
+        self.request(&GetBlock { id: BlockId::Hash(*hash) })
     }
 
+    /// The account at the node's head.
     pub fn account(&self, address: &Address) -> Result<Account, CallError> {
-        self.call_as("state_getAccount", json!([address]))
+        self.request(&GetAccount { address: *address, proof_height: None })
     }
 
     /// The account's value at `height` with the node's proof of it (the proof is not checked
     /// here: `chorus account --verify` does that).
-    pub fn proven_account(&self, address: &Address, height: u64) -> Result<ProvenValue, CallError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Proof {
-            height: u64,
-            state_root: Hash,
-            value: Option<String>,
+    pub fn proven_account(&self, address: &Address, height: Height) -> Result<AccountProof, CallError> {
+        let account = self.request(&GetAccount { address: *address, proof_height: Some(height) })?;
+        let proof = account.proof.ok_or_else(|| {
+            CallError::Malformed(format!("state_getAccount {address} at {height}: no proof in the answer"))
+        })?;
+        if proof.height != height {
+            return Err(CallError::Malformed(format!(
+                "state_getAccount {address} at {height}: a proof at {}",
+                proof.height
+            )));
         }
-        #[derive(Deserialize)]
-        struct Answer {
-            proof: Proof,
-        }
-        let answer: Answer = self.call_as("state_getAccount", json!([address, height]))?;
-        let Proof { height, state_root, value } = answer.proof;
-        Ok(ProvenValue { height, state_root, value })
+        Ok(proof)
     }
 
     pub fn submit(&self, tx: &SignedTransaction) -> Result<Hash, CallError> {
-        self.call_as("tx_submit", json!([hex::encode(codec::encode(tx))]))
+        self.request(&SubmitTx { tx: tx.clone() })
     }
 
     pub fn tx(&self, hash: &Hash) -> Result<TxStatus, CallError> {
-        #[derive(Deserialize)]
-        struct Answer {
-            status: String,
-            height: Option<u64>,
-            block: Option<Hash>,
+        let info = self.request(&GetTx { hash: *hash })?;
+        if info.hash != *hash {
+            return Err(CallError::Malformed(format!("tx_get {hash}: the answer is about {}", info.hash)));
         }
-        let answer: Answer = self.call_as("tx_get", json!([hash]))?;
-        let place = || match (answer.height, answer.block) {
-            (Some(height), Some(block)) => Ok((height, block)),
-            _ => Err(CallError::Malformed(format!("tx_get {hash}: {} without height and block", answer.status))),
-        };
-        match answer.status.as_str() {
-            "unknown" => Ok(TxStatus::Unknown),
-            "pending" => Ok(TxStatus::Pending),
-            "included" => place().map(|(height, block)| TxStatus::Included { height, block }),
-            "final" => place().map(|(height, block)| TxStatus::Final { height, block }),
-            other => Err(CallError::Malformed(format!("tx_get {hash}: status {other:?}"))),
-        }
+        Ok(info.status)
     }
 
-    pub fn status(&self) -> Result<Status, CallError> {
-        self.call_as("node_status", json!([]))
+    pub fn status(&self) -> Result<NodeStatus, CallError> {
+        self.request(&GetStatus)
     }
 
     pub fn peers(&self) -> Result<Peers, CallError> {
-        self.call_as("node_peers", json!([]))
+        self.request(&GetPeers)
     }
 
     /// `admin_banPeer` (loopback only): disconnects the peer and refuses it for `secs`.
-    pub fn ban_peer(&self, peer_id: &str, secs: Option<u64>) -> Result<(), CallError> {
-        let params = match secs {
-            Some(secs) => json!([peer_id, secs]),
-            None => json!([peer_id]),
-        };
-        self.call("admin_banPeer", params).map(drop)
+    pub fn ban_peer(&self, peer_id: &PeerIdText, secs: Option<u64>) -> Result<(), CallError> {
+        self.request(&BanPeer { peer_id: peer_id.clone(), secs })
     }
 
     /// `admin_unbanPeer` (loopback only): lifts a ban and dials the peer again.
-    pub fn unban_peer(&self, peer_id: &str) -> Result<(), CallError> {
-        self.call("admin_unbanPeer", json!([peer_id])).map(drop)
+    pub fn unban_peer(&self, peer_id: &PeerIdText) -> Result<(), CallError> {
+        self.request(&UnbanPeer { peer_id: peer_id.clone() })
     }
 }

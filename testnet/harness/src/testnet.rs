@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use chorus_chain::primitives::{ChainId, Hash};
+use chorus_chain::genesis::PeerIdText;
+use chorus_chain::primitives::{ChainId, Hash, Height};
 use chorus_chain::{Address, SecretKey};
 use serde_json::Value;
 
@@ -109,7 +110,7 @@ impl TestnetBuilder {
 #[derive(Debug)]
 struct Slot {
     dir: PathBuf,
-    peer_id: String,
+    peer_id: PeerIdText,
     /// The node key's chain address: where its mining rewards go.
     address: Address,
     mine: bool,
@@ -196,7 +197,7 @@ impl Testnet {
         self.node(k).rpc()
     }
 
-    pub fn peer_id(&self, k: usize) -> &str {
+    pub fn peer_id(&self, k: usize) -> &PeerIdText {
         &self.slot(k).peer_id
     }
 
@@ -239,7 +240,7 @@ impl Testnet {
                 .map(|value| value.trim().to_owned())
                 .ok_or_else(|| format!("chorusd key generate printed no {name} {described}"))
         };
-        let peer_id = field("peer id:")?;
+        let peer_id = PeerIdText::new(&field("peer id:")?).map_err(|error| error.to_string())?;
         let address = Address::parse(&field("address:")?).map_err(|error| error.to_string())?;
         self.nodes.push(Slot { dir, peer_id, address, mine, addresses: None, process: None, paused: false });
         self.launch(k)?;
@@ -371,8 +372,8 @@ impl Testnet {
         }
     }
 
-    fn node_of(&self, peer_id: &str) -> Option<usize> {
-        self.nodes.iter().position(|slot| slot.peer_id == peer_id).map(|i| i + 1)
+    fn node_of(&self, peer_id: &PeerIdText) -> Option<usize> {
+        self.nodes.iter().position(|slot| slot.peer_id == *peer_id).map(|i| i + 1)
     }
 
     /// Polls `check` until it returns Ok, at most the wait bound; panics with `what` and the
@@ -416,7 +417,7 @@ impl Testnet {
     pub fn heads_at_least(&self, height: u64) -> Vec<Head> {
         self.wait_for(&format!("heads at least {height}"), |testnet| {
             let heads = testnet.heads()?;
-            match heads.iter().zip(testnet.live()).find(|(head, _)| head.height < height) {
+            match heads.iter().zip(testnet.live()).find(|(head, _)| head.height.get() < height) {
                 Some((head, k)) => Err(format!("node {k} at {}", head.height)),
                 None => Ok(heads),
             }
@@ -428,8 +429,9 @@ impl Testnet {
     pub fn all_heads_within(&self, k: u64) -> Vec<Head> {
         self.wait_for(&format!("all heads within {k} blocks"), |testnet| {
             let heads = testnet.heads()?;
-            let (low, high) =
-                heads.iter().fold((u64::MAX, 0), |(low, high), head| (low.min(head.height), high.max(head.height)));
+            let (low, high) = heads
+                .iter()
+                .fold((u64::MAX, 0), |(low, high), head| (low.min(head.height.get()), high.max(head.height.get())));
             if high - low > k {
                 return Err(format!("heights {:?}", heads.iter().map(|head| head.height).collect::<Vec<_>>()));
             }
@@ -462,12 +464,12 @@ impl Testnet {
             for k in testnet.live() {
                 let finalized = testnet.rpc(k).finalized().map_err(|error| format!("node {k}: {error}"))?;
                 match finalized {
-                    Some(block) if block.height >= height => finals.push(block),
+                    Some(block) if block.height.get() >= height => finals.push(block),
                     other => return Err(format!("node {k} finalized {other:?}")),
                 }
             }
             let low = finals.iter().map(|block| block.height).min().ok_or("no live node")?;
-            testnet.same_block_at(low)?;
+            testnet.same_block_at(low.get())?;
             Ok(finals)
         })
     }
@@ -479,7 +481,7 @@ impl Testnet {
         self.wait_for("accounts match across nodes", |testnet| {
             let heads = testnet.heads()?;
             let height = heads.iter().map(|head| head.height).min().ok_or("no live node")?;
-            testnet.same_block_at(height)?;
+            testnet.same_block_at(height.get())?;
             for account in accounts {
                 let mut values = Vec::new();
                 for k in testnet.live() {
@@ -491,7 +493,7 @@ impl Testnet {
                     return Err(format!("{account} at {height}: {values:?}"));
                 }
             }
-            Ok(height)
+            Ok(height.get())
         })
     }
 
@@ -502,7 +504,7 @@ impl Testnet {
     fn same_block_at(&self, height: u64) -> Result<Hash, String> {
         let mut first: Option<Hash> = None;
         for k in self.live() {
-            let block = self.rpc(k).block_at(height).map_err(|error| format!("node {k}: {error}"))?;
+            let block = self.rpc(k).block_at(Height::new(height)).map_err(|error| format!("node {k}: {error}"))?;
             let hash = block.ok_or_else(|| format!("node {k} has no block {height}"))?.hash;
             match first {
                 Some(first) if first != hash => return Err(format!("at {height}: {first} and, on node {k}, {hash}")),

@@ -114,14 +114,14 @@ fn a_killed_node_catches_up_after_restart_and_a_late_node_syncs_from_zero() {
     let to = testnet.account(4).address();
     let hash = transfer(&testnet, 3, 1, &to, 42);
     let block = testnet.included_everywhere(&hash);
-    testnet.heads_at_least(block.height + 3);
+    testnet.heads_at_least(block.height.get() + 3);
     testnet.restart(2);
     testnet.all_heads_within(1);
     assert_eq!(testnet.included_everywhere(&hash), block, "the restarted node learned the transfer by sync");
 
     // A paused node (SIGSTOP) misses blocks; resumed, it catches up.
     testnet.pause(3);
-    let height = testnet.rpc(1).head().expect("head").height;
+    let height = testnet.rpc(1).head().expect("head").height.get();
     testnet.heads_at_least(height + 3);
     testnet.resume(3);
     testnet.all_heads_within(1);
@@ -131,7 +131,7 @@ fn a_killed_node_catches_up_after_restart_and_a_late_node_syncs_from_zero() {
     testnet.all_connected();
     let heads = testnet.all_heads_within(1);
     let imported = testnet.node(late).metric("chorus_blocks_imported_total").expect("metric");
-    assert!(imported >= (heads[0].height - 1) as f64, "node {late} imported {imported} blocks: {heads:?}");
+    assert!(imported >= (heads[0].height.get() - 1) as f64, "node {late} imported {imported} blocks: {heads:?}");
     assert_eq!(testnet.included_everywhere(&hash), block);
     assert_eq!(balance(&testnet, late, &to), Amount::new(FUNDED_BALANCE + 42));
 }
@@ -141,7 +141,7 @@ fn a_partition_heals_onto_one_chain_and_every_account_matches() {
     let mut testnet = Testnet::builder("pow", 3).miners(3).start().expect("three miners");
     testnet.heads_at_least(3);
     testnet.partition(&[&[1], &[2, 3]]);
-    let split = (1..=3).map(|k| testnet.rpc(k).head().expect("head").height).max().expect("three nodes");
+    let split = (1..=3).map(|k| testnet.rpc(k).head().expect("head").height.get()).max().expect("three nodes");
 
     // Each side takes a transfer and mines on by itself.
     let to = testnet.account(4).address();
@@ -152,7 +152,7 @@ fn a_partition_heals_onto_one_chain_and_every_account_matches() {
             let rpc = testnet.rpc(k);
             let head = rpc.head().map_err(|error| error.to_string())?;
             let included = rpc.tx(hash).map_err(|error| error.to_string())?.block();
-            if head.height < split + 3 || included.is_none() {
+            if head.height.get() < split + 3 || included.is_none() {
                 return Err(format!("node {k} at {}, transfer {included:?}", head.height));
             }
         }
@@ -219,7 +219,7 @@ fn under_load_a_killed_node_rejoins_and_every_accepted_transfer_is_everywhere() 
     let mut testnet = Testnet::builder("pow", 3).miners(2).start().expect("three nodes");
     // Two senders, through nodes 1 and 2; node 3 is the one perturbed.
     let load = testnet.start_load(&[(1, 1), (2, 2)], 100);
-    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height;
+    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height.get();
     testnet.heads_at_least(height(&testnet) + 5);
     testnet.kill(3);
     testnet.heads_at_least(height(&testnet) + 5);
@@ -236,7 +236,7 @@ fn under_load_a_partition_heals_and_no_accepted_transfer_is_lost() {
     let mut testnet = Testnet::builder("pow", 3).miners(3).start().expect("three miners");
     // funded1 sends through node 1, alone in the partition; funded2 through node 2, with node 3.
     let load = testnet.start_load(&[(1, 1), (2, 2)], 100);
-    let height = |testnet: &Testnet, k: usize| testnet.rpc(k).head().expect("head").height;
+    let height = |testnet: &Testnet, k: usize| testnet.rpc(k).head().expect("head").height.get();
     testnet.heads_at_least(height(&testnet, 1) + 3);
     testnet.partition(&[&[1], &[2, 3]]);
     let (one, two) = (height(&testnet, 1), height(&testnet, 2));
@@ -259,7 +259,7 @@ fn under_load_a_partition_heals_and_no_accepted_transfer_is_lost() {
 fn under_load_a_late_node_and_a_restart_of_every_node_lose_no_transfer() {
     let mut testnet = Testnet::builder("pow", 3).miners(2).start().expect("three nodes");
     let load = testnet.start_load(&[(1, 1), (2, 2)], 100);
-    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height;
+    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height.get();
     testnet.heads_at_least(height(&testnet) + 5);
     let late = testnet.add_node(true);
     testnet.all_heads_within(2);
@@ -283,7 +283,7 @@ fn under_load_a_late_node_and_a_restart_of_every_node_lose_no_transfer() {
 fn under_load_a_node_killed_five_times_and_a_restarted_sender_node_lose_no_transfer() {
     let mut testnet = Testnet::builder("pow", 3).miners(3).start().expect("three miners");
     let load = testnet.start_load(&[(1, 1), (2, 2)], 100);
-    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height;
+    let height = |testnet: &Testnet| testnet.rpc(1).head().expect("head").height.get();
     // A crash loop: node 3 (a miner) SIGKILLed five times, a few blocks apart.
     for _ in 0..5 {
         testnet.heads_at_least(height(&testnet) + 2);
