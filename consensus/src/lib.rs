@@ -30,10 +30,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use bincode::{Decode, Encode};
-use chorus_chain::block::{Block, Header};
+use chorus_chain::block::Block;
 use chorus_chain::codec::Canonical;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::{EngineConfig, Genesis};
+use chorus_chain::header::Header;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::StateRead;

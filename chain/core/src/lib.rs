@@ -3,7 +3,8 @@
 //! - [`primitives`], [`crypto`]: hashes, heights, amounts, addresses, keys and the one ed25519
 //!   validity rule.
 //! - [`codec`]: the one canonical encoding (bincode 2.0.1, fixed-width, strict decoding).
-//! - [`tx`], [`block`]: transactions of every kind, blocks, roots and stateless checks.
+//! - [`header`], [`tx`], [`block`]: headers and seals, transactions of every kind, blocks, roots
+//!   and stateless checks (`block` builds on `tx`, both on `header`: no cycle).
 //! - [`genesis`]: the genesis file, its engine schedule and its validation.
 //! - [`state`]: accounts, the block executor and the authenticated state tree with proofs.
 //! - [`limits`]: every bound, in one place.
@@ -16,6 +17,7 @@ pub mod block;
 pub mod codec;
 pub mod crypto;
 pub mod genesis;
+pub mod header;
 pub mod limits;
 pub mod primitives;
 pub mod state;
@@ -23,8 +25,9 @@ pub mod state;
 pub mod testing;
 pub mod tx;
 
-pub use block::{Block, Body, Header, Seal};
+pub use block::{Block, Body};
 pub use crypto::{Address, SecretKey, Signature};
 pub use genesis::Genesis;
+pub use header::{Header, Seal};
 pub use primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
 pub use tx::{Evidence, SignedTransaction, Transaction, TxKind, Vote};

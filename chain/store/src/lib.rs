@@ -22,10 +22,11 @@ mod schema;
 
 use std::path::Path;
 
-use chorus_chain::block::{self, Block, Header};
+use chorus_chain::block::{self, Block};
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::Genesis;
+use chorus_chain::header::Header;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height};
 use chorus_chain::state::tree::{self, StateProof, TreeError};

@@ -2,8 +2,8 @@
 //! only; a target is a 256-bit big-endian number and a header meets it when its hash, read the
 //! same way, is at most the target.
 
-use chorus_chain::block::{Header, Seal};
 use chorus_chain::genesis::PowConfig;
+use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::{Hash, Timestamp};
 
 // The macros expand to operator impls that panic on overflow; this module only calls the

@@ -17,9 +17,10 @@ pub mod mining;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chorus_chain::block::{Block, Header, Seal};
+use chorus_chain::block::Block;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::PowConfig;
+use chorus_chain::header::{Header, Seal};
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 

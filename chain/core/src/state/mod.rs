@@ -30,10 +30,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-use crate::block::{self, Block, BlockShapeError, Header};
+use crate::block::{self, Block, BlockShapeError};
 use crate::codec::{self, Canonical, CodecError};
 use crate::crypto::Address;
 use crate::genesis::Genesis;
+use crate::header::{Header, Seal};
 use crate::limits;
 use crate::primitives::{Amount, ArithError, Hash, Height};
 use crate::tx::{Evidence, SignedTransaction, TxKind};
@@ -639,7 +640,7 @@ pub fn genesis_block(genesis: &Genesis, state_root: Hash) -> Block {
             votes_root: body.votes_root(),
             state_root,
             proposer: Address([0; 32]),
-            seal: block::Seal::None,
+            seal: Seal::None,
         },
         body,
     }
@@ -667,7 +668,7 @@ where
             votes_root: body.votes_root(),
             state_root: Hash::ZERO,
             proposer: template.proposer,
-            seal: block::Seal::None,
+            seal: Seal::None,
         },
         body,
     };
