@@ -16,6 +16,7 @@ use libp2p::StreamProtocol;
 
 /// A request for part of a peer's canonical chain.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
 pub enum SyncRequest {
     /// Up to `count` consecutive canonical headers starting at `from`.
     Headers { from: Height, count: u32 },
@@ -38,6 +39,7 @@ impl Canonical for SyncRequest {
 /// The answer to a [`SyncRequest`]. A range answer may be shorter than asked (the chain ends,
 /// or the response byte limit is reached): the requester asks again from where it stopped.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
 pub enum SyncResponse {
     Headers(Vec<Header>),
     Blocks(Vec<Block>),
@@ -52,6 +54,7 @@ impl Canonical for SyncResponse {
 
 /// Why a request was not served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode, thiserror::Error)]
+#[bincode(crate = "chorus_chain::codec::backend")]
 pub enum Refusal {
     #[error("asked for {requested} items, at most {max} per request")]
     TooLarge { requested: u32, max: u32 },

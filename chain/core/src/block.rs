@@ -4,10 +4,9 @@
 //! transactions (evidence carries headers) and blocks (a body carries transactions) do not
 //! depend on each other.
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Canonical};
+use crate::codec::{self, Canonical, Decode, Encode};
 use crate::crypto::{self, BatchError};
 use crate::header::Header;
 use crate::limits;

@@ -21,7 +21,6 @@
 
 use std::fmt;
 
-use bincode::{Decode, Encode};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
@@ -29,6 +28,7 @@ use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::codec::{Decode, Encode};
 use crate::primitives::Hash;
 
 /// Human-readable prefix of addresses.

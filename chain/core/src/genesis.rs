@@ -24,9 +24,9 @@ use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::codec::{Decode, Encode, backend};
 use crate::crypto::Address;
 use crate::limits;
 use crate::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
@@ -116,14 +116,14 @@ impl<'de> Deserialize<'de> for PeerIdText {
 }
 
 impl<Context> Decode<Context> for PeerIdText {
-    fn decode<D: bincode::de::Decoder<Context = Context>>(
+    fn decode<D: backend::de::Decoder<Context = Context>>(
         decoder: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
+    ) -> Result<Self, backend::error::DecodeError> {
         let text = String::decode(decoder)?;
-        PeerIdText::new(&text).map_err(|error| bincode::error::DecodeError::OtherString(error.to_string()))
+        PeerIdText::new(&text).map_err(|error| backend::error::DecodeError::OtherString(error.to_string()))
     }
 }
-bincode::impl_borrow_decode!(PeerIdText);
+backend::impl_borrow_decode!(PeerIdText);
 
 /// A PoS validator or DPoS delegate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]

@@ -3,10 +3,9 @@
 //! Depends on primitives, keys and the codec only: both [`crate::block`] (a block has a header)
 //! and [`crate::tx`] (evidence of a double proposal carries two headers) build on it.
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Canonical};
+use crate::codec::{self, Canonical, Decode, Encode};
 use crate::crypto::{self, Address, Signature};
 use crate::limits;
 use crate::primitives::{ChainId, Hash, Height, Timestamp};

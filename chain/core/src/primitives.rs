@@ -5,10 +5,10 @@
 
 use std::fmt;
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use crate::codec::{Decode, Encode, backend};
 use crate::limits;
 
 /// Arithmetic that left its type's range.
@@ -280,14 +280,14 @@ impl fmt::Debug for ChainId {
 }
 
 impl<Context> Decode<Context> for ChainId {
-    fn decode<D: bincode::de::Decoder<Context = Context>>(
+    fn decode<D: backend::de::Decoder<Context = Context>>(
         decoder: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
+    ) -> Result<Self, backend::error::DecodeError> {
         let name = String::decode(decoder)?;
-        ChainId::new(&name).map_err(|error| bincode::error::DecodeError::OtherString(error.to_string()))
+        ChainId::new(&name).map_err(|error| backend::error::DecodeError::OtherString(error.to_string()))
     }
 }
-bincode::impl_borrow_decode!(ChainId);
+backend::impl_borrow_decode!(ChainId);
 
 impl<'de> Deserialize<'de> for ChainId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -14,8 +14,7 @@
 
 use std::path::Path;
 
-use bincode::{Decode, Encode};
-use chorus_chain::codec::Canonical;
+use chorus_chain::codec::{Canonical, Decode, Encode};
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height};
 use jmt::storage::{Node, NodeKey};
@@ -89,6 +88,7 @@ impl MetaKey {
 
 /// Where a transaction sits on the current chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
 pub struct TxLocation {
     pub height: Height,
     pub block_hash: Hash,
@@ -102,6 +102,7 @@ impl Canonical for TxLocation {
 /// What rolling a block back needs: the old value of every entry it changed (`None`: the
 /// entry did not exist) and the tree nodes it wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
 pub(crate) struct UndoRecord {
     pub(crate) changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     pub(crate) node_keys: Vec<Vec<u8>>,

@@ -27,11 +27,10 @@ pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
 use crate::block::{self, Block, BlockShapeError};
-use crate::codec::{self, Canonical, CodecError};
+use crate::codec::{self, Canonical, CodecError, Decode, Encode};
 use crate::crypto::Address;
 use crate::genesis::Genesis;
 use crate::header::{Header, Seal};
