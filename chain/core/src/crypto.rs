@@ -29,6 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::codec::{Decode, Encode};
+use crate::limits;
 use crate::primitives::Hash;
 
 /// Human-readable prefix of addresses.
@@ -325,12 +326,13 @@ fn batch_equation_holds(items: &[SignedItem<'_>], prepared: &[Prepared]) -> bool
     EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
 }
 
-/// Checks many signatures using all cores: the batch is cut into one chunk per thread.
+/// Checks many signatures using all cores: the batch is cut into one chunk per thread, of at
+/// most [`limits::SIGNATURE_BATCH_CHUNK_MAX`] signatures.
 pub fn verify_batch_parallel(items: &[SignedItem<'_>]) -> Result<(), BatchError> {
     use rayon::prelude::*;
     let n_threads = rayon::current_num_threads().max(1);
     let chunk_len = items.len().div_ceil(n_threads).max(1);
-    let chunk_len = chunk_len.min(BATCH_CHUNK_MAX);
+    let chunk_len = chunk_len.min(limits::SIGNATURE_BATCH_CHUNK_MAX as usize);
     items
         .par_chunks(chunk_len)
         .enumerate()
@@ -342,10 +344,6 @@ pub fn verify_batch_parallel(items: &[SignedItem<'_>]) -> Result<(), BatchError>
         .find_map(Result::err)
         .map_or(Ok(()), Err)
 }
-
-/// Largest chunk handed to one multiscalar multiplication; past about a thousand points the
-/// per-signature cost stops falling while memory keeps growing.
-const BATCH_CHUNK_MAX: usize = 1024;
 
 /// The hash of `message` under `tag`, which is what Chorus signs: signatures cover a
 /// domain-separated 32-byte digest, never raw encodings.
