@@ -75,8 +75,9 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
             .map(|pair| match pair {
                 [left, right] => {
                     let mut both = [0u8; 64];
-                    both[..32].copy_from_slice(left.as_bytes());
-                    both[32..].copy_from_slice(right.as_bytes());
+                    let (left_half, right_half) = both.split_at_mut(32);
+                    left_half.copy_from_slice(left.as_bytes());
+                    right_half.copy_from_slice(right.as_bytes());
                     Hash::tagged(b"chorus/merkle/inner", &both)
                 }
                 [single] => *single,
@@ -84,7 +85,7 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
             })
             .collect();
     }
-    level[0]
+    *level.first().expect("invariant: pairing a non-empty level leaves at least one hash")
 }
 
 impl Body {
@@ -153,13 +154,16 @@ impl StatelessChecked {
 pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<StatelessChecked, BlockShapeError> {
     let tx_hashes = check_body_matches_header(block)?;
     let body = &block.body;
-    let mut checks = Vec::with_capacity(body.txs.len() + body.votes.len());
-    let mut owner = Vec::with_capacity(body.txs.len() + body.votes.len());
-    for (index, tx) in body.txs.iter().enumerate() {
-        tx.check_stateless(chain_id).map_err(|error| BlockShapeError::Tx { index, hash: tx_hashes[index], error })?;
+    // Both counts are bounded by the limits check_body_matches_header applied.
+    let n_checks = body.txs.len().saturating_add(body.votes.len());
+    let mut checks = Vec::with_capacity(n_checks);
+    let mut owner = Vec::with_capacity(n_checks);
+    for ((index, tx), hash) in body.txs.iter().enumerate().zip(&tx_hashes) {
+        tx.check_stateless(chain_id).map_err(|error| BlockShapeError::Tx { index, hash: *hash, error })?;
         let before = checks.len();
         tx.signature_checks(&mut checks);
-        owner.extend(std::iter::repeat_n(Owner::Tx(index), checks.len() - before));
+        let added = checks.len().checked_sub(before).expect("invariant: signature_checks only appends");
+        owner.extend(std::iter::repeat_n(Owner::Tx { index, hash: *hash }, added));
     }
     for (index, vote) in body.votes.iter().enumerate() {
         checks.push(SignatureCheck {
@@ -179,10 +183,9 @@ pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Statel
     }
     let items: Vec<crypto::SignedItem<'_>> = checks.iter().map(SignatureCheck::item).collect();
     if let Err(BatchError { index, error }) = crypto::verify_batch_parallel(&items) {
-        return Err(match owner[index] {
-            Owner::Tx(tx_index) => {
-                BlockShapeError::Tx { index: tx_index, hash: tx_hashes[tx_index], error: TxError::Signature(error) }
-            }
+        let owner = owner.get(index).expect("invariant: the batch names one of its items, and each has an owner");
+        return Err(match *owner {
+            Owner::Tx { index, hash } => BlockShapeError::Tx { index, hash, error: TxError::Signature(error) },
             Owner::Vote(vote_index) => BlockShapeError::VoteSignature { index: vote_index, error },
             Owner::Seal => BlockShapeError::SealSignature(error),
         });
@@ -190,9 +193,10 @@ pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Statel
     Ok(StatelessChecked { block_hash: block.hash(), tx_hashes })
 }
 
+/// What a signature check belongs to, to name it in the error.
 #[derive(Clone, Copy)]
 enum Owner {
-    Tx(usize),
+    Tx { index: usize, hash: Hash },
     Vote(usize),
     Seal,
 }

@@ -65,7 +65,7 @@ pub fn decode<T: Canonical>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, read) = bincode::decode_from_slice::<T, _>(bytes, CONFIG)
         .map_err(|error| CodecError::Malformed { what, reason: error.to_string() })?;
     if read != bytes.len() {
-        return Err(CodecError::TrailingBytes { what, trailing_bytes: bytes.len() - read });
+        return Err(CodecError::TrailingBytes { what, trailing_bytes: bytes.len().saturating_sub(read) });
     }
     // Re-encode and compare: catches every form bincode accepts but would not produce.
     if encode(&value) != bytes {

@@ -219,6 +219,18 @@ const FIELD_MODULUS_LE: [u8; 32] = {
     p
 };
 
+/// `y = 1` and `y = -1 = p - 1`, little endian: the two points with `x = 0`.
+const ONE_LE: [u8; 32] = {
+    let mut one = [0; 32];
+    one[0] = 1;
+    one
+};
+const MINUS_ONE_LE: [u8; 32] = {
+    let mut minus_one = FIELD_MODULUS_LE;
+    minus_one[0] -= 1;
+    minus_one
+};
+
 fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
     let mut y = *bytes;
     let sign = y[31] >> 7;
@@ -229,12 +241,8 @@ fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
     if !below_modulus {
         return false;
     }
-    let mut one = [0u8; 32];
-    one[0] = 1;
-    let mut minus_one = FIELD_MODULUS_LE;
-    minus_one[0] -= 1;
     // x = 0 exactly when y = 1 or y = -1; its sign bit must then be clear.
-    !(sign == 1 && (y == one || y == minus_one))
+    !(sign == 1 && (y == ONE_LE || y == MINUS_ONE_LE))
 }
 
 fn prepare(item: &SignedItem<'_>) -> Result<Prepared, SignatureError> {
@@ -304,8 +312,9 @@ fn batch_equation_holds(items: &[SignedItem<'_>], prepared: &[Prepared]) -> bool
     }
     let seed: [u8; 32] = transcript.finalize().into();
 
-    let mut scalars = Vec::with_capacity(2 * prepared.len() + 1);
-    let mut points = Vec::with_capacity(2 * prepared.len() + 1);
+    let n_terms = prepared.len().saturating_mul(2).saturating_add(1);
+    let mut scalars = Vec::with_capacity(n_terms);
+    let mut points = Vec::with_capacity(n_terms);
     let mut s_sum = Scalar::ZERO;
     for (index, part) in prepared.iter().enumerate() {
         let mut hasher = Sha256::new();
@@ -337,7 +346,13 @@ pub fn verify_batch_parallel(items: &[SignedItem<'_>]) -> Result<(), BatchError>
         .par_chunks(chunk_len)
         .enumerate()
         .map(|(chunk_idx, chunk)| {
-            verify_batch(chunk).map_err(|error| BatchError { index: chunk_idx * chunk_len + error.index, ..error })
+            verify_batch(chunk).map_err(|error| {
+                let index = chunk_idx
+                    .checked_mul(chunk_len)
+                    .and_then(|start| start.checked_add(error.index))
+                    .expect("invariant: the position of an item of `items` fits a usize");
+                BatchError { index, ..error }
+            })
         })
         .collect::<Vec<_>>()
         .into_iter()

@@ -319,19 +319,22 @@ fn json_error(field: String, error: &serde_json::Error) -> GenesisError {
 
 fn validate_schedule(engines: &[EngineEntry]) -> Result<(), GenesisError> {
     check_count("engines", engines.len(), limits::ENGINE_SCHEDULE_MAX, "engine schedule entries")?;
-    if engines[0].from_height != Height::GENESIS {
+    // check_count refused an empty schedule.
+    if let Some(first) = engines.first()
+        && first.from_height != Height::GENESIS
+    {
         return Err(invalid(
             "engines[0].from_height",
-            format!("expected 0 (the first engine must run from genesis), got {}", engines[0].from_height),
+            format!("expected 0 (the first engine must run from genesis), got {}", first.from_height),
         ));
     }
-    for (index, pair) in engines.windows(2).enumerate() {
-        if pair[1].from_height <= pair[0].from_height {
+    for (index, (earlier, later)) in engines.iter().zip(engines.iter().skip(1)).enumerate() {
+        if later.from_height <= earlier.from_height {
             return Err(invalid(
-                format!("engines[{}].from_height", index + 1),
+                format!("engines[{}].from_height", index.saturating_add(1)),
                 format!(
                     "expected a height above engines[{index}].from_height ({}), got {}",
-                    pair[0].from_height, pair[1].from_height
+                    earlier.from_height, later.from_height
                 ),
             ));
         }

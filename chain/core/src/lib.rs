@@ -12,6 +12,22 @@
 //! Invariant: nothing here touches the network, the disk, a clock or an async runtime, and
 //! everything that decides a block is deterministic (no `HashMap` iteration, no floats). The
 //! RocksDB store lives in `chorus-store`, so the wallet can depend on this crate alone.
+//!
+//! Outside tests the whole crate denies `unwrap`, indexing and slicing, arithmetic that can
+//! overflow or panic, `panic!` and floats: values that come from peers and files are handled
+//! with checked arithmetic, `get` and typed errors, and an `expect` names the invariant that
+//! makes it unreachable.
+
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::float_arithmetic,
+        clippy::panic
+    )
+)]
 
 pub mod block;
 pub mod codec;

@@ -124,8 +124,11 @@ impl Amount {
     /// `self * permille / 1000`, rounded down.
     pub fn permille(self, permille: u16) -> Amount {
         let permille = u128::from(permille.min(1000));
-        // (a / 1000) * p + (a % 1000) * p / 1000 cannot overflow for p <= 1000.
-        Amount((self.0 / 1000) * permille + (self.0 % 1000) * permille / 1000)
+        // (a / 1000) * p + (a % 1000) * p / 1000 cannot overflow for p <= 1000: the first term
+        // is at most a - a % 1000, the second at most a % 1000.
+        let whole = (self.0 / 1000).checked_mul(permille).expect("invariant: (a / 1000) * p <= a for p <= 1000");
+        let rest = (self.0 % 1000).checked_mul(permille).expect("invariant: below 1000 * 1000") / 1000;
+        Amount(whole.checked_add(rest).expect("invariant: the sum is at most a for p <= 1000"))
     }
 }
 

@@ -9,18 +9,8 @@
 //! - A block with one invalid transaction is invalid as a whole; nothing of it is kept.
 //! - Every block writes [`StateKey::Meta`], so every version of the tree has a root.
 //! - Delegate vote weights always equal the sum of the current stakes of their voters.
-//! - Deterministic: ordered maps only, checked integer arithmetic only (enforced below).
-
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::float_arithmetic,
-        clippy::panic
-    )
-)]
+//! - Deterministic: ordered maps only, checked integer arithmetic only (enforced by the
+//!   crate-wide lints in `lib.rs`).
 
 pub mod memory;
 pub mod tree;
