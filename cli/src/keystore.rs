@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use chorus_chain::{Address, SecretKey};
+use chorus_chain::{Address, SecretKey, limits};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -20,9 +20,6 @@ use zeroize::Zeroizing;
 pub const ARGON2_M_COST_KIB: u32 = 64 * 1024;
 pub const ARGON2_T_COST: u32 = 3;
 pub const ARGON2_P_COST: u32 = 1;
-
-/// Largest key file read: a real one is under 1 KiB.
-const KEY_FILE_BYTES_MAX: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoreError {
@@ -233,7 +230,7 @@ fn read_file(path: &Path) -> Result<KeyFile, KeystoreError> {
             return Err(KeystoreError::Permissions { path: path.to_owned(), mode });
         }
     }
-    if metadata.len() > KEY_FILE_BYTES_MAX {
+    if metadata.len() > limits::KEY_FILE_BYTES_MAX {
         return Err(KeystoreError::Damaged {
             path: path.to_owned(),
             reason: format!("{} bytes is too large for a key file", metadata.len()),

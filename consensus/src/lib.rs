@@ -29,11 +29,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use bincode::{Decode, Encode};
-use chorus_chain::block::{Block, Header};
-use chorus_chain::codec::Canonical;
+use chorus_chain::block::Block;
+use chorus_chain::codec::{Canonical, Decode, Encode};
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::{EngineConfig, Genesis};
+use chorus_chain::header::Header;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::{BlockError, StateRead};
@@ -80,6 +80,7 @@ pub enum Origin {
 /// A consensus message other than a block. PoW has none; PoS and DPoS send votes; Raft adds its
 /// own variant with its engine.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
 pub enum EngineMessage {
     Vote(Vote),
 }

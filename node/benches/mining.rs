@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use chorus_chain::block::{Block, Header, Seal};
+use chorus_chain::block::Block;
 use chorus_chain::codec;
+use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::Hash;
 use chorus_consensus::pow::mining::Grinder;
 use chorus_node::miner::ThreadMiner;

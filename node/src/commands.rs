@@ -1,15 +1,39 @@
 //! `chorusd key ...` and `chorusd genesis ...`: the tooling a testnet needs.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use chorus_chain::genesis::{ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, PowConfig};
+use chorus_chain::genesis::{ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, GenesisError, PowConfig};
 use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height};
-use chorus_chain::{Address, SecretKey};
+use chorus_chain::{Address, SecretKey, limits};
 use chorus_p2p::NodeKey;
 
 use crate::config::{GenesisCommand, KeyCommand};
+
+/// Why a genesis file could not be loaded: it could not be read, or `chorus-chain` refused its
+/// content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisFileError {
+    #[error("cannot read genesis file {}: {reason}", path.display())]
+    Io { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Genesis(#[from] GenesisError),
+}
+
+/// Reads, parses and validates a genesis file of at most [`limits::GENESIS_BYTES_MAX`] bytes.
+pub fn read_genesis(path: &Path) -> Result<Genesis, GenesisFileError> {
+    let io_error = |error: std::io::Error| GenesisFileError::Io { path: path.to_owned(), reason: error.to_string() };
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let size_bytes = file.metadata().map_err(io_error)?.len();
+    if size_bytes > limits::GENESIS_BYTES_MAX {
+        return Err(GenesisError::TooLarge { size_bytes }.into());
+    }
+    // The file may grow after the check: read one byte past the limit at most.
+    let mut bytes = Vec::with_capacity(usize::try_from(size_bytes).unwrap_or(0));
+    file.take(limits::GENESIS_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(io_error)?;
+    Ok(Genesis::from_json(&bytes)?)
+}
 
 /// A node key file: the 32-byte ed25519 seed in hex, one line, mode 0600. The same key is the
 /// node's libp2p identity and its chain address.
@@ -120,7 +144,7 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
             Ok(())
         }
         GenesisCommand::Inspect { file } => {
-            let genesis = Genesis::from_file(&file).map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
+            let genesis = read_genesis(&file).map_err(|error| anyhow::anyhow!("{}: {error}", file.display()))?;
             let total = genesis.accounts.iter().try_fold(Amount::ZERO, |sum, account| sum.checked_add(account.balance));
             println!("chain id:  {}", genesis.chain_id);
             println!("file hash: {}", genesis.file_hash());
@@ -129,5 +153,33 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
             println!("supply:    {}", total.map_or_else(|_| "overflows".to_owned(), |total| total.to_string()));
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_genesis_reads_checks_size_and_names_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let genesis = chorus_chain::testing::genesis(3, 1_000);
+        let good = dir.path().join("genesis.json");
+        std::fs::write(&good, genesis.to_json_pretty()).expect("write");
+        assert_eq!(read_genesis(&good), Ok(genesis));
+
+        let missing = dir.path().join("missing.json");
+        match read_genesis(&missing) {
+            Err(error @ GenesisFileError::Io { .. }) => assert!(error.to_string().contains("missing.json"), "{error}"),
+            other => panic!("expected an Io error, got {other:?}"),
+        }
+
+        let big = dir.path().join("big.json");
+        let file = std::fs::File::create(&big).expect("create");
+        file.set_len(limits::GENESIS_BYTES_MAX + 1).expect("sparse file");
+        assert_eq!(
+            read_genesis(&big),
+            Err(GenesisFileError::Genesis(GenesisError::TooLarge { size_bytes: limits::GENESIS_BYTES_MAX + 1 }))
+        );
     }
 }

@@ -104,7 +104,7 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
-    use chorus_chain::block::{Header, Seal};
+    use chorus_chain::header::{Header, Seal};
     use chorus_chain::primitives::Hash;
     use chorus_consensus::pow::difficulty::meets_target;
 

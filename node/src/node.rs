@@ -35,7 +35,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let settings = args.resolve()?;
     init_logs(settings.node.log_format);
-    let genesis = Genesis::from_file(&settings.genesis)
+    let genesis = commands::read_genesis(&settings.genesis)
         .map_err(|error| anyhow::anyhow!("genesis {}: {error}", settings.genesis.display()))?;
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
@@ -60,7 +60,7 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
     // The dev genesis is made once per data dir and kept there, so a kept dev chain reopens.
     let genesis_path = data_dir.join("dev-genesis.json");
     let genesis = if genesis_path.exists() {
-        Genesis::from_file(&genesis_path).map_err(|error| anyhow::anyhow!("{}: {error}", genesis_path.display()))?
+        commands::read_genesis(&genesis_path).map_err(|error| anyhow::anyhow!("{}: {error}", genesis_path.display()))?
     } else {
         let genesis = dev::dev_genesis(&args.engine, crate::clock::now(), args.block_time_ms)
             .map_err(|error| anyhow::anyhow!(error))?;

@@ -1,75 +1,17 @@
-//! Blocks: header, seal and body, the transactions and votes roots, and stateless block checks.
+//! Blocks: a header and a body, the transactions and votes roots, and stateless block checks.
+//!
+//! The header and its seal live in [`crate::header`], which depends on nothing here, so that
+//! transactions (evidence carries headers) and blocks (a body carries transactions) do not
+//! depend on each other.
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Canonical};
-use crate::crypto::{self, Address, BatchError, Signature};
+use crate::codec::{self, Canonical, Decode, Encode};
+use crate::crypto::{self, BatchError};
+use crate::header::Header;
 use crate::limits;
-use crate::primitives::{ChainId, Hash, Height, Timestamp};
+use crate::primitives::{ChainId, Hash, Height};
 use crate::tx::{SignatureCheck, SignedTransaction, TxError, Vote};
-
-const HEADER_SIGNING_TAG: &[u8] = b"chorus/header/v1";
-
-/// The engine-specific proof that a block may be appended.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Seal {
-    /// Genesis, and blocks of engines whose header carries no proof of its own.
-    None,
-    /// Proof of work: the header hash, read as a big-endian number, is at most `target`.
-    Pow { target: Hash, nonce: u64 },
-    /// The proposer's signature over [`Header::signing_hash`] (PoS, DPoS, Raft leader).
-    Signed { signature: Signature },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
-pub struct Header {
-    pub parent: Hash,
-    pub height: Height,
-    pub timestamp: Timestamp,
-    /// Merkle root of the body's transaction hashes.
-    pub txs_root: Hash,
-    /// Merkle root of the body's finality votes.
-    pub votes_root: Hash,
-    /// Root of the state tree after this block.
-    pub state_root: Hash,
-    /// Receives fees and the block reward (the coinbase, under PoW).
-    pub proposer: Address,
-    pub seal: Seal,
-}
-
-impl Canonical for Header {
-    const BYTES_MAX: u32 = limits::HEADER_BYTES_MAX;
-}
-
-impl Header {
-    /// The block hash: SHA-256 of the header's canonical encoding.
-    pub fn hash(&self) -> Hash {
-        Hash::digest(&codec::encode(self))
-    }
-
-    /// What a proposer signs: the header without its seal, bound to the chain id.
-    pub fn signing_hash(&self, chain_id: &ChainId) -> Hash {
-        let unsealed = Header { seal: Seal::None, ..self.clone() };
-        crypto::signing_hash(HEADER_SIGNING_TAG, &codec::encode(&(chain_id, unsealed)))
-    }
-
-    /// Seals the header with the proposer's signature; `key` must be the proposer's.
-    pub fn sign(mut self, chain_id: &ChainId, key: &crypto::SecretKey) -> Header {
-        assert_eq!(key.address(), self.proposer, "a header is signed by its proposer");
-        let signature = key.sign(self.signing_hash(chain_id).as_bytes());
-        self.seal = Seal::Signed { signature };
-        self
-    }
-
-    pub fn seal_signature(&self) -> Option<Signature> {
-        match self.seal {
-            Seal::Signed { signature } => Some(signature),
-            Seal::None | Seal::Pow { .. } => None,
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Default, Encode, Decode, Serialize, Deserialize)]
 pub struct Body {
@@ -133,8 +75,9 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
             .map(|pair| match pair {
                 [left, right] => {
                     let mut both = [0u8; 64];
-                    both[..32].copy_from_slice(left.as_bytes());
-                    both[32..].copy_from_slice(right.as_bytes());
+                    let (left_half, right_half) = both.split_at_mut(32);
+                    left_half.copy_from_slice(left.as_bytes());
+                    right_half.copy_from_slice(right.as_bytes());
                     Hash::tagged(b"chorus/merkle/inner", &both)
                 }
                 [single] => *single,
@@ -142,7 +85,7 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
             })
             .collect();
     }
-    level[0]
+    *level.first().expect("invariant: pairing a non-empty level leaves at least one hash")
 }
 
 impl Body {
@@ -211,13 +154,16 @@ impl StatelessChecked {
 pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<StatelessChecked, BlockShapeError> {
     let tx_hashes = check_body_matches_header(block)?;
     let body = &block.body;
-    let mut checks = Vec::with_capacity(body.txs.len() + body.votes.len());
-    let mut owner = Vec::with_capacity(body.txs.len() + body.votes.len());
-    for (index, tx) in body.txs.iter().enumerate() {
-        tx.check_stateless(chain_id).map_err(|error| BlockShapeError::Tx { index, hash: tx_hashes[index], error })?;
+    // Both counts are bounded by the limits check_body_matches_header applied.
+    let n_checks = body.txs.len().saturating_add(body.votes.len());
+    let mut checks = Vec::with_capacity(n_checks);
+    let mut owner = Vec::with_capacity(n_checks);
+    for ((index, tx), hash) in body.txs.iter().enumerate().zip(&tx_hashes) {
+        tx.check_stateless(chain_id).map_err(|error| BlockShapeError::Tx { index, hash: *hash, error })?;
         let before = checks.len();
         tx.signature_checks(&mut checks);
-        owner.extend(std::iter::repeat_n(Owner::Tx(index), checks.len() - before));
+        let added = checks.len().checked_sub(before).expect("invariant: signature_checks only appends");
+        owner.extend(std::iter::repeat_n(Owner::Tx { index, hash: *hash }, added));
     }
     for (index, vote) in body.votes.iter().enumerate() {
         checks.push(SignatureCheck {
@@ -237,10 +183,9 @@ pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Statel
     }
     let items: Vec<crypto::SignedItem<'_>> = checks.iter().map(SignatureCheck::item).collect();
     if let Err(BatchError { index, error }) = crypto::verify_batch_parallel(&items) {
-        return Err(match owner[index] {
-            Owner::Tx(tx_index) => {
-                BlockShapeError::Tx { index: tx_index, hash: tx_hashes[tx_index], error: TxError::Signature(error) }
-            }
+        let owner = owner.get(index).expect("invariant: the batch names one of its items, and each has an owner");
+        return Err(match *owner {
+            Owner::Tx { index, hash } => BlockShapeError::Tx { index, hash, error: TxError::Signature(error) },
             Owner::Vote(vote_index) => BlockShapeError::VoteSignature { index: vote_index, error },
             Owner::Seal => BlockShapeError::SealSignature(error),
         });
@@ -248,9 +193,10 @@ pub fn check_block_stateless(block: &Block, chain_id: &ChainId) -> Result<Statel
     Ok(StatelessChecked { block_hash: block.hash(), tx_hashes })
 }
 
+/// What a signature check belongs to, to name it in the error.
 #[derive(Clone, Copy)]
 enum Owner {
-    Tx(usize),
+    Tx { index: usize, hash: Hash },
     Vote(usize),
     Seal,
 }

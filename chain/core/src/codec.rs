@@ -1,7 +1,8 @@
 //! The one encoding of every consensus value: bincode 2.0.1, fixed-width integers, little endian.
 //!
 //! All bytes that are hashed, signed, stored or sent go through [`encode`] and [`decode`]; no
-//! other module calls bincode. Decoding is strict: input over the type's size limit, trailing
+//! other module or crate names bincode: derives and hand-written impls take its traits from
+//! here ([`Encode`], [`Decode`] and [`backend`]). Decoding is strict: input over the type's size limit, trailing
 //! bytes and non-canonical input (anything that does not re-encode to the same bytes) are
 //! refused with a typed [`CodecError`]. Golden vectors in `tests/vectors/` pin the format.
 
@@ -10,6 +11,15 @@ use bincode::config::{Configuration, Fixint, Limit, LittleEndian};
 use crate::limits;
 
 pub use bincode::{Decode, Encode};
+
+/// The encoding library's traits, modules and macro that the `Encode` and `Decode` derives expand
+/// to, and that hand-written `Decode` impls name (`backend::de::Decoder`,
+/// `backend::error::DecodeError`, `backend::impl_borrow_decode!`). A derive outside this crate
+/// points at it with `#[bincode(crate = "chorus_chain::codec::backend")]` (the derive's helper
+/// attribute carries the library's name), so no other crate depends on the library.
+pub mod backend {
+    pub use bincode::{BorrowDecode, Decode, Encode, de, enc, error, impl_borrow_decode};
+}
 
 type Config = Configuration<LittleEndian, Fixint, Limit<{ limits::DECODE_BYTES_MAX as usize }>>;
 
@@ -55,7 +65,7 @@ pub fn decode<T: Canonical>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, read) = bincode::decode_from_slice::<T, _>(bytes, CONFIG)
         .map_err(|error| CodecError::Malformed { what, reason: error.to_string() })?;
     if read != bytes.len() {
-        return Err(CodecError::TrailingBytes { what, trailing_bytes: bytes.len() - read });
+        return Err(CodecError::TrailingBytes { what, trailing_bytes: bytes.len().saturating_sub(read) });
     }
     // Re-encode and compare: catches every form bincode accepts but would not produce.
     if encode(&value) != bytes {

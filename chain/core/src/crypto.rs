@@ -21,7 +21,6 @@
 
 use std::fmt;
 
-use bincode::{Decode, Encode};
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
@@ -29,6 +28,8 @@ use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::codec::{Decode, Encode};
+use crate::limits;
 use crate::primitives::Hash;
 
 /// Human-readable prefix of addresses.
@@ -218,6 +219,18 @@ const FIELD_MODULUS_LE: [u8; 32] = {
     p
 };
 
+/// `y = 1` and `y = -1 = p - 1`, little endian: the two points with `x = 0`.
+const ONE_LE: [u8; 32] = {
+    let mut one = [0; 32];
+    one[0] = 1;
+    one
+};
+const MINUS_ONE_LE: [u8; 32] = {
+    let mut minus_one = FIELD_MODULUS_LE;
+    minus_one[0] -= 1;
+    minus_one
+};
+
 fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
     let mut y = *bytes;
     let sign = y[31] >> 7;
@@ -228,12 +241,8 @@ fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
     if !below_modulus {
         return false;
     }
-    let mut one = [0u8; 32];
-    one[0] = 1;
-    let mut minus_one = FIELD_MODULUS_LE;
-    minus_one[0] -= 1;
     // x = 0 exactly when y = 1 or y = -1; its sign bit must then be clear.
-    !(sign == 1 && (y == one || y == minus_one))
+    !(sign == 1 && (y == ONE_LE || y == MINUS_ONE_LE))
 }
 
 fn prepare(item: &SignedItem<'_>) -> Result<Prepared, SignatureError> {
@@ -303,8 +312,9 @@ fn batch_equation_holds(items: &[SignedItem<'_>], prepared: &[Prepared]) -> bool
     }
     let seed: [u8; 32] = transcript.finalize().into();
 
-    let mut scalars = Vec::with_capacity(2 * prepared.len() + 1);
-    let mut points = Vec::with_capacity(2 * prepared.len() + 1);
+    let n_terms = prepared.len().saturating_mul(2).saturating_add(1);
+    let mut scalars = Vec::with_capacity(n_terms);
+    let mut points = Vec::with_capacity(n_terms);
     let mut s_sum = Scalar::ZERO;
     for (index, part) in prepared.iter().enumerate() {
         let mut hasher = Sha256::new();
@@ -325,27 +335,30 @@ fn batch_equation_holds(items: &[SignedItem<'_>], prepared: &[Prepared]) -> bool
     EdwardsPoint::vartime_multiscalar_mul(scalars, points).mul_by_cofactor().is_identity()
 }
 
-/// Checks many signatures using all cores: the batch is cut into one chunk per thread.
+/// Checks many signatures using all cores: the batch is cut into one chunk per thread, of at
+/// most [`limits::SIGNATURE_BATCH_CHUNK_MAX`] signatures.
 pub fn verify_batch_parallel(items: &[SignedItem<'_>]) -> Result<(), BatchError> {
     use rayon::prelude::*;
     let n_threads = rayon::current_num_threads().max(1);
     let chunk_len = items.len().div_ceil(n_threads).max(1);
-    let chunk_len = chunk_len.min(BATCH_CHUNK_MAX);
+    let chunk_len = chunk_len.min(limits::SIGNATURE_BATCH_CHUNK_MAX as usize);
     items
         .par_chunks(chunk_len)
         .enumerate()
         .map(|(chunk_idx, chunk)| {
-            verify_batch(chunk).map_err(|error| BatchError { index: chunk_idx * chunk_len + error.index, ..error })
+            verify_batch(chunk).map_err(|error| {
+                let index = chunk_idx
+                    .checked_mul(chunk_len)
+                    .and_then(|start| start.checked_add(error.index))
+                    .expect("invariant: the position of an item of `items` fits a usize");
+                BatchError { index, ..error }
+            })
         })
         .collect::<Vec<_>>()
         .into_iter()
         .find_map(Result::err)
         .map_or(Ok(()), Err)
 }
-
-/// Largest chunk handed to one multiscalar multiplication; past about a thousand points the
-/// per-signature cost stops falling while memory keeps growing.
-const BATCH_CHUNK_MAX: usize = 1024;
 
 /// The hash of `message` under `tag`, which is what Chorus signs: signatures cover a
 /// domain-separated 32-byte digest, never raw encodings.

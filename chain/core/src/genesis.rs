@@ -2,8 +2,8 @@
 //!
 //! A genesis names the chain, its start time, the consensus engine schedule (which engine runs
 //! from which height), the economic parameters and the initial accounts. [`Genesis::from_json`]
-//! and [`Genesis::from_file`] parse and then [`Genesis::validate`]; a [`Genesis`] obtained from
-//! them upholds these invariants:
+//! parses and then [`Genesis::validate`]s; a [`Genesis`] obtained from it upholds these
+//! invariants:
 //!
 //! - the engine schedule has 1 to [`limits::ENGINE_SCHEDULE_MAX`] entries, the first starts at
 //!   height 0 and start heights strictly ascend, so [`Genesis::engine_at`] always has an answer;
@@ -17,16 +17,15 @@
 //! Every error names the field it is about as a path into the JSON document
 //! (`engines[1].engine.pos.validators[0].peer_id`), and says what was expected. Unknown fields
 //! are refused everywhere, so a mistyped name is an error rather than a silent default.
-//! Validation is deterministic: ordered collections only, no floats.
+//! Validation is deterministic: ordered collections only, no floats. Reading the file is the
+//! node's job (this crate does no I/O); it hands the bytes to [`Genesis::from_json`].
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::codec::{Decode, Encode, backend};
 use crate::crypto::Address;
 use crate::limits;
 use crate::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
@@ -39,8 +38,6 @@ const BASE58BTC_ALPHABET: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmn
 /// Why a genesis file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GenesisError {
-    #[error("cannot read genesis file {}: {reason}", path.display())]
-    Io { path: PathBuf, reason: String },
     #[error("genesis file is {size_bytes} bytes, expected at most {} bytes", limits::GENESIS_BYTES_MAX)]
     TooLarge { size_bytes: u64 },
     #[error("genesis field {field}: {reason}")]
@@ -116,14 +113,14 @@ impl<'de> Deserialize<'de> for PeerIdText {
 }
 
 impl<Context> Decode<Context> for PeerIdText {
-    fn decode<D: bincode::de::Decoder<Context = Context>>(
+    fn decode<D: backend::de::Decoder<Context = Context>>(
         decoder: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
+    ) -> Result<Self, backend::error::DecodeError> {
         let text = String::decode(decoder)?;
-        PeerIdText::new(&text).map_err(|error| bincode::error::DecodeError::OtherString(error.to_string()))
+        PeerIdText::new(&text).map_err(|error| backend::error::DecodeError::OtherString(error.to_string()))
     }
 }
-bincode::impl_borrow_decode!(PeerIdText);
+backend::impl_borrow_decode!(PeerIdText);
 
 /// A PoS validator or DPoS delegate.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
@@ -270,20 +267,6 @@ impl Genesis {
         Ok(genesis)
     }
 
-    /// Reads, parses and validates a genesis file of at most [`limits::GENESIS_BYTES_MAX`] bytes.
-    pub fn from_file(path: &Path) -> Result<Genesis, GenesisError> {
-        let io_error = |error: std::io::Error| GenesisError::Io { path: path.to_owned(), reason: error.to_string() };
-        let file = std::fs::File::open(path).map_err(io_error)?;
-        let size_bytes = file.metadata().map_err(io_error)?.len();
-        if size_bytes > limits::GENESIS_BYTES_MAX {
-            return Err(GenesisError::TooLarge { size_bytes });
-        }
-        // The file may grow after the check: read one byte past the limit at most.
-        let mut bytes = Vec::with_capacity(usize::try_from(size_bytes).unwrap_or(0));
-        file.take(limits::GENESIS_BYTES_MAX + 1).read_to_end(&mut bytes).map_err(io_error)?;
-        Genesis::from_json(&bytes)
-    }
-
     /// The genesis as indented JSON, in the form [`Genesis::from_json`] reads.
     pub fn to_json_pretty(&self) -> String {
         serde_json::to_string_pretty(self)
@@ -336,19 +319,22 @@ fn json_error(field: String, error: &serde_json::Error) -> GenesisError {
 
 fn validate_schedule(engines: &[EngineEntry]) -> Result<(), GenesisError> {
     check_count("engines", engines.len(), limits::ENGINE_SCHEDULE_MAX, "engine schedule entries")?;
-    if engines[0].from_height != Height::GENESIS {
+    // check_count refused an empty schedule.
+    if let Some(first) = engines.first()
+        && first.from_height != Height::GENESIS
+    {
         return Err(invalid(
             "engines[0].from_height",
-            format!("expected 0 (the first engine must run from genesis), got {}", engines[0].from_height),
+            format!("expected 0 (the first engine must run from genesis), got {}", first.from_height),
         ));
     }
-    for (index, pair) in engines.windows(2).enumerate() {
-        if pair[1].from_height <= pair[0].from_height {
+    for (index, (earlier, later)) in engines.iter().zip(engines.iter().skip(1)).enumerate() {
+        if later.from_height <= earlier.from_height {
             return Err(invalid(
-                format!("engines[{}].from_height", index + 1),
+                format!("engines[{}].from_height", index.saturating_add(1)),
                 format!(
                     "expected a height above engines[{index}].from_height ({}), got {}",
-                    pair[0].from_height, pair[1].from_height
+                    earlier.from_height, later.from_height
                 ),
             ));
         }
@@ -877,26 +863,5 @@ mod tests {
             format!("{p}.members[1].address")
         );
         assert_eq!(invalid_field(|g| raft(g).members[1].peer_id = peer('N')), format!("{p}.members[1].peer_id"));
-    }
-
-    #[test]
-    fn from_file_reads_checks_size_and_names_path() {
-        let dir = std::env::temp_dir().join(format!("chorus-genesis-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let good = dir.join("genesis.json");
-        std::fs::write(&good, example_json()).expect("write");
-        assert_eq!(Genesis::from_file(&good), Ok(example()));
-
-        let missing = dir.join("missing.json");
-        match Genesis::from_file(&missing) {
-            Err(error @ GenesisError::Io { .. }) => assert!(error.to_string().contains("missing.json"), "{error}"),
-            other => panic!("expected an Io error, got {other:?}"),
-        }
-
-        let big = dir.join("big.json");
-        let file = std::fs::File::create(&big).expect("create");
-        file.set_len(limits::GENESIS_BYTES_MAX + 1).expect("sparse file");
-        assert_eq!(Genesis::from_file(&big), Err(GenesisError::TooLarge { size_bytes: limits::GENESIS_BYTES_MAX + 1 }));
-        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

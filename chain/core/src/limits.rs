@@ -92,6 +92,20 @@ pub const BLOCK_FUTURE_DRIFT_MS_MAX: u64 = 15_000;
 /// Chain-work entries a PoW engine keeps in memory; the rest are read from its records.
 pub const WORK_CACHE_ENTRIES_MAX: u32 = 20_000;
 
+/// The PoW retarget moves the target by at most this factor per block, either way: bounds what
+/// manipulated timestamps can do to the difficulty.
+pub const RETARGET_STEP_FACTOR_MAX: u64 = 4;
+
+/// Shortest interval between two refreshes of a PoW mining template (a later timestamp, newer
+/// transactions): a genesis with a very short block time must not turn the refresh timer into
+/// a busy loop.
+pub const MINING_REFRESH_INTERVAL_MS_MIN: u64 = 100;
+
+/// Most signatures in one batch verification (one multiscalar multiplication): past about a
+/// thousand points the per-signature cost stops falling while memory keeps growing. Larger
+/// batches are cut into chunks of at most this many.
+pub const SIGNATURE_BATCH_CHUNK_MAX: u32 = 1024;
+
 /// Transactions one node's mempool holds: about 30 blocks' worth at a typical 300 per block,
 /// and with `MEMPOOL_BYTES_MAX` what a flood of submissions can make a node keep.
 pub const MEMPOOL_TXS_MAX: u32 = 50_000;
@@ -153,6 +167,37 @@ pub const DRIVER_EVENTS_PER_INPUT_MAX: u32 = 10_000;
 /// Blocks found invalid that the store remembers (hash and reason), so a peer repeating one
 /// costs a lookup, not an execution.
 pub const INVALID_BLOCKS_REMEMBERED_MAX: u32 = 10_000;
+
+// --- stored values (`chain::state` and `chorus-store`; fixed-width encodings) ---
+
+/// Largest encoded state key: an enum tag (4 bytes) and at most one address or hash (32).
+pub const STATE_KEY_BYTES_MAX: u32 = 64;
+
+/// Largest encoded account: balance, nonce and stake (40 bytes), up to `UNBONDING_ENTRIES_MAX`
+/// unbonding entries (24 bytes each) and `VOTE_DELEGATES_MAX` approved delegates (32 bytes
+/// each) with their two 8-byte length prefixes: under 2 KiB today, so a raise of either limit
+/// has room before an account could outgrow what the store decodes.
+pub const ACCOUNT_BYTES_MAX: u32 = 8 * 1024;
+
+/// Largest encoded delegate record: its registration height and received vote weight (24 bytes).
+pub const DELEGATE_BYTES_MAX: u32 = 64;
+
+/// Encoded size of the record of a slashed offence: the height it was slashed at.
+pub const OFFENCE_RECORD_BYTES_MAX: u32 = 8;
+
+/// Encoded size of the state's record of its own position: its height.
+pub const STATE_META_BYTES_MAX: u32 = 8;
+
+/// Largest encoded transaction-index entry: height, block hash and index in the block (44 bytes).
+pub const TX_LOCATION_BYTES_MAX: u32 = 48;
+
+/// Files RocksDB keeps open at once. With the node's sockets (peers, pending inbound connections,
+/// RPC connections) it stays under the 1,024 descriptors a default soft limit allows.
+pub const STORE_OPEN_FILES_MAX: u32 = 512;
+
+/// Bytes a column family's memtable holds before RocksDB flushes it to disk; memtable memory is
+/// bounded by this times the number of column families and memtables RocksDB keeps per family.
+pub const STORE_WRITE_BUFFER_BYTES_MAX: u32 = 64 * 1024 * 1024;
 
 // --- p2p (the `chorus-p2p` service) ---
 
@@ -233,6 +278,12 @@ pub const MINED_BLOCKS_QUEUED_MAX: u32 = 4;
 pub const RPC_CALLS_PER_SEC_MAX: u32 = 2_000;
 pub const RPC_CALL_BURST_MAX: u32 = 4_000;
 
+// --- wallet (`chorus`) ---
+
+/// Largest key file the wallet reads, checked before reading it: an encrypted key file is under
+/// 1 KiB, and a larger file is refused as damaged.
+pub const KEY_FILE_BYTES_MAX: u64 = 64 * 1024;
+
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);
@@ -247,3 +298,17 @@ const _: () = assert!(SYNC_RANGES_PER_PEER_MAX <= SYNC_RANGES_AHEAD_MAX);
 const _: () = assert!(PEERS_INBOUND_MAX < PEERS_MAX);
 const _: () =
     assert!(SYNC_REQUEST_BYTES_MAX >= 16 + 32 * SYNC_LOCATOR_HASHES_MAX, "a full locator fits a sync request");
+const _: () = assert!(RETARGET_STEP_FACTOR_MAX >= 1, "the retarget clamp's lower end stays below its upper end");
+const _: () = assert!(SIGNATURE_BATCH_CHUNK_MAX >= 1, "a batch chunk holds at least one signature");
+const _: () = assert!(4 + 32 <= STATE_KEY_BYTES_MAX, "a tag and an address or hash fit a state key");
+const _: () = assert!(
+    16 + 8 + 16 + (8 + 24 * UNBONDING_ENTRIES_MAX) + (8 + 32 * VOTE_DELEGATES_MAX) <= ACCOUNT_BYTES_MAX,
+    "an account with every unbonding entry and a full vote fits"
+);
+const _: () = assert!(8 + 16 <= DELEGATE_BYTES_MAX, "a height and an amount fit a delegate record");
+const _: () = assert!(8 + 32 + 4 <= TX_LOCATION_BYTES_MAX, "a height, a hash and an index fit a tx location");
+const _: () = assert!(
+    STORE_OPEN_FILES_MAX + PEERS_MAX + CONNECTIONS_PENDING_INBOUND_MAX + RPC_CONNECTIONS_MAX < 1024,
+    "the store's files and the node's sockets fit a 1,024-descriptor soft limit"
+);
+const _: () = assert!(STORE_OPEN_FILES_MAX <= i32::MAX as u32, "RocksDB takes the open-file limit as an i32");

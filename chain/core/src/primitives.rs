@@ -5,10 +5,10 @@
 
 use std::fmt;
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
+use crate::codec::{Decode, Encode, backend};
 use crate::limits;
 
 /// Arithmetic that left its type's range.
@@ -124,8 +124,11 @@ impl Amount {
     /// `self * permille / 1000`, rounded down.
     pub fn permille(self, permille: u16) -> Amount {
         let permille = u128::from(permille.min(1000));
-        // (a / 1000) * p + (a % 1000) * p / 1000 cannot overflow for p <= 1000.
-        Amount((self.0 / 1000) * permille + (self.0 % 1000) * permille / 1000)
+        // (a / 1000) * p + (a % 1000) * p / 1000 cannot overflow for p <= 1000: the first term
+        // is at most a - a % 1000, the second at most a % 1000.
+        let whole = (self.0 / 1000).checked_mul(permille).expect("invariant: (a / 1000) * p <= a for p <= 1000");
+        let rest = (self.0 % 1000).checked_mul(permille).expect("invariant: below 1000 * 1000") / 1000;
+        Amount(whole.checked_add(rest).expect("invariant: the sum is at most a for p <= 1000"))
     }
 }
 
@@ -280,14 +283,14 @@ impl fmt::Debug for ChainId {
 }
 
 impl<Context> Decode<Context> for ChainId {
-    fn decode<D: bincode::de::Decoder<Context = Context>>(
+    fn decode<D: backend::de::Decoder<Context = Context>>(
         decoder: &mut D,
-    ) -> Result<Self, bincode::error::DecodeError> {
+    ) -> Result<Self, backend::error::DecodeError> {
         let name = String::decode(decoder)?;
-        ChainId::new(&name).map_err(|error| bincode::error::DecodeError::OtherString(error.to_string()))
+        ChainId::new(&name).map_err(|error| backend::error::DecodeError::OtherString(error.to_string()))
     }
 }
-bincode::impl_borrow_decode!(ChainId);
+backend::impl_borrow_decode!(ChainId);
 
 impl<'de> Deserialize<'de> for ChainId {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

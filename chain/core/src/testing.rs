@@ -63,6 +63,7 @@ impl Rng {
 
     /// A value in `0..n`.
     pub fn below(&mut self, n: u32) -> u32 {
-        u32::try_from(self.next_u64() % u64::from(n.max(1))).expect("invariant: below n <= u32::MAX")
+        let value = self.next_u64().checked_rem(u64::from(n.max(1))).expect("invariant: the divisor is at least 1");
+        u32::try_from(value).expect("invariant: below n <= u32::MAX")
     }
 }

@@ -6,12 +6,11 @@
 
 use std::collections::BTreeSet;
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-use crate::block::Header;
-use crate::codec::{self, Canonical};
+use crate::codec::{self, Canonical, Decode, Encode};
 use crate::crypto::{self, Address, Signature};
+use crate::header::Header;
 use crate::limits;
 use crate::primitives::{Amount, ChainId, Hash, Height};
 

@@ -9,8 +9,9 @@
 
 use std::fmt;
 
-use crate::block::{Block, Header};
+use crate::block::Block;
 use crate::codec::{self, Canonical, Decode, Encode};
+use crate::header::Header;
 use crate::limits;
 use crate::primitives::{Hash, Height};
 

@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use chorus_chain::block::{Block, Body, Header, Seal};
+use chorus_chain::block::{Block, Body};
 use chorus_chain::codec::{self, Canonical};
+use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state::memory::MemoryState;
 use chorus_chain::testing::{self, key};

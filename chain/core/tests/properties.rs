@@ -1,8 +1,9 @@
 //! Property tests: encode/decode round trips, and no decoder panics on any input.
 
-use chorus_chain::block::{Block, Header, Seal};
+use chorus_chain::block::Block;
 use chorus_chain::codec::{self, Canonical, CodecError};
 use chorus_chain::crypto::{Address, Signature};
+use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::{Amount, ChainId, Hash, Height, Timestamp};
 use chorus_chain::state::{Account, StateKey, Unbonding};
 use chorus_chain::tx::{Evidence, SignedTransaction, Transaction, TxKind, Vote};

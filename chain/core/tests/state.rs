@@ -1,9 +1,10 @@
 //! The state machine: every transaction kind, fees and rewards, unbonding, vote weights,
 //! slashing, and whole-block rejection, run on the in-memory state.
 
-use chorus_chain::block::{Block, Header, Seal};
+use chorus_chain::block::Block;
 use chorus_chain::crypto::{Address, SecretKey};
 use chorus_chain::genesis::Genesis;
+use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state::memory::MemoryState;
 use chorus_chain::state::{self, Account, BlockError, BlockTemplate, TxRejection};

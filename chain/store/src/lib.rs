@@ -23,12 +23,13 @@ mod schema;
 use std::path::Path;
 use std::sync::Arc;
 
-use chorus_chain::block::{self, Block, Header};
+use chorus_chain::block::{self, Block};
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::Genesis;
+use chorus_chain::header::Header;
 use chorus_chain::limits;
-use chorus_chain::primitives::{Hash, Height};
+use chorus_chain::primitives::{BlockCount, Hash, Height};
 use chorus_chain::state::tree::{self, StateProof, TreeError};
 use chorus_chain::state::{
     self, Account, BlockError, BlockOutcome, Delegate, ReadError, StateChange, StateKey, StateRead,
@@ -164,7 +165,7 @@ impl Store {
         }
         store.genesis_hash = store.meta_hash(MetaKey::GenesisHash)?;
         store.head_hash = store.meta_hash(MetaKey::Head)?;
-        store.head = store.block(&store.head_hash)?.ok_or_else(|| damaged("head block is missing"))?.header;
+        store.head = store.required_block(&store.head_hash, || "head block is missing".to_owned())?.header;
         Ok(store)
     }
 
@@ -364,8 +365,17 @@ impl Store {
         StoreError::Invalid { hash, error }
     }
 
+    /// Writes an applied block and makes it the head. Callers have checked that it builds on
+    /// the head (`NotOnHead`) and `apply_block` that its height is the next one.
     fn commit_block(&mut self, block: &Block, outcome: &BlockOutcome) -> Result<(), StoreError> {
         let hash = block.hash();
+        // Paired with rollback_head's: the head moves up by exactly this block, before any write.
+        assert_eq!(block.header.parent, self.head_hash, "a committed block {hash} builds on the head");
+        assert_eq!(
+            self.head.height.next(),
+            Some(block.header.height),
+            "a committed block {hash} is one above the head"
+        );
         let mut batch = WriteBatch::default();
         let node_keys =
             self.put_block_effects(&mut batch, block, &outcome.changes, &outcome.tree_batch, &outcome.tx_hashes);
@@ -455,15 +465,26 @@ impl Store {
     /// such and the previous chain is restored.
     pub fn reorg_to(&mut self, target: Hash) -> Result<HeadChange, StoreError> {
         // Hashes only: a deep reorg must not hold thousands of blocks in memory.
-        let (ancestor_height, branch) = self.branch_to(target)?;
-        let old_branch = self.canonical_range(ancestor_height, self.head.height)?;
+        let (ancestor, ancestor_height, branch) = self.branch_to(target)?;
+        let (old_head_hash, old_height) = (self.head_hash, self.head.height);
+        let old_branch = self.canonical_range(ancestor_height, old_height)?;
+        // The canonical index and the head must agree; if not, the store is damaged.
+        if old_branch.last().copied().unwrap_or(ancestor) != old_head_hash {
+            return Err(damaged(format!("the canonical index at height {old_height} is not the head {old_head_hash}")));
+        }
         let mut change = HeadChange::default();
         while self.head.height > ancestor_height {
             change.rolled_back.push(self.head_hash);
             self.rollback_head()?;
         }
+        if self.head_hash != ancestor {
+            return Err(damaged(format!(
+                "rolling back to height {ancestor_height} reached {}, the canonical index has {ancestor}",
+                self.head_hash
+            )));
+        }
         for (index, hash) in branch.iter().enumerate() {
-            let block = self.block(hash)?.ok_or_else(|| damaged(format!("branch block {hash} vanished")))?;
+            let block = self.required_block(hash, || format!("branch block {hash} vanished"))?;
             let error = match self.import_block(&block) {
                 Ok(()) => {
                     change.applied.push(*hash);
@@ -473,11 +494,14 @@ impl Store {
                 Err(other) => return Err(other),
             };
             self.restore_branch(ancestor_height, &old_branch)?;
+            assert_eq!(self.head_hash, old_head_hash, "a failed reorg puts the old chain back");
             // The invalid block and its descendants can never be connected: bad input leaves
             // nothing on disk.
             self.discard_side_blocks(branch.get(index..).unwrap_or_default())?;
             return Err(StoreError::ReorgFailed { target, failed: *hash, error, head: self.head_hash });
         }
+        assert_eq!(self.head_hash, target, "a reorg that did not fail ends at its target");
+        assert_reorg_heights(old_height, ancestor_height, &change, self.head.height);
         Ok(change)
     }
 
@@ -497,9 +521,10 @@ impl Store {
         Ok(())
     }
 
-    /// The hashes from the common ancestor (exclusive) to `target` (inclusive), oldest first,
-    /// and the ancestor's height.
-    fn branch_to(&self, target: Hash) -> Result<(Height, Vec<Hash>), StoreError> {
+    /// The common ancestor of the head and `target` (the fork point: on the current chain, and
+    /// `target` or one of its ancestors), its height, and the hashes from it (exclusive) to
+    /// `target` (inclusive), oldest first.
+    fn branch_to(&self, target: Hash) -> Result<(Hash, Height, Vec<Hash>), StoreError> {
         let mut branch = Vec::new();
         let mut cursor = target;
         loop {
@@ -511,7 +536,7 @@ impl Store {
                     return Err(StoreError::ReorgTooDeep { target, depth });
                 }
                 branch.reverse();
-                return Ok((ancestor_height, branch));
+                return Ok((cursor, ancestor_height, branch));
             }
             if branch.len() > limits::REORG_DEPTH_MAX as usize {
                 return Err(StoreError::ReorgTooDeep { target, depth: branch.len() as u64 });
@@ -538,7 +563,7 @@ impl Store {
             self.rollback_head()?;
         }
         for hash in branch {
-            let block = self.block(hash)?.ok_or_else(|| damaged(format!("old branch block {hash} vanished")))?;
+            let block = self.required_block(hash, || format!("old branch block {hash} vanished"))?;
             self.import_block(&block)
                 .map_err(|error| damaged(format!("re-applying a block that was valid: {error}")))?;
         }
@@ -560,9 +585,14 @@ impl Store {
             .ok_or_else(|| damaged(format!("no undo record for {hash}")))?;
         let undo: UndoRecord =
             codec::decode(&undo_bytes).map_err(|error| damaged(format!("undo record of {hash}: {error}")))?;
-        let block = self.block(&hash)?.ok_or_else(|| damaged(format!("head block {hash} is missing")))?;
-        let parent =
-            self.block(&block.header.parent)?.ok_or_else(|| damaged(format!("parent of {hash} is missing")))?;
+        let block = self.required_block(&hash, || format!("head block {hash} is missing"))?;
+        let parent = self.required_block(&block.header.parent, || format!("parent of {hash} is missing"))?;
+        if parent.header.height.next() != Some(height) {
+            return Err(damaged(format!(
+                "parent {} of block {hash} at height {height} is at height {}",
+                block.header.parent, parent.header.height
+            )));
+        }
 
         let mut batch = WriteBatch::default();
         let version = height.get();
@@ -594,7 +624,21 @@ impl Store {
         }
         self.head = parent.header;
         self.head_hash = block.header.parent;
+        // Paired with commit_block's: the head moved down by exactly the rolled-back block.
+        assert_eq!(self.head.hash(), self.head_hash, "rollback moved the head to the rolled-back block's parent");
+        assert_eq!(self.head.height.next(), Some(height), "rollback moved the head down by one block");
         Ok(())
+    }
+
+    /// A block the store's own records name: missing, or stored under a hash that is not its
+    /// own, the store is damaged (`missing` describes the first case).
+    fn required_block(&self, hash: &Hash, missing: impl FnOnce() -> String) -> Result<Block, StoreError> {
+        let block = self.block(hash)?.ok_or_else(|| damaged(missing()))?;
+        let stored = block.hash();
+        if stored != *hash {
+            return Err(damaged(format!("the block stored under {hash} is block {stored}")));
+        }
+        Ok(block)
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
@@ -613,6 +657,24 @@ impl Store {
         let bytes = self.get_meta(key)?.ok_or_else(|| damaged(format!("meta entry {key:?} is missing")))?;
         Ok(Hash(bytes.try_into().map_err(|_| damaged(format!("meta entry {key:?} is not 32 bytes")))?))
     }
+}
+
+/// Asserts that a reorg moved the head by exactly its blocks, through one fork point: down from
+/// `old_height` to `fork_height` one block per rollback, then up to `new_height` one block per
+/// block applied (so old height - rolled back + applied = new height).
+fn assert_reorg_heights(old_height: Height, fork_height: Height, change: &HeadChange, new_height: Height) {
+    let rolled_back = BlockCount(u64::try_from(change.rolled_back.len()).expect("invariant: a usize fits a u64"));
+    let applied = BlockCount(u64::try_from(change.applied.len()).expect("invariant: a usize fits a u64"));
+    assert_eq!(
+        old_height.since(fork_height),
+        Some(rolled_back),
+        "a reorg from height {old_height} rolls back to the fork point at {fork_height}"
+    );
+    assert_eq!(
+        new_height.since(fork_height),
+        Some(applied),
+        "a reorg to height {new_height} applies blocks from the fork point at {fork_height}"
+    );
 }
 
 /// The store as the state machine sees it: the head state and the tree, through the caches.

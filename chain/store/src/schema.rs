@@ -14,8 +14,7 @@
 
 use std::path::Path;
 
-use bincode::{Decode, Encode};
-use chorus_chain::codec::Canonical;
+use chorus_chain::codec::{Canonical, Decode, Encode};
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height};
 use jmt::storage::{Node, NodeKey};
@@ -89,6 +88,7 @@ impl MetaKey {
 
 /// Where a transaction sits on the current chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
 pub struct TxLocation {
     pub height: Height,
     pub block_hash: Hash,
@@ -96,12 +96,13 @@ pub struct TxLocation {
 }
 
 impl Canonical for TxLocation {
-    const BYTES_MAX: u32 = 48;
+    const BYTES_MAX: u32 = limits::TX_LOCATION_BYTES_MAX;
 }
 
 /// What rolling a block back needs: the old value of every entry it changed (`None`: the
 /// entry did not exist) and the tree nodes it wrote.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
 pub(crate) struct UndoRecord {
     pub(crate) changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     pub(crate) node_keys: Vec<Vec<u8>>,
@@ -115,9 +116,11 @@ pub(crate) fn open_db(path: &Path) -> Result<DB, StoreError> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
-    options.set_max_open_files(512);
+    options.set_max_open_files(
+        i32::try_from(limits::STORE_OPEN_FILES_MAX).expect("invariant: limits asserts it fits an i32"),
+    );
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    options.set_write_buffer_size(64 * 1024 * 1024);
+    options.set_write_buffer_size(limits::STORE_WRITE_BUFFER_BYTES_MAX as usize);
     options.increase_parallelism(2);
     let descriptors = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), options.clone()));
     DB::open_cf_descriptors(&options, path, descriptors).map_err(|error| {

@@ -376,3 +376,10 @@ fn engine_records_and_side_headers_survive_a_reopen() {
     assert_eq!(store.header(&Hash([9; 32])).unwrap(), None);
     assert_eq!(store.head_hash(), genesis_block.hash(), "side blocks do not move the head");
 }
+
+#[test]
+fn tx_location_fits_its_limit() {
+    let location = TxLocation { height: Height::new(u64::MAX), block_hash: Hash([7; 32]), index: u32::MAX };
+    assert_eq!(codec::encode(&location).len(), 8 + 32 + 4);
+    assert!(codec::encode(&location).len() <= limits::TX_LOCATION_BYTES_MAX as usize);
+}

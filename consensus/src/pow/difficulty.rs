@@ -2,8 +2,9 @@
 //! only; a target is a 256-bit big-endian number and a header meets it when its hash, read the
 //! same way, is at most the target.
 
-use chorus_chain::block::{Header, Seal};
 use chorus_chain::genesis::PowConfig;
+use chorus_chain::header::{Header, Seal};
+use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Timestamp};
 
 // The macros expand to operator impls that panic on overflow; this module only calls the
@@ -47,10 +48,6 @@ use wide::{U512, narrow_saturating, widen};
 /// Blocks whose timestamps form the median a new block must exceed.
 pub const MEDIAN_TIME_BLOCKS: usize = 11;
 
-/// The retarget moves the target by at most this factor per block, either way: bounds what
-/// manipulated timestamps can do to the difficulty.
-pub const RETARGET_STEP_FACTOR_MAX: u64 = 4;
-
 pub fn target_value(target: &Hash) -> U256 {
     U256::from_big_endian(&target.0)
 }
@@ -91,7 +88,7 @@ pub fn header_target(header: &Header, config: &PowConfig) -> Hash {
 /// `window` is the parent and up to `retarget_window_blocks` of its ancestors, oldest first.
 /// With `n` intervals (n + 1 headers), the new target is the mean target of the last `n`
 /// headers scaled by the time they took over the time they should have taken (`n` block
-/// times), the factor clamped to [1/RETARGET_STEP_FACTOR_MAX, RETARGET_STEP_FACTOR_MAX]. The
+/// times), the factor clamped to `1/F ..= F` for `F` = [`limits::RETARGET_STEP_FACTOR_MAX`]. The
 /// window moves every block, so the difficulty follows the hash rate within a window. Fewer
 /// than two intervals keep the genesis target.
 pub fn next_target(config: &PowConfig, window: &[Header]) -> Hash {
@@ -109,11 +106,10 @@ pub fn next_target(config: &PowConfig, window: &[Header]) -> Hash {
     let mean = sum.checked_div(U512::from(intervals)).unwrap_or_default();
 
     let expected_ms = intervals.saturating_mul(config.target_block_time_ms).max(1);
-    let actual_ms = last
-        .timestamp
-        .as_millis()
-        .saturating_sub(first.timestamp.as_millis())
-        .clamp((expected_ms / RETARGET_STEP_FACTOR_MAX).max(1), expected_ms.saturating_mul(RETARGET_STEP_FACTOR_MAX));
+    let actual_ms = last.timestamp.as_millis().saturating_sub(first.timestamp.as_millis()).clamp(
+        (expected_ms / limits::RETARGET_STEP_FACTOR_MAX).max(1),
+        expected_ms.saturating_mul(limits::RETARGET_STEP_FACTOR_MAX),
+    );
     let scaled = mean.saturating_mul(U512::from(actual_ms)).checked_div(U512::from(expected_ms)).unwrap_or_default();
     let capped = narrow_saturating(scaled);
     to_hash(capped.max(U256::one()))

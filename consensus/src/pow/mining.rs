@@ -4,8 +4,8 @@
 //! holding it is the same for all nonces: [`Grinder`] absorbs them once (the midstate) and hashes
 //! only the tail per nonce.
 
-use chorus_chain::block::{Header, Seal};
 use chorus_chain::codec;
+use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::Hash;
 use sha2::{Digest, Sha256};
 

@@ -9,7 +9,8 @@
 //! template on its head ([`Action::Propose`]), seals the built block with the target, and has the
 //! miner search nonces ([`Action::StartMining`]); a better head stops the search at once
 //! ([`Action::StopMining`]) and starts a new template. Templates are refreshed every block time
-//! so new transactions and a fresh timestamp get in.
+//! (at most every `limits::MINING_REFRESH_INTERVAL_MS_MIN`) so new transactions and a fresh
+//! timestamp get in.
 
 pub mod difficulty;
 pub mod mining;
@@ -17,9 +18,10 @@ pub mod mining;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chorus_chain::block::{Block, Header, Seal};
+use chorus_chain::block::Block;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::PowConfig;
+use chorus_chain::header::{Header, Seal};
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 
@@ -248,7 +250,7 @@ impl PowEngine {
     /// A fresh template now and the next refresh in a block time (mining nodes only).
     fn refresh(&self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
         if self.coinbase.is_some() {
-            let interval_ms = self.config.target_block_time_ms.max(100);
+            let interval_ms = self.config.target_block_time_ms.max(limits::MINING_REFRESH_INTERVAL_MS_MIN);
             let at = Timestamp::from_millis(now.as_millis().saturating_add(interval_ms));
             actions.push(Action::SetTimer { timer: REFRESH_TIMER, at });
         }

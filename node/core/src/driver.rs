@@ -17,8 +17,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use chorus_chain::block::{Block, Header};
+use chorus_chain::block::Block;
 use chorus_chain::genesis::Genesis;
+use chorus_chain::header::Header;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::{self, BlockError, BlockTemplate, ReadError, StateRead};

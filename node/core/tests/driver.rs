@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use chorus_chain::block::{Block, Seal};
+use chorus_chain::block::Block;
 use chorus_chain::genesis::Genesis;
+use chorus_chain::header::Seal;
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::testing;
 use chorus_chain::tx::TxKind;

@@ -27,10 +27,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use chorus_chain::block::{Block, Seal};
+use chorus_chain::block::Block;
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::{EngineConfig, Genesis};
+use chorus_chain::header::Seal;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state;

@@ -9,31 +9,21 @@
 //! - A block with one invalid transaction is invalid as a whole; nothing of it is kept.
 //! - Every block writes [`StateKey::Meta`], so every version of the tree has a root.
 //! - Delegate vote weights always equal the sum of the current stakes of their voters.
-//! - Deterministic: ordered maps only, checked integer arithmetic only (enforced below).
-
-#![cfg_attr(
-    not(test),
-    deny(
-        clippy::unwrap_used,
-        clippy::indexing_slicing,
-        clippy::arithmetic_side_effects,
-        clippy::float_arithmetic,
-        clippy::panic
-    )
-)]
+//! - Deterministic: ordered maps only, checked integer arithmetic only (enforced by the
+//!   crate-wide lints in `lib.rs`).
 
 pub mod memory;
 pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bincode::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 
-use crate::block::{self, Block, BlockShapeError, Header};
-use crate::codec::{self, Canonical, CodecError};
+use crate::block::{self, Block, BlockShapeError};
+use crate::codec::{self, Canonical, CodecError, Decode, Encode};
 use crate::crypto::Address;
 use crate::genesis::Genesis;
+use crate::header::{Header, Seal};
 use crate::limits;
 use crate::primitives::{Amount, ArithError, Hash, Height};
 use crate::tx::{Evidence, SignedTransaction, TxKind};
@@ -54,7 +44,7 @@ pub enum StateKey {
 }
 
 impl Canonical for StateKey {
-    const BYTES_MAX: u32 = 64;
+    const BYTES_MAX: u32 = limits::STATE_KEY_BYTES_MAX;
 }
 
 impl StateKey {
@@ -76,7 +66,7 @@ pub struct Account {
 }
 
 impl Canonical for Account {
-    const BYTES_MAX: u32 = 8 * 1024;
+    const BYTES_MAX: u32 = limits::ACCOUNT_BYTES_MAX;
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -93,7 +83,7 @@ pub struct Delegate {
 }
 
 impl Canonical for Delegate {
-    const BYTES_MAX: u32 = 64;
+    const BYTES_MAX: u32 = limits::DELEGATE_BYTES_MAX;
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
@@ -109,7 +99,7 @@ struct OffenceRecord {
 }
 
 impl Canonical for OffenceRecord {
-    const BYTES_MAX: u32 = 8;
+    const BYTES_MAX: u32 = limits::OFFENCE_RECORD_BYTES_MAX;
 }
 
 /// The state's record of its own position.
@@ -119,7 +109,7 @@ pub struct Meta {
 }
 
 impl Canonical for Meta {
-    const BYTES_MAX: u32 = 8;
+    const BYTES_MAX: u32 = limits::STATE_META_BYTES_MAX;
 }
 
 /// The storage could not produce a value (I/O failure or a damaged store).
@@ -639,7 +629,7 @@ pub fn genesis_block(genesis: &Genesis, state_root: Hash) -> Block {
             votes_root: body.votes_root(),
             state_root,
             proposer: Address([0; 32]),
-            seal: block::Seal::None,
+            seal: Seal::None,
         },
         body,
     }
@@ -667,7 +657,7 @@ where
             votes_root: body.votes_root(),
             state_root: Hash::ZERO,
             proposer: template.proposer,
-            seal: block::Seal::None,
+            seal: Seal::None,
         },
         body,
     };
@@ -684,4 +674,46 @@ pub struct BlockTemplate {
     pub votes: Vec<crate::tx::Vote>,
     pub proposer: Address,
     pub timestamp: crate::primitives::Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sizes `limits` gives for stored values are the sizes their encodings have.
+    #[test]
+    fn stored_values_at_their_largest_fit_their_limits() {
+        let address = Address([7; 32]);
+        let account = Account {
+            balance: Amount::MAX,
+            nonce: u64::MAX,
+            stake: Amount::MAX,
+            unbonding: vec![
+                Unbonding { amount: Amount::MAX, release_at: Height::new(u64::MAX) };
+                limits::UNBONDING_ENTRIES_MAX as usize
+            ],
+            votes: vec![address; limits::VOTE_DELEGATES_MAX as usize],
+        };
+        let account_bytes = codec::encode(&account).len();
+        assert_eq!(account_bytes, 16 + 8 + 16 + (8 + 24 * 32) + (8 + 32 * 30));
+        assert!(account_bytes <= limits::ACCOUNT_BYTES_MAX as usize);
+        assert_eq!(codec::decode::<Account>(&codec::encode(&account)), Ok(account));
+
+        for key in [
+            StateKey::Account(address),
+            StateKey::Delegate(address),
+            StateKey::Unbonding(Height::new(u64::MAX)),
+            StateKey::Offence(Hash([7; 32])),
+            StateKey::Config,
+            StateKey::Meta,
+        ] {
+            assert!(key.encode().len() <= limits::STATE_KEY_BYTES_MAX as usize, "{key:?}");
+        }
+        let delegate = Delegate { registered_at: Height::new(u64::MAX), votes_received: Amount::MAX };
+        assert_eq!(codec::encode(&delegate).len(), 24);
+        let offence = OffenceRecord { slashed_at: Height::new(u64::MAX) };
+        assert_eq!(codec::encode(&offence).len(), limits::OFFENCE_RECORD_BYTES_MAX as usize);
+        let meta = Meta { height: Height::new(u64::MAX) };
+        assert_eq!(codec::encode(&meta).len(), limits::STATE_META_BYTES_MAX as usize);
+    }
 }
