@@ -538,13 +538,7 @@ impl Sim {
         let settle_until = self.now_ms + SETTLE_MS;
         while self.now_ms < settle_until && self.violations.is_empty() && self.step() {}
         self.final_checks();
-        let head_height = self
-            .nodes
-            .iter()
-            .filter_map(|node| node.node.as_ref())
-            .map(|node| node.driver().store().head().height.get())
-            .max()
-            .unwrap_or(0);
+        let head_height = self.highest_head();
         SimReport {
             seed: self.config.seed,
             violations: self.violations,
@@ -732,17 +726,20 @@ impl Sim {
         true
     }
 
-    /// Starts the late node once some node's chain is [`LATE_JOIN_HEIGHT`] high.
-    fn join_late_node(&mut self, time_bytes: &[u8]) {
-        let Some(late) = self.late else { return };
-        let highest = self
-            .nodes
+    /// The highest head among the running nodes.
+    fn highest_head(&self) -> u64 {
+        self.nodes
             .iter()
             .filter_map(|node| node.node.as_ref())
             .map(|node| node.driver().store().head().height.get())
             .max()
-            .unwrap_or(0);
-        if highest >= LATE_JOIN_HEIGHT {
+            .unwrap_or(0)
+    }
+
+    /// Starts the late node once some node's chain is [`LATE_JOIN_HEIGHT`] high.
+    fn join_late_node(&mut self, time_bytes: &[u8]) {
+        let Some(late) = self.late else { return };
+        if self.highest_head() >= LATE_JOIN_HEIGHT {
             self.late = None;
             self.record(&[b"late", time_bytes, &[late as u8]]);
             self.boot(late);
