@@ -69,14 +69,18 @@ fn status_of_oversize_post(addr: std::net::SocketAddr) -> u16 {
     String::from_utf8_lossy(&response).split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
 
+/// [`chorus_testnet::eventually`] within [`WAIT`]; a failure shows `node`'s log.
 fn eventually<T>(what: &str, node: &Chorusd, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", node.log());
-        std::thread::sleep(Duration::from_millis(100));
+    chorus_testnet::eventually(what, WAIT, || check().ok_or(NotYet(node)))
+}
+
+/// Why a wait goes on: the check did not hold. Displayed (so the node's log is read) only in
+/// the failure's message.
+struct NotYet<'a>(&'a Chorusd);
+
+impl std::fmt::Display for NotYet<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the check did not hold; log:\n{}", self.0.log())
     }
 }
 
