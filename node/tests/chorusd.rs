@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 /// Upper bound for anything a test waits for; polling ends as soon as it holds.
 const WAIT: Duration = Duration::from_secs(90);
+/// How long a PoW dev node's finality subscription is watched for silence: two block times.
+const FINALITY_SILENCE: Duration = Duration::from_secs(2);
 
 /// Starts `chorusd ARGS`, its log in a numbered file in `log_dir`.
 fn start(args: &[&str], log_dir: &Path) -> Chorusd {
@@ -219,6 +221,7 @@ fn bad_rpc_input_gets_its_documented_code_and_the_node_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_subscription_delivers_new_heads_in_order() {
+    use futures::FutureExt;
     use jsonrpsee::core::client::SubscriptionClientT;
     use jsonrpsee::rpc_params;
 
@@ -232,8 +235,7 @@ async fn head_subscription_delivers_new_heads_in_order() {
         .subscribe::<Value, _>("chain_subscribeHeads", rpc_params![], "chain_unsubscribeHeads")
         .await
         .expect("subscribe");
-    // PoW never finalizes: the subscription is accepted and stays silent.
-    let _finals = client
+    let mut finals = client
         .subscribe::<Value, _>("chain_subscribeFinalized", rpc_params![], "chain_unsubscribeFinalized")
         .await
         .expect("subscribe to finality");
@@ -247,6 +249,14 @@ async fn head_subscription_delivers_new_heads_in_order() {
         }
         previous = Some(height);
     }
+    // PoW's no-finality guarantee: a block is only ever buried deeper, never final. While the
+    // heads above advanced (and for two block times more), the finality subscription stays
+    // open and says nothing; a notification sent meanwhile would be waiting in it now.
+    let silence = tokio::time::timeout(FINALITY_SILENCE, finals.next()).await;
+    assert!(silence.is_err(), "a PoW node finalized a block or closed the subscription: {silence:?}");
+    let head = tokio::time::timeout(WAIT, heads.next()).await.expect("a head in time").expect("open").expect("json");
+    assert!(head["height"].as_u64() > previous, "the chain went on meanwhile: {head}");
+    assert!(finals.next().now_or_never().is_none(), "the finality subscription is still open and silent");
 }
 
 fn run_args<'a>(genesis: &'a str, data_dir: &'a str, bootnodes: &[&'a str]) -> Vec<&'a str> {
