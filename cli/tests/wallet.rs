@@ -2,8 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use chorus_testnet::{Chorusd, Launch};
+use chorus_testnet::{Chorusd, Launch, eventually};
 use serde_json::Value;
 
 /// A `chorusd dev --tmp` process (stopped with SIGTERM when dropped, so it deletes its state),
@@ -172,16 +173,15 @@ fn stake_unstake_delegate_vote_and_a_verified_account() {
     // The unbonding period passes and the 400 return to the balance.
     let release = state["unbonding"][0]["releaseHeight"].as_u64().expect("release height");
     let balance_before: u128 = state["balance"].as_str().expect("balance").parse().expect("number");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    let released = loop {
+    let released = eventually(&format!("the release at height {release}"), Duration::from_secs(90), || {
         let state = account(&wallet);
         if state["height"].as_u64().unwrap_or(0) >= release && state["unbonding"].as_array().is_some_and(Vec::is_empty)
         {
-            break state;
+            Ok(state)
+        } else {
+            Err(state)
         }
-        assert!(std::time::Instant::now() < deadline, "no release by height {release}: {state}");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    });
     let balance_after: u128 = released["balance"].as_str().expect("balance").parse().expect("number");
     // dev3 is not the coinbase, so only the release moved its balance.
     assert_eq!(balance_after, balance_before + 400, "{released}");
@@ -195,11 +195,10 @@ fn stake_unstake_delegate_vote_and_a_verified_account() {
 
     assert_eq!(wallet.json(&["validators"], None)["engine"], "pow");
     // Proven locally against the state root of a block six deep.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while wallet.json(&["status"], None)["head"]["height"].as_u64().unwrap_or(0) < 8 {
-        assert!(std::time::Instant::now() < deadline, "the dev node mines");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    eventually("the dev node mines to height 8", Duration::from_secs(60), || {
+        let head = &wallet.json(&["status"], None)["head"];
+        if head["height"].as_u64().unwrap_or(0) >= 8 { Ok(()) } else { Err(format!("head {head}")) }
+    });
     let verified = wallet.json(&["account", &address, "--verify"], None);
     assert_eq!(verified["verified"], true, "{verified}");
 

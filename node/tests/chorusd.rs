@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 
 /// Upper bound for anything a test waits for; polling ends as soon as it holds.
 const WAIT: Duration = Duration::from_secs(90);
+/// How long a PoW dev node's finality subscription is watched for silence: two block times.
+const FINALITY_SILENCE: Duration = Duration::from_secs(2);
 
 /// Starts `chorusd ARGS`, its log in a numbered file in `log_dir`.
 fn start(args: &[&str], log_dir: &Path) -> Chorusd {
@@ -69,14 +71,18 @@ fn status_of_oversize_post(addr: std::net::SocketAddr) -> u16 {
     String::from_utf8_lossy(&response).split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
 }
 
+/// [`chorus_testnet::eventually`] within [`WAIT`]; a failure shows `node`'s log.
 fn eventually<T>(what: &str, node: &Chorusd, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; log:\n{}", node.log());
-        std::thread::sleep(Duration::from_millis(100));
+    chorus_testnet::eventually(what, WAIT, || check().ok_or(NotYet(node)))
+}
+
+/// Why a wait goes on: the check did not hold. Displayed (so the node's log is read) only in
+/// the failure's message.
+struct NotYet<'a>(&'a Chorusd);
+
+impl std::fmt::Display for NotYet<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the check did not hold; log:\n{}", self.0.log())
     }
 }
 
@@ -215,6 +221,7 @@ fn bad_rpc_input_gets_its_documented_code_and_the_node_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_subscription_delivers_new_heads_in_order() {
+    use futures::FutureExt;
     use jsonrpsee::core::client::SubscriptionClientT;
     use jsonrpsee::rpc_params;
 
@@ -228,8 +235,7 @@ async fn head_subscription_delivers_new_heads_in_order() {
         .subscribe::<Value, _>("chain_subscribeHeads", rpc_params![], "chain_unsubscribeHeads")
         .await
         .expect("subscribe");
-    // PoW never finalizes: the subscription is accepted and stays silent.
-    let _finals = client
+    let mut finals = client
         .subscribe::<Value, _>("chain_subscribeFinalized", rpc_params![], "chain_unsubscribeFinalized")
         .await
         .expect("subscribe to finality");
@@ -243,6 +249,14 @@ async fn head_subscription_delivers_new_heads_in_order() {
         }
         previous = Some(height);
     }
+    // PoW's no-finality guarantee: a block is only ever buried deeper, never final. While the
+    // heads above advanced (and for two block times more), the finality subscription stays
+    // open and says nothing; a notification sent meanwhile would be waiting in it now.
+    let silence = tokio::time::timeout(FINALITY_SILENCE, finals.next()).await;
+    assert!(silence.is_err(), "a PoW node finalized a block or closed the subscription: {silence:?}");
+    let head = tokio::time::timeout(WAIT, heads.next()).await.expect("a head in time").expect("open").expect("json");
+    assert!(head["height"].as_u64() > previous, "the chain went on meanwhile: {head}");
+    assert!(finals.next().now_or_never().is_none(), "the finality subscription is still open and silent");
 }
 
 fn run_args<'a>(genesis: &'a str, data_dir: &'a str, bootnodes: &[&'a str]) -> Vec<&'a str> {

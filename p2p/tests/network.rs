@@ -360,11 +360,13 @@ async fn raw_peer(target: &Multiaddr) -> RawSwarm {
         .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
         .build();
     swarm.dial(target.clone()).expect("dial");
-    loop {
-        if let SwarmEvent::ConnectionEstablished { .. } = swarm.select_next_some().await {
-            return swarm;
-        }
-    }
+    // Drives the swarm (it connects only while polled) until the connection is up.
+    tokio::time::timeout(WAIT, async {
+        while !matches!(swarm.select_next_some().await, SwarmEvent::ConnectionEstablished { .. }) {}
+    })
+    .await
+    .expect("a connection to the target in time");
+    swarm
 }
 
 /// Sends one raw request and returns the raw answer, or `None` if the exchange failed.

@@ -136,20 +136,18 @@ fn answer(chain: &[Block], request: &SyncRequest) -> SyncResponse {
     }
 }
 
-/// Polls `check` until it returns `Some`, for at most [`WAIT`].
+/// Polls `check` until it returns `Some`, for at most [`WAIT`], with the harness's bounded
+/// wait ([`chorus_testnet::eventually_async`]).
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    chorus_testnet::eventually_async(what, WAIT, || {
+        let check = check();
+        async move { check.await.ok_or("the check did not hold") }
+    })
+    .await
 }
 
 pub async fn connected(handle: &NetworkHandle) -> Vec<PeerId> {

@@ -9,12 +9,15 @@
 //! - [`testnet`]: [`Testnet`], N nodes on one genesis made by `chorusd key`/`genesis`, with
 //!   funded accounts, a `chorus` wallet over them, and the checks.
 //! - [`load`]: [`Load`], signed transfers at a steady rate from a background thread.
+//! - [`poll`]: [`eventually`] (and [`eventually_async`]), the bounded wait every check and
+//!   test polls with.
 //!
 //! On a failed test (a panic while a [`Testnet`] is alive) each node's log tail is printed and
 //! the directory is kept for inspection.
 #![forbid(unsafe_code)]
 
 pub mod load;
+pub mod poll;
 pub mod process;
 pub mod rpc;
 pub mod testnet;
@@ -22,6 +25,7 @@ pub mod testnet;
 use std::path::{Path, PathBuf};
 
 pub use load::{Load, LoadReport};
+pub use poll::{eventually, eventually_async};
 pub use process::{Chorusd, Launch};
 pub use rpc::{CallError, Rpc};
 pub use testnet::{Testnet, TestnetBuilder, Wallet};

@@ -10,7 +10,7 @@ use std::cell::OnceCell;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chorus_chain::genesis::PeerIdText;
 use chorus_chain::primitives::{ChainId, Hash, Height};
@@ -19,13 +19,12 @@ use serde_json::Value;
 
 use crate::Binaries;
 use crate::load::{Load, Route};
+use crate::poll;
 use crate::process::{Chorusd, Launch};
 use crate::rpc::{BlockRef, Head, Rpc};
 
 /// The default bound on every wait; checks return as soon as they hold.
 pub const WAIT: Duration = Duration::from_secs(90);
-/// How often a check polls.
-const POLL: Duration = Duration::from_millis(100);
 /// Log lines printed per node when a test fails.
 const LOG_TAIL_LINES: usize = 40;
 /// The balance of each funded account.
@@ -376,14 +375,13 @@ impl Testnet {
         self.nodes.iter().position(|slot| slot.peer_id == *peer_id).map(|i| i + 1)
     }
 
-    /// Polls `check` until it returns Ok, at most the wait bound; panics with `what` and the
-    /// last reason it gave.
+    /// Polls `check` with [`poll::eventually`] until it returns Ok, at most the wait bound;
+    /// panics with `what` and the last reason it gave.
     /// A node that should be running has exited (crashed), which fails the check at once.
     pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut(&Testnet) -> Result<T, String>) -> T {
-        let deadline = Instant::now() + self.wait;
-        loop {
+        poll::eventually(what, self.wait, || {
             let reason = match check(self) {
-                Ok(value) => return value,
+                Ok(value) => return Ok(value),
                 Err(reason) => reason,
             };
             for (i, slot) in self.nodes.iter().enumerate() {
@@ -391,9 +389,8 @@ impl Testnet {
                     panic!("{what}: node {} exited unexpectedly ({exit}); last: {reason}", i + 1);
                 }
             }
-            assert!(Instant::now() < deadline, "{what}: not reached within {:?}; last: {reason}", self.wait);
-            std::thread::sleep(POLL);
-        }
+            Err(reason)
+        })
     }
 
     /// Check: every live node is connected to every other live node.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use chorus_testnet::{Binaries, Rpc, Wallet};
+use chorus_testnet::{Binaries, Rpc, Wallet, eventually};
 use serde_json::Value;
 
 /// A testnet made by the script in a temporary directory.
@@ -98,22 +98,20 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
     let sent =
         testnet.chorus(rpc(2), &["transfer", "--from", "funded1", "--to", "funded2", "--amount", "77", "--wait"]);
     let hash = sent["hash"].as_str().expect("hash").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while testnet.chorus(rpc(3), &["tx", &hash])["status"] != "included" {
-        assert!(Instant::now() < deadline, "node 3 never saw {hash}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(&format!("node 3 including {hash}"), Duration::from_secs(90), || {
+        let status = testnet.chorus(rpc(3), &["tx", &hash]);
+        if status["status"] == "included" { Ok(()) } else { Err(status) }
+    });
 
     // Kill node 2 outright; restarted, it catches up with node 1.
     testnet.ok(&["kill", "2"]);
     assert_eq!(rows(&testnet.ok(&["status"]))[1][7], "-", "node 2 is down");
     testnet.ok(&["restart", "2"]);
     let target = testnet.chorus(rpc(1), &["status"])["head"]["height"].as_u64().expect("height");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while testnet.chorus(rpc(2), &["status"])["head"]["height"].as_u64().expect("height") < target {
-        assert!(Instant::now() < deadline, "node 2 did not catch up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(&format!("node 2 catching up to {target}"), Duration::from_secs(90), || {
+        let height = testnet.chorus(rpc(2), &["status"])["head"]["height"].as_u64().expect("height");
+        if height >= target { Ok(()) } else { Err(format!("node 2 at {height}")) }
+    });
 
     // Stopped, it keeps its data and starts again on it.
     testnet.ok(&["stop"]);
@@ -139,39 +137,40 @@ fn run_sh_partition_and_heal_converge_on_one_chain() {
     let peers = |k: u16| testnet.chorus(rpc(k), &["status"])["peers"].as_u64().expect("peers");
 
     testnet.ok(&["partition", "1", "2,3"]);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while peers(1) != 0 || peers(2) != 1 {
-        assert!(Instant::now() < deadline, "the partition did not take");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // One bound for the partition to take and both sides to grow on it.
+    let partitioned = Instant::now();
+    let partition_wait = Duration::from_secs(90);
+    eventually("the partition to take", partition_wait, || match (peers(1), peers(2)) {
+        (0, 1) => Ok(()),
+        (one, two) => Err(format!("node 1 has {one} peers, node 2 has {two}")),
+    });
     // A node restarted in a partition stays on its side (node 1 is alone on its own): checked
     // all the while both sides mine on, each growing a few blocks of its own.
     testnet.ok(&["restart", "1"]);
-    let split = head(1)["height"].as_u64().expect("height").max(head(2)["height"].as_u64().expect("height"));
-    while head(1)["height"].as_u64().expect("height") < split + 3
-        || head(2)["height"].as_u64().expect("height") < split + 3
-    {
+    let height = |k: u16| head(k)["height"].as_u64().expect("height");
+    let split = height(1).max(height(2));
+    eventually("both sides mining on", partition_wait.saturating_sub(partitioned.elapsed()), || {
+        let heights = (height(1), height(2));
         assert_eq!(peers(1), 0, "the restarted node 1 rejoined the other side");
-        assert!(Instant::now() < deadline, "the sides stopped mining");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        if heights.0 >= split + 3 && heights.1 >= split + 3 {
+            Ok(())
+        } else {
+            Err(format!("heights {heights:?}, split at {split}"))
+        }
+    });
 
     testnet.ok(&["heal"]);
     // Converged: every node has the same block at a height all of them have passed.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let heights: Vec<u64> = (1..=3).map(|k| head(k)["height"].as_u64().expect("height")).collect();
+    eventually("convergence after the heal", Duration::from_secs(120), || {
+        let heights: Vec<u64> = (1..=3).map(height).collect();
         let common = heights.iter().min().copied().unwrap_or(0).saturating_sub(1);
         let hashes: Vec<Value> =
             (1..=3).map(|k| testnet.chorus(rpc(k), &["block", &common.to_string()])["hash"].clone()).collect();
         if common > split + 3 && hashes.iter().all(|hash| *hash == hashes[0]) && (1..=3).all(|k| peers(k) == 2) {
             // The same block hash commits to the same state root: every account agrees.
-            break;
+            Ok(())
+        } else {
+            Err(format!("heights {heights:?}, hashes at {common}: {hashes:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no convergence after the heal: heights {heights:?}, hashes at {common}: {hashes:?}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    });
 }
