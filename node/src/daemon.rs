@@ -90,7 +90,7 @@ pub struct AccountInfo {
 #[derive(Debug, Clone)]
 pub struct StatusInfo {
     pub engine: &'static str,
-    pub chain_id: String,
+    pub chain_id: chorus_chain::primitives::ChainId,
     pub min_tx_fee: chorus_chain::primitives::Amount,
     pub head: HeadInfo,
     pub finalized: Option<(Height, Hash)>,
@@ -404,7 +404,7 @@ impl Core {
                 let store = driver.store();
                 let _ = reply.send(StatusInfo {
                     engine: driver.engine().name(),
-                    chain_id: store.genesis().chain_id.to_string(),
+                    chain_id: store.genesis().chain_id.clone(),
                     min_tx_fee: store.genesis().params.min_tx_fee,
                     head,
                     finalized: driver.finalized(),

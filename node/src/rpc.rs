@@ -269,8 +269,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             context.net.peers().await.map_err(|error| rpc_error(ErrorCode::NodeUnavailable, error.to_string()))?;
         Ok(wire::NodeStatus {
             engine: status.engine.to_owned(),
-            chain_id: ChainId::new(&status.chain_id)
-                .expect("invariant: the daemon reports its genesis's ChainId as text, which parses back"),
+            chain_id: status.chain_id,
             min_tx_fee: status.min_tx_fee,
             peer_id: wire_peer_id(&context.net.local_peer_id()),
             n_peers: peers.connected.len() as u64,
