@@ -270,6 +270,12 @@ pub trait Engine: Send + fmt::Debug {
     /// The last final block, for engines with finality; `None` for PoW.
     fn finalized(&self) -> Option<(Height, Hash)>;
 
+    /// The checks a header passes without its parent or any state (PoW: its hash meets a
+    /// target no easier than the genesis limit). The node runs them before it holds a block
+    /// whose parent it lacks, so what it holds cost its sender something; a failure is the
+    /// sender's fault.
+    fn check_header_alone(&self, header: &Header) -> Result<(), EngineError>;
+
     /// The weight its fork choice gives the chain ending at the stored block `hash`, as a
     /// big-endian 256-bit number (PoW: the chain's cumulative work); `None` for engines that
     /// do not choose between chains by a weight.

@@ -133,6 +133,29 @@ pub const MEMPOOL_REPLACE_FEE_BUMP_PERMILLE: u16 = 100;
 /// Blocks with an unknown parent a node holds while it fetches their ancestors.
 pub const ORPHAN_BLOCKS_MAX: u32 = 256;
 
+/// The orphans' bytes together: sixteen full blocks, not `ORPHAN_BLOCKS_MAX` of them (512 MiB).
+pub const ORPHAN_BYTES_MAX: u64 = 16 * BLOCK_BYTES_MAX as u64;
+
+/// Orphans from one peer at once; a peer that sends more displaces its own oldest, and when
+/// the pool is full the peer holding the most loses its oldest, so a flood from a few peers
+/// cannot push out what the others sent.
+pub const ORPHANS_PER_PEER_MAX: u32 = 16;
+
+/// How long an orphan waits for its ancestors: three sync request timeouts (20 s each in
+/// `chorusd`); an ancestry that has not arrived by then is fetched again when it matters.
+pub const ORPHAN_EXPIRY_MS: u64 = 60_000;
+
+/// Side-branch bytes (blocks stored that do not become the head) one peer may make a node
+/// store at once: eight full blocks, enough for a short fork race or a partition's branch of
+/// ordinary blocks. The allowance refills at `SIDE_BLOCK_BYTES_PER_PEER_PER_SEC`; beyond it a
+/// peer's side blocks are ignored (not stored, not blamed) until it refills.
+pub const SIDE_BLOCK_BYTES_PER_PEER_BURST: u64 = 8 * BLOCK_BYTES_MAX as u64;
+pub const SIDE_BLOCK_BYTES_PER_PEER_PER_SEC: u64 = 64 * 1024;
+
+/// Peers whose side-branch allowance is tracked; when full, the one with the most allowance
+/// left is forgotten (it is the one that would start full again).
+pub const SIDE_BLOCK_PEERS_TRACKED_MAX: u32 = 1_024;
+
 /// Blocks in one sync response; a response must fit a sync message (`BLOCK_BYTES_MAX` each
 /// at worst is the p2p layer's concern: it sends them one message each).
 pub const SYNC_BLOCKS_PER_RESPONSE_MAX: u32 = 64;
@@ -295,6 +318,9 @@ const _: () = assert!(GOSSIP_FRAME_BYTES_MAX > BLOCK_BYTES_MAX && GOSSIP_FRAME_B
 const _: () = assert!(SYNC_RESPONSE_BYTES_MAX > BLOCK_BYTES_MAX, "one block always fits a response");
 const _: () = assert!(SYNC_HEADERS_PER_RESPONSE_MAX * HEADER_BYTES_MAX < SYNC_RESPONSE_BYTES_MAX);
 const _: () = assert!(SYNC_RANGES_PER_PEER_MAX <= SYNC_RANGES_AHEAD_MAX);
+const _: () = assert!(ORPHAN_BYTES_MAX >= BLOCK_BYTES_MAX as u64, "one full block fits the orphan pool");
+const _: () = assert!(ORPHANS_PER_PEER_MAX >= 1 && ORPHANS_PER_PEER_MAX <= ORPHAN_BLOCKS_MAX);
+const _: () = assert!(SIDE_BLOCK_BYTES_PER_PEER_BURST >= BLOCK_BYTES_MAX as u64, "one full side block is allowed");
 const _: () = assert!(PEERS_INBOUND_MAX < PEERS_MAX);
 const _: () =
     assert!(SYNC_REQUEST_BYTES_MAX >= 16 + 32 * SYNC_LOCATOR_HASHES_MAX, "a full locator fits a sync request");

@@ -439,17 +439,21 @@ impl Store {
         node_keys
     }
 
-    /// Stores a block without connecting it (a side branch): its parent must be stored and its
-    /// body must match its header. Signatures and state are checked when it is connected.
+    /// Stores a block without connecting it (a side branch): its parent must be stored, and its
+    /// body must match its header and carry valid signatures (checked before anything is
+    /// written, so a side branch costs its sender real signatures, like a connected block).
+    /// State is checked when it is connected.
     pub fn store_block(&mut self, block: &Block) -> Result<(), StoreError> {
         let hash = block.hash();
         self.refuse_known_invalid(&hash)?;
         if self.contains_block(&hash)? {
             return Ok(());
         }
-        // A body that does not match its header is bad input and never reaches the disk.
-        block::check_body_matches_header(block)
-            .map_err(|error| StoreError::Invalid { hash, error: Arc::new(error.into()) })?;
+        // A body that does not match its header, or a bad signature, is bad input and never
+        // reaches the disk.
+        if let Err(error) = block::check_block_stateless(block, &self.genesis.chain_id) {
+            return Err(self.record_invalid(hash, error.into()));
+        }
         let parent =
             self.block(&block.header.parent)?.ok_or(StoreError::UnknownParent { hash, parent: block.header.parent })?;
         if parent.header.height.next() != Some(block.header.height) {

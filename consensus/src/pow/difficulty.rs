@@ -90,7 +90,9 @@ pub fn header_target(header: &Header, config: &PowConfig) -> Hash {
 /// headers scaled by the time they took over the time they should have taken (`n` block
 /// times), the factor clamped to `1/F ..= F` for `F` = [`limits::RETARGET_STEP_FACTOR_MAX`]. The
 /// window moves every block, so the difficulty follows the hash rate within a window. Fewer
-/// than two intervals keep the genesis target.
+/// than two intervals keep the genesis target, and no target is easier than the genesis one
+/// (Bitcoin's proof-of-work limit): without that floor, a side chain with spread-out timestamps
+/// would reach the easiest target and cost nothing to extend.
 pub fn next_target(config: &PowConfig, window: &[Header]) -> Hash {
     let (Some(first), Some(last)) = (window.first(), window.last()) else {
         return config.initial_target;
@@ -111,7 +113,7 @@ pub fn next_target(config: &PowConfig, window: &[Header]) -> Hash {
         expected_ms.saturating_mul(limits::RETARGET_STEP_FACTOR_MAX),
     );
     let scaled = mean.saturating_mul(U512::from(actual_ms)).checked_div(U512::from(expected_ms)).unwrap_or_default();
-    let capped = narrow_saturating(scaled);
+    let capped = narrow_saturating(scaled).min(target_value(&config.initial_target));
     to_hash(capped.max(U256::one()))
 }
 
@@ -178,7 +180,8 @@ mod tests {
     #[test]
     fn retarget_holds_on_time_and_scales_with_the_timespan() {
         let config = config();
-        let base = config.initial_target;
+        // Blocks sixteen times harder than genesis, so easing stays below the floor.
+        let base = hash_of(target_value(&config.initial_target) / 16);
         // 10 intervals over 10 target times keep the target.
         let on_time: Vec<u64> = (0..11).map(|index| index * 1_000).collect();
         assert_eq!(next_target(&config, &headers(&on_time, base)), base);
@@ -191,13 +194,20 @@ mod tests {
         let instant = vec![5; 11];
         assert_eq!(target_value(&next_target(&config, &headers(&instant, base))), target_value(&base) / 4);
         // Too little history keeps the genesis target.
-        assert_eq!(next_target(&config, &headers(&[0, 500], hash_of(U256::one()))), base);
+        assert_eq!(next_target(&config, &headers(&[0, 500], hash_of(U256::one()))), config.initial_target);
     }
 
     #[test]
-    fn retarget_saturates_at_the_easiest_target() {
-        let config = config();
+    fn retarget_never_goes_easier_than_the_genesis_target() {
+        let mut config = config();
         let slow: Vec<u64> = (0..11).map(|index| index * 100_000).collect();
+        // Blocks at the genesis target, far too slow: the target stays at the floor.
+        let base = config.initial_target;
+        assert_eq!(next_target(&config, &headers(&slow, base)), base);
+        // Blocks claiming the easiest target cannot drag the next one above the floor either.
+        assert_eq!(next_target(&config, &headers(&slow, Hash([0xff; 32]))), base);
+        // A genesis at the easiest target saturates there.
+        config.initial_target = Hash([0xff; 32]);
         assert_eq!(next_target(&config, &headers(&slow, Hash([0xff; 32]))), Hash([0xff; 32]));
     }
 

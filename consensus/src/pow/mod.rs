@@ -46,12 +46,20 @@ pub enum PowError {
         limits::BLOCK_FUTURE_DRIFT_MS_MAX
     )]
     TimestampInFuture { hash: Hash, timestamp_ms: u64, now_ms: u64 },
+    #[error("block {hash} claims target {target}, easier than the genesis limit {limit}")]
+    TargetAboveLimit { hash: Hash, target: Hash, limit: Hash },
+    #[error(
+        "block {hash} forks off below the reorg limit: its chain has less work than this node's chain had {} blocks below the head (height {horizon})",
+        limits::REORG_DEPTH_MAX
+    )]
+    BranchCannotWin { hash: Hash, horizon: Height },
 }
 
 impl PowError {
-    /// A block from the future may become valid later; everything else is the sender's fault.
+    /// A block from the future may become valid later, and a stale branch may have been valid
+    /// news to an honest sender; everything else is the sender's fault.
     pub fn is_peer_fault(&self) -> bool {
-        !matches!(self, PowError::TimestampInFuture { .. })
+        !matches!(self, PowError::TimestampInFuture { .. } | PowError::BranchCannotWin { .. })
     }
 }
 
@@ -191,11 +199,32 @@ impl PowEngine {
         }
         let work = self.check_header(chain, now, &block.header)?;
         let make_head = work > self.head_work(chain)?;
+        if !make_head {
+            self.check_could_win(chain, hash, work)?;
+        }
         actions.push(Action::Persist { key: work_key(&hash), value: work.to_big_endian().to_vec() });
         self.cache_work(hash, work);
         actions.push(Action::AddBlock { block: Arc::clone(&block), make_head });
         if from == Origin::Local {
             actions.push(Action::Broadcast(Outbound::Block(block)));
+        }
+        Ok(())
+    }
+
+    /// A side-branch block is stored only if its branch could still become the head: it must
+    /// have at least the work the current chain had at the reorg limit, below which no reorg
+    /// goes. Anything lighter forks off deeper and would only fill the disk.
+    fn check_could_win(&mut self, chain: &dyn ChainRead, hash: Hash, work: U256) -> Result<(), EngineError> {
+        let (head_hash, head) = chain.head();
+        let Some(horizon) = head.height.get().checked_sub(u64::from(limits::REORG_DEPTH_MAX)) else {
+            return Ok(()); // the whole chain is within the limit
+        };
+        let horizon = Height::new(horizon);
+        let horizon_hash = chain
+            .canonical_hash(horizon)?
+            .ok_or(ChainReadError::Missing { hash: head_hash, role: "the head's canonical ancestor at the reorg limit" })?;
+        if work < self.work_of(chain, &horizon_hash)? {
+            return Err(PowError::BranchCannotWin { hash, horizon }.into());
         }
         Ok(())
     }
@@ -211,7 +240,7 @@ impl PowEngine {
         if chain.header(&hash)?.is_some() {
             return Ok(());
         }
-        check_seal(&header)?;
+        check_seal_within_limit(&header, &self.config)?;
         actions.push(Action::FetchBlock { hash, from: Some(from) });
         Ok(())
     }
@@ -271,6 +300,17 @@ fn check_seal(header: &Header) -> Result<(Hash, Hash), PowError> {
     Ok((hash, target))
 }
 
+/// [`check_seal`] and the genesis limit: a header without its parent is worth holding only if
+/// it cost at least the work of the easiest target the chain allows.
+fn check_seal_within_limit(header: &Header, config: &PowConfig) -> Result<(), PowError> {
+    let (hash, target) = check_seal(header)?;
+    let limit = config.initial_target;
+    if difficulty::target_value(&target) > difficulty::target_value(&limit) {
+        return Err(PowError::TargetAboveLimit { hash, target, limit });
+    }
+    Ok(())
+}
+
 impl Engine for PowEngine {
     fn name(&self) -> &'static str {
         "pow"
@@ -307,6 +347,10 @@ impl Engine for PowEngine {
 
     fn finalized(&self) -> Option<(Height, Hash)> {
         None
+    }
+
+    fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {
+        Ok(check_seal_within_limit(header, &self.config)?)
     }
 
     fn chain_work(&mut self, chain: &dyn ChainRead, hash: &Hash) -> Result<Option<[u8; 32]>, EngineError> {

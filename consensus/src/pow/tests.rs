@@ -13,6 +13,8 @@ struct TestChain {
     headers: BTreeMap<Hash, Header>,
     records: BTreeMap<Vec<u8>, Vec<u8>>,
     head: Hash,
+    /// The head's ancestry by height (kept for chains that only grow at the head).
+    canonical: BTreeMap<Height, Hash>,
 }
 
 impl TestChain {
@@ -21,7 +23,13 @@ impl TestChain {
         genesis.engines[0].engine = chorus_chain::genesis::EngineConfig::Pow(config);
         let block = chorus_chain::state::genesis_block(&genesis, Hash::ZERO);
         let head = block.hash();
-        TestChain { genesis, headers: BTreeMap::from([(head, block.header)]), records: BTreeMap::new(), head }
+        TestChain {
+            genesis,
+            headers: BTreeMap::from([(head, block.header)]),
+            records: BTreeMap::new(),
+            head,
+            canonical: BTreeMap::from([(Height::GENESIS, head)]),
+        }
     }
 
     /// Executes the store-facing actions the way the driver would (without executing bodies).
@@ -35,6 +43,7 @@ impl TestChain {
                     self.headers.insert(block.hash(), block.header.clone());
                     if *make_head {
                         self.head = block.hash();
+                        self.canonical.insert(block.header.height, block.hash());
                     }
                 }
                 _ => {}
@@ -59,8 +68,8 @@ impl ChainRead for TestChain {
     fn header(&self, hash: &Hash) -> Result<Option<Header>, ChainReadError> {
         Ok(self.headers.get(hash).cloned())
     }
-    fn canonical_hash(&self, _height: Height) -> Result<Option<Hash>, ChainReadError> {
-        Ok(None)
+    fn canonical_hash(&self, height: Height) -> Result<Option<Hash>, ChainReadError> {
+        Ok(self.canonical.get(&height).filter(|hash| self.headers[*hash].height == height).copied())
     }
     fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
         Ok(self.records.get(key).cloned())
@@ -359,4 +368,60 @@ fn retarget_holds_the_block_time_and_recovers_from_hash_rate_changes() {
         eprintln!("{phase}: mean interval {mean} ms over 500 blocks");
         assert!(mean.abs_diff(target_ms) <= target_ms / 10, "{phase}: mean interval {mean} ms, target {target_ms} ms");
     }
+}
+
+#[test]
+fn a_side_block_is_stored_only_if_its_branch_could_still_win() {
+    let (mut engine, mut chain, _) = started(easy_config(), None);
+    let genesis = chain.head().1;
+    let t = genesis.timestamp.as_millis();
+    let step = |engine: &mut PowEngine, chain: &mut TestChain, header: Header| {
+        let now = Timestamp::from_millis(header.timestamp.as_millis());
+        let mut actions = Vec::new();
+        let result = engine.step(chain, now, Event::Block { from: peer(), block: block(header) }, &mut actions);
+        chain.apply(&actions);
+        result.map(|()| actions)
+    };
+    // A chain just past the reorg limit.
+    let mut parent = genesis.clone();
+    let length = u64::from(limits::REORG_DEPTH_MAX) + 2;
+    for height in 1..=length {
+        let header = child(&engine, &chain, &parent, t + height * 1_000, coinbase());
+        step(&mut engine, &mut chain, header.clone()).unwrap();
+        parent = header;
+    }
+    assert_eq!(chain.head().1.height, Height::new(length));
+
+    // A child of genesis forks below the limit: it can never become the head, so it is not
+    // stored, and an honest node may have relayed it, so nobody is blamed.
+    let now_ms = t + (length + 1) * 1_000;
+    let stale = child(&engine, &chain, &genesis, now_ms, testing::key(2).address());
+    let error = step(&mut engine, &mut chain, stale.clone()).unwrap_err();
+    assert!(matches!(error, EngineError::Pow(PowError::BranchCannotWin { horizon, .. }) if horizon == Height::new(2)));
+    assert!(!error.is_peer_fault());
+    assert!(!chain.headers.contains_key(&stale.hash()));
+
+    // A sibling of a block within the limit is stored as a side block.
+    let fork_parent = chain.headers[&chain.canonical[&Height::new(100)]].clone();
+    let side = child(&engine, &chain, &fork_parent, now_ms, testing::key(2).address());
+    let actions = step(&mut engine, &mut chain, side.clone()).unwrap();
+    assert!(actions.iter().any(|action| matches!(action, Action::AddBlock { make_head: false, .. })));
+    assert!(chain.headers.contains_key(&side.hash()));
+}
+
+#[test]
+fn a_header_alone_must_meet_a_target_within_the_genesis_limit() {
+    let (engine, chain, _) = started(easy_config(), None);
+    let genesis = chain.head().1;
+    let good = child(&engine, &chain, &genesis, genesis.timestamp.as_millis() + 1_000, coinbase());
+    engine.check_header_alone(&good).unwrap();
+    // Parentless and claiming the easiest target: it cost nothing, so it is refused on its own.
+    let free = child_of_header_with_nonce(Header {
+        parent: Hash([3; 32]),
+        seal: Seal::Pow { target: Hash([0xff; 32]), nonce: 0 },
+        ..good
+    });
+    let error = engine.check_header_alone(&free).unwrap_err();
+    assert!(matches!(error, EngineError::Pow(PowError::TargetAboveLimit { .. })), "{error}");
+    assert!(error.is_peer_fault());
 }

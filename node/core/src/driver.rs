@@ -10,14 +10,22 @@
 //! through [`Io`] and the time of each input; the simulator gives it simulated ones. The same
 //! code therefore runs in both.
 //!
-//! Blocks whose parent is not stored are held (bounded by `limits::ORPHAN_BLOCKS_MAX`) while
-//! their ancestors are fetched from the sender with a locator (`NetMessage::GetBlocks`); a peer
-//! answers with the blocks following the first locator hash on its chain.
+//! Blocks whose parent is not stored are held ([`Orphans`], once their header passes the engine's
+//! checks on its own) while their ancestors are fetched from the sender with a locator
+//! (`NetMessage::GetBlocks`); a peer answers with the blocks following the first locator hash on
+//! its chain.
+//!
+//! Side-branch blocks (stored without becoming the head) are what a peer can make every node
+//! keep on disk, so they are bounded: the engine stores only a branch that could still win
+//! (PoW: within the reorg limit's work), the store checks their signatures first, each peer has
+//! an allowance of side-branch bytes ([`Allowance`], `limits::SIDE_BLOCK_BYTES_PER_PEER_BURST`),
+//! and they are not relayed: only a block that joins the current chain is.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chorus_chain::block::Block;
+use chorus_chain::codec;
 use chorus_chain::genesis::Genesis;
 use chorus_chain::header::Header;
 use chorus_chain::limits;
@@ -30,7 +38,9 @@ use chorus_consensus::{
 };
 use chorus_store::{Store, StoreError};
 
+use crate::allowance::Allowance;
 use crate::mempool::{Mempool, MempoolError};
+use crate::orphans::Orphans;
 
 /// What nodes send each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,9 +208,10 @@ pub struct Driver {
     store: Store,
     engine: Box<dyn Engine>,
     mempool: Mempool,
-    /// Blocks waiting for their parent, by parent hash, with who sent them.
-    orphans: BTreeMap<Hash, Vec<(Arc<Block>, PeerId)>>,
-    orphan_count: usize,
+    /// Blocks waiting for their parent.
+    orphans: Orphans,
+    /// Side-branch bytes each peer may still make the node store.
+    side_blocks: Allowance,
     /// When each peer was last asked for blocks: one request per peer per
     /// `SYNC_REQUEST_INTERVAL_MS`, so a burst of orphans does not become a burst of requests.
     sync_requests: BTreeMap<PeerId, Timestamp>,
@@ -213,8 +224,12 @@ impl Driver {
             store,
             engine,
             mempool: Mempool::new(),
-            orphans: BTreeMap::new(),
-            orphan_count: 0,
+            orphans: Orphans::default(),
+            side_blocks: Allowance::new(
+                limits::SIDE_BLOCK_BYTES_PER_PEER_BURST,
+                limits::SIDE_BLOCK_BYTES_PER_PEER_PER_SEC,
+                limits::SIDE_BLOCK_PEERS_TRACKED_MAX,
+            ),
             sync_requests: BTreeMap::new(),
             finalized: None,
         }
@@ -235,6 +250,11 @@ impl Driver {
 
     pub fn mempool(&self) -> &Mempool {
         &self.mempool
+    }
+
+    /// The blocks waiting for their parent.
+    pub fn orphans(&self) -> &Orphans {
+        &self.orphans
     }
 
     /// The node starts on its store.
@@ -331,23 +351,26 @@ impl Driver {
             return Ok(Verdict::Ignore);
         }
         if !self.store.contains_block(&block.header.parent)? {
-            self.hold_orphan(block, from.clone());
+            // Held only if it cost its sender what the engine asks of any header.
+            if let Err(error) = self.engine.check_header_alone(&block.header) {
+                if !error.is_peer_fault() {
+                    return Ok(Verdict::Ignore);
+                }
+                io.penalize(from, Penalty::invalid(&error));
+                return Ok(Verdict::Reject);
+            }
+            let size_bytes = codec::encode(block.as_ref()).len() as u64;
+            self.orphans.hold(now, block, from.clone(), size_bytes);
             self.request_blocks(now, from, io)?;
             return Ok(Verdict::Ignore);
         }
-        self.run(now, Event::Block { from: Origin::Peer(from.clone()), block }, io)
-    }
-
-    fn hold_orphan(&mut self, block: Arc<Block>, from: PeerId) {
-        if self.orphan_count >= limits::ORPHAN_BLOCKS_MAX as usize {
-            // Full: drop the orphans waiting on the lowest parent hash (arbitrary but
-            // deterministic); the sync that follows fetches what is still needed.
-            if let Some((_, dropped)) = self.orphans.pop_first() {
-                self.orphan_count = self.orphan_count.saturating_sub(dropped.len());
-            }
+        let verdict = self.run(now, Event::Block { from: Origin::Peer(from.clone()), block: Arc::clone(&block) }, io)?;
+        // Relayed only if it joined the current chain: a side block that cannot be seen to win
+        // is not worth every node's bandwidth.
+        if verdict == Verdict::Accept && self.store.canonical_hash(block.header.height)? != Some(hash) {
+            return Ok(Verdict::Ignore);
         }
-        self.orphans.entry(block.header.parent).or_default().push((block, from));
-        self.orphan_count = self.orphan_count.saturating_add(1);
+        Ok(verdict)
     }
 
     /// Asks `peer` for the blocks after our chain, unless it was asked recently.
@@ -449,11 +472,34 @@ impl Driver {
                 other => event_peer(other),
             };
             let rejected_block = matches!(event, Event::BlockRejected { .. });
+            // A peer's block off the head's tip may end up stored as a side block: only within
+            // the peer's allowance, charged once it is stored off the current chain.
+            let side_block = match &event {
+                Event::Block { from: Origin::Peer(peer), block } if block.header.parent != self.store.head_hash() => {
+                    let size_bytes = codec::encode(block.as_ref()).len() as u64;
+                    if self.side_blocks.left(peer, now) < size_bytes {
+                        tracing::debug!(%peer, block = %block.hash(), "side-branch allowance used up: block ignored");
+                        if steps == 1 {
+                            verdict = Verdict::Ignore;
+                        }
+                        continue;
+                    }
+                    let known = self.store.contains_block(&block.hash())?;
+                    (!known).then(|| (peer.clone(), Arc::clone(block), size_bytes))
+                }
+                _ => None,
+            };
             let mut actions = Vec::new();
             let result = self.engine.step(&ChainView { store: &self.store }, now, event, &mut actions);
             let mut followups = Followups::default();
             for action in actions {
                 self.execute(action, io, &mut followups)?;
+            }
+            if let Some((peer, block, size_bytes)) = side_block {
+                let hash = block.hash();
+                if self.store.contains_block(&hash)? && self.store.canonical_hash(block.header.height)? != Some(hash) {
+                    self.side_blocks.charge(&peer, now, size_bytes);
+                }
             }
             for tx in followups.relay {
                 io.broadcast(NetMessage::Tx(Box::new(tx)));
@@ -562,11 +608,8 @@ impl Driver {
             }
         }
         // Orphans waiting on this block can now be judged.
-        if let Some(children) = self.orphans.remove(&hash) {
-            self.orphan_count = self.orphan_count.saturating_sub(children.len());
-            for (child, from) in children {
-                followups.released.push(Event::Block { from: Origin::Peer(from), block: child });
-            }
+        for (child, from) in self.orphans.take_children(&hash) {
+            followups.released.push(Event::Block { from: Origin::Peer(from), block: child });
         }
         Ok(())
     }

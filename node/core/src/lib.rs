@@ -3,6 +3,8 @@
 //! - [`driver`]: the loop that feeds the consensus engine and executes its actions against the
 //!   store, the mempool and an [`driver::Io`] handle (messages, timers, miner).
 //! - [`mempool`]: validated pending transactions, bounded, ordered by fee then nonce.
+//! - [`orphans`]: blocks waiting for their parent, bounded in count, bytes, per peer and time.
+//! - `allowance`: per-peer allowances that refill with time (side-branch bytes).
 //! - [`sync`]: range sync's plan (which heights to ask of which peer, the reorder buffer).
 //! - [`node`]: the [`Node`], the driver and range sync behind gossip topics and the sync
 //!   protocol: inputs with their time in, [`node::Effect`]s out.
@@ -23,9 +25,11 @@
     )
 )]
 
+mod allowance;
 pub mod driver;
 pub mod mempool;
 pub mod node;
+pub mod orphans;
 pub mod sync;
 
 pub use driver::{Driver, DriverError, Io, NetMessage, Outbox, Penalty, Timer, Verdict};

@@ -202,10 +202,19 @@ impl Node {
             self.finish_input(now);
             return Ok(Verdict::Reject(Misbehaviour::Undecodable));
         };
-        if let NetMessage::Block(block) = &message {
-            self.sync.on_peer_head(from.clone(), block.header.height);
-        }
+        // A block's height counts as the sender's head only once the block is stored (valid):
+        // a claim alone never steers range sync.
+        let block = match &message {
+            NetMessage::Block(block) => Some((block.hash(), block.header.height)),
+            _ => None,
+        };
         let verdict = self.on_peer_message(now, from, message);
+        if let Some((hash, height)) = block
+            && verdict.is_ok()
+            && self.driver.store().contains_block(&hash)?
+        {
+            self.sync.on_peer_head(from.clone(), height);
+        }
         let verdict = match verdict {
             Ok(driver::Verdict::Accept) => Ok(Verdict::Accept),
             Ok(driver::Verdict::Ignore) => Ok(Verdict::Ignore),
@@ -264,8 +273,10 @@ impl Node {
             SyncResponse::Block(Some(block)) => vec![NetMessage::Block(Arc::new(*block))],
             SyncResponse::Status { head, height } => {
                 self.sync.on_peer_head(peer.clone(), height);
-                // Far behind, range sync fetches; near, the driver's locator request does.
-                if self.sync.is_syncing(self.driver.store().head().height) {
+                // A peer more than a range ahead is fetched from by range sync; a nearer one by
+                // the driver's locator request. Decided per peer, so one peer's claim cannot
+                // keep the others' heads from the driver.
+                if self.sync.fetches_from(peer, self.driver.store().head().height) {
                     Vec::new()
                 } else {
                     vec![NetMessage::Status { head, height }]

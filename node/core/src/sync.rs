@@ -71,10 +71,15 @@ impl RangeSync {
 
     /// Whether the node is more than one range behind its best peer.
     pub fn is_syncing(&self, head: Height) -> bool {
-        self.target().is_some_and(|target| {
-            target.get() > head.get().saturating_add(u64::from(limits::SYNC_BLOCKS_PER_RESPONSE_MAX))
-        }) || !self.in_flight.is_empty()
+        self.target().is_some_and(|target| beyond_a_range(head, target))
+            || !self.in_flight.is_empty()
             || !self.ready.is_empty()
+    }
+
+    /// Whether range sync fetches from `peer`: its claim is more than one range above `head`.
+    /// Nearer peers are left to the driver's locator requests.
+    pub fn fetches_from(&self, peer: &PeerId, head: Height) -> bool {
+        self.peers.get(peer).is_some_and(|claim| beyond_a_range(head, *claim))
     }
 
     /// The requests to send now: `(peer, from, count)`, each range to a peer that has it,
@@ -135,7 +140,7 @@ impl RangeSync {
         let Some((_, count)) = self.in_flight.remove(&from) else { return };
         let got = u32::try_from(blocks.len()).unwrap_or(u32::MAX);
         if got == 0 {
-            self.peers.insert(peer, Height::new(from.saturating_sub(1)));
+            self.cut_claim(&peer, from);
             self.wanted.insert(from, count);
             return;
         }
@@ -145,11 +150,22 @@ impl RangeSync {
         self.ready.insert(from, (peer, blocks));
     }
 
-    /// A range's request failed: someone else gets it.
+    /// A range's request failed or timed out: someone else gets it, and the peer's claim falls
+    /// to below the range (its next status may raise it again), so a peer that claims a height
+    /// it cannot serve does not keep the node syncing towards it.
     pub fn on_failure(&mut self, peer: &PeerId, from: Height) {
         if let Some((owner, count)) = self.in_flight.remove(&from.get()) {
             debug_assert_eq!(&owner, peer);
             self.wanted.insert(from.get(), count);
+            self.cut_claim(peer, from.get());
+        }
+    }
+
+    /// `peer` could not serve the range starting at `from`: it is known to have at most the
+    /// heights below it.
+    fn cut_claim(&mut self, peer: &PeerId, from: u64) {
+        if let Some(claim) = self.peers.get_mut(peer) {
+            *claim = (*claim).min(Height::new(from.saturating_sub(1)));
         }
     }
 
@@ -188,6 +204,10 @@ impl RangeSync {
     pub fn busy_peers(&self) -> BTreeSet<PeerId> {
         self.in_flight.values().map(|(peer, _)| peer.clone()).collect()
     }
+}
+
+fn beyond_a_range(head: Height, height: Height) -> bool {
+    height.get() > head.get().saturating_add(u64::from(limits::SYNC_BLOCKS_PER_RESPONSE_MAX))
 }
 
 #[cfg(test)]
@@ -269,6 +289,34 @@ mod tests {
         // An empty answer: the peer lacks the range; it is not asked for it again.
         sync.on_blocks(b.clone(), Height::new(1), Vec::new());
         assert!(!sync.next_requests(head, 0).iter().any(|(peer, from, _)| *peer == b && *from == Height::new(1)));
+    }
+
+    #[test]
+    fn a_peer_claiming_the_last_height_it_cannot_serve_stops_nothing() {
+        let (liar, honest) = (PeerId::new("liar"), PeerId::new("honest"));
+        let mut sync = RangeSync::default();
+        sync.on_peer_head(liar.clone(), Height::new(u64::MAX));
+        sync.on_peer_head(honest.clone(), Height::new(12));
+        let head = Height::new(10);
+        assert!(sync.fetches_from(&liar, head) && !sync.fetches_from(&honest, head));
+        let requests = sync.next_requests(head, 0);
+        assert_eq!(requests.len(), limits::SYNC_RANGES_PER_PEER_MAX as usize);
+        assert!(requests.iter().all(|(peer, _, _)| *peer == liar), "only the liar claims those heights");
+        let progress = sync.progress(head, 1_000).expect("syncing");
+        assert_eq!((progress.target, progress.eta_secs), (Height::new(u64::MAX), None));
+        // Its requests time out: its claim falls to what it may have, and syncing stops.
+        for (peer, from, _) in &requests {
+            sync.on_failure(peer, *from);
+        }
+        assert!(!sync.is_syncing(head), "the claim fell to the node's own head");
+        assert!(sync.next_requests(head, 2_000).is_empty());
+        // Claimed again with its next status: one round of requests again, never a panic.
+        sync.on_peer_head(liar.clone(), Height::new(u64::MAX));
+        let again = sync.next_requests(head, 4_000);
+        assert!(!again.is_empty());
+        sync.on_blocks(liar.clone(), again[0].1, Vec::new());
+        sync.on_failure(&liar, again[1].1);
+        assert!(!sync.is_syncing(head));
     }
 
     #[test]
