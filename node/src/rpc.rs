@@ -632,7 +632,7 @@ fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
         MempoolError::NonceTooFarAhead { .. } => ErrorCode::TxNonceTooFarAhead,
         MempoolError::Duplicate { .. } => ErrorCode::TxDuplicate,
         MempoolError::ReplacementFeeTooLow { .. } => ErrorCode::TxReplacementFeeTooLow,
-        MempoolError::SenderFull { .. } => ErrorCode::TxSenderFull,
+        MempoolError::SenderFull { .. } | MempoolError::GapFull { .. } => ErrorCode::TxSenderFull,
         MempoolError::Full { .. } => ErrorCode::MempoolFull,
         MempoolError::InsufficientBalance { .. } => ErrorCode::TxInsufficientBalance,
         MempoolError::Read(_) => ErrorCode::NodeUnavailable,

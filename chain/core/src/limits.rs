@@ -130,6 +130,25 @@ pub const MEMPOOL_NONCE_GAP_MAX: u64 = 64;
 /// least this many permille higher: a replacement must pay for the bandwidth it costs.
 pub const MEMPOOL_REPLACE_FEE_BUMP_PERMILLE: u16 = 100;
 
+/// Transactions after a nonce gap (they cannot go in a block until the gap fills) that the
+/// mempool holds in all: they were free to send, so they get a small pool of their own, are not
+/// relayed, and expire. When full, the oldest goes.
+pub const MEMPOOL_GAPPED_TXS_MAX: u32 = 4_096;
+
+/// Gapped transactions one sender may have: enough for a burst sent out of order.
+pub const MEMPOOL_GAPPED_PER_SENDER_MAX: u32 = 16;
+
+/// Blocks a gapped transaction waits for its gap to fill before it is dropped.
+pub const MEMPOOL_GAPPED_EXPIRY_BLOCKS: u64 = 32;
+
+/// Transactions from one peer the node may ignore (they cannot be admitted: spent nonce, fee
+/// too low, nothing to pay with) before each further one costs the peer reputation. Gossip
+/// de-duplicates, and an honest peer relays only what its own mempool admitted, so it sends
+/// such transactions only when its state differs from this node's, a few at a time. The
+/// allowance refills at `IGNORED_TXS_PER_PEER_PER_SEC`.
+pub const IGNORED_TXS_PER_PEER_BURST: u64 = 256;
+pub const IGNORED_TXS_PER_PEER_PER_SEC: u64 = 16;
+
 /// Blocks with an unknown parent a node holds while it fetches their ancestors.
 pub const ORPHAN_BLOCKS_MAX: u32 = 256;
 
@@ -152,9 +171,9 @@ pub const ORPHAN_EXPIRY_MS: u64 = 60_000;
 pub const SIDE_BLOCK_BYTES_PER_PEER_BURST: u64 = 8 * BLOCK_BYTES_MAX as u64;
 pub const SIDE_BLOCK_BYTES_PER_PEER_PER_SEC: u64 = 64 * 1024;
 
-/// Peers whose side-branch allowance is tracked; when full, the one with the most allowance
-/// left is forgotten (it is the one that would start full again).
-pub const SIDE_BLOCK_PEERS_TRACKED_MAX: u32 = 1_024;
+/// Peers whose allowances (side-branch bytes, ignored transactions) a node tracks; when full,
+/// the one with the most allowance left is forgotten (it is the one that would start full again).
+pub const ALLOWANCE_PEERS_TRACKED_MAX: u32 = 1_024;
 
 /// Blocks in one sync response; a response must fit a sync message (`BLOCK_BYTES_MAX` each
 /// at worst is the p2p layer's concern: it sends them one message each).
@@ -313,6 +332,8 @@ const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >=
 const _: () = assert!(VOTE_DELEGATES_MAX <= VALIDATORS_MAX);
 const _: () = assert!(SEAL_BYTES_MAX < HEADER_BYTES_MAX);
 const _: () = assert!(MEMPOOL_TXS_PER_SENDER_MAX as u64 <= MEMPOOL_NONCE_GAP_MAX);
+const _: () = assert!(MEMPOOL_GAPPED_PER_SENDER_MAX <= MEMPOOL_TXS_PER_SENDER_MAX);
+const _: () = assert!(MEMPOOL_GAPPED_TXS_MAX < MEMPOOL_TXS_MAX, "gapped transactions are a small part of the pool");
 const _: () = assert!(MEMPOOL_BYTES_MAX >= TX_BYTES_MAX as u64 * MEMPOOL_TXS_PER_SENDER_MAX as u64);
 const _: () = assert!(GOSSIP_FRAME_BYTES_MAX > BLOCK_BYTES_MAX && GOSSIP_FRAME_BYTES_MAX > ENGINE_MESSAGE_BYTES_MAX);
 const _: () = assert!(SYNC_RESPONSE_BYTES_MAX > BLOCK_BYTES_MAX, "one block always fits a response");

@@ -75,16 +75,20 @@ pub enum Misbehaviour {
     OversizeRequest,
     /// A sync request we sent got no answer in time.
     Unanswered,
+    /// Well-formed input the node cannot use (transactions it cannot admit), sent beyond the
+    /// allowance an honest peer whose state differs a little needs.
+    Unwanted,
 }
 
 impl Misbehaviour {
-    pub const ALL: [Misbehaviour; 6] = [
+    pub const ALL: [Misbehaviour; 7] = [
         Misbehaviour::Undecodable,
         Misbehaviour::Oversize,
         Misbehaviour::Invalid,
         Misbehaviour::BadResponse,
         Misbehaviour::OversizeRequest,
         Misbehaviour::Unanswered,
+        Misbehaviour::Unwanted,
     ];
 
     /// Points the report costs. With the default threshold of -100, two pieces of garbage or
@@ -94,7 +98,7 @@ impl Misbehaviour {
             Misbehaviour::Undecodable | Misbehaviour::Oversize | Misbehaviour::Invalid => 50,
             Misbehaviour::BadResponse => 40,
             Misbehaviour::OversizeRequest => 20,
-            Misbehaviour::Unanswered => 10,
+            Misbehaviour::Unanswered | Misbehaviour::Unwanted => 10,
         }
     }
 
@@ -106,6 +110,7 @@ impl Misbehaviour {
             Misbehaviour::BadResponse => "bad_response",
             Misbehaviour::OversizeRequest => "oversize_request",
             Misbehaviour::Unanswered => "unanswered",
+            Misbehaviour::Unwanted => "unwanted",
         }
     }
 }

@@ -123,6 +123,45 @@ fn one_invalid_transaction_invalidates_the_block() {
     assert_eq!(chain.account(0).balance, Amount::new(1_000));
 }
 
+/// A proposer's build leaves out what the state rejects, in one pass, and what it leaves out
+/// changed nothing: the fee an unstake with nothing staked would have charged is not taken, a
+/// vote for a non-delegate changes no weights.
+#[test]
+fn a_proposal_leaves_out_rejected_transactions_and_nothing_of_them_remains() {
+    let mut chain = Chain::new(4);
+    let pay = |chain: &Chain, from: u32, nonce: u64| {
+        testing::signed(&chain.genesis, &key(from), nonce, TxKind::Transfer { to: key(3).address(), amount: Amount::new(10) })
+    };
+    let txs = vec![
+        pay(&chain, 0, 0),
+        testing::signed(&chain.genesis, &key(1), 0, TxKind::Unstake { amount: Amount::new(1) }),
+        pay(&chain, 1, 1), // after its sender's rejected nonce: left out, not reported
+        testing::signed(&chain.genesis, &key(2), 0, TxKind::Vote { delegates: vec![key(0).address()] }),
+        pay(&chain, 0, 1),
+    ];
+    let template = BlockTemplate {
+        txs: txs.clone(),
+        votes: vec![],
+        proposer: key(9).address(),
+        timestamp: Timestamp::from_millis(chain.head.timestamp.as_millis() + 1_000),
+    };
+    let proposal = state::propose_block(&chain.mem, &chain.genesis, &chain.head, template).unwrap();
+    assert_eq!(proposal.block.body.txs, vec![txs[0].clone(), txs[4].clone()]);
+    let rejected: Vec<(u64, String)> =
+        proposal.rejected.iter().map(|(tx, rejection)| (tx.tx.nonce, rejection.to_string())).collect();
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert!(matches!(proposal.rejected[0].1, TxRejection::InsufficientStake { .. }));
+    assert!(matches!(proposal.rejected[1].1, TxRejection::NotDelegate { .. }));
+    // The block is exactly what the state machine computes for its body.
+    let outcome = state::apply_block(&chain.mem, &chain.genesis, &chain.head, &proposal.block).unwrap();
+    assert_eq!(outcome.state_root, proposal.block.header.state_root);
+    chain.mem.commit_outcome(&outcome);
+    chain.head = proposal.block.header.clone();
+    assert_eq!((chain.nonce(1), chain.account(1).balance), (0, Amount::new(1_000)), "no fee taken");
+    assert_eq!(chain.nonce(2), 0);
+    assert_eq!(chain.account(3).balance, Amount::new(1_020));
+}
+
 #[test]
 fn bad_signature_and_roots_are_caught() {
     let chain = Chain::new(3);

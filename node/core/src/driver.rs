@@ -212,6 +212,8 @@ pub struct Driver {
     orphans: Orphans,
     /// Side-branch bytes each peer may still make the node store.
     side_blocks: Allowance,
+    /// Transactions each peer may still send that the mempool cannot admit, without blame.
+    ignored_txs: Allowance,
     /// When each peer was last asked for blocks: one request per peer per
     /// `SYNC_REQUEST_INTERVAL_MS`, so a burst of orphans does not become a burst of requests.
     sync_requests: BTreeMap<PeerId, Timestamp>,
@@ -220,15 +222,21 @@ pub struct Driver {
 
 impl Driver {
     pub fn new(store: Store, engine: Box<dyn Engine>) -> Driver {
+        let head = store.head().height;
         Driver {
             store,
             engine,
-            mempool: Mempool::new(),
+            mempool: Mempool::at(head),
             orphans: Orphans::default(),
             side_blocks: Allowance::new(
                 limits::SIDE_BLOCK_BYTES_PER_PEER_BURST,
                 limits::SIDE_BLOCK_BYTES_PER_PEER_PER_SEC,
-                limits::SIDE_BLOCK_PEERS_TRACKED_MAX,
+                limits::ALLOWANCE_PEERS_TRACKED_MAX,
+            ),
+            ignored_txs: Allowance::new(
+                limits::IGNORED_TXS_PER_PEER_BURST,
+                limits::IGNORED_TXS_PER_PEER_PER_SEC,
+                limits::ALLOWANCE_PEERS_TRACKED_MAX,
             ),
             sync_requests: BTreeMap::new(),
             finalized: None,
@@ -281,20 +289,18 @@ impl Driver {
         self.run(now, Event::Mined(block), io).map(drop)
     }
 
-    /// A client submits a transaction: admitted to the mempool and gossiped.
+    /// A client submits a transaction: admitted to the mempool and, once ready (no nonce gap
+    /// before it), gossiped.
     pub fn submit_tx(&mut self, tx: SignedTransaction, io: &mut dyn Io) -> Result<Hash, MempoolError> {
-        let hash = self.mempool.insert(tx.clone(), &self.store.view(), self.store.genesis())?;
-        io.broadcast(NetMessage::Tx(Box::new(tx)));
-        Ok(hash)
+        let admitted = self.mempool.insert(tx, &self.store.view(), self.store.genesis())?;
+        Ok(relay_ready(admitted, None, io))
     }
 
     /// [`Driver::submit_tx`] for a transaction whose signatures a caller checked on its own
     /// thread (the RPC server), so the one driver thread does not.
     pub fn submit_verified_tx(&mut self, tx: VerifiedTx, io: &mut dyn Io) -> Result<Hash, MempoolError> {
-        let broadcast = tx.tx().clone();
-        let hash = self.mempool.insert_verified(tx, &self.store.view(), self.store.genesis())?;
-        io.broadcast(NetMessage::Tx(Box::new(broadcast)));
-        Ok(hash)
+        let admitted = self.mempool.insert_verified(tx, &self.store.view(), self.store.genesis())?;
+        Ok(relay_ready(admitted, None, io))
     }
 
     /// A message from a peer.
@@ -311,15 +317,7 @@ impl Driver {
                 self.run(now, Event::Header { from: from.clone(), header: *header }, io).map(|_| Verdict::Ignore)
             }
             NetMessage::Engine(message) => self.run(now, Event::Message { from: from.clone(), message }, io),
-            NetMessage::Tx(tx) => match self.mempool.insert(*tx, &self.store.view(), self.store.genesis()) {
-                Ok(_) => Ok(Verdict::Accept),
-                Err(MempoolError::Invalid(error)) => {
-                    io.penalize(from, Penalty::invalid(&error));
-                    Ok(Verdict::Reject)
-                }
-                Err(MempoolError::Read(error)) => Err(error.into()),
-                Err(_) => Ok(Verdict::Ignore),
-            },
+            NetMessage::Tx(tx) => self.on_tx(now, from, *tx, io),
             NetMessage::GetBlocks { locator } => {
                 self.serve_blocks(from, &locator, io)?;
                 Ok(Verdict::Ignore)
@@ -334,6 +332,33 @@ impl Driver {
                 if !self.store.contains_block(&head)? {
                     self.request_blocks(now, from, io)?;
                 }
+                Ok(Verdict::Ignore)
+            }
+        }
+    }
+
+    /// A peer's transaction. Forwarded (by the verdict) only if ready; transactions that its
+    /// nonce released are relayed. Ones that cannot be admitted are ignored, up to the peer's
+    /// allowance; beyond it each costs the peer.
+    fn on_tx(&mut self, now: Timestamp, from: &PeerId, tx: SignedTransaction, io: &mut dyn Io) -> Result<Verdict, DriverError> {
+        match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
+            Ok(admitted) => {
+                let ready = admitted.is_ready();
+                relay_ready(admitted, Some(()), io);
+                Ok(if ready { Verdict::Accept } else { Verdict::Ignore })
+            }
+            Err(MempoolError::Invalid(error)) => {
+                io.penalize(from, Penalty::invalid(&error));
+                Ok(Verdict::Reject)
+            }
+            Err(MempoolError::Read(error)) => Err(error.into()),
+            Err(MempoolError::Duplicate { .. }) => Ok(Verdict::Ignore),
+            Err(error) => {
+                if self.ignored_txs.left(from, now) == 0 {
+                    io.penalize(from, Penalty { misbehaviour: Misbehaviour::Unwanted, reason: error.to_string() });
+                    return Ok(Verdict::Reject);
+                }
+                self.ignored_txs.charge(from, now, 1);
                 Ok(Verdict::Ignore)
             }
         }
@@ -563,23 +588,21 @@ impl Driver {
         Ok(())
     }
 
-    /// Builds a block on the head from the mempool; a transaction the build finds invalid is
-    /// dropped from the mempool and the build retried without it.
+    /// Builds a block on the head from the mempool, in one pass: a transaction the state
+    /// rejects is left out and dropped from the mempool.
     fn build(&mut self, timestamp: Timestamp, proposer: chorus_chain::Address) -> Result<Block, DriverError> {
-        let mut txs = self.mempool.select(&self.store.view())?;
-        loop {
-            let template = BlockTemplate { txs: txs.clone(), votes: Vec::new(), proposer, timestamp };
-            match state::build_block(&self.store.view(), self.store.genesis(), self.store.head(), template) {
-                Ok(block) => return Ok(block),
-                Err(BlockError::Tx { index, .. }) if index < txs.len() => {
-                    let bad = txs.remove(index);
-                    self.mempool.remove_tx(&bad);
+        let txs = self.mempool.select(&self.store.view())?;
+        let template = BlockTemplate { txs, votes: Vec::new(), proposer, timestamp };
+        match state::propose_block(&self.store.view(), self.store.genesis(), self.store.head(), template) {
+            Ok(proposal) => {
+                for (tx, rejection) in &proposal.rejected {
+                    tracing::debug!(tx = %tx.hash(), %rejection, "dropped from the mempool: the head state rejects it");
+                    self.mempool.remove_tx(tx);
                 }
-                Err(BlockError::Read(error)) => return Err(error.into()),
-                Err(error) => {
-                    return Err(StoreError::Damaged { what: format!("building on the head failed: {error}") }.into());
-                }
+                Ok(proposal.block)
             }
+            Err(BlockError::Read(error)) => Err(error.into()),
+            Err(error) => Err(StoreError::Damaged { what: format!("building on the head failed: {error}") }.into()),
         }
     }
 
@@ -651,7 +674,8 @@ impl Driver {
                 "invariant: the head moved below the final block {hash} at {height}"
             );
         }
-        let taken = self.mempool.on_head_change(&self.store.view(), self.store.genesis(), returned)?;
+        let head = self.store.head().height;
+        let taken = self.mempool.on_head_change(&self.store.view(), self.store.genesis(), head, returned)?;
         followups.relay.extend(taken);
         followups.results.push(Event::HeadChanged {
             head: self.store.head_hash(),
@@ -696,6 +720,18 @@ struct Followups {
     /// Transactions a reorg returned to the mempool, to relay: the winning chain's producers
     /// may never have seen them.
     relay: Vec<SignedTransaction>,
+}
+
+/// Gossips the transactions an admission made ready and returns the admitted one's hash. For a
+/// peer's transaction (`forwarded`), the transaction itself is left to the gossip verdict.
+fn relay_ready(admitted: crate::mempool::Admitted, forwarded: Option<()>, io: &mut dyn Io) -> Hash {
+    for tx in admitted.ready {
+        if forwarded.is_some() && tx.hash() == admitted.hash {
+            continue;
+        }
+        io.broadcast(NetMessage::Tx(Box::new(tx)));
+    }
+    admitted.hash
 }
 
 /// The peer an event came from, if it came from one.

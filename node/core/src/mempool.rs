@@ -1,15 +1,25 @@
 //! The mempool: transactions validated against the head state, waiting for a block.
 //!
-//! Admission checks the signature and the stateless rules, the fee floor, and the nonce against
-//! the sender's account (not used yet, at most `MEMPOOL_NONCE_GAP_MAX` ahead). A pending
-//! (sender, nonce) is replaced only by a fee at least `MEMPOOL_REPLACE_FEE_BUMP_PERMILLE`
-//! higher. When full, the lowest-fee transaction (the last nonce of its sender, so no gap
-//! opens) is evicted if the newcomer pays more. Selection for a block takes each sender's
-//! transactions in nonce order from the account's nonce, and across senders the highest fee
-//! first. After the head moves, included transactions leave and those of rolled-back blocks
+//! Admission checks the cheap rules first and the signature last: not already held, the fee
+//! floor, the nonce against the sender's account (not used yet, at most `MEMPOOL_NONCE_GAP_MAX`
+//! ahead), and that the sender's balance pays for everything it has pending plus this one,
+//! whatever order they arrived in. A pending (sender, nonce) is replaced only by a fee at least
+//! `MEMPOOL_REPLACE_FEE_BUMP_PERMILLE` higher.
+//!
+//! Each sender's transactions are split in two: the *ready* run, consecutive nonces from the
+//! account's, which blocks take and the node relays; and the *gapped* ones after a missing
+//! nonce, which cost nothing to send, so they are held apart (`MEMPOOL_GAPPED_TXS_MAX`, and
+//! `MEMPOOL_GAPPED_PER_SENDER_MAX` per sender), never relayed, dropped after
+//! `MEMPOOL_GAPPED_EXPIRY_BLOCKS`, and not kept across a restart. When the missing nonce
+//! arrives, those it releases join the run and are relayed ([`Admitted::ready`]).
+//!
+//! When full, the lowest-fee transaction (the last nonce of its sender, so no gap opens) is
+//! evicted if the newcomer pays more. Selection for a block takes each sender's ready run in
+//! nonce order, and across senders the highest fee first. After the head moves, spent and
+//! unpayable transactions leave, the runs are split again, and those of rolled-back blocks
 //! come back ([`Mempool::on_head_change`]). Every bound is in `chorus_chain::limits`.
 //!
-//! A node that stops cleanly keeps its pending transactions in a file ([`encode_file`],
+//! A node that stops cleanly keeps its ready transactions in a file ([`encode_file`],
 //! [`decode_file`]) and offers them again at start-up, as Bitcoin Core's `mempool.dat` does.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +28,7 @@ use chorus_chain::codec;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::Genesis;
 use chorus_chain::limits;
-use chorus_chain::primitives::{Amount, Hash};
+use chorus_chain::primitives::{Amount, Hash, Height};
 use chorus_chain::state::{self, ReadError, StateRead};
 use chorus_chain::tx::{SignedTransaction, TxError, TxKind, VerifiedTx};
 
@@ -108,11 +118,14 @@ pub enum MempoolError {
     ReplacementFeeTooLow { nonce: u64, pending_fee: Amount, needed: Amount },
     #[error("sender {sender} already has {} pending transactions", limits::MEMPOOL_TXS_PER_SENDER_MAX)]
     SenderFull { sender: Address },
+    #[error(
+        "sender {sender} already has {} transactions waiting after a nonce gap; send the missing nonce first",
+        limits::MEMPOOL_GAPPED_PER_SENDER_MAX
+    )]
+    GapFull { sender: Address },
     #[error("mempool is full and fee {fee} does not beat the lowest pending fee {lowest}")]
     Full { fee: Amount, lowest: Amount },
-    #[error(
-        "insufficient balance: needs {needed} for this transaction and the sender's pending ones before it, has {available}"
-    )]
+    #[error("insufficient balance: needs {needed} for this transaction and the sender's other pending ones, has {available}")]
     InsufficientBalance { needed: Amount, available: Amount },
     #[error("state read failed: {0}")]
     Read(#[from] ReadError),
@@ -123,15 +136,40 @@ struct Pending {
     tx: SignedTransaction,
     hash: Hash,
     size_bytes: u64,
+    /// The head's height when it arrived: a gapped transaction expires from it.
+    arrived: Height,
+}
+
+/// What admitting a transaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    pub hash: Hash,
+    /// Transactions that became ready to go in a block, to relay, in nonce order: the admitted
+    /// one unless it waits after a gap, and those waiting on its nonce. Gapped transactions are
+    /// never relayed.
+    pub ready: Vec<SignedTransaction>,
+}
+
+impl Admitted {
+    /// Whether the admitted transaction itself is ready (and so worth forwarding).
+    pub fn is_ready(&self) -> bool {
+        self.ready.iter().any(|tx| tx.hash() == self.hash)
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct Mempool {
-    by_sender: BTreeMap<Address, BTreeMap<u64, Pending>>,
+    /// Per sender, by nonce: the run that follows the account's nonce at the head without a gap.
+    ready: BTreeMap<Address, BTreeMap<u64, Pending>>,
+    /// Per sender, by nonce: transactions after a gap, waiting for it to fill.
+    gapped: BTreeMap<Address, BTreeMap<u64, Pending>>,
+    gapped_count: usize,
     hashes: BTreeSet<Hash>,
-    /// (fee, sender, nonce) of every pending transaction: eviction picks the lowest.
+    /// (fee, sender, nonce) of every transaction held: eviction picks the lowest.
     by_fee: BTreeSet<(Amount, Address, u64)>,
     size_bytes: u64,
+    /// The head's height as of the last head change.
+    height: Height,
 }
 
 impl Mempool {
@@ -139,6 +177,12 @@ impl Mempool {
         Mempool::default()
     }
 
+    /// An empty mempool for a node whose head is at `height`.
+    pub fn at(height: Height) -> Mempool {
+        Mempool { height, ..Mempool::default() }
+    }
+
+    /// Every transaction held, gapped ones included.
     pub fn len(&self) -> usize {
         self.hashes.len()
     }
@@ -147,13 +191,19 @@ impl Mempool {
         self.hashes.is_empty()
     }
 
+    /// Transactions waiting after a nonce gap.
+    pub fn gapped_len(&self) -> usize {
+        self.gapped_count
+    }
+
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes
     }
 
-    /// Every pending transaction, each sender's in nonce order: the order to offer them again.
+    /// Every ready transaction, each sender's in nonce order: what a stopping node keeps to offer
+    /// again. Gapped ones are not kept: they were free to send, and would outlive their expiry.
     pub fn pending(&self) -> Vec<SignedTransaction> {
-        self.by_sender.values().flat_map(|pending| pending.values().map(|entry| entry.tx.clone())).collect()
+        self.ready.values().flat_map(|pending| pending.values().map(|entry| entry.tx.clone())).collect()
     }
 
     pub fn contains(&self, hash: &Hash) -> bool {
@@ -166,7 +216,7 @@ impl Mempool {
         tx: SignedTransaction,
         state: &S,
         genesis: &Genesis,
-    ) -> Result<Hash, MempoolError> {
+    ) -> Result<Admitted, MempoolError> {
         self.admit(tx, Source::Unchecked, state, genesis)
     }
 
@@ -177,18 +227,38 @@ impl Mempool {
         tx: VerifiedTx,
         state: &S,
         genesis: &Genesis,
-    ) -> Result<Hash, MempoolError> {
+    ) -> Result<Admitted, MempoolError> {
         let source = if tx.tx().tx.chain_id == genesis.chain_id { Source::Verified } else { Source::Unchecked };
         self.admit(tx.into_inner(), source, state, genesis)
     }
 
+    /// The sender's transaction with `nonce`, ready or gapped.
+    fn get(&self, sender: &Address, nonce: u64) -> Option<&Pending> {
+        [&self.ready, &self.gapped].into_iter().find_map(|map| map.get(sender).and_then(|pending| pending.get(&nonce)))
+    }
+
+    /// Every transaction of `sender`, ready then gapped (so in nonce order).
+    fn of_sender<'a>(&'a self, sender: &Address) -> impl Iterator<Item = &'a Pending> + 'a {
+        let ready = self.ready.get(sender).into_iter().flat_map(BTreeMap::values);
+        let gapped = self.gapped.get(sender).into_iter().flat_map(BTreeMap::values);
+        ready.chain(gapped)
+    }
+
+    /// The nonce that would extend the sender's ready run, from the account's nonce `next`.
+    fn ready_end(&self, sender: &Address, next: u64) -> u64 {
+        self.next_nonce(sender, next)
+    }
+
+    /// The rules, cheapest first (a signature check costs about 30 us; everything before it
+    /// is a lookup): duplicate, fee floor, nonce window, the sender's whole pending run against
+    /// its balance, the per-sender and gap bounds, the signature; then room is made.
     fn admit<S: StateRead + ?Sized>(
         &mut self,
         tx: SignedTransaction,
         source: Source,
         state: &S,
         genesis: &Genesis,
-    ) -> Result<Hash, MempoolError> {
+    ) -> Result<Admitted, MempoolError> {
         let hash = tx.hash();
         if self.hashes.contains(&hash) {
             return Err(MempoolError::Duplicate { hash });
@@ -208,46 +278,47 @@ impl Mempool {
         if nonce.saturating_sub(next) >= limits::MEMPOOL_NONCE_GAP_MAX && !returned {
             return Err(MempoolError::NonceTooFarAhead { got: nonce, next });
         }
-        // After the cheap checks, so a stale or duplicate transaction costs no signature check.
-        if source == Source::Unchecked {
-            tx.verify(&genesis.chain_id)?;
-        }
-        // The sender must be able to pay for this transaction after the ones before it.
-        let before = self
-            .by_sender
-            .get(&sender)
-            .into_iter()
-            .flat_map(|pending| pending.range(..nonce))
-            .map(|(_, pending)| cost(&pending.tx));
-        let needed = before.chain([cost(&tx)]).try_fold(Amount::ZERO, |sum, cost| sum.checked_add(cost?).ok());
+        // The sender must be able to pay for all it has pending, whatever order it arrived in.
+        let others = self.of_sender(&sender).filter(|pending| pending.tx.tx.nonce != nonce).map(|pending| cost(&pending.tx));
+        let needed = others.chain([cost(&tx)]).try_fold(Amount::ZERO, |sum, cost| sum.checked_add(cost?).ok());
         match needed {
             Some(needed) if needed <= account.balance => {}
             needed => {
-                let needed = needed.unwrap_or(Amount::new(u128::MAX));
+                let needed = needed.unwrap_or(Amount::MAX);
                 return Err(MempoolError::InsufficientBalance { needed, available: account.balance });
             }
         }
-
-        let replaced = self.by_sender.get(&sender).and_then(|pending| pending.get(&nonce)).cloned();
+        let ready_end = self.ready_end(&sender, next);
+        let gapped = nonce > ready_end;
+        let replaced = self.get(&sender, nonce).cloned();
         if let Some(old) = &replaced {
             let needed = old
                 .tx
                 .tx
                 .fee
                 .checked_add(old.tx.tx.fee.permille(limits::MEMPOOL_REPLACE_FEE_BUMP_PERMILLE))
-                .unwrap_or(Amount::new(u128::MAX));
+                .unwrap_or(Amount::MAX);
             if tx.tx.fee < needed {
                 return Err(MempoolError::ReplacementFeeTooLow { nonce, pending_fee: old.tx.tx.fee, needed });
             }
-        } else {
-            let sender_count = self.by_sender.get(&sender).map_or(0, BTreeMap::len);
-            if sender_count >= limits::MEMPOOL_TXS_PER_SENDER_MAX as usize && !returned {
+        } else if !returned {
+            if self.of_sender(&sender).count() >= limits::MEMPOOL_TXS_PER_SENDER_MAX as usize {
                 return Err(MempoolError::SenderFull { sender });
             }
+            let gapped_held = self.gapped.get(&sender).map_or(0, BTreeMap::len);
+            if gapped && gapped_held >= limits::MEMPOOL_GAPPED_PER_SENDER_MAX as usize {
+                return Err(MempoolError::GapFull { sender });
+            }
         }
+        // After the cheap checks, so a stale, unpayable or duplicate transaction costs no
+        // signature check.
+        if source == Source::Unchecked {
+            tx.verify(&genesis.chain_id)?;
+        }
+
         let size_bytes = codec::encode(&tx).len() as u64;
         if replaced.is_some() {
-            self.remove(&sender, nonce);
+            self.take(&sender, nonce);
         }
         while self.hashes.len() >= limits::MEMPOOL_TXS_MAX as usize
             || self.size_bytes.saturating_add(size_bytes) > limits::MEMPOOL_BYTES_MAX
@@ -257,36 +328,97 @@ impl Mempool {
                 return Err(MempoolError::Full { fee: tx.tx.fee, lowest });
             }
             // Evict the victim sender's last nonce, so no gap opens in its sequence.
-            let last = self.by_sender.get(&victim).and_then(|pending| pending.keys().next_back().copied());
+            let last = self.of_sender(&victim).last().map(|pending| pending.tx.tx.nonce);
             match last {
-                Some(last) => self.remove(&victim, last),
+                Some(last) => drop(self.take(&victim, last)),
                 None => break,
             }
         }
-        self.by_fee.insert((tx.tx.fee, sender, nonce));
-        self.hashes.insert(hash);
-        self.size_bytes = self.size_bytes.saturating_add(size_bytes);
-        self.by_sender.entry(sender).or_default().insert(nonce, Pending { tx, hash, size_bytes });
-        Ok(hash)
+        if gapped && self.gapped_count >= limits::MEMPOOL_GAPPED_TXS_MAX as usize {
+            self.evict_oldest_gapped();
+        }
+        let entry = Pending { tx, hash, size_bytes, arrived: self.height };
+        let mut ready = Vec::new();
+        if gapped {
+            self.put(entry, true);
+        } else {
+            ready.push(entry.tx.clone());
+            self.put(entry, false);
+            ready.extend(self.promote(&sender, next));
+        }
+        Ok(Admitted { hash, ready })
     }
 
-    fn remove(&mut self, sender: &Address, nonce: u64) {
-        let Some(pending) = self.by_sender.get_mut(sender) else { return };
-        if let Some(entry) = pending.remove(&nonce) {
-            self.by_fee.remove(&(entry.tx.tx.fee, *sender, nonce));
-            self.hashes.remove(&entry.hash);
-            self.size_bytes = self.size_bytes.saturating_sub(entry.size_bytes);
+    /// Adds an entry to the indexes and to the ready or gapped map.
+    fn put(&mut self, entry: Pending, gapped: bool) {
+        let sender = entry.tx.tx.sender;
+        let nonce = entry.tx.tx.nonce;
+        self.by_fee.insert((entry.tx.tx.fee, sender, nonce));
+        self.hashes.insert(entry.hash);
+        self.size_bytes = self.size_bytes.saturating_add(entry.size_bytes);
+        let map = if gapped {
+            self.gapped_count = self.gapped_count.saturating_add(1);
+            &mut self.gapped
+        } else {
+            &mut self.ready
+        };
+        map.entry(sender).or_default().insert(nonce, entry);
+    }
+
+    /// Takes the sender's transaction with `nonce` out of the pool, ready or gapped.
+    fn take(&mut self, sender: &Address, nonce: u64) -> Option<Pending> {
+        let mut taken = None;
+        for gapped in [false, true] {
+            let map = if gapped { &mut self.gapped } else { &mut self.ready };
+            let Some(pending) = map.get_mut(sender) else { continue };
+            if let Some(entry) = pending.remove(&nonce) {
+                if pending.is_empty() {
+                    map.remove(sender);
+                }
+                if gapped {
+                    self.gapped_count = self.gapped_count.saturating_sub(1);
+                }
+                taken = Some(entry);
+                break;
+            }
         }
-        if pending.is_empty() {
-            self.by_sender.remove(sender);
+        let entry = taken?;
+        self.by_fee.remove(&(entry.tx.tx.fee, *sender, nonce));
+        self.hashes.remove(&entry.hash);
+        self.size_bytes = self.size_bytes.saturating_sub(entry.size_bytes);
+        Some(entry)
+    }
+
+    /// Moves the sender's gapped transactions that now continue its ready run (from the
+    /// account's nonce `next`) into it; returns them.
+    fn promote(&mut self, sender: &Address, next: u64) -> Vec<SignedTransaction> {
+        let mut promoted = Vec::new();
+        loop {
+            let end = self.ready_end(sender, next);
+            let Some(entry) = self.gapped.get(sender).and_then(|pending| pending.get(&end)).cloned() else { break };
+            self.take(sender, end);
+            promoted.push(entry.tx.clone());
+            self.put(entry, false);
+        }
+        promoted
+    }
+
+    fn evict_oldest_gapped(&mut self) {
+        let oldest = self
+            .gapped
+            .iter()
+            .flat_map(|(sender, pending)| pending.values().map(move |entry| (entry.arrived, *sender, entry.tx.tx.nonce)))
+            .min();
+        if let Some((_, sender, nonce)) = oldest {
+            self.take(&sender, nonce);
         }
     }
 
     /// The nonce a new transaction from `sender` should carry: after `committed` (the account's
-    /// nonce at the head), past the sender's pending transactions that follow it without a gap.
+    /// nonce at the head), past the sender's ready transactions.
     pub fn next_nonce(&self, sender: &Address, committed: u64) -> u64 {
         let mut next = committed;
-        if let Some(pending) = self.by_sender.get(sender) {
+        if let Some(pending) = self.ready.get(sender) {
             for nonce in pending.range(committed..).map(|(nonce, _)| *nonce) {
                 if nonce != next {
                     break;
@@ -297,9 +429,23 @@ impl Mempool {
         next
     }
 
-    /// Removes one transaction (e.g. one a block build found invalid).
+    /// Removes one transaction (e.g. one the head state rejects); the sender's later ready ones
+    /// now wait after a gap.
     pub fn remove_tx(&mut self, tx: &SignedTransaction) {
-        self.remove(&tx.tx.sender, tx.tx.nonce);
+        let sender = tx.tx.sender;
+        if self.take(&sender, tx.tx.nonce).is_none() {
+            return;
+        }
+        let later: Vec<u64> = self
+            .ready
+            .get(&sender)
+            .map(|pending| pending.range(tx.tx.nonce..).map(|(nonce, _)| *nonce).collect())
+            .unwrap_or_default();
+        for nonce in later {
+            if let Some(entry) = self.take(&sender, nonce) {
+                self.put(entry, true);
+            }
+        }
     }
 
     /// Transactions for a block on the head state `state`: each sender's consecutive nonces from
@@ -308,7 +454,7 @@ impl Mempool {
     pub fn select<S: StateRead + ?Sized>(&self, state: &S) -> Result<Vec<SignedTransaction>, ReadError> {
         // Per sender: the runnable sequence, as an iterator over its pending nonces.
         let mut queues: BTreeMap<Address, Vec<&Pending>> = BTreeMap::new();
-        for (sender, pending) in &self.by_sender {
+        for (sender, pending) in &self.ready {
             let mut next = state::read_account(state, sender)?.nonce;
             let run: Vec<&Pending> = pending
                 .range(next..)
@@ -352,36 +498,63 @@ impl Mempool {
         Ok(selected)
     }
 
-    /// After the head moved: drops what the new state has used (included transactions and
-    /// anything else with a spent nonce), then takes back the transactions of rolled-back blocks,
-    /// given oldest first. Their signatures were checked when their blocks were imported, and
-    /// the per-sender count and nonce gap limits do not apply to them (a sender may have had
-    /// more than those in the blocks a reorg undid); every other rule does, and those no longer
-    /// valid are dropped. Returns the ones taken back, for the node to relay: the winning
-    /// chain's producers may never have seen them.
+    /// After the head moved to `head`: per sender, drops what the new state has used (spent
+    /// nonces), gapped transactions older than `MEMPOOL_GAPPED_EXPIRY_BLOCKS`, and whatever its
+    /// balance no longer covers (from the first such nonce on), then splits the rest into the
+    /// ready run and the gapped. Then takes back the transactions of rolled-back blocks, given
+    /// oldest first: their signatures were checked when their blocks were imported, and the
+    /// per-sender and gap limits do not apply to them (a sender may have had more than those in
+    /// the blocks a reorg undid); every other rule does, and those no longer valid are dropped.
+    /// Returns the transactions that became ready (taken back, or no longer behind a gap), for
+    /// the node to relay: the winning chain's producers may never have seen them.
     pub fn on_head_change<S: StateRead + ?Sized>(
         &mut self,
         state: &S,
         genesis: &Genesis,
+        head: Height,
         returned: Vec<SignedTransaction>,
     ) -> Result<Vec<SignedTransaction>, ReadError> {
-        let senders: Vec<Address> = self.by_sender.keys().copied().collect();
+        self.height = head;
+        let senders: BTreeSet<Address> = self.ready.keys().chain(self.gapped.keys()).copied().collect();
+        let mut taken = Vec::new();
         for sender in senders {
             let account = state::read_account(state, &sender)?;
-            let next = account.nonce;
-            let spent: Vec<u64> = self
-                .by_sender
-                .get(&sender)
-                .map(|pending| pending.range(..next).map(|(nonce, _)| *nonce).collect())
-                .unwrap_or_default();
-            for nonce in spent {
-                self.remove(&sender, nonce);
+            let nonces: Vec<(u64, bool)> = self
+                .of_sender(&sender)
+                .map(|pending| (pending.tx.tx.nonce, self.gapped.get(&sender).is_some_and(|map| map.contains_key(&pending.tx.tx.nonce))))
+                .collect();
+            let mut expected = account.nonce;
+            let mut spent = Amount::ZERO;
+            let mut unpayable = false;
+            for (nonce, was_gapped) in nonces {
+                let Some(entry) = self.take(&sender, nonce) else { continue };
+                if nonce < account.nonce {
+                    continue;
+                }
+                let expired = head.get() >= entry.arrived.get().saturating_add(limits::MEMPOOL_GAPPED_EXPIRY_BLOCKS);
+                if nonce != expected && expired {
+                    continue;
+                }
+                match cost(&entry.tx).and_then(|cost| spent.checked_add(cost).ok()) {
+                    Some(total) if total <= account.balance && !unpayable => spent = total,
+                    _ => {
+                        unpayable = true;
+                        continue;
+                    }
+                }
+                let ready = nonce == expected;
+                if ready {
+                    expected = expected.saturating_add(1);
+                    if was_gapped {
+                        taken.push(entry.tx.clone());
+                    }
+                }
+                self.put(entry, !ready);
             }
         }
-        let mut taken = Vec::new();
         for tx in returned {
-            match self.admit(tx.clone(), Source::Returned, state, genesis) {
-                Ok(_) => taken.push(tx),
+            match self.admit(tx, Source::Returned, state, genesis) {
+                Ok(admitted) => taken.extend(admitted.ready),
                 Err(MempoolError::Read(error)) => return Err(error),
                 Err(_) => {}
             }
@@ -450,7 +623,7 @@ mod tests {
         let error = pool.insert(transfer(&genesis, 2, 2, 400), &state, &genesis).unwrap_err();
         assert_eq!(
             error.to_string(),
-            "insufficient balance: needs 1203 for this transaction and the sender's pending ones before it, has 1000"
+            "insufficient balance: needs 1203 for this transaction and the sender's other pending ones, has 1000"
         );
     }
 
@@ -461,7 +634,7 @@ mod tests {
         let mut pool = Mempool::new();
         let tx = transfer(&genesis, 0, 0, 10);
         let hash = pool.insert_verified(tx.clone().verified(&genesis.chain_id).unwrap(), &state, &genesis).unwrap();
-        assert_eq!(hash, tx.hash());
+        assert_eq!(hash.hash, tx.hash());
         // The state rules still apply.
         let again = tx.clone().verified(&genesis.chain_id).unwrap();
         assert!(matches!(pool.insert_verified(again, &state, &genesis), Err(MempoolError::Duplicate { .. })));
@@ -488,7 +661,7 @@ mod tests {
         let count = limits::MEMPOOL_TXS_PER_SENDER_MAX as u64 + 36;
         let mut returned: Vec<SignedTransaction> = (0..count).map(|nonce| transfer(&genesis, 0, nonce, 5)).collect();
         returned.push(transfer(&genesis, 1, 0, 5_000));
-        let taken = pool.on_head_change(&state, &genesis, returned.clone()).unwrap();
+        let taken = pool.on_head_change(&state, &genesis, Height::GENESIS, returned.clone()).unwrap();
         assert_eq!(taken, returned[..count as usize], "all of sender 0's, none of the unpayable one");
         assert_eq!(pool.len(), count as usize);
         assert_eq!(pool.next_nonce(&testing::key(0).address(), 0), count);
@@ -496,7 +669,7 @@ mod tests {
         let error = pool.insert(transfer(&genesis, 0, count, 5), &state, &genesis).unwrap_err();
         assert!(matches!(error, MempoolError::NonceTooFarAhead { .. }), "{error}");
         // Taken back again (a second reorg): duplicates are not taken twice.
-        assert!(pool.on_head_change(&state, &genesis, returned).unwrap().is_empty());
+        assert!(pool.on_head_change(&state, &genesis, Height::GENESIS, returned).unwrap().is_empty());
     }
 
     #[test]
@@ -504,7 +677,7 @@ mod tests {
         let genesis = testing::genesis(3, 1_000);
         let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
         let mut pool = Mempool::new();
-        for (from, nonce) in [(1, 0), (0, 1), (0, 0), (2, 5)] {
+        for (from, nonce) in [(1, 0), (0, 1), (0, 0), (2, 0)] {
             pool.insert(transfer(&genesis, from, nonce, 10), &state, &genesis).unwrap();
         }
         let pending = pool.pending();
@@ -566,11 +739,97 @@ mod tests {
         let fresh = state.clone();
         let outcome = state::apply_block(&state, &genesis, &genesis_block.header, &block).unwrap();
         state.commit_outcome(&outcome);
-        pool.on_head_change(&state, &genesis, vec![]).unwrap();
+        pool.on_head_change(&state, &genesis, Height::new(1), vec![]).unwrap();
         assert!(!pool.contains(&first.hash()) && pool.contains(&second.hash()));
         // The block is rolled back: its transaction comes back.
-        pool.on_head_change(&fresh, &genesis, vec![first.clone()]).unwrap();
+        pool.on_head_change(&fresh, &genesis, Height::GENESIS, vec![first.clone()]).unwrap();
         assert!(pool.contains(&first.hash()) && pool.contains(&second.hash()));
         assert_eq!(pool.len(), 2);
+    }
+
+    fn transfer_of(genesis: &Genesis, from: u32, nonce: u64, amount: u128) -> SignedTransaction {
+        testing::signed(
+            genesis,
+            &testing::key(from),
+            nonce,
+            TxKind::Transfer { to: testing::key(9).address(), amount: Amount::new(amount) },
+        )
+    }
+
+    #[test]
+    fn the_whole_pending_run_must_be_payable_whatever_the_arrival_order() {
+        // Issue 15's replay: three transfers of 900e9 from a 1e12 balance, sent in nonce order
+        // 2, 1, 0. Only the first to arrive is admitted; the others would overspend.
+        let genesis = testing::genesis(1, 1_000_000_000_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        let admitted = pool.insert(transfer_of(&genesis, 0, 2, 900_000_000_000), &state, &genesis).unwrap();
+        assert!(admitted.ready.is_empty(), "nonce 2 waits after a gap and is not relayed");
+        for nonce in [1, 0] {
+            let error = pool.insert(transfer_of(&genesis, 0, nonce, 900_000_000_000), &state, &genesis).unwrap_err();
+            assert!(matches!(error, MempoolError::InsufficientBalance { .. }), "nonce {nonce}: {error}");
+        }
+        assert_eq!((pool.len(), pool.gapped_len()), (1, 1));
+        // Affordable ones fill the gap: the gapped one is released with them, in nonce order.
+        pool.insert(transfer_of(&genesis, 0, 0, 1), &state, &genesis).unwrap();
+        let admitted = pool.insert(transfer_of(&genesis, 0, 1, 1), &state, &genesis).unwrap();
+        let nonces: Vec<u64> = admitted.ready.iter().map(|tx| tx.tx.nonce).collect();
+        assert_eq!(nonces, vec![1, 2]);
+        assert_eq!((pool.len(), pool.gapped_len()), (3, 0));
+        assert_eq!(pool.select(&state).unwrap().len(), 3);
+
+        // The cheap rules come first: an unpayable transaction costs no signature check, so a
+        // forged one from an empty account is refused for its balance.
+        let mut forged = transfer_of(&genesis, 5, 0, 1);
+        forged.tx.fee = Amount::new(2);
+        let error = pool.insert(forged, &state, &genesis).unwrap_err();
+        assert!(matches!(error, MempoolError::InsufficientBalance { .. }), "{error}");
+    }
+
+    #[test]
+    fn gapped_transactions_are_bounded_kept_apart_and_expire() {
+        let genesis = testing::genesis(2, 1_000_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        // Issue 15's replay: nonces 3 to 8 above a gap.
+        for nonce in 3..9 {
+            assert!(pool.insert(transfer_of(&genesis, 0, nonce, 1), &state, &genesis).unwrap().ready.is_empty());
+        }
+        assert_eq!(pool.gapped_len(), 6);
+        assert!(pool.pending().is_empty(), "gapped transactions are not kept across a restart");
+        assert!(pool.select(&state).unwrap().is_empty());
+        // Bounded per sender.
+        let limit = u64::from(limits::MEMPOOL_GAPPED_PER_SENDER_MAX);
+        for nonce in 9..(3 + limit) {
+            pool.insert(transfer_of(&genesis, 0, nonce, 1), &state, &genesis).unwrap();
+        }
+        let error = pool.insert(transfer_of(&genesis, 0, 3 + limit, 1), &state, &genesis).unwrap_err();
+        assert!(matches!(error, MempoolError::GapFull { .. }), "{error}");
+        // Another sender's ready transaction is unaffected, and survives the expiry.
+        pool.insert(transfer_of(&genesis, 1, 0, 1), &state, &genesis).unwrap();
+        let expiry = Height::new(limits::MEMPOOL_GAPPED_EXPIRY_BLOCKS - 1);
+        pool.on_head_change(&state, &genesis, expiry, Vec::new()).unwrap();
+        assert_eq!(pool.gapped_len(), limit as usize, "not expired yet");
+        let expiry = Height::new(limits::MEMPOOL_GAPPED_EXPIRY_BLOCKS);
+        pool.on_head_change(&state, &genesis, expiry, Vec::new()).unwrap();
+        assert_eq!((pool.len(), pool.gapped_len()), (1, 0), "the gapped ones expired");
+    }
+
+    #[test]
+    fn a_transaction_removed_from_a_run_leaves_the_rest_gapped() {
+        let genesis = testing::genesis(1, 1_000_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        let txs: Vec<SignedTransaction> = (0..4).map(|nonce| transfer_of(&genesis, 0, nonce, 1)).collect();
+        for tx in &txs {
+            pool.insert(tx.clone(), &state, &genesis).unwrap();
+        }
+        pool.remove_tx(&txs[1]);
+        assert_eq!((pool.len(), pool.gapped_len()), (3, 2));
+        assert_eq!(pool.select(&state).unwrap(), vec![txs[0].clone()]);
+        assert_eq!(pool.next_nonce(&txs[0].tx.sender, 0), 1);
+        // The sender sends nonce 1 again: the run is whole and relayed.
+        let admitted = pool.insert(txs[1].clone(), &state, &genesis).unwrap();
+        assert_eq!(admitted.ready, txs[1..].to_vec());
     }
 }

@@ -222,3 +222,53 @@ fn a_claimed_height_nobody_backs_does_not_keep_peers_heads_from_the_node() {
     node.on_peer_gone(now, &liar);
     assert!(node.sync_progress(now).is_none(), "nothing backs a height above the honest peer's");
 }
+
+#[test]
+fn transactions_the_node_cannot_admit_cost_a_peer_beyond_its_allowance() {
+    let genesis = testing::genesis(1, 1_000_000);
+    let mut node = Peer::new(&genesis, None);
+    // Validly signed, from an account that holds nothing.
+    let empty = testing::key(77);
+    let send = |node: &mut Peer, nonce: u64| {
+        let tx = testing::signed(&genesis, &empty, nonce, TxKind::Transfer { to: testing::key(0).address(), amount: chorus_chain::Amount::new(1) });
+        let now = node.now();
+        node.driver.on_message(now, &PeerId::new("spammer"), NetMessage::Tx(Box::new(tx)), &mut node.io).unwrap()
+    };
+    for nonce in 0..limits::IGNORED_TXS_PER_PEER_BURST {
+        assert_eq!(send(&mut node, nonce % 32), Verdict::Ignore, "within the allowance: ignored without blame");
+    }
+    assert!(node.io.penalties.is_empty());
+    assert_eq!(send(&mut node, 0), Verdict::Reject);
+    let (peer, penalty) = node.io.penalties.last().expect("penalized");
+    assert_eq!((peer.as_str(), penalty.misbehaviour), ("spammer", Misbehaviour::Unwanted));
+    assert!(penalty.reason.contains("insufficient balance"), "{}", penalty.reason);
+    // The allowance refills with time.
+    node.now += 1_000;
+    assert_eq!(send(&mut node, 1), Verdict::Ignore);
+}
+
+#[test]
+fn a_gapped_transaction_is_not_forwarded_until_its_gap_fills() {
+    let genesis = testing::genesis(1, 1_000_000);
+    let mut node = Peer::new(&genesis, None);
+    let tx = |nonce: u64| {
+        testing::signed(&genesis, &testing::key(0), nonce, TxKind::Transfer { to: testing::key(1).address(), amount: chorus_chain::Amount::new(5) })
+    };
+    let receive = |node: &mut Peer, nonce: u64| {
+        let now = node.now();
+        node.driver.on_message(now, &PeerId::new("peer"), NetMessage::Tx(Box::new(tx(nonce))), &mut node.io).unwrap()
+    };
+    assert_eq!(receive(&mut node, 1), Verdict::Ignore, "gapped: held, not forwarded");
+    assert!(node.io.broadcasts.is_empty());
+    assert_eq!(receive(&mut node, 0), Verdict::Accept, "ready: forwarded by gossip");
+    let relayed: Vec<u64> = node
+        .io
+        .broadcasts
+        .iter()
+        .filter_map(|message| match message {
+            NetMessage::Tx(tx) => Some(tx.tx.nonce),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relayed, vec![1], "the transaction its nonce released is relayed");
+}

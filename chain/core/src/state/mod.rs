@@ -232,6 +232,18 @@ pub struct Executor<'a, R: StateRead + ?Sized> {
     /// The encoded value of every loaded key before this block, for undo and change detection.
     originals: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     fees: Amount,
+    /// While [`Executor::try_apply_tx`] runs: every entry the transaction touched, as it was
+    /// before, to put back if the transaction is rejected.
+    journal: Option<Journal>,
+}
+
+#[derive(Debug, Default)]
+struct Journal {
+    accounts: BTreeMap<Address, Account>,
+    delegates: BTreeMap<Address, Option<Delegate>>,
+    unbonding: BTreeMap<Height, UnbondingQueue>,
+    offences: BTreeMap<Hash, Option<OffenceRecord>>,
+    fees: Amount,
 }
 
 impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
@@ -247,6 +259,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             offences: BTreeMap::new(),
             originals: BTreeMap::new(),
             fees: Amount::ZERO,
+            journal: None,
         }
     }
 
@@ -264,7 +277,11 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             let account = self.load(StateKey::Account(*address))?.unwrap_or_default();
             self.accounts.insert(*address, account);
         }
-        Ok(self.accounts.get_mut(address).expect("invariant: inserted above"))
+        let entry = self.accounts.get_mut(address).expect("invariant: inserted above");
+        if let Some(journal) = &mut self.journal {
+            journal.accounts.entry(*address).or_insert_with(|| entry.clone());
+        }
+        Ok(entry)
     }
 
     fn delegate(&mut self, address: &Address) -> Result<&mut Option<Delegate>, ReadError> {
@@ -272,7 +289,11 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             let delegate = self.load(StateKey::Delegate(*address))?;
             self.delegates.insert(*address, delegate);
         }
-        Ok(self.delegates.get_mut(address).expect("invariant: inserted above"))
+        let entry = self.delegates.get_mut(address).expect("invariant: inserted above");
+        if let Some(journal) = &mut self.journal {
+            journal.delegates.entry(*address).or_insert_with(|| entry.clone());
+        }
+        Ok(entry)
     }
 
     fn unbonding_queue(&mut self, height: Height) -> Result<&mut UnbondingQueue, ReadError> {
@@ -280,7 +301,11 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             let queue = self.load(StateKey::Unbonding(height))?.unwrap_or_default();
             self.unbonding.insert(height, queue);
         }
-        Ok(self.unbonding.get_mut(&height).expect("invariant: inserted above"))
+        let entry = self.unbonding.get_mut(&height).expect("invariant: inserted above");
+        if let Some(journal) = &mut self.journal {
+            journal.unbonding.entry(height).or_insert_with(|| entry.clone());
+        }
+        Ok(entry)
     }
 
     /// Begin-block work: releases unbonding entries that mature at this height.
@@ -297,6 +322,23 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             }
         }
         Ok(())
+    }
+
+    /// [`Executor::apply_tx`], but a rejected transaction leaves the overlay as it was, so the
+    /// caller may go on without it (a proposer leaving out what no longer applies). Costs a copy
+    /// of each entry the transaction touches.
+    pub fn try_apply_tx(&mut self, signed: &SignedTransaction) -> Result<(), ApplyError> {
+        self.journal = Some(Journal { fees: self.fees, ..Journal::default() });
+        let result = self.apply_tx(signed);
+        let journal = self.journal.take().expect("invariant: set above, and apply_tx does not take it");
+        if result.is_err() {
+            self.accounts.extend(journal.accounts);
+            self.delegates.extend(journal.delegates);
+            self.unbonding.extend(journal.unbonding);
+            self.offences.extend(journal.offences);
+            self.fees = journal.fees;
+        }
+        result
     }
 
     /// Applies one transaction whose signatures and stateless rules were already checked.
@@ -412,6 +454,9 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             self.offences.insert(offence, record);
         }
         let record = self.offences.get_mut(&offence).expect("invariant: inserted above");
+        if let Some(journal) = &mut self.journal {
+            journal.offences.entry(offence).or_insert_with(|| *record);
+        }
         if record.is_some() {
             return Err(TxRejection::DuplicateOffence { offence }.into());
         }
@@ -637,6 +682,7 @@ pub fn genesis_block(genesis: &Genesis, state_root: Hash) -> Block {
 
 /// Builds the block that applies `txs` on top of `parent`: executes them and fills in the
 /// roots. The seal is left as given (`Seal::None` for the engine to fill in, e.g. by mining).
+/// Any rejected transaction fails the build; [`propose_block`] leaves such ones out instead.
 pub fn build_block<S>(
     state: &S,
     genesis: &Genesis,
@@ -646,9 +692,65 @@ pub fn build_block<S>(
 where
     S: StateRead + jmt::storage::TreeReader,
 {
+    let mut block = unrooted_block(parent, template)?;
+    let changes = execute(state, genesis, &block)?;
+    block.header.state_root = tree::apply_changes(state, &changes, block.header.height)?.0;
+    Ok(block)
+}
+
+/// A block a proposer built, and the template's transactions the state rejected.
+#[derive(Debug)]
+pub struct Proposal {
+    pub block: Block,
+    /// Rejected transactions, in template order, with the reason. A sender's later
+    /// transactions after a rejected one are left out too, but are not listed: they may apply
+    /// in a later block.
+    pub rejected: Vec<(SignedTransaction, TxRejection)>,
+}
+
+/// [`build_block`] for a proposer: a transaction the state rejects is left out (and reported)
+/// instead of failing the build, in one pass over the template.
+pub fn propose_block<S>(
+    state: &S,
+    genesis: &Genesis,
+    parent: &Header,
+    mut template: BlockTemplate,
+) -> Result<Proposal, BlockError>
+where
+    S: StateRead + jmt::storage::TreeReader,
+{
+    let height = parent.height.next().ok_or(BlockError::WrongHeight { expected: parent.height, got: parent.height })?;
+    let mut executor = Executor::new(state, genesis, height);
+    executor.begin_block()?;
+    let mut included = Vec::with_capacity(template.txs.len());
+    let mut rejected = Vec::new();
+    let mut skipped: BTreeSet<Address> = BTreeSet::new();
+    for tx in std::mem::take(&mut template.txs) {
+        if skipped.contains(&tx.tx.sender) {
+            continue;
+        }
+        match executor.try_apply_tx(&tx) {
+            Ok(()) => included.push(tx),
+            Err(ApplyError::Rejected(rejection)) => {
+                skipped.insert(tx.tx.sender);
+                rejected.push((tx, rejection));
+            }
+            Err(ApplyError::Read(error)) => return Err(error.into()),
+        }
+    }
+    executor.end_block(&template.proposer)?;
+    let changes = executor.into_changes()?;
+    template.txs = included;
+    let mut block = unrooted_block(parent, template)?;
+    block.header.state_root = tree::apply_changes(state, &changes, height)?.0;
+    Ok(Proposal { block, rejected })
+}
+
+/// The block of `template` on `parent`, every field but the state root filled in.
+fn unrooted_block(parent: &Header, template: BlockTemplate) -> Result<Block, BlockError> {
     let height = parent.height.next().ok_or(BlockError::WrongHeight { expected: parent.height, got: parent.height })?;
     let body = block::Body { txs: template.txs, votes: template.votes };
-    let mut block = Block {
+    Ok(Block {
         header: Header {
             parent: parent.hash(),
             height,
@@ -660,11 +762,7 @@ where
             seal: Seal::None,
         },
         body,
-    };
-    let changes = execute(state, genesis, &block)?;
-    let (state_root, _) = tree::apply_changes(state, &changes, height)?;
-    block.header.state_root = state_root;
-    Ok(block)
+    })
 }
 
 /// What a proposer puts in a block.
