@@ -9,8 +9,8 @@
 //! Each sender's transactions are split in two: the *ready* run, consecutive nonces from the
 //! account's, which blocks take and the node relays; and the *gapped* ones after a missing
 //! nonce, which cost nothing to send, so they are held apart (`MEMPOOL_GAPPED_TXS_MAX`, and
-//! `MEMPOOL_GAPPED_PER_SENDER_MAX` per sender), never relayed, dropped after
-//! `MEMPOOL_GAPPED_EXPIRY_BLOCKS`, and not kept across a restart. When the missing nonce
+//! `MEMPOOL_GAPPED_PER_SENDER_MAX` per sender), never relayed, and dropped after
+//! `MEMPOOL_GAPPED_EXPIRY_BLOCKS` (counted again after a restart). When the missing nonce
 //! arrives, those it releases join the run and are relayed ([`Admitted::ready`]).
 //!
 //! When full, the lowest-fee transaction (the last nonce of its sender, so no gap opens) is
@@ -19,7 +19,7 @@
 //! unpayable transactions leave, the runs are split again, and those of rolled-back blocks
 //! come back ([`Mempool::on_head_change`]). Every bound is in `chorus_chain::limits`.
 //!
-//! A node that stops cleanly keeps its ready transactions in a file ([`encode_file`],
+//! A node that stops cleanly keeps its transactions in a file ([`encode_file`],
 //! [`decode_file`]) and offers them again at start-up, as Bitcoin Core's `mempool.dat` does.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -200,10 +200,11 @@ impl Mempool {
         self.size_bytes
     }
 
-    /// Every ready transaction, each sender's in nonce order: what a stopping node keeps to offer
-    /// again. Gapped ones are not kept: they were free to send, and would outlive their expiry.
+    /// Every transaction held, each sender's in nonce order: what a stopping node keeps to
+    /// offer again. Offered again, a gapped one starts its expiry anew, still within its bounds.
     pub fn pending(&self) -> Vec<SignedTransaction> {
-        self.ready.values().flat_map(|pending| pending.values().map(|entry| entry.tx.clone())).collect()
+        let senders: BTreeSet<&Address> = self.ready.keys().chain(self.gapped.keys()).collect();
+        senders.into_iter().flat_map(|sender| self.of_sender(sender).map(|entry| entry.tx.clone())).collect()
     }
 
     pub fn contains(&self, hash: &Hash) -> bool {
@@ -796,7 +797,7 @@ mod tests {
             assert!(pool.insert(transfer_of(&genesis, 0, nonce, 1), &state, &genesis).unwrap().ready.is_empty());
         }
         assert_eq!(pool.gapped_len(), 6);
-        assert!(pool.pending().is_empty(), "gapped transactions are not kept across a restart");
+        assert_eq!(pool.pending().len(), 6, "kept across a clean stop, to be offered again");
         assert!(pool.select(&state).unwrap().is_empty());
         // Bounded per sender.
         let limit = u64::from(limits::MEMPOOL_GAPPED_PER_SENDER_MAX);
