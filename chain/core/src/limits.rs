@@ -59,9 +59,20 @@ pub const ENGINE_SCHEDULE_MAX: u32 = 16;
 /// entry the block changed, and its tree node keys).
 pub const STORE_RECORD_BYTES_MAX: u32 = 64 * 1024 * 1024;
 
-/// Ceiling of the codec's allocation budget: the largest of all per-type limits. Each type's
-/// own, smaller limit is checked against the input length before decoding.
+/// Largest input any type may declare as its own limit (`Canonical::BYTES_MAX`): the largest
+/// of the per-type limits. Each type's own limit is checked against the input's length before
+/// decoding.
 pub const DECODE_BYTES_MAX: u32 = STORE_RECORD_BYTES_MAX;
+
+// --- decoding budget (`chain::codec`) ---
+
+/// Bytes of memory a decode may reserve per byte of its input (rounded up to a power of two, at
+/// least 4 KiB). The decoder charges a container's elements' in-memory size before allocating
+/// it, so a length prefix may promise at most what the input could hold: a 9-byte input makes
+/// it reserve 4 KiB, not the 60 MiB its first length claimed. 8 covers the largest ratio of an
+/// element's in-memory size to its smallest encoding (an undo record's entry: 48 bytes in memory,
+/// 9 encoded), with room; `codec`'s tests check the ratio of every element type.
+pub const DECODE_ALLOCATION_PER_INPUT_BYTE: u32 = 8;
 
 /// Most blocks a single reorg may roll back. Deeper reorgs are refused: they could only come
 /// from a chain that ignores finality, and each step holds an undo record in memory.
