@@ -295,6 +295,23 @@ pub const RPC_CALL_BURST_MAX: u32 = 4_000;
 /// 1 KiB, and a larger file is refused as damaged.
 pub const KEY_FILE_BYTES_MAX: u64 = 64 * 1024;
 
+// --- secrets (the wallet's keystore and password file, `chorusd`'s node key) ---
+
+/// Largest argon2id costs a key file may ask for. Unlocking derives the key with the parameters
+/// the file names, so without a bound a crafted file asks for up to 4 TiB (`m_cost` is in KiB, a
+/// u32) or billions of passes. Four times the keystore's own costs (64 MiB, 3 passes, 1 lane)
+/// leaves room to raise them; memory is the one that can hurt a machine, and 256 MiB is what a
+/// small one can spare for a moment.
+pub const KEYSTORE_ARGON2_M_COST_KIB_MAX: u32 = 256 * 1024;
+pub const KEYSTORE_ARGON2_T_COST_MAX: u32 = 12;
+pub const KEYSTORE_ARGON2_P_COST_MAX: u32 = 4;
+
+/// Largest password file the wallet reads (`--password-file`): a password is a line.
+pub const PASSWORD_FILE_BYTES_MAX: u64 = 4 * 1024;
+
+/// Largest node key file `chorusd` reads: 64 hex digits and a line end; more is not a key file.
+pub const NODE_KEY_FILE_BYTES_MAX: u64 = 1024;
+
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);
