@@ -4,8 +4,10 @@
 //! password by argon2id; the argon2 parameters, salt and nonce are stored in the file, so a
 //! file stays readable when defaults change. The name and address are stored in the clear
 //! (listing needs no password) and bound to the ciphertext as associated data, so editing them
-//! makes decryption fail. Files are written with mode 0600 and a file others can read is
-//! refused. Seeds and derived keys are zeroized when dropped.
+//! makes decryption fail. The directory is created with mode 0700 and files with mode 0600; a
+//! key file or password file others can read is refused. A key file's argon2 costs are bounded
+//! (`limits::KEYSTORE_ARGON2_*_MAX`) before anything is derived: unlocking a crafted file must
+//! not take the machine's memory. Seeds, passwords and derived keys are zeroized when dropped.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,12 @@ use zeroize::Zeroizing;
 pub const ARGON2_M_COST_KIB: u32 = 64 * 1024;
 pub const ARGON2_T_COST: u32 = 3;
 pub const ARGON2_P_COST: u32 = 1;
+const _: () = assert!(
+    ARGON2_M_COST_KIB <= limits::KEYSTORE_ARGON2_M_COST_KIB_MAX
+        && ARGON2_T_COST <= limits::KEYSTORE_ARGON2_T_COST_MAX
+        && ARGON2_P_COST <= limits::KEYSTORE_ARGON2_P_COST_MAX,
+    "the keystore opens the files it writes"
+);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoreError {
@@ -33,6 +41,17 @@ pub enum KeystoreError {
     WrongPassword(String),
     #[error("key file {path} is readable by others (mode {mode:o}); run chmod 600 on it")]
     Permissions { path: PathBuf, mode: u32 },
+    #[error("password file {path} is readable by others (mode {mode:o}); run chmod 600 on it")]
+    PasswordFilePermissions { path: PathBuf, mode: u32 },
+    #[error("password file {path} is over {} bytes", limits::PASSWORD_FILE_BYTES_MAX)]
+    PasswordFileTooLarge { path: PathBuf },
+    #[error(
+        "key file {path} asks for argon2 costs of {m_cost_kib} KiB, {t_cost} passes, {p_cost} lanes; at most {} KiB, {} passes, {} lanes are allowed",
+        limits::KEYSTORE_ARGON2_M_COST_KIB_MAX,
+        limits::KEYSTORE_ARGON2_T_COST_MAX,
+        limits::KEYSTORE_ARGON2_P_COST_MAX
+    )]
+    KdfTooCostly { path: PathBuf, m_cost_kib: u32, t_cost: u32, p_cost: u32 },
     #[error("key file {path} is damaged: {reason}")]
     Damaged { path: PathBuf, reason: String },
     #[error("keystore {path}: {source}")]
@@ -100,7 +119,7 @@ impl Keystore {
     pub fn add(&self, name: &str, key: &SecretKey, password: &[u8]) -> Result<Entry, KeystoreError> {
         let path = self.path(name)?;
         let io = |source| KeystoreError::Io { path: self.dir.clone(), source };
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        create_private_dir(&self.dir).map_err(io)?;
         let salt: [u8; 16] = rand::random();
         let nonce: [u8; 24] = rand::random();
         let address = key.address();
@@ -171,6 +190,13 @@ impl Keystore {
         if file.kdf.algorithm != "argon2id" || file.cipher.algorithm != "xchacha20poly1305" {
             return Err(damaged(format!("unknown algorithms {} / {}", file.kdf.algorithm, file.cipher.algorithm)));
         }
+        let Kdf { m_cost_kib, t_cost, p_cost, .. } = file.kdf;
+        if m_cost_kib > limits::KEYSTORE_ARGON2_M_COST_KIB_MAX
+            || t_cost > limits::KEYSTORE_ARGON2_T_COST_MAX
+            || p_cost > limits::KEYSTORE_ARGON2_P_COST_MAX
+        {
+            return Err(KeystoreError::KdfTooCostly { path, m_cost_kib, t_cost, p_cost });
+        }
         let salt = hex::decode(&file.kdf.salt).map_err(|error| damaged(format!("salt: {error}")))?;
         let nonce: [u8; 24] = hex::decode(&file.cipher.nonce)
             .ok()
@@ -178,8 +204,7 @@ impl Keystore {
             .ok_or_else(|| damaged("nonce is not 24 hex bytes".to_owned()))?;
         let ciphertext =
             hex::decode(&file.cipher.ciphertext).map_err(|error| damaged(format!("ciphertext: {error}")))?;
-        let sealing_key =
-            derive(password, &salt, file.kdf.m_cost_kib, file.kdf.t_cost, file.kdf.p_cost).map_err(damaged)?;
+        let sealing_key = derive(password, &salt, m_cost_kib, t_cost, p_cost).map_err(damaged)?;
         let cipher = XChaCha20Poly1305::new_from_slice(sealing_key.as_slice()).expect("invariant: a 32-byte key");
         let aad = associated_data(&file.name, &file.address);
         let seed = Zeroizing::new(
@@ -187,9 +212,10 @@ impl Keystore {
                 .decrypt(&XNonce::from(nonce), Payload { msg: &ciphertext, aad: &aad })
                 .map_err(|_| KeystoreError::WrongPassword(name.to_owned()))?,
         );
-        let seed: [u8; 32] =
-            seed.as_slice().try_into().map_err(|_| damaged("the sealed seed is not 32 bytes".to_owned()))?;
-        let key = SecretKey::from_seed(seed);
+        let seed = Zeroizing::new(
+            <[u8; 32]>::try_from(seed.as_slice()).map_err(|_| damaged("the sealed seed is not 32 bytes".to_owned()))?,
+        );
+        let key = SecretKey::from_seed(*seed);
         if key.address() != file.address {
             return Err(damaged("the sealed key does not match the stored address".to_owned()));
         }
@@ -239,6 +265,48 @@ fn read_file(path: &Path) -> Result<KeyFile, KeystoreError> {
     let bytes = std::fs::read(path).map_err(io)?;
     serde_json::from_slice(&bytes)
         .map_err(|error| KeystoreError::Damaged { path: path.to_owned(), reason: error.to_string() })
+}
+
+/// Creates `dir` and its missing parents with mode 0700: the keystore's listing is nobody
+/// else's business. An existing directory is left as it is.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Reads a password file (`--password-file`): refused if others can read it, as key files are,
+/// or if it is over [`limits::PASSWORD_FILE_BYTES_MAX`]. Trailing line ends are not part of
+/// the password. The bytes are read into one buffer of fixed capacity, zeroized when dropped.
+pub fn read_password_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+    use std::io::Read;
+    let io = |source| KeystoreError::Io { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(KeystoreError::PasswordFilePermissions { path: path.to_owned(), mode });
+        }
+    }
+    let limit_bytes = limits::PASSWORD_FILE_BYTES_MAX;
+    // One byte over the limit tells a file at the limit from a larger one; the capacity is
+    // never exceeded, so the buffer is never moved and leaves no copy behind.
+    let mut password = Zeroizing::new(Vec::with_capacity(limit_bytes as usize + 1));
+    file.take(limit_bytes + 1).read_to_end(&mut password).map_err(io)?;
+    if password.len() as u64 > limit_bytes {
+        return Err(KeystoreError::PasswordFileTooLarge { path: path.to_owned() });
+    }
+    while matches!(password.last(), Some(b'\n' | b'\r')) {
+        password.pop();
+    }
+    Ok(password)
 }
 
 /// Creates `path` with mode 0600 (never overwriting) and writes `bytes` durably.
@@ -291,5 +359,80 @@ mod tests {
         std::fs::remove_file(&path).expect("rm");
         write_private(&path, tampered.as_bytes()).expect("write");
         assert!(store.unlock("alice", b"correct horse").is_err());
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_keystore_directory_and_its_missing_parents_are_created_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = dir.path().join("home/.chorus/keystore");
+        Keystore::new(&keys).add("alice", &SecretKey::from_seed([3; 32]), b"pw").expect("add");
+        for created in [keys.as_path(), &dir.path().join("home/.chorus")] {
+            assert_eq!(mode(created), 0o700, "{} has mode {:o}", created.display(), mode(created));
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_password_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("password");
+        std::fs::write(&path, "correct horse\r\n").expect("write");
+        for exposed in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(exposed)).expect("chmod");
+            match read_password_file(&path) {
+                Err(KeystoreError::PasswordFilePermissions { path: refused, mode }) => {
+                    assert_eq!((refused, mode), (path.clone(), exposed));
+                }
+                other => panic!("mode {exposed:o}: expected a refusal, got {other:?}"),
+            }
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(read_password_file(&path).expect("a private file").as_slice(), b"correct horse");
+
+        let large = vec![b'x'; limits::PASSWORD_FILE_BYTES_MAX as usize + 1];
+        std::fs::write(&path, &large).expect("write");
+        assert!(matches!(read_password_file(&path), Err(KeystoreError::PasswordFileTooLarge { .. })));
+        std::fs::write(&path, &large[1..]).expect("write");
+        assert_eq!(read_password_file(&path).expect("at the limit").len(), large.len() - 1);
+    }
+
+    /// A crafted key file's argon2 costs are refused before any key is derived: before the
+    /// bound, the first case below made unlock allocate 256 MiB, the others 4 TiB or 2^32 passes.
+    #[test]
+    fn a_key_file_asking_for_more_argon2_work_than_allowed_is_refused_before_deriving() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Keystore::new(dir.path());
+        let key = SecretKey::from_seed([5; 32]);
+        store.add("alice", &key, b"pw").expect("add");
+        let path = dir.path().join("alice.json");
+        let honest: KeyFile = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("a key file");
+        let m_max = limits::KEYSTORE_ARGON2_M_COST_KIB_MAX;
+        let (t_max, p_max) = (limits::KEYSTORE_ARGON2_T_COST_MAX, limits::KEYSTORE_ARGON2_P_COST_MAX);
+        for (m_cost_kib, t_cost, p_cost) in
+            [(m_max + 1, 1, 1), (u32::MAX, 1, 1), (1024, u32::MAX, 1), (1024, t_max + 1, 1), (1024, 1, p_max + 1)]
+        {
+            let mut crafted = honest.clone();
+            crafted.kdf.m_cost_kib = m_cost_kib;
+            crafted.kdf.t_cost = t_cost;
+            crafted.kdf.p_cost = p_cost;
+            std::fs::remove_file(&path).expect("rm");
+            write_private(&path, &serde_json::to_vec(&crafted).expect("json")).expect("write");
+            match store.unlock("alice", b"pw") {
+                Err(KeystoreError::KdfTooCostly { path: refused, .. }) => assert_eq!(refused, path),
+                other => panic!("costs {m_cost_kib} KiB, {t_cost}, {p_cost}: expected a refusal, got {other:?}"),
+            }
+        }
+        // The honest file still opens.
+        std::fs::remove_file(&path).expect("rm");
+        write_private(&path, &serde_json::to_vec(&honest).expect("json")).expect("write");
+        assert_eq!(store.unlock("alice", b"pw").expect("unlock").seed(), key.seed());
     }
 }

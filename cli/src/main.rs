@@ -1,9 +1,14 @@
 //! `chorus`: the Chorus wallet. Talks to `chorusd` over JSON-RPC only; keys live in an
 //! encrypted keystore (see [`keystore`]). Every error is one line and a distinct exit code
 //! ([`Failure::exit_code`]); with `--json`, results and errors are JSON on stdout.
+//!
+//! Output goes through [`write_stdout`] and [`write_stderr`], never `println!`: a reader that
+//! closes the pipe early (`chorus wallet list | head -1`) ends the command quietly instead of
+//! panicking. Rust ignores SIGPIPE, so the closed pipe arrives as a write error (EPIPE).
 
 mod keystore;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -184,12 +189,19 @@ enum Failure {
     Timeout(String),
     #[error("the node's proof does not verify: {0}")]
     Unverified(String),
+    /// Stdout's reader is gone: nobody is left to tell, so the command ends quietly.
+    #[error("stdout is closed")]
+    StdoutClosed,
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
 }
 
 impl Failure {
     /// 1 is left for anything unexpected, 2 is clap's usage error. README lists them all.
     fn exit_code(&self) -> u8 {
         match self {
+            Failure::StdoutClosed => 0,
+            Failure::Stdout(_) => 1,
             Failure::Address(_) => 3,
             Failure::Keystore(KeystoreError::WrongPassword(_)) => 4,
             Failure::Keystore(_) => 5,
@@ -220,6 +232,7 @@ impl Failure {
             Failure::Unverified(_) => "unverified",
             Failure::TooManyDelegates(_) => "too_many_delegates",
             Failure::Input(_) => "input",
+            Failure::StdoutClosed | Failure::Stdout(_) => "output",
         }
     }
 
@@ -243,19 +256,35 @@ fn main() -> ExitCode {
     let json = cli.json;
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::StdoutClosed) => ExitCode::from(Failure::StdoutClosed.exit_code()),
         Err(failure) => {
-            if json {
+            // Where the error cannot be written either, the exit code still says it.
+            if json && !matches!(failure, Failure::Stdout(_)) {
                 let mut error = json!({ "kind": failure.kind(), "message": failure.to_string() });
                 if let Failure::Refused { code, .. } = &failure {
                     error["code"] = json!(code);
                 }
-                println!("{}", json!({ "error": error }));
+                let _ = write_stdout(format!("{}\n", json!({ "error": error })).as_bytes());
             } else {
-                eprintln!("chorus: {failure}");
+                write_stderr(&format!("chorus: {failure}"));
             }
             ExitCode::from(failure.exit_code())
         }
     }
+}
+
+/// Writes `bytes` to stdout and flushes them. A closed pipe is [`Failure::StdoutClosed`].
+fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes).and_then(|()| stdout.flush()).map_err(|error| match error.kind() {
+        std::io::ErrorKind::BrokenPipe => Failure::StdoutClosed,
+        _ => Failure::Stdout(error),
+    })
+}
+
+/// Writes one line to stderr, for people; a stderr nobody reads is no reason to fail.
+fn write_stderr(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 struct Context {
@@ -289,27 +318,29 @@ impl Context {
         })
     }
 
-    /// The password: `--password-file`, else `CHORUS_PASSWORD`, else one prompt.
-    fn password(&self, prompt: &str) -> Result<Zeroizing<String>, Failure> {
+    /// The password: `--password-file` (refused if others can read it), else `CHORUS_PASSWORD`,
+    /// else one prompt.
+    fn password(&self, prompt: &str) -> Result<Zeroizing<Vec<u8>>, Failure> {
         if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|error| Failure::Input(format!("password file {}: {error}", path.display())))?;
-            return Ok(Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_owned()));
+            return Ok(keystore::read_password_file(path)?);
         }
         if let Ok(password) = std::env::var("CHORUS_PASSWORD") {
-            return Ok(Zeroizing::new(password));
+            return Ok(Zeroizing::new(password.into_bytes()));
         }
-        rpassword::prompt_password(prompt).map(Zeroizing::new).map_err(|error| {
+        rpassword::prompt_password(prompt).map(|password| Zeroizing::new(password.into_bytes())).map_err(|error| {
             Failure::Input(format!("cannot read a password (set CHORUS_PASSWORD or --password-file): {error}"))
         })
     }
 
-    fn print(&self, value: &impl Serialize, human: impl FnOnce() -> String) {
-        if self.json {
-            println!("{}", serde_json::to_string(value).expect("invariant: what the wallet prints serializes to JSON"));
+    /// Prints `value` as one line of JSON with `--json`, else `human()`'s line.
+    fn print(&self, value: &impl Serialize, human: impl FnOnce() -> String) -> Result<(), Failure> {
+        let mut line = if self.json {
+            serde_json::to_string(value).expect("invariant: what the wallet prints serializes to JSON")
         } else {
-            println!("{}", human());
-        }
+            human()
+        };
+        line.push('\n');
+        write_stdout(line.as_bytes())
     }
 
     /// An address, or the address of a key in the keystore.
@@ -350,8 +381,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let account = context.request(&GetAccount { address, proof_height: None })?;
             context.print(&json!({ "address": address, "balance": account.balance, "height": account.height }), || {
                 account.balance.to_string()
-            });
-            Ok(())
+            })
         }
         Command::Account { address, verify } => {
             let address = Address::parse(&address).map_err(|error| Failure::Address(error.to_string()))?;
@@ -359,8 +389,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return verified_account(&context, address);
             }
             let account = context.request(&GetAccount { address, proof_height: None })?;
-            context.print(&account, || pretty(&account));
-            Ok(())
+            context.print(&account, || pretty(&account))
         }
         Command::Transfer { to, amount, tx } => {
             let to = context.address(&to)?;
@@ -383,13 +412,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Validators => {
             let set = context.request(&GetValidators)?;
-            context.print(&set, || pretty(&set));
-            Ok(())
+            context.print(&set, || pretty(&set))
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "chorus", &mut std::io::stdout());
-            Ok(())
+            // Generated into memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "chorus", &mut script);
+            write_stdout(&script)
         }
         Command::Status => {
             let status = context.request(&GetStatus)?;
@@ -403,8 +433,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     status.n_peers,
                     status.syncing,
                 )
-            });
-            Ok(())
+            })
         }
         Command::Block { id } => {
             let id = match id {
@@ -414,8 +443,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 })?,
             };
             let block = context.request(&GetBlock { id })?.ok_or_else(|| Failure::Input(format!("no block {id}")))?;
-            context.print(&block, || pretty(&block));
-            Ok(())
+            context.print(&block, || pretty(&block))
         }
         Command::Tx { hash } => {
             let hash =
@@ -424,8 +452,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             context.print(&info, || match info.status.block() {
                 Some(block) => format!("{} in block {}", info.status.name(), block.height),
                 None => info.status.name().to_owned(),
-            });
-            Ok(())
+            })
         }
     }
 }
@@ -439,14 +466,14 @@ fn wallet(context: &Context, command: WalletCommand) -> Result<(), Failure> {
     match command {
         WalletCommand::New { name } => {
             let password = context.password(&format!("password for new key {name}: "))?;
-            let entry = context.keystore.add(&name, &SecretKey::generate(), password.as_bytes())?;
-            context.print(&json!(entry), || format!("{} {}", entry.name, entry.address));
+            let entry = context.keystore.add(&name, &SecretKey::generate(), &password)?;
+            context.print(&json!(entry), || format!("{} {}", entry.name, entry.address))
         }
         WalletCommand::List => {
             let entries = context.keystore.list()?;
             context.print(&json!(entries), || {
                 entries.iter().map(|entry| format!("{} {}", entry.name, entry.address)).collect::<Vec<_>>().join("\n")
-            });
+            })
         }
         WalletCommand::Import { name, seed_file, dev } => {
             let key = match (seed_file, dev) {
@@ -459,27 +486,55 @@ fn wallet(context: &Context, command: WalletCommand) -> Result<(), Failure> {
                         hex::decode(text.trim())
                             .map_err(|_| Failure::Input(format!("{} does not hold a hex seed", path.display())))?,
                     );
-                    let seed: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                    let seed = Zeroizing::new(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
                         Failure::Input(format!("{} holds {} bytes, a seed is 32", path.display(), bytes.len()))
-                    })?;
-                    SecretKey::from_seed(seed)
+                    })?);
+                    SecretKey::from_seed(*seed)
                 }
                 (None, Some(index)) => SecretKey::from_seed(dev_seed(index)),
                 _ => return Err(Failure::Input("give --seed-file FILE or --dev N".to_owned())),
             };
             let password = context.password(&format!("password for key {name}: "))?;
-            let entry = context.keystore.add(&name, &key, password.as_bytes())?;
-            context.print(&json!(entry), || format!("{} {}", entry.name, entry.address));
+            let entry = context.keystore.add(&name, &key, &password)?;
+            context.print(&json!(entry), || format!("{} {}", entry.name, entry.address))
         }
         WalletCommand::Export { name } => {
             let password = context.password(&format!("password for key {name}: "))?;
-            let key = context.keystore.unlock(&name, password.as_bytes())?;
-            let seed = Zeroizing::new(hex::encode(key.seed()));
-            context
-                .print(&json!({ "name": name, "address": key.address(), "seed": seed.as_str() }), || seed.to_string());
+            let key = context.keystore.unlock(&name, &password)?;
+            write_stdout(&export_line(&name, &key, context.json))
         }
     }
-    Ok(())
+}
+
+/// Bytes `wallet export` prints at most: a 64-character name, an address and 64 hex digits, in
+/// JSON with its keys, or the hex digits alone.
+const EXPORT_LINE_BYTES_MAX: usize = 256;
+
+/// `wallet export`'s line: the seed in hex, alone or in JSON with the key's name and address.
+/// Every copy of the seed on the way is zeroized when dropped, and the line is built in one
+/// buffer that never outgrows its capacity (a grown buffer leaves its old bytes behind, freed
+/// but not cleared).
+fn export_line(name: &str, key: &SecretKey, json: bool) -> Zeroizing<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Exported<'a> {
+        address: Address,
+        name: &'a str,
+        seed: &'a str,
+    }
+    let seed = Zeroizing::new(key.seed());
+    let mut seed_hex = Zeroizing::new([0u8; 64]);
+    hex::encode_to_slice(seed.as_slice(), seed_hex.as_mut_slice()).expect("invariant: 32 bytes are 64 hex digits");
+    let seed_text = std::str::from_utf8(seed_hex.as_slice()).expect("invariant: hex digits are ASCII");
+    let mut line = Zeroizing::new(Vec::with_capacity(EXPORT_LINE_BYTES_MAX));
+    if json {
+        serde_json::to_writer(&mut *line, &Exported { address: key.address(), name, seed: seed_text })
+            .expect("invariant: writing JSON into a Vec cannot fail");
+    } else {
+        line.extend_from_slice(seed_text.as_bytes());
+    }
+    line.push(b'\n');
+    assert!(line.len() <= EXPORT_LINE_BYTES_MAX, "invariant: key names are at most 64 characters");
+    line
 }
 
 /// `chorusd dev` account `index`'s seed: SHA-256 of "chorus dev account <index>" (README).
@@ -517,8 +572,7 @@ fn verified_account(context: &Context, address: Address) -> Result<(), Failure> 
             "verified against block {height}'s state root {root}: balance {}, nonce {}, stake {}",
             account.balance, account.nonce, account.stake
         )
-    });
-    Ok(())
+    })
 }
 
 /// Checks a Merkle proof that `address` holds `value` under `root`; returns the account.
@@ -554,12 +608,11 @@ fn submit(context: &Context, args: &TxArgs, kind: TxKind) -> Result<(), Failure>
     };
     let fee = fee.map_or(status.min_tx_fee, Amount::new);
     let password = context.password(&format!("password for key {from}: "))?;
-    let key = context.keystore.unlock(from, password.as_bytes())?;
+    let key = context.keystore.unlock(from, &password)?;
     let tx = Transaction { chain_id: status.chain_id, sender: entry.address, nonce, fee, kind }.sign(&key);
     let hash = context.request(&SubmitTx { tx })?;
     if !wait {
-        context.print(&json!({ "hash": hash, "status": "pending" }), || hash.to_string());
-        return Ok(());
+        return context.print(&json!({ "hash": hash, "status": "pending" }), || hash.to_string());
     }
     // A spinner on a terminal; plain lines for logs, pipes and --json.
     let spinner = (!context.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
@@ -569,7 +622,7 @@ fn submit(context: &Context, args: &TxArgs, kind: TxKind) -> Result<(), Failure>
         spinner
     });
     if spinner.is_none() && !context.json {
-        eprintln!("submitted {hash}; waiting for a block ...");
+        write_stderr(&format!("submitted {hash}; waiting for a block ..."));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(WAIT_SECS);
     loop {
@@ -578,10 +631,9 @@ fn submit(context: &Context, args: &TxArgs, kind: TxKind) -> Result<(), Failure>
             if let Some(spinner) = &spinner {
                 spinner.finish_and_clear();
             }
-            context.print(&json!({ "hash": hash, "status": status.name(), "height": block.height }), || {
+            return context.print(&json!({ "hash": hash, "status": status.name(), "height": block.height }), || {
                 format!("{hash} included in block {}", block.height)
             });
-            return Ok(());
         }
         if let Some(spinner) = &spinner {
             spinner.set_message(format!("{hash}: {}, waiting for a block", status.name()));
@@ -606,6 +658,29 @@ mod tests {
     use chorus_chain::testing;
 
     use super::*;
+
+    /// The seed `wallet export` prints is held only in buffers zeroized on drop, and the line is
+    /// built without outgrowing its buffer (a grown buffer leaves its old bytes behind). Whether
+    /// memory is cleared cannot be observed from safe code: the types say it.
+    #[test]
+    fn the_exported_seed_is_held_in_a_buffer_zeroized_on_drop() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let key = SecretKey::from_seed([0xab; 32]);
+        let name = "n".repeat(64);
+        for json in [false, true] {
+            let line = export_line(&name, &key, json);
+            zeroized_on_drop(&line);
+            assert_eq!(line.capacity(), EXPORT_LINE_BYTES_MAX, "the line never outgrew its buffer");
+            let text = std::str::from_utf8(&line).expect("utf-8");
+            assert!(text.ends_with('\n'));
+            if json {
+                let value: serde_json::Value = serde_json::from_str(text).expect("JSON");
+                assert_eq!(value, json!({ "address": key.address(), "name": name, "seed": "ab".repeat(32) }));
+            } else {
+                assert_eq!(text, format!("{}\n", "ab".repeat(32)));
+            }
+        }
+    }
 
     #[test]
     fn a_true_proof_verifies_and_a_tampered_one_does_not() {

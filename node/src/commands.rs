@@ -8,6 +8,7 @@ use chorus_chain::genesis::{ChainParams, EngineConfig, EngineEntry, Genesis, Gen
 use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height};
 use chorus_chain::{Address, SecretKey, limits};
 use chorus_p2p::NodeKey;
+use zeroize::Zeroizing;
 
 use crate::config::{GenesisCommand, KeyCommand};
 
@@ -35,30 +36,55 @@ pub fn read_genesis(path: &Path) -> Result<Genesis, GenesisFileError> {
     Ok(Genesis::from_json(&bytes)?)
 }
 
+/// A node key's 32-byte ed25519 seed, zeroized when dropped. Every copy this module makes (the
+/// file's text, the hex digits) is zeroized too; `NodeKey::from_secret` and
+/// `SecretKey::from_seed` zeroize the copies they are given.
+pub type NodeSeed = Zeroizing<[u8; 32]>;
+
+/// Why a node key file was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("cannot read key file {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("key file {} is readable by others (mode {mode:o}); run chmod 600 on it", path.display())]
+    Exposed { path: PathBuf, mode: u32 },
+    #[error("key file {} is over {} bytes; a key file holds 64 hex digits", path.display(), limits::NODE_KEY_FILE_BYTES_MAX)]
+    TooLarge { path: PathBuf },
+    #[error("key file {} does not hold 64 hex digits (a 32-byte seed): {reason}", path.display())]
+    NotASeed { path: PathBuf, reason: hex::FromHexError },
+}
+
 /// A node key file: the 32-byte ed25519 seed in hex, one line, mode 0600. The same key is the
 /// node's libp2p identity and its chain address.
-pub fn read_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+pub fn read_key(path: &Path) -> Result<NodeSeed, KeyFileError> {
+    let io = |source| KeyFileError::Io { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)
-            .with_context(|| format!("cannot read key file {}", path.display()))?
-            .permissions()
-            .mode();
+        let mode = file.metadata().map_err(io)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            bail!("key file {} is readable by others (mode {:o}); run chmod 600 on it", path.display(), mode & 0o777);
+            return Err(KeyFileError::Exposed { path: path.to_owned(), mode });
         }
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read key file {}", path.display()))?;
-    let bytes = hex::decode(text.trim()).with_context(|| format!("key file {} is not hex", path.display()))?;
-    bytes.try_into().map_err(|bytes: Vec<u8>| {
-        anyhow::anyhow!("key file {} holds {} bytes, expected 32", path.display(), bytes.len())
-    })
+    // One buffer of fixed capacity: never moved, so it leaves no copy of the seed behind.
+    let limit_bytes = limits::NODE_KEY_FILE_BYTES_MAX;
+    let mut text = Zeroizing::new(Vec::with_capacity(limit_bytes as usize + 1));
+    file.take(limit_bytes + 1).read_to_end(&mut text).map_err(io)?;
+    if text.len() as u64 > limit_bytes {
+        return Err(KeyFileError::TooLarge { path: path.to_owned() });
+    }
+    let mut seed = NodeSeed::default();
+    hex::decode_to_slice(text.trim_ascii(), seed.as_mut_slice())
+        .map_err(|reason| KeyFileError::NotASeed { path: path.to_owned(), reason })?;
+    Ok(seed)
 }
 
 /// Creates a key file with a new key; refuses to overwrite.
-pub fn write_new_key(path: &Path) -> anyhow::Result<[u8; 32]> {
-    let seed = SecretKey::generate().seed();
+pub fn write_new_key(path: &Path) -> anyhow::Result<NodeSeed> {
+    let seed = NodeSeed::new(SecretKey::generate().seed());
+    let mut line = Zeroizing::new([b'\n'; 65]);
+    hex::encode_to_slice(seed.as_slice(), &mut line[..64]).expect("invariant: 32 bytes are 64 hex digits");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -67,14 +93,14 @@ pub fn write_new_key(path: &Path) -> anyhow::Result<[u8; 32]> {
         options.mode(0o600);
     }
     let mut file = options.open(path).with_context(|| format!("cannot create key file {}", path.display()))?;
-    writeln!(file, "{}", hex::encode(seed))?;
+    file.write_all(line.as_slice())?;
     file.sync_all()?;
     Ok(seed)
 }
 
 /// The identities a key stands for.
-pub fn describe_key(seed: [u8; 32]) -> (chorus_p2p::PeerId, Address) {
-    (NodeKey::from_secret(seed).peer_id(), SecretKey::from_seed(seed).address())
+pub fn describe_key(seed: &NodeSeed) -> (chorus_p2p::PeerId, Address) {
+    (NodeKey::from_secret(**seed).peer_id(), SecretKey::from_seed(**seed).address())
 }
 
 pub fn key(command: KeyCommand) -> anyhow::Result<()> {
@@ -88,7 +114,8 @@ pub fn key(command: KeyCommand) -> anyhow::Result<()> {
             (file, seed)
         }
     };
-    let (peer_id, address) = describe_key(seed);
+    let (peer_id, address) = describe_key(&seed);
+    drop(seed);
     println!("key file: {}\npeer id:  {peer_id}\naddress:  {address}", path.display());
     Ok(())
 }
@@ -159,6 +186,51 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A written key reads back; the seed is held in a type that zeroizes it when dropped (the
+    /// clearing itself cannot be observed from safe code: the type says it).
+    #[test]
+    fn a_new_node_key_reads_back_into_a_seed_zeroized_on_drop() {
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>(_: &T) {}
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("node.key");
+        let written = write_new_key(&path).expect("write");
+        zeroized_on_drop(&written);
+        let read = read_key(&path).expect("read");
+        zeroized_on_drop(&read);
+        assert_eq!(read, written);
+        assert_eq!(describe_key(&read).1, SecretKey::from_seed(*written).address());
+        assert!(write_new_key(&path).is_err(), "never overwrites a key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777, 0o600);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+            assert!(matches!(read_key(&path), Err(KeyFileError::Exposed { mode: 0o644, .. })));
+        }
+    }
+
+    #[test]
+    fn a_key_file_that_is_not_one_seed_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("node.key");
+        let write = |bytes: &[u8]| {
+            let _ = std::fs::remove_file(&path);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(&path).expect("create").write_all(bytes).expect("write");
+        };
+        write(format!("  {}\r\n", "0a".repeat(32)).as_bytes());
+        assert_eq!(*read_key(&path).expect("surrounding whitespace is fine"), [0x0a; 32]);
+        write("0a".repeat(31).as_bytes());
+        assert!(matches!(read_key(&path), Err(KeyFileError::NotASeed { .. })));
+        write("zz".repeat(32).as_bytes());
+        assert!(matches!(read_key(&path), Err(KeyFileError::NotASeed { .. })));
+        write(&vec![b' '; limits::NODE_KEY_FILE_BYTES_MAX as usize + 1]);
+        assert!(matches!(read_key(&path), Err(KeyFileError::TooLarge { .. })));
+    }
 
     #[test]
     fn read_genesis_reads_checks_size_and_names_path() {

@@ -97,19 +97,19 @@ fn init_logs(format: LogFormat) {
 }
 
 /// The node key: the given file, or `DATA_DIR/node.key` (created on first start).
-fn node_key(settings: &NodeSettings, data_dir: &Path) -> anyhow::Result<[u8; 32]> {
+fn node_key(settings: &NodeSettings, data_dir: &Path) -> anyhow::Result<commands::NodeSeed> {
     match &settings.key {
-        Some(path) => commands::read_key(path),
+        Some(path) => Ok(commands::read_key(path)?),
         None => {
             let path = data_dir.join("node.key");
-            if path.exists() { commands::read_key(&path) } else { commands::write_new_key(&path) }
+            if path.exists() { Ok(commands::read_key(&path)?) } else { commands::write_new_key(&path) }
         }
     }
 }
 
 async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> anyhow::Result<()> {
     let seed = node_key(&settings, data_dir)?;
-    let (peer_id, key_address) = commands::describe_key(seed);
+    let (peer_id, key_address) = commands::describe_key(&seed);
     let store = Store::open(&data_dir.join("db"), &genesis)
         .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
     let coinbase = settings.mine.then(|| settings.coinbase.unwrap_or(key_address));
@@ -117,7 +117,8 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     tracing::info!(engine = engine.name(), head = store.head().height.get(), %peer_id, "chain opened");
 
     let mut registry = Registry::default();
-    let mut p2p_config = chorus_p2p::Config::new(NodeKey::from_secret(seed), genesis.chain_id.to_string());
+    let mut p2p_config = chorus_p2p::Config::new(NodeKey::from_secret(*seed), genesis.chain_id.to_string());
+    drop(seed);
     p2p_config.listen = settings.listen.clone();
     p2p_config.bootnodes = settings.bootnodes.clone();
     let (net, events) = chorus_p2p::start(p2p_config, &mut registry).await.context("cannot start the network")?;

@@ -27,6 +27,7 @@ use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256, Sha512};
+use zeroize::Zeroize;
 
 use crate::codec::{Decode, Encode};
 use crate::limits;
@@ -135,20 +136,20 @@ impl<'de> Deserialize<'de> for Signature {
 pub struct SecretKey(ed25519_dalek::SigningKey);
 
 impl SecretKey {
-    /// A key from a 32-byte seed (RFC 8032's secret key).
-    pub fn from_seed(seed: [u8; 32]) -> SecretKey {
-        SecretKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    /// A key from a 32-byte seed (RFC 8032's secret key). The copy of the seed this function
+    /// was given is zeroized; the caller's own is the caller's to zeroize.
+    pub fn from_seed(mut seed: [u8; 32]) -> SecretKey {
+        let key = SecretKey(ed25519_dalek::SigningKey::from_bytes(&seed));
+        seed.zeroize();
+        key
     }
 
     /// A fresh key from the operating system's randomness.
     pub fn generate() -> SecretKey {
-        let mut seed: [u8; 32] = rand::random();
-        let key = SecretKey::from_seed(seed);
-        seed.fill(0);
-        key
+        SecretKey::from_seed(rand::random())
     }
 
-    /// The seed; for keystores only.
+    /// The seed; for keystores only. The caller zeroizes the copy (`zeroize::Zeroizing`).
     pub fn seed(&self) -> [u8; 32] {
         self.0.to_bytes()
     }

@@ -59,9 +59,20 @@ pub const ENGINE_SCHEDULE_MAX: u32 = 16;
 /// entry the block changed, and its tree node keys).
 pub const STORE_RECORD_BYTES_MAX: u32 = 64 * 1024 * 1024;
 
-/// Ceiling of the codec's allocation budget: the largest of all per-type limits. Each type's
-/// own, smaller limit is checked against the input length before decoding.
+/// Largest input any type may declare as its own limit (`Canonical::BYTES_MAX`): the largest
+/// of the per-type limits. Each type's own limit is checked against the input's length before
+/// decoding.
 pub const DECODE_BYTES_MAX: u32 = STORE_RECORD_BYTES_MAX;
+
+// --- decoding budget (`chain::codec`) ---
+
+/// Bytes of memory a decode may reserve per byte of its input (rounded up to a power of two, at
+/// least 4 KiB). The decoder charges a container's elements' in-memory size before allocating
+/// it, so a length prefix may promise at most what the input could hold: a 9-byte input makes
+/// it reserve 4 KiB, not the 60 MiB its first length claimed. 8 covers the largest ratio of an
+/// element's in-memory size to its smallest encoding (an undo record's entry: 48 bytes in memory,
+/// 9 encoded), with room; `codec`'s tests check the ratio of every element type.
+pub const DECODE_ALLOCATION_PER_INPUT_BYTE: u32 = 8;
 
 /// Most blocks a single reorg may roll back. Deeper reorgs are refused: they could only come
 /// from a chain that ignores finality, and each step holds an undo record in memory.
@@ -325,6 +336,23 @@ pub const RPC_CALL_BURST_MAX: u32 = 4_000;
 /// Largest key file the wallet reads, checked before reading it: an encrypted key file is under
 /// 1 KiB, and a larger file is refused as damaged.
 pub const KEY_FILE_BYTES_MAX: u64 = 64 * 1024;
+
+// --- secrets (the wallet's keystore and password file, `chorusd`'s node key) ---
+
+/// Largest argon2id costs a key file may ask for. Unlocking derives the key with the parameters
+/// the file names, so without a bound a crafted file asks for up to 4 TiB (`m_cost` is in KiB, a
+/// u32) or billions of passes. Four times the keystore's own costs (64 MiB, 3 passes, 1 lane)
+/// leaves room to raise them; memory is the one that can hurt a machine, and 256 MiB is what a
+/// small one can spare for a moment.
+pub const KEYSTORE_ARGON2_M_COST_KIB_MAX: u32 = 256 * 1024;
+pub const KEYSTORE_ARGON2_T_COST_MAX: u32 = 12;
+pub const KEYSTORE_ARGON2_P_COST_MAX: u32 = 4;
+
+/// Largest password file the wallet reads (`--password-file`): a password is a line.
+pub const PASSWORD_FILE_BYTES_MAX: u64 = 4 * 1024;
+
+/// Largest node key file `chorusd` reads: 64 hex digits and a line end; more is not a key file.
+pub const NODE_KEY_FILE_BYTES_MAX: u64 = 1024;
 
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
