@@ -9,7 +9,9 @@
 //!   height 0 and start heights strictly ascend, so [`Genesis::engine_at`] always has an answer;
 //! - every engine's timing and set parameters are in range, and validator, delegate and member
 //!   sets are non-empty, bounded by [`limits::VALIDATORS_MAX`] and free of duplicate addresses,
-//!   peer ids and (Raft) member ids; every PoS validator holds stake in `accounts`;
+//!   peer ids and (Raft) member ids; every PoS validator holds stake in `accounts`; a PoW
+//!   retarget window is at most [`limits::RETARGET_WINDOW_BLOCKS_MAX`] blocks and its
+//!   `initial_target` is also the easiest target the chain ever allows;
 //! - `params.unbonding_period_blocks >= 1` and `params.slash_permille <= 1000`;
 //! - at most [`limits::GENESIS_ACCOUNTS_MAX`] accounts, no address twice, and the sum of all
 //!   balances and stakes fits in a `u128`.
@@ -143,6 +145,8 @@ pub struct RaftMember {
 #[serde(deny_unknown_fields)]
 pub struct PowConfig {
     pub target_block_time_ms: u64,
+    /// The first blocks' target, and the easiest the retarget rule ever gives (the floor that
+    /// keeps a side chain from becoming free to extend).
     #[serde(deserialize_with = "deserialize_target")]
     pub initial_target: Hash,
     pub retarget_window_blocks: u64,
@@ -400,7 +404,14 @@ fn validate_pow(prefix: &str, config: &PowConfig) -> Result<(), GenesisError> {
             "expected a nonzero target (no block hash can be below zero), got all zeros",
         ));
     }
-    check_positive(prefix, "retarget_window_blocks", config.retarget_window_blocks)
+    let window = config.retarget_window_blocks;
+    if window == 0 || window > limits::RETARGET_WINDOW_BLOCKS_MAX {
+        return Err(invalid(
+            format!("{prefix}.retarget_window_blocks"),
+            format!("expected 1 to {} blocks, got {window}", limits::RETARGET_WINDOW_BLOCKS_MAX),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_pos(prefix: &str, config: &PosConfig, stakes: &Stakes) -> Result<(), GenesisError> {
@@ -799,6 +810,8 @@ mod tests {
         assert_eq!(invalid_field(|g| pow(g).target_block_time_ms = 0), format!("{p}.target_block_time_ms"));
         assert_eq!(invalid_field(|g| pow(g).initial_target = Hash::ZERO), format!("{p}.initial_target"));
         assert_eq!(invalid_field(|g| pow(g).retarget_window_blocks = 0), format!("{p}.retarget_window_blocks"));
+        let too_long = limits::RETARGET_WINDOW_BLOCKS_MAX + 1;
+        assert_eq!(invalid_field(|g| pow(g).retarget_window_blocks = too_long), format!("{p}.retarget_window_blocks"));
     }
 
     #[test]

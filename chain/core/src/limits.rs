@@ -112,6 +112,11 @@ pub const RETARGET_STEP_FACTOR_MAX: u64 = 4;
 /// a busy loop.
 pub const MINING_REFRESH_INTERVAL_MS_MIN: u64 = 100;
 
+/// Longest PoW retarget window a genesis may set: every header check reads that many ancestors
+/// (from the header cache, `HEADER_CACHE_ENTRIES_MAX`), so it must stay well inside the cache.
+/// Bitcoin's retarget period is 2,016 blocks.
+pub const RETARGET_WINDOW_BLOCKS_MAX: u64 = 2_016;
+
 /// Most signatures in one batch verification (one multiscalar multiplication): past about a
 /// thousand points the per-signature cost stops falling while memory keeps growing. Larger
 /// batches are cut into chunks of at most this many.
@@ -374,6 +379,7 @@ const _: () = assert!(PEERS_INBOUND_MAX < PEERS_MAX);
 const _: () =
     assert!(SYNC_REQUEST_BYTES_MAX >= 16 + 32 * SYNC_LOCATOR_HASHES_MAX, "a full locator fits a sync request");
 const _: () = assert!(RETARGET_STEP_FACTOR_MAX >= 1, "the retarget clamp's lower end stays below its upper end");
+const _: () = assert!(RETARGET_WINDOW_BLOCKS_MAX < HEADER_CACHE_ENTRIES_MAX as u64 / 4, "a window stays cached");
 const _: () = assert!(SIGNATURE_BATCH_CHUNK_MAX >= 1, "a batch chunk holds at least one signature");
 const _: () = assert!(4 + 32 <= STATE_KEY_BYTES_MAX, "a tag and an address or hash fit a state key");
 const _: () = assert!(

@@ -130,7 +130,12 @@ fn one_invalid_transaction_invalidates_the_block() {
 fn a_proposal_leaves_out_rejected_transactions_and_nothing_of_them_remains() {
     let mut chain = Chain::new(4);
     let pay = |chain: &Chain, from: u32, nonce: u64| {
-        testing::signed(&chain.genesis, &key(from), nonce, TxKind::Transfer { to: key(3).address(), amount: Amount::new(10) })
+        testing::signed(
+            &chain.genesis,
+            &key(from),
+            nonce,
+            TxKind::Transfer { to: key(3).address(), amount: Amount::new(10) },
+        )
     };
     let txs = vec![
         pay(&chain, 0, 0),

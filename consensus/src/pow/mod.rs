@@ -220,9 +220,10 @@ impl PowEngine {
             return Ok(()); // the whole chain is within the limit
         };
         let horizon = Height::new(horizon);
-        let horizon_hash = chain
-            .canonical_hash(horizon)?
-            .ok_or(ChainReadError::Missing { hash: head_hash, role: "the head's canonical ancestor at the reorg limit" })?;
+        let horizon_hash = chain.canonical_hash(horizon)?.ok_or(ChainReadError::Missing {
+            hash: head_hash,
+            role: "the head's canonical ancestor at the reorg limit",
+        })?;
         if work < self.work_of(chain, &horizon_hash)? {
             return Err(PowError::BranchCannotWin { hash, horizon }.into());
         }

@@ -340,7 +340,13 @@ impl Driver {
     /// A peer's transaction. Forwarded (by the verdict) only if ready; transactions that its
     /// nonce released are relayed. Ones that cannot be admitted are ignored, up to the peer's
     /// allowance; beyond it each costs the peer.
-    fn on_tx(&mut self, now: Timestamp, from: &PeerId, tx: SignedTransaction, io: &mut dyn Io) -> Result<Verdict, DriverError> {
+    fn on_tx(
+        &mut self,
+        now: Timestamp,
+        from: &PeerId,
+        tx: SignedTransaction,
+        io: &mut dyn Io,
+    ) -> Result<Verdict, DriverError> {
         match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
             Ok(admitted) => {
                 let ready = admitted.is_ready();
@@ -389,7 +395,8 @@ impl Driver {
             self.request_blocks(now, from, io)?;
             return Ok(Verdict::Ignore);
         }
-        let verdict = self.run(now, Event::Block { from: Origin::Peer(from.clone()), block: Arc::clone(&block) }, io)?;
+        let verdict =
+            self.run(now, Event::Block { from: Origin::Peer(from.clone()), block: Arc::clone(&block) }, io)?;
         // Relayed only if it joined the current chain: a side block that cannot be seen to win
         // is not worth every node's bandwidth.
         if verdict == Verdict::Accept && self.store.canonical_hash(block.header.height)? != Some(hash) {

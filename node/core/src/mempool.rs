@@ -125,7 +125,9 @@ pub enum MempoolError {
     GapFull { sender: Address },
     #[error("mempool is full and fee {fee} does not beat the lowest pending fee {lowest}")]
     Full { fee: Amount, lowest: Amount },
-    #[error("insufficient balance: needs {needed} for this transaction and the sender's other pending ones, has {available}")]
+    #[error(
+        "insufficient balance: needs {needed} for this transaction and the sender's other pending ones, has {available}"
+    )]
     InsufficientBalance { needed: Amount, available: Amount },
     #[error("state read failed: {0}")]
     Read(#[from] ReadError),
@@ -280,7 +282,8 @@ impl Mempool {
             return Err(MempoolError::NonceTooFarAhead { got: nonce, next });
         }
         // The sender must be able to pay for all it has pending, whatever order it arrived in.
-        let others = self.of_sender(&sender).filter(|pending| pending.tx.tx.nonce != nonce).map(|pending| cost(&pending.tx));
+        let others =
+            self.of_sender(&sender).filter(|pending| pending.tx.tx.nonce != nonce).map(|pending| cost(&pending.tx));
         let needed = others.chain([cost(&tx)]).try_fold(Amount::ZERO, |sum, cost| sum.checked_add(cost?).ok());
         match needed {
             Some(needed) if needed <= account.balance => {}
@@ -408,7 +411,9 @@ impl Mempool {
         let oldest = self
             .gapped
             .iter()
-            .flat_map(|(sender, pending)| pending.values().map(move |entry| (entry.arrived, *sender, entry.tx.tx.nonce)))
+            .flat_map(|(sender, pending)| {
+                pending.values().map(move |entry| (entry.arrived, *sender, entry.tx.tx.nonce))
+            })
             .min();
         if let Some((_, sender, nonce)) = oldest {
             self.take(&sender, nonce);
@@ -522,7 +527,12 @@ impl Mempool {
             let account = state::read_account(state, &sender)?;
             let nonces: Vec<(u64, bool)> = self
                 .of_sender(&sender)
-                .map(|pending| (pending.tx.tx.nonce, self.gapped.get(&sender).is_some_and(|map| map.contains_key(&pending.tx.tx.nonce))))
+                .map(|pending| {
+                    (
+                        pending.tx.tx.nonce,
+                        self.gapped.get(&sender).is_some_and(|map| map.contains_key(&pending.tx.tx.nonce)),
+                    )
+                })
                 .collect();
             let mut expected = account.nonce;
             let mut spent = Amount::ZERO;

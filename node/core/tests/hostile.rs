@@ -31,8 +31,12 @@ impl Peer {
         let store = Store::open(dir.path(), genesis).unwrap();
         let coinbase = miner.map(|index| testing::key(index).address());
         let engine = new_engine(genesis, EngineOptions { coinbase }).unwrap();
-        let mut peer =
-            Peer { driver: Driver::new(store, engine), io: Outbox::default(), now: genesis.genesis_time.as_millis(), _dir: dir };
+        let mut peer = Peer {
+            driver: Driver::new(store, engine),
+            io: Outbox::default(),
+            now: genesis.genesis_time.as_millis(),
+            _dir: dir,
+        };
         peer.driver.start(Timestamp::from_millis(peer.now), &mut peer.io).unwrap();
         peer
     }
@@ -74,9 +78,12 @@ fn seal(mut block: Block) -> Arc<Block> {
 /// `count` validly signed votes of about 1 KiB each (a full list of delegates): what makes a
 /// side block large. Their state rules do not matter to a side block.
 fn bulky_txs(genesis: &Genesis, count: u32) -> Vec<SignedTransaction> {
-    let delegates = (0..limits::VOTE_DELEGATES_MAX).map(|index| testing::key(1_000 + index).address()).collect::<Vec<_>>();
+    let delegates =
+        (0..limits::VOTE_DELEGATES_MAX).map(|index| testing::key(1_000 + index).address()).collect::<Vec<_>>();
     (0..count)
-        .map(|nonce| testing::signed(genesis, &testing::key(0), u64::from(nonce), TxKind::Vote { delegates: delegates.clone() }))
+        .map(|nonce| {
+            testing::signed(genesis, &testing::key(0), u64::from(nonce), TxKind::Vote { delegates: delegates.clone() })
+        })
         .collect()
 }
 
@@ -207,9 +214,9 @@ fn a_claimed_height_nobody_backs_does_not_keep_peers_heads_from_the_node() {
     );
     let real = SyncResponse::Status { head: head.hash(), height: head.header.height };
     node.on_answer(now, &honest, &status, Ok(real)).unwrap();
-    let asked_honest = node.take_effects().into_iter().any(|effect| {
-        matches!(effect, Effect::Request { peer, request: SyncRequest::BlocksAfter { .. } } if peer == honest)
-    });
+    let asked_honest = node.take_effects().into_iter().any(
+        |effect| matches!(effect, Effect::Request { peer, request: SyncRequest::BlocksAfter { .. } } if peer == honest),
+    );
     assert!(asked_honest, "the honest peer's head still reaches the driver, which asks it for blocks");
 
     // A gossiped block's height counts only once the block is stored: a made-up one does not
@@ -230,7 +237,12 @@ fn transactions_the_node_cannot_admit_cost_a_peer_beyond_its_allowance() {
     // Validly signed, from an account that holds nothing.
     let empty = testing::key(77);
     let send = |node: &mut Peer, nonce: u64| {
-        let tx = testing::signed(&genesis, &empty, nonce, TxKind::Transfer { to: testing::key(0).address(), amount: chorus_chain::Amount::new(1) });
+        let tx = testing::signed(
+            &genesis,
+            &empty,
+            nonce,
+            TxKind::Transfer { to: testing::key(0).address(), amount: chorus_chain::Amount::new(1) },
+        );
         let now = node.now();
         node.driver.on_message(now, &PeerId::new("spammer"), NetMessage::Tx(Box::new(tx)), &mut node.io).unwrap()
     };
@@ -252,7 +264,12 @@ fn a_gapped_transaction_is_not_forwarded_until_its_gap_fills() {
     let genesis = testing::genesis(1, 1_000_000);
     let mut node = Peer::new(&genesis, None);
     let tx = |nonce: u64| {
-        testing::signed(&genesis, &testing::key(0), nonce, TxKind::Transfer { to: testing::key(1).address(), amount: chorus_chain::Amount::new(5) })
+        testing::signed(
+            &genesis,
+            &testing::key(0),
+            nonce,
+            TxKind::Transfer { to: testing::key(1).address(), amount: chorus_chain::Amount::new(5) },
+        )
     };
     let receive = |node: &mut Peer, nonce: u64| {
         let now = node.now();
