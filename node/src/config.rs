@@ -282,6 +282,19 @@ impl FileLayer {
             .collect()
     }
 
+    /// A repeatable setting: the flags' values (or the environment's) if any, else the file's.
+    fn flags_or_list<T: Clone + std::str::FromStr>(
+        &self,
+        field: &str,
+        flags: &[T],
+        values: &Option<Vec<String>>,
+    ) -> Result<Vec<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        if flags.is_empty() { self.list(field, values) } else { Ok(flags.to_vec()) }
+    }
+
     fn resolve(&self, args: &NodeArgs, listen_default: &str, dev: bool) -> Result<NodeSettings, ConfigError> {
         let file = &self.config;
         let listen = if !args.listen.is_empty() {
@@ -291,23 +304,15 @@ impl FileLayer {
         } else {
             vec![listen_default.parse().expect("invariant: a valid default")]
         };
-        let bootnodes =
-            if !args.bootnode.is_empty() { args.bootnode.clone() } else { self.list("bootnode", &file.bootnode)? };
+        let bootnodes = self.flags_or_list("bootnode", &args.bootnode, &file.bootnode)?;
         let rpc = match (args.rpc, &file.rpc) {
             (Some(rpc), _) => rpc,
             (None, Some(text)) => self.field("rpc", text)?,
             (None, None) => RPC_DEFAULT.parse().expect("invariant: a valid default"),
         };
-        let rpc_allow_hosts = if !args.rpc_allow_host.is_empty() {
-            args.rpc_allow_host.clone()
-        } else {
-            self.list("rpc-allow-host", &file.rpc_allow_host)?
-        };
-        let rpc_allow_origins = if !args.rpc_allow_origin.is_empty() {
-            args.rpc_allow_origin.clone()
-        } else {
-            self.list("rpc-allow-origin", &file.rpc_allow_origin)?
-        };
+        let rpc_allow_hosts = self.flags_or_list("rpc-allow-host", &args.rpc_allow_host, &file.rpc_allow_host)?;
+        let rpc_allow_origins =
+            self.flags_or_list("rpc-allow-origin", &args.rpc_allow_origin, &file.rpc_allow_origin)?;
         let metrics = match (args.metrics, &file.metrics) {
             (Some(metrics), _) => metrics,
             (None, Some(text)) => self.field("metrics", text)?,

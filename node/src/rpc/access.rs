@@ -272,7 +272,7 @@ impl Bucket {
     fn refill(&mut self, now: tokio::time::Instant) {
         let elapsed_ms = u64::try_from(now.saturating_duration_since(self.refilled).as_millis()).unwrap_or(u64::MAX);
         // Only whole milliseconds are credited; the remainder stays for the next refill.
-        self.refilled += std::time::Duration::from_millis(elapsed_ms);
+        self.refilled = self.refilled.checked_add(std::time::Duration::from_millis(elapsed_ms)).unwrap_or(now);
         let refill = elapsed_ms.saturating_mul(u64::from(limits::RPC_CALLS_PER_SEC_MAX));
         self.milli_tokens = self.milli_tokens.saturating_add(refill).min(BUCKET_FULL_MILLI);
     }
