@@ -30,14 +30,19 @@ bins() {
   echo "$target/release"
 }
 
-# rpc PORT METHOD [JSON-PARAMS] -> the result as JSON, or exit 1.
+# rpc PORT METHOD [JSON-PARAMS [TOKEN-FILE]] -> the result as JSON, or exit 1. TOKEN-FILE, the
+# node's rpc-admin.token, is sent as a bearer token (admin methods need it).
 rpc() {
-  python3 - "$1" "$2" "${3:-[]}" <<'PY'
+  python3 - "$1" "$2" "${3:-[]}" "${4:-}" <<'PY'
 import json, sys, urllib.request
-port, method, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+port, method, params, token_file = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
 body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
-request = urllib.request.Request(f"http://127.0.0.1:{port}", body, {"content-type": "application/json"})
+headers = {"content-type": "application/json"}
 try:
+    if token_file:
+        with open(token_file) as file:
+            headers["authorization"] = "Bearer " + file.read().strip()
+    request = urllib.request.Request(f"http://127.0.0.1:{port}", body, headers)
     reply = json.load(urllib.request.urlopen(request, timeout=5))
 except Exception:
     sys.exit(1)
@@ -260,9 +265,10 @@ node_arg() {
   [ -n "${1:-}" ] && [ "$1" -ge 1 ] 2>/dev/null && [ "$1" -le "$(setting nodes)" ] || die "node must be 1..$(setting nodes)"
 }
 
-# admin_pair A B METHOD: node A calls METHOD on node B's peer id (admin RPC, loopback only).
+# admin_pair A B METHOD: node A calls METHOD on node B's peer id (admin RPC: loopback only, with
+# node A's admin token from its data directory).
 admin_pair() {
-  rpc "$(rpc_port "$1")" "$3" "[\"$(cat "$(node_dir "$2")/peer_id")\"]" >/dev/null \
+  rpc "$(rpc_port "$1")" "$3" "[\"$(cat "$(node_dir "$2")/peer_id")\"]" "$(node_dir "$1")/chain/rpc-admin.token" >/dev/null \
     || die "node $1's admin RPC refused $3 (is it running?)"
 }
 

@@ -13,6 +13,8 @@ use chorus_p2p::Multiaddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::rpc::access::{AllowedHost, AllowedOrigin};
+
 #[derive(Debug, Parser)]
 #[command(name = "chorusd", version, about = "The Chorus node: a blockchain with pluggable consensus")]
 pub struct Cli {
@@ -50,8 +52,22 @@ pub struct NodeArgs {
     #[arg(long, env = "CHORUS_BOOTNODE", value_name = "MULTIADDR", value_delimiter = ',')]
     pub bootnode: Vec<Multiaddr>,
     /// JSON-RPC address, HTTP and WebSocket [default: 127.0.0.1:8545].
+    ///
+    /// Requests must name a loopback host (localhost, 127.0.0.1, [::1]) or one given with
+    /// --rpc-allow-host, and browsers' requests an origin given with --rpc-allow-origin; others
+    /// get HTTP 403. Admin methods (admin_*) are served only on loopback and only with the header
+    /// `Authorization: Bearer TOKEN`, TOKEN being the content of DATA_DIR/rpc-admin.token, which
+    /// the node writes at each start (mode 0600, new each time).
     #[arg(long, env = "CHORUS_RPC", value_name = "ADDR")]
     pub rpc: Option<SocketAddr>,
+    /// A host name the RPC answers besides loopback's, without a port, e.g. node.example
+    /// (repeatable; * for any, for a node behind a proxy that checks the host).
+    #[arg(long, env = "CHORUS_RPC_ALLOW_HOST", value_name = "HOST", value_delimiter = ',')]
+    pub rpc_allow_host: Vec<AllowedHost>,
+    /// A web page origin that may call the RPC from a browser, e.g. https://explorer.example
+    /// (repeatable; * for any) [default: none; clients that send no Origin are always served].
+    #[arg(long, env = "CHORUS_RPC_ALLOW_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
+    pub rpc_allow_origin: Vec<AllowedOrigin>,
     /// Prometheus metrics address [default: 127.0.0.1:9615].
     #[arg(long, env = "CHORUS_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -154,6 +170,8 @@ struct FileConfig {
     listen: Option<Vec<String>>,
     bootnode: Option<Vec<String>>,
     rpc: Option<String>,
+    rpc_allow_host: Option<Vec<String>>,
+    rpc_allow_origin: Option<Vec<String>>,
     metrics: Option<String>,
     mine: Option<bool>,
     miner_threads: Option<u32>,
@@ -182,6 +200,8 @@ pub struct NodeSettings {
     pub listen: Vec<Multiaddr>,
     pub bootnodes: Vec<Multiaddr>,
     pub rpc: SocketAddr,
+    pub rpc_allow_hosts: Vec<AllowedHost>,
+    pub rpc_allow_origins: Vec<AllowedOrigin>,
     pub metrics: SocketAddr,
     pub mine: bool,
     pub miner_threads: u32,
@@ -250,13 +270,29 @@ impl FileLayer {
         })
     }
 
-    fn list(&self, field: &str, values: &Option<Vec<String>>) -> Result<Vec<Multiaddr>, ConfigError> {
+    fn list<T: std::str::FromStr>(&self, field: &str, values: &Option<Vec<String>>) -> Result<Vec<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
         values
             .iter()
             .flatten()
             .enumerate()
             .map(|(index, text)| self.field(&format!("{field}[{index}]"), text))
             .collect()
+    }
+
+    /// A repeatable setting: the flags' values (or the environment's) if any, else the file's.
+    fn flags_or_list<T: Clone + std::str::FromStr>(
+        &self,
+        field: &str,
+        flags: &[T],
+        values: &Option<Vec<String>>,
+    ) -> Result<Vec<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        if flags.is_empty() { self.list(field, values) } else { Ok(flags.to_vec()) }
     }
 
     fn resolve(&self, args: &NodeArgs, listen_default: &str, dev: bool) -> Result<NodeSettings, ConfigError> {
@@ -268,13 +304,15 @@ impl FileLayer {
         } else {
             vec![listen_default.parse().expect("invariant: a valid default")]
         };
-        let bootnodes =
-            if !args.bootnode.is_empty() { args.bootnode.clone() } else { self.list("bootnode", &file.bootnode)? };
+        let bootnodes = self.flags_or_list("bootnode", &args.bootnode, &file.bootnode)?;
         let rpc = match (args.rpc, &file.rpc) {
             (Some(rpc), _) => rpc,
             (None, Some(text)) => self.field("rpc", text)?,
             (None, None) => RPC_DEFAULT.parse().expect("invariant: a valid default"),
         };
+        let rpc_allow_hosts = self.flags_or_list("rpc-allow-host", &args.rpc_allow_host, &file.rpc_allow_host)?;
+        let rpc_allow_origins =
+            self.flags_or_list("rpc-allow-origin", &args.rpc_allow_origin, &file.rpc_allow_origin)?;
         let metrics = match (args.metrics, &file.metrics) {
             (Some(metrics), _) => metrics,
             (None, Some(text)) => self.field("metrics", text)?,
@@ -298,6 +336,8 @@ impl FileLayer {
             listen,
             bootnodes,
             rpc,
+            rpc_allow_hosts,
+            rpc_allow_origins,
             metrics,
             mine: args.mine.or(file.mine).unwrap_or(dev),
             miner_threads,
@@ -345,6 +385,26 @@ mod tests {
     }
 
     #[test]
+    fn rpc_allow_lists_come_from_the_file_or_the_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("chorusd.toml");
+        std::fs::write(
+            &file,
+            "data-dir = \"d\"\ngenesis = \"g\"\nrpc-allow-host = [\"node.example\"]\nrpc-allow-origin = [\"https://x.example\"]\n",
+        )
+        .expect("write");
+        let config = file.to_str().expect("utf-8");
+        let settings = run_args(&["--config", config]).resolve().expect("resolves");
+        assert_eq!(settings.node.rpc_allow_hosts, vec![AllowedHost::Name("node.example".to_owned())]);
+        assert_eq!(settings.node.rpc_allow_origins, vec![AllowedOrigin::Exact("https://x.example".to_owned())]);
+        let settings = run_args(&["--config", config, "--rpc-allow-host", "a.example,*"]).resolve().expect("resolves");
+        assert_eq!(settings.node.rpc_allow_hosts, vec![AllowedHost::Name("a.example".to_owned()), AllowedHost::Any]);
+        let defaults = run_args(&["--data-dir", "d", "--genesis", "g"]).resolve().expect("resolves");
+        assert!(defaults.node.rpc_allow_hosts.is_empty() && defaults.node.rpc_allow_origins.is_empty());
+        assert!(Cli::try_parse_from(["chorusd", "run", "--rpc-allow-origin", "x.example"]).is_err());
+    }
+
+    #[test]
     fn bad_files_name_the_field() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("chorusd.toml");
@@ -358,6 +418,10 @@ mod tests {
         std::fs::write(&file, "data-dir = \"d\"\nmystery = 1\n").expect("write");
         let error = run_args(&["--config", file.to_str().expect("utf-8")]).resolve().expect_err("unknown key");
         assert!(error.to_string().contains("mystery"), "{error}");
+        std::fs::write(&file, "data-dir = \"d\"\ngenesis = \"g\"\nrpc-allow-origin = [\"explorer.example\"]\n")
+            .expect("write");
+        let error = run_args(&["--config", file.to_str().expect("utf-8")]).resolve().expect_err("bad origin");
+        assert!(error.to_string().contains("field rpc-allow-origin[0]"), "{error}");
         let error = run_args(&[]).resolve().expect_err("no data dir");
         assert!(error.to_string().contains("CHORUS_DATA_DIR"), "{error}");
     }

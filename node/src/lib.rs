@@ -4,7 +4,7 @@
 //! onto gossip and sync requests) decides; this crate carries it out on real I/O:
 //! - [`daemon`]: the task that owns the core's [`chorus_node_core::Node`] and carries out its
 //!   effects on the network service, real timers and [`miner`]'s threads;
-//! - [`node`]: start-up and shutdown; [`rpc`]: JSON-RPC; [`config`]: the command line and its
+//! - [`node`]: start-up and shutdown; [`rpc`]: JSON-RPC, and who may call it; [`config`]: the command line and its
 //!   layering; [`commands`]: key and genesis tooling; [`dev`]: the dev chain;
 //! - [`clock`]: the node's one wall clock.
 

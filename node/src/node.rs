@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::config::{DevArgs, LogFormat, NodeSettings, RunArgs};
 use crate::daemon::{Core, NodeMetrics};
 use crate::miner::ThreadMiner;
+use crate::rpc::access::{Access, AdminToken};
 use crate::{commands, dev, rpc};
 use chorus_chain::limits;
 use chorus_node_core::Driver;
@@ -130,8 +131,16 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let (inputs_tx, inputs) = mpsc::channel(limits::NODE_INPUT_QUEUE_MAX as usize);
     let (heads, _) = broadcast::channel(limits::RPC_NOTICES_QUEUED_MAX as usize);
     let (finals, _) = broadcast::channel(limits::RPC_NOTICES_QUEUED_MAX as usize);
+    // The admin token is written before the server starts, so a client that sees the RPC
+    // address can read it.
+    let token = AdminToken::generate();
+    let token_path = data_dir.join(rpc::access::ADMIN_TOKEN_FILE);
+    token.write(&token_path).with_context(|| format!("cannot write the RPC admin token {}", token_path.display()))?;
+    announce!("RPC admin token in {}", token_path.display());
+    let access = Access { hosts: settings.rpc_allow_hosts.clone(), origins: settings.rpc_allow_origins.clone(), token };
     let (rpc_addr, rpc) = rpc::start(
         settings.rpc,
+        access,
         genesis.chain_id.clone(),
         inputs_tx.clone(),
         net.clone(),
@@ -185,6 +194,8 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
         }
     };
     let _ = rpc.stop();
+    // A token of a stopped node opens nothing; removing it tells clients the node is gone.
+    let _ = std::fs::remove_file(&token_path);
     net.shutdown().await;
     result
 }

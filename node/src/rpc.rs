@@ -7,10 +7,16 @@
 //! needs: the registered methods' summaries and parameters (checked against what is served
 //! when the module is built, so every start would fail otherwise), from which `rpc.discover`
 //! builds its OpenRPC document.
+//!
+//! The server runs jsonrpsee's service on its own accept loop, so that each request carries its
+//! client's address, and [`access`] checks each request's `Host`, `Origin` and admin token
+//! before jsonrpsee reads it; the rate limit then counts calls per client address.
+
+pub mod access;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chorus_chain::codec;
 use chorus_chain::genesis::PeerIdText;
@@ -20,14 +26,19 @@ use chorus_chain::{Address, limits};
 use chorus_p2p::NetworkHandle;
 use chorus_rpc_types::{self as wire, ErrorCode, Method};
 use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
-use jsonrpsee::server::{MethodResponse, RpcModule, Server, ServerConfig, ServerHandle, SubscriptionMessage};
+use jsonrpsee::server::{
+    HttpRequest, MethodResponse, Methods, RpcModule, Server, ServerConfig, ServerHandle, StopHandle,
+    SubscriptionMessage,
+};
 use jsonrpsee::types::{ErrorObjectOwned, Params, Request};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
+use tower::Service;
 
+use self::access::{Access, Caller, Limiter};
 use crate::daemon::{AccountInfo, BlockRef, Call, HeadInfo, Input, TxStatus};
 use chorus_node_core::MempoolError;
 
@@ -127,13 +138,13 @@ pub const METHODS: &[MethodDef] = &[
     },
     MethodDef {
         name: Method::AdminBanPeer.name(),
-        summary: "Disconnects a peer and refuses it for secs seconds (default a day). Served only when the RPC listens on loopback.",
+        summary: "Disconnects a peer and refuses it for secs seconds (default a day). Served only when the RPC listens on loopback, to callers with the admin token (Authorization: Bearer, from DATA_DIR/rpc-admin.token).",
         params: &[("peerId", "string", true), ("secs", "integer", false)],
         result: "null",
     },
     MethodDef {
         name: Method::AdminUnbanPeer.name(),
-        summary: "Lifts a ban. Served only when the RPC listens on loopback.",
+        summary: "Lifts a ban. Served only when the RPC listens on loopback, to callers with the admin token (Authorization: Bearer, from DATA_DIR/rpc-admin.token).",
         params: &[("peerId", "string", true)],
         result: "null",
     },
@@ -196,8 +207,10 @@ impl Context {
 }
 
 /// Starts the server; returns where it listens and its handle (stop it to shut down).
+#[allow(clippy::too_many_arguments, reason = "the node's channels, each a distinct part")]
 pub async fn start(
     addr: SocketAddr,
+    access: Access,
     chain_id: ChainId,
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
@@ -212,11 +225,68 @@ pub async fn start(
         .max_subscriptions_per_connection(limits::RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX)
         .build();
     let metrics = RpcMetrics::register(registry);
-    let guard = RpcServiceBuilder::new().layer_fn(move |service| Guard::new(service, metrics.clone()));
-    let server = Server::builder().set_config(config).set_rpc_middleware(guard).build(addr).await?;
-    let bound = server.local_addr()?;
-    let module = module(Context { chain_id, inputs, net, admin: bound.ip().is_loopback(), heads, finals })?;
-    Ok((bound, server.start(module)))
+    let limiter = Arc::new(Limiter::default());
+    let guard = RpcServiceBuilder::new().layer_fn(move |service| Guard {
+        service,
+        limiter: Arc::clone(&limiter),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let methods: Methods =
+        module(Context { chain_id, inputs, net, admin: bound.ip().is_loopback(), heads, finals })?.into();
+    let builder = Server::builder().set_config(config).set_rpc_middleware(guard).to_service_builder();
+    let (stop, handle) = jsonrpsee::server::stop_channel();
+    tokio::spawn(accept(listener, Arc::new(access), stop, move |stop| builder.clone().build(methods.clone(), stop)));
+    Ok((bound, handle))
+}
+
+/// Pause after a failed accept (out of descriptors, say), so the loop does not spin.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Accepts connections until `stop`, serving each with jsonrpsee's service behind `access`:
+/// a refused request gets HTTP 403; an admitted one goes on with its [`Caller`].
+async fn accept<S, Build>(listener: tokio::net::TcpListener, access: Arc<Access>, stop: StopHandle, build: Build)
+where
+    Build: Fn(StopHandle) -> S,
+    S: Service<HttpRequest<hyper::body::Incoming>, Response = jsonrpsee::server::HttpResponse> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<jsonrpsee::core::BoxError>,
+{
+    let stopped = stop.clone().shutdown();
+    tokio::pin!(stopped);
+    loop {
+        let (socket, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::debug!(%error, "RPC accept failed");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
+            },
+            () = &mut stopped => return,
+        };
+        let _ = socket.set_nodelay(true);
+        let (service, access) = (build(stop.clone()), Arc::clone(&access));
+        let gate = tower::service_fn(move |mut request: HttpRequest<hyper::body::Incoming>| {
+            let mut service = service.clone();
+            let admitted = access.admit(remote.ip(), request.uri().authority().map(|a| a.as_str()), request.headers());
+            async move {
+                match admitted {
+                    Ok(caller) => {
+                        request.extensions_mut().insert(caller);
+                        service.call(request).await.map_err(Into::into)
+                    }
+                    Err(refusal) => {
+                        tracing::debug!(%remote, %refusal, "RPC request refused");
+                        Ok::<_, jsonrpsee::core::BoxError>(refusal.response())
+                    }
+                }
+            }
+        });
+        tokio::spawn(jsonrpsee::server::serve_with_graceful_shutdown(socket, gate, stop.clone().shutdown()));
+    }
 }
 
 fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::RegisterMethodError> {
@@ -304,15 +374,15 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
         // Only PoW exists so far: anyone may mine, so the set is empty and open.
         Ok(wire::Validators { engine: status.engine.to_owned(), open: status.engine == "pow", validators: Vec::new() })
     })?;
-    serve::<wire::BanPeer, _, _>(&mut module, |params, context| async move {
+    serve_admin::<wire::BanPeer, _, _>(&mut module, |params, context| async move {
         let mut sequence = params.sequence();
-        let peer = admin_peer(&context, sequence.next()?)?;
+        let peer = peer_param(sequence.next()?)?;
         let secs: Option<u64> = sequence.optional_next()?;
         let duration = std::time::Duration::from_secs(secs.unwrap_or(ADMIN_BAN_SECS_DEFAULT));
         context.net.ban(peer, duration).await.map_err(|error| rpc_error(ErrorCode::NodeUnavailable, error.to_string()))
     })?;
-    serve::<wire::UnbanPeer, _, _>(&mut module, |params, context| async move {
-        let peer = admin_peer(&context, params.one()?)?;
+    serve_admin::<wire::UnbanPeer, _, _>(&mut module, |params, context| async move {
+        let peer = peer_param(params.one()?)?;
         context.net.unban(peer).await.map_err(|error| rpc_error(ErrorCode::NodeUnavailable, error.to_string()))
     })?;
     module.register_method(Method::RpcDiscover.name(), |_, _, _| openrpc())?;
@@ -340,7 +410,32 @@ where
     Handler: Fn(Params<'static>, Arc<Context>) -> Answer + Clone + Send + Sync + 'static,
     Answer: Future<Output = Result<R::Response, ErrorObjectOwned>> + Send,
 {
+    assert!(!R::METHOD.is_admin(), "invariant: admin methods are registered with serve_admin");
     module.register_async_method(R::METHOD.name(), move |params, context, _| handler(params, context))?;
+    Ok(())
+}
+
+/// Registers admin method `R`: served only when the server listens on loopback, and only to
+/// callers that showed the admin token.
+fn serve_admin<R, Handler, Answer>(
+    module: &mut RpcModule<Context>,
+    handler: Handler,
+) -> Result<(), jsonrpsee::core::RegisterMethodError>
+where
+    R: wire::Request,
+    R::Response: Clone + 'static,
+    Handler: Fn(Params<'static>, Arc<Context>) -> Answer + Clone + Send + Sync + 'static,
+    Answer: Future<Output = Result<R::Response, ErrorObjectOwned>> + Send,
+{
+    assert!(R::METHOD.is_admin(), "invariant: only admin methods are registered as admin methods");
+    module.register_async_method(R::METHOD.name(), move |params, context, extensions| {
+        let allowed = admin_allowed(&context, extensions.get::<Caller>());
+        let answer = handler(params, context);
+        async move {
+            allowed?;
+            answer.await
+        }
+    })?;
     Ok(())
 }
 
@@ -388,50 +483,21 @@ impl RpcMetrics {
     }
 }
 
-/// A token bucket in thousandths of a call.
-#[derive(Debug)]
-struct Bucket {
-    milli_tokens: u64,
-    refilled: tokio::time::Instant,
-}
-
-impl Bucket {
-    fn new() -> Bucket {
-        Bucket { milli_tokens: u64::from(limits::RPC_CALL_BURST_MAX) * 1_000, refilled: tokio::time::Instant::now() }
-    }
-
-    /// Takes `calls` tokens if there are enough.
-    fn take(&mut self, calls: u64) -> bool {
-        let now = tokio::time::Instant::now();
-        let elapsed_ms = u64::try_from(now.duration_since(self.refilled).as_millis()).unwrap_or(u64::MAX);
-        self.refilled = now;
-        let refill = elapsed_ms.saturating_mul(u64::from(limits::RPC_CALLS_PER_SEC_MAX));
-        self.milli_tokens = self.milli_tokens.saturating_add(refill).min(u64::from(limits::RPC_CALL_BURST_MAX) * 1_000);
-        let cost = calls.saturating_mul(1_000);
-        if self.milli_tokens < cost {
-            return false;
-        }
-        self.milli_tokens -= cost;
-        true
-    }
-}
-
-/// The per-connection middleware: rate limit and call counting. jsonrpsee builds one per
-/// connection, so each connection has its own bucket.
+/// The middleware on every call: rate limit (per client address, in [`Limiter`]) and call
+/// counting.
 #[derive(Debug, Clone)]
 struct Guard<S> {
     service: S,
-    bucket: Arc<Mutex<Bucket>>,
+    limiter: Arc<Limiter>,
     metrics: RpcMetrics,
 }
 
 impl<S> Guard<S> {
-    fn new(service: S, metrics: RpcMetrics) -> Guard<S> {
-        Guard { service, bucket: Arc::new(Mutex::new(Bucket::new())), metrics }
-    }
-
-    fn allow(&self, calls: u64) -> bool {
-        self.bucket.lock().map(|mut bucket| bucket.take(calls)).unwrap_or(false)
+    /// Whether the caller whose request carries `extensions` may make `calls` calls now.
+    fn allow(&self, extensions: &jsonrpsee::Extensions, calls: u64) -> bool {
+        // Every request passes the accept loop, which records its caller; without one there is
+        // no address to count against, and the call is refused.
+        extensions.get::<Caller>().is_some_and(|caller| self.limiter.take(caller.ip, calls))
     }
 }
 
@@ -451,7 +517,7 @@ where
     type BatchResponse = MethodResponse;
 
     fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
-        let allowed = self.allow(1);
+        let allowed = self.allow(request.extensions(), 1);
         let (service, metrics) = (self.service.clone(), self.metrics.clone());
         async move {
             let method = request.method_name().to_owned();
@@ -465,9 +531,12 @@ where
         }
     }
 
-    fn batch<'a>(&self, batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
-        // A batch costs one token per entry; over the limit, the whole batch is refused.
-        let allowed = self.allow(batch.len() as u64);
+    fn batch<'a>(&self, mut batch: Batch<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
+        // A batch costs one token per entry; over the limit, the whole batch is refused. One of
+        // only malformed entries (nothing to run, so no caller recorded) is answered as it is.
+        let malformed = batch.iter().all(|entry| entry.is_err());
+        let calls = batch.len() as u64;
+        let allowed = malformed || self.allow(batch.extensions(), calls);
         let service = self.service.clone();
         async move {
             if !allowed {
@@ -508,20 +577,37 @@ async fn forward<T: Clone, Item: serde::Serialize>(
 /// How long `admin_banPeer` bans without `secs`: long enough for any test partition.
 const ADMIN_BAN_SECS_DEFAULT: u64 = 24 * 60 * 60;
 
-/// The peer an admin call names, if admin calls are allowed here.
-fn admin_peer(context: &Context, text: String) -> Result<chorus_p2p::PeerId, ErrorObjectOwned> {
+/// Whether an admin call may run: on loopback, from a caller with the admin token.
+fn admin_allowed(context: &Context, caller: Option<&Caller>) -> Result<(), ErrorObjectOwned> {
     if !context.admin {
         return Err(rpc_error(
             ErrorCode::AdminNotAllowed,
             "admin methods are served only when the RPC listens on loopback",
         ));
     }
+    if !caller.is_some_and(|caller| caller.admin) {
+        return Err(rpc_error(
+            ErrorCode::AdminUnauthorized,
+            format!(
+                "admin methods need `Authorization: Bearer TOKEN`, TOKEN being the content of DATA_DIR/{} \
+                 (new at each start); none or another was given",
+                access::ADMIN_TOKEN_FILE
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn peer_param(text: String) -> Result<chorus_p2p::PeerId, ErrorObjectOwned> {
     chorus_p2p::parse_peer_id(&text).map_err(|error| rpc_error(ErrorCode::InvalidPeerId, error.to_string()))
 }
 
 fn rate_limited() -> ErrorObjectOwned {
-    let limit = limits::RPC_CALLS_PER_SEC_MAX;
-    rpc_error(ErrorCode::RateLimited, format!("too many calls on this connection: at most {limit} per second"))
+    let (rate, burst) = (limits::RPC_CALLS_PER_SEC_MAX, limits::RPC_CALL_BURST_MAX);
+    rpc_error(
+        ErrorCode::RateLimited,
+        format!("too many calls from this address: at most {rate} per second (bursts up to {burst})"),
+    )
 }
 
 fn wire_head(head: &HeadInfo) -> wire::Head {

@@ -488,3 +488,203 @@ fn pending_transactions_outlive_a_clean_stop_and_a_damaged_mempool_file_is_dropp
     assert!(node.log().contains("pending transactions not restored"), "log:\n{}", node.log());
     assert!(!data_dir.join("mempool.bin").exists(), "removed");
 }
+
+/// Reads one HTTP/1.1 response: its status and body (by `Content-Length`; none for 101).
+fn read_response(reader: &mut impl std::io::BufRead) -> (u16, String) {
+    let (mut status, mut length) = (0, 0);
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("a response line") > 0, "the connection closed");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if status == 0 {
+            status = line.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("a status line");
+        } else if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().expect("a length");
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).expect("the body");
+    (status, String::from_utf8(body).expect("utf-8"))
+}
+
+/// One raw HTTP/1.1 request with these header lines (each ending in CRLF) and body, on a new
+/// connection: the status and body of the answer. Raw, so a test can send any Host or Origin.
+fn raw_request(addr: std::net::SocketAddr, method: &str, headers: &str, body: &str) -> (u16, String) {
+    use std::io::Write;
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let length = if method == "POST" {
+        format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
+    } else {
+        String::new()
+    };
+    write!(&stream, "{method} / HTTP/1.1\r\n{headers}{length}\r\n{body}").expect("write");
+    read_response(&mut std::io::BufReader::new(stream))
+}
+
+fn call_body(method: &str, params: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string()
+}
+
+/// A WebSocket handshake's header lines for `host`, plus `extra`.
+fn ws_handshake(host: &str, extra: &str) -> String {
+    format!(
+        "Host: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n{extra}"
+    )
+}
+
+/// Issue 15, item 2: a web page made the operator's browser call the admin methods (a WebSocket
+/// from a foreign origin, an HTTP POST under a rebound host name). Foreign hosts and origins
+/// now get HTTP 403, admin calls need the token the node writes at each start, and the allowed
+/// forms (loopback names, configured hosts and origins, no Origin at all) still pass.
+#[test]
+fn foreign_hosts_and_origins_are_refused_and_admin_calls_need_the_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().join("chain");
+    let args = dev_args(&[
+        "--data-dir",
+        data_dir.to_str().expect("utf-8"),
+        "--rpc-allow-host",
+        "node.example",
+        "--rpc-allow-origin",
+        "http://explorer.example",
+    ]);
+    let mut node = start(&args, dir.path());
+    let addr = node.rpc().addr();
+    let port = addr.port();
+    let token_file = data_dir.join("rpc-admin.token");
+    let token = std::fs::read_to_string(&token_file).expect("the node wrote its admin token").trim().to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the token file is the node user's alone");
+    }
+    let peer = chorus_p2p::NodeKey::from_secret([7; 32]).peer_id().to_string();
+    let ban = call_body("admin_banPeer", json!([peer]));
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let banned = || node.rpc().peers().expect("node_peers").banned.len();
+
+    // The demonstrated attacks, even with the token: refused before any method runs.
+    let rebound = format!("Host: rebind.attacker.example:{port}\r\n{bearer}");
+    let (status, body) = raw_request(addr, "POST", &rebound, &call_body("admin_unbanPeer", json!([peer])));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("rebind.attacker.example") && body.contains("--rpc-allow-host"), "{body}");
+    let (status, body) =
+        raw_request(addr, "POST", &format!("Host: 127.0.0.1:{port}\r\nOrigin: https://evil.example\r\n{bearer}"), &ban);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("https://evil.example") && body.contains("--rpc-allow-origin"), "{body}");
+    let (status, body) =
+        raw_request(addr, "GET", &ws_handshake("evil.example", "Origin: https://evil.example\r\n"), "");
+    assert_eq!(status, 403, "a foreign WebSocket handshake: {body}");
+    let (status, body) =
+        raw_request(addr, "GET", &ws_handshake(&format!("localhost:{port}"), "Origin: https://evil.example\r\n"), "");
+    assert_eq!(status, 403, "a WebSocket handshake from a foreign page: {body}");
+    let (status, _) = raw_request(addr, "POST", "", &call_body("node_status", json!([])));
+    assert_eq!(status, 403, "no Host at all");
+    assert_eq!(banned(), 0);
+
+    // Admin calls from an allowed host without the token, or with another one: refused.
+    let local = format!("Host: 127.0.0.1:{port}\r\n");
+    for authorization in ["", "Authorization: Bearer 00\r\n", &format!("Authorization: Basic {token}\r\n")] {
+        let (status, body) = raw_request(addr, "POST", &format!("{local}{authorization}"), &ban);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"code\":4003") && body.contains("rpc-admin.token"), "{authorization}: {body}");
+    }
+    let other = format!("Authorization: Bearer {}\r\n", "ab".repeat(32));
+    let (_, body) = raw_request(addr, "POST", &format!("{local}{other}"), &ban);
+    assert!(body.contains("\"code\":4003"), "another token: {body}");
+    assert_eq!(banned(), 0, "no refused admin call ran");
+
+    // The allowed forms.
+    for host in
+        [format!("localhost:{port}"), format!("127.0.0.1:{port}"), format!("[::1]:{port}"), "node.example".to_owned()]
+    {
+        let (status, body) =
+            raw_request(addr, "POST", &format!("Host: {host}\r\n"), &call_body("node_status", json!([])));
+        assert_eq!((status, body.contains("\"result\"")), (200, true), "{host}: {body}");
+    }
+    let explorer = format!("{local}Origin: http://explorer.example\r\n");
+    let (status, body) = raw_request(addr, "POST", &explorer, &call_body("node_status", json!([])));
+    assert_eq!((status, body.contains("\"result\"")), (200, true), "the configured origin: {body}");
+    let (status, _) = raw_request(addr, "GET", &ws_handshake(&format!("localhost:{port}"), ""), "");
+    assert_eq!(status, 101, "a WebSocket handshake without Origin (a program, not a page)");
+    let (status, _) =
+        raw_request(addr, "GET", &ws_handshake("node.example", "Origin: http://explorer.example\r\n"), "");
+    assert_eq!(status, 101, "a WebSocket handshake from the configured origin");
+    let (status, body) = raw_request(addr, "POST", &format!("{local}{bearer}"), &ban);
+    assert_eq!((status, body.contains("\"result\":null")), (200, true), "admin with the token: {body}");
+    assert_eq!(banned(), 1);
+    node.rpc()
+        .unban_peer(&chorus_chain::genesis::PeerIdText::new(&peer).expect("peer id"))
+        .expect("the harness's admin call");
+    assert_eq!(banned(), 0);
+
+    // The token is the node's while it runs, and a new one at each start.
+    assert!(node.terminate().is_some_and(|exit| exit.success()), "{}", node.log());
+    assert!(!token_file.exists(), "a stopped node leaves no token behind");
+    drop(node);
+    let node = start(&args, dir.path());
+    let fresh = std::fs::read_to_string(&token_file).expect("a new token").trim().to_owned();
+    assert_ne!(fresh, token);
+    let (_, body) = raw_request(node.rpc().addr(), "POST", &format!("Host: localhost\r\n{bearer}"), &ban);
+    assert!(body.contains("\"code\":4003"), "the last start's token: {body}");
+}
+
+/// Issue 15, item 7: one keep-alive connection made 40,000 calls in 1.36 s, none refused, as
+/// each HTTP request got a fresh bucket. Counted now per client address: of many pipelined
+/// calls on one connection, no more pass than the burst plus the rate over the time they took.
+#[test]
+fn one_keep_alive_connection_cannot_outrun_the_rate_limit() {
+    use chorus_chain::limits::{RPC_CALL_BURST_MAX, RPC_CALLS_PER_SEC_MAX};
+    use std::io::Write;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(&dev_args(&["--tmp"]), dir.path());
+    let addr = node.rpc().addr();
+    let calls = 8 * RPC_CALL_BURST_MAX as usize;
+    let body = call_body("chain_getHead", json!([]));
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let writer = stream.try_clone().expect("clone");
+    // Bounds the calls' time from above: it starts before the first is sent.
+    let started = Instant::now();
+    let writing = std::thread::spawn(move || {
+        let mut writer = std::io::BufWriter::new(writer);
+        for _ in 0..calls {
+            writer.write_all(request.as_bytes()).expect("write");
+        }
+        writer.flush().expect("flush");
+    });
+    let mut reader = std::io::BufReader::new(stream);
+    let (mut served, mut limited) = (0u64, 0u64);
+    for _ in 0..calls {
+        let (status, body) = read_response(&mut reader);
+        assert_eq!(status, 200, "{body}");
+        if body.contains("\"code\":3001") {
+            limited += 1;
+        } else {
+            assert!(body.contains("\"result\""), "{body}");
+            served += 1;
+        }
+    }
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).expect("ms") + 1;
+    writing.join().expect("writer");
+    let allowed = u64::from(RPC_CALL_BURST_MAX) + u64::from(RPC_CALLS_PER_SEC_MAX) * elapsed_ms / 1_000 + 1;
+    assert!(limited > 0, "{calls} calls on one connection in {elapsed_ms} ms, none refused");
+    assert!(served <= allowed, "{served} calls served in {elapsed_ms} ms; the limit allows {allowed}");
+    let metric = node.metric("chorus_rpc_calls_total{method=\"chain_getHead\",outcome=\"rate_limited\"}");
+    assert_eq!(metric.map(|value| value as u64), Some(limited), "refusals are counted");
+    // The bucket refills: the client is served again.
+    eventually("the client served again", &node, || node.rpc().head().ok());
+}

@@ -331,10 +331,20 @@ pub const RPC_NOTICES_QUEUED_MAX: u32 = 256;
 /// Blocks the miner threads found and the node's task has not taken yet.
 pub const MINED_BLOCKS_QUEUED_MAX: u32 = 4;
 
-/// Sustained JSON-RPC calls per second on one connection, and the burst above it a connection
-/// may spend at once (a token bucket); calls beyond get error 3001 instead of queueing.
+/// Sustained JSON-RPC calls per second from one client address, and the burst above it a
+/// client may spend at once (a token bucket kept per address, whatever its connections); calls
+/// beyond get error 3001 instead of queueing.
 pub const RPC_CALLS_PER_SEC_MAX: u32 = 2_000;
 pub const RPC_CALL_BURST_MAX: u32 = 4_000;
+
+// --- JSON-RPC access (chorusd) ---
+
+/// Client addresses (IPv4, or IPv6 /64) whose rate-limit bucket the RPC server keeps. A bucket
+/// refilled to the burst is dropped first, as a new one would be the same; past the bound the
+/// fullest is dropped, so a client can gain at most a fresh burst by crowding the table out. At
+/// least one per open connection, with room for clients between connections.
+pub const RPC_CLIENTS_TRACKED_MAX: u32 = 1_024;
+const _: () = assert!(RPC_CLIENTS_TRACKED_MAX >= RPC_CONNECTIONS_MAX, "every open connection's client has a bucket");
 
 // --- wallet (`chorus`) ---
 

@@ -41,19 +41,21 @@ pub enum ErrorCode {
     InvalidHash = 2002,
     /// A proof was asked for a height the node does not have.
     ProofUnavailable = 2003,
-    /// This connection sent calls faster than `limits::RPC_CALLS_PER_SEC_MAX` allows.
+    /// This client address sent calls faster than `limits::RPC_CALLS_PER_SEC_MAX` allows.
     RateLimited = 3001,
     /// An admin method on an RPC server that does not listen on loopback.
     AdminNotAllowed = 4001,
     /// A peer id that does not parse.
     InvalidPeerId = 4002,
+    /// An admin method without the node's admin token (`Authorization: Bearer`), or a wrong one.
+    AdminUnauthorized = 4003,
     /// The node is shutting down or its store failed.
     NodeUnavailable = 5001,
 }
 
 impl ErrorCode {
     /// Every code, in README's order.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::ParseError,
         ErrorCode::InvalidRequest,
         ErrorCode::MethodNotFound,
@@ -74,6 +76,7 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::AdminNotAllowed,
         ErrorCode::InvalidPeerId,
+        ErrorCode::AdminUnauthorized,
         ErrorCode::NodeUnavailable,
     ];
 
@@ -112,11 +115,17 @@ impl ErrorCode {
             ErrorCode::InvalidAddress => "not a `chorus1...` address with a valid checksum",
             ErrorCode::InvalidHash => "not a 64-hex-digit hash",
             ErrorCode::ProofUnavailable => "no proof at that height",
-            ErrorCode::RateLimited => "this connection sent calls faster than it may (`limits::RPC_CALLS_PER_SEC_MAX`)",
+            ErrorCode::RateLimited => {
+                "this client address sent calls faster than it may (`limits::RPC_CALLS_PER_SEC_MAX`)"
+            }
             ErrorCode::AdminNotAllowed => {
                 "an admin method (`admin_banPeer`, `admin_unbanPeer`) on an RPC that does not listen on loopback"
             }
             ErrorCode::InvalidPeerId => "a peer id that does not parse",
+            ErrorCode::AdminUnauthorized => {
+                "an admin method without `Authorization: Bearer TOKEN`, TOKEN being the content of \
+                 `DATA_DIR/rpc-admin.token` (new at each start), or with another token"
+            }
             ErrorCode::NodeUnavailable => "the node is shutting down or its store failed",
         }
     }

@@ -70,6 +70,11 @@ impl Method {
         }
     }
 
+    /// An admin method: served only on loopback, to callers with the node's admin token.
+    pub const fn is_admin(self) -> bool {
+        matches!(self, Method::AdminBanPeer | Method::AdminUnbanPeer)
+    }
+
     /// The method of a wire name; `None` for a name `chorusd` does not serve.
     pub fn from_name(name: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|method| method.name() == name)

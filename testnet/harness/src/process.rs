@@ -129,7 +129,7 @@ impl Chorusd {
         });
 
         let deadline = Instant::now() + START_WAIT;
-        let (mut rpc, mut p2p, mut metrics) = (None, None, None);
+        let (mut rpc, mut p2p, mut metrics, mut admin_token) = (None, None, None, None);
         let seen = || stdout.lock().map(|lines| lines.clone()).unwrap_or_default();
         while rpc.is_none() || p2p.is_none() || metrics.is_none() {
             let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -140,7 +140,17 @@ impl Chorusd {
                     return Err(fail(format!("chorusd did not print its addresses (exit: {exit:?})"), seen()));
                 }
             };
-            if let Some(rest) = line.strip_prefix("RPC listening on http://") {
+            if let Some(path) = line.strip_prefix("RPC admin token in ") {
+                // Written before the line is printed; read once, as it is new at each start.
+                match std::fs::read_to_string(path) {
+                    Ok(token) => admin_token = Some(token),
+                    Err(error) => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(fail(format!("cannot read the admin token {path}: {error}"), seen()));
+                    }
+                }
+            } else if let Some(rest) = line.strip_prefix("RPC listening on http://") {
                 rpc = rest.split_whitespace().next().and_then(|addr| addr.parse::<SocketAddr>().ok());
             } else if let Some(rest) = line.strip_prefix("p2p listening on ") {
                 p2p = Some(rest.to_owned());
@@ -148,10 +158,14 @@ impl Chorusd {
                 metrics = rest.trim_end_matches("/metrics").parse::<SocketAddr>().ok();
             }
         }
+        let mut rpc = Rpc::new(rpc.expect("invariant: loop ends with it"));
+        if let Some(token) = admin_token {
+            rpc = rpc.with_admin_token(&token);
+        }
         Ok(Chorusd {
             pid: child.id(),
             child: Mutex::new(child),
-            rpc: Rpc::new(rpc.expect("invariant: loop ends with it")),
+            rpc,
             metrics: metrics.expect("invariant: loop ends with it"),
             p2p: p2p.expect("invariant: loop ends with it"),
             stdout,

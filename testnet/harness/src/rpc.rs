@@ -15,7 +15,8 @@ pub use chorus_rpc_types::{
     Account, AccountProof, Block, BlockId, BlockRef, ChainWork, ErrorCode, Head, NodeStatus, Peers, TxInfo, TxStatus,
 };
 use chorus_rpc_types::{
-    BanPeer, GetAccount, GetBlock, GetFinalized, GetHead, GetPeers, GetStatus, GetTx, Request, SubmitTx, UnbanPeer,
+    BanPeer, GetAccount, GetBlock, GetFinalized, GetHead, GetPeers, GetStatus, GetTx, Method, Request, SubmitTx,
+    UnbanPeer,
 };
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
@@ -56,11 +57,12 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// A client for one node's RPC address.
+/// A client for one node's RPC address, with the node's admin token if it was given one.
 #[derive(Debug, Clone)]
 pub struct Rpc {
     addr: SocketAddr,
     agent: ureq::Agent,
+    admin_token: Option<String>,
 }
 
 impl Rpc {
@@ -70,7 +72,13 @@ impl Rpc {
             .http_status_as_error(false)
             .build()
             .new_agent();
-        Rpc { addr, agent }
+        Rpc { addr, agent, admin_token: None }
+    }
+
+    /// Sends `token` (the content of the node's `DATA_DIR/rpc-admin.token`) with admin calls.
+    pub fn with_admin_token(mut self, token: &str) -> Rpc {
+        self.admin_token = Some(token.trim().to_owned());
+        self
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -100,7 +108,9 @@ impl Rpc {
             Value::deserialize(deserializer).map(Some)
         }
         let request = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-        let (status, body) = self.post(request.to_string().as_bytes())?;
+        let admin = Method::from_name(method).is_some_and(Method::is_admin);
+        let token = self.admin_token.as_deref().filter(|_| admin);
+        let (status, body) = self.send(request.to_string().as_bytes(), token)?;
         let response: Response = serde_json::from_str(&body)
             .map_err(|error| CallError::Malformed(format!("{method}: HTTP {status}, {error}: {body}")))?;
         match response {
@@ -124,12 +134,16 @@ impl Rpc {
 
     /// Posts raw bytes and returns the HTTP status and body: for tests of the HTTP layer.
     pub fn post(&self, body: &[u8]) -> Result<(u16, String), CallError> {
-        let mut response = self
-            .agent
-            .post(self.url())
-            .header("content-type", "application/json")
-            .send(body)
-            .map_err(|error| CallError::Unreachable(error.to_string()))?;
+        self.send(body, None)
+    }
+
+    /// Posts raw bytes, with `admin_token` as a bearer token if given.
+    fn send(&self, body: &[u8], admin_token: Option<&str>) -> Result<(u16, String), CallError> {
+        let mut request = self.agent.post(self.url()).header("content-type", "application/json");
+        if let Some(token) = admin_token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let mut response = request.send(body).map_err(|error| CallError::Unreachable(error.to_string()))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -197,12 +211,12 @@ impl Rpc {
         self.request(&GetPeers)
     }
 
-    /// `admin_banPeer` (loopback only): disconnects the peer and refuses it for `secs`.
+    /// `admin_banPeer` (loopback only, with the admin token): disconnects the peer and refuses it for `secs`.
     pub fn ban_peer(&self, peer_id: &PeerIdText, secs: Option<u64>) -> Result<(), CallError> {
         self.request(&BanPeer { peer_id: peer_id.clone(), secs })
     }
 
-    /// `admin_unbanPeer` (loopback only): lifts a ban and dials the peer again.
+    /// `admin_unbanPeer` (loopback only, with the admin token): lifts a ban and dials the peer again.
     pub fn unban_peer(&self, peer_id: &PeerIdText) -> Result<(), CallError> {
         self.request(&UnbanPeer { peer_id: peer_id.clone() })
     }
