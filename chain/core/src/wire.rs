@@ -75,16 +75,19 @@ pub enum Misbehaviour {
     OversizeRequest,
     /// A sync request we sent got no answer in time.
     Unanswered,
+    /// A sync request over the peer's request rate.
+    TooManyRequests,
 }
 
 impl Misbehaviour {
-    pub const ALL: [Misbehaviour; 6] = [
+    pub const ALL: [Misbehaviour; 7] = [
         Misbehaviour::Undecodable,
         Misbehaviour::Oversize,
         Misbehaviour::Invalid,
         Misbehaviour::BadResponse,
         Misbehaviour::OversizeRequest,
         Misbehaviour::Unanswered,
+        Misbehaviour::TooManyRequests,
     ];
 
     /// Points the report costs. With the default threshold of -100, two pieces of garbage or
@@ -95,6 +98,8 @@ impl Misbehaviour {
             Misbehaviour::BadResponse => 40,
             Misbehaviour::OversizeRequest => 20,
             Misbehaviour::Unanswered => 10,
+            // Repeated, not once: twenty refused requests before the score recovers ban.
+            Misbehaviour::TooManyRequests => 5,
         }
     }
 
@@ -106,6 +111,7 @@ impl Misbehaviour {
             Misbehaviour::BadResponse => "bad_response",
             Misbehaviour::OversizeRequest => "oversize_request",
             Misbehaviour::Unanswered => "unanswered",
+            Misbehaviour::TooManyRequests => "too_many_requests",
         }
     }
 }
@@ -159,6 +165,8 @@ pub enum Refusal {
     TooLarge { requested: u32, max: u32 },
     #[error("the peer has too many requests in flight")]
     Busy,
+    #[error("the peer sends requests faster than it is served")]
+    RateLimited,
 }
 
 impl SyncRequest {
