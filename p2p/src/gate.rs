@@ -117,15 +117,15 @@ impl AddressGate {
             return Ok(());
         }
         self.check_ban(ip, now)?;
-        let (from_ip, from_subnet) = self.inbound.values().fold((0u32, 0u32), |(from_ip, from_subnet), other| {
-            (from_ip + u32::from(*other == ip), from_subnet + u32::from(Subnet::of(*other) == Subnet::of(ip)))
-        });
+        let subnet = Subnet::of(ip);
+        let from_ip = self.inbound.values().filter(|other| **other == ip).count();
+        let from_subnet = self.inbound.values().filter(|other| Subnet::of(**other) == subnet).count();
         let config = &self.config;
-        if from_ip >= config.inbound_per_ip_max {
+        if from_ip >= config.inbound_per_ip_max as usize {
             return Err(AddressRefusal::PerAddress { ip, max: config.inbound_per_ip_max });
         }
-        if from_subnet >= config.inbound_per_subnet_max {
-            return Err(AddressRefusal::PerSubnet { subnet: Subnet::of(ip), max: config.inbound_per_subnet_max });
+        if from_subnet >= config.inbound_per_subnet_max as usize {
+            return Err(AddressRefusal::PerSubnet { subnet, max: config.inbound_per_subnet_max });
         }
         Ok(())
     }
