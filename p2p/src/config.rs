@@ -81,8 +81,18 @@ pub struct ConnectionConfig {
     pub pending_inbound_max: u32,
     /// New connections are refused while the process uses more memory than this.
     pub process_memory_bytes_max: u64,
-    /// Discovery dials found peers while fewer than this many are connected.
-    pub peers_target: u32,
+    /// Bootnodes and discovered peers are dialed while fewer than this many peers are
+    /// connected by the node's own dials; inbound peers do not count.
+    pub peers_outbound_target: u32,
+    /// Inbound connections (pending or established) from one IP address.
+    pub inbound_per_ip_max: u32,
+    /// Inbound connections from one subnet: /24 for IPv4, /64 for IPv6.
+    pub inbound_per_subnet_max: u32,
+    /// Loopback addresses (127.0.0.0/8, ::1) are exempt from the two limits above and from
+    /// address bans. Every node of a local testnet connects from 127.0.0.1, and only processes
+    /// on this machine can; an attacker elsewhere cannot use these addresses. Tests turn the
+    /// exemption off to exercise the rules over loopback.
+    pub loopback_exempt: bool,
 }
 
 impl Default for ConnectionConfig {
@@ -93,7 +103,27 @@ impl Default for ConnectionConfig {
             per_peer_max: limits::CONNECTIONS_PER_PEER_MAX,
             pending_inbound_max: limits::CONNECTIONS_PENDING_INBOUND_MAX,
             process_memory_bytes_max: limits::P2P_PROCESS_MEMORY_BYTES_MAX,
-            peers_target: 25,
+            peers_outbound_target: limits::PEERS_OUTBOUND_TARGET,
+            inbound_per_ip_max: limits::INBOUND_PER_IP_MAX,
+            inbound_per_subnet_max: limits::INBOUND_PER_SUBNET_MAX,
+            loopback_exempt: true,
+        }
+    }
+}
+
+/// How fast one peer's sync requests are served: a token bucket of `burst` requests that
+/// refills one request per `interval`. Requests beyond it are refused before the node sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRate {
+    pub interval: Duration,
+    pub burst: u32,
+}
+
+impl Default for RequestRate {
+    fn default() -> Self {
+        RequestRate {
+            interval: Duration::from_secs(1) / limits::SYNC_REQUESTS_PER_PEER_PER_SEC,
+            burst: limits::SYNC_REQUEST_BURST_MAX,
         }
     }
 }
@@ -105,7 +135,8 @@ pub struct Config {
     pub chain_id: String,
     /// Addresses to listen on, e.g. `/ip4/127.0.0.1/tcp/0` (port 0 picks a free port).
     pub listen: Vec<Multiaddr>,
-    /// Peers to dial at start and whenever the node has none, each ending in `/p2p/<peer id>`.
+    /// Peers to dial at start and, with backoff, whenever the node has free outbound slots and
+    /// is not connected to them; each ends in `/p2p/<peer id>`.
     pub bootnodes: Vec<Multiaddr>,
     /// Kademlia discovery (in server mode). Off, the node talks only to the peers it dials and
     /// the peers that dial it.
@@ -116,6 +147,8 @@ pub struct Config {
     pub gossip: GossipLimits,
     pub connections: ConnectionConfig,
     pub reputation: ReputationConfig,
+    /// Per peer, for the sync requests it sends us.
+    pub request_rate: RequestRate,
     /// A sync request unanswered for this long fails and costs the peer reputation.
     pub request_timeout: Duration,
     /// A connection with no open stream is closed after this long. Gossipsub keeps a
@@ -140,6 +173,7 @@ impl Config {
             gossip: GossipLimits::default(),
             connections: ConnectionConfig::default(),
             reputation: ReputationConfig::default(),
+            request_rate: RequestRate::default(),
             request_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60 * 60),
             tick: Duration::from_secs(1),

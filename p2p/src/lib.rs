@@ -2,13 +2,15 @@
 //! between nodes and knows nothing of consensus.
 //!
 //! [`start`] builds a swarm (TCP + noise + yamux, identify, ping, Kademlia in server mode,
-//! gossipsub, the sync protocol, connection limits, a memory guard, bans and an optional
-//! allowlist), spawns it on the current tokio runtime and returns a [`NetworkHandle`] and a
-//! bounded stream of [`Event`]s. The node then:
+//! gossipsub, the sync protocol, connection limits, inbound limits per address and subnet, a
+//! memory guard, bans of peers and their addresses and an optional allowlist), spawns it on the
+//! current tokio runtime and returns a [`NetworkHandle`] and a bounded stream of [`Event`]s.
+//! The node then:
 //!
 //! - answers every [`Event::Gossip`] with [`NetworkHandle::validate`]: only accepted messages
 //!   are forwarded to other peers, rejected ones cost the sender reputation;
-//! - answers every [`Event::Request`] with [`NetworkHandle::respond`];
+//! - answers every [`Event::Request`] with [`NetworkHandle::respond`] (a peer's requests beyond
+//!   its rate are refused here, before the node sees them, and cost it reputation);
 //! - publishes with [`NetworkHandle::publish`], asks peers with [`NetworkHandle::request`],
 //!   reports misbehaviour it finds with [`NetworkHandle::report`], and manages bans
 //!   ([`NetworkHandle::ban`]) and, in permissioned mode, the allowlist
@@ -19,6 +21,10 @@
 //! their topic's limit are rejected here, before the node sees them. Sync messages are the
 //! chain codec's encodings behind a length prefix checked before reading ([`sync`]).
 //!
+//! Against eclipsing, inbound peers cannot take the outbound slots: bootnodes (with backoff)
+//! and discovered peers are dialed while the node's own dials are below their target, however
+//! many peers dialed in.
+//!
 //! Every queue is bounded (`chorus_chain::limits`, p2p section): commands wait for room;
 //! events that find the node's queue full are dropped (gossip is ignored, requests are
 //! answered `Busy`) and counted.
@@ -26,7 +32,9 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod gate;
 mod metrics;
+mod rate;
 pub mod reputation;
 mod service;
 pub mod sync;
@@ -34,7 +42,8 @@ pub mod sync;
 use std::time::Duration;
 
 pub use chorus_chain::wire::{Misbehaviour, Refusal, SyncRequest, SyncResponse, Topic, Verdict};
-pub use config::{Config, ConnectionConfig, GossipLimits, NodeKey, parse_peer_id, peer_id_of};
+pub use config::{Config, ConnectionConfig, GossipLimits, NodeKey, RequestRate, parse_peer_id, peer_id_of};
+pub use gate::{AddressRefusal, Subnet};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{Multiaddr, PeerId};
 pub use reputation::{BanReason, ReputationConfig};

@@ -18,9 +18,12 @@ pub(crate) struct Metrics {
     /// Misbehaviour reports by kind.
     pub reports: Family<Labels1, Counter>,
     pub bans: Counter,
+    /// Inbound connections the address gate refused, by reason: per_address, per_subnet,
+    /// banned_address.
+    pub connections_refused: Family<Labels1, Counter>,
     pub banned: Gauge,
     pub peers: Gauge,
-    /// Inbound sync requests by kind and outcome: delivered, refused, busy, failed.
+    /// Inbound sync requests by kind and outcome: delivered, refused, busy, rate_limited, failed.
     pub requests_inbound: Family<Labels2, Counter>,
     /// Outbound sync requests by kind and outcome: ok, bad_response, timeout, failed.
     pub requests_outbound: Family<Labels2, Counter>,
@@ -37,6 +40,7 @@ impl Metrics {
             published: Family::default(),
             reports: Family::default(),
             bans: Counter::default(),
+            connections_refused: Family::default(),
             banned: Gauge::default(),
             peers: Gauge::default(),
             requests_inbound: Family::default(),
@@ -54,6 +58,11 @@ impl Metrics {
         );
         ours.register("reports", "Misbehaviour reports against peers, by kind", metrics.reports.clone());
         ours.register("bans", "Peers banned since start", metrics.bans.clone());
+        ours.register(
+            "connections_refused",
+            "Inbound connections refused by address (per-address and per-subnet limits, bans)",
+            metrics.connections_refused.clone(),
+        );
         ours.register("banned_peers", "Peers banned now", metrics.banned.clone());
         ours.register("peers", "Connected peers", metrics.peers.clone());
         ours.register(

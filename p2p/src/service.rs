@@ -13,7 +13,7 @@ use libp2p::metrics::Recorder;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{ConnectionId, ListenError, NetworkBehaviour, SwarmEvent};
 use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, connection_limits, identify, kad, memory_connection_limits,
     noise, ping, tcp, yamux,
@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, peer_id_of};
+use crate::gate::{AddressGate, AddressRefusal, ip_of};
 use crate::metrics::Metrics;
+use crate::rate::RequestBuckets;
 use crate::reputation::{BanReason, Reputation};
 use crate::sync::{self, SyncCodec, WireRequest};
 use crate::{
@@ -33,8 +35,10 @@ use crate::{
 
 /// How often discovery looks for more peers while the node has fewer than its target.
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
-/// How often bootnodes are redialed while the node has no peer at all.
+/// The first wait before a bootnode not connected is dialed again (while outbound slots are
+/// free); each failed dial doubles it, up to the maximum, and a connection resets it.
 const BOOTNODE_REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+const BOOTNODE_REDIAL_INTERVAL_MAX: Duration = Duration::from_secs(60);
 /// How long `start` waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -43,6 +47,7 @@ struct Behaviour {
     // The gates come first: a connection they deny never reaches the protocols below.
     allowed: Toggle<allow_block_list::Behaviour<AllowedPeers>>,
     blocked: allow_block_list::Behaviour<BlockedPeers>,
+    gate: AddressGate,
     limits: connection_limits::Behaviour,
     memory: memory_connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
@@ -83,8 +88,9 @@ pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHa
         connected: BTreeMap::new(),
         outbound: HashMap::new(),
         inbound: HashMap::new(),
+        request_buckets: RequestBuckets::new(config.request_rate),
         last_discovery: None,
-        last_bootnode_dial: None,
+        bootnodes: config.bootnodes.iter().map(|address| Bootnode::new(address.clone(), Instant::now())).collect(),
         config,
     };
     service.dial_bootnodes(Instant::now());
@@ -141,6 +147,7 @@ fn build_swarm(config: &Config, registry: &mut Registry) -> Result<Swarm<Behavio
     let behaviour = Behaviour {
         allowed: Toggle::from(allowed),
         blocked: allow_block_list::Behaviour::default(),
+        gate: AddressGate::new(*connections),
         limits: connection_limits::Behaviour::new(
             connection_limits::ConnectionLimits::default()
                 .with_max_established(Some(connections.peers_max))
@@ -230,6 +237,20 @@ struct InboundRequest {
     channel: ResponseChannel<SyncResponse>,
 }
 
+/// A bootnode and when to dial it next.
+struct Bootnode {
+    address: Multiaddr,
+    peer: Option<PeerId>,
+    next_dial: Instant,
+    backoff: Duration,
+}
+
+impl Bootnode {
+    fn new(address: Multiaddr, now: Instant) -> Bootnode {
+        Bootnode { peer: peer_id_of(&address), address, next_dial: now, backoff: BOOTNODE_REDIAL_INTERVAL }
+    }
+}
+
 struct Service {
     swarm: Swarm<Behaviour>,
     events: mpsc::Sender<Event>,
@@ -242,8 +263,10 @@ struct Service {
     outbound: HashMap<OutboundRequestId, PendingRequest>,
     /// Peers' requests awaiting the node's answer, bounded the same way.
     inbound: HashMap<request_response::InboundRequestId, InboundRequest>,
+    /// How fast each peer's requests are served.
+    request_buckets: RequestBuckets,
     last_discovery: Option<Instant>,
-    last_bootnode_dial: Option<Instant>,
+    bootnodes: Vec<Bootnode>,
     config: Config,
 }
 
@@ -291,6 +314,7 @@ impl Service {
             Command::Report { peer, misbehaviour } => self.report(peer, misbehaviour, now),
             Command::Ban { peer, duration } => self.ban(peer, duration, BanReason::Manual, now),
             Command::Unban { peer } => {
+                self.swarm.behaviour_mut().gate.unban_peer(&peer);
                 if self.reputation.unban(&peer) {
                     self.sync_blocked();
                     // Reconnect if an address is known (identify keeps the ones it saw): a ban
@@ -394,18 +418,27 @@ impl Service {
         tracing::debug!(%peer, %misbehaviour, "peer reported");
         self.metrics.reports.get_or_create(&[("kind", misbehaviour.as_str())]).inc();
         if let Some(ban) = self.reputation.report(peer, misbehaviour, now) {
-            self.apply_ban(peer, ban.until.saturating_duration_since(now), ban.reason);
+            self.apply_ban(peer, ban.until.saturating_duration_since(now), ban.reason, now);
         }
     }
 
     fn ban(&mut self, peer: PeerId, duration: Duration, reason: BanReason, now: Instant) {
         self.reputation.ban(peer, duration, reason, now);
-        self.apply_ban(peer, duration, reason);
+        self.apply_ban(peer, duration, reason, now);
     }
 
-    fn apply_ban(&mut self, peer: PeerId, duration: Duration, reason: BanReason) {
+    /// Closes the banned peer's connections and bans the addresses they come from with it (for
+    /// at most `ADDRESS_BAN_SECS_MAX`), so that a fresh peer id from there is refused too.
+    fn apply_ban(&mut self, peer: PeerId, duration: Duration, reason: BanReason, now: Instant) {
         tracing::info!(%peer, ?duration, %reason, "peer banned");
         self.metrics.bans.inc();
+        let addresses: Vec<_> = self.connected.get(&peer).map_or_else(Vec::new, |connected| {
+            connected.connections.iter().filter_map(|(_, endpoint)| ip_of(endpoint.get_remote_address())).collect()
+        });
+        let until = now + duration.min(Duration::from_secs(limits::ADDRESS_BAN_SECS_MAX));
+        for ip in addresses {
+            self.swarm.behaviour_mut().gate.ban(ip, peer, until);
+        }
         self.sync_blocked();
         if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
             kad.remove_peer(&peer);
@@ -464,34 +497,51 @@ impl Service {
             tracing::info!(peers = ?ended, "bans ended");
             self.sync_blocked();
         }
-        if self.connected.is_empty() {
-            self.dial_bootnodes(now);
-        }
+        self.swarm.behaviour_mut().gate.expire(now);
+        self.dial_bootnodes(now);
         self.discover(now);
     }
 
+    /// Whether the node's own dials have reached their target. Inbound peers do not count:
+    /// however many connect, the node keeps choosing peers of its own.
+    fn outbound_full(&self) -> bool {
+        let outbound = self.connected.values().filter(|connected| !connected.inbound).count();
+        outbound >= self.config.connections.peers_outbound_target as usize
+    }
+
+    /// Dials the bootnodes not connected, each when its backoff has passed, while outbound
+    /// slots are free.
     fn dial_bootnodes(&mut self, now: Instant) {
-        if self.config.bootnodes.is_empty()
-            || self
-                .last_bootnode_dial
-                .is_some_and(|last| now.saturating_duration_since(last) < BOOTNODE_REDIAL_INTERVAL)
-        {
-            return;
-        }
-        self.last_bootnode_dial = Some(now);
-        for address in self.config.bootnodes.clone() {
-            if peer_id_of(&address).is_some_and(|peer| self.reputation.is_banned(&peer)) {
+        let outbound_full = self.outbound_full();
+        for bootnode in &mut self.bootnodes {
+            if bootnode.peer.is_some_and(|peer| self.connected.contains_key(&peer)) {
+                bootnode.backoff = BOOTNODE_REDIAL_INTERVAL;
                 continue;
             }
-            if let Err(error) = self.swarm.dial(address.clone()) {
-                tracing::debug!(%address, %error, "bootnode dial failed");
+            if outbound_full
+                || now < bootnode.next_dial
+                || bootnode.peer.is_some_and(|peer| self.reputation.is_banned(&peer))
+            {
+                continue;
+            }
+            bootnode.next_dial = now + bootnode.backoff;
+            bootnode.backoff = (bootnode.backoff * 2).min(BOOTNODE_REDIAL_INTERVAL_MAX);
+            let options = match bootnode.peer {
+                Some(peer) => DialOpts::peer_id(peer)
+                    .addresses(vec![bootnode.address.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build(),
+                None => DialOpts::unknown_peer_id().address(bootnode.address.clone()).build(),
+            };
+            if let Err(error) = self.swarm.dial(options) {
+                tracing::debug!(address = %bootnode.address, %error, "bootnode dial failed");
             }
         }
     }
 
-    /// Asks Kademlia for more peers while the node has fewer than its target.
+    /// Asks Kademlia for more peers while the node has fewer outbound peers than its target.
     fn discover(&mut self, now: Instant) {
-        if self.connected.len() >= self.config.connections.peers_target as usize
+        if self.outbound_full()
             || self.last_discovery.is_some_and(|last| now.saturating_duration_since(last) < DISCOVERY_INTERVAL)
         {
             return;
@@ -546,6 +596,11 @@ impl Service {
             }
             SwarmEvent::IncomingConnectionError { error, send_back_addr, .. } => {
                 tracing::debug!(%send_back_addr, %error, "incoming connection refused or failed");
+                if let ListenError::Denied { cause } = &error
+                    && let Some(refusal) = cause.downcast_ref::<AddressRefusal>()
+                {
+                    self.metrics.connections_refused.get_or_create(&[("reason", refusal.as_str())]).inc();
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 tracing::debug!(peer = ?peer_id, %error, "dial failed");
@@ -599,10 +654,7 @@ impl Service {
     }
 
     fn dial_discovered(&mut self, peer: PeerId, addresses: Vec<Multiaddr>) {
-        if self.connected.contains_key(&peer)
-            || self.reputation.is_banned(&peer)
-            || self.connected.len() >= self.config.connections.peers_target as usize
-        {
+        if self.connected.contains_key(&peer) || self.reputation.is_banned(&peer) || self.outbound_full() {
             return;
         }
         let options =
@@ -729,6 +781,10 @@ impl Service {
         let in_flight = self.inbound.values().filter(|inbound| inbound.peer == peer).count();
         if in_flight >= limits::SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX as usize {
             return self.refuse(channel, kind, Refusal::Busy, "busy");
+        }
+        if !self.request_buckets.take(peer, now) {
+            self.report(peer, Misbehaviour::TooManyRequests, now);
+            return self.refuse(channel, kind, Refusal::RateLimited, "rate_limited");
         }
         if self.emit(Event::Request { peer, id: RequestId(request_id), request }) {
             self.inbound.insert(request_id, InboundRequest { peer, kind, channel });

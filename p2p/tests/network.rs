@@ -3,18 +3,25 @@
 mod common;
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use chorus_chain::{Height, codec, limits};
 use chorus_p2p::{
-    BanReason, Error, GossipLimits, Misbehaviour, Multiaddr, PeerId, Refusal, RequestError, SyncRequest, SyncResponse,
-    Topic,
+    BanReason, ConnectionConfig, Error, GossipLimits, Misbehaviour, Multiaddr, NodeKey, PeerId, Refusal, RequestError,
+    RequestRate, SyncRequest, SyncResponse, Topic,
 };
 use common::*;
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::future::{BoxFuture, Pending};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt, StreamExt};
+use libp2p::core::transport::{DialOpts, ListenerId, TransportError, TransportEvent};
+use libp2p::core::upgrade::Version;
+use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::SwarmEvent;
-use libp2p::{StreamProtocol, Swarm, SwarmBuilder, noise, tcp, yamux};
+use libp2p::{StreamProtocol, Swarm, SwarmBuilder, Transport, noise, tcp, yamux};
 
 fn address(node: &TestNode) -> Multiaddr {
     node.handle.listen_addrs()[0].clone()
@@ -153,7 +160,7 @@ async fn invalid_and_oversize_gossip_ban_the_sender_and_are_not_forwarded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permissioned_mode_admits_only_the_allowlist_and_follows_changes() {
-    let member_key = chorus_p2p::NodeKey::generate();
+    let member_key = NodeKey::generate();
     let mut gate_config = config();
     gate_config.discovery = false;
     gate_config.allowlist = Some(vec![member_key.peer_id()]);
@@ -343,11 +350,57 @@ impl request_response::Codec for RawCodec {
 
 type RawSwarm = Swarm<request_response::Behaviour<RawCodec>>;
 
-async fn raw_peer(target: &Multiaddr) -> RawSwarm {
+/// TCP that dials from a chosen local address. Linux routes all of 127.0.0.0/8 to loopback, so
+/// raw peers on one machine can come from as many addresses as a test needs.
+struct BoundTcp {
+    source: IpAddr,
+}
+
+impl Transport for BoundTcp {
+    type Output = tcp::tokio::TcpStream;
+    type Error = io::Error;
+    type ListenerUpgrade = Pending<io::Result<tcp::tokio::TcpStream>>;
+    type Dial = BoxFuture<'static, io::Result<tcp::tokio::TcpStream>>;
+
+    fn listen_on(&mut self, _: ListenerId, address: Multiaddr) -> Result<(), TransportError<io::Error>> {
+        Err(TransportError::MultiaddrNotSupported(address))
+    }
+
+    fn remove_listener(&mut self, _: ListenerId) -> bool {
+        false
+    }
+
+    fn dial(&mut self, address: Multiaddr, _: DialOpts) -> Result<Self::Dial, TransportError<io::Error>> {
+        let mut protocols = address.iter();
+        let (Some(Protocol::Ip4(ip)), Some(Protocol::Tcp(port))) = (protocols.next(), protocols.next()) else {
+            return Err(TransportError::MultiaddrNotSupported(address));
+        };
+        let source = self.source;
+        Ok(async move {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(source, 0))?;
+            Ok(tcp::tokio::TcpStream(socket.connect(SocketAddr::new(ip.into(), port)).await?))
+        }
+        .boxed())
+    }
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<TransportEvent<Self::ListenerUpgrade, io::Error>> {
+        Poll::Pending
+    }
+}
+
+/// A raw peer with a fresh identity, dialing from `source`.
+fn raw_swarm(source: &str) -> RawSwarm {
+    let source: IpAddr = source.parse().expect("an IP address");
     let protocol = StreamProtocol::try_from_owned(format!("/chorus/{CHAIN}/sync/1")).expect("protocol");
-    let mut swarm = SwarmBuilder::with_new_identity()
+    SwarmBuilder::with_new_identity()
         .with_tokio()
-        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(BoundTcp { source }
+                .upgrade(Version::V1)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default()))
+        })
         .expect("transport")
         .with_behaviour(|_| {
             request_response::Behaviour::with_codec(
@@ -358,15 +411,41 @@ async fn raw_peer(target: &Multiaddr) -> RawSwarm {
         })
         .expect("behaviour")
         .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
+        .build()
+}
+
+/// Dials `target` from `source` and drives the swarm (it connects only while polled) until the
+/// connection is up (`Ok`) or has failed (`Err`, e.g. refused by the target).
+async fn try_raw_peer(source: &str, target: &Multiaddr) -> Result<RawSwarm, String> {
+    let mut swarm = raw_swarm(source);
     swarm.dial(target.clone()).expect("dial");
-    // Drives the swarm (it connects only while polled) until the connection is up.
-    tokio::time::timeout(WAIT, async {
-        while !matches!(swarm.select_next_some().await, SwarmEvent::ConnectionEstablished { .. }) {}
+    let outcome = tokio::time::timeout(WAIT, async {
+        loop {
+            match swarm.select_next_some().await {
+                SwarmEvent::ConnectionEstablished { .. } => return Ok(()),
+                SwarmEvent::OutgoingConnectionError { error, .. } => return Err(error.to_string()),
+                _ => {}
+            }
+        }
     })
     .await
-    .expect("a connection to the target in time");
-    swarm
+    .expect("a connection or a failure in time");
+    outcome.map(|()| swarm)
+}
+
+async fn raw_peer(target: &Multiaddr) -> RawSwarm {
+    try_raw_peer("127.0.0.1", target).await.expect("a connection to the target")
+}
+
+/// Keeps a raw peer's connection open (the swarm is polled in the background) and returns its id.
+fn hold(mut swarm: RawSwarm) -> PeerId {
+    let id = *swarm.local_peer_id();
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    id
 }
 
 /// Sends one raw request and returns the raw answer, or `None` if the exchange failed.
@@ -434,4 +513,157 @@ async fn raw_peers_get_typed_refusals_and_garbage_gets_them_banned() {
     let polite_info =
         peers.connected.iter().find(|info| info.peer == *polite.local_peer_id()).expect("still connected");
     assert_eq!(polite_info.score, -Misbehaviour::OversizeRequest.penalty());
+}
+
+/// A node applying the address rules over loopback (which is exempt by default).
+fn strict_config() -> chorus_p2p::Config {
+    let mut config = config();
+    config.discovery = false;
+    config.connections.loopback_exempt = false;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_or_subnet_cannot_take_the_inbound_slots() {
+    let mut server_config = strict_config();
+    server_config.connections =
+        ConnectionConfig { inbound_per_ip_max: 2, inbound_per_subnet_max: 3, ..server_config.connections };
+    let server = start(server_config, chain(1)).await;
+    let target = address(&server);
+
+    let mut admitted = Vec::new();
+    for _ in 0..2 {
+        admitted.push(hold(try_raw_peer("127.0.0.1", &target).await.expect("within the limit per address")));
+    }
+    for _ in 0..3 {
+        let refused = try_raw_peer("127.0.0.1", &target).await;
+        assert!(refused.is_err(), "a third connection from 127.0.0.1 got in");
+    }
+    // Another address of the same /24 still gets in, until the subnet is full too.
+    admitted.push(hold(try_raw_peer("127.0.0.2", &target).await.expect("another address")));
+    assert!(try_raw_peer("127.0.0.3", &target).await.is_err(), "the subnet's fourth connection got in");
+    admitted.push(hold(try_raw_peer("127.0.1.1", &target).await.expect("another subnet")));
+
+    eventually("the admitted peers connected", || async {
+        let mut peers = connected(&server.handle).await;
+        peers.sort_unstable();
+        let mut expected = admitted.clone();
+        expected.sort_unstable();
+        (peers == expected).then_some(())
+    })
+    .await;
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &server.registry).expect("encode");
+    for line in [
+        "chorus_p2p_connections_refused_total{reason=\"per_address\"} 3",
+        "chorus_p2p_connections_refused_total{reason=\"per_subnet\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_peer_cannot_return_under_a_fresh_id_from_its_address() {
+    let mut server = start(strict_config(), chain(1)).await;
+    let server_id = server.handle.local_peer_id();
+    let target = address(&server);
+
+    // Garbage twice from 127.0.0.5: banned, with its address.
+    let mut rude = try_raw_peer("127.0.0.5", &target).await.expect("admitted");
+    let rude_id = *rude.local_peer_id();
+    let _ = raw_exchange(&mut rude, server_id, frame(&[0xff; 40])).await;
+    let _ = raw_exchange(&mut rude, server_id, frame(&[0xff; 40])).await;
+    until_seen(&mut server, "the ban", |seen| matches!(seen, Seen::Banned(peer, _) if *peer == rude_id)).await;
+
+    // A fresh peer id from the banned address is refused; another address gets in.
+    assert!(try_raw_peer("127.0.0.5", &target).await.is_err(), "a fresh id from the banned address got in");
+    let neighbour = hold(try_raw_peer("127.0.0.6", &target).await.expect("another address"));
+    eventually("the neighbour connected", || async {
+        connected(&server.handle).await.contains(&neighbour).then_some(())
+    })
+    .await;
+
+    // Unbanning the peer lifts its address's ban.
+    server.handle.unban(rude_id).await.expect("unban");
+    assert!(server.handle.peers().await.expect("peers").banned.is_empty());
+    hold(try_raw_peer("127.0.0.5", &target).await.expect("admitted after the unban"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_peers_filling_their_slots_do_not_stop_the_bootnode_dial() {
+    // The bootnode is down when the node starts: its first dial fails.
+    let boot_key = NodeKey::generate();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("port").port();
+    let boot_listen: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("multiaddr");
+    let mut node_config = config();
+    node_config.discovery = false;
+    node_config.connections = ConnectionConfig { peers_inbound_max: 3, peers_max: 6, ..node_config.connections };
+    node_config.bootnodes = vec![boot_listen.clone().with_p2p(boot_key.peer_id()).expect("no peer id yet")];
+    let node = start(node_config, chain(1)).await;
+
+    // Inbound peers take every inbound slot.
+    let mut inbound = Vec::new();
+    for _ in 0..3 {
+        inbound.push(hold(raw_peer(&address(&node)).await));
+    }
+    eventually("the inbound slots full", || async { (connected(&node.handle).await.len() == 3).then_some(()) }).await;
+
+    // The bootnode comes up: the node dials it again, as an outbound peer.
+    let mut boot_config = config();
+    boot_config.key = boot_key.clone();
+    boot_config.discovery = false;
+    boot_config.listen = vec![boot_listen];
+    let _boot = start(boot_config, chain(1)).await;
+    let info = eventually("the bootnode connected", || async {
+        node.handle.peers().await.expect("peers").connected.into_iter().find(|info| info.peer == boot_key.peer_id())
+    })
+    .await;
+    assert!(!info.inbound, "the node dialed its bootnode");
+    let peers = connected(&node.handle).await;
+    assert!(inbound.iter().all(|peer| peers.contains(peer)), "the inbound peers stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_flooding_sync_requests_is_refused_beyond_its_rate_then_banned() {
+    let mut server_config = config();
+    server_config.discovery = false;
+    // A burst of 4 and no refill within the test.
+    server_config.request_rate = RequestRate { interval: Duration::from_secs(3_600), burst: 4 };
+    // Nor any recovery of the score.
+    server_config.reputation.recovery_interval = Duration::from_secs(3_600);
+    let threshold = server_config.reputation.ban_threshold;
+    let mut server = start(server_config, chain(10)).await;
+    let server_id = server.handle.local_peer_id();
+    let mut flooder = raw_peer(&address(&server)).await;
+    let flooder_id = *flooder.local_peer_id();
+    let status = frame(&codec::encode(&SyncRequest::Status));
+    let answer = |bytes: Option<Vec<u8>>| -> SyncResponse {
+        let bytes = bytes.expect("an answer");
+        codec::decode(&bytes[4..]).expect("a canonical response")
+    };
+
+    for _ in 0..4 {
+        let response = answer(raw_exchange(&mut flooder, server_id, status.clone()).await);
+        assert!(matches!(response, SyncResponse::Status { .. }), "{response:?}");
+    }
+    // Each refusal costs a little; the one that crosses the threshold bans, and its answer may
+    // not make it out before the connection closes.
+    let penalty = Misbehaviour::TooManyRequests.penalty();
+    let refusals_to_ban = (-threshold + penalty - 1) / penalty;
+    assert!(refusals_to_ban > 1, "one refusal alone does not ban");
+    for _ in 1..refusals_to_ban {
+        let response = answer(raw_exchange(&mut flooder, server_id, status.clone()).await);
+        assert_eq!(response, SyncResponse::Refused(Refusal::RateLimited));
+    }
+    let peers = server.handle.peers().await.expect("peers");
+    let info = peers.connected.iter().find(|info| info.peer == flooder_id).expect("not banned yet");
+    assert_eq!(info.score, -(refusals_to_ban - 1) * penalty);
+    let _ = raw_exchange(&mut flooder, server_id, status).await;
+    let banned = until_seen(
+        &mut server,
+        "the flooder banned",
+        |seen| matches!(seen, Seen::Banned(peer, _) if *peer == flooder_id),
+    )
+    .await;
+    assert_eq!(banned, Seen::Banned(flooder_id, BanReason::Score(Misbehaviour::TooManyRequests)));
 }

@@ -307,6 +307,63 @@ pub const BANNED_PEERS_MAX: u32 = 4_096;
 /// Process memory above which new connections are refused (the memory guard).
 pub const P2P_PROCESS_MEMORY_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 
+// --- p2p: eclipse and request-flood defences ---
+
+/// Outbound peers the node dials (bootnodes, then discovery) until it has this many. Only
+/// outbound peers count: inbound ones cannot stop the node from choosing peers of its own, and
+/// the slots above `PEERS_INBOUND_MAX` stay free for them.
+pub const PEERS_OUTBOUND_TARGET: u32 = 10;
+
+/// Inbound connections (pending or established) from one IP address: a few nodes behind one
+/// NAT get in, one host cannot take the inbound slots.
+pub const INBOUND_PER_IP_MAX: u32 = 4;
+
+/// Inbound connections from one subnet (/24 for IPv4, /64 for IPv6, what one operator
+/// typically holds): filling the inbound slots takes `PEERS_INBOUND_MAX / 8` = 5 subnets.
+pub const INBOUND_PER_SUBNET_MAX: u32 = 8;
+
+/// IP addresses banned with a peer id, remembered at once; beyond it the ban closest to its
+/// end is dropped first.
+pub const BANNED_ADDRESSES_MAX: u32 = 4_096;
+
+/// Longest an address stays banned with its peer (a peer's own ban may be longer): addresses
+/// change hands (DHCP, NAT), so an address ban should not outlive its holder by much.
+pub const ADDRESS_BAN_SECS_MAX: u64 = 60 * 60;
+
+/// Sync requests one peer may send per second, sustained, and the burst above it (a token
+/// bucket per peer); more are answered `RateLimited` before they reach the node. An honest
+/// syncing peer keeps at most `SYNC_RANGES_PER_PEER_MAX` ranges in flight and waits for their
+/// import, well under this.
+pub const SYNC_REQUESTS_PER_PEER_PER_SEC: u32 = 50;
+pub const SYNC_REQUEST_BURST_MAX: u32 = 100;
+
+/// Peers whose request bucket the service remembers (connected or recently so); beyond it the
+/// fullest bucket, the one that matters least, is forgotten.
+pub const SYNC_RATE_PEERS_MAX: u32 = 1_024;
+
+/// Range requests a syncing node sends one peer: half the rate peers serve, so the node's other
+/// requests (a status every `STATUS_INTERVAL_MS`, locator requests every
+/// `SYNC_REQUEST_INTERVAL_MS`) fit beside them and an honest syncer is never refused, however
+/// fast it imports.
+pub const SYNC_RANGE_REQUESTS_PER_PEER_PER_SEC: u32 = SYNC_REQUESTS_PER_PEER_PER_SEC / 2;
+pub const SYNC_RANGE_REQUEST_BURST_MAX: u32 = SYNC_REQUEST_BURST_MAX / 2;
+
+const _: () =
+    assert!(PEERS_OUTBOUND_TARGET <= PEERS_MAX - PEERS_INBOUND_MAX, "inbound peers cannot take the outbound slots");
+const _: () = assert!(INBOUND_PER_IP_MAX <= INBOUND_PER_SUBNET_MAX && INBOUND_PER_SUBNET_MAX < PEERS_INBOUND_MAX);
+const _: () = assert!(SYNC_REQUEST_BURST_MAX >= SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX, "a full pipeline fits a burst");
+const _: () = assert!(SYNC_RATE_PEERS_MAX >= PEERS_MAX, "every connected peer has a bucket");
+const _: () = assert!(
+    SYNC_RANGE_REQUESTS_PER_PEER_PER_SEC as u64 * 1_000
+        + 1_000 * 1_000 / STATUS_INTERVAL_MS
+        + 1_000 * 1_000 / SYNC_REQUEST_INTERVAL_MS
+        < SYNC_REQUESTS_PER_PEER_PER_SEC as u64 * 1_000,
+    "a syncing node's own requests stay under the rate its peers serve"
+);
+const _: () = assert!(
+    SYNC_RANGE_REQUEST_BURST_MAX >= SYNC_RANGES_PER_PEER_MAX && SYNC_RANGE_REQUEST_BURST_MAX < SYNC_REQUEST_BURST_MAX
+);
+
 // --- JSON-RPC (chorusd) ---
 
 /// Largest JSON-RPC request body: a transaction's hex is at most twice `TX_BYTES_MAX`.

@@ -78,10 +78,12 @@ pub enum Misbehaviour {
     /// Well-formed input the node cannot use (transactions it cannot admit), sent beyond the
     /// allowance an honest peer whose state differs a little needs.
     Unwanted,
+    /// A sync request over the peer's request rate.
+    TooManyRequests,
 }
 
 impl Misbehaviour {
-    pub const ALL: [Misbehaviour; 7] = [
+    pub const ALL: [Misbehaviour; 8] = [
         Misbehaviour::Undecodable,
         Misbehaviour::Oversize,
         Misbehaviour::Invalid,
@@ -89,6 +91,7 @@ impl Misbehaviour {
         Misbehaviour::OversizeRequest,
         Misbehaviour::Unanswered,
         Misbehaviour::Unwanted,
+        Misbehaviour::TooManyRequests,
     ];
 
     /// Points the report costs. With the default threshold of -100, two pieces of garbage or
@@ -99,6 +102,8 @@ impl Misbehaviour {
             Misbehaviour::BadResponse => 40,
             Misbehaviour::OversizeRequest => 20,
             Misbehaviour::Unanswered | Misbehaviour::Unwanted => 10,
+            // Repeated, not once: twenty refused requests before the score recovers ban.
+            Misbehaviour::TooManyRequests => 5,
         }
     }
 
@@ -111,6 +116,7 @@ impl Misbehaviour {
             Misbehaviour::OversizeRequest => "oversize_request",
             Misbehaviour::Unanswered => "unanswered",
             Misbehaviour::Unwanted => "unwanted",
+            Misbehaviour::TooManyRequests => "too_many_requests",
         }
     }
 }
@@ -164,6 +170,8 @@ pub enum Refusal {
     TooLarge { requested: u32, max: u32 },
     #[error("the peer has too many requests in flight")]
     Busy,
+    #[error("the peer sends requests faster than it is served")]
+    RateLimited,
 }
 
 impl SyncRequest {

@@ -16,8 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chorus_chain::block::Block;
 use chorus_chain::limits;
-use chorus_chain::primitives::Height;
+use chorus_chain::primitives::{Height, Timestamp};
 use chorus_consensus::PeerId;
+
+use crate::allowance::Allowance;
 
 /// Download progress, for logs and `node_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,7 @@ pub struct Progress {
     pub eta_secs: Option<u64>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RangeSync {
     /// Each peer's best reported head height.
     peers: BTreeMap<PeerId, Height>,
@@ -44,6 +46,27 @@ pub struct RangeSync {
     planned_to: u64,
     /// (time in ms, head height) when this round of syncing began.
     started: Option<(u64, u64)>,
+    /// Range requests each peer may still be sent: peers serve a bounded rate
+    /// (`limits::SYNC_REQUESTS_PER_PEER_PER_SEC`), and this node stays under it.
+    pace: Allowance,
+}
+
+impl Default for RangeSync {
+    fn default() -> RangeSync {
+        RangeSync {
+            peers: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            wanted: BTreeMap::new(),
+            ready: BTreeMap::new(),
+            planned_to: 0,
+            started: None,
+            pace: Allowance::new(
+                u64::from(limits::SYNC_RANGE_REQUEST_BURST_MAX),
+                u64::from(limits::SYNC_RANGE_REQUESTS_PER_PEER_PER_SEC),
+                limits::SYNC_RATE_PEERS_MAX,
+            ),
+        }
+    }
 }
 
 impl RangeSync {
@@ -113,10 +136,11 @@ impl RangeSync {
             // The least busy peer whose head covers the range's end.
             let end = Height::new(from.saturating_add(u64::from(count)).saturating_sub(1));
             let busy = |peer: &PeerId| self.in_flight.values().filter(|(owner, _)| owner == peer).count();
+            let now = Timestamp::from_millis(now_ms);
             let Some(peer) = self
                 .peers
                 .iter()
-                .filter(|(_, height)| **height >= end)
+                .filter(|(peer, height)| **height >= end && self.pace.left(peer, now) > 0)
                 .map(|(peer, _)| peer)
                 .min_by_key(|peer| busy(peer))
             else {
@@ -126,6 +150,7 @@ impl RangeSync {
                 break;
             }
             let peer = peer.clone();
+            self.pace.charge(&peer, now, 1);
             self.wanted.remove(&from);
             self.in_flight.insert(from, (peer.clone(), count));
             requests.push((peer, Height::new(from), count));
@@ -317,6 +342,32 @@ mod tests {
         sync.on_blocks(liar.clone(), again[0].1, Vec::new());
         sync.on_failure(&liar, again[1].1);
         assert!(!sync.is_syncing(head));
+    }
+
+    #[test]
+    fn a_fast_syncer_stays_under_the_rate_its_peer_serves() {
+        let peer = PeerId::new("a");
+        let mut sync = RangeSync::default();
+        sync.on_peer_head(peer.clone(), Height::new(u64::MAX / 2));
+        let mut head = Height::new(0);
+        let mut sent: u64 = 0;
+        // Every answer arrives and imports at once; the node asks again every millisecond.
+        let seconds = 10;
+        for now_ms in 0..seconds * 1_000 {
+            for (_, from, count) in sync.next_requests(head, now_ms) {
+                sent += 1;
+                sync.on_blocks(peer.clone(), from, blocks(from.get(), u64::from(count)));
+                let ready = sync.take_ready(head);
+                head = ready.last().map_or(head, |(_, block)| block.header.height);
+            }
+        }
+        let allowed = u64::from(limits::SYNC_RANGE_REQUEST_BURST_MAX)
+            + u64::from(limits::SYNC_RANGE_REQUESTS_PER_PEER_PER_SEC) * seconds;
+        assert!(sent <= allowed, "{sent} range requests in {seconds} s, allowed {allowed}");
+        let served =
+            u64::from(limits::SYNC_REQUEST_BURST_MAX) + u64::from(limits::SYNC_REQUESTS_PER_PEER_PER_SEC) * seconds;
+        assert!(sent < served, "under what the peer serves");
+        assert!(sent >= allowed - 1, "and close to the pace: {sent}");
     }
 
     #[test]
