@@ -294,7 +294,7 @@ impl Core {
     /// node cannot continue (a damaged store).
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<p2p::Event>,
+        mut events: p2p::Events,
         mut inputs: mpsc::Receiver<Input>,
         mut mined: mpsc::Receiver<Arc<Block>>,
         mut stop: oneshot::Receiver<()>,

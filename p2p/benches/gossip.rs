@@ -23,7 +23,7 @@ struct Received {
     notify: Notify,
 }
 
-async fn service(bootnode: Option<chorus_p2p::Multiaddr>) -> (NetworkHandle, tokio::sync::mpsc::Receiver<Event>) {
+async fn service(bootnode: Option<chorus_p2p::Multiaddr>) -> (NetworkHandle, chorus_p2p::Events) {
     let mut config = Config::new(NodeKey::generate(), "bench");
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
     config.discovery = false;

@@ -26,8 +26,8 @@
 //! many peers dialed in.
 //!
 //! Every queue is bounded (`chorus_chain::limits`, p2p section): commands wait for room;
-//! events that find the node's queue full are dropped (gossip is ignored, requests are
-//! answered `Busy`) and counted.
+//! events that find the node's queue full, in count or in gossip bytes, are dropped (gossip is
+//! ignored, requests are answered `Busy`) and counted.
 
 #![forbid(unsafe_code)]
 
@@ -47,7 +47,7 @@ pub use gate::{AddressRefusal, Subnet};
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::{Multiaddr, PeerId};
 pub use reputation::{BanReason, ReputationConfig};
-pub use service::start;
+pub use service::{Events, start};
 use tokio::sync::{mpsc, oneshot};
 
 /// Identifies an inbound sync request until it is answered.
@@ -83,6 +83,17 @@ pub enum Event {
         duration: Duration,
         reason: BanReason,
     },
+}
+
+impl Event {
+    /// The bytes the event holds that count against the queue's byte bound: gossip payloads
+    /// (a sync request is small and bounded by `SYNC_REQUEST_BYTES_MAX`; the rest carry none).
+    pub fn queued_bytes(&self) -> u64 {
+        match self {
+            Event::Gossip { data, .. } => data.len() as u64,
+            _ => 0,
+        }
+    }
 }
 
 /// A connected peer, as `node_peers` shows it.

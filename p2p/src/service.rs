@@ -2,6 +2,8 @@
 //! to it through commands and hears from it through events.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chorus_chain::limits;
@@ -59,7 +61,7 @@ struct Behaviour {
 
 /// Builds the swarm, starts listening, and spawns the service on the current tokio runtime.
 /// Returns once every listener has an address.
-pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHandle, mpsc::Receiver<Event>), Error> {
+pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHandle, Events), Error> {
     let local = config.key.peer_id();
     let mut swarm = build_swarm(&config, registry)?;
     let topics: BTreeMap<TopicHash, Topic> =
@@ -77,11 +79,14 @@ pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHa
 
     let (commands_tx, commands) = mpsc::channel(limits::P2P_COMMAND_QUEUE_MAX as usize);
     let (events_tx, events) = mpsc::channel(limits::P2P_EVENT_QUEUE_MAX as usize);
+    let queued_bytes = Arc::new(AtomicU64::new(0));
+    let events = Events { receiver: events, queued_bytes: Arc::clone(&queued_bytes) };
     let handle = NetworkHandle { commands: commands_tx, peer_id: local, listen_addrs, gossip_limits: config.gossip };
     let metrics = Metrics::register(registry);
     let mut service = Service {
         swarm,
         events: events_tx,
+        queued_bytes,
         reputation: Reputation::new(config.reputation.clone()),
         metrics,
         topics,
@@ -254,6 +259,8 @@ impl Bootnode {
 struct Service {
     swarm: Swarm<Behaviour>,
     events: mpsc::Sender<Event>,
+    /// Gossip bytes in `events`, shared with the node's end ([`Events`]).
+    queued_bytes: Arc<AtomicU64>,
     reputation: Reputation,
     metrics: Metrics,
     topics: BTreeMap<TopicHash, Topic>,
@@ -553,10 +560,20 @@ impl Service {
         }
     }
 
+    /// Queues `event` for the node, unless the queue is full in count or, for gossip, in bytes.
     fn emit(&mut self, event: Event) -> bool {
+        let bytes = event.queued_bytes();
+        // This service is the only sender, so the check and the add cannot interleave with
+        // another; the node only takes bytes away.
+        if self.queued_bytes.load(Ordering::Acquire).saturating_add(bytes) > limits::P2P_EVENT_QUEUE_BYTES_MAX {
+            self.metrics.events_dropped.inc();
+            return false;
+        }
+        self.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
         match self.events.try_send(event) {
             Ok(()) => true,
             Err(_) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
                 self.metrics.events_dropped.inc();
                 false
             }
@@ -814,5 +831,22 @@ fn codec_misbehaviour(error: &chorus_chain::codec::CodecError) -> Misbehaviour {
     match error {
         chorus_chain::codec::CodecError::TooLarge { .. } => Misbehaviour::Oversize,
         _ => Misbehaviour::Undecodable,
+    }
+}
+
+/// The node's end of the event queue, bounded in count (`limits::P2P_EVENT_QUEUE_MAX`) and in
+/// gossip bytes (`limits::P2P_EVENT_QUEUE_BYTES_MAX`).
+#[derive(Debug)]
+pub struct Events {
+    receiver: mpsc::Receiver<Event>,
+    queued_bytes: Arc<AtomicU64>,
+}
+
+impl Events {
+    /// The next event; `None` once the service has stopped.
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.receiver.recv().await?;
+        self.queued_bytes.fetch_sub(event.queued_bytes(), Ordering::AcqRel);
+        Some(event)
     }
 }

@@ -667,3 +667,43 @@ async fn a_peer_flooding_sync_requests_is_refused_beyond_its_rate_then_banned() 
     .await;
     assert_eq!(banned, Seen::Banned(flooder_id, BanReason::Score(Misbehaviour::TooManyRequests)));
 }
+
+/// Issue 15, item 5: the node's event queue was bounded by count only, so 4,096 blocks of 2 MiB
+/// could wait in it. Full blocks gossiped at a node that does not take its events fill the
+/// queue's byte bound; the rest are dropped (and counted), not queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_waiting_for_the_node_is_bounded_in_bytes() {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let (receiver, mut events) = chorus_p2p::start(config(), &mut registry).await.expect("service starts");
+    let mut sender_config = config();
+    sender_config.bootnodes = vec![receiver.listen_addrs()[0].clone()];
+    let sender = start(sender_config, chain(1)).await;
+    let fits = limits::P2P_EVENT_QUEUE_BYTES_MAX / u64::from(limits::BLOCK_BYTES_MAX);
+    let sent = fits + 8;
+    for index in 0..sent {
+        let mut block = vec![0u8; limits::BLOCK_BYTES_MAX as usize];
+        block[..8].copy_from_slice(&index.to_le_bytes());
+        publish(&sender.handle, Topic::Blocks, &block).await;
+    }
+    let dropped = "chorus_p2p_gossip_messages_total{topic=\"blocks\",outcome=\"dropped\"}";
+    eventually("every block past the byte bound dropped", || async {
+        let mut metrics = String::new();
+        prometheus_client::encoding::text::encode(&mut metrics, &registry).expect("encode");
+        metrics.lines().any(|line| line == format!("{dropped} {}", sent - fits)).then_some(())
+    })
+    .await;
+    let mut queued = 0;
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+        if let chorus_p2p::Event::Gossip { data, .. } = event {
+            assert_eq!(data.len(), limits::BLOCK_BYTES_MAX as usize);
+            queued += 1;
+        }
+    }
+    assert_eq!(queued, fits, "exactly what fits the byte bound waited for the node");
+    // Taken by the node, the bytes are free again.
+    let mut block = vec![1u8; limits::BLOCK_BYTES_MAX as usize];
+    block[..5].copy_from_slice(b"after");
+    publish(&sender.handle, Topic::Blocks, &block).await;
+    let next = tokio::time::timeout(WAIT, events.recv()).await.expect("in time").expect("service alive");
+    assert!(matches!(next, chorus_p2p::Event::Gossip { data, .. } if data == block));
+}

@@ -298,6 +298,10 @@ pub const P2P_COMMAND_QUEUE_MAX: u32 = 1_024;
 /// requests are answered `Busy` instead of queueing without bound.
 pub const P2P_EVENT_QUEUE_MAX: u32 = 4_096;
 
+/// Bytes of gossip payloads in that queue: 32 full blocks. Counted apart because a count alone
+/// lets 4,096 blocks of 2 MiB (8 GiB) wait there.
+pub const P2P_EVENT_QUEUE_BYTES_MAX: u64 = 32 * BLOCK_BYTES_MAX as u64;
+
 /// Peers whose reputation the service remembers (connected or recently penalized).
 pub const REPUTATION_PEERS_MAX: u32 = 4_096;
 
@@ -353,6 +357,8 @@ const _: () =
 const _: () = assert!(INBOUND_PER_IP_MAX <= INBOUND_PER_SUBNET_MAX && INBOUND_PER_SUBNET_MAX < PEERS_INBOUND_MAX);
 const _: () = assert!(SYNC_REQUEST_BURST_MAX >= SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX, "a full pipeline fits a burst");
 const _: () = assert!(SYNC_RATE_PEERS_MAX >= PEERS_MAX, "every connected peer has a bucket");
+const _: () =
+    assert!(P2P_EVENT_QUEUE_BYTES_MAX >= GOSSIP_FRAME_BYTES_MAX as u64, "the largest gossip message can queue");
 const _: () = assert!(
     SYNC_RANGE_REQUESTS_PER_PEER_PER_SEC as u64 * 1_000
         + 1_000 * 1_000 / STATUS_INTERVAL_MS

@@ -78,7 +78,7 @@ async fn start_serving(config: Config, chain: Option<Arc<Vec<Block>>>) -> TestNo
 
 async fn serve(
     handle: NetworkHandle,
-    mut events: mpsc::Receiver<Event>,
+    mut events: chorus_p2p::Events,
     chain: Option<Arc<Vec<Block>>>,
     seen: mpsc::Sender<Seen>,
 ) {
