@@ -13,7 +13,7 @@ use chorus_p2p::Multiaddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
-use crate::rpc::access::{AllowedHost, AllowedOrigin};
+use crate::rpc::access::{AllowedHost, AllowedOrigin, RateLimit};
 
 #[derive(Debug, Parser)]
 #[command(name = "chorusd", version, about = "The Chorus node: a blockchain with pluggable consensus")]
@@ -68,6 +68,10 @@ pub struct NodeArgs {
     /// (repeatable; * for any) [default: none; clients that send no Origin are always served].
     #[arg(long, env = "CHORUS_RPC_ALLOW_ORIGIN", value_name = "ORIGIN", value_delimiter = ',')]
     pub rpc_allow_origin: Vec<AllowedOrigin>,
+    /// RPC calls per second each client address may make, with bursts of twice that
+    /// [default: 2000]. Every local client shares the loopback address's budget.
+    #[arg(long, env = "CHORUS_RPC_RATE_LIMIT", value_name = "CALLS")]
+    pub rpc_rate_limit: Option<u32>,
     /// Prometheus metrics address [default: 127.0.0.1:9615].
     #[arg(long, env = "CHORUS_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
@@ -172,6 +176,7 @@ struct FileConfig {
     rpc: Option<String>,
     rpc_allow_host: Option<Vec<String>>,
     rpc_allow_origin: Option<Vec<String>>,
+    rpc_rate_limit: Option<u32>,
     metrics: Option<String>,
     mine: Option<bool>,
     miner_threads: Option<u32>,
@@ -191,6 +196,8 @@ pub enum ConfigError {
     Missing(&'static str, &'static str),
     #[error("miner-threads must be at least 1")]
     NoMinerThreads,
+    #[error("rpc-rate-limit must be at least 1 call per second")]
+    NoRpcCalls,
 }
 
 /// Where the node's networking and services listen, after layering.
@@ -202,6 +209,7 @@ pub struct NodeSettings {
     pub rpc: SocketAddr,
     pub rpc_allow_hosts: Vec<AllowedHost>,
     pub rpc_allow_origins: Vec<AllowedOrigin>,
+    pub rpc_rate: RateLimit,
     pub metrics: SocketAddr,
     pub mine: bool,
     pub miner_threads: u32,
@@ -327,6 +335,11 @@ impl FileLayer {
             })?),
             (None, None) => None,
         };
+        let rpc_rate = match args.rpc_rate_limit.or(file.rpc_rate_limit) {
+            Some(0) => return Err(ConfigError::NoRpcCalls),
+            Some(per_sec) => RateLimit::per_sec(per_sec),
+            None => RateLimit::default(),
+        };
         let miner_threads = args.miner_threads.or(file.miner_threads).unwrap_or(1);
         if miner_threads == 0 {
             return Err(ConfigError::NoMinerThreads);
@@ -338,6 +351,7 @@ impl FileLayer {
             rpc,
             rpc_allow_hosts,
             rpc_allow_origins,
+            rpc_rate,
             metrics,
             mine: args.mine.or(file.mine).unwrap_or(dev),
             miner_threads,
@@ -402,6 +416,18 @@ mod tests {
         let defaults = run_args(&["--data-dir", "d", "--genesis", "g"]).resolve().expect("resolves");
         assert!(defaults.node.rpc_allow_hosts.is_empty() && defaults.node.rpc_allow_origins.is_empty());
         assert!(Cli::try_parse_from(["chorusd", "run", "--rpc-allow-origin", "x.example"]).is_err());
+    }
+
+    #[test]
+    fn the_rpc_rate_limit_defaults_to_the_stated_one_and_may_be_set() {
+        let defaults = run_args(&["--data-dir", "d", "--genesis", "g"]).resolve().expect("resolves");
+        assert_eq!(defaults.node.rpc_rate, RateLimit::default());
+        assert_eq!(defaults.node.rpc_rate.per_sec, chorus_chain::limits::RPC_CALLS_PER_SEC_MAX);
+        let set =
+            run_args(&["--data-dir", "d", "--genesis", "g", "--rpc-rate-limit", "50"]).resolve().expect("resolves");
+        assert_eq!(set.node.rpc_rate, RateLimit { per_sec: 50, burst: 100 });
+        let zero = run_args(&["--data-dir", "d", "--genesis", "g", "--rpc-rate-limit", "0"]).resolve();
+        assert!(matches!(zero, Err(ConfigError::NoRpcCalls)));
     }
 
     #[test]

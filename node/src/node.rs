@@ -141,6 +141,7 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let (rpc_addr, rpc) = rpc::start(
         settings.rpc,
         access,
+        settings.rpc_rate,
         genesis.chain_id.clone(),
         inputs_tx.clone(),
         net.clone(),

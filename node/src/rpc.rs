@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tower::Service;
 
+pub use self::access::RateLimit;
 use self::access::{Access, Caller, Limiter};
 use crate::daemon::{AccountInfo, BlockRef, Call, HeadInfo, Input, TxStatus};
 use chorus_node_core::MempoolError;
@@ -211,6 +212,7 @@ impl Context {
 pub async fn start(
     addr: SocketAddr,
     access: Access,
+    rate: RateLimit,
     chain_id: ChainId,
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
@@ -225,7 +227,7 @@ pub async fn start(
         .max_subscriptions_per_connection(limits::RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX)
         .build();
     let metrics = RpcMetrics::register(registry);
-    let limiter = Arc::new(Limiter::default());
+    let limiter = Arc::new(Limiter::new(rate));
     let guard = RpcServiceBuilder::new().layer_fn(move |service| Guard {
         service,
         limiter: Arc::clone(&limiter),
@@ -518,12 +520,12 @@ where
 
     fn call<'a>(&self, request: Request<'a>) -> impl Future<Output = MethodResponse> + Send + 'a {
         let allowed = self.allow(request.extensions(), 1);
-        let (service, metrics) = (self.service.clone(), self.metrics.clone());
+        let (service, metrics, rate) = (self.service.clone(), self.metrics.clone(), self.limiter.rate());
         async move {
             let method = request.method_name().to_owned();
             if !allowed {
                 metrics.count(&method, "rate_limited");
-                return MethodResponse::error(request.id(), rate_limited());
+                return MethodResponse::error(request.id(), rate_limited(rate));
             }
             let response = service.call(request).await;
             metrics.count(&method, if response.is_success() { "ok" } else { "error" });
@@ -537,10 +539,10 @@ where
         let malformed = batch.iter().all(|entry| entry.is_err());
         let calls = batch.len() as u64;
         let allowed = malformed || self.allow(batch.extensions(), calls);
-        let service = self.service.clone();
+        let (service, rate) = (self.service.clone(), self.limiter.rate());
         async move {
             if !allowed {
-                return MethodResponse::error(jsonrpsee::types::Id::Null, rate_limited());
+                return MethodResponse::error(jsonrpsee::types::Id::Null, rate_limited(rate));
             }
             service.batch(batch).await
         }
@@ -602,11 +604,11 @@ fn peer_param(text: String) -> Result<chorus_p2p::PeerId, ErrorObjectOwned> {
     chorus_p2p::parse_peer_id(&text).map_err(|error| rpc_error(ErrorCode::InvalidPeerId, error.to_string()))
 }
 
-fn rate_limited() -> ErrorObjectOwned {
-    let (rate, burst) = (limits::RPC_CALLS_PER_SEC_MAX, limits::RPC_CALL_BURST_MAX);
+fn rate_limited(rate: RateLimit) -> ErrorObjectOwned {
+    let RateLimit { per_sec, burst } = rate;
     rpc_error(
         ErrorCode::RateLimited,
-        format!("too many calls from this address: at most {rate} per second (bursts up to {burst})"),
+        format!("too many calls from this address: at most {per_sec} per second (bursts up to {burst})"),
     )
 }
 

@@ -262,19 +262,42 @@ struct Bucket {
     refilled: tokio::time::Instant,
 }
 
-const BUCKET_FULL_MILLI: u64 = limits::RPC_CALL_BURST_MAX as u64 * 1_000;
+/// Calls per second each client address may make, with bursts up to `burst`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_sec: u32,
+    pub burst: u32,
+}
 
-impl Bucket {
-    fn new(now: tokio::time::Instant) -> Bucket {
-        Bucket { milli_tokens: BUCKET_FULL_MILLI, refilled: now }
+impl Default for RateLimit {
+    /// The stated limit (`limits::RPC_CALLS_PER_SEC_MAX`, `limits::RPC_CALL_BURST_MAX`).
+    fn default() -> RateLimit {
+        RateLimit { per_sec: limits::RPC_CALLS_PER_SEC_MAX, burst: limits::RPC_CALL_BURST_MAX }
+    }
+}
+
+impl RateLimit {
+    /// `per_sec` calls a second, bursts of twice that (the default's proportion).
+    pub fn per_sec(per_sec: u32) -> RateLimit {
+        RateLimit { per_sec, burst: per_sec.saturating_mul(2) }
     }
 
-    fn refill(&mut self, now: tokio::time::Instant) {
+    fn full_milli(self) -> u64 {
+        u64::from(self.burst).saturating_mul(1_000)
+    }
+}
+
+impl Bucket {
+    fn new(now: tokio::time::Instant, rate: RateLimit) -> Bucket {
+        Bucket { milli_tokens: rate.full_milli(), refilled: now }
+    }
+
+    fn refill(&mut self, now: tokio::time::Instant, rate: RateLimit) {
         let elapsed_ms = u64::try_from(now.saturating_duration_since(self.refilled).as_millis()).unwrap_or(u64::MAX);
         // Only whole milliseconds are credited; the remainder stays for the next refill.
         self.refilled = self.refilled.checked_add(std::time::Duration::from_millis(elapsed_ms)).unwrap_or(now);
-        let refill = elapsed_ms.saturating_mul(u64::from(limits::RPC_CALLS_PER_SEC_MAX));
-        self.milli_tokens = self.milli_tokens.saturating_add(refill).min(BUCKET_FULL_MILLI);
+        let refill = elapsed_ms.saturating_mul(u64::from(rate.per_sec));
+        self.milli_tokens = self.milli_tokens.saturating_add(refill).min(rate.full_milli());
     }
 
     /// Takes `calls` tokens if there are enough.
@@ -291,10 +314,19 @@ impl Bucket {
 /// The rate limit: one bucket per client address, shared by all its connections.
 #[derive(Debug, Default)]
 pub struct Limiter {
+    rate: RateLimit,
     buckets: Mutex<BTreeMap<IpAddr, Bucket>>,
 }
 
 impl Limiter {
+    pub fn new(rate: RateLimit) -> Limiter {
+        Limiter { rate, buckets: Mutex::default() }
+    }
+
+    pub fn rate(&self) -> RateLimit {
+        self.rate
+    }
+
     /// Takes `calls` tokens from `ip`'s bucket if it has enough.
     pub fn take(&self, ip: IpAddr, calls: u64) -> bool {
         self.take_at(ip, calls, tokio::time::Instant::now())
@@ -304,10 +336,10 @@ impl Limiter {
         let client = client_of(ip);
         let Ok(mut buckets) = self.buckets.lock() else { return false };
         if !buckets.contains_key(&client) && buckets.len() >= limits::RPC_CLIENTS_TRACKED_MAX as usize {
-            make_room(&mut buckets, now);
+            make_room(&mut buckets, now, self.rate);
         }
-        let bucket = buckets.entry(client).or_insert_with(|| Bucket::new(now));
-        bucket.refill(now);
+        let bucket = buckets.entry(client).or_insert_with(|| Bucket::new(now, self.rate));
+        bucket.refill(now, self.rate);
         bucket.take(calls)
     }
 
@@ -318,10 +350,10 @@ impl Limiter {
 }
 
 /// Drops the buckets that refilled to the burst (a new bucket is the same), or else the fullest.
-fn make_room(buckets: &mut BTreeMap<IpAddr, Bucket>, now: tokio::time::Instant) {
+fn make_room(buckets: &mut BTreeMap<IpAddr, Bucket>, now: tokio::time::Instant, rate: RateLimit) {
     buckets.retain(|_, bucket| {
-        bucket.refill(now);
-        bucket.milli_tokens < BUCKET_FULL_MILLI
+        bucket.refill(now, rate);
+        bucket.milli_tokens < rate.full_milli()
     });
     if buckets.len() >= limits::RPC_CLIENTS_TRACKED_MAX as usize
         && let Some(fullest) = buckets.iter().max_by_key(|(_, bucket)| bucket.milli_tokens).map(|(client, _)| *client)
@@ -470,5 +502,13 @@ mod tests {
             assert!(limiter.clients() <= max as usize);
         }
         assert!(!limiter.take_at(LOCAL, 1, now), "a spent bucket outlives crowds of fuller ones");
+    }
+
+    #[test]
+    fn an_operator_sets_the_rate() {
+        let (limiter, start) = (Limiter::new(RateLimit::per_sec(10)), tokio::time::Instant::now());
+        assert!(limiter.take_at(LOCAL, 20, start), "bursts of twice the rate");
+        assert!(!limiter.take_at(LOCAL, 1, start));
+        assert!(limiter.take_at(LOCAL, 10, start + std::time::Duration::from_secs(1)));
     }
 }
