@@ -39,7 +39,7 @@ use chorus_consensus::{
 use chorus_store::{Store, StoreError};
 
 use crate::allowance::Allowance;
-use crate::mempool::{Mempool, MempoolError};
+use crate::mempool::{Admitted, Mempool, MempoolError};
 use crate::orphans::Orphans;
 
 /// What nodes send each other.
@@ -350,7 +350,8 @@ impl Driver {
         match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
             Ok(admitted) => {
                 let ready = admitted.is_ready();
-                relay_ready(admitted, Some(()), io);
+                let hash = admitted.hash;
+                relay_ready(admitted, Some(&hash), io);
                 Ok(if ready { Verdict::Accept } else { Verdict::Ignore })
             }
             Err(MempoolError::Invalid(error)) => {
@@ -729,14 +730,13 @@ struct Followups {
     relay: Vec<SignedTransaction>,
 }
 
-/// Gossips the transactions an admission made ready and returns the admitted one's hash. For a
-/// peer's transaction (`forwarded`), the transaction itself is left to the gossip verdict.
-fn relay_ready(admitted: crate::mempool::Admitted, forwarded: Option<()>, io: &mut dyn Io) -> Hash {
+/// Gossips the transactions an admission made ready, except `forwarded` (a peer's transaction,
+/// which the gossip verdict forwards), and returns the admitted one's hash.
+fn relay_ready(admitted: Admitted, forwarded: Option<&Hash>, io: &mut dyn Io) -> Hash {
     for tx in admitted.ready {
-        if forwarded.is_some() && tx.hash() == admitted.hash {
-            continue;
+        if forwarded != Some(&tx.hash()) {
+            io.broadcast(NetMessage::Tx(Box::new(tx)));
         }
-        io.broadcast(NetMessage::Tx(Box::new(tx)));
     }
     admitted.hash
 }
