@@ -328,7 +328,8 @@ impl Mempool {
             || self.size_bytes.saturating_add(size_bytes) > limits::MEMPOOL_BYTES_MAX
         {
             let Some(&(lowest, victim, _)) = self.by_fee.first() else { break };
-            if lowest >= tx.tx.fee {
+            // Never the sender's own: evicting its last nonce would open a gap before this one.
+            if lowest >= tx.tx.fee || victim == sender {
                 return Err(MempoolError::Full { fee: tx.tx.fee, lowest });
             }
             // Evict the victim sender's last nonce, so no gap opens in its sequence.
