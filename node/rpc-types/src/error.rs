@@ -29,11 +29,12 @@ pub enum ErrorCode {
     TxDuplicate = 1006,
     /// A pending transaction has this nonce and the new fee is not enough higher.
     TxReplacementFeeTooLow = 1007,
-    /// The sender has as many pending transactions as one sender may.
+    /// The sender has as many pending transactions as one sender may (in all, or waiting after
+    /// a nonce gap).
     TxSenderFull = 1008,
     /// The mempool is full and the fee does not beat the lowest pending one.
     MempoolFull = 1009,
-    /// The sender's balance does not cover this transaction after its pending ones.
+    /// The sender's balance does not cover this transaction and its other pending ones.
     TxInsufficientBalance = 1010,
     /// An address that is not `chorus1...` with a valid checksum.
     InvalidAddress = 2001,
@@ -41,7 +42,8 @@ pub enum ErrorCode {
     InvalidHash = 2002,
     /// A proof was asked for a height the node does not have.
     ProofUnavailable = 2003,
-    /// This client address sent calls faster than `limits::RPC_CALLS_PER_SEC_MAX` allows.
+    /// This client address sent calls faster than its rate limit (`limits::RPC_CALLS_PER_SEC_MAX`
+    /// unless the node sets `--rpc-rate-limit`).
     RateLimited = 3001,
     /// An admin method on an RPC server that does not listen on loopback.
     AdminNotAllowed = 4001,
@@ -109,14 +111,14 @@ impl ErrorCode {
             ErrorCode::TxSenderFull => "the sender has the most pending transactions one sender may",
             ErrorCode::MempoolFull => "the mempool is full and the fee does not beat the lowest pending one",
             ErrorCode::TxInsufficientBalance => {
-                "the balance does not cover the transaction after the sender's pending ones \
+                "the balance does not cover the transaction and the sender's other pending ones \
                  (`insufficient balance: needs 1005 ..., has 0`)"
             }
             ErrorCode::InvalidAddress => "not a `chorus1...` address with a valid checksum",
             ErrorCode::InvalidHash => "not a 64-hex-digit hash",
             ErrorCode::ProofUnavailable => "no proof at that height",
             ErrorCode::RateLimited => {
-                "this client address sent calls faster than it may (`limits::RPC_CALLS_PER_SEC_MAX`)"
+                "this client address sent calls faster than it may (`limits::RPC_CALLS_PER_SEC_MAX`, or `--rpc-rate-limit`)"
             }
             ErrorCode::AdminNotAllowed => {
                 "an admin method (`admin_banPeer`, `admin_unbanPeer`) on an RPC that does not listen on loopback"
