@@ -247,11 +247,6 @@ impl Mempool {
         ready.chain(gapped)
     }
 
-    /// The nonce that would extend the sender's ready run, from the account's nonce `next`.
-    fn ready_end(&self, sender: &Address, next: u64) -> u64 {
-        self.next_nonce(sender, next)
-    }
-
     /// The rules, cheapest first (a signature check costs about 30 us; everything before it
     /// is a lookup): duplicate, fee floor, nonce window, the sender's whole pending run against
     /// its balance, the per-sender and gap bounds, the signature; then room is made.
@@ -292,8 +287,7 @@ impl Mempool {
                 return Err(MempoolError::InsufficientBalance { needed, available: account.balance });
             }
         }
-        let ready_end = self.ready_end(&sender, next);
-        let gapped = nonce > ready_end;
+        let gapped = nonce > self.next_nonce(&sender, next);
         let replaced = self.get(&sender, nonce).cloned();
         if let Some(old) = &replaced {
             let needed = old
@@ -399,7 +393,7 @@ impl Mempool {
     fn promote(&mut self, sender: &Address, next: u64) -> Vec<SignedTransaction> {
         let mut promoted = Vec::new();
         loop {
-            let end = self.ready_end(sender, next);
+            let end = self.next_nonce(sender, next);
             let Some(entry) = self.gapped.get(sender).and_then(|pending| pending.get(&end)).cloned() else { break };
             self.take(sender, end);
             promoted.push(entry.tx.clone());
@@ -526,13 +520,13 @@ impl Mempool {
         let mut taken = Vec::new();
         for sender in senders {
             let account = state::read_account(state, &sender)?;
-            let nonces: Vec<(u64, bool)> = self
-                .of_sender(&sender)
-                .map(|pending| {
-                    (
-                        pending.tx.tx.nonce,
-                        self.gapped.get(&sender).is_some_and(|map| map.contains_key(&pending.tx.tx.nonce)),
-                    )
+            // Each transaction's nonce and whether it waited after a gap, in nonce order.
+            let nonces: Vec<(u64, bool)> = [(&self.ready, false), (&self.gapped, true)]
+                .into_iter()
+                .flat_map(|(map, gapped)| {
+                    map.get(&sender)
+                        .into_iter()
+                        .flat_map(move |pending| pending.keys().map(move |nonce| (*nonce, gapped)))
                 })
                 .collect();
             let mut expected = account.nonce;
