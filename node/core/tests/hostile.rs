@@ -2,6 +2,10 @@
 //! branches, orphans and height claims (issue 15, items 1, 3 and 5). Each test replays an
 //! attack the node once fell for.
 
+mod common;
+
+use common::{TestNode, seal};
+
 use std::sync::Arc;
 
 use chorus_chain::block::Block;
@@ -13,67 +17,9 @@ use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::testing;
 use chorus_chain::tx::{SignedTransaction, TxKind};
 use chorus_chain::wire::{Misbehaviour, SyncRequest, SyncResponse};
-use chorus_consensus::pow::mining::{Grinder, with_nonce};
 use chorus_consensus::{EngineOptions, PeerId, new_engine};
-use chorus_node_core::{Driver, Effect, NetMessage, Node, Outbox, Timer, Verdict};
+use chorus_node_core::{Driver, Effect, NetMessage, Node, Verdict};
 use chorus_store::Store;
-
-struct Peer {
-    driver: Driver,
-    io: Outbox,
-    now: u64,
-    _dir: tempfile::TempDir,
-}
-
-impl Peer {
-    fn new(genesis: &Genesis, miner: Option<u32>) -> Peer {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), genesis).unwrap();
-        let coinbase = miner.map(|index| testing::key(index).address());
-        let engine = new_engine(genesis, EngineOptions { coinbase }).unwrap();
-        let mut peer = Peer {
-            driver: Driver::new(store, engine),
-            io: Outbox::default(),
-            now: genesis.genesis_time.as_millis(),
-            _dir: dir,
-        };
-        peer.driver.start(Timestamp::from_millis(peer.now), &mut peer.io).unwrap();
-        peer
-    }
-
-    fn now(&self) -> Timestamp {
-        Timestamp::from_millis(self.now)
-    }
-
-    fn mine(&mut self) -> Arc<Block> {
-        self.now += 1_000;
-        let now = self.now();
-        self.driver.on_timer(now, Timer::Engine(chorus_consensus::pow::REFRESH_TIMER), &mut self.io).unwrap();
-        let template = self.io.current_template().expect("a mining node has a template");
-        let block = seal(Block::clone(&template));
-        self.driver.on_mined(now, Arc::clone(&block), &mut self.io).unwrap();
-        assert_eq!(self.driver.store().head_hash(), block.hash());
-        block
-    }
-
-    fn receive(&mut self, from: &str, block: &Arc<Block>) -> Verdict {
-        let now = self.now();
-        self.driver.on_message(now, &PeerId::new(from), NetMessage::Block(Arc::clone(block)), &mut self.io).unwrap()
-    }
-
-    fn stored(&self, block: &Block) -> bool {
-        self.driver.store().contains_block(&block.hash()).unwrap()
-    }
-}
-
-/// Finds a nonce for `block` as it is (its roots are set from its body first).
-fn seal(mut block: Block) -> Arc<Block> {
-    block.header.txs_root = block.body.txs_root();
-    block.header.votes_root = block.body.votes_root();
-    let (nonce, _) = Grinder::new(&block.header).unwrap().search(0, u64::MAX, &|| false);
-    block.header = with_nonce(&block.header, nonce.unwrap());
-    Arc::new(block)
-}
 
 /// `count` validly signed votes of about 1 KiB each (a full list of delegates): what makes a
 /// side block large. Their state rules do not matter to a side block.
@@ -90,8 +36,8 @@ fn bulky_txs(genesis: &Genesis, count: u32) -> Vec<SignedTransaction> {
 #[test]
 fn side_blocks_need_valid_signatures_are_not_relayed_and_are_bounded_per_peer() {
     let genesis = testing::genesis(2, 1_000_000);
-    let mut miner = Peer::new(&genesis, Some(10));
-    let mut node = Peer::new(&genesis, None);
+    let mut miner = TestNode::new(&genesis, Some(10));
+    let mut node = TestNode::new(&genesis, None);
     let first = miner.mine();
     assert_eq!(node.receive("miner", &first), Verdict::Accept, "a block joining the chain is relayed");
     let second = miner.mine();
@@ -151,8 +97,8 @@ fn limited_genesis() -> Genesis {
 #[test]
 fn orphans_must_carry_real_work_and_a_flood_displaces_only_its_sender() {
     let genesis = limited_genesis();
-    let mut miner = Peer::new(&genesis, Some(10));
-    let mut node = Peer::new(&genesis, None);
+    let mut miner = TestNode::new(&genesis, Some(10));
+    let mut node = TestNode::new(&genesis, None);
     let first = miner.mine();
     let second = miner.mine();
     node.now = miner.now;
@@ -190,7 +136,7 @@ fn orphans_must_carry_real_work_and_a_flood_displaces_only_its_sender() {
 #[test]
 fn a_claimed_height_nobody_backs_does_not_keep_peers_heads_from_the_node() {
     let genesis = testing::genesis(2, 1_000_000);
-    let mut miner = Peer::new(&genesis, Some(10));
+    let mut miner = TestNode::new(&genesis, Some(10));
     let blocks: Vec<Arc<Block>> = (0..3).map(|_| miner.mine()).collect();
     let head = blocks.last().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -233,10 +179,10 @@ fn a_claimed_height_nobody_backs_does_not_keep_peers_heads_from_the_node() {
 #[test]
 fn transactions_the_node_cannot_admit_cost_a_peer_beyond_its_allowance() {
     let genesis = testing::genesis(1, 1_000_000);
-    let mut node = Peer::new(&genesis, None);
+    let mut node = TestNode::new(&genesis, None);
     // Validly signed, from an account that holds nothing.
     let empty = testing::key(77);
-    let send = |node: &mut Peer, nonce: u64| {
+    let send = |node: &mut TestNode, nonce: u64| {
         let tx = testing::signed(
             &genesis,
             &empty,
@@ -262,7 +208,7 @@ fn transactions_the_node_cannot_admit_cost_a_peer_beyond_its_allowance() {
 #[test]
 fn a_gapped_transaction_is_not_forwarded_until_its_gap_fills() {
     let genesis = testing::genesis(1, 1_000_000);
-    let mut node = Peer::new(&genesis, None);
+    let mut node = TestNode::new(&genesis, None);
     let tx = |nonce: u64| {
         testing::signed(
             &genesis,
@@ -271,7 +217,7 @@ fn a_gapped_transaction_is_not_forwarded_until_its_gap_fills() {
             TxKind::Transfer { to: testing::key(1).address(), amount: chorus_chain::Amount::new(5) },
         )
     };
-    let receive = |node: &mut Peer, nonce: u64| {
+    let receive = |node: &mut TestNode, nonce: u64| {
         let now = node.now();
         node.driver.on_message(now, &PeerId::new("peer"), NetMessage::Tx(Box::new(tx(nonce))), &mut node.io).unwrap()
     };
