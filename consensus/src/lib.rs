@@ -168,18 +168,20 @@ pub enum Action {
     },
     /// Keep a block whose header passed the engine's rules; with `make_head`, also make it the
     /// head (import on the head, or a reorg onto its branch).
+    ///
+    /// `finalizes` names the block (this one or an ancestor) that this block proves final: its
+    /// votes, or the chain up to it, carry the proof. The store writes the claim with the block
+    /// and moves the finalized block to it in the same write batch that puts this block on the
+    /// current chain (now, or when a reorg applies it later). Finality only moves forward; a
+    /// claim at or below the current final block changes nothing.
     AddBlock {
         block: Arc<Block>,
         make_head: bool,
+        finalizes: Option<(Height, Hash)>,
     },
     /// Make a stored block the head.
     SetHead {
         hash: Hash,
-    },
-    /// Mark a block on the current chain final: it is never reverted.
-    Finalize {
-        hash: Hash,
-        height: Height,
     },
     /// Put proof of equivocation into the mempool as an `Evidence` transaction.
     SubmitEvidence(Box<Evidence>),
@@ -201,6 +203,20 @@ pub enum BlockRejection {
     /// Making it the head would roll back more blocks than the store undoes.
     #[error("a reorg to it would roll back {depth} blocks, limit {}", limits::REORG_DEPTH_MAX)]
     ReorgTooDeep { depth: u64 },
+    /// It is not a descendant of the final block at `final_height`: it can never join the
+    /// chain. An honest peer that missed the finality can still send one, so it is not blamed.
+    #[error("it forks at height {fork_height}, below the final block {final_hash} at {final_height}")]
+    ConflictsWithFinal { fork_height: Height, final_height: Height, final_hash: Hash },
+}
+
+impl BlockRejection {
+    /// Whether the rejection proves the block's sender wrong.
+    pub fn is_peer_fault(&self) -> bool {
+        match self {
+            BlockRejection::Invalid(_) => true,
+            BlockRejection::ReorgTooDeep { .. } | BlockRejection::ConflictsWithFinal { .. } => false,
+        }
+    }
 }
 
 /// A chain read failed: the store is damaged or unreadable. Never the input's fault.
@@ -225,6 +241,9 @@ pub trait ChainRead: StateRead {
     fn canonical_hash(&self, height: Height) -> Result<Option<Hash>, ChainReadError>;
     /// A record written with [`Action::Persist`].
     fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError>;
+    /// The last final block (height, hash), as stored: it survives restarts and only moves
+    /// forward. `None` until an engine first finalizes a block.
+    fn finalized(&self) -> Option<(Height, Hash)>;
 }
 
 /// Why an engine refused an input or could not proceed.
@@ -266,9 +285,6 @@ pub trait Engine: Send + fmt::Debug {
         event: Event,
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError>;
-
-    /// The last final block, for engines with finality; `None` for PoW.
-    fn finalized(&self) -> Option<(Height, Hash)>;
 
     /// The checks a header passes without its parent or any state (PoW: its hash meets a
     /// target no easier than the genesis limit). The node runs them before it holds a block

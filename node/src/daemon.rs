@@ -229,6 +229,11 @@ impl Core {
         finals: broadcast::Sender<(Height, Hash)>,
         metrics: NodeMetrics,
     ) -> Core {
+        // A restarted node reports its stored final block at once; only newer ones are notices.
+        let last_final = driver.finalized();
+        metrics
+            .finalized_height
+            .set(i64::try_from(last_final.map_or(0, |(height, _)| height.get())).unwrap_or(i64::MAX));
         Core {
             node: Node::new(driver),
             net,
@@ -237,7 +242,7 @@ impl Core {
             inputs,
             heads,
             finals,
-            last_final: None,
+            last_final,
             last_head: Hash::ZERO,
             imported: 0,
             metrics,

@@ -249,6 +249,9 @@ pub const STATE_META_BYTES_MAX: u32 = 8;
 /// Largest encoded transaction-index entry: height, block hash and index in the block (44 bytes).
 pub const TX_LOCATION_BYTES_MAX: u32 = 48;
 
+/// Largest encoded reference to a final block the store keeps: a height and a hash (40 bytes).
+pub const FINAL_REF_BYTES_MAX: u32 = 40;
+
 /// Files RocksDB keeps open at once. With the node's sockets (peers, pending inbound connections,
 /// RPC connections) it stays under the 1,024 descriptors a default soft limit allows.
 pub const STORE_OPEN_FILES_MAX: u32 = 512;
@@ -461,6 +464,7 @@ const _: () = assert!(
 );
 const _: () = assert!(8 + 16 <= DELEGATE_BYTES_MAX, "a height and an amount fit a delegate record");
 const _: () = assert!(8 + 32 + 4 <= TX_LOCATION_BYTES_MAX, "a height, a hash and an index fit a tx location");
+const _: () = assert!(8 + 32 <= FINAL_REF_BYTES_MAX, "a height and a hash fit a final-block reference");
 const _: () = assert!(
     STORE_OPEN_FILES_MAX + PEERS_MAX + CONNECTIONS_PENDING_INBOUND_MAX + RPC_CONNECTIONS_MAX < 1024,
     "the store's files and the node's sockets fit a 1,024-descriptor soft limit"

@@ -13,6 +13,12 @@
 //! it is remembered in memory (bounded) so it is not executed twice. [`Store::store_block`]
 //! keeps side blocks unexecuted: callers check the engine's seal rules before storing one.
 //!
+//! Finality is the store's to keep: a block added with a claim (`*_finalizing`: the engine says
+//! this block proves that block final) has the claim written with it, and the final block moves
+//! in the same batch that puts the claiming block on the current chain, now or in a later reorg.
+//! It only moves forward, is read back at open, and no rollback, reorg or side block below it is
+//! accepted ([`StoreError::ConflictsWithFinal`]).
+//!
 //! Writes go to RocksDB's write-ahead log without an fsync per block unless
 //! [`StoreOptions::sync_writes`] is set: a killed process loses nothing, and a power loss loses
 //! at most the last blocks, never consistency (RocksDB replays whole batches only).
@@ -39,7 +45,7 @@ use jmt::{KeyHash, OwnedValue, Version};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use cache::TwoGenerationCache;
-use schema::{Cf, MetaKey, TxLocation, UndoRecord};
+use schema::{Cf, FinalRef, MetaKey, TxLocation, UndoRecord};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,8 +71,21 @@ pub enum StoreError {
     ReorgTooDeep { target: Hash, depth: u64 },
     #[error("block {hash} is invalid: {error}")]
     Invalid { hash: Hash, error: Arc<BlockError> },
-    #[error("reorg to {target} failed at invalid block {failed} ({error}); the head is back at {head}")]
-    ReorgFailed { target: Hash, failed: Hash, error: Arc<BlockError>, head: Hash },
+    /// `moved` is what the failed reorg left changed: nothing when the old chain was put back;
+    /// the branch up to the invalid block when a block of it proved a block above the fork
+    /// point final, so that the old chain can never come back.
+    #[error("reorg to {target} failed at invalid block {failed} ({error}); the head is at {head}")]
+    ReorgFailed { target: Hash, failed: Hash, error: Arc<BlockError>, head: Hash, moved: HeadChange },
+    /// The block (a side block, a reorg's target, or the head to roll back) does not descend
+    /// from the final block: accepting it would revert a final block.
+    #[error(
+        "block {hash} forks from the chain at height {fork_height}, below the final block {final_hash} at {final_height}"
+    )]
+    ConflictsWithFinal { hash: Hash, fork_height: Height, final_height: Height, final_hash: Hash },
+    /// A block's finality claim names a block that is neither it nor one of its ancestors (the
+    /// engine's bug: nothing was written).
+    #[error("block {hash} claims to prove {claimed} at height {claimed_height} final, which is not on its chain")]
+    ClaimNotOnChain { hash: Hash, claimed: Hash, claimed_height: Height },
     #[error("engine record is {size_bytes} bytes, limit {}", limits::ENGINE_RECORD_BYTES_MAX)]
     RecordTooLarge { size_bytes: usize },
     #[error(transparent)]
@@ -110,6 +129,8 @@ pub struct Store {
     genesis_hash: Hash,
     head: Header,
     head_hash: Hash,
+    /// The last final block; only moves forward.
+    finalized: Option<FinalRef>,
     state_cache: TwoGenerationCache<Vec<u8>, Option<Vec<u8>>>,
     node_cache: TwoGenerationCache<NodeKey, Node>,
     /// Headers of blocks written by this process (consensus engines read recent ancestors).
@@ -141,6 +162,7 @@ impl Store {
             genesis_hash: Hash::ZERO,
             head: state::genesis_block(genesis, Hash::ZERO).header,
             head_hash: Hash::ZERO,
+            finalized: None,
             state_cache: TwoGenerationCache::new(limits::STATE_CACHE_ENTRIES_MAX),
             node_cache: TwoGenerationCache::new(limits::TREE_NODE_CACHE_ENTRIES_MAX),
             header_cache: TwoGenerationCache::new(limits::HEADER_CACHE_ENTRIES_MAX),
@@ -166,6 +188,20 @@ impl Store {
         store.genesis_hash = store.meta_hash(MetaKey::GenesisHash)?;
         store.head_hash = store.meta_hash(MetaKey::Head)?;
         store.head = store.required_block(&store.head_hash, || "head block is missing".to_owned())?.header;
+        store.finalized = match store.get_meta(MetaKey::Finalized)? {
+            None => None,
+            Some(bytes) => {
+                let finalized: FinalRef =
+                    codec::decode(&bytes).map_err(|error| damaged(format!("final block record: {error}")))?;
+                if store.canonical_hash(finalized.height)? != Some(finalized.hash) {
+                    return Err(damaged(format!(
+                        "the final block {} at {} is not on the current chain",
+                        finalized.hash, finalized.height
+                    )));
+                }
+                Some(finalized)
+            }
+        };
         Ok(store)
     }
 
@@ -199,6 +235,11 @@ impl Store {
 
     pub fn head_hash(&self) -> Hash {
         self.head_hash
+    }
+
+    /// The last final block (height, hash): on the current chain, kept across restarts.
+    pub fn finalized(&self) -> Option<(Height, Hash)> {
+        self.finalized.map(|finalized| (finalized.height, finalized.hash))
     }
 
     /// The header of any stored block.
@@ -291,6 +332,17 @@ impl Store {
     /// its state as one batch. An invalid block changes nothing but the record that it is
     /// invalid.
     pub fn import_block(&mut self, block: &Block) -> Result<(), StoreError> {
+        self.import_block_finalizing(block, None)
+    }
+
+    /// [`Store::import_block`] for a block that proves the block `finalizes` names (itself or an
+    /// ancestor) final: the claim is written with it and, if it is above the current final
+    /// block, becomes the final block in the same batch.
+    pub fn import_block_finalizing(
+        &mut self,
+        block: &Block,
+        finalizes: Option<(Height, Hash)>,
+    ) -> Result<(), StoreError> {
         let hash = block.hash();
         if block.header.parent != self.head_hash {
             return Err(StoreError::NotOnHead { hash, parent: block.header.parent, head: self.head_hash });
@@ -300,7 +352,8 @@ impl Store {
             Ok(outcome) => outcome,
             Err(error) => return Err(self.record_invalid(hash, error)),
         };
-        self.commit_block(block, &outcome)
+        let claim = finalizes.map(|(height, hash)| FinalRef { height, hash });
+        self.commit_block(block, &outcome, claim)
     }
 
     /// Imports consecutive blocks building on the head (the sync path): the signatures of each
@@ -341,7 +394,7 @@ impl Store {
             .map_err(BlockError::from)
             .and_then(|checked| state::apply_checked_block(&self.view(), &self.genesis, &self.head, block, checked));
         match outcome {
-            Ok(outcome) => self.commit_block(block, &outcome),
+            Ok(outcome) => self.commit_block(block, &outcome, None),
             Err(error) => Err(self.record_invalid(hash, error)),
         }
     }
@@ -365,10 +418,20 @@ impl Store {
         StoreError::Invalid { hash, error }
     }
 
-    /// Writes an applied block and makes it the head. Callers have checked that it builds on
-    /// the head (`NotOnHead`) and `apply_block` that its height is the next one.
-    fn commit_block(&mut self, block: &Block, outcome: &BlockOutcome) -> Result<(), StoreError> {
+    /// Writes an applied block and makes it the head, with its finality claim (moving the final
+    /// block if the claim is above it). Callers have checked that it builds on the head
+    /// (`NotOnHead`) and `apply_block` that its height is the next one.
+    fn commit_block(
+        &mut self,
+        block: &Block,
+        outcome: &BlockOutcome,
+        claim: Option<FinalRef>,
+    ) -> Result<(), StoreError> {
         let hash = block.hash();
+        if let Some(claim) = claim {
+            self.check_claim(hash, &block.header, claim)?;
+        }
+        let finalized = claim.filter(|claim| self.finalized.is_none_or(|current| claim.height > current.height));
         // Paired with rollback_head's: the head moves up by exactly this block, before any write.
         assert_eq!(block.header.parent, self.head_hash, "a committed block {hash} builds on the head");
         assert_eq!(
@@ -388,8 +451,17 @@ impl Store {
             self.put(&mut batch, Cf::Blocks, hash.as_bytes(), &codec::encode(block));
         }
         self.put(&mut batch, Cf::Meta, MetaKey::Head.key(), hash.as_bytes());
+        if let Some(claim) = claim {
+            self.put(&mut batch, Cf::Finality, hash.as_bytes(), &codec::encode(&claim));
+        }
+        if let Some(finalized) = finalized {
+            self.put(&mut batch, Cf::Meta, MetaKey::Finalized.key(), &codec::encode(&finalized));
+        }
         self.db.write_opt(batch, &self.write_options)?;
 
+        if finalized.is_some() {
+            self.finalized = finalized;
+        }
         for change in &outcome.changes {
             self.state_cache.insert(change.key.clone(), Some(change.new.clone()));
         }
@@ -444,6 +516,17 @@ impl Store {
     /// written, so a side branch costs its sender real signatures, like a connected block).
     /// State is checked when it is connected.
     pub fn store_block(&mut self, block: &Block) -> Result<(), StoreError> {
+        self.store_block_finalizing(block, None)
+    }
+
+    /// [`Store::store_block`] with a finality claim (see [`Store::import_block_finalizing`]),
+    /// written with the block and acted on if a reorg puts it on the current chain. A side
+    /// block that does not descend from the final block is refused.
+    pub fn store_block_finalizing(
+        &mut self,
+        block: &Block,
+        finalizes: Option<(Height, Hash)>,
+    ) -> Result<(), StoreError> {
         let hash = block.hash();
         self.refuse_known_invalid(&hash)?;
         if self.contains_block(&hash)? {
@@ -459,14 +542,78 @@ impl Store {
         if parent.header.height.next() != Some(block.header.height) {
             return Err(StoreError::BadHeight { hash, got: block.header.height, parent_height: parent.header.height });
         }
-        self.db.put_cf_opt(self.cf(Cf::Blocks), hash.as_bytes(), codec::encode(block), &self.write_options)?;
+        if let Some(finalized) = self.finalized {
+            let fork_height = self.fork_height(&block.header)?;
+            if fork_height < finalized.height {
+                return Err(StoreError::ConflictsWithFinal {
+                    hash,
+                    fork_height,
+                    final_height: finalized.height,
+                    final_hash: finalized.hash,
+                });
+            }
+        }
+        let claim = finalizes.map(|(height, hash)| FinalRef { height, hash });
+        let mut batch = WriteBatch::default();
+        if let Some(claim) = claim {
+            self.check_claim(hash, &block.header, claim)?;
+            self.put(&mut batch, Cf::Finality, hash.as_bytes(), &codec::encode(&claim));
+        }
+        self.put(&mut batch, Cf::Blocks, hash.as_bytes(), &codec::encode(block));
+        self.db.write_opt(batch, &self.write_options)?;
         self.header_cache.insert(hash, block.header.clone());
         Ok(())
     }
 
+    /// The height at which the chain ending at a block whose parent is stored leaves the
+    /// current chain: its highest ancestor on the current chain (walks its side branch).
+    fn fork_height(&self, header: &Header) -> Result<Height, StoreError> {
+        let mut cursor = header.parent;
+        loop {
+            let parent = self.header(&cursor)?.ok_or_else(|| damaged(format!("ancestor {cursor} is missing")))?;
+            if self.canonical_hash(parent.height)? == Some(cursor) {
+                return Ok(parent.height);
+            }
+            cursor = parent.parent;
+        }
+    }
+
+    /// Refuses a finality claim that is neither the block `hash` (with `header`, parent stored)
+    /// nor one of its ancestors.
+    fn check_claim(&self, hash: Hash, header: &Header, claim: FinalRef) -> Result<(), StoreError> {
+        let not_on_chain = || StoreError::ClaimNotOnChain { hash, claimed: claim.hash, claimed_height: claim.height };
+        if claim.height >= header.height {
+            return if claim.height == header.height && claim.hash == hash { Ok(()) } else { Err(not_on_chain()) };
+        }
+        let mut cursor = header.parent;
+        loop {
+            let ancestor = self.header(&cursor)?.ok_or_else(|| damaged(format!("ancestor {cursor} is missing")))?;
+            let on_chain = if ancestor.height == claim.height {
+                cursor == claim.hash
+            } else if self.canonical_hash(ancestor.height)? == Some(cursor) {
+                self.canonical_hash(claim.height)? == Some(claim.hash)
+            } else {
+                cursor = ancestor.parent;
+                continue;
+            };
+            return if on_chain { Ok(()) } else { Err(not_on_chain()) };
+        }
+    }
+
+    /// The finality claim stored with a block, if it has one.
+    fn stored_claim(&self, hash: &Hash) -> Result<Option<FinalRef>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(Cf::Finality), hash.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => {
+                codec::decode(&bytes).map(Some).map_err(|error| damaged(format!("finality claim of {hash}: {error}")))
+            }
+        }
+    }
+
     /// Makes the stored block `target` the head: rolls back to the common ancestor, then
     /// applies the target's branch. If a block of that branch is invalid, it is recorded as
-    /// such and the previous chain is restored.
+    /// such and the previous chain is restored, unless the blocks applied before it made a block
+    /// of the branch final: then the head stays at the last valid block.
     pub fn reorg_to(&mut self, target: Hash) -> Result<HeadChange, StoreError> {
         // Hashes only: a deep reorg must not hold thousands of blocks in memory.
         let (ancestor, ancestor_height, branch) = self.branch_to(target)?;
@@ -489,7 +636,8 @@ impl Store {
         }
         for (index, hash) in branch.iter().enumerate() {
             let block = self.required_block(hash, || format!("branch block {hash} vanished"))?;
-            let error = match self.import_block(&block) {
+            let claim = self.stored_claim(hash)?.map(|claim| (claim.height, claim.hash));
+            let error = match self.import_block_finalizing(&block, claim) {
                 Ok(()) => {
                     change.applied.push(*hash);
                     continue;
@@ -497,12 +645,18 @@ impl Store {
                 Err(StoreError::Invalid { error, .. } | StoreError::KnownInvalid { error, .. }) => error,
                 Err(other) => return Err(other),
             };
-            self.restore_branch(ancestor_height, &old_branch)?;
-            assert_eq!(self.head_hash, old_head_hash, "a failed reorg puts the old chain back");
+            let branch_final = self.finalized.is_some_and(|finalized| finalized.height > ancestor_height);
+            if branch_final {
+                assert_reorg_heights(old_height, ancestor_height, &change, self.head.height);
+            } else {
+                self.restore_branch(ancestor_height, &old_branch)?;
+                assert_eq!(self.head_hash, old_head_hash, "a failed reorg puts the old chain back");
+                change = HeadChange::default();
+            }
             // The invalid block and its descendants can never be connected: bad input leaves
             // nothing on disk.
             self.discard_side_blocks(branch.get(index..).unwrap_or_default())?;
-            return Err(StoreError::ReorgFailed { target, failed: *hash, error, head: self.head_hash });
+            return Err(StoreError::ReorgFailed { target, failed: *hash, error, head: self.head_hash, moved: change });
         }
         assert_eq!(self.head_hash, target, "a reorg that did not fail ends at its target");
         assert_reorg_heights(old_height, ancestor_height, &change, self.head.height);
@@ -519,6 +673,7 @@ impl Store {
                 return Err(damaged(format!("block {hash} to discard is on the current chain")));
             }
             batch.delete_cf(self.cf(Cf::Blocks), hash.as_bytes());
+            batch.delete_cf(self.cf(Cf::Finality), hash.as_bytes());
             self.header_cache.remove(hash);
         }
         self.db.write_opt(batch, &self.write_options)?;
@@ -538,6 +693,16 @@ impl Store {
                 let depth = self.head.height.get().saturating_sub(ancestor_height.get());
                 if depth > u64::from(limits::REORG_DEPTH_MAX) {
                     return Err(StoreError::ReorgTooDeep { target, depth });
+                }
+                if let Some(finalized) = self.finalized
+                    && ancestor_height < finalized.height
+                {
+                    return Err(StoreError::ConflictsWithFinal {
+                        hash: target,
+                        fork_height: ancestor_height,
+                        final_height: finalized.height,
+                        final_hash: finalized.hash,
+                    });
                 }
                 branch.reverse();
                 return Ok((cursor, ancestor_height, branch));
@@ -583,6 +748,16 @@ impl Store {
             return Err(damaged("cannot roll back genesis"));
         }
         let hash = self.head_hash;
+        if let Some(finalized) = self.finalized
+            && height <= finalized.height
+        {
+            return Err(StoreError::ConflictsWithFinal {
+                hash,
+                fork_height: height.prev().unwrap_or(Height::GENESIS),
+                final_height: finalized.height,
+                final_hash: finalized.hash,
+            });
+        }
         let undo_bytes = self
             .db
             .get_pinned_cf(self.cf(Cf::Undo), hash.as_bytes())?
@@ -615,6 +790,7 @@ impl Store {
         }
         batch.delete_cf(self.cf(Cf::Canonical), version.to_be_bytes());
         batch.delete_cf(self.cf(Cf::Undo), hash.as_bytes());
+        // Its finality claim stays with the (now side) block, for a reorg that re-applies it.
         self.put(&mut batch, Cf::Meta, MetaKey::Head.key(), block.header.parent.as_bytes());
         self.db.write_opt(batch, &self.write_options)?;
 

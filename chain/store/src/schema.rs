@@ -2,7 +2,7 @@
 //!
 //! | column family | key | value |
 //! |---|---|---|
-//! | `meta` | [`MetaKey`] | schema version, genesis file hash, genesis block hash, head hash |
+//! | `meta` | [`MetaKey`] | schema version, genesis file hash, genesis block hash, head hash, final block |
 //! | `blocks` | block hash | encoded block (current chain and side branches) |
 //! | `canonical` | height, big-endian | block hash on the current chain |
 //! | `tx_index` | tx hash | [`TxLocation`] on the current chain |
@@ -11,6 +11,7 @@
 //! | `tree_values` | key hash ++ version, big-endian | tagged value (versioned, for proofs) |
 //! | `undo` | block hash | [`UndoRecord`] of a block on the current chain |
 //! | `engine` | engine-chosen key | the consensus engine's own records (e.g. chain work, votes cast) |
+//! | `finality` | block hash | [`FinalRef`]: the block this block proves final, written with it |
 
 use std::path::Path;
 
@@ -24,7 +25,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 use crate::StoreError;
 
 /// Bumped on any change to this layout; a store of another version is refused.
-pub(crate) const SCHEMA_VERSION: u32 = 2;
+pub(crate) const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cf {
@@ -37,10 +38,11 @@ pub(crate) enum Cf {
     TreeValues,
     Undo,
     Engine,
+    Finality,
 }
 
 impl Cf {
-    const ALL: [Cf; 9] = [
+    const ALL: [Cf; 10] = [
         Cf::Meta,
         Cf::Blocks,
         Cf::Canonical,
@@ -50,6 +52,7 @@ impl Cf {
         Cf::TreeValues,
         Cf::Undo,
         Cf::Engine,
+        Cf::Finality,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl Cf {
             Cf::TreeValues => "tree_values",
             Cf::Undo => "undo",
             Cf::Engine => "engine",
+            Cf::Finality => "finality",
         }
     }
 }
@@ -73,6 +77,7 @@ pub(crate) enum MetaKey {
     GenesisFileHash,
     GenesisHash,
     Head,
+    Finalized,
 }
 
 impl MetaKey {
@@ -82,6 +87,7 @@ impl MetaKey {
             MetaKey::GenesisFileHash => b"genesis_file_hash",
             MetaKey::GenesisHash => b"genesis_hash",
             MetaKey::Head => b"head",
+            MetaKey::Finalized => b"finalized",
         }
     }
 }
@@ -97,6 +103,19 @@ pub struct TxLocation {
 
 impl Canonical for TxLocation {
     const BYTES_MAX: u32 = limits::TX_LOCATION_BYTES_MAX;
+}
+
+/// A final block: the store's final block (`meta`), or the one a block proves final
+/// (`finality`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
+pub(crate) struct FinalRef {
+    pub(crate) height: Height,
+    pub(crate) hash: Hash,
+}
+
+impl Canonical for FinalRef {
+    const BYTES_MAX: u32 = limits::FINAL_REF_BYTES_MAX;
 }
 
 /// What rolling a block back needs: the old value of every entry it changed (`None`: the

@@ -383,3 +383,143 @@ fn tx_location_fits_its_limit() {
     assert_eq!(codec::encode(&location).len(), 8 + 32 + 4);
     assert!(codec::encode(&location).len() <= limits::TX_LOCATION_BYTES_MAX as usize);
 }
+
+fn final_ref(block: &Block) -> Option<(Height, Hash)> {
+    Some((block.height(), block.hash()))
+}
+
+#[test]
+fn finality_is_written_with_its_proving_block_only_moves_forward_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(4, 1_000_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    assert_eq!(store.finalized(), None);
+    let blocks = branch(&mut mem, &genesis, &genesis_block.header, 6, 0, 1);
+    // Block 2 proves block 1 final, 3 claims nothing, 4 proves 3, 5 claims 2 (behind: no move).
+    let claims = [None, final_ref(&blocks[0]), None, final_ref(&blocks[2]), final_ref(&blocks[1])];
+    let expected = [None, final_ref(&blocks[0]), final_ref(&blocks[0]), final_ref(&blocks[2]), final_ref(&blocks[2])];
+    for ((block, claim), expected) in blocks.iter().zip(claims).zip(expected) {
+        store.import_block_finalizing(block, claim).unwrap();
+        assert_eq!(store.finalized(), expected, "after block {}", block.height());
+    }
+    // A claim off the block's chain is refused and writes nothing.
+    let mut side_mem = MemoryState::from_genesis(&genesis).unwrap().0;
+    let side = branch(&mut side_mem, &genesis, &genesis_block.header, 4, 1, 2);
+    match store.import_block_finalizing(&blocks[5], final_ref(&side[3])) {
+        Err(StoreError::ClaimNotOnChain { hash, claimed, claimed_height }) => {
+            assert_eq!((hash, claimed, claimed_height), (blocks[5].hash(), side[3].hash(), side[3].height()));
+        }
+        other => panic!("expected a claim off the chain to be refused, got {other:?}"),
+    }
+    assert_eq!(store.head_hash(), blocks[4].hash());
+    assert!(!store.contains_block(&blocks[5].hash()).unwrap());
+
+    drop(store);
+    let store = Store::open(dir.path(), &genesis).unwrap();
+    assert_eq!(store.finalized(), final_ref(&blocks[2]), "the final block is read back at open");
+}
+
+#[test]
+fn nothing_below_the_final_block_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(6, 1_000_000);
+    let (mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let mut main_mem = mem.clone();
+    let mut main = branch(&mut main_mem, &genesis, &genesis_block.header, 2, 0, 1);
+    // A branch forking at block 2 is stored while nothing is final.
+    let mut fork_mem = main_mem.clone();
+    let fork = branch(&mut fork_mem, &genesis, &main[1].header, 3, 2, 3);
+    let top = main[1].header.clone();
+    main.extend(branch(&mut main_mem, &genesis, &top, 2, 0, 1));
+    for block in &main[..3] {
+        store.import_block(block).unwrap();
+    }
+    for block in &fork {
+        store.store_block(block).unwrap();
+    }
+    // Block 4 proves block 3 final.
+    store.import_block_finalizing(&main[3], final_ref(&main[2])).unwrap();
+    let (final_height, final_hash) = (main[2].height(), main[2].hash());
+
+    let below = |result: Result<(), StoreError>, hash: Hash, fork_height: u64| match result {
+        Err(StoreError::ConflictsWithFinal { hash: got, fork_height: at, final_height: h, final_hash: f }) => {
+            assert_eq!((got, at, h, f), (hash, Height::new(fork_height), final_height, final_hash));
+        }
+        other => panic!("expected a conflict with the final block, got {other:?}"),
+    };
+    below(store.reorg_to(fork[2].hash()).map(drop), fork[2].hash(), 2);
+    assert_eq!(store.head_hash(), main[3].hash(), "a refused reorg leaves the head");
+    assert_same_state(&store, &main_mem, &genesis, 6);
+
+    // A new side block forking below the final block is not stored.
+    let early = branch(&mut mem.clone(), &genesis, &genesis_block.header, 1, 3, 4);
+    below(store.store_block(&early[0]), early[0].hash(), 0);
+    assert!(!store.contains_block(&early[0].hash()).unwrap());
+    // Rolling back to the final block is fine, below it is not.
+    store.rollback_head().unwrap();
+    assert_eq!(store.head_hash(), final_hash);
+    below(store.rollback_head(), final_hash, 2);
+    assert_eq!(store.head_hash(), final_hash);
+}
+
+#[test]
+fn a_side_blocks_claim_moves_finality_when_a_reorg_applies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(6, 1_000_000);
+    let (mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let mut old_mem = mem.clone();
+    let old = branch(&mut old_mem, &genesis, &genesis_block.header, 2, 0, 1);
+    for block in &old {
+        store.import_block(block).unwrap();
+    }
+    let mut new_mem = mem.clone();
+    let new = branch(&mut new_mem, &genesis, &genesis_block.header, 3, 2, 3);
+    store.store_block(&new[0]).unwrap();
+    store.store_block_finalizing(&new[1], final_ref(&new[0])).unwrap();
+    store.store_block(&new[2]).unwrap();
+    assert_eq!(store.finalized(), None, "a side block's claim waits until its block joins the chain");
+
+    let change = store.reorg_to(new[2].hash()).unwrap();
+    assert_eq!(change.applied.len(), 3);
+    assert_eq!(store.finalized(), final_ref(&new[0]));
+    match store.reorg_to(old[1].hash()) {
+        Err(StoreError::ConflictsWithFinal { fork_height, .. }) => assert_eq!(fork_height, Height::GENESIS),
+        other => panic!("expected the old branch to conflict with the final block, got {other:?}"),
+    }
+    drop(store);
+    let store = Store::open(dir.path(), &genesis).unwrap();
+    assert_eq!(store.finalized(), final_ref(&new[0]));
+    assert_eq!(store.head_hash(), new[2].hash());
+}
+
+#[test]
+fn a_reorg_that_finalized_part_of_its_branch_keeps_it_when_a_later_block_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(8, 1_000_000);
+    let (mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let mut old_mem = mem.clone();
+    let old = branch(&mut old_mem, &genesis, &genesis_block.header, 2, 0, 1);
+    for block in &old {
+        store.import_block(block).unwrap();
+    }
+    let mut new_mem = mem.clone();
+    let mut new = branch(&mut new_mem, &genesis, &genesis_block.header, 3, 2, 3);
+    new[2].header.state_root = Hash([1; 32]);
+    store.store_block_finalizing(&new[0], final_ref(&new[0])).unwrap();
+    store.store_block(&new[1]).unwrap();
+    store.store_block(&new[2]).unwrap();
+    match store.reorg_to(new[2].hash()) {
+        Err(StoreError::ReorgFailed { failed, head, moved, .. }) => {
+            assert_eq!((failed, head), (new[2].hash(), new[1].hash()));
+            assert_eq!(moved.rolled_back, vec![old[1].hash(), old[0].hash()]);
+            assert_eq!(moved.applied, vec![new[0].hash(), new[1].hash()]);
+        }
+        other => panic!("expected a failed reorg that stays on the final branch, got {other:?}"),
+    }
+    assert_eq!(store.finalized(), final_ref(&new[0]));
+    assert!(!store.contains_block(&new[2].hash()).unwrap());
+}

@@ -1,6 +1,8 @@
 //! Crash safety: a child process imports blocks into a store on disk and is killed with
 //! SIGKILL at seeded random moments; after each kill the store must reopen at a block
-//! boundary whose state matches an independent in-memory replay of the same blocks.
+//! boundary whose state matches an independent in-memory replay of the same blocks, and whose
+//! final block is the one the head block proves (every block claims its grandparent final, so
+//! a final block written apart from its block would show).
 //!
 //! The child is this same test binary, re-run with `CHORUS_CRASH_CHILD` (the store) and
 //! `CHORUS_CRASH_BLOCKS` (a file of encoded blocks) set: then `crash_child_imports` imports
@@ -14,7 +16,7 @@ use std::time::Duration;
 use chorus_chain::Genesis;
 use chorus_chain::block::Block;
 use chorus_chain::codec;
-use chorus_chain::primitives::{Amount, Height, Timestamp};
+use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state::memory::MemoryState;
 use chorus_chain::state::{self, BlockTemplate, tree};
 use chorus_chain::testing;
@@ -72,10 +74,16 @@ fn import_rest(dir: &Path, genesis: &Genesis, blocks: &[Block]) -> Height {
     writeln!(stdout, "opened {}", store.head().height).unwrap();
     stdout.flush().unwrap();
     let start = store.head().height.get() as usize;
-    for block in &blocks[start..] {
-        store.import_block(block).unwrap();
+    for (index, block) in blocks.iter().enumerate().skip(start) {
+        store.import_block_finalizing(block, grandparent(blocks, index)).unwrap();
     }
     store.head().height
+}
+
+/// What block `index` of `blocks` claims final: its grandparent, from the third block on.
+fn grandparent(blocks: &[Block], index: usize) -> Option<(Height, Hash)> {
+    let block = blocks.get(index.checked_sub(2)?)?;
+    Some((block.header.height, block.hash()))
 }
 
 fn write_blocks(path: &Path, blocks: &[Block]) {
@@ -180,6 +188,8 @@ fn crash_store_survives_sigkill_during_imports() {
         let index = height.get() as usize;
         assert_eq!(store.head_hash(), if index == 0 { store.genesis_hash() } else { blocks[index - 1].hash() });
         assert_eq!(store.state_root_at(height).unwrap(), roots[index], "state root after kill {kills} at {height}");
+        let proved = index.checked_sub(1).and_then(|head| grandparent(&blocks, head));
+        assert_eq!(store.finalized(), proved, "the final block after kill {kills} at {height}");
         for (account, expected) in accounts[index].iter().enumerate() {
             let address = testing::key(account as u32).address();
             assert_eq!(&store.account(&address).unwrap(), expected, "account {account} at {height}");

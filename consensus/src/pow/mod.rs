@@ -204,7 +204,7 @@ impl PowEngine {
         }
         actions.push(Action::Persist { key: work_key(&hash), value: work.to_big_endian().to_vec() });
         self.cache_work(hash, work);
-        actions.push(Action::AddBlock { block: Arc::clone(&block), make_head });
+        actions.push(Action::AddBlock { block: Arc::clone(&block), make_head, finalizes: None });
         if from == Origin::Local {
             actions.push(Action::Broadcast(Outbound::Block(block)));
         }
@@ -344,10 +344,6 @@ impl Engine for PowEngine {
             }
             Event::BlockRejected { .. } => Ok(()),
         }
-    }
-
-    fn finalized(&self) -> Option<(Height, Hash)> {
-        None
     }
 
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {

@@ -39,7 +39,7 @@ impl TestChain {
                 Action::Persist { key, value } => {
                     self.records.insert(key.clone(), value.clone());
                 }
-                Action::AddBlock { block, make_head } => {
+                Action::AddBlock { block, make_head, .. } => {
                     self.headers.insert(block.hash(), block.header.clone());
                     if *make_head {
                         self.head = block.hash();
@@ -73,6 +73,9 @@ impl ChainRead for TestChain {
     }
     fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
         Ok(self.records.get(key).cloned())
+    }
+    fn finalized(&self) -> Option<(Height, Hash)> {
+        None
     }
 }
 

@@ -36,7 +36,7 @@ use chorus_consensus::{
     Action, BlockRejection, ChainRead, ChainReadError, Engine, EngineError, EngineMessage, Event, Misbehaviour, Origin,
     Outbound, PeerId, TimerId,
 };
-use chorus_store::{Store, StoreError};
+use chorus_store::{HeadChange, Store, StoreError};
 
 use crate::allowance::Allowance;
 use crate::mempool::{Admitted, Mempool, MempoolError};
@@ -201,6 +201,9 @@ impl ChainRead for ChainView<'_> {
     fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
         self.store.engine_record(key).map_err(read_error)
     }
+    fn finalized(&self) -> Option<(Height, Hash)> {
+        self.store.finalized()
+    }
 }
 
 #[derive(Debug)]
@@ -217,7 +220,6 @@ pub struct Driver {
     /// When each peer was last asked for blocks: one request per peer per
     /// `SYNC_REQUEST_INTERVAL_MS`, so a burst of orphans does not become a burst of requests.
     sync_requests: BTreeMap<PeerId, Timestamp>,
-    finalized: Option<(Height, Hash)>,
 }
 
 impl Driver {
@@ -239,7 +241,6 @@ impl Driver {
                 limits::ALLOWANCE_PEERS_TRACKED_MAX,
             ),
             sync_requests: BTreeMap::new(),
-            finalized: None,
         }
     }
 
@@ -493,7 +494,9 @@ impl Driver {
                 Event::BlockRejected { hash, reason } => {
                     // An unknown hash is an ancestor on the input's branch: the input's sender.
                     let peer = origins.get(hash).cloned().or_else(|| sender.clone());
-                    if let Some(peer) = &peer {
+                    if let Some(peer) = &peer
+                        && reason.is_peer_fault()
+                    {
                         io.penalize(peer, Penalty::invalid(reason));
                     }
                     peer
@@ -504,7 +507,7 @@ impl Driver {
                 }
                 other => event_peer(other),
             };
-            let rejected_block = matches!(event, Event::BlockRejected { .. });
+            let rejected_block = matches!(&event, Event::BlockRejected { reason, .. } if reason.is_peer_fault());
             // A peer's block off the head's tip may end up stored as a side block: only within
             // the peer's allowance, charged once it is stored off the current chain.
             let side_block = match &event {
@@ -585,9 +588,10 @@ impl Driver {
             Action::StartMining { template } => io.start_mining(template),
             Action::StopMining => io.stop_mining(),
             Action::Persist { key, value } => self.store.put_engine_record(&key, &value)?,
-            Action::AddBlock { block, make_head } => self.add_block(block, make_head, followups)?,
+            Action::AddBlock { block, make_head, finalizes } => {
+                self.add_block(block, make_head, finalizes, followups)?
+            }
             Action::SetHead { hash } => self.set_head(hash, followups)?,
-            Action::Finalize { hash, height } => self.finalize(hash, height)?,
             // Evidence goes in as a transaction signed by the node's key, which the PoS
             // engine's node brings; until then an engine that emits it is refused loudly.
             Action::SubmitEvidence(_) => return Err(DriverError::Unsupported { action: "submit evidence" }),
@@ -614,10 +618,16 @@ impl Driver {
         }
     }
 
-    fn add_block(&mut self, block: Arc<Block>, make_head: bool, followups: &mut Followups) -> Result<(), DriverError> {
+    fn add_block(
+        &mut self,
+        block: Arc<Block>,
+        make_head: bool,
+        finalizes: Option<(Height, Hash)>,
+        followups: &mut Followups,
+    ) -> Result<(), DriverError> {
         let hash = block.hash();
         if make_head && block.header.parent == self.store.head_hash() {
-            match self.store.import_block(&block) {
+            match self.store.import_block_finalizing(&block, finalizes) {
                 Ok(()) => self.head_moved(vec![], vec![hash], followups)?,
                 Err(StoreError::Invalid { error, .. } | StoreError::KnownInvalid { error, .. }) => {
                     followups.results.push(Event::BlockRejected { hash, reason: BlockRejection::Invalid(error) });
@@ -626,10 +636,15 @@ impl Driver {
                 Err(error) => return Err(error.into()),
             }
         } else {
-            match self.store.store_block(&block) {
+            match self.store.store_block_finalizing(&block, finalizes) {
                 Ok(()) => {}
                 Err(StoreError::Invalid { error, .. } | StoreError::KnownInvalid { error, .. }) => {
                     followups.results.push(Event::BlockRejected { hash, reason: BlockRejection::Invalid(error) });
+                    return Ok(());
+                }
+                Err(StoreError::ConflictsWithFinal { fork_height, final_height, final_hash, .. }) => {
+                    let reason = BlockRejection::ConflictsWithFinal { fork_height, final_height, final_hash };
+                    followups.results.push(Event::BlockRejected { hash, reason });
                     return Ok(());
                 }
                 Err(error) => return Err(error.into()),
@@ -648,12 +663,20 @@ impl Driver {
     fn set_head(&mut self, hash: Hash, followups: &mut Followups) -> Result<(), DriverError> {
         match self.store.reorg_to(hash) {
             Ok(change) => self.head_moved(change.rolled_back, change.applied, followups),
-            Err(StoreError::ReorgFailed { failed, error, .. }) => {
+            Err(StoreError::ReorgFailed { failed, error, moved, .. }) => {
+                if moved != HeadChange::default() {
+                    self.head_moved(moved.rolled_back, moved.applied, followups)?;
+                }
                 followups.results.push(Event::BlockRejected { hash: failed, reason: BlockRejection::Invalid(error) });
                 Ok(())
             }
             Err(StoreError::ReorgTooDeep { depth, .. }) => {
                 followups.results.push(Event::BlockRejected { hash, reason: BlockRejection::ReorgTooDeep { depth } });
+                Ok(())
+            }
+            Err(StoreError::ConflictsWithFinal { fork_height, final_height, final_hash, .. }) => {
+                let reason = BlockRejection::ConflictsWithFinal { fork_height, final_height, final_hash };
+                followups.results.push(Event::BlockRejected { hash, reason });
                 Ok(())
             }
             Err(error) => Err(error.into()),
@@ -674,8 +697,8 @@ impl Driver {
                 returned.extend(block.body.txs);
             }
         }
-        if let Some((height, hash)) = self.finalized {
-            // Pairs with the check in `finalize`: no head move takes a final block off the chain.
+        if let Some((height, hash)) = self.store.finalized() {
+            // The store refuses it; this says so where the head moves.
             assert_eq!(
                 self.store.canonical_hash(height)?,
                 Some(hash),
@@ -694,27 +717,9 @@ impl Driver {
         Ok(())
     }
 
-    /// Records that the engine declared a block final. Finality only moves forward, and only to
-    /// a block on the current chain; an engine asking otherwise is a bug, so it stops the node.
-    fn finalize(&mut self, hash: Hash, height: Height) -> Result<(), DriverError> {
-        if let Some((last_height, last_hash)) = self.finalized {
-            assert!(
-                height > last_height || (height == last_height && hash == last_hash),
-                "invariant: finality moves forward, not from {last_hash} at {last_height} to {hash} at {height}"
-            );
-        }
-        assert_eq!(
-            self.store.canonical_hash(height)?,
-            Some(hash),
-            "invariant: the engine finalized {hash} at {height}, which is not on the current chain"
-        );
-        self.finalized = Some((height, hash));
-        Ok(())
-    }
-
-    /// The last block an engine declared final, if any.
+    /// The last final block, as the store keeps it (across restarts).
     pub fn finalized(&self) -> Option<(Height, Hash)> {
-        self.finalized
+        self.store.finalized()
     }
 }
 

@@ -811,7 +811,7 @@ impl Sim {
         } else {
             self.work.get(&head_hash).copied().unwrap_or_default()
         };
-        let engine_finalized = driver.engine().finalized();
+        let engine_finalized = driver.finalized();
         let node = &mut self.nodes[index];
         for hash in confirmed {
             node.unconfirmed.remove(&hash);
