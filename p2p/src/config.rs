@@ -197,3 +197,24 @@ pub fn peer_id_of(address: &Multiaddr) -> Option<PeerId> {
         _ => None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use chorus_chain::crypto::SecretKey;
+    use chorus_chain::genesis::PeerIdText;
+
+    use super::NodeKey;
+
+    /// The genesis check that a member's peer id is its address's key computes the peer id
+    /// without libp2p; it must be libp2p's.
+    #[test]
+    fn the_chains_peer_id_of_an_address_is_libp2ps() {
+        for index in 0u64..200 {
+            let mut seed = [0x5a; 32];
+            seed[..8].copy_from_slice(&index.to_le_bytes());
+            let ours = PeerIdText::of(&SecretKey::from_seed(seed).address());
+            let libp2p = NodeKey::from_secret(seed).peer_id().to_string();
+            assert_eq!(ours.as_str(), libp2p, "seed {index}");
+        }
+    }
+}

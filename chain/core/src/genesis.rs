@@ -9,7 +9,9 @@
 //!   height 0 and start heights strictly ascend, so [`Genesis::engine_at`] always has an answer;
 //! - every engine's timing and set parameters are in range, and validator, delegate and member
 //!   sets are non-empty, bounded by [`limits::VALIDATORS_MAX`] and free of duplicate addresses,
-//!   peer ids and (Raft) member ids; every PoS validator holds stake in `accounts`; a PoW
+//!   peer ids and (Raft) member ids; each member's peer id is its address's key
+//!   ([`PeerIdText::of`]: a node's one key is its address, its network identity and its signing
+//!   key); every PoS validator holds stake in `accounts`; a PoW
 //!   retarget window is at most [`limits::RETARGET_WINDOW_BLOCKS_MAX`] blocks and its
 //!   `initial_target` is also the easiest target the chain ever allows;
 //! - `params.unbonding_period_blocks >= 1` and `params.slash_permille <= 1000`;
@@ -83,9 +85,44 @@ impl PeerIdText {
         Ok(PeerIdText(text.to_owned()))
     }
 
+    /// The peer id of the libp2p identity whose ed25519 key is `address`: the base58btc text
+    /// of an identity multihash over the key's protobuf encoding (`12D3KooW...`).
+    pub fn of(address: &Address) -> PeerIdText {
+        // Identity multihash (code 0, length 36) of the protobuf PublicKey message:
+        // field 1 (key type) = 1 (Ed25519), field 2 (data) = the 32 key bytes.
+        let mut bytes = vec![0x00, 0x24, 0x08, 0x01, 0x12, 0x20];
+        bytes.extend_from_slice(address.as_bytes());
+        PeerIdText(base58btc(&bytes))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Base58 in the bitcoin alphabet: leading zero bytes become '1's, the rest is the big-endian
+/// number in base 58.
+fn base58btc(bytes: &[u8]) -> String {
+    let alphabet = BASE58BTC_ALPHABET.as_bytes();
+    let zeros = bytes.iter().take_while(|byte| **byte == 0).count();
+    // Base-58 digits, least significant first.
+    let mut digits: Vec<u8> = Vec::with_capacity(bytes.len() * 138 / 100 + 1);
+    for byte in bytes.get(zeros..).unwrap_or_default() {
+        let mut carry = u32::from(*byte);
+        for digit in &mut digits {
+            carry += u32::from(*digit) << 8;
+            *digit = (carry % 58) as u8;
+            carry /= 58;
+        }
+        while carry > 0 {
+            digits.push((carry % 58) as u8);
+            carry /= 58;
+        }
+    }
+    let mut text = String::with_capacity(zeros + digits.len());
+    text.extend(std::iter::repeat_n('1', zeros));
+    text.extend(digits.iter().rev().map(|digit| char::from(alphabet[usize::from(*digit)])));
+    text
 }
 
 impl fmt::Display for PeerIdText {
@@ -459,14 +496,32 @@ fn validate_raft(prefix: &str, config: &RaftConfig) -> Result<(), GenesisError> 
     }
     check_unique(&field, "id", config.members.iter().map(|member| member.id))?;
     check_unique(&field, "address", config.members.iter().map(|member| member.address))?;
-    check_unique(&field, "peer_id", config.members.iter().map(|member| member.peer_id.clone()))
+    check_peer_ids(&field, config.members.iter().map(|member| (&member.address, &member.peer_id)))
 }
 
-/// A non-empty, bounded set with unique addresses and peer ids.
+/// A non-empty, bounded set with unique addresses, each with its own key's peer id.
 fn validate_members(field: &str, members: &[Member], noun: &str) -> Result<(), GenesisError> {
     check_count(field, members.len(), limits::VALIDATORS_MAX, noun)?;
     check_unique(field, "address", members.iter().map(|member| member.address))?;
-    check_unique(field, "peer_id", members.iter().map(|member| member.peer_id.clone()))
+    check_peer_ids(field, members.iter().map(|member| (&member.address, &member.peer_id)))
+}
+
+/// Refuses a member whose peer id is not its address's key: its blocks and votes would be
+/// signed by one key and its connection by another.
+fn check_peer_ids<'a>(
+    list: &str,
+    members: impl Iterator<Item = (&'a Address, &'a PeerIdText)>,
+) -> Result<(), GenesisError> {
+    for (index, (address, peer_id)) in members.enumerate() {
+        let expected = PeerIdText::of(address);
+        if *peer_id != expected {
+            return Err(invalid(
+                format!("{list}[{index}].peer_id"),
+                format!("expected {expected}, the peer id of {address}'s key, got {peer_id}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_positive(prefix: &str, name: &str, value: u64) -> Result<(), GenesisError> {
@@ -509,7 +564,6 @@ mod tests {
     use crate::crypto::SecretKey;
 
     const PEER_A: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN";
-    const PEER_B: &str = "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTM";
 
     const EXAMPLE: &str = r#"{
         "chain_id": "chorus-test.1",
@@ -548,8 +602,8 @@ mod tests {
         EXAMPLE
             .replace("ADDR1", &address(1))
             .replace("ADDR2", &address(2))
-            .replace("PEER_A", PEER_A)
-            .replace("PEER_B", PEER_B)
+            .replace("PEER_A", PeerIdText::of(&SecretKey::from_seed([1; 32]).address()).as_str())
+            .replace("PEER_B", PeerIdText::of(&SecretKey::from_seed([2; 32]).address()).as_str())
     }
 
     fn example() -> Genesis {
@@ -613,13 +667,24 @@ mod tests {
     }
 
     fn member(seed: u8, index: usize) -> Member {
-        let alphabet = BASE58BTC_ALPHABET.as_bytes();
-        let (high, low) = (alphabet[index / 58] as char, alphabet[index % 58] as char);
-        let peer_id = format!("{}{high}{low}", &PEER_A[..40]);
-        Member {
-            address: SecretKey::from_seed([seed; 32]).address(),
-            peer_id: PeerIdText::new(&peer_id).expect("valid"),
-        }
+        let mut secret = [seed; 32];
+        secret[..8].copy_from_slice(&(index as u64).to_le_bytes());
+        let address = SecretKey::from_seed(secret).address();
+        Member { address, peer_id: PeerIdText::of(&address) }
+    }
+
+    const KNOWN_PEER_OF_SEED_1: &str = "12D3KooWK99VoVxNE7XzyBwXEzW7xhK7Gpv85r9F3V3fyKSUKPH5";
+
+    #[test]
+    fn a_peer_id_is_its_keys_libp2p_identity() {
+        // libp2p's text form of the identity with secret seed [1; 32] (computed by
+        // `PeerId::from_public_key`; the p2p crate checks the two agree on many keys).
+        let address = SecretKey::from_seed([1; 32]).address();
+        assert_eq!(PeerIdText::of(&address).as_str(), KNOWN_PEER_OF_SEED_1);
+        assert_eq!(base58btc(&[]), "");
+        assert_eq!(base58btc(&[0, 0, 1]), "112");
+        assert_eq!(base58btc(&[0xff]), "5Q");
+        assert_eq!(base58btc(b"hello world"), "StV1DL6CwTryKyV");
     }
 
     #[derive(Debug, PartialEq, Encode, Decode)]
@@ -714,7 +779,8 @@ mod tests {
         assert_eq!(field, "accounts[1].address");
         assert!(reason.contains("checksum"), "{reason}");
 
-        let json = example_json().replacen(PEER_B, &PEER_B.replace('W', "0"), 1);
+        let peer_b = PeerIdText::of(&SecretKey::from_seed([2; 32]).address()).as_str().to_owned();
+        let json = example_json().replacen(&peer_b, &peer_b.replace('W', "0"), 1);
         let (field, reason) = json_field(&json);
         assert_eq!(field, "engines[1].engine.pos.validators[1].peer_id");
         assert!(reason.contains("base58btc"), "{reason}");
