@@ -209,13 +209,9 @@ mod tests {
             },
             signature: Signature([0; 64]),
         };
-        let vote = Vote {
-            voter: Address([0; 32]),
-            height: Height::GENESIS,
-            round: 0,
-            block_hash: Hash::ZERO,
-            signature: Signature([0; 64]),
-        };
+        let checkpoint = crate::tx::Checkpoint { height: Height::GENESIS, hash: Hash::ZERO };
+        let vote =
+            Vote { voter: Address([0; 32]), source: checkpoint, target: checkpoint, signature: Signature([0; 64]) };
         check("u8 (Vec<u8>, String)", 0u8);
         check("Hash", Hash::ZERO);
         check("Address", Address([0; 32]));

@@ -20,8 +20,10 @@ pub enum Seal {
     None,
     /// Proof of work: the header hash, read as a big-endian number, is at most `target`.
     Pow { target: Hash, nonce: u64 },
-    /// The proposer's signature over [`Header::signing_hash`] (PoS, DPoS, Raft leader).
-    Signed { signature: Signature },
+    /// The proposer's signature over [`Header::signing_hash`] (PoS, DPoS, Raft leader), for
+    /// `slot`: the engine's unit of turn (a PoS or DPoS slot, a Raft term). A proposer signs at
+    /// most one header per slot; two are evidence of a double proposal.
+    Signed { slot: u64, signature: Signature },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -50,23 +52,34 @@ impl Header {
         Hash::digest(&codec::encode(self))
     }
 
-    /// What a proposer signs: the header without its seal, bound to the chain id.
+    /// What a proposer signs: the header without its seal and the seal's slot (0 for an
+    /// unsigned seal), bound to the chain id.
     pub fn signing_hash(&self, chain_id: &ChainId) -> Hash {
         let unsealed = Header { seal: Seal::None, ..self.clone() };
-        crypto::signing_hash(HEADER_SIGNING_TAG, &codec::encode(&(chain_id, unsealed)))
+        let slot = self.slot().unwrap_or(0);
+        crypto::signing_hash(HEADER_SIGNING_TAG, &codec::encode(&(chain_id, unsealed, slot)))
     }
 
-    /// Seals the header with the proposer's signature; `key` must be the proposer's.
-    pub fn sign(mut self, chain_id: &ChainId, key: &crypto::SecretKey) -> Header {
+    /// Seals the header for `slot` with the proposer's signature; `key` must be the proposer's.
+    pub fn sign(mut self, chain_id: &ChainId, slot: u64, key: &crypto::SecretKey) -> Header {
         assert_eq!(key.address(), self.proposer, "a header is signed by its proposer");
+        self.seal = Seal::Signed { slot, signature: Signature([0; 64]) };
         let signature = key.sign(self.signing_hash(chain_id).as_bytes());
-        self.seal = Seal::Signed { signature };
+        self.seal = Seal::Signed { slot, signature };
         self
     }
 
     pub fn seal_signature(&self) -> Option<Signature> {
         match self.seal {
-            Seal::Signed { signature } => Some(signature),
+            Seal::Signed { signature, .. } => Some(signature),
+            Seal::None | Seal::Pow { .. } => None,
+        }
+    }
+
+    /// The slot a signed header was proposed for.
+    pub fn slot(&self) -> Option<u64> {
+        match self.seal {
+            Seal::Signed { slot, .. } => Some(slot),
             Seal::None | Seal::Pow { .. } => None,
         }
     }

@@ -68,30 +68,53 @@ impl TxKind {
     }
 }
 
-/// A finality vote for a block, signed by a validator.
+/// A block a finality vote names: its height and hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub height: Height,
+    pub hash: Hash,
+}
+
+/// A finality vote, signed by a validator: a link from `source`, a block the voter saw
+/// justified, to `target`, a descendant of it (Casper FFG's vote, with block heights as its
+/// epochs). Two votes by one voter conflict when they have the same target height, or when one's
+/// span surrounds the other's; either pair is slashable [`Evidence`].
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct Vote {
     pub voter: Address,
-    pub height: Height,
-    pub round: u32,
-    pub block_hash: Hash,
+    pub source: Checkpoint,
+    pub target: Checkpoint,
     pub signature: Signature,
 }
 
 impl Vote {
     /// The digest the voter signs; it binds the chain id.
-    pub fn signing_hash(chain_id: &ChainId, voter: &Address, height: Height, round: u32, block_hash: &Hash) -> Hash {
-        crypto::signing_hash(VOTE_SIGNING_TAG, &codec::encode(&(chain_id, voter, height, round, block_hash)))
+    pub fn signing_hash(chain_id: &ChainId, voter: &Address, source: &Checkpoint, target: &Checkpoint) -> Hash {
+        crypto::signing_hash(VOTE_SIGNING_TAG, &codec::encode(&(chain_id, voter, source, target)))
     }
 
-    pub fn signed(chain_id: &ChainId, key: &crypto::SecretKey, height: Height, round: u32, block_hash: Hash) -> Vote {
+    pub fn signed(chain_id: &ChainId, key: &crypto::SecretKey, source: Checkpoint, target: Checkpoint) -> Vote {
         let voter = key.address();
-        let signature = key.sign(Self::signing_hash(chain_id, &voter, height, round, &block_hash).as_bytes());
-        Vote { voter, height, round, block_hash, signature }
+        let signature = key.sign(Self::signing_hash(chain_id, &voter, &source, &target).as_bytes());
+        Vote { voter, source, target, signature }
     }
 
     pub fn own_signing_hash(&self, chain_id: &ChainId) -> Hash {
-        Self::signing_hash(chain_id, &self.voter, self.height, self.round, &self.block_hash)
+        Self::signing_hash(chain_id, &self.voter, &self.source, &self.target)
+    }
+
+    /// Whether `self` and `other`, by one voter, could help finalize conflicting blocks: two
+    /// different votes for one target height, or one vote's span strictly surrounding the
+    /// other's.
+    pub fn conflicts_with(&self, other: &Vote) -> bool {
+        let surrounds = |outer: &Vote, inner: &Vote| {
+            outer.source.height < inner.source.height && inner.target.height < outer.target.height
+        };
+        self.voter == other.voter
+            && ((self.target.height == other.target.height
+                && (self.target != other.target || self.source != other.source))
+                || surrounds(self, other)
+                || surrounds(other, self))
     }
 }
 
@@ -100,9 +123,10 @@ impl Vote {
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Evidence {
-    /// Two different signed headers at one height by one proposer.
+    /// Two different headers signed by one proposer for one slot (never merely one height: an
+    /// honest proposer's orphaned block can share a height with its next one).
     DoubleProposal { first: Header, second: Header },
-    /// Two votes by one voter for different blocks at one (height, round).
+    /// Two conflicting finality votes by one voter ([`Vote::conflicts_with`]).
     DoubleVote { first: Vote, second: Vote },
 }
 
@@ -114,20 +138,36 @@ impl Evidence {
         }
     }
 
+    /// The chain height the offence is dated at, for the state machine's evidence window: the
+    /// lower of the two headers' heights, or the lower of the two votes' target heights.
     pub fn height(&self) -> Height {
         match self {
-            Evidence::DoubleProposal { first, .. } => first.height,
-            Evidence::DoubleVote { first, .. } => first.height,
+            Evidence::DoubleProposal { first, second } => first.height.min(second.height),
+            Evidence::DoubleVote { first, second } => first.target.height.min(second.target.height),
         }
     }
 
-    /// Identifies the offence, so the same offence is slashed once however it is reported.
+    /// Identifies the offence, so the same offence is slashed once however it is reported (in
+    /// either order): a double proposal by its slot, a vote pair by both votes' spans.
     pub fn offence_id(&self) -> Hash {
-        let (kind, round): (u8, u32) = match self {
-            Evidence::DoubleProposal { .. } => (0, 0),
-            Evidence::DoubleVote { first, .. } => (1, first.round),
+        let encoded = match self {
+            Evidence::DoubleProposal { first, .. } => {
+                codec::encode(&(self.offender(), 0u8, first.slot().unwrap_or(0), 0u64, 0u64, 0u64))
+            }
+            Evidence::DoubleVote { first, second } => {
+                let span = |vote: &Vote| (vote.source.height.get(), vote.target.height.get());
+                let (low, high) = if span(first) <= span(second) { (first, second) } else { (second, first) };
+                codec::encode(&(
+                    self.offender(),
+                    1u8,
+                    low.source.height.get(),
+                    low.target.height.get(),
+                    high.source.height.get(),
+                    high.target.height.get(),
+                ))
+            }
         };
-        Hash::tagged(b"chorus/offence/v1", &codec::encode(&(self.offender(), kind, self.height(), round)))
+        Hash::tagged(b"chorus/offence/v2", &encoded)
     }
 
     /// Structural conflict check (signatures are checked with the transaction's).
@@ -135,17 +175,11 @@ impl Evidence {
         let conflicting = match self {
             Evidence::DoubleProposal { first, second } => {
                 first.proposer == second.proposer
-                    && first.height == second.height
+                    && first.slot().is_some()
+                    && first.slot() == second.slot()
                     && first.hash() != second.hash()
-                    && first.seal_signature().is_some()
-                    && second.seal_signature().is_some()
             }
-            Evidence::DoubleVote { first, second } => {
-                first.voter == second.voter
-                    && first.height == second.height
-                    && first.round == second.round
-                    && first.block_hash != second.block_hash
-            }
+            Evidence::DoubleVote { first, second } => first.conflicts_with(second),
         };
         if conflicting { Ok(()) } else { Err(TxError::EvidenceNotConflicting) }
     }

@@ -9,6 +9,7 @@ use chorus_chain::codec::{self, Canonical, CodecError};
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state::{Account, Unbonding};
 use chorus_chain::testing::{self, key};
+use chorus_chain::tx::Checkpoint;
 use chorus_chain::wire::{SyncRequest, SyncResponse};
 use chorus_chain::{Block, Body, Evidence, Header, Seal, SignedTransaction, TxKind, Vote};
 
@@ -80,14 +81,16 @@ fn crafted_lengths_are_bounded<T: Canonical>(name: &str, value: &T) {
 fn crafted_length_prefixes_of_every_decoded_type_allocate_in_proportion_to_the_input() {
     let genesis = testing::genesis(4, 1_000);
     let chain_id = &genesis.chain_id;
-    let vote = |block| Vote::signed(chain_id, &key(2), Height::new(7), 1, Hash([block; 32]));
+    let source = Checkpoint { height: Height::new(6), hash: Hash([0x66; 32]) };
+    let vote =
+        |block| Vote::signed(chain_id, &key(2), source, Checkpoint { height: Height::new(7), hash: Hash([block; 32]) });
     let kinds = [
         TxKind::Transfer { to: key(1).address(), amount: Amount::new(5) },
         TxKind::Vote { delegates: vec![key(1).address(), key(2).address()] },
         TxKind::Evidence(Box::new(Evidence::DoubleVote { first: vote(0xaa), second: vote(0xbb) })),
         TxKind::Evidence(Box::new(Evidence::DoubleProposal {
-            first: header(Seal::None).sign(chain_id, &key(1)),
-            second: header(Seal::Pow { target: Hash::ZERO, nonce: 1 }).sign(chain_id, &key(1)),
+            first: header(Seal::None).sign(chain_id, 9, &key(1)),
+            second: header(Seal::Pow { target: Hash::ZERO, nonce: 1 }).sign(chain_id, 9, &key(1)),
         })),
     ];
     let txs: Vec<SignedTransaction> = kinds

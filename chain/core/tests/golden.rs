@@ -12,7 +12,7 @@ use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state::memory::MemoryState;
 use chorus_chain::testing::{self, key};
-use chorus_chain::tx::{Evidence, SignedTransaction, TxKind, Vote};
+use chorus_chain::tx::{Checkpoint, Evidence, SignedTransaction, TxKind, Vote};
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/golden.txt");
 
@@ -32,7 +32,9 @@ fn header(height: u64, seal: Seal) -> Header {
 fn transactions() -> Vec<(&'static str, SignedTransaction)> {
     let genesis = testing::genesis(4, 1_000);
     let chain_id = &genesis.chain_id;
-    let vote = |block| Vote::signed(chain_id, &key(2), Height::new(7), 1, Hash([block; 32]));
+    let source = Checkpoint { height: Height::new(6), hash: Hash([0x66; 32]) };
+    let vote =
+        |block| Vote::signed(chain_id, &key(2), source, Checkpoint { height: Height::new(7), hash: Hash([block; 32]) });
     let kinds = vec![
         ("tx_transfer", TxKind::Transfer { to: key(1).address(), amount: Amount::new(1_234_567) }),
         ("tx_stake", TxKind::Stake { amount: Amount::new(500) }),
@@ -46,8 +48,8 @@ fn transactions() -> Vec<(&'static str, SignedTransaction)> {
         (
             "tx_evidence_double_proposal",
             TxKind::Evidence(Box::new(Evidence::DoubleProposal {
-                first: header(9, Seal::None).sign(chain_id, &key(1)),
-                second: header(9, Seal::Pow { target: Hash::ZERO, nonce: 1 }).sign(chain_id, &key(1)),
+                first: header(9, Seal::None).sign(chain_id, 12, &key(1)),
+                second: header(9, Seal::Pow { target: Hash::ZERO, nonce: 1 }).sign(chain_id, 12, &key(1)),
             })),
         ),
     ];

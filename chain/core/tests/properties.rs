@@ -6,7 +6,7 @@ use chorus_chain::crypto::{Address, Signature};
 use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::{Amount, ChainId, Hash, Height, Timestamp};
 use chorus_chain::state::{Account, StateKey, Unbonding};
-use chorus_chain::tx::{Evidence, SignedTransaction, Transaction, TxKind, Vote};
+use chorus_chain::tx::{Checkpoint, Evidence, SignedTransaction, Transaction, TxKind, Vote};
 use proptest::prelude::*;
 
 fn address() -> impl Strategy<Value = Address> {
@@ -34,7 +34,7 @@ fn header() -> impl Strategy<Value = Header> {
     let seal = prop_oneof![
         Just(Seal::None),
         (hash(), any::<u64>()).prop_map(|(target, nonce)| Seal::Pow { target, nonce }),
-        signature().prop_map(|signature| Seal::Signed { signature }),
+        (any::<u64>(), signature()).prop_map(|(slot, signature)| Seal::Signed { slot, signature }),
     ];
     (hash(), any::<u64>(), any::<u64>(), hash(), hash(), hash(), address(), seal).prop_map(
         |(parent, height, timestamp, txs_root, votes_root, state_root, proposer, seal)| Header {
@@ -51,12 +51,11 @@ fn header() -> impl Strategy<Value = Header> {
 }
 
 fn vote() -> impl Strategy<Value = Vote> {
-    (address(), any::<u64>(), any::<u32>(), hash(), signature()).prop_map(
-        |(voter, height, round, block_hash, signature)| Vote {
+    (address(), any::<u64>(), hash(), any::<u64>(), hash(), signature()).prop_map(
+        |(voter, source_height, source_hash, target_height, target_hash, signature)| Vote {
             voter,
-            height: Height::new(height),
-            round,
-            block_hash,
+            source: Checkpoint { height: Height::new(source_height), hash: source_hash },
+            target: Checkpoint { height: Height::new(target_height), hash: target_hash },
             signature,
         },
     )

@@ -9,7 +9,7 @@ use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state::memory::MemoryState;
 use chorus_chain::state::{self, Account, BlockError, BlockTemplate, TxRejection};
 use chorus_chain::testing::{self, key};
-use chorus_chain::tx::{Evidence, SignedTransaction, TxError, TxKind, Vote};
+use chorus_chain::tx::{Checkpoint, Evidence, SignedTransaction, TxError, TxKind, Vote};
 
 struct Chain {
     genesis: Genesis,
@@ -256,11 +256,17 @@ fn vote_limits_are_stateless_errors() {
     );
 }
 
+fn checkpoint(height: u64, byte: u8) -> Checkpoint {
+    Checkpoint { height: Height::new(height), hash: Hash([byte; 32]) }
+}
+
+/// Two votes by `offender` from one source to different blocks at height `height`.
 fn double_vote(chain: &Chain, offender: &SecretKey, height: u64) -> Evidence {
     let chain_id = &chain.genesis.chain_id;
+    let source = checkpoint(height.saturating_sub(1), 9);
     Evidence::DoubleVote {
-        first: Vote::signed(chain_id, offender, Height::new(height), 0, Hash([1; 32])),
-        second: Vote::signed(chain_id, offender, Height::new(height), 0, Hash([2; 32])),
+        first: Vote::signed(chain_id, offender, source, checkpoint(height, 1)),
+        second: Vote::signed(chain_id, offender, source, checkpoint(height, 2)),
     }
 }
 
@@ -291,15 +297,31 @@ fn evidence_must_conflict_be_signed_and_recent() {
     let mut chain = Chain::new(4);
     chain.push(vec![chain.tx(0, TxKind::Stake { amount: Amount::new(400) })]).unwrap();
     let chain_id = chain.genesis.chain_id.clone();
-    let vote = Vote::signed(&chain_id, &key(0), Height::new(1), 0, Hash([1; 32]));
-    let same = Evidence::DoubleVote { first: vote.clone(), second: vote.clone() };
-    assert_eq!(
-        chain.tx(2, TxKind::Evidence(Box::new(same))).check_stateless(&chain_id),
-        Err(TxError::EvidenceNotConflicting)
-    );
+    let vote = Vote::signed(&chain_id, &key(0), checkpoint(0, 9), checkpoint(1, 1));
+    let not_conflicting = |first: &Vote, second: &Vote| {
+        let evidence = Evidence::DoubleVote { first: first.clone(), second: second.clone() };
+        chain.tx(2, TxKind::Evidence(Box::new(evidence))).check_stateless(&chain_id)
+            == Err(TxError::EvidenceNotConflicting)
+    };
+    assert!(not_conflicting(&vote, &vote), "a vote and itself");
+    // Consecutive links (1 -> 2 after 0 -> 1) and nested spans sharing an end are an honest
+    // voter's history; two voters never conflict.
+    let next = Vote::signed(&chain_id, &key(0), checkpoint(1, 1), checkpoint(2, 2));
+    let longer = Vote::signed(&chain_id, &key(0), checkpoint(0, 9), checkpoint(3, 3));
+    let other_voter = Vote::signed(&chain_id, &key(1), checkpoint(0, 9), checkpoint(1, 2));
+    assert!(not_conflicting(&vote, &next));
+    assert!(not_conflicting(&vote, &longer), "spans sharing a source do not surround");
+    assert!(not_conflicting(&vote, &other_voter));
+    // A span strictly inside another is a surround vote, in either order.
+    let outer = Vote::signed(&chain_id, &key(0), checkpoint(0, 9), checkpoint(5, 5));
+    let inner = Vote::signed(&chain_id, &key(0), checkpoint(2, 2), checkpoint(4, 4));
+    for (first, second) in [(&outer, &inner), (&inner, &outer)] {
+        let evidence = Evidence::DoubleVote { first: first.clone(), second: second.clone() };
+        chain.tx(2, TxKind::Evidence(Box::new(evidence))).verify(&chain_id).unwrap();
+    }
     // A forged second vote: the signature check fails.
     let mut forged = vote.clone();
-    forged.block_hash = Hash([2; 32]);
+    forged.target.hash = Hash([2; 32]);
     let evidence = Evidence::DoubleVote { first: vote, second: forged };
     assert!(matches!(chain.tx(2, TxKind::Evidence(Box::new(evidence))).verify(&chain_id), Err(TxError::Signature(_))));
     // Outside the unbonding window (3 blocks): refused.
@@ -335,9 +357,18 @@ fn double_proposal_is_slashed() {
             proposer: key(0).address(),
             seal: Seal::None,
         }
-        .sign(&chain_id, &key(0))
+        .sign(&chain_id, 7, &key(0))
     };
     let evidence = Evidence::DoubleProposal { first: header(1), second: header(2) };
+    // Two blocks at one height for different slots are an honest proposer's orphan and its
+    // next block: not evidence.
+    let mut later_slot = header(3);
+    later_slot = Header { seal: Seal::None, ..later_slot }.sign(&chain_id, 8, &key(0));
+    let honest = Evidence::DoubleProposal { first: header(1), second: later_slot };
+    assert_eq!(
+        chain.tx(2, TxKind::Evidence(Box::new(honest))).check_stateless(&chain_id),
+        Err(TxError::EvidenceNotConflicting)
+    );
     let tx = chain.tx(2, TxKind::Evidence(Box::new(evidence)));
     tx.verify(&chain_id).unwrap();
     chain.push(vec![tx]).unwrap();
