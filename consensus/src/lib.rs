@@ -41,6 +41,9 @@ use chorus_chain::tx::{Evidence, Vote};
 pub use chorus_chain::wire::Misbehaviour;
 
 pub mod pow;
+pub mod signer;
+
+pub use signer::{Guard, Refusal, Signer};
 
 /// A peer as the network layer names it: the libp2p peer id's text in `chorusd`, a node name in
 /// the simulator. Engines only compare and echo it.
@@ -161,10 +164,11 @@ pub enum Action {
         template: Arc<Block>,
     },
     StopMining,
-    /// Write an engine record (durably, before any later action runs).
+    /// Write an engine record, before any later action runs, as durably as `durability` says.
     Persist {
         key: Vec<u8>,
         value: Vec<u8>,
+        durability: Durability,
     },
     /// Keep a block whose header passed the engine's rules; with `make_head`, also make it the
     /// head (import on the head, or a reorg onto its branch).
@@ -192,6 +196,18 @@ pub enum Action {
         misbehaviour: Misbehaviour,
         reason: String,
     },
+}
+
+/// How durable an [`Action::Persist`] must be before the next action runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// As durable as blocks: in the write-ahead log, so a killed process keeps it; a power loss
+    /// may lose the last records with the last blocks (for what can be recomputed, like chain
+    /// work).
+    Logged,
+    /// Fsynced before the next action: survives a power loss (for what must never be
+    /// forgotten, like what a validator signed).
+    Synced,
 }
 
 /// Why the store refused a block an engine added ([`Event::BlockRejected`]).
@@ -306,6 +322,10 @@ pub trait Engine: Send + fmt::Debug {
 pub struct EngineOptions {
     /// PoW: mine, paying rewards to this address. `None`: validate and follow only.
     pub coinbase: Option<Address>,
+    /// The node's key (its address and network identity), for engines whose validators sign
+    /// blocks and votes; such an engine takes part as a validator when the key's address is in
+    /// the set, and follows otherwise. PoW ignores it.
+    pub signer: Option<Signer>,
 }
 
 /// Why no engine could be made for a genesis.

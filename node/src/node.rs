@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chorus_chain::Genesis;
-use chorus_consensus::{EngineOptions, new_engine};
+use chorus_consensus::{EngineOptions, Signer, new_engine};
 use chorus_p2p::NodeKey;
 use chorus_store::Store;
 use prometheus_client::registry::Registry;
@@ -114,7 +114,9 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let store = Store::open(&data_dir.join("db"), &genesis)
         .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
     let coinbase = settings.mine.then(|| settings.coinbase.unwrap_or(key_address));
-    let engine = new_engine(&genesis, EngineOptions { coinbase })?;
+    // The node's key signs its blocks and votes under engines with validators.
+    let signer = Some(Signer::new(chorus_chain::crypto::SecretKey::from_seed(*seed)));
+    let engine = new_engine(&genesis, EngineOptions { coinbase, signer })?;
     tracing::info!(engine = engine.name(), head = store.head().height.get(), %peer_id, "chain opened");
 
     let mut registry = Registry::default();

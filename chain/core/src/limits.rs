@@ -249,6 +249,10 @@ pub const STATE_META_BYTES_MAX: u32 = 8;
 /// Largest encoded transaction-index entry: height, block hash and index in the block (44 bytes).
 pub const TX_LOCATION_BYTES_MAX: u32 = 48;
 
+/// Largest encoded slashing-protection record: the last header signed (slot and hash) and the
+/// last vote (two checkpoints), with option tags (under 130 bytes).
+pub const GUARD_RECORD_BYTES_MAX: u32 = 256;
+
 /// Largest encoded reference to a final block the store keeps: a height and a hash (40 bytes).
 pub const FINAL_REF_BYTES_MAX: u32 = 40;
 

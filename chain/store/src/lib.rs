@@ -138,6 +138,7 @@ pub struct Store {
     /// Blocks found invalid, with the reason.
     invalid: TwoGenerationCache<Hash, Arc<BlockError>>,
     write_options: WriteOptions,
+    sync_writes: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -168,6 +169,7 @@ impl Store {
             header_cache: TwoGenerationCache::new(limits::HEADER_CACHE_ENTRIES_MAX),
             invalid: TwoGenerationCache::new(limits::INVALID_BLOCKS_REMEMBERED_MAX),
             write_options,
+            sync_writes: options.sync_writes,
         };
         let given = genesis.file_hash();
         match store.get_meta(MetaKey::GenesisFileHash)? {
@@ -255,14 +257,17 @@ impl Store {
         Ok(self.db.get_cf(self.cf(Cf::Engine), key)?)
     }
 
-    /// Writes a consensus engine's record (durable as blocks are: see the crate docs). Engines
-    /// keep here what they must not forget across a restart, such as a block's chain work or
-    /// the votes they signed.
-    pub fn put_engine_record(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+    /// Writes a consensus engine's record, durable as blocks are (see the crate docs) or, with
+    /// `synced`, fsynced before this returns whatever the store's options. Engines keep here
+    /// what they must not forget across a restart, such as a block's chain work or what their
+    /// validator signed.
+    pub fn put_engine_record(&mut self, key: &[u8], value: &[u8], synced: bool) -> Result<(), StoreError> {
         if key.len().saturating_add(value.len()) > limits::ENGINE_RECORD_BYTES_MAX as usize {
             return Err(StoreError::RecordTooLarge { size_bytes: key.len().saturating_add(value.len()) });
         }
-        self.db.put_cf_opt(self.cf(Cf::Engine), key, value, &self.write_options)?;
+        let mut options = WriteOptions::default();
+        options.set_sync(synced || self.sync_writes);
+        self.db.put_cf_opt(self.cf(Cf::Engine), key, value, &options)?;
         Ok(())
     }
 

@@ -363,12 +363,14 @@ fn engine_records_and_side_headers_survive_a_reopen() {
         for block in &side {
             store.store_block(block).unwrap();
         }
-        store.put_engine_record(b"work/1", b"seven").unwrap();
+        store.put_engine_record(b"work/1", b"seven", false).unwrap();
+        store.put_engine_record(b"guard", b"signed", true).unwrap();
         let oversize = vec![0u8; limits::ENGINE_RECORD_BYTES_MAX as usize];
-        assert!(matches!(store.put_engine_record(b"big", &oversize), Err(StoreError::RecordTooLarge { .. })));
+        assert!(matches!(store.put_engine_record(b"big", &oversize, true), Err(StoreError::RecordTooLarge { .. })));
     }
     let store = Store::open(dir.path(), &genesis).unwrap();
     assert_eq!(store.engine_record(b"work/1").unwrap().as_deref(), Some(&b"seven"[..]));
+    assert_eq!(store.engine_record(b"guard").unwrap().as_deref(), Some(&b"signed"[..]));
     assert_eq!(store.engine_record(b"big").unwrap(), None);
     assert_eq!(store.engine_record(b"work/2").unwrap(), None);
     // Read back from disk (the header cache is empty after a reopen).

@@ -25,7 +25,9 @@ use chorus_chain::header::{Header, Seal};
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 
-use crate::{Action, ChainRead, ChainReadError, Engine, EngineError, Event, Origin, Outbound, PeerId, TimerId};
+use crate::{
+    Action, ChainRead, ChainReadError, Durability, Engine, EngineError, Event, Origin, Outbound, PeerId, TimerId,
+};
 use difficulty::{MEDIAN_TIME_BLOCKS, U256};
 
 /// Why a PoW block was refused.
@@ -202,7 +204,11 @@ impl PowEngine {
         if !make_head {
             self.check_could_win(chain, hash, work)?;
         }
-        actions.push(Action::Persist { key: work_key(&hash), value: work.to_big_endian().to_vec() });
+        actions.push(Action::Persist {
+            key: work_key(&hash),
+            value: work.to_big_endian().to_vec(),
+            durability: Durability::Logged,
+        });
         self.cache_work(hash, work);
         actions.push(Action::AddBlock { block: Arc::clone(&block), make_head, finalizes: None });
         if from == Origin::Local {

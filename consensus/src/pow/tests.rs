@@ -36,7 +36,7 @@ impl TestChain {
     fn apply(&mut self, actions: &[Action]) {
         for action in actions {
             match action {
-                Action::Persist { key, value } => {
+                Action::Persist { key, value, .. } => {
                     self.records.insert(key.clone(), value.clone());
                 }
                 Action::AddBlock { block, make_head, .. } => {

@@ -33,8 +33,8 @@ use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::{self, BlockError, BlockTemplate, ReadError, StateRead};
 use chorus_chain::tx::{SignedTransaction, VerifiedTx};
 use chorus_consensus::{
-    Action, BlockRejection, ChainRead, ChainReadError, Engine, EngineError, EngineMessage, Event, Misbehaviour, Origin,
-    Outbound, PeerId, TimerId,
+    Action, BlockRejection, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage, Event,
+    Misbehaviour, Origin, Outbound, PeerId, TimerId,
 };
 use chorus_store::{HeadChange, Store, StoreError};
 
@@ -587,7 +587,9 @@ impl Driver {
             }
             Action::StartMining { template } => io.start_mining(template),
             Action::StopMining => io.stop_mining(),
-            Action::Persist { key, value } => self.store.put_engine_record(&key, &value)?,
+            Action::Persist { key, value, durability } => {
+                self.store.put_engine_record(&key, &value, durability == Durability::Synced)?;
+            }
             Action::AddBlock { block, make_head, finalizes } => {
                 self.add_block(block, make_head, finalizes, followups)?
             }

@@ -41,7 +41,7 @@ use chorus_chain::tx::TxKind;
 use chorus_chain::wire::{SyncRequest, SyncResponse, Topic, Verdict};
 use chorus_consensus::pow::difficulty::{self, U256};
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
-use chorus_consensus::{EngineOptions, PeerId};
+use chorus_consensus::{EngineOptions, PeerId, Signer};
 use chorus_node_core::{Driver, Effect, Node, RequestFailed, Timer};
 use chorus_store::Store;
 use sha2::{Digest, Sha256};
@@ -375,7 +375,9 @@ impl Sim {
             Ok(store) => store,
             Err(error) => return self.violation(format!("node {index} cannot open its store: {error}")),
         };
-        let options = EngineOptions { coinbase: Some(self.nodes[index].coinbase) };
+        // A node's key: its coinbase (PoW) and its validator key (engines with validators).
+        let key = testing::key(100 + index as u32);
+        let options = EngineOptions { coinbase: Some(self.nodes[index].coinbase), signer: Some(Signer::new(key)) };
         let engine = match chorus_consensus::new_engine(&self.genesis, options) {
             Ok(engine) => engine,
             Err(error) => return self.violation(format!("node {index}: {error}")),

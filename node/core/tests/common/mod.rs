@@ -27,7 +27,7 @@ impl TestNode {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), genesis).unwrap();
         let coinbase = miner.map(|index| testing::key(index).address());
-        let engine = new_engine(genesis, EngineOptions { coinbase }).unwrap();
+        let engine = new_engine(genesis, EngineOptions { coinbase, signer: None }).unwrap();
         let mut peer = TestNode {
             driver: Driver::new(store, engine),
             io: Outbox::default(),
