@@ -253,6 +253,11 @@ pub trait ChainRead: StateRead {
     fn head(&self) -> (Hash, Header);
     /// Any stored block's header, on the chain or a side branch.
     fn header(&self, hash: &Hash) -> Result<Option<Header>, ChainReadError>;
+    /// Any stored block, body included (the votes it carries).
+    fn block(&self, hash: &Hash) -> Result<Option<Block>, ChainReadError>;
+    /// The encoded state value under `key` after the current chain's block at `height` (at
+    /// most the head's): what [`StateAt`] reads, e.g. the stakes at an epoch's first block.
+    fn get_raw_at(&self, height: Height, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError>;
     /// The hash of the current chain's block at `height`.
     fn canonical_hash(&self, height: Height) -> Result<Option<Hash>, ChainReadError>;
     /// A record written with [`Action::Persist`].
@@ -260,6 +265,27 @@ pub trait ChainRead: StateRead {
     /// The last final block (height, hash), as stored: it survives restarts and only moves
     /// forward. `None` until an engine first finalizes a block.
     fn finalized(&self) -> Option<(Height, Hash)>;
+}
+
+/// The state after the current chain's block at `height`, read through [`ChainRead`]: the
+/// state machine's readers (`chorus_chain::state::read_stakers`, `read_account`) work on it.
+pub struct StateAt<'a> {
+    pub chain: &'a dyn ChainRead,
+    pub height: Height,
+}
+
+impl fmt::Debug for StateAt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StateAt({})", self.height)
+    }
+}
+
+impl StateRead for StateAt<'_> {
+    fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, chorus_chain::state::ReadError> {
+        self.chain
+            .get_raw_at(self.height, key)
+            .map_err(|error| chorus_chain::state::ReadError::Storage(error.to_string()))
+    }
 }
 
 /// Why an engine refused an input or could not proceed.

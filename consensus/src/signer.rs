@@ -218,6 +218,12 @@ mod tests {
         fn finalized(&self) -> Option<(Height, Hash)> {
             None
         }
+        fn block(&self, _hash: &Hash) -> Result<Option<chorus_chain::block::Block>, ChainReadError> {
+            unreachable!("the guard reads records only")
+        }
+        fn get_raw_at(&self, _height: Height, _key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
+            unreachable!("the guard reads records only")
+        }
     }
 
     fn checkpoint(height: u64, byte: u8) -> Checkpoint {

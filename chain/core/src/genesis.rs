@@ -105,12 +105,13 @@ impl PeerIdText {
 fn base58btc(bytes: &[u8]) -> String {
     let alphabet = BASE58BTC_ALPHABET.as_bytes();
     let zeros = bytes.iter().take_while(|byte| **byte == 0).count();
-    // Base-58 digits, least significant first.
-    let mut digits: Vec<u8> = Vec::with_capacity(bytes.len() * 138 / 100 + 1);
+    // Base-58 digits, least significant first. Each digit is below 58, so a carry stays below
+    // 58 * 256 + 256 and the wrapping operations never wrap.
+    let mut digits: Vec<u8> = Vec::new();
     for byte in bytes.get(zeros..).unwrap_or_default() {
         let mut carry = u32::from(*byte);
         for digit in &mut digits {
-            carry += u32::from(*digit) << 8;
+            carry = u32::from(*digit).wrapping_mul(256).wrapping_add(carry);
             *digit = (carry % 58) as u8;
             carry /= 58;
         }
@@ -119,9 +120,8 @@ fn base58btc(bytes: &[u8]) -> String {
             carry /= 58;
         }
     }
-    let mut text = String::with_capacity(zeros + digits.len());
-    text.extend(std::iter::repeat_n('1', zeros));
-    text.extend(digits.iter().rev().map(|digit| char::from(alphabet[usize::from(*digit)])));
+    let mut text = "1".repeat(zeros);
+    text.extend(digits.iter().rev().filter_map(|digit| alphabet.get(usize::from(*digit)).copied().map(char::from)));
     text
 }
 

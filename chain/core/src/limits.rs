@@ -249,6 +249,15 @@ pub const STATE_META_BYTES_MAX: u32 = 8;
 /// Largest encoded transaction-index entry: height, block hash and index in the block (44 bytes).
 pub const TX_LOCATION_BYTES_MAX: u32 = 48;
 
+/// Most accounts the state's index of stakers lists (an engine with validators reads it at an
+/// epoch's first block): at least a full validator set, with room for as many candidates
+/// again; when full, a new staker enters only by out-staking the smallest listed one.
+pub const STAKERS_INDEXED_MAX: u32 = 2 * VALIDATORS_MAX;
+
+/// Largest encoded index of stakers: a length and `STAKERS_INDEXED_MAX` (address, amount)
+/// pairs (48 bytes each).
+pub const STAKERS_BYTES_MAX: u32 = 8 + 48 * STAKERS_INDEXED_MAX;
+
 /// Largest encoded slashing-protection record: the last header signed (slot and hash) and the
 /// last vote (two checkpoints), with option tags (under 130 bytes).
 pub const GUARD_RECORD_BYTES_MAX: u32 = 256;

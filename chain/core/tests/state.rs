@@ -1,13 +1,15 @@
 //! The state machine: every transaction kind, fees and rewards, unbonding, vote weights,
 //! slashing, and whole-block rejection, run on the in-memory state.
 
+use std::collections::BTreeMap;
+
 use chorus_chain::block::Block;
 use chorus_chain::crypto::{Address, SecretKey};
 use chorus_chain::genesis::Genesis;
 use chorus_chain::header::{Header, Seal};
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state::memory::MemoryState;
-use chorus_chain::state::{self, Account, BlockError, BlockTemplate, TxRejection};
+use chorus_chain::state::{self, Account, BlockError, BlockTemplate, StateKey, TxRejection};
 use chorus_chain::testing::{self, key};
 use chorus_chain::tx::{Checkpoint, Evidence, SignedTransaction, TxError, TxKind, Vote};
 
@@ -395,6 +397,56 @@ fn empty_blocks_write_only_the_reward_and_meta() {
     let block = chain.block_with(vec![]).unwrap();
     let changes = state::execute(&chain.mem, &chain.genesis, &block).unwrap();
     let keys: Vec<_> = changes.iter().map(|change| change.key.clone()).collect();
-    let expected = vec![state::StateKey::Account(key(9).address()).encode(), state::StateKey::Meta.encode()];
+    let expected = vec![StateKey::Account(key(9).address()).encode(), StateKey::Meta.encode()];
     assert_eq!(keys, expected, "no empty unbonding queue or untouched account is written");
+}
+
+#[test]
+fn the_index_of_stakers_follows_every_stake_change_and_is_part_of_the_state_root() {
+    let mut genesis = testing::genesis(5, 1_000);
+    genesis.accounts[4].stake = Amount::new(70);
+    let (mem, block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut chain = Chain { genesis, mem, head: block.header };
+    let listed = |chain: &Chain| -> Vec<(u32, u128)> {
+        let stakers = state::read_stakers(&chain.mem).unwrap();
+        assert!(stakers.0.windows(2).all(|pair| pair[0].0 < pair[1].0), "sorted by address");
+        stakers
+            .0
+            .iter()
+            .map(|(address, stake)| ((0..5).find(|i| key(*i).address() == *address).unwrap(), stake.get()))
+            .collect::<BTreeMap<_, _>>()
+            .into_iter()
+            .collect()
+    };
+    assert_eq!(listed(&chain), vec![(4, 70)], "genesis stakes are listed");
+
+    let root_before = chain.head.state_root;
+    chain
+        .push(vec![
+            chain.tx(0, TxKind::Stake { amount: Amount::new(400) }),
+            chain.tx(1, TxKind::Stake { amount: Amount::new(5) }),
+        ])
+        .unwrap();
+    assert_ne!(chain.head.state_root, root_before);
+    assert_eq!(listed(&chain), vec![(0, 400), (1, 5), (4, 70)]);
+    // A transfer to a staker touches its account without changing its stake: the index is
+    // not rewritten.
+    let transfer =
+        chain.block_with(vec![chain.tx(2, TxKind::Transfer { to: key(0).address(), amount: Amount::new(1) })]).unwrap();
+    let outcome = state::apply_block(&chain.mem, &chain.genesis, &chain.head, &transfer).unwrap();
+    assert!(!outcome.changes.iter().any(|change| change.key == StateKey::Stakers.encode()));
+    chain.mem.commit_outcome(&outcome);
+    chain.head = transfer.header.clone();
+    assert_eq!(listed(&chain), vec![(0, 400), (1, 5), (4, 70)]);
+    // Unstaking everything leaves the index; a partial unstake and a slash lower the entry.
+    chain
+        .push(vec![
+            chain.tx(1, TxKind::Unstake { amount: Amount::new(5) }),
+            chain.tx(0, TxKind::Unstake { amount: Amount::new(100) }),
+        ])
+        .unwrap();
+    assert_eq!(listed(&chain), vec![(0, 300), (4, 70)]);
+    let evidence = double_vote(&chain, &key(4), chain.head.height.get());
+    chain.push(vec![chain.tx(2, TxKind::Evidence(Box::new(evidence)))]).unwrap();
+    assert_eq!(listed(&chain), vec![(0, 300), (4, 35)], "half of 70 slashed");
 }

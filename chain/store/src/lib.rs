@@ -75,7 +75,7 @@ pub enum StoreError {
     /// the branch up to the invalid block when a block of it proved a block above the fork
     /// point final, so that the old chain can never come back.
     #[error("reorg to {target} failed at invalid block {failed} ({error}); the head is at {head}")]
-    ReorgFailed { target: Hash, failed: Hash, error: Arc<BlockError>, head: Hash, moved: HeadChange },
+    ReorgFailed { target: Hash, failed: Hash, error: Arc<BlockError>, head: Hash, moved: Box<HeadChange> },
     /// The block (a side block, a reorg's target, or the head to roll back) does not descend
     /// from the final block: accepting it would revert a final block.
     #[error(
@@ -322,6 +322,17 @@ impl Store {
             return Err(StoreError::Tree(TreeError::MissingRoot { height }));
         }
         Ok(tree::prove(&self.view(), key, height)?)
+    }
+
+    /// The encoded value of the state key `key` as it was after the current chain's block at
+    /// `height` (read from the versioned tree values; heights above the head have no state).
+    pub fn get_raw_at(&self, height: Height, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if height > self.head.height {
+            return Err(StoreError::Tree(TreeError::MissingRoot { height }));
+        }
+        self.view()
+            .get_value_option(height.get(), tree::key_hash(key))
+            .map_err(|error| damaged(format!("state value at height {height}: {error}")))
     }
 
     pub fn state_root_at(&self, height: Height) -> Result<Hash, StoreError> {
@@ -661,7 +672,13 @@ impl Store {
             // The invalid block and its descendants can never be connected: bad input leaves
             // nothing on disk.
             self.discard_side_blocks(branch.get(index..).unwrap_or_default())?;
-            return Err(StoreError::ReorgFailed { target, failed: *hash, error, head: self.head_hash, moved: change });
+            return Err(StoreError::ReorgFailed {
+                target,
+                failed: *hash,
+                error,
+                head: self.head_hash,
+                moved: Box::new(change),
+            });
         }
         assert_eq!(self.head_hash, target, "a reorg that did not fail ends at its target");
         assert_reorg_heights(old_height, ancestor_height, &change, self.head.height);

@@ -525,3 +525,28 @@ fn a_reorg_that_finalized_part_of_its_branch_keeps_it_when_a_later_block_fails()
     assert_eq!(store.finalized(), final_ref(&new[0]));
     assert!(!store.contains_block(&new[2].hash()).unwrap());
 }
+
+#[test]
+fn state_values_read_at_past_heights_of_the_current_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(3, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let mut parent = genesis_block.header.clone();
+    for amount in [100, 250] {
+        let nonce = state::read_account(&mem, &testing::key(0).address()).unwrap().nonce;
+        let stake = testing::signed(&genesis, &testing::key(0), nonce, TxKind::Stake { amount: Amount::new(amount) });
+        let block = extend(&mut mem, &genesis, &parent, vec![stake], 1);
+        store.import_block(&block).unwrap();
+        parent = block.header;
+    }
+    let key = StateKey::Stakers.encode();
+    let at = |height: u64| -> Option<state::Stakers> {
+        store.get_raw_at(Height::new(height), &key).unwrap().map(|bytes| codec::decode(&bytes).unwrap())
+    };
+    let staked = |amount: u128| Some(state::Stakers(vec![(testing::key(0).address(), Amount::new(amount))]));
+    assert_eq!(at(0), None, "no stakes at genesis");
+    assert_eq!(at(1), staked(100));
+    assert_eq!(at(2), staked(350));
+    assert!(matches!(store.get_raw_at(Height::new(3), &key), Err(StoreError::Tree(_))), "above the head");
+}

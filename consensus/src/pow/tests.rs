@@ -77,6 +77,12 @@ impl ChainRead for TestChain {
     fn finalized(&self) -> Option<(Height, Hash)> {
         None
     }
+    fn block(&self, _hash: &Hash) -> Result<Option<Block>, ChainReadError> {
+        unreachable!("PoW reads headers only")
+    }
+    fn get_raw_at(&self, _height: Height, _key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
+        unreachable!("PoW reads no past state")
+    }
 }
 
 fn easy_config() -> PowConfig {

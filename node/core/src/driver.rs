@@ -198,6 +198,12 @@ impl ChainRead for ChainView<'_> {
     fn canonical_hash(&self, height: Height) -> Result<Option<Hash>, ChainReadError> {
         self.store.canonical_hash(height).map_err(read_error)
     }
+    fn block(&self, hash: &Hash) -> Result<Option<Block>, ChainReadError> {
+        self.store.block(hash).map_err(read_error)
+    }
+    fn get_raw_at(&self, height: Height, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
+        self.store.get_raw_at(height, key).map_err(read_error)
+    }
     fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
         self.store.engine_record(key).map_err(read_error)
     }
@@ -666,7 +672,7 @@ impl Driver {
         match self.store.reorg_to(hash) {
             Ok(change) => self.head_moved(change.rolled_back, change.applied, followups),
             Err(StoreError::ReorgFailed { failed, error, moved, .. }) => {
-                if moved != HeadChange::default() {
+                if *moved != HeadChange::default() {
                     self.head_moved(moved.rolled_back, moved.applied, followups)?;
                 }
                 followups.results.push(Event::BlockRejected { hash: failed, reason: BlockRejection::Invalid(error) });

@@ -9,6 +9,9 @@
 //! - A block with one invalid transaction is invalid as a whole; nothing of it is kept.
 //! - Every block writes [`StateKey::Meta`], so every version of the tree has a root.
 //! - Delegate vote weights always equal the sum of the current stakes of their voters.
+//! - [`StateKey::Stakers`] lists every account with stake, with its stake, sorted by address,
+//!   up to `limits::STAKERS_INDEXED_MAX` (beyond it, the largest stakes): engines with
+//!   validators read the set from it, so it is part of the state root.
 //! - Deterministic: ordered maps only, checked integer arithmetic only (enforced by the
 //!   crate-wide lints in `lib.rs`).
 
@@ -41,6 +44,8 @@ pub enum StateKey {
     Config,
     /// Written by every block.
     Meta,
+    /// The index of stakers ([`Stakers`]).
+    Stakers,
 }
 
 impl Canonical for StateKey {
@@ -84,6 +89,50 @@ pub struct Delegate {
 
 impl Canonical for Delegate {
     const BYTES_MAX: u32 = limits::DELEGATE_BYTES_MAX;
+}
+
+/// The accounts with stake and their stakes, sorted by address; at most
+/// `limits::STAKERS_INDEXED_MAX`. When full, an account whose stake changes enters only if it
+/// out-stakes the smallest listed one (ties: the lower address ranks higher), which leaves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Stakers(pub Vec<(Address, Amount)>);
+
+impl Canonical for Stakers {
+    const BYTES_MAX: u32 = limits::STAKERS_BYTES_MAX;
+}
+
+impl Stakers {
+    /// Records `address`'s new stake.
+    fn set(&mut self, address: Address, stake: Amount) {
+        match self.0.binary_search_by(|(listed, _)| listed.cmp(&address)) {
+            Ok(index) if stake.is_zero() => {
+                self.0.remove(index);
+            }
+            Ok(index) => {
+                if let Some(entry) = self.0.get_mut(index) {
+                    entry.1 = stake;
+                }
+            }
+            Err(_) if stake.is_zero() => {}
+            Err(index) if self.0.len() < limits::STAKERS_INDEXED_MAX as usize => self.0.insert(index, (address, stake)),
+            Err(_) => {
+                // Full: the smallest stake (the higher address among equals) gives way to a
+                // larger one.
+                let rank = |(address, stake): &(Address, Amount)| (*stake, std::cmp::Reverse(*address));
+                let Some(smallest) = self.0.iter().min_by_key(|entry| rank(entry)).copied() else { return };
+                if rank(&(address, stake)) > rank(&smallest) {
+                    self.0.retain(|(listed, _)| *listed != smallest.0);
+                    let index = self.0.partition_point(|(listed, _)| *listed < address);
+                    self.0.insert(index, (address, stake));
+                }
+            }
+        }
+    }
+}
+
+/// The index of stakers ([`Stakers`]).
+pub fn read_stakers<R: StateRead + ?Sized>(state: &R) -> Result<Stakers, ReadError> {
+    Ok(read_typed(state, &StateKey::Stakers)?.unwrap_or_default())
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
@@ -486,6 +535,23 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
     /// The block's changes, sorted by key, with the old value of each for undo.
     pub fn into_changes(mut self) -> Result<Vec<StateChange>, ReadError> {
         let mut written: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        // Stakes that changed, for the index of stakers.
+        let mut restaked = Vec::new();
+        for (address, account) in &self.accounts {
+            let key = StateKey::Account(*address);
+            let original: Option<Account> =
+                decode_value(&key, self.originals.get(&key.encode()).cloned().flatten().as_deref())?;
+            if original.unwrap_or_default().stake != account.stake {
+                restaked.push((*address, account.stake));
+            }
+        }
+        if !restaked.is_empty() {
+            let mut stakers: Stakers = self.load(StateKey::Stakers)?.unwrap_or_default();
+            for (address, stake) in restaked {
+                stakers.set(address, stake);
+            }
+            written.insert(StateKey::Stakers.encode(), codec::encode(&stakers));
+        }
         for (address, account) in &self.accounts {
             written.insert(StateKey::Account(*address).encode(), codec::encode(account));
         }
@@ -656,6 +722,13 @@ pub fn genesis_changes(genesis: &Genesis) -> Vec<StateChange> {
         let delegate = Delegate { registered_at: Height::GENESIS, votes_received: Amount::ZERO };
         written.insert(StateKey::Delegate(address).encode(), codec::encode(&delegate));
     }
+    let mut stakers = Stakers::default();
+    for entry in &genesis.accounts {
+        stakers.set(entry.address, entry.stake);
+    }
+    if !stakers.0.is_empty() {
+        written.insert(StateKey::Stakers.encode(), codec::encode(&stakers));
+    }
     let config = (&genesis.chain_id, genesis.genesis_time, &genesis.engines, &genesis.params);
     written.insert(StateKey::Config.encode(), codec::encode(&config));
     written.insert(StateKey::Meta.encode(), codec::encode(&Meta { height: Height::GENESIS }));
@@ -777,6 +850,37 @@ pub struct BlockTemplate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_index_of_stakers_keeps_the_largest_stakes() {
+        let address = |index: u32| {
+            let mut bytes = [0u8; 32];
+            bytes[..4].copy_from_slice(&index.to_be_bytes());
+            Address(bytes)
+        };
+        let max = limits::STAKERS_INDEXED_MAX;
+        let mut stakers = Stakers::default();
+        for index in 0..max {
+            stakers.set(address(index), Amount::new(u128::from(index % 7) + 10));
+        }
+        assert_eq!(stakers.0.len(), max as usize);
+        // Too small to enter, or a tie with the smallest at a higher address: not listed.
+        stakers.set(address(max), Amount::new(5));
+        stakers.set(address(max + 1), Amount::new(10));
+        assert!(!stakers.0.iter().any(|(listed, _)| *listed == address(max) || *listed == address(max + 1)));
+        // A larger stake enters; the smallest with the highest address leaves.
+        let smallest_highest = (0..max).rev().find(|index| index % 7 == 0).map(address);
+        stakers.set(address(max + 2), Amount::new(11));
+        assert_eq!(stakers.0.len(), max as usize);
+        assert!(stakers.0.iter().any(|(listed, _)| *listed == address(max + 2)));
+        assert!(!stakers.0.iter().any(|(listed, _)| Some(*listed) == smallest_highest));
+        assert!(stakers.0.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        // Stake to zero leaves; the encoded index at its largest fits its limit.
+        stakers.set(address(3), Amount::ZERO);
+        assert_eq!(stakers.0.len(), max as usize - 1);
+        let full = Stakers((0..max).map(|index| (address(index), Amount::MAX)).collect());
+        assert!(codec::encode(&full).len() <= limits::STAKERS_BYTES_MAX as usize);
+    }
 
     /// The sizes `limits` gives for stored values are the sizes their encodings have.
     #[test]
