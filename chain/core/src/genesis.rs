@@ -194,6 +194,11 @@ pub struct PowConfig {
 pub struct PosConfig {
     pub slot_ms: u64,
     pub epoch_slots: u64,
+    /// The stake an account needs to join the set from the next epoch on (genesis validators
+    /// need only some stake).
+    pub min_stake: Amount,
+    /// The most validators in an epoch's set: the largest stakes.
+    pub validators_max: u32,
     pub validators: Vec<Member>,
 }
 
@@ -454,6 +459,15 @@ fn validate_pow(prefix: &str, config: &PowConfig) -> Result<(), GenesisError> {
 fn validate_pos(prefix: &str, config: &PosConfig, stakes: &Stakes) -> Result<(), GenesisError> {
     check_positive(prefix, "slot_ms", config.slot_ms)?;
     check_positive(prefix, "epoch_slots", config.epoch_slots)?;
+    if config.min_stake.is_zero() {
+        return Err(invalid(format!("{prefix}.min_stake"), "expected a stake above 0, got 0"));
+    }
+    if !(1..=limits::VALIDATORS_MAX).contains(&config.validators_max) {
+        return Err(invalid(
+            format!("{prefix}.validators_max"),
+            format!("expected 1 to {} validators, got {}", limits::VALIDATORS_MAX, config.validators_max),
+        ));
+    }
     validate_members(&format!("{prefix}.validators"), &config.validators, "validators")?;
     for (index, validator) in config.validators.iter().enumerate() {
         let found = match stakes.get(&validator.address) {
@@ -574,7 +588,7 @@ mod tests {
                 "initial_target": "0x00000fffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
                 "retarget_window_blocks": 60}}},
             {"from_height": 100, "engine": {"pos": {
-                "slot_ms": 2000, "epoch_slots": 32,
+                "slot_ms": 2000, "epoch_slots": 32, "min_stake": 100, "validators_max": 50,
                 "validators": [{"address": "ADDR1", "peer_id": "PEER_A"},
                                {"address": "ADDR2", "peer_id": "PEER_B"}]}}},
             {"from_height": 200, "engine": {"dpos": {
@@ -885,6 +899,10 @@ mod tests {
         let p = "engines[1].engine.pos";
         assert_eq!(invalid_field(|g| pos(g).slot_ms = 0), format!("{p}.slot_ms"));
         assert_eq!(invalid_field(|g| pos(g).epoch_slots = 0), format!("{p}.epoch_slots"));
+        assert_eq!(invalid_field(|g| pos(g).min_stake = Amount::ZERO), format!("{p}.min_stake"));
+        assert_eq!(invalid_field(|g| pos(g).validators_max = 0), format!("{p}.validators_max"));
+        let too_many = limits::VALIDATORS_MAX + 1;
+        assert_eq!(invalid_field(|g| pos(g).validators_max = too_many), format!("{p}.validators_max"));
         assert_eq!(invalid_field(|g| pos(g).validators.clear()), format!("{p}.validators"));
         assert_eq!(
             invalid_field(|g| pos(g).validators = (0..=limits::VALIDATORS_MAX as usize).map(|i| member(1, i)).collect()),

@@ -6,6 +6,7 @@
 //! - [`header`], [`tx`], [`block`]: headers and seals, transactions of every kind, blocks, roots
 //!   and stateless checks (`block` builds on `tx`, both on `header`: no cycle).
 //! - [`genesis`]: the genesis file, its engine schedule and its validation.
+//! - [`pos`]: proof of stake's chain rules: slots, epochs, validator sets, the proposer draw.
 //! - [`state`]: accounts, the block executor and the authenticated state tree with proofs.
 //! - [`limits`]: every bound, in one place.
 //!
@@ -35,6 +36,7 @@ pub mod crypto;
 pub mod genesis;
 pub mod header;
 pub mod limits;
+pub mod pos;
 pub mod primitives;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]

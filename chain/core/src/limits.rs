@@ -258,6 +258,10 @@ pub const STAKERS_INDEXED_MAX: u32 = 2 * VALIDATORS_MAX;
 /// pairs (48 bytes each).
 pub const STAKERS_BYTES_MAX: u32 = 8 + 48 * STAKERS_INDEXED_MAX;
 
+/// Largest encoded validator set of an epoch: epoch, seed, total and `VALIDATORS_MAX`
+/// (address, stake) pairs (48 bytes each).
+pub const VALIDATOR_SET_BYTES_MAX: u32 = 8 + 32 + 16 + 8 + 48 * VALIDATORS_MAX;
+
 /// Largest encoded slashing-protection record: the last header signed (slot and hash) and the
 /// last vote (two checkpoints), with option tags (under 130 bytes).
 pub const GUARD_RECORD_BYTES_MAX: u32 = 256;

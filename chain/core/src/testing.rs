@@ -1,7 +1,9 @@
 //! Helpers for tests and benchmarks in this and other crates (feature `testing`).
 
 use crate::crypto::SecretKey;
-use crate::genesis::{ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, PowConfig};
+use crate::genesis::{
+    ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, Member, PeerIdText, PosConfig, PowConfig,
+};
 use crate::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
 use crate::tx::{SignedTransaction, Transaction, TxKind};
 
@@ -40,6 +42,34 @@ pub fn genesis(n_accounts: u32, balance: u128) -> Genesis {
             })
             .collect(),
     }
+}
+
+/// A PoS genesis: [`genesis`]'s accounts, of which the first `stakes.len()` are validators with
+/// those stakes; slots of 1 s, epochs of `epoch_slots`, a minimum stake of 100.
+pub fn pos_genesis(n_accounts: u32, balance: u128, stakes: &[u128], epoch_slots: u64) -> Genesis {
+    let mut genesis = genesis(n_accounts, balance);
+    let mut validators = Vec::new();
+    for (index, stake) in stakes.iter().enumerate() {
+        let account = genesis.accounts.get_mut(index).expect("invariant: a validator is one of the accounts");
+        account.stake = Amount::new(*stake);
+        validators.push(Member { address: account.address, peer_id: PeerIdText::of(&account.address) });
+    }
+    genesis.engines = vec![EngineEntry {
+        from_height: Height::GENESIS,
+        engine: EngineConfig::Pos(PosConfig {
+            slot_ms: 1_000,
+            epoch_slots,
+            min_stake: Amount::new(100),
+            validators_max: 100,
+            validators,
+        }),
+    }];
+    genesis
+}
+
+/// The index of the test account whose key signs for `address`, among the first `n`.
+pub fn index_of(address: &crate::crypto::Address, n: u32) -> Option<u32> {
+    (0..n).find(|index| key(*index).address() == *address)
 }
 
 /// A signed transaction of `kind` from `key`.

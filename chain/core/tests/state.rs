@@ -395,7 +395,7 @@ fn equal_blocks_give_equal_roots_on_independent_states() {
 fn empty_blocks_write_only_the_reward_and_meta() {
     let chain = Chain::new(2);
     let block = chain.block_with(vec![]).unwrap();
-    let changes = state::execute(&chain.mem, &chain.genesis, &block).unwrap();
+    let changes = state::execute(&chain.mem, &chain.genesis, &chain.head, &block).unwrap();
     let keys: Vec<_> = changes.iter().map(|change| change.key.clone()).collect();
     let expected = vec![StateKey::Account(key(9).address()).encode(), StateKey::Meta.encode()];
     assert_eq!(keys, expected, "no empty unbonding queue or untouched account is written");

@@ -108,7 +108,7 @@ fn main() {
         lap(0, &mut clock);
         block::check_block_stateless(&block, &genesis.chain_id).expect("verify");
         lap(1, &mut clock);
-        let changes = state::execute(&store.view(), &genesis, &block).expect("execute");
+        let changes = state::execute(&store.view(), &genesis, &store.head().clone(), &block).expect("execute");
         lap(2, &mut clock);
         let (_, _) = tree::apply_changes(&store.view(), &changes, block.height()).expect("tree");
         lap(3, &mut clock);

@@ -26,9 +26,11 @@ use crate::block::{self, Block, BlockShapeError};
 use crate::codec::{self, Canonical, CodecError, Decode, Encode};
 use crate::crypto::Address;
 use crate::genesis::Genesis;
+use crate::genesis::{EngineConfig, PosConfig};
 use crate::header::{Header, Seal};
 use crate::limits;
-use crate::primitives::{Amount, ArithError, Hash, Height};
+use crate::pos::{self, SlotError, ValidatorSet};
+use crate::primitives::{Amount, ArithError, Hash, Height, Timestamp};
 use crate::tx::{Evidence, SignedTransaction, TxKind};
 
 /// A key of the state map. Its encoding is the key in storage; its SHA-256 the key in the tree.
@@ -46,6 +48,10 @@ pub enum StateKey {
     Meta,
     /// The index of stakers ([`Stakers`]).
     Stakers,
+    /// PoS: the current epoch's [`ValidatorSet`], rewritten by each epoch's first block.
+    Validators,
+    /// An account slashed for an offence, and when: it leaves the PoS set at the next epoch.
+    Slashed(Address),
 }
 
 impl Canonical for StateKey {
@@ -128,6 +134,11 @@ impl Stakers {
             }
         }
     }
+}
+
+/// PoS: the set of the epoch of the last block applied (`None` before the first, or without PoS).
+pub fn read_validators<R: StateRead + ?Sized>(state: &R) -> Result<Option<ValidatorSet>, ReadError> {
+    read_typed(state, &StateKey::Validators)
 }
 
 /// The index of stakers ([`Stakers`]).
@@ -263,6 +274,15 @@ pub enum BlockError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Tree(#[from] tree::TreeError),
+    /// PoS: the timestamp is not a slot's start.
+    #[error("block {height}: {error}")]
+    Slot { height: Height, error: SlotError },
+    #[error("block {height} is for slot {slot}, not after its parent's slot {parent_slot}")]
+    SlotNotAfterParent { height: Height, slot: u64, parent_slot: u64 },
+    #[error("block {height} is for slot {slot}, whose proposer is {expected:?}, not {got}")]
+    NotProposer { height: Height, slot: u64, expected: Option<Address>, got: Address },
+    #[error("block {height}'s timestamp is slot {slot}'s start, its seal says slot {sealed:?}")]
+    SealSlot { height: Height, slot: u64, sealed: Option<u64> },
 }
 
 /// Applies transactions to a parent state, holding every touched entry in memory.
@@ -278,6 +298,9 @@ pub struct Executor<'a, R: StateRead + ?Sized> {
     delegates: BTreeMap<Address, Option<Delegate>>,
     unbonding: BTreeMap<Height, UnbondingQueue>,
     offences: BTreeMap<Hash, Option<OffenceRecord>>,
+    slashed: BTreeMap<Address, Option<OffenceRecord>>,
+    /// PoS: the set an epoch's first block wrote.
+    new_set: Option<ValidatorSet>,
     /// The encoded value of every loaded key before this block, for undo and change detection.
     originals: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     fees: Amount,
@@ -292,6 +315,7 @@ struct Journal {
     delegates: BTreeMap<Address, Option<Delegate>>,
     unbonding: BTreeMap<Height, UnbondingQueue>,
     offences: BTreeMap<Hash, Option<OffenceRecord>>,
+    slashed: BTreeMap<Address, Option<OffenceRecord>>,
     fees: Amount,
 }
 
@@ -306,6 +330,8 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             delegates: BTreeMap::new(),
             unbonding: BTreeMap::new(),
             offences: BTreeMap::new(),
+            slashed: BTreeMap::new(),
+            new_set: None,
             originals: BTreeMap::new(),
             fees: Amount::ZERO,
             journal: None,
@@ -357,9 +383,14 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
         Ok(entry)
     }
 
-    /// Begin-block work: releases unbonding entries that mature at this height.
-    pub fn begin_block(&mut self) -> Result<(), BlockError> {
+    /// Begin-block work for a block on `parent` with `timestamp` and `proposer`: under PoS,
+    /// the slot and proposer rules (and, at an epoch's first block, the new set); then the
+    /// release of unbonding entries that mature at this height.
+    pub fn begin_block(&mut self, parent: &Header, timestamp: Timestamp, proposer: &Address) -> Result<(), BlockError> {
         let height = self.height;
+        if let EngineConfig::Pos(config) = self.genesis.engine_at(height) {
+            self.check_slot(config, parent, timestamp, proposer)?;
+        }
         let due = std::mem::take(&mut self.unbonding_queue(height)?.0);
         for address in due {
             let account = self.account(&address)?;
@@ -371,6 +402,66 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             }
         }
         Ok(())
+    }
+
+    /// PoS: the block's slot follows its parent's and the slot's drawn proposer is `proposer`.
+    fn check_slot(
+        &mut self,
+        config: &PosConfig,
+        parent: &Header,
+        timestamp: Timestamp,
+        proposer: &Address,
+    ) -> Result<(), BlockError> {
+        let height = self.height;
+        let slot = pos::slot_of(self.genesis, config, timestamp).map_err(|error| BlockError::Slot { height, error })?;
+        let parent_slot = if parent.height == Height::GENESIS {
+            0
+        } else {
+            pos::slot_of(self.genesis, config, parent.timestamp).map_err(|error| BlockError::Slot { height, error })?
+        };
+        if slot <= parent_slot {
+            return Err(BlockError::SlotNotAfterParent { height, slot, parent_slot });
+        }
+        let current: ValidatorSet =
+            self.load(StateKey::Validators)?.unwrap_or_else(|| pos::genesis_set(self.genesis, config));
+        let epoch = pos::epoch_of(config, slot);
+        let set = if current.epoch < epoch {
+            let set = self.next_set(config, &current, epoch, parent.hash())?;
+            self.new_set = Some(set.clone());
+            set
+        } else {
+            current
+        };
+        let expected = set.proposer(slot);
+        if expected != Some(*proposer) {
+            return Err(BlockError::NotProposer { height, slot, expected, got: *proposer });
+        }
+        Ok(())
+    }
+
+    /// The set of `epoch`, from the state this block builds on (see [`pos`]).
+    fn next_set(
+        &mut self,
+        config: &PosConfig,
+        previous: &ValidatorSet,
+        epoch: u64,
+        parent: Hash,
+    ) -> Result<ValidatorSet, ReadError> {
+        let stakers = read_stakers(self.base)?;
+        let mut candidates: Vec<(Address, Amount)> =
+            stakers.0.into_iter().filter(|(_, stake)| *stake >= config.min_stake).collect();
+        for member in &config.validators {
+            let stake = read_account(self.base, &member.address)?.stake;
+            candidates.push((member.address, stake));
+        }
+        let mut eligible = Vec::with_capacity(candidates.len());
+        for (address, stake) in candidates {
+            if read_typed::<OffenceRecord, R>(self.base, &StateKey::Slashed(address))?.is_none() {
+                eligible.push((address, stake));
+            }
+        }
+        let seed = pos::next_seed(&previous.seed, epoch, &parent);
+        Ok(pos::select(epoch, seed, config, eligible.into_iter()))
     }
 
     /// [`Executor::apply_tx`], but a rejected transaction leaves the overlay as it was, so the
@@ -385,6 +476,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             self.delegates.extend(journal.delegates);
             self.unbonding.extend(journal.unbonding);
             self.offences.extend(journal.offences);
+            self.slashed.extend(journal.slashed);
             self.fees = journal.fees;
         }
         result
@@ -510,9 +602,18 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             return Err(TxRejection::DuplicateOffence { offence }.into());
         }
         *record = Some(OffenceRecord { slashed_at: height_now });
+        let offender = evidence.offender();
+        if !self.slashed.contains_key(&offender) {
+            let record = self.load(StateKey::Slashed(offender))?;
+            self.slashed.insert(offender, record);
+        }
+        let marker = self.slashed.get_mut(&offender).expect("invariant: inserted above");
+        if let Some(journal) = &mut self.journal {
+            journal.slashed.entry(offender).or_insert_with(|| *marker);
+        }
+        marker.get_or_insert(OffenceRecord { slashed_at: height_now });
 
         let permille = self.genesis.params.slash_permille;
-        let offender = evidence.offender();
         let account = self.account(&offender)?;
         if account.stake.is_zero() && account.unbonding.iter().all(|entry| entry.amount.is_zero()) {
             return Err(TxRejection::NothingToSlash { offender }.into());
@@ -573,6 +674,14 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
                 written.insert(StateKey::Offence(*offence).encode(), codec::encode(record));
             }
         }
+        for (address, record) in &self.slashed {
+            if let Some(record) = record {
+                written.insert(StateKey::Slashed(*address).encode(), codec::encode(record));
+            }
+        }
+        if let Some(set) = &self.new_set {
+            written.insert(StateKey::Validators.encode(), codec::encode(set));
+        }
         written.insert(StateKey::Meta.encode(), codec::encode(&Meta { height: self.height }));
         let mut changes = Vec::with_capacity(written.len());
         for (key, new) in written {
@@ -632,8 +741,11 @@ where
     S: StateRead + jmt::storage::TreeReader + Sync,
 {
     check_link(parent, &block.header)?;
-    let (checked, executed) =
-        rayon::join(|| block::check_block_stateless(block, &genesis.chain_id), || execute(state, genesis, block));
+    check_seal_slot(genesis, &block.header)?;
+    let (checked, executed) = rayon::join(
+        || block::check_block_stateless(block, &genesis.chain_id),
+        || execute(state, genesis, parent, block),
+    );
     let checked = checked?;
     finish(state, &block.header, executed?, checked.into_tx_hashes())
 }
@@ -652,7 +764,8 @@ where
 {
     assert_eq!(checked.block_hash(), block.hash(), "stateless checks belong to the block applied");
     check_link(parent, &block.header)?;
-    let changes = execute(state, genesis, block)?;
+    check_seal_slot(genesis, &block.header)?;
+    let changes = execute(state, genesis, parent, block)?;
     finish(state, &block.header, changes, checked.into_tx_hashes())
 }
 
@@ -665,6 +778,18 @@ fn check_link(parent: &Header, header: &Header) -> Result<(), BlockError> {
     let parent_hash = parent.hash();
     if header.parent != parent_hash {
         return Err(BlockError::WrongParent { height: header.height, got: header.parent, expected: parent_hash });
+    }
+    Ok(())
+}
+
+/// PoS: the seal is signed for the slot the timestamp starts (the signature itself is a
+/// stateless check; the proposer is checked as the block executes).
+fn check_seal_slot(genesis: &Genesis, header: &Header) -> Result<(), BlockError> {
+    let EngineConfig::Pos(config) = genesis.engine_at(header.height) else { return Ok(()) };
+    let height = header.height;
+    let slot = pos::slot_of(genesis, config, header.timestamp).map_err(|error| BlockError::Slot { height, error })?;
+    if header.slot() != Some(slot) || header.seal_signature().is_none() {
+        return Err(BlockError::SealSlot { height, slot, sealed: header.slot() });
     }
     Ok(())
 }
@@ -687,10 +812,11 @@ fn finish<S: jmt::storage::TreeReader>(
 pub fn execute<S: StateRead + ?Sized>(
     state: &S,
     genesis: &Genesis,
+    parent: &Header,
     block: &Block,
 ) -> Result<Vec<StateChange>, BlockError> {
     let mut executor = Executor::new(state, genesis, block.header.height);
-    executor.begin_block()?;
+    executor.begin_block(parent, block.header.timestamp, &block.header.proposer)?;
     for (index, tx) in block.body.txs.iter().enumerate() {
         executor.apply_tx(tx).map_err(|error| match error {
             ApplyError::Rejected(rejection) => BlockError::Tx { index, hash: tx.hash(), rejection },
@@ -712,9 +838,7 @@ pub fn genesis_changes(genesis: &Genesis) -> Vec<StateChange> {
         .engines
         .iter()
         .flat_map(|entry| match &entry.engine {
-            crate::genesis::EngineConfig::Dpos(config) => {
-                config.delegates.iter().map(|member| member.address).collect()
-            }
+            EngineConfig::Dpos(config) => config.delegates.iter().map(|member| member.address).collect(),
             _ => Vec::new(),
         })
         .collect();
@@ -728,6 +852,9 @@ pub fn genesis_changes(genesis: &Genesis) -> Vec<StateChange> {
     }
     if !stakers.0.is_empty() {
         written.insert(StateKey::Stakers.encode(), codec::encode(&stakers));
+    }
+    if let EngineConfig::Pos(config) = genesis.engine_at(Height::GENESIS) {
+        written.insert(StateKey::Validators.encode(), codec::encode(&pos::genesis_set(genesis, config)));
     }
     let config = (&genesis.chain_id, genesis.genesis_time, &genesis.engines, &genesis.params);
     written.insert(StateKey::Config.encode(), codec::encode(&config));
@@ -766,7 +893,7 @@ where
     S: StateRead + jmt::storage::TreeReader,
 {
     let mut block = unrooted_block(parent, template)?;
-    let changes = execute(state, genesis, &block)?;
+    let changes = execute(state, genesis, parent, &block)?;
     block.header.state_root = tree::apply_changes(state, &changes, block.header.height)?.0;
     Ok(block)
 }
@@ -794,7 +921,7 @@ where
 {
     let height = parent.height.next().ok_or(BlockError::WrongHeight { expected: parent.height, got: parent.height })?;
     let mut executor = Executor::new(state, genesis, height);
-    executor.begin_block()?;
+    executor.begin_block(parent, template.timestamp, &template.proposer)?;
     let mut included = Vec::with_capacity(template.txs.len());
     let mut rejected = Vec::new();
     let mut skipped: BTreeSet<Address> = BTreeSet::new();
@@ -844,7 +971,7 @@ pub struct BlockTemplate {
     pub txs: Vec<SignedTransaction>,
     pub votes: Vec<crate::tx::Vote>,
     pub proposer: Address,
-    pub timestamp: crate::primitives::Timestamp,
+    pub timestamp: Timestamp,
 }
 
 #[cfg(test)]
