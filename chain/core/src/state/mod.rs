@@ -141,6 +141,37 @@ pub fn read_validators<R: StateRead + ?Sized>(state: &R) -> Result<Option<Valida
     read_typed(state, &StateKey::Validators)
 }
 
+/// PoS: the set a block for `slot` on `parent` (whose state is `state`) is checked against: the
+/// parent's epoch's, or, when `slot` starts a later epoch, the one computed from `state` (see
+/// [`pos`]: stakers above the minimum and genesis validators with stake, slashed accounts out).
+pub fn pos_set_for<R: StateRead + ?Sized>(
+    state: &R,
+    genesis: &Genesis,
+    config: &PosConfig,
+    parent: &Header,
+    slot: u64,
+) -> Result<ValidatorSet, ReadError> {
+    let current = read_validators(state)?.unwrap_or_else(|| pos::genesis_set(genesis, config));
+    let epoch = pos::epoch_of(config, slot);
+    if current.epoch >= epoch {
+        return Ok(current);
+    }
+    let stakers = read_stakers(state)?;
+    let mut candidates: Vec<(Address, Amount)> =
+        stakers.0.into_iter().filter(|(_, stake)| *stake >= config.min_stake).collect();
+    for member in &config.validators {
+        candidates.push((member.address, read_account(state, &member.address)?.stake));
+    }
+    let mut eligible = Vec::with_capacity(candidates.len());
+    for (address, stake) in candidates {
+        if read_typed::<OffenceRecord, R>(state, &StateKey::Slashed(address))?.is_none() {
+            eligible.push((address, stake));
+        }
+    }
+    let seed = pos::next_seed(&current.seed, epoch, &parent.hash());
+    Ok(pos::select(epoch, seed, config, eligible.into_iter()))
+}
+
 /// The index of stakers ([`Stakers`]).
 pub fn read_stakers<R: StateRead + ?Sized>(state: &R) -> Result<Stakers, ReadError> {
     Ok(read_typed(state, &StateKey::Stakers)?.unwrap_or_default())
@@ -422,46 +453,17 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
         if slot <= parent_slot {
             return Err(BlockError::SlotNotAfterParent { height, slot, parent_slot });
         }
-        let current: ValidatorSet =
-            self.load(StateKey::Validators)?.unwrap_or_else(|| pos::genesis_set(self.genesis, config));
-        let epoch = pos::epoch_of(config, slot);
-        let set = if current.epoch < epoch {
-            let set = self.next_set(config, &current, epoch, parent.hash())?;
+        // Registers the set's key as read, so an epoch's first block records the old set for undo.
+        let _: Option<ValidatorSet> = self.load(StateKey::Validators)?;
+        let set = pos_set_for(self.base, self.genesis, config, parent, slot)?;
+        if read_validators(self.base)?.is_none_or(|current| current.epoch != set.epoch) {
             self.new_set = Some(set.clone());
-            set
-        } else {
-            current
-        };
+        }
         let expected = set.proposer(slot);
         if expected != Some(*proposer) {
             return Err(BlockError::NotProposer { height, slot, expected, got: *proposer });
         }
         Ok(())
-    }
-
-    /// The set of `epoch`, from the state this block builds on (see [`pos`]).
-    fn next_set(
-        &mut self,
-        config: &PosConfig,
-        previous: &ValidatorSet,
-        epoch: u64,
-        parent: Hash,
-    ) -> Result<ValidatorSet, ReadError> {
-        let stakers = read_stakers(self.base)?;
-        let mut candidates: Vec<(Address, Amount)> =
-            stakers.0.into_iter().filter(|(_, stake)| *stake >= config.min_stake).collect();
-        for member in &config.validators {
-            let stake = read_account(self.base, &member.address)?.stake;
-            candidates.push((member.address, stake));
-        }
-        let mut eligible = Vec::with_capacity(candidates.len());
-        for (address, stake) in candidates {
-            if read_typed::<OffenceRecord, R>(self.base, &StateKey::Slashed(address))?.is_none() {
-                eligible.push((address, stake));
-            }
-        }
-        let seed = pos::next_seed(&previous.seed, epoch, &parent);
-        Ok(pos::select(epoch, seed, config, eligible.into_iter()))
     }
 
     /// [`Executor::apply_tx`], but a rejected transaction leaves the overlay as it was, so the
