@@ -40,6 +40,7 @@ use chorus_chain::state::{BlockError, StateRead};
 use chorus_chain::tx::{Evidence, Vote};
 pub use chorus_chain::wire::Misbehaviour;
 
+pub mod pos;
 pub mod pow;
 pub mod signer;
 
@@ -152,11 +153,13 @@ pub enum Action {
         timer: TimerId,
         at: Timestamp,
     },
-    /// Build a block on `parent` from the mempool; it comes back as [`Event::Built`].
+    /// Build a block on `parent` from the mempool, carrying `votes`; it comes back as
+    /// [`Event::Built`].
     Propose {
         parent: Hash,
         timestamp: Timestamp,
         proposer: Address,
+        votes: Vec<Vote>,
     },
     /// Search nonces for `template` on the miner threads (replacing any current search); a find
     /// comes back as [`Event::Mined`].
@@ -187,7 +190,8 @@ pub enum Action {
     SetHead {
         hash: Hash,
     },
-    /// Put proof of equivocation into the mempool as an `Evidence` transaction.
+    /// Put proof of equivocation into the mempool as an `Evidence` transaction signed by the
+    /// node's key, and gossip it.
     SubmitEvidence(Box<Evidence>),
     /// A peer misbehaved; it costs the peer the reputation the network gives `misbehaviour`.
     /// `reason` says what was wrong, for the node's logs.
@@ -293,6 +297,8 @@ impl StateRead for StateAt<'_> {
 pub enum EngineError {
     #[error(transparent)]
     Pow(#[from] pow::PowError),
+    #[error(transparent)]
+    Pos(#[from] pos::PosError),
     #[error("block {hash} has parent {parent}, which is not stored")]
     UnknownParent { hash: Hash, parent: Hash },
     #[error("the {engine} engine does not take {what}")]
@@ -307,6 +313,7 @@ impl EngineError {
     pub fn is_peer_fault(&self) -> bool {
         match self {
             EngineError::Pow(error) => error.is_peer_fault(),
+            EngineError::Pos(error) => error.is_peer_fault(),
             EngineError::Unexpected { .. } => true,
             EngineError::UnknownParent { .. } | EngineError::Chain(_) => false,
         }
@@ -370,6 +377,7 @@ pub fn new_engine(genesis: &Genesis, options: EngineOptions) -> Result<Box<dyn E
     }
     match genesis.engine_at(Height::GENESIS) {
         EngineConfig::Pow(config) => Ok(Box::new(pow::PowEngine::new(config.clone(), options.coinbase))),
+        EngineConfig::Pos(config) => Ok(Box::new(pos::PosEngine::new(config.clone(), options.signer))),
         other => Err(EngineSetupError::NotImplemented { engine: other.name() }),
     }
 }

@@ -114,9 +114,10 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let store = Store::open(&data_dir.join("db"), &genesis)
         .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
     let coinbase = settings.mine.then(|| settings.coinbase.unwrap_or(key_address));
-    // The node's key signs its blocks and votes under engines with validators.
-    let signer = Some(Signer::new(chorus_chain::crypto::SecretKey::from_seed(*seed)));
-    let engine = new_engine(&genesis, EngineOptions { coinbase, signer })?;
+    // The node's key signs its blocks and votes under engines with validators, and the
+    // evidence of equivocation it reports.
+    let node_key = chorus_chain::crypto::SecretKey::from_seed(*seed);
+    let engine = new_engine(&genesis, EngineOptions { coinbase, signer: Some(Signer::new(node_key.clone())) })?;
     tracing::info!(engine = engine.name(), head = store.head().height.get(), %peer_id, "chain opened");
 
     let mut registry = Registry::default();
@@ -176,8 +177,16 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     };
 
     let (stop_tx, stop) = oneshot::channel();
-    let core = Core::new(Driver::new(store, engine), net.clone(), miner, inputs_tx, heads, finals, metrics)
-        .keep_mempool_in(data_dir.join("mempool.bin"));
+    let core = Core::new(
+        Driver::new(store, engine).with_node_key(node_key),
+        net.clone(),
+        miner,
+        inputs_tx,
+        heads,
+        finals,
+        metrics,
+    )
+    .keep_mempool_in(data_dir.join("mempool.bin"));
     let mut core = tokio::spawn(core.run(events, inputs, mined, stop));
     let result = tokio::select! {
         result = &mut core => Some(result),

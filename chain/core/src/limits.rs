@@ -262,6 +262,27 @@ pub const STAKERS_BYTES_MAX: u32 = 8 + 48 * STAKERS_INDEXED_MAX;
 /// (address, stake) pairs (48 bytes each).
 pub const VALIDATOR_SET_BYTES_MAX: u32 = 8 + 32 + 16 + 8 + 48 * VALIDATORS_MAX;
 
+/// How far below the block that carries it a finality vote's target may be: votes older than
+/// this are not counted, so a block's tally of pending votes stays bounded while finality
+/// stalls (and honest validators' newer votes supersede them anyway).
+pub const VOTE_TARGET_AGE_MAX: u64 = 64;
+
+/// Most gossiped votes a PoS node keeps for inclusion in its blocks: a vote per validator for
+/// each recent target height.
+pub const VOTE_POOL_MAX: u32 = 4 * VALIDATORS_MAX;
+
+/// Most finality trackers (a block's justified, finalized and vote tallies) a PoS engine keeps
+/// in memory; the rest are read back from the store.
+pub const TRACKERS_CACHED_MAX: u32 = 1_024;
+
+/// Most signed headers and votes a PoS node remembers to catch equivocation, and offences it
+/// remembers having reported.
+pub const EQUIVOCATION_WATCH_MAX: u32 = 8_192;
+
+/// Blocks for a slot that has not begun (beyond the clock drift) a PoS node holds until it
+/// does.
+pub const EARLY_BLOCKS_MAX: u32 = 64;
+
 /// Largest encoded slashing-protection record: the last header signed (slot and hash) and the
 /// last vote (two checkpoints), with option tags (under 130 bytes).
 pub const GUARD_RECORD_BYTES_MAX: u32 = 256;

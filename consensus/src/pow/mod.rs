@@ -260,7 +260,7 @@ impl PowEngine {
         let (head, header) = chain.head();
         let (_, median) = self.child_rules(chain, &header)?;
         let timestamp = now.max(Timestamp::from_millis(median.as_millis().saturating_add(1)));
-        actions.push(Action::Propose { parent: head, timestamp, proposer: coinbase });
+        actions.push(Action::Propose { parent: head, timestamp, proposer: coinbase, votes: Vec::new() });
         Ok(())
     }
 

@@ -282,7 +282,7 @@ fn a_miner_proposes_seals_with_the_target_and_restarts_on_a_better_head() {
     let (mut engine, mut chain, actions) = started(easy_config(), Some(coinbase()));
     let genesis = chain.head().1;
     assert!(matches!(actions[0], Action::SetTimer { timer: REFRESH_TIMER, .. }));
-    let Action::Propose { parent, timestamp, proposer } = actions[1].clone() else { panic!("{actions:?}") };
+    let Action::Propose { parent, timestamp, proposer, .. } = actions[1].clone() else { panic!("{actions:?}") };
     assert_eq!((parent, proposer), (chain.head, coinbase()));
     assert!(timestamp > genesis.timestamp, "after the median time past");
 

@@ -26,12 +26,13 @@ use std::sync::Arc;
 
 use chorus_chain::block::Block;
 use chorus_chain::codec;
+use chorus_chain::crypto::SecretKey;
 use chorus_chain::genesis::Genesis;
 use chorus_chain::header::Header;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::{self, BlockError, BlockTemplate, ReadError, StateRead};
-use chorus_chain::tx::{SignedTransaction, VerifiedTx};
+use chorus_chain::tx::{Evidence, SignedTransaction, Transaction, TxKind, VerifiedTx, Vote};
 use chorus_consensus::{
     Action, BlockRejection, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage, Event,
     Misbehaviour, Origin, Outbound, PeerId, TimerId,
@@ -164,10 +165,6 @@ pub enum DriverError {
     Engine(EngineError),
     #[error("one input caused more than {} engine events", limits::DRIVER_EVENTS_PER_INPUT_MAX)]
     EventLoop,
-    /// The engine asked for something this node cannot do yet: a bug to report, not input to
-    /// ignore.
-    #[error("the engine asked to {action}, which this node does not support yet")]
-    Unsupported { action: &'static str },
 }
 
 /// The chain as the engine reads it: the store.
@@ -226,6 +223,8 @@ pub struct Driver {
     /// When each peer was last asked for blocks: one request per peer per
     /// `SYNC_REQUEST_INTERVAL_MS`, so a burst of orphans does not become a burst of requests.
     sync_requests: BTreeMap<PeerId, Timestamp>,
+    /// The node's key, which signs the evidence transactions the engine submits.
+    key: Option<SecretKey>,
 }
 
 impl Driver {
@@ -247,7 +246,14 @@ impl Driver {
                 limits::ALLOWANCE_PEERS_TRACKED_MAX,
             ),
             sync_requests: BTreeMap::new(),
+            key: None,
         }
+    }
+
+    /// The driver with the node's key, so it can submit the evidence its engine finds.
+    pub fn with_node_key(mut self, key: SecretKey) -> Driver {
+        self.key = Some(key);
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -584,10 +590,10 @@ impl Driver {
                 None => io.broadcast(NetMessage::GetBlock { hash }),
             },
             Action::SetTimer { timer, at } => io.set_timer(Timer::Engine(timer), at),
-            Action::Propose { parent, timestamp, proposer } => {
+            Action::Propose { parent, timestamp, proposer, votes } => {
                 // A proposal for a head that has moved on is stale: a newer one follows.
                 if parent == self.store.head_hash() {
-                    let block = self.build(timestamp, proposer)?;
+                    let block = self.build(timestamp, proposer, votes)?;
                     followups.results.push(Event::Built(Arc::new(block)));
                 }
             }
@@ -600,19 +606,53 @@ impl Driver {
                 self.add_block(block, make_head, finalizes, followups)?
             }
             Action::SetHead { hash } => self.set_head(hash, followups)?,
-            // Evidence goes in as a transaction signed by the node's key, which the PoS
-            // engine's node brings; until then an engine that emits it is refused loudly.
-            Action::SubmitEvidence(_) => return Err(DriverError::Unsupported { action: "submit evidence" }),
+            Action::SubmitEvidence(evidence) => self.submit_evidence(*evidence, io)?,
             Action::Penalize { peer, misbehaviour, reason } => io.penalize(&peer, Penalty { misbehaviour, reason }),
+        }
+        Ok(())
+    }
+
+    /// Puts evidence into the mempool as a transaction from the node's key (at the minimum fee,
+    /// after the node's pending transactions) and gossips it. A node without a key, or whose
+    /// account cannot pay the fee, only logs it: someone else will report it.
+    fn submit_evidence(&mut self, evidence: Evidence, io: &mut dyn Io) -> Result<(), DriverError> {
+        let offender = evidence.offender();
+        let Some(key) = &self.key else {
+            tracing::info!(%offender, "equivocation seen; this node has no key to report it");
+            return Ok(());
+        };
+        let sender = key.address();
+        let committed = state::read_account(&self.store.view(), &sender)?.nonce;
+        let genesis = self.store.genesis();
+        let tx = Transaction {
+            chain_id: genesis.chain_id.clone(),
+            sender,
+            nonce: self.mempool.next_nonce(&sender, committed),
+            fee: genesis.params.min_tx_fee,
+            kind: TxKind::Evidence(Box::new(evidence)),
+        }
+        .sign(key);
+        match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
+            Ok(admitted) => {
+                tracing::warn!(%offender, "equivocation seen: evidence submitted");
+                relay_ready(admitted, None, io);
+            }
+            Err(MempoolError::Read(error)) => return Err(error.into()),
+            Err(error) => tracing::warn!(%offender, %error, "equivocation seen; the evidence was not admitted"),
         }
         Ok(())
     }
 
     /// Builds a block on the head from the mempool, in one pass: a transaction the state
     /// rejects is left out and dropped from the mempool.
-    fn build(&mut self, timestamp: Timestamp, proposer: chorus_chain::Address) -> Result<Block, DriverError> {
+    fn build(
+        &mut self,
+        timestamp: Timestamp,
+        proposer: chorus_chain::Address,
+        votes: Vec<Vote>,
+    ) -> Result<Block, DriverError> {
         let txs = self.mempool.select(&self.store.view())?;
-        let template = BlockTemplate { txs, votes: Vec::new(), proposer, timestamp };
+        let template = BlockTemplate { txs, votes, proposer, timestamp };
         match state::propose_block(&self.store.view(), self.store.genesis(), self.store.head(), template) {
             Ok(proposal) => {
                 for (tx, rejection) in &proposal.rejected {

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use chorus_chain::block::Block;
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
-use chorus_chain::genesis::{EngineConfig, Genesis};
+use chorus_chain::genesis::{EngineConfig, Genesis, GenesisAccount, Member, PeerIdText, PosConfig};
 use chorus_chain::header::Seal;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
@@ -66,6 +66,13 @@ const SKEW_MS_MAX: u64 = 2_000;
 /// ranges, so it catches up by range sync (ranges from several peers, in order).
 const LATE_JOIN_HEIGHT: u64 = 2 * limits::SYNC_BLOCKS_PER_RESPONSE_MAX as u64 + 8;
 const HASHES_PER_SECOND: u64 = 100;
+/// PoS: each node's stake, the slot and the epoch.
+const POS_STAKE: u128 = 1_000_000;
+const POS_SLOT_MS: u64 = 1_000;
+const POS_EPOCH_SLOTS: u64 = 8;
+/// With every node up and no faults, finality passes where it stood within this long (a few
+/// epochs of slots).
+pub const FINALITY_RESUMES_MS: u64 = 30_000;
 const FUNDED_ACCOUNTS: u32 = 8;
 const TX_INTERVAL_MS_MAX: u64 = 800;
 /// A nonce search longer than this is abandoned (the template is refreshed within a second).
@@ -149,6 +156,8 @@ pub struct SimReport {
     pub digest: Hash,
     pub events: u64,
     pub head_height: u64,
+    /// The highest block any node holds final (0 without finality).
+    pub final_height: u64,
     /// Range-sync requests served (nodes that fell more than a range behind).
     pub range_requests: u64,
 }
@@ -275,7 +284,28 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
             }
             Ok(genesis)
         }
-        "pos" | "dpos" | "raft" => Err(SimError::EngineNotImplemented { engine: engine.to_owned() }),
+        "pos" => {
+            // Every node is a validator with equal stake, its key the node key.
+            let mut validators = Vec::with_capacity(nodes);
+            for index in 0..nodes {
+                let address = node_key(index).address();
+                genesis.accounts.push(GenesisAccount {
+                    address,
+                    balance: Amount::new(1_000_000_000),
+                    stake: Amount::new(POS_STAKE),
+                });
+                validators.push(Member { address, peer_id: PeerIdText::of(&address) });
+            }
+            genesis.engines[0].engine = EngineConfig::Pos(PosConfig {
+                slot_ms: POS_SLOT_MS,
+                epoch_slots: POS_EPOCH_SLOTS,
+                min_stake: Amount::new(POS_STAKE / 2),
+                validators_max: 100,
+                validators,
+            });
+            Ok(genesis)
+        }
+        "dpos" | "raft" => Err(SimError::EngineNotImplemented { engine: engine.to_owned() }),
         other => Err(SimError::UnknownEngine { name: other.to_owned() }),
     }
 }
@@ -295,7 +325,7 @@ impl Sim {
                 peer: PeerId::new(&format!("node-{index}")),
                 dir: tempfile::tempdir()?,
                 node: None,
-                coinbase: testing::key(100 + index as u32).address(),
+                coinbase: node_key(index).address(),
                 skew_ms,
                 timer_generation: BTreeMap::new(),
                 mining_generation: 0,
@@ -376,13 +406,14 @@ impl Sim {
             Err(error) => return self.violation(format!("node {index} cannot open its store: {error}")),
         };
         // A node's key: its coinbase (PoW) and its validator key (engines with validators).
-        let key = testing::key(100 + index as u32);
-        let options = EngineOptions { coinbase: Some(self.nodes[index].coinbase), signer: Some(Signer::new(key)) };
+        let key = node_key(index);
+        let options =
+            EngineOptions { coinbase: Some(self.nodes[index].coinbase), signer: Some(Signer::new(key.clone())) };
         let engine = match chorus_consensus::new_engine(&self.genesis, options) {
             Ok(engine) => engine,
             Err(error) => return self.violation(format!("node {index}: {error}")),
         };
-        let mut node = Node::new(Driver::new(store, engine));
+        let mut node = Node::new(Driver::new(store, engine).with_node_key(key));
         let now = self.local_now(index);
         if let Err(error) = node.start(now) {
             self.violation(format!("node {index} failed to start: {error}"));
@@ -528,25 +559,31 @@ impl Sim {
         self.stop_faults();
         let quiet_until = self.now_ms + QUIET_MINING_MS;
         while self.now_ms < quiet_until && self.violations.is_empty() && self.step() {}
-        self.mining = Mining::Sole(0);
-        for node in self.nodes.iter_mut().skip(1) {
-            node.mining_generation += 1;
+        if self.config.engine == "pow" {
+            self.mining = Mining::Sole(0);
+            for node in self.nodes.iter_mut().skip(1) {
+                node.mining_generation += 1;
+            }
+            let sole_until = self.now_ms + SOLE_MINER_MS_MAX;
+            while self.mining != Mining::Off && self.now_ms < sole_until && self.violations.is_empty() && self.step() {}
+            if self.mining != Mining::Off {
+                self.violation(format!("node 0, mining alone, found no block in {SOLE_MINER_MS_MAX} ms"));
+            }
+            let settle_until = self.now_ms + SETTLE_MS;
+            while self.now_ms < settle_until && self.violations.is_empty() && self.step() {}
+            self.final_checks();
+        } else {
+            self.finality_checks();
         }
-        let sole_until = self.now_ms + SOLE_MINER_MS_MAX;
-        while self.mining != Mining::Off && self.now_ms < sole_until && self.violations.is_empty() && self.step() {}
-        if self.mining != Mining::Off {
-            self.violation(format!("node 0, mining alone, found no block in {SOLE_MINER_MS_MAX} ms"));
-        }
-        let settle_until = self.now_ms + SETTLE_MS;
-        while self.now_ms < settle_until && self.violations.is_empty() && self.step() {}
-        self.final_checks();
         let head_height = self.highest_head();
+        let final_height = self.finals.keys().next_back().map_or(0, |height| height.get());
         SimReport {
             seed: self.config.seed,
             violations: self.violations,
             digest: Hash(self.digest.finalize().into()),
             events: self.events,
             head_height,
+            final_height,
             range_requests: self.range_requests,
         }
     }
@@ -874,6 +911,55 @@ impl Sim {
         }
     }
 
+    /// The ending of an engine with finality, which never stops producing blocks: with every
+    /// node up and no faults, finality advances past where it stood within
+    /// `FINALITY_RESUMES_MS`, and all nodes then agree on one final block.
+    fn finality_checks(&mut self) {
+        let stood = self.finals.keys().next_back().copied().unwrap_or(Height::GENESIS);
+        let deadline = self.now_ms + FINALITY_RESUMES_MS;
+        let lowest_final = |sim: &Sim| {
+            sim.nodes
+                .iter()
+                .map(|node| node.node.as_ref().and_then(|node| node.driver().finalized()).map_or(0, |(h, _)| h.get()))
+                .min()
+                .unwrap_or(0)
+        };
+        while self.now_ms < deadline && self.violations.is_empty() && lowest_final(self) <= stood.get() && self.step() {
+        }
+        let lowest = lowest_final(self);
+        if lowest <= stood.get() {
+            let listed: Vec<String> = (0..self.nodes.len())
+                .map(|index| {
+                    let driver = self.nodes[index].node.as_ref().map(|node| node.driver());
+                    let final_height = driver.and_then(|driver| driver.finalized()).map_or(0, |(h, _)| h.get());
+                    let head = driver.map_or(0, |driver| driver.store().head().height.get());
+                    format!("node {index}: final {final_height}, head {head}")
+                })
+                .collect();
+            return self.violation(format!(
+                "finality did not advance past height {stood} within {FINALITY_RESUMES_MS} ms after the faults stopped: {}",
+                listed.join(", ")
+            ));
+        }
+        let height = Height::new(lowest);
+        let finals: BTreeSet<Option<Hash>> = self
+            .nodes
+            .iter()
+            .map(|node| node.node.as_ref().and_then(|node| node.driver().store().canonical_hash(height).ok().flatten()))
+            .collect();
+        if finals.len() != 1 {
+            self.violation(format!("nodes disagree on the block at final height {height}: {finals:?}"));
+        }
+        for index in 0..self.nodes.len() {
+            if let Some(hash) = finals.iter().next().copied().flatten() {
+                self.record(&[b"final", &[index as u8], hash.as_bytes()]);
+            }
+            if let Err(error) = self.replay_matches(index) {
+                self.violation(format!("node {index}: {error}"));
+            }
+        }
+    }
+
     /// Replays the node's chain from genesis in memory and compares every account.
     fn replay_matches(&self, index: usize) -> Result<(), ReplayError> {
         let Some(node) = self.nodes[index].node.as_ref() else { return Ok(()) };
@@ -901,6 +987,11 @@ impl Sim {
     }
 }
 
+/// The key of simulated node `index`: its address, coinbase and validator key.
+fn node_key(index: usize) -> chorus_chain::crypto::SecretKey {
+    testing::key(100 + index as u32)
+}
+
 /// Runs `seeds` on `threads` threads; reports come back in seed order.
 pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) -> Result<Vec<SimReport>, SimError> {
     sim_genesis(&base.engine, base.nodes)?;
@@ -924,6 +1015,7 @@ pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) 
                                 digest: Hash::ZERO,
                                 events: 0,
                                 head_height: 0,
+                                final_height: 0,
                                 range_requests: 0,
                             }
                         }

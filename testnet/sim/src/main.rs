@@ -70,8 +70,13 @@ fn main() -> ExitCode {
     for report in &reports {
         if args.verbose {
             println!(
-                "seed {}: {} events, height {}, range requests {}, digest {}",
-                report.seed, report.events, report.head_height, report.range_requests, report.digest
+                "seed {}: {} events, height {}, final {}, range requests {}, digest {}",
+                report.seed,
+                report.events,
+                report.head_height,
+                report.final_height,
+                report.range_requests,
+                report.digest
             );
         }
         if !report.violations.is_empty() {

@@ -1,0 +1,674 @@
+//! Proof of stake: proposers drawn by stake per slot, FFG finality from votes carried in blocks.
+//!
+//! The chain rules (a block's slot follows its parent's and its timestamp is the slot's start;
+//! its proposer is the one `chorus_chain::pos` draws for the slot from the set of the slot's
+//! epoch) are the state machine's, so they hold on every branch the store applies. This engine
+//! adds what needs a clock, a key or a view of several branches:
+//!
+//! - **Slots.** A timer fires at each slot's start; if this node's validator is the slot's
+//!   proposer on the head, it proposes, carrying the votes its pool can add to the head's
+//!   tallies, and seals the built block through the [`Guard`]. A missed slot is skipped.
+//! - **Blocks.** A peer's block is checked before it is stored: sealed for the slot its
+//!   timestamp starts, after its parent's slot, from the slot's proposer when the parent's
+//!   state is at hand (a side branch's proposers are checked as a reorg applies it), and not
+//!   from a slot that has not begun (beyond `limits::BLOCK_FUTURE_DRIFT_MS_MAX`: held until it
+//!   has, without blame).
+//! - **Finality.** Each block gets a [`Tracker`] (see [`tracker`]); a block whose exact tracker
+//!   finalizes a block claims it in `AddBlock`, so the store moves finality with it. Fork
+//!   choice: the chain with the highest justified checkpoint, then the highest block, then the
+//!   lower hash; never below the final block (the store refuses that).
+//! - **Votes.** When the head changes and this node's validator is in the head's set, it votes
+//!   from the head's justified checkpoint to the head (through the guard) and gossips the vote.
+//!   Gossiped votes go to a bounded pool for proposers to include.
+//! - **Evidence.** Two headers signed for one slot by one proposer, or two conflicting votes by
+//!   one voter, seen in blocks or gossip, are submitted as `Evidence` once.
+
+pub mod tracker;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use chorus_chain::block::Block;
+use chorus_chain::codec;
+use chorus_chain::crypto::{self, Address};
+use chorus_chain::genesis::{Genesis, PosConfig};
+use chorus_chain::header::Header;
+use chorus_chain::limits;
+use chorus_chain::pos::{self, ValidatorSet};
+use chorus_chain::primitives::{Hash, Height, Timestamp};
+use chorus_chain::state;
+use chorus_chain::tx::{Checkpoint, Evidence, Vote};
+
+use crate::signer::{Guard, Signer};
+use crate::{
+    Action, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage, Event, Origin, Outbound,
+    StateAt, TimerId,
+};
+use tracker::{Target, Tracker};
+
+/// Why a PoS block or vote was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PosError {
+    #[error("block {hash} is not sealed with a proposer's signature for a slot")]
+    Unsealed { hash: Hash },
+    #[error("block {hash} is sealed for slot {sealed}, but its timestamp is not that slot's start")]
+    SlotTime { hash: Hash, sealed: u64 },
+    #[error("block {hash} is for slot {slot}, not after its parent's slot {parent_slot}")]
+    SlotNotAfterParent { hash: Hash, slot: u64, parent_slot: u64 },
+    #[error("block {hash} is for slot {slot}, whose proposer is {expected:?}, not {got}")]
+    NotProposer { hash: Hash, slot: u64, expected: Option<Address>, got: Address },
+    #[error(
+        "block {hash} is for slot {slot}, which starts at {starts_ms} ms, more than {} ms after this node's clock ({now_ms} ms)",
+        limits::BLOCK_FUTURE_DRIFT_MS_MAX
+    )]
+    SlotNotBegun { hash: Hash, slot: u64, starts_ms: u64, now_ms: u64 },
+    #[error("vote by {voter} has a bad signature")]
+    VoteSignature { voter: Address },
+    #[error("vote by {voter} names block {hash} at height {claimed}, which is at height {actual}")]
+    VoteTargetHeight { voter: Address, hash: Hash, claimed: Height, actual: Height },
+    #[error("vote by {voter} for block {hash}: the voter is not in that block's validator set")]
+    NotValidator { voter: Address, hash: Hash },
+    #[error("vote by {voter} is already known, or for a block this node cannot judge yet")]
+    VoteNotNew { voter: Address },
+    #[error("block {hash} is at height {got}, but its parent is at height {parent}")]
+    WrongHeight { hash: Hash, got: Height, parent: Height },
+}
+
+impl PosError {
+    /// A block from a slot that has not begun may become acceptable; a vote already seen or for
+    /// an unknown block may be honest news. Everything else is the sender's fault.
+    pub fn is_peer_fault(&self) -> bool {
+        !matches!(self, PosError::SlotNotBegun { .. } | PosError::VoteNotNew { .. })
+    }
+}
+
+/// The timer at each slot's start.
+pub const SLOT_TIMER: TimerId = TimerId(1);
+
+const TRACKER_RECORD_PREFIX: &[u8] = b"pos/tracker/";
+
+fn tracker_key(hash: &Hash) -> Vec<u8> {
+    [TRACKER_RECORD_PREFIX, hash.as_bytes().as_slice()].concat()
+}
+
+#[derive(Debug)]
+pub struct PosEngine {
+    config: PosConfig,
+    /// The node's key, until `Start` loads the guard with what it signed before.
+    signer: Option<Signer>,
+    guard: Option<Guard>,
+    /// Recent blocks' trackers (the store's records hold every block's), by (height, hash) so
+    /// the oldest go first.
+    trackers: BTreeMap<(Height, Hash), Arc<Tracker>>,
+    /// Gossiped votes for inclusion, by target and voter.
+    pool: BTreeMap<(Checkpoint, Address), Vote>,
+    /// Blocks whose slot has not begun, by slot.
+    early: BTreeMap<(u64, Hash), (Origin, Arc<Block>)>,
+    /// Signed headers seen, by (slot, proposer); votes seen, by voter (the latest few).
+    headers_seen: BTreeMap<(u64, Address), Header>,
+    votes_seen: BTreeMap<Address, VecDeque<Vote>>,
+    /// Offences this node has submitted.
+    reported: BTreeSet<Hash>,
+}
+
+/// Votes per voter kept to catch a conflicting one.
+const VOTES_WATCHED_PER_VOTER: usize = 8;
+
+impl PosEngine {
+    pub fn new(config: PosConfig, signer: Option<Signer>) -> PosEngine {
+        PosEngine {
+            config,
+            signer,
+            guard: None,
+            trackers: BTreeMap::new(),
+            pool: BTreeMap::new(),
+            early: BTreeMap::new(),
+            headers_seen: BTreeMap::new(),
+            votes_seen: BTreeMap::new(),
+            reported: BTreeSet::new(),
+        }
+    }
+
+    /// The slot of a stored header (genesis: 0).
+    fn slot_of(&self, genesis: &Genesis, header: &Header) -> u64 {
+        if header.height == Height::GENESIS {
+            return 0;
+        }
+        pos::slot_of(genesis, &self.config, header.timestamp).unwrap_or(0)
+    }
+
+    /// The tracker of a stored block: cached, recorded, or (for genesis) the start.
+    pub fn tracker(&mut self, chain: &dyn ChainRead, hash: &Hash) -> Result<Arc<Tracker>, EngineError> {
+        let header = chain.header(hash)?.ok_or(ChainReadError::Missing { hash: *hash, role: "a tracked block" })?;
+        if let Some(tracker) = self.trackers.get(&(header.height, *hash)) {
+            return Ok(Arc::clone(tracker));
+        }
+        let tracker = if header.height == Height::GENESIS {
+            Tracker::genesis(*hash)
+        } else {
+            match chain.record(&tracker_key(hash))? {
+                Some(bytes) => codec::decode(&bytes).map_err(|error| ChainReadError::Unreadable {
+                    what: format!("tracker record of {hash}: {error}"),
+                })?,
+                // A block stored before its tracker was written (a crash between the two):
+                // computed again from its parent's.
+                None => {
+                    let block =
+                        chain.block(hash)?.ok_or(ChainReadError::Missing { hash: *hash, role: "a tracked block" })?;
+                    let parent = self.tracker(chain, &header.parent)?;
+                    self.next_tracker(chain, &parent, &block)?
+                }
+            }
+        };
+        Ok(self.cache(header.height, *hash, tracker))
+    }
+
+    fn cache(&mut self, height: Height, hash: Hash, tracker: Tracker) -> Arc<Tracker> {
+        let tracker = Arc::new(tracker);
+        self.trackers.insert((height, hash), Arc::clone(&tracker));
+        while self.trackers.len() > limits::TRACKERS_CACHED_MAX as usize {
+            self.trackers.pop_first();
+        }
+        tracker
+    }
+
+    /// The tracker of `block` given its parent's: its votes judged against what the chain knows
+    /// of their targets.
+    fn next_tracker(&self, chain: &dyn ChainRead, parent: &Tracker, block: &Block) -> Result<Tracker, EngineError> {
+        if block.body.votes.is_empty() {
+            return Ok(parent.next(block.header.height, &[], |_| Target::NotAncestor));
+        }
+        let view = BranchView::of(self, chain, &block.header)?;
+        // What each distinct target is: not an ancestor, or an ancestor whose set is read from
+        // the state at some height (`None`: not at hand).
+        let mut targets: BTreeMap<Checkpoint, Option<Height>> = BTreeMap::new();
+        let mut sets: BTreeMap<Height, Option<ValidatorSet>> = BTreeMap::new();
+        for vote in &block.body.votes {
+            if targets.contains_key(&vote.target) {
+                continue;
+            }
+            let Some(at) = view.ancestor(chain, &self.config, &vote.target)? else {
+                continue;
+            };
+            if let Some(height) = at
+                && !sets.contains_key(&height)
+            {
+                let set = state::read_validators(&StateAt { chain, height })
+                    .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+                sets.insert(height, set);
+            }
+            targets.insert(vote.target, at);
+        }
+        Ok(parent.next(block.header.height, &block.body.votes, |target| match targets.get(target) {
+            None => Target::NotAncestor,
+            Some(None) => Target::UnknownSet,
+            Some(Some(height)) => match sets.get(height) {
+                Some(Some(set)) => Target::Known(set),
+                _ => Target::UnknownSet,
+            },
+        }))
+    }
+
+    /// Whether the chain ending at `a` beats the one ending at `b`: the higher justified
+    /// checkpoint, then the higher block, then the lower hash. A chain whose justified
+    /// checkpoint is not known exactly (a side branch past an epoch boundary) is tried when it
+    /// is higher: applying it makes its tracker exact, and the engine goes back if it then
+    /// loses ([`PosEngine::on_head_changed`]).
+    fn better(a: (&Tracker, Height, Hash), b: (&Tracker, Height, Hash)) -> bool {
+        if !a.0.exact || !b.0.exact {
+            return (a.1, std::cmp::Reverse(a.2)) > (b.1, std::cmp::Reverse(b.2));
+        }
+        let key = |(tracker, height, hash): (&Tracker, Height, Hash)| {
+            (tracker.justified.height, height, std::cmp::Reverse(hash))
+        };
+        key(a) > key(b)
+    }
+
+    fn on_block(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        from: Origin,
+        block: Arc<Block>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let hash = block.hash();
+        if chain.header(&hash)?.is_some() {
+            return Ok(());
+        }
+        let genesis = chain.genesis();
+        let header = &block.header;
+        let (Some(slot), Some(_)) = (header.slot(), header.seal_signature()) else {
+            return Err(PosError::Unsealed { hash }.into());
+        };
+        if pos::slot_of(genesis, &self.config, header.timestamp) != Ok(slot) {
+            return Err(PosError::SlotTime { hash, sealed: slot }.into());
+        }
+        let starts = pos::slot_start(genesis, &self.config, slot);
+        if starts.as_millis() > now.as_millis().saturating_add(limits::BLOCK_FUTURE_DRIFT_MS_MAX) {
+            if self.early.len() < limits::EARLY_BLOCKS_MAX as usize {
+                self.early.insert((slot, hash), (from, Arc::clone(&block)));
+            }
+            return Err(
+                PosError::SlotNotBegun { hash, slot, starts_ms: starts.as_millis(), now_ms: now.as_millis() }.into()
+            );
+        }
+        let parent = chain.header(&header.parent)?.ok_or(EngineError::UnknownParent { hash, parent: header.parent })?;
+        if parent.height.next() != Some(header.height) {
+            return Err(PosError::WrongHeight { hash, got: header.height, parent: parent.height }.into());
+        }
+        let parent_slot = self.slot_of(genesis, &parent);
+        if slot <= parent_slot {
+            return Err(PosError::SlotNotAfterParent { hash, slot, parent_slot }.into());
+        }
+        // The proposer, where the parent's state is at hand (the state machine checks the rest).
+        if chain.canonical_hash(parent.height)? == Some(header.parent) {
+            let state = StateAt { chain, height: parent.height };
+            let set = state::pos_set_for(&state, genesis, &self.config, &parent, slot)
+                .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+            let expected = set.proposer(slot);
+            if expected != Some(header.proposer) {
+                return Err(PosError::NotProposer { hash, slot, expected, got: header.proposer }.into());
+            }
+        }
+        self.watch_header(header, actions);
+        for vote in &block.body.votes {
+            self.watch_vote(vote, actions);
+        }
+        let parent_tracker = self.tracker(chain, &header.parent)?;
+        let tracker = self.next_tracker(chain, &parent_tracker, &block)?;
+        let (head_hash, head) = chain.head();
+        let head_tracker = self.tracker(chain, &head_hash)?;
+        let make_head = Self::better((&tracker, header.height, hash), (&head_tracker, head.height, head_hash));
+        let finalizes = (tracker.exact && tracker.finalized.height > Height::GENESIS)
+            .then_some((tracker.finalized.height, tracker.finalized.hash));
+        actions.push(Action::Persist {
+            key: tracker_key(&hash),
+            value: codec::encode(&tracker),
+            durability: Durability::Logged,
+        });
+        self.cache(header.height, hash, tracker);
+        actions.push(Action::AddBlock { block: Arc::clone(&block), make_head, finalizes });
+        if from == Origin::Local {
+            actions.push(Action::Broadcast(Outbound::Block(block)));
+        }
+        Ok(())
+    }
+
+    /// At a slot's start: propose if this validator is the slot's proposer on the head; blocks
+    /// held for this slot are taken up; the next slot's timer is set.
+    fn on_slot(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        let genesis = chain.genesis();
+        let slot = pos::slot_at(genesis, &self.config, now);
+        actions.push(Action::SetTimer {
+            timer: SLOT_TIMER,
+            at: pos::slot_start(genesis, &self.config, slot.saturating_add(1)),
+        });
+        let due: Vec<(u64, Hash)> = self
+            .early
+            .keys()
+            .filter(|(early_slot, _)| {
+                pos::slot_start(genesis, &self.config, *early_slot).as_millis()
+                    <= now.as_millis().saturating_add(limits::BLOCK_FUTURE_DRIFT_MS_MAX)
+            })
+            .copied()
+            .collect();
+        for key in due {
+            if let Some((from, block)) = self.early.remove(&key)
+                && chain.header(&block.header.parent)?.is_some()
+            {
+                // A held block that turns out bad costs nothing here: its sender was not
+                // blamed when it arrived early, and is not now.
+                let _ = self.on_block(chain, now, from, block, actions);
+            }
+        }
+        self.propose(chain, now, slot, actions)
+    }
+
+    fn propose(
+        &mut self,
+        chain: &dyn ChainRead,
+        _now: Timestamp,
+        slot: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let Some(me) = self.guard.as_ref().map(Guard::address) else { return Ok(()) };
+        let genesis = chain.genesis();
+        let (head_hash, head) = chain.head();
+        if slot <= self.slot_of(genesis, &head) {
+            return Ok(());
+        }
+        let set = state::pos_set_for(chain, genesis, &self.config, &head, slot)
+            .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+        if set.proposer(slot) != Some(me) {
+            return Ok(());
+        }
+        let votes = self.votes_to_include(chain, &head_hash, &head)?;
+        actions.push(Action::Propose {
+            parent: head_hash,
+            timestamp: pos::slot_start(genesis, &self.config, slot),
+            proposer: me,
+            votes,
+        });
+        Ok(())
+    }
+
+    /// Pool votes that would count on top of the head: from the head's justified checkpoint to
+    /// a canonical block above it, by a validator of the target's set not yet counted.
+    fn votes_to_include(
+        &mut self,
+        chain: &dyn ChainRead,
+        head_hash: &Hash,
+        head: &Header,
+    ) -> Result<Vec<Vote>, EngineError> {
+        let tracker = self.tracker(chain, head_hash)?;
+        let oldest = head.height.get().saturating_add(1).saturating_sub(limits::VOTE_TARGET_AGE_MAX);
+        let mut sets: BTreeMap<Height, Option<ValidatorSet>> = BTreeMap::new();
+        let mut votes = Vec::new();
+        for ((target, voter), vote) in &self.pool {
+            if votes.len() >= limits::BLOCK_VOTES_MAX as usize {
+                break;
+            }
+            if vote.source != tracker.justified
+                || target.height <= tracker.justified.height
+                || target.height > head.height
+                || target.height.get() < oldest
+                || chain.canonical_hash(target.height)? != Some(target.hash)
+            {
+                continue;
+            }
+            let set = match sets.entry(target.height) {
+                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                std::collections::btree_map::Entry::Vacant(entry) => entry.insert(
+                    state::read_validators(&StateAt { chain, height: target.height })
+                        .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?,
+                ),
+            };
+            let Some(set) = set else { continue };
+            let Some(index) = set.index_of(voter) else { continue };
+            if !tracker.counted(target, index) {
+                votes.push(vote.clone());
+            }
+        }
+        Ok(votes)
+    }
+
+    fn on_built(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        block: Arc<Block>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let Some(guard) = self.guard.as_mut() else {
+            return Err(EngineError::Unexpected { engine: "pos", what: "a built block without a validator key" });
+        };
+        let genesis = chain.genesis();
+        let slot = pos::slot_of(genesis, &self.config, block.header.timestamp)
+            .map_err(|_| EngineError::Unexpected { engine: "pos", what: "a built block off a slot's start" })?;
+        let header = match guard.sign_header(&genesis.chain_id, block.header.clone(), slot, actions) {
+            Ok(header) => header,
+            // Already signed another block for this slot (before a restart): skip the slot.
+            Err(_refusal) => return Ok(()),
+        };
+        let sealed = Arc::new(Block { header, body: block.body.clone() });
+        self.on_block(chain, now, Origin::Local, sealed, actions)
+    }
+
+    /// The head changed: trackers of blocks a reorg applied are made exact; if the new chain
+    /// then loses to the one it replaced, the head goes back; otherwise this validator votes for
+    /// the new head.
+    fn on_head_changed(
+        &mut self,
+        chain: &dyn ChainRead,
+        rolled_back: &[Hash],
+        applied: &[Hash],
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        for hash in applied {
+            let tracker = self.tracker(chain, hash)?;
+            if tracker.exact {
+                continue;
+            }
+            let block = chain.block(hash)?.ok_or(ChainReadError::Missing { hash: *hash, role: "an applied block" })?;
+            let parent = self.tracker(chain, &block.header.parent)?;
+            let exact = self.next_tracker(chain, &parent, &block)?;
+            actions.push(Action::Persist {
+                key: tracker_key(hash),
+                value: codec::encode(&exact),
+                durability: Durability::Logged,
+            });
+            self.cache(block.header.height, *hash, exact);
+        }
+        let (head_hash, head) = chain.head();
+        if let Some(old_hash) = rolled_back.first() {
+            let old =
+                chain.header(old_hash)?.ok_or(ChainReadError::Missing { hash: *old_hash, role: "the old head" })?;
+            let (old_tracker, new_tracker) = (self.tracker(chain, old_hash)?, self.tracker(chain, &head_hash)?);
+            if old_tracker.exact
+                && new_tracker.exact
+                && Self::better((&old_tracker, old.height, *old_hash), (&new_tracker, head.height, head_hash))
+            {
+                actions.push(Action::SetHead { hash: *old_hash });
+                return Ok(());
+            }
+        }
+        self.pool.retain(|(target, _), _| {
+            target.height.get().saturating_add(limits::VOTE_TARGET_AGE_MAX) > head.height.get()
+        });
+        self.vote(chain, head_hash, &head, actions)
+    }
+
+    fn vote(
+        &mut self,
+        chain: &dyn ChainRead,
+        head_hash: Hash,
+        head: &Header,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let Some(me) = self.guard.as_ref().map(Guard::address) else { return Ok(()) };
+        let set =
+            state::read_validators(chain).map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+        if set.is_none_or(|set| set.index_of(&me).is_none()) {
+            return Ok(());
+        }
+        let tracker = self.tracker(chain, &head_hash)?;
+        let target = Checkpoint { height: head.height, hash: head_hash };
+        if target.height <= tracker.justified.height {
+            return Ok(());
+        }
+        let chain_id = chain.genesis().chain_id.clone();
+        let Some(guard) = self.guard.as_mut() else { return Ok(()) };
+        let Ok(vote) = guard.sign_vote(&chain_id, tracker.justified, target, actions) else { return Ok(()) };
+        self.add_to_pool(vote.clone());
+        actions.push(Action::Broadcast(Outbound::Message(EngineMessage::Vote(vote))));
+        Ok(())
+    }
+
+    fn add_to_pool(&mut self, vote: Vote) {
+        if self.pool.len() >= limits::VOTE_POOL_MAX as usize {
+            self.pool.pop_first();
+        }
+        self.pool.insert((vote.target, vote.voter), vote);
+    }
+
+    fn on_vote(&mut self, chain: &dyn ChainRead, vote: Vote, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        let voter = vote.voter;
+        if self.pool.contains_key(&(vote.target, voter)) {
+            return Err(PosError::VoteNotNew { voter }.into());
+        }
+        let genesis = chain.genesis();
+        if crypto::verify(&voter, vote.own_signing_hash(&genesis.chain_id).as_bytes(), &vote.signature).is_err() {
+            return Err(PosError::VoteSignature { voter }.into());
+        }
+        self.watch_vote(&vote, actions);
+        let Some(target) = chain.header(&vote.target.hash)? else { return Err(PosError::VoteNotNew { voter }.into()) };
+        if target.height != vote.target.height {
+            return Err(PosError::VoteTargetHeight {
+                voter,
+                hash: vote.target.hash,
+                claimed: vote.target.height,
+                actual: target.height,
+            }
+            .into());
+        }
+        if chain.canonical_hash(target.height)? != Some(vote.target.hash) {
+            return Err(PosError::VoteNotNew { voter }.into());
+        }
+        let set = state::read_validators(&StateAt { chain, height: target.height })
+            .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+        if set.is_none_or(|set| set.index_of(&voter).is_none()) {
+            return Err(PosError::NotValidator { voter, hash: vote.target.hash }.into());
+        }
+        self.add_to_pool(vote);
+        Ok(())
+    }
+
+    /// Remembers a signed header; a second one for the same slot and proposer is evidence.
+    fn watch_header(&mut self, header: &Header, actions: &mut Vec<Action>) {
+        let Some(slot) = header.slot() else { return };
+        let key = (slot, header.proposer);
+        match self.headers_seen.get(&key) {
+            Some(seen) if seen.hash() != header.hash() => {
+                let evidence = Evidence::DoubleProposal { first: seen.clone(), second: header.clone() };
+                self.report(evidence, actions);
+            }
+            Some(_) => {}
+            None => {
+                if self.headers_seen.len() >= limits::EQUIVOCATION_WATCH_MAX as usize {
+                    self.headers_seen.pop_first();
+                }
+                self.headers_seen.insert(key, header.clone());
+            }
+        }
+    }
+
+    /// Remembers a signed vote; one conflicting with a remembered vote by the same voter is
+    /// evidence.
+    fn watch_vote(&mut self, vote: &Vote, actions: &mut Vec<Action>) {
+        let conflict = self
+            .votes_seen
+            .get(&vote.voter)
+            .and_then(|seen| seen.iter().find(|other| other.conflicts_with(vote)).cloned());
+        if let Some(other) = conflict {
+            self.report(Evidence::DoubleVote { first: other, second: vote.clone() }, actions);
+            return;
+        }
+        if !self.votes_seen.contains_key(&vote.voter)
+            && self.votes_seen.len() >= limits::EQUIVOCATION_WATCH_MAX as usize
+        {
+            self.votes_seen.pop_first();
+        }
+        let seen = self.votes_seen.entry(vote.voter).or_default();
+        if !seen.contains(vote) {
+            if seen.len() >= VOTES_WATCHED_PER_VOTER {
+                seen.pop_front();
+            }
+            seen.push_back(vote.clone());
+        }
+    }
+
+    fn report(&mut self, evidence: Evidence, actions: &mut Vec<Action>) {
+        if self.reported.insert(evidence.offence_id()) {
+            if self.reported.len() > limits::EQUIVOCATION_WATCH_MAX as usize {
+                self.reported.pop_first();
+            }
+            actions.push(Action::SubmitEvidence(Box::new(evidence)));
+        }
+    }
+}
+
+/// What a block's chain looks like below it, for judging its votes' targets: its side-branch
+/// ancestors (hash and slot by height) down to where it joins the current chain.
+struct BranchView {
+    /// Ancestors off the current chain, by height.
+    side: BTreeMap<Height, (Hash, u64)>,
+    /// Where the branch joins the current chain (height and slot).
+    fork: (Height, u64),
+}
+
+impl BranchView {
+    fn of(engine: &PosEngine, chain: &dyn ChainRead, header: &Header) -> Result<BranchView, EngineError> {
+        let genesis = chain.genesis();
+        let oldest = header.height.get().saturating_sub(limits::VOTE_TARGET_AGE_MAX);
+        let mut side = BTreeMap::new();
+        let mut cursor = header.parent;
+        loop {
+            let ancestor =
+                chain.header(&cursor)?.ok_or(ChainReadError::Missing { hash: cursor, role: "an ancestor" })?;
+            let slot = engine.slot_of(genesis, &ancestor);
+            if chain.canonical_hash(ancestor.height)? == Some(cursor) || ancestor.height.get() <= oldest {
+                return Ok(BranchView { side, fork: (ancestor.height, slot) });
+            }
+            side.insert(ancestor.height, (cursor, slot));
+            cursor = ancestor.parent;
+        }
+    }
+
+    /// `None` if `target` is not an ancestor of the block (or below the view); otherwise the
+    /// height whose state holds the set of its epoch, if the node has it: the target's own on
+    /// the current chain, the fork point's for a side-branch target in the fork point's epoch.
+    fn ancestor(
+        &self,
+        chain: &dyn ChainRead,
+        config: &PosConfig,
+        target: &Checkpoint,
+    ) -> Result<Option<Option<Height>>, EngineError> {
+        if let Some((hash, slot)) = self.side.get(&target.height) {
+            if *hash != target.hash {
+                return Ok(None);
+            }
+            let same_epoch = pos::epoch_of(config, *slot) == pos::epoch_of(config, self.fork.1);
+            return Ok(Some(same_epoch.then_some(self.fork.0)));
+        }
+        if target.height > self.fork.0 || chain.canonical_hash(target.height)? != Some(target.hash) {
+            return Ok(None);
+        }
+        Ok(Some(Some(target.height)))
+    }
+}
+
+impl Engine for PosEngine {
+    fn name(&self) -> &'static str {
+        "pos"
+    }
+
+    fn step(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        event: Event,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        match event {
+            Event::Start => {
+                if let Some(signer) = self.signer.take() {
+                    self.guard = Some(Guard::load(signer, chain)?);
+                }
+                let (head_hash, head) = chain.head();
+                self.tracker(chain, &head_hash)?;
+                self.vote(chain, head_hash, &head, actions)?;
+                self.on_slot(chain, now, actions)
+            }
+            Event::Timer(SLOT_TIMER) => self.on_slot(chain, now, actions),
+            Event::Timer(_) => Err(EngineError::Unexpected { engine: "pos", what: "a timer it did not set" }),
+            Event::Block { from, block } => self.on_block(chain, now, from, block, actions),
+            Event::Built(block) => self.on_built(chain, now, block, actions),
+            Event::Message { message: EngineMessage::Vote(vote), .. } => self.on_vote(chain, vote, actions),
+            Event::HeadChanged { rolled_back, applied, .. } => {
+                self.on_head_changed(chain, &rolled_back, &applied, actions)
+            }
+            Event::Header { .. } | Event::BlockRejected { .. } => Ok(()),
+            Event::Mined(_) => Err(EngineError::Unexpected { engine: "pos", what: "a mined block" }),
+        }
+    }
+
+    fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {
+        // A held orphan must at least carry a proposer's signature for a slot (the signature
+        // itself is checked with the block).
+        if header.slot().is_none() || header.seal_signature().is_none() {
+            return Err(PosError::Unsealed { hash: header.hash() }.into());
+        }
+        Ok(())
+    }
+}
