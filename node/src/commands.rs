@@ -4,7 +4,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use chorus_chain::genesis::{ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, GenesisError, PowConfig};
+use chorus_chain::genesis::{
+    ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, GenesisError, Member, PeerIdText, PosConfig,
+    PowConfig,
+};
 use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height};
 use chorus_chain::{Address, SecretKey, limits};
 use chorus_p2p::NodeKey;
@@ -122,11 +125,19 @@ pub fn key(command: KeyCommand) -> anyhow::Result<()> {
 
 pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
     match command {
-        GenesisCommand::New { chain_id, engine, accounts, block_time_ms, out } => {
-            if engine != "pow" {
-                bail!("engine {engine:?} is not implemented yet; only \"pow\" runs today");
-            }
-            let accounts = accounts
+        GenesisCommand::New {
+            chain_id,
+            engine,
+            accounts,
+            block_time_ms,
+            validators,
+            slot_ms,
+            epoch_slots,
+            min_stake,
+            validators_max,
+            out,
+        } => {
+            let mut accounts = accounts
                 .iter()
                 .map(|entry| {
                     let (address, balance) = entry
@@ -138,20 +149,57 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
                     Ok(GenesisAccount { address, balance: Amount::new(balance), stake: Amount::ZERO })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let genesis = Genesis {
-                chain_id: ChainId::new(&chain_id).map_err(|error| anyhow::anyhow!("--chain-id: {error}"))?,
-                genesis_time: crate::clock::now(),
-                engines: vec![EngineEntry {
-                    from_height: Height::GENESIS,
-                    engine: EngineConfig::Pow(PowConfig {
+            let engine = match engine.as_str() {
+                "pow" => {
+                    if !validators.is_empty() {
+                        bail!("--validator is for engines with validators (pos); pow has miners");
+                    }
+                    EngineConfig::Pow(PowConfig {
                         target_block_time_ms: block_time_ms,
                         initial_target: Hash::from_hex(
                             "0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
                         )
                         .expect("invariant: 64 hex digits"),
                         retarget_window_blocks: 20,
-                    }),
-                }],
+                    })
+                }
+                "pos" => {
+                    if validators.is_empty() {
+                        bail!("a pos genesis needs at least one --validator ADDRESS=STAKE");
+                    }
+                    let mut members = Vec::with_capacity(validators.len());
+                    for entry in &validators {
+                        let (address, stake) = entry
+                            .split_once('=')
+                            .with_context(|| format!("--validator {entry:?}: expected ADDRESS=STAKE"))?;
+                        let address =
+                            Address::parse(address).with_context(|| format!("--validator {entry:?}: bad address"))?;
+                        let stake: u128 = stake.parse().with_context(|| format!("--validator {entry:?}: bad stake"))?;
+                        match accounts.iter_mut().find(|account| account.address == address) {
+                            Some(account) => account.stake = Amount::new(stake),
+                            None => accounts.push(GenesisAccount {
+                                address,
+                                balance: Amount::ZERO,
+                                stake: Amount::new(stake),
+                            }),
+                        }
+                        members.push(Member { address, peer_id: PeerIdText::of(&address) });
+                    }
+                    EngineConfig::Pos(PosConfig {
+                        slot_ms,
+                        epoch_slots,
+                        min_stake: Amount::new(min_stake),
+                        validators_max,
+                        validators: members,
+                    })
+                }
+                "dpos" | "raft" => bail!("engine {engine:?} is not implemented yet; pow and pos run today"),
+                other => bail!("unknown engine {other:?}; expected pow, pos, dpos or raft"),
+            };
+            let genesis = Genesis {
+                chain_id: ChainId::new(&chain_id).map_err(|error| anyhow::anyhow!("--chain-id: {error}"))?,
+                genesis_time: crate::clock::now(),
+                engines: vec![EngineEntry { from_height: Height::GENESIS, engine }],
                 params: ChainParams {
                     block_reward: Amount::new(50),
                     min_tx_fee: Amount::new(1),
@@ -178,6 +226,21 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
             println!("engine:    {}", genesis.engine_at(Height::GENESIS).name());
             println!("accounts:  {}", genesis.accounts.len());
             println!("supply:    {}", total.map_or_else(|_| "overflows".to_owned(), |total| total.to_string()));
+            if let EngineConfig::Pos(config) = genesis.engine_at(Height::GENESIS) {
+                println!(
+                    "slots:     {} ms, {} per epoch; min stake {}; at most {} validators",
+                    config.slot_ms, config.epoch_slots, config.min_stake, config.validators_max
+                );
+                println!("validators:");
+                for member in &config.validators {
+                    let stake = genesis
+                        .accounts
+                        .iter()
+                        .find(|account| account.address == member.address)
+                        .map_or(Amount::ZERO, |account| account.stake);
+                    println!("  {} {} stake {stake}", member.address, member.peer_id);
+                }
+            }
             Ok(())
         }
     }

@@ -145,6 +145,23 @@ pub enum GenesisCommand {
         /// PoW target block time in milliseconds.
         #[arg(long, default_value_t = 2_000)]
         block_time_ms: u64,
+        /// PoS: a genesis validator and its bonded stake, ADDRESS=STAKE (repeatable). The
+        /// address is a node key's (`chorusd key generate` prints it); its peer id follows from
+        /// it. The account need not be funded with --account.
+        #[arg(long = "validator", value_name = "ADDRESS=STAKE")]
+        validators: Vec<String>,
+        /// PoS slot length in milliseconds.
+        #[arg(long, default_value_t = 1_000)]
+        slot_ms: u64,
+        /// PoS slots per epoch (validator sets change at epoch boundaries).
+        #[arg(long, default_value_t = 16)]
+        epoch_slots: u64,
+        /// PoS: the stake an account needs to join the validator set.
+        #[arg(long, default_value_t = 1_000)]
+        min_stake: u128,
+        /// PoS: the most validators in an epoch's set.
+        #[arg(long, default_value_t = 100)]
+        validators_max: u32,
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },

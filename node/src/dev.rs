@@ -5,7 +5,10 @@
 //! SHA-256 of `"chorus dev account i"`.
 
 use chorus_chain::SecretKey;
-use chorus_chain::genesis::{ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, PowConfig};
+use chorus_chain::crypto::Address;
+use chorus_chain::genesis::{
+    ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, Member, PeerIdText, PosConfig, PowConfig,
+};
 use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
 use sha2::{Digest, Sha256};
 
@@ -14,6 +17,9 @@ pub const DEV_ACCOUNTS: u32 = 4;
 
 /// Each dev account's balance, in base units.
 pub const DEV_BALANCE: u128 = 1_000_000_000_000;
+
+/// The dev validator's bonded stake under PoS (also the chain's minimum stake).
+pub const DEV_STAKE: u128 = 1_000_000;
 
 /// The chain id of every dev chain.
 pub const DEV_CHAIN_ID: &str = "chorus-dev";
@@ -24,8 +30,20 @@ pub fn dev_key(index: u32) -> SecretKey {
 }
 
 /// The dev genesis for `engine`, starting at `genesis_time`, aiming at a block every
-/// `block_time_ms`. Only `pow` exists today.
-pub fn dev_genesis(engine: &str, genesis_time: Timestamp, block_time_ms: u64) -> Result<Genesis, String> {
+/// `block_time_ms`; under PoS, `validator` (the dev node's key) is the one validator.
+pub fn dev_genesis(
+    engine: &str,
+    genesis_time: Timestamp,
+    block_time_ms: u64,
+    validator: Address,
+) -> Result<Genesis, String> {
+    let mut accounts: Vec<GenesisAccount> = (0..DEV_ACCOUNTS)
+        .map(|index| GenesisAccount {
+            address: dev_key(index).address(),
+            balance: Amount::new(DEV_BALANCE),
+            stake: Amount::ZERO,
+        })
+        .collect();
     let engine = match engine {
         "pow" => EngineConfig::Pow(PowConfig {
             // The first blocks come at once; retargets then slow them to the block time.
@@ -34,8 +52,22 @@ pub fn dev_genesis(engine: &str, genesis_time: Timestamp, block_time_ms: u64) ->
                 .expect("invariant: 64 hex digits"),
             retarget_window_blocks: 10,
         }),
-        "pos" | "dpos" | "raft" => {
-            return Err(format!("engine {engine:?} is not implemented yet; only \"pow\" runs today"));
+        "pos" => {
+            accounts.push(GenesisAccount {
+                address: validator,
+                balance: Amount::new(DEV_BALANCE),
+                stake: Amount::new(DEV_STAKE),
+            });
+            EngineConfig::Pos(PosConfig {
+                slot_ms: block_time_ms,
+                epoch_slots: 16,
+                min_stake: Amount::new(DEV_STAKE),
+                validators_max: 100,
+                validators: vec![Member { address: validator, peer_id: PeerIdText::of(&validator) }],
+            })
+        }
+        "dpos" | "raft" => {
+            return Err(format!("engine {engine:?} is not implemented yet; pow and pos run today"));
         }
         other => return Err(format!("unknown engine {other:?}; expected pow, pos, dpos or raft")),
     };
@@ -49,13 +81,7 @@ pub fn dev_genesis(engine: &str, genesis_time: Timestamp, block_time_ms: u64) ->
             unbonding_period: BlockCount(10),
             slash_permille: 500,
         },
-        accounts: (0..DEV_ACCOUNTS)
-            .map(|index| GenesisAccount {
-                address: dev_key(index).address(),
-                balance: Amount::new(DEV_BALANCE),
-                stake: Amount::ZERO,
-            })
-            .collect(),
+        accounts,
     })
 }
 
@@ -65,12 +91,19 @@ mod tests {
 
     #[test]
     fn dev_genesis_is_valid_and_funds_the_documented_keys() {
-        let genesis = dev_genesis("pow", Timestamp::from_millis(1_767_225_600_000), 1_000).expect("pow");
+        let node = dev_key(9).address();
+        let genesis = dev_genesis("pow", Timestamp::from_millis(1_767_225_600_000), 1_000, node).expect("pow");
         genesis.validate().expect("valid");
         assert_eq!(genesis.accounts.len(), DEV_ACCOUNTS as usize);
         // README documents this seed for account 0.
         assert_eq!(hex::encode(dev_key(0).seed()), hex::encode(Sha256::digest(b"chorus dev account 0")));
-        assert!(dev_genesis("raft", Timestamp::from_millis(0), 1_000).unwrap_err().contains("not implemented"));
-        assert!(dev_genesis("pbft", Timestamp::from_millis(0), 1_000).unwrap_err().contains("unknown engine"));
+        let pos = dev_genesis("pos", Timestamp::from_millis(1_767_225_600_000), 1_000, node).expect("pos");
+        pos.validate().expect("valid");
+        match pos.engine_at(Height::GENESIS) {
+            EngineConfig::Pos(config) => assert_eq!(config.validators[0].address, node, "the node is the validator"),
+            other => panic!("a pos genesis, got {}", other.name()),
+        }
+        assert!(dev_genesis("raft", Timestamp::from_millis(0), 1_000, node).unwrap_err().contains("not implemented"));
+        assert!(dev_genesis("pbft", Timestamp::from_millis(0), 1_000, node).unwrap_err().contains("unknown engine"));
     }
 }

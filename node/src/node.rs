@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chorus_chain::Genesis;
+use chorus_chain::genesis::EngineConfig;
+use chorus_chain::primitives::Height;
 use chorus_consensus::{EngineOptions, Signer, new_engine};
 use chorus_p2p::NodeKey;
 use chorus_store::Store;
@@ -63,7 +65,9 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
     let genesis = if genesis_path.exists() {
         commands::read_genesis(&genesis_path).map_err(|error| anyhow::anyhow!("{}: {error}", genesis_path.display()))?
     } else {
-        let genesis = dev::dev_genesis(&args.engine, crate::clock::now(), args.block_time_ms)
+        // The dev node is the validator of engines with validators: its key comes first.
+        let (_, validator) = commands::describe_key(&node_key(&node, &data_dir)?);
+        let genesis = dev::dev_genesis(&args.engine, crate::clock::now(), args.block_time_ms, validator)
             .map_err(|error| anyhow::anyhow!(error))?;
         std::fs::write(&genesis_path, genesis.to_json_pretty())
             .with_context(|| format!("cannot write {}", genesis_path.display()))?;
@@ -113,7 +117,9 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let (peer_id, key_address) = commands::describe_key(&seed);
     let store = Store::open(&data_dir.join("db"), &genesis)
         .with_context(|| format!("cannot open the chain in {}", data_dir.display()))?;
-    let coinbase = settings.mine.then(|| settings.coinbase.unwrap_or(key_address));
+    // Only proof of work mines; other engines' blocks come from their validators' slots.
+    let mines = matches!(genesis.engine_at(Height::GENESIS), EngineConfig::Pow(_));
+    let coinbase = (settings.mine && mines).then(|| settings.coinbase.unwrap_or(key_address));
     // The node's key signs its blocks and votes under engines with validators, and the
     // evidence of equivocation it reports.
     let node_key = chorus_chain::crypto::SecretKey::from_seed(*seed);

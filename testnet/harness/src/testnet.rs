@@ -29,6 +29,8 @@ pub const WAIT: Duration = Duration::from_secs(90);
 const LOG_TAIL_LINES: usize = 40;
 /// The balance of each funded account.
 pub const FUNDED_BALANCE: u128 = 1_000_000_000_000;
+/// Each node's bonded stake under an engine with validators (all equal).
+pub const VALIDATOR_STAKE: u128 = 1_000_000;
 /// The password of the wallet's keystore.
 pub const WALLET_PASSWORD: &str = "testnet";
 /// The genesis chain id.
@@ -90,15 +92,27 @@ impl TestnetBuilder {
             banned: BTreeSet::new(),
             wait: WAIT,
         };
+        // Node keys first: under an engine with validators, every node is a genesis validator
+        // with equal stake (and funds to pay for the evidence it reports).
+        for k in 1..=self.nodes {
+            testnet.make_slot(k <= self.miners)?;
+        }
         let mut genesis = Command::new(&testnet.bins.chorusd);
         genesis.args(["genesis", "new", "--chain-id", CHAIN_ID, "--engine", &self.engine]);
         genesis.args(["--block-time-ms", &self.block_time_ms.to_string(), "--out"]).arg(&testnet.genesis);
         for key in &testnet.accounts {
             genesis.arg("--account").arg(format!("{}={FUNDED_BALANCE}", key.address()));
         }
+        if self.engine == "pos" {
+            genesis.args(["--slot-ms", &self.block_time_ms.to_string(), "--epoch-slots", "8"]);
+            for slot in &testnet.nodes {
+                genesis.arg("--account").arg(format!("{}={FUNDED_BALANCE}", slot.address));
+                genesis.arg("--validator").arg(format!("{}={VALIDATOR_STAKE}", slot.address));
+            }
+        }
         run_ok(&mut genesis)?;
         for k in 1..=self.nodes {
-            testnet.add(k <= self.miners)?;
+            testnet.launch(k)?;
         }
         testnet.all_connected();
         Ok(testnet)
@@ -227,6 +241,13 @@ impl Testnet {
     }
 
     fn add(&mut self, mine: bool) -> Result<usize, String> {
+        let k = self.make_slot(mine)?;
+        self.launch(k)?;
+        Ok(k)
+    }
+
+    /// A new node's directory and key, not started yet.
+    fn make_slot(&mut self, mine: bool) -> Result<usize, String> {
         let k = self.nodes.len() + 1;
         let dir = self.dir().join(format!("node{k}"));
         std::fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
@@ -242,7 +263,6 @@ impl Testnet {
         let peer_id = PeerIdText::new(&field("peer id:")?).map_err(|error| error.to_string())?;
         let address = Address::parse(&field("address:")?).map_err(|error| error.to_string())?;
         self.nodes.push(Slot { dir, peer_id, address, mine, addresses: None, process: None, paused: false });
-        self.launch(k)?;
         Ok(k)
     }
 
