@@ -17,7 +17,8 @@ use chorus_chain::primitives::{Amount, Hash, Height};
 use chorus_chain::tx::{Transaction, TxKind};
 use chorus_chain::{Address, SecretKey, codec};
 use chorus_rpc_types::{
-    BlockId, ErrorCode, GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, GetValidators, Request, SubmitTx,
+    BlockId, ErrorCode, GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, GetValidators, Request,
+    SubmitTx, TxStatus, Validators,
 };
 use clap::{Parser, Subcommand};
 use jsonrpsee::core::client::{ClientT, Error as ClientError};
@@ -142,9 +143,17 @@ struct TxArgs {
     /// [default: the account's next nonce at the node, counting its pending transactions]
     #[arg(long)]
     nonce: Option<u64>,
-    /// Wait until the transaction is in a block.
-    #[arg(long)]
-    wait: bool,
+    /// Wait until the transaction is in a block (`--wait`, or `--wait block`), or until that
+    /// block is final (`--wait final`: under engines with finality, such as pos; a chain
+    /// without finality, such as pow, never gets there and the wait times out).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "block", value_name = "UNTIL")]
+    wait: Option<WaitFor>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WaitFor {
+    Block,
+    Final,
 }
 
 #[derive(Debug, Subcommand)]
@@ -412,7 +421,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Validators => {
             let set = context.request(&GetValidators)?;
-            context.print(&set, || pretty(&set))
+            context.print(&set, || validators_table(&set))
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -458,6 +467,37 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// A wire value as indented JSON, for people.
+/// `chorus validators` for people: the set as a table and the next slots' proposers.
+fn validators_table(set: &Validators) -> String {
+    if set.open {
+        return format!("engine {}: open, anyone may produce blocks", set.engine);
+    }
+    let mut lines = vec![format!(
+        "engine {}, epoch {}, slot {}",
+        set.engine,
+        set.epoch.map_or_else(|| "-".to_owned(), |epoch| epoch.to_string()),
+        set.slot.map_or_else(|| "-".to_owned(), |slot| slot.to_string())
+    )];
+    lines.push(format!("{:<66} {:<54} {:>24} {:>8} {}", "ADDRESS", "PEER ID", "STAKE", "SHARE", "SLASHED"));
+    for validator in &set.validators {
+        lines.push(format!(
+            "{:<66} {:<54} {:>24} {:>7}% {}",
+            validator.address.to_string(),
+            validator.peer_id.as_str(),
+            validator.stake.to_string(),
+            format!("{}.{:02}", validator.share_bps / 100, validator.share_bps % 100),
+            if validator.slashed { "yes" } else { "no" }
+        ));
+    }
+    if !set.schedule.is_empty() {
+        lines.push("next proposers:".to_owned());
+        for slot in &set.schedule {
+            lines.push(format!("  slot {} {}", slot.slot, slot.proposer));
+        }
+    }
+    lines.join("\n")
+}
+
 fn pretty(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).expect("invariant: the wire types serialize to JSON")
 }
@@ -611,36 +651,45 @@ fn submit(context: &Context, args: &TxArgs, kind: TxKind) -> Result<(), Failure>
     let key = context.keystore.unlock(from, &password)?;
     let tx = Transaction { chain_id: status.chain_id, sender: entry.address, nonce, fee, kind }.sign(&key);
     let hash = context.request(&SubmitTx { tx })?;
-    if !wait {
+    let Some(wait) = wait else {
         return context.print(&json!({ "hash": hash, "status": "pending" }), || hash.to_string());
-    }
+    };
+    let goal = match wait {
+        WaitFor::Block => "a block",
+        WaitFor::Final => "a final block",
+    };
     // A spinner on a terminal; plain lines for logs, pipes and --json.
     let spinner = (!context.json && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
         let spinner = indicatif::ProgressBar::new_spinner();
         spinner.enable_steady_tick(Duration::from_millis(100));
-        spinner.set_message(format!("{hash}: waiting for a block"));
+        spinner.set_message(format!("{hash}: waiting for {goal}"));
         spinner
     });
     if spinner.is_none() && !context.json {
-        write_stderr(&format!("submitted {hash}; waiting for a block ..."));
+        write_stderr(&format!("submitted {hash}; waiting for {goal} ..."));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(WAIT_SECS);
     loop {
         let status = context.request(&GetTx { hash })?.status;
-        if let Some(block) = status.block() {
+        let done = match wait {
+            WaitFor::Block => status.block().is_some(),
+            WaitFor::Final => matches!(status, TxStatus::Final { .. }),
+        };
+        if let (true, Some(block)) = (done, status.block()) {
             if let Some(spinner) = &spinner {
                 spinner.finish_and_clear();
             }
+            let what = if wait == WaitFor::Final { "final in" } else { "included in" };
             return context.print(&json!({ "hash": hash, "status": status.name(), "height": block.height }), || {
-                format!("{hash} included in block {}", block.height)
+                format!("{hash} {what} block {}", block.height)
             });
         }
         if let Some(spinner) = &spinner {
-            spinner.set_message(format!("{hash}: {}, waiting for a block", status.name()));
+            spinner.set_message(format!("{hash}: {}, waiting for {goal}", status.name()));
         }
         if std::time::Instant::now() > deadline {
             return Err(Failure::Timeout(format!(
-                "{hash} not in a block after {WAIT_SECS} s (status: {})",
+                "{hash} not in {goal} after {WAIT_SECS} s (status: {})",
                 status.name()
             )));
         }

@@ -341,6 +341,13 @@ pub trait Engine: Send + fmt::Debug {
     /// sender's fault.
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError>;
 
+    /// Who may produce blocks now, for operators (`consensus_validators`); `None` for an open
+    /// engine (PoW: anyone may mine).
+    fn active_set(&self, chain: &dyn ChainRead, now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
+        let _ = (chain, now);
+        Ok(None)
+    }
+
     /// The weight its fork choice gives the chain ending at the stored block `hash`, as a
     /// big-endian 256-bit number (PoW: the chain's cumulative work); `None` for engines that
     /// do not choose between chains by a weight.
@@ -348,6 +355,26 @@ pub trait Engine: Send + fmt::Debug {
         let _ = (chain, hash);
         Ok(None)
     }
+}
+
+/// An engine's active set as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSet {
+    /// The epoch the set belongs to (PoS).
+    pub epoch: Option<u64>,
+    /// The slot under way at the node's clock (slot engines).
+    pub slot: Option<u64>,
+    pub members: Vec<ActiveMember>,
+    /// The proposers of the next slots on the head, in order (slot engines).
+    pub schedule: Vec<(u64, Address)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveMember {
+    pub address: Address,
+    pub stake: chorus_chain::primitives::Amount,
+    /// Slashed for an offence: it leaves the set at the next epoch.
+    pub slashed: bool,
 }
 
 /// What a node brings to its engine beyond the genesis.

@@ -98,6 +98,8 @@ pub struct StatusInfo {
     pub mempool_bytes: u64,
     /// Range-sync progress while the node is more than one range behind its best peer.
     pub sync: Option<Progress>,
+    /// The engine's active set (`None`: open, PoW; or unreadable, which is logged).
+    pub active_set: Option<chorus_consensus::ActiveSet>,
 }
 
 /// The node's own metrics (`chorus_*`); the network's are registered by `chorus-p2p`.
@@ -416,6 +418,10 @@ impl Core {
                     mempool_txs: driver.mempool().len(),
                     mempool_bytes: driver.mempool().size_bytes(),
                     sync: self.node.sync_progress(now()),
+                    active_set: driver.active_set(now()).unwrap_or_else(|error| {
+                        tracing::warn!(%error, "the active set could not be read");
+                        None
+                    }),
                 });
             }
         }

@@ -347,6 +347,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             n_peers: peers.connected.len() as u64,
             head: wire_head(&status.head),
             finalized: status.finalized.map(wire_block_ref),
+            slot: status.active_set.as_ref().and_then(|set| set.slot),
             syncing: status.sync.is_some(),
             sync: status.sync.map(|progress| wire::SyncProgress {
                 head: progress.head,
@@ -373,8 +374,36 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
     )?;
     serve::<wire::GetValidators, _, _>(&mut module, |_, context| async move {
         let status = context.call(Call::Status).await?;
-        // Only PoW exists so far: anyone may mine, so the set is empty and open.
-        Ok(wire::Validators { engine: status.engine.to_owned(), open: status.engine == "pow", validators: Vec::new() })
+        let engine = status.engine.to_owned();
+        let Some(set) = status.active_set else {
+            // An open engine (PoW): anyone may produce blocks.
+            return Ok(wire::Validators {
+                engine,
+                open: true,
+                epoch: None,
+                slot: None,
+                validators: Vec::new(),
+                schedule: Vec::new(),
+            });
+        };
+        let total = set.members.iter().map(|member| member.stake.get()).fold(0u128, u128::saturating_add);
+        let validators = set
+            .members
+            .iter()
+            .map(|member| wire::Validator {
+                address: member.address,
+                peer_id: PeerIdText::of(&member.address),
+                stake: member.stake,
+                share_bps: share_bps(member.stake.get(), total),
+                slashed: member.slashed,
+            })
+            .collect();
+        let schedule = set
+            .schedule
+            .iter()
+            .map(|(slot, proposer)| wire::ScheduledSlot { slot: *slot, proposer: *proposer })
+            .collect();
+        Ok(wire::Validators { engine, open: false, epoch: set.epoch, slot: set.slot, validators, schedule })
     })?;
     serve_admin::<wire::BanPeer, _, _>(&mut module, |params, context| async move {
         let mut sequence = params.sequence();
@@ -728,9 +757,31 @@ fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
     rpc_error(code, error.to_string())
 }
 
+/// `stake` as a share of `total` in basis points, rounded down (0 for an empty total).
+fn share_bps(stake: u128, total: u128) -> u32 {
+    if total == 0 {
+        return 0;
+    }
+    // stake * 10_000 / total without overflow: split stake into whole totals and the rest.
+    let scaled = match stake.checked_mul(10_000) {
+        Some(scaled) => scaled / total,
+        None => stake / (total / 10_000).max(1),
+    };
+    u32::try_from(scaled.min(10_000)).unwrap_or(10_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_are_basis_points_rounded_down_even_for_huge_stakes() {
+        assert_eq!(share_bps(1, 3), 3_333);
+        assert_eq!(share_bps(1, 4), 2_500);
+        assert_eq!(share_bps(0, 0), 0);
+        assert_eq!(share_bps(u128::MAX / 2, u128::MAX), 4_999);
+        assert_eq!(share_bps(u128::MAX, u128::MAX), 10_000);
+    }
 
     #[test]
     fn the_openrpc_document_lists_every_method_with_its_params() {

@@ -41,8 +41,8 @@ use chorus_chain::tx::{Checkpoint, Evidence, Vote};
 
 use crate::signer::{Guard, Signer};
 use crate::{
-    Action, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage, Event, Origin, Outbound,
-    StateAt, TimerId,
+    Action, ActiveMember, ActiveSet, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage, Event,
+    Origin, Outbound, StateAt, TimerId,
 };
 use tracker::{Target, Tracker};
 
@@ -110,6 +110,9 @@ pub struct PosEngine {
     /// Offences this node has submitted.
     reported: BTreeSet<Hash>,
 }
+
+/// Upcoming slots `active_set` lists the proposers of.
+const SCHEDULE_SHOWN: u64 = 8;
 
 /// Votes per voter kept to catch a conflicting one.
 const VOTES_WATCHED_PER_VOTER: usize = 8;
@@ -661,6 +664,33 @@ impl Engine for PosEngine {
             Event::Header { .. } | Event::BlockRejected { .. } => Ok(()),
             Event::Mined(_) => Err(EngineError::Unexpected { engine: "pos", what: "a mined block" }),
         }
+    }
+
+    fn active_set(&self, chain: &dyn ChainRead, now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
+        let genesis = chain.genesis();
+        let unreadable = |error: state::ReadError| ChainReadError::Unreadable { what: error.to_string() };
+        let (_, head) = chain.head();
+        let set = state::read_validators(chain)
+            .map_err(unreadable)?
+            .unwrap_or_else(|| pos::genesis_set(genesis, &self.config));
+        let mut members = Vec::with_capacity(set.validators.len());
+        for (address, stake) in &set.validators {
+            members.push(ActiveMember {
+                address: *address,
+                stake: *stake,
+                slashed: state::is_slashed(chain, address).map_err(unreadable)?,
+            });
+        }
+        let slot = pos::slot_at(genesis, &self.config, now);
+        let first = slot.max(self.slot_of(genesis, &head)).saturating_add(1);
+        let mut schedule = Vec::with_capacity(SCHEDULE_SHOWN as usize);
+        for next in first..first.saturating_add(SCHEDULE_SHOWN) {
+            let next_set = state::pos_set_for(chain, genesis, &self.config, &head, next).map_err(unreadable)?;
+            if let Some(proposer) = next_set.proposer(next) {
+                schedule.push((next, proposer));
+            }
+        }
+        Ok(Some(ActiveSet { epoch: Some(set.epoch), slot: Some(slot), members, schedule }))
     }
 
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {

@@ -34,8 +34,8 @@ use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::{self, BlockError, BlockTemplate, ReadError, StateRead};
 use chorus_chain::tx::{Evidence, SignedTransaction, Transaction, TxKind, VerifiedTx, Vote};
 use chorus_consensus::{
-    Action, BlockRejection, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage, Event,
-    Misbehaviour, Origin, Outbound, PeerId, TimerId,
+    Action, ActiveSet, BlockRejection, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage,
+    Event, Misbehaviour, Origin, Outbound, PeerId, TimerId,
 };
 use chorus_store::{HeadChange, Store, StoreError};
 
@@ -262,6 +262,11 @@ impl Driver {
 
     pub fn engine(&self) -> &dyn Engine {
         self.engine.as_ref()
+    }
+
+    /// The engine's active set at the node's time `now` (`None`: an open engine, PoW).
+    pub fn active_set(&self, now: Timestamp) -> Result<Option<ActiveSet>, DriverError> {
+        self.engine.active_set(&ChainView { store: &self.store }, now).map_err(DriverError::Engine)
     }
 
     /// The engine's weight of the chain ending at stored block `hash` (PoW: cumulative work).

@@ -409,6 +409,9 @@ pub struct NodeStatus {
     /// `null` under an engine without finality (PoW).
     #[serde(deserialize_with = "nullable")]
     pub finalized: Option<BlockRef>,
+    /// The slot under way at the node's clock (slot engines); `null` otherwise.
+    #[serde(deserialize_with = "nullable")]
+    pub slot: Option<u64>,
     /// Whether range sync runs (the node is more than one range behind its best peer).
     pub syncing: bool,
     /// Range sync's progress; `null` when not syncing.
@@ -506,16 +509,35 @@ pub struct Validators {
     pub engine: String,
     /// Whether anyone may produce blocks (PoW), so `validators` is empty.
     pub open: bool,
+    /// The epoch of the set (PoS); `null` otherwise.
+    #[serde(deserialize_with = "nullable")]
+    pub epoch: Option<u64>,
+    /// The slot under way at the node's clock (slot engines); `null` otherwise.
+    #[serde(deserialize_with = "nullable")]
+    pub slot: Option<u64>,
     pub validators: Vec<Validator>,
+    /// The proposers of the next slots on the node's head, in order (slot engines).
+    pub schedule: Vec<ScheduledSlot>,
 }
 
-/// One member of the active set. Only PoW exists so far, which has none: the fields the
-/// other engines need (votes, schedule, Raft roles) come with them.
+/// One member of the active set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Validator {
     pub address: Address,
+    /// The libp2p peer id of the member's key (its address).
+    pub peer_id: PeerIdText,
     pub stake: Amount,
+    /// Its share of the set's stake, in basis points (1/100 of a percent), rounded down.
+    pub share_bps: u32,
+    /// Slashed for an offence: it leaves the set at the next epoch.
+    pub slashed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledSlot {
+    pub slot: u64,
+    pub proposer: Address,
 }
 
 // admin_banPeer, admin_unbanPeer

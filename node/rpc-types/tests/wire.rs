@@ -180,6 +180,7 @@ fn node_status_peers_and_validators() {
         n_peers: 2,
         head,
         finalized: None,
+        slot: None,
         syncing: true,
         sync: Some(SyncProgress {
             head: Height::new(100),
@@ -192,7 +193,7 @@ fn node_status_peers_and_validators() {
     let json = format!(
         concat!(
             r#"{{"engine":"pow","chainId":"chorus-dev","minTxFee":"1","peerId":"{peer}","peers":2,"head":{head},"#,
-            r#""finalized":null,"syncing":true,"#,
+            r#""finalized":null,"slot":null,"syncing":true,"#,
             r#""sync":{{"head":100,"target":600,"blocksPerSecMilli":2500,"etaSecs":null}},"#,
             r#""mempool":{{"transactions":3,"bytes":512}}}}"#
         ),
@@ -227,9 +228,41 @@ fn node_status_peers_and_validators() {
     pinned(&peers, &json);
 
     pinned(
-        &Validators { engine: "pow".to_owned(), open: true, validators: Vec::new() },
-        r#"{"engine":"pow","open":true,"validators":[]}"#,
+        &Validators {
+            engine: "pow".to_owned(),
+            open: true,
+            epoch: None,
+            slot: None,
+            validators: Vec::new(),
+            schedule: Vec::new(),
+        },
+        r#"{"engine":"pow","open":true,"epoch":null,"slot":null,"validators":[],"schedule":[]}"#,
     );
+    let address = Address::parse(ADDRESS_0).expect("address");
+    let pos = Validators {
+        engine: "pos".to_owned(),
+        open: false,
+        epoch: Some(3),
+        slot: Some(52),
+        validators: vec![Validator {
+            address,
+            peer_id: PeerIdText::new(PEER_ID).expect("peer id"),
+            stake: Amount::new(1_000),
+            share_bps: 2_500,
+            slashed: false,
+        }],
+        schedule: vec![ScheduledSlot { slot: 53, proposer: address }],
+    };
+    let json = format!(
+        concat!(
+            r#"{{"engine":"pos","open":false,"epoch":3,"slot":52,"validators":[{{"address":"{address}","#,
+            r#""peerId":"{peer}","stake":"1000","shareBps":2500,"slashed":false}}],"#,
+            r#""schedule":[{{"slot":53,"proposer":"{address}"}}]}}"#
+        ),
+        address = ADDRESS_0,
+        peer = PEER_ID,
+    );
+    pinned(&pos, &json);
 }
 
 #[test]

@@ -172,6 +172,11 @@ pub fn pos_set_for<R: StateRead + ?Sized>(
     Ok(pos::select(epoch, seed, config, eligible.into_iter()))
 }
 
+/// Whether `address` was slashed for an offence (it leaves the PoS set at the next epoch).
+pub fn is_slashed<R: StateRead + ?Sized>(state: &R, address: &Address) -> Result<bool, ReadError> {
+    Ok(read_typed::<OffenceRecord, R>(state, &StateKey::Slashed(*address))?.is_some())
+}
+
 /// The index of stakers ([`Stakers`]).
 pub fn read_stakers<R: StateRead + ?Sized>(state: &R) -> Result<Stakers, ReadError> {
     Ok(read_typed(state, &StateKey::Stakers)?.unwrap_or_default())
