@@ -341,6 +341,11 @@ pub trait Engine: Send + fmt::Debug {
     /// sender's fault.
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError>;
 
+    /// What the engine counts, for metrics.
+    fn counters(&self) -> EngineCounters {
+        EngineCounters::default()
+    }
+
     /// Who may produce blocks now, for operators (`consensus_validators`); `None` for an open
     /// engine (PoW: anyone may mine).
     fn active_set(&self, chain: &dyn ChainRead, now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
@@ -355,6 +360,17 @@ pub trait Engine: Send + fmt::Debug {
         let _ = (chain, hash);
         Ok(None)
     }
+}
+
+/// What an engine counts for the node's metrics (zero where it does not apply).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCounters {
+    /// The last slot the engine's timer reached.
+    pub slot: u64,
+    /// Slots that passed with no block on the head's chain, since start.
+    pub missed_slots: u64,
+    /// Consensus votes received from peers and accepted, since start.
+    pub votes_received: u64,
 }
 
 /// An engine's active set as operators see it.

@@ -113,6 +113,10 @@ pub struct NodeMetrics {
     blocks_imported: prometheus_client::metrics::counter::Counter,
     import_seconds: prometheus_client::metrics::histogram::Histogram,
     sync_target: prometheus_client::metrics::gauge::Gauge,
+    finality_lag: prometheus_client::metrics::gauge::Gauge,
+    slot: prometheus_client::metrics::gauge::Gauge,
+    missed_slots: prometheus_client::metrics::gauge::Gauge,
+    votes_received: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for NodeMetrics {
@@ -128,6 +132,10 @@ impl Default for NodeMetrics {
                 prometheus_client::metrics::histogram::exponential_buckets(0.000_5, 2.0, 14),
             ),
             sync_target: Default::default(),
+            finality_lag: Default::default(),
+            slot: Default::default(),
+            missed_slots: Default::default(),
+            votes_received: Default::default(),
         }
     }
 }
@@ -158,6 +166,22 @@ impl NodeMetrics {
             "sync_target_height",
             "Best head height peers report while range-syncing (0 otherwise)",
             metrics.sync_target.clone(),
+        );
+        registry.register(
+            "finality_lag_blocks",
+            "Blocks between the head and the last final block (0 without finality)",
+            metrics.finality_lag.clone(),
+        );
+        registry.register("slot", "The slot under way (slot engines; 0 otherwise)", metrics.slot.clone());
+        registry.register(
+            "missed_slots",
+            "Slots that passed without a block on the head's chain since start (slot engines)",
+            metrics.missed_slots.clone(),
+        );
+        registry.register(
+            "votes_received",
+            "Consensus votes received from peers and accepted since start",
+            metrics.votes_received.clone(),
         );
         metrics
     }
@@ -531,6 +555,13 @@ impl Core {
         let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
         self.metrics.head_height.set(to_i64(head_height.get()));
         self.metrics.finalized_height.set(to_i64(driver.finalized().map_or(0, |(height, _)| height.get())));
+        if let Some((final_height, _)) = driver.finalized() {
+            self.metrics.finality_lag.set(to_i64(head_height.get().saturating_sub(final_height.get())));
+        }
+        let counters = driver.engine().counters();
+        self.metrics.slot.set(to_i64(counters.slot));
+        self.metrics.missed_slots.set(to_i64(counters.missed_slots));
+        self.metrics.votes_received.set(to_i64(counters.votes_received));
         self.metrics.mempool_transactions.set(to_i64(driver.mempool().len() as u64));
         self.metrics.mempool_bytes.set(to_i64(driver.mempool().size_bytes()));
         let finalized = driver.finalized();

@@ -757,17 +757,15 @@ fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
     rpc_error(code, error.to_string())
 }
 
-/// `stake` as a share of `total` in basis points, rounded down (0 for an empty total).
+/// `stake` as a share of `total` in basis points, rounded down (0 for an empty total), in 256
+/// bits so no stake overflows.
 fn share_bps(stake: u128, total: u128) -> u32 {
+    use chorus_consensus::pow::difficulty::U256;
     if total == 0 {
         return 0;
     }
-    // stake * 10_000 / total without overflow: split stake into whole totals and the rest.
-    let scaled = match stake.checked_mul(10_000) {
-        Some(scaled) => scaled / total,
-        None => stake / (total / 10_000).max(1),
-    };
-    u32::try_from(scaled.min(10_000)).unwrap_or(10_000)
+    let scaled = U256::from(stake) * U256::from(10_000u32) / U256::from(total);
+    u32::try_from(scaled.min(U256::from(10_000u32)).low_u64()).unwrap_or(10_000)
 }
 
 #[cfg(test)]

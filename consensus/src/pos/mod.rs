@@ -41,8 +41,8 @@ use chorus_chain::tx::{Checkpoint, Evidence, Vote};
 
 use crate::signer::{Guard, Signer};
 use crate::{
-    Action, ActiveMember, ActiveSet, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage, Event,
-    Origin, Outbound, StateAt, TimerId,
+    Action, ActiveMember, ActiveSet, ChainRead, ChainReadError, Durability, Engine, EngineCounters, EngineError,
+    EngineMessage, Event, Origin, Outbound, StateAt, TimerId,
 };
 use tracker::{Target, Tracker};
 
@@ -109,6 +109,7 @@ pub struct PosEngine {
     votes_seen: BTreeMap<Address, VecDeque<Vote>>,
     /// Offences this node has submitted.
     reported: BTreeSet<Hash>,
+    counters: EngineCounters,
 }
 
 /// Upcoming slots `active_set` lists the proposers of.
@@ -129,6 +130,7 @@ impl PosEngine {
             headers_seen: BTreeMap::new(),
             votes_seen: BTreeMap::new(),
             reported: BTreeSet::new(),
+            counters: EngineCounters::default(),
         }
     }
 
@@ -183,8 +185,8 @@ impl PosEngine {
         }
         let view = BranchView::of(self, chain, &block.header)?;
         // What each distinct target is: not an ancestor, or an ancestor whose set is read from
-        // the state at some height (`None`: not at hand).
-        let mut targets: BTreeMap<Checkpoint, Option<Height>> = BTreeMap::new();
+        // the state at some height, exactly its epoch's or as an estimate.
+        let mut targets: BTreeMap<Checkpoint, (Height, bool)> = BTreeMap::new();
         let mut sets: BTreeMap<Height, Option<ValidatorSet>> = BTreeMap::new();
         for vote in &block.body.votes {
             if targets.contains_key(&vote.target) {
@@ -193,36 +195,32 @@ impl PosEngine {
             let Some(at) = view.ancestor(chain, &self.config, &vote.target)? else {
                 continue;
             };
-            if let Some(height) = at
-                && !sets.contains_key(&height)
-            {
-                let set = state::read_validators(&StateAt { chain, height })
-                    .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
-                sets.insert(height, set);
+            if let std::collections::btree_map::Entry::Vacant(entry) = sets.entry(at.0) {
+                entry.insert(
+                    state::read_validators(&StateAt { chain, height: at.0 })
+                        .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?,
+                );
             }
             targets.insert(vote.target, at);
         }
         Ok(parent.next(block.header.height, &block.body.votes, |target| match targets.get(target) {
             None => Target::NotAncestor,
-            Some(None) => Target::UnknownSet,
-            Some(Some(height)) => match sets.get(height) {
-                Some(Some(set)) => Target::Known(set),
+            Some((height, exact)) => match (sets.get(height), exact) {
+                (Some(Some(set)), true) => Target::Known(set),
+                (Some(Some(set)), false) => Target::Estimated(set),
                 _ => Target::UnknownSet,
             },
         }))
     }
 
     /// Whether the chain ending at `a` beats the one ending at `b`: the higher justified
-    /// checkpoint, then the higher block, then the lower hash. A chain whose justified
-    /// checkpoint is not known exactly (a side branch past an epoch boundary) is tried when it
-    /// is higher: applying it makes its tracker exact, and the engine goes back if it then
-    /// loses ([`PosEngine::on_head_changed`]).
+    /// checkpoint, then the higher block, then the lower hash. A side branch past an epoch
+    /// boundary has an estimated justified checkpoint: it is tried on the estimate, applying it
+    /// makes its tracker exact, and the engine goes back if it then loses
+    /// ([`PosEngine::on_head_changed`]).
     fn better(a: (&Tracker, Height, Hash), b: (&Tracker, Height, Hash)) -> bool {
-        if !a.0.exact || !b.0.exact {
-            return (a.1, std::cmp::Reverse(a.2)) > (b.1, std::cmp::Reverse(b.2));
-        }
         let key = |(tracker, height, hash): (&Tracker, Height, Hash)| {
-            (tracker.justified.height, height, std::cmp::Reverse(hash))
+            (tracker.fork_choice_height(), height, std::cmp::Reverse(hash))
         };
         key(a) > key(b)
     }
@@ -303,6 +301,15 @@ impl PosEngine {
     fn on_slot(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
         let genesis = chain.genesis();
         let slot = pos::slot_at(genesis, &self.config, now);
+        // Slots after the head's that ended since the last tick went without a block on this
+        // chain (counted from the second tick on: a restart does not count its downtime).
+        let (_, head) = chain.head();
+        if self.counters.slot > 0 {
+            let judged_through = self.slot_of(genesis, &head).max(self.counters.slot.saturating_sub(1));
+            let missed = slot.saturating_sub(1).saturating_sub(judged_through);
+            self.counters.missed_slots = self.counters.missed_slots.saturating_add(missed);
+        }
+        self.counters.slot = self.counters.slot.max(slot);
         actions.push(Action::SetTimer {
             timer: SLOT_TIMER,
             at: pos::slot_start(genesis, &self.config, slot.saturating_add(1)),
@@ -482,7 +489,13 @@ impl PosEngine {
         }
         let chain_id = chain.genesis().chain_id.clone();
         let Some(guard) = self.guard.as_mut() else { return Ok(()) };
-        let Ok(vote) = guard.sign_vote(&chain_id, tracker.justified, target, actions) else { return Ok(()) };
+        let vote = match guard.sign_vote(&chain_id, tracker.justified, target, actions) {
+            Ok(vote) => vote,
+            // Already signed something this would conflict with: no vote for this head.
+            Err(_refusal) => {
+                return Ok(());
+            }
+        };
         self.add_to_pool(vote.clone());
         actions.push(Action::Broadcast(Outbound::Message(EngineMessage::Vote(vote))));
         Ok(())
@@ -505,7 +518,13 @@ impl PosEngine {
             return Err(PosError::VoteSignature { voter }.into());
         }
         self.watch_vote(&vote, actions);
-        let Some(target) = chain.header(&vote.target.hash)? else { return Err(PosError::VoteNotNew { voter }.into()) };
+        // A vote for a block not here yet (gossip raced it), or off the current chain, is kept
+        // for when it is (proposers check it again before including it), but not relayed; only
+        // a member of the head's set, near the head, gets that room in the pool.
+        let Some(target) = chain.header(&vote.target.hash)? else {
+            self.keep_for_later(chain, vote)?;
+            return Err(PosError::VoteNotNew { voter }.into());
+        };
         if target.height != vote.target.height {
             return Err(PosError::VoteTargetHeight {
                 voter,
@@ -516,6 +535,7 @@ impl PosEngine {
             .into());
         }
         if chain.canonical_hash(target.height)? != Some(vote.target.hash) {
+            self.keep_for_later(chain, vote)?;
             return Err(PosError::VoteNotNew { voter }.into());
         }
         let set = state::read_validators(&StateAt { chain, height: target.height })
@@ -524,6 +544,20 @@ impl PosEngine {
             return Err(PosError::NotValidator { voter, hash: vote.target.hash }.into());
         }
         self.add_to_pool(vote);
+        self.counters.votes_received = self.counters.votes_received.saturating_add(1);
+        Ok(())
+    }
+
+    /// Pools a vote that cannot be judged yet, if its voter is in the head's set and its target
+    /// is no further above the head than a vote's target may be below the block carrying it.
+    fn keep_for_later(&mut self, chain: &dyn ChainRead, vote: Vote) -> Result<(), EngineError> {
+        let (_, head) = chain.head();
+        let set =
+            state::read_validators(chain).map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+        let near = vote.target.height.get() <= head.height.get().saturating_add(limits::VOTE_TARGET_AGE_MAX);
+        if near && set.is_some_and(|set| set.index_of(&vote.voter).is_some()) {
+            self.add_to_pool(vote);
+        }
         Ok(())
     }
 
@@ -609,25 +643,26 @@ impl BranchView {
     }
 
     /// `None` if `target` is not an ancestor of the block (or below the view); otherwise the
-    /// height whose state holds the set of its epoch, if the node has it: the target's own on
-    /// the current chain, the fork point's for a side-branch target in the fork point's epoch.
+    /// height whose state holds the set to count its votes with, and whether that is exactly
+    /// the set of its epoch: the target's own on the current chain; the fork point's for a
+    /// side-branch target (exact in the fork point's epoch, an estimate in a later one).
     fn ancestor(
         &self,
         chain: &dyn ChainRead,
         config: &PosConfig,
         target: &Checkpoint,
-    ) -> Result<Option<Option<Height>>, EngineError> {
+    ) -> Result<Option<(Height, bool)>, EngineError> {
         if let Some((hash, slot)) = self.side.get(&target.height) {
             if *hash != target.hash {
                 return Ok(None);
             }
             let same_epoch = pos::epoch_of(config, *slot) == pos::epoch_of(config, self.fork.1);
-            return Ok(Some(same_epoch.then_some(self.fork.0)));
+            return Ok(Some((self.fork.0, same_epoch)));
         }
         if target.height > self.fork.0 || chain.canonical_hash(target.height)? != Some(target.hash) {
             return Ok(None);
         }
-        Ok(Some(Some(target.height)))
+        Ok(Some((target.height, true)))
     }
 }
 
@@ -664,6 +699,10 @@ impl Engine for PosEngine {
             Event::Header { .. } | Event::BlockRejected { .. } => Ok(()),
             Event::Mined(_) => Err(EngineError::Unexpected { engine: "pos", what: "a mined block" }),
         }
+    }
+
+    fn counters(&self) -> EngineCounters {
+        self.counters
     }
 
     fn active_set(&self, chain: &dyn ChainRead, now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {

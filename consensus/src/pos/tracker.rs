@@ -19,9 +19,9 @@
 //! ARCHITECTURE.md; validators never do either ([`crate::signer::Guard`]).
 //!
 //! A tracker is `exact` when every vote it met could be judged: a vote for a side-branch block
-//! in another epoch than the branch's fork point has no known set until the branch is applied.
-//! Finality is only claimed from exact trackers; the engine recomputes the trackers of blocks a
-//! reorg applies.
+//! in another epoch than the branch's fork point has no known set until the branch is applied,
+//! and is counted against the fork point's set, as an estimate. Finality is only claimed from
+//! exact trackers; the engine recomputes the trackers of blocks a reorg applies.
 
 use chorus_chain::codec::{Canonical, Decode, Encode};
 use chorus_chain::limits;
@@ -63,6 +63,10 @@ pub struct Tracker {
     /// Tallies of votes with source `justified`, by target.
     pub tallies: Vec<Tally>,
     pub exact: bool,
+    /// The highest source of a vote the chain's blocks carry for one of its blocks: a voter
+    /// saw it justified. Only a hint, for choosing which branch to try while the tracker is an
+    /// estimate (see [`Tracker::fork_choice_height`]).
+    pub source_hint: Height,
 }
 
 impl Canonical for Tracker {
@@ -74,7 +78,11 @@ impl Canonical for Tracker {
 pub enum Target<'a> {
     /// An ancestor of the block, with its epoch's set.
     Known(&'a ValidatorSet),
-    /// An ancestor whose set cannot be read yet (a side branch in a later epoch than its fork).
+    /// An ancestor whose set cannot be read yet (a side branch in a later epoch than its fork
+    /// point), counted against the set given, the nearest the node has: the tracker becomes an
+    /// estimate (not exact), good for choosing a branch to try, never for finality.
+    Estimated(&'a ValidatorSet),
+    /// An ancestor whose set cannot be read at all.
     UnknownSet,
     /// Not an ancestor of the block (or too old to check): the vote does not count here.
     NotAncestor,
@@ -84,7 +92,20 @@ impl Tracker {
     /// Genesis is justified and final.
     pub fn genesis(hash: Hash) -> Tracker {
         let genesis = Checkpoint { height: Height::GENESIS, hash };
-        Tracker { justified: genesis, finalized: genesis, tallies: Vec::new(), exact: true }
+        Tracker {
+            justified: genesis,
+            finalized: genesis,
+            tallies: Vec::new(),
+            exact: true,
+            source_hint: Height::GENESIS,
+        }
+    }
+
+    /// The justified height the fork choice compares: exact, or for an estimate the higher of
+    /// the estimate and the highest source the branch's votes name (a branch whose estimate fell
+    /// behind still gets tried; applying it makes it exact, and a loser is left).
+    pub fn fork_choice_height(&self) -> Height {
+        if self.exact { self.justified.height } else { self.justified.height.max(self.source_hint) }
     }
 
     /// Whether the votes counted for `target` include `voter_index`'s (its position in the
@@ -103,6 +124,12 @@ impl Tracker {
         let mut justified: Vec<Checkpoint> = Vec::new();
         for vote in votes {
             let target_height = vote.target.height;
+            if vote.source.height < target_height
+                && target_height < height
+                && !matches!(target(&vote.target), Target::NotAncestor)
+            {
+                next.source_hint = next.source_hint.max(vote.source.height);
+            }
             if vote.source != self.justified
                 || target_height <= self.justified.height
                 || target_height >= height
@@ -112,6 +139,10 @@ impl Tracker {
             }
             let set = match target(&vote.target) {
                 Target::Known(set) => set,
+                Target::Estimated(set) => {
+                    next.exact = false;
+                    set
+                }
                 Target::UnknownSet => {
                     next.exact = false;
                     continue;
@@ -186,7 +217,7 @@ mod tests {
     fn two_consecutive_justified_heights_finalize_the_first() {
         let validators = set(&[10, 10, 10, 10]);
         let known = |_: &Checkpoint| Target::Known(&validators);
-        let genesis = Tracker { justified: checkpoint(0), finalized: checkpoint(0), tallies: Vec::new(), exact: true };
+        let genesis = Tracker::genesis(checkpoint(0).hash);
         // 2 of 4 is not more than 2/3; the third vote in the next block justifies height 1.
         let block2 = genesis.next(Height::new(2), &votes(&[0, 1], 0, 1), known);
         assert_eq!(block2.justified, checkpoint(0));
@@ -221,5 +252,12 @@ mod tests {
         let unknown = genesis.next(Height::new(2), &votes(&[0], 0, 1), |_| Target::UnknownSet);
         assert!(!unknown.exact);
         assert!(!unknown.next(Height::new(3), &[], known).exact, "inexact stays inexact");
+        // Votes from a source this tracker never saw justified do not count, but hint that the
+        // branch's justified checkpoint is at least that high: an estimate competes with it.
+        let hinted = unknown.next(Height::new(9), &votes(&[0, 1, 2], 5, 7), known);
+        assert_eq!((hinted.justified.height, hinted.source_hint), (Height::GENESIS, Height::new(5)));
+        assert_eq!(hinted.fork_choice_height(), Height::new(5));
+        let exact = genesis.next(Height::new(9), &votes(&[0, 1, 2], 5, 7), known);
+        assert_eq!(exact.fork_choice_height(), Height::GENESIS, "an exact tracker competes with what it counted");
     }
 }

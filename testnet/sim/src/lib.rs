@@ -12,15 +12,22 @@
 //! length, over a simulated hash rate, gives the time), client transactions, and faults: loss
 //! (and duplicated gossip), partitions and healing, crashes and restarts (a node loses
 //! everything but its store), clock skew, and a late node (the last one starts once the chain
-//! is more than two sync ranges long, and must catch up by range sync). After `steps` events the faults stop; the nodes mine for
-//! [`QUIET_MINING_MS`] more; then only node 0 mines, until it finds one block (PoW tips of
-//! equal work stay split until a block extends one of them), and all nodes must agree on one
-//! head within [`SETTLE_MS`] of that block.
+//! is more than two sync ranges long, and must catch up by range sync), and (PoS) byzantine
+//! validators under a third of the stake that double-propose, double-vote and withhold votes.
+//! Clients send transfers, stakes (one account once above the PoS minimum: a validator without a
+//! node), unstakes and delegate votes. After `steps` events the faults stop and the nodes run for
+//! [`QUIET_MINING_MS`] more. Under PoW only node 0 then mines, until it finds one block (tips of
+//! equal work stay split until a block extends one of them), and all nodes must agree on one head
+//! within [`SETTLE_MS`] of that block. Under PoS, which never stops producing blocks, every
+//! node's finality must pass where it stood within [`FINALITY_RESUMES_MS`], and every
+//! equivocation an honest node received whole must have its author slashed on every node.
 //!
 //! Checked after every event: equal blocks give equal state roots on every node (and the root
 //! the header carries); a node's head has the most work among the blocks it has stored (PoW);
-//! final blocks agree across nodes and are never reverted (engines with finality); honest nodes
-//! never penalize each other; the driver never fails. At the end, every node's accounts equal
+//! final blocks agree across nodes and are never reverted, and every block some node holds final
+//! is on the chain of every node final at or above its height (engines with finality); no
+//! honest validator is slashed (PoS); honest nodes never penalize or reject each other (a
+//! byzantine node's equivocations are rightly refused); the driver never fails. At the end, every node's accounts equal
 //! those of an independent in-memory replay of its chain. Every event is hashed into a digest,
 //! so the same seed gives the same digest.
 
@@ -37,11 +44,11 @@ use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
 use chorus_chain::state;
 use chorus_chain::state::memory::MemoryState;
 use chorus_chain::testing::{self, Rng};
-use chorus_chain::tx::TxKind;
+use chorus_chain::tx::{Checkpoint, TxKind, Vote};
 use chorus_chain::wire::{SyncRequest, SyncResponse, Topic, Verdict};
 use chorus_consensus::pow::difficulty::{self, U256};
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
-use chorus_consensus::{EngineOptions, PeerId, Signer};
+use chorus_consensus::{EngineMessage, EngineOptions, PeerId, Signer};
 use chorus_node_core::{Driver, Effect, Node, RequestFailed, Timer};
 use chorus_store::Store;
 use sha2::{Digest, Sha256};
@@ -86,10 +93,14 @@ pub struct Faults {
     pub skew: bool,
     /// The last node starts late (not part of [`Faults::ALL`]: runs last longer).
     pub late: bool,
+    /// Engines with stake: the last validators, under a third of the stake, double-propose,
+    /// double-vote and withhold votes while faults are on.
+    pub byzantine: bool,
 }
 
 impl Faults {
-    pub const ALL: Faults = Faults { loss: true, partition: true, crash: true, skew: true, late: false };
+    pub const ALL: Faults =
+        Faults { loss: true, partition: true, crash: true, skew: true, late: false, byzantine: false };
 
     /// Parses `loss,partition,crash,skew,late` (any subset; empty for none).
     pub fn parse(text: &str) -> Result<Faults, SimError> {
@@ -101,6 +112,7 @@ impl Faults {
                 "crash" => faults.crash = true,
                 "skew" => faults.skew = true,
                 "late" => faults.late = true,
+                "byzantine" => faults.byzantine = true,
                 other => return Err(SimError::UnknownFault { name: other.to_owned() }),
             }
         }
@@ -111,11 +123,13 @@ impl Faults {
 /// Why a simulation cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("unknown fault `{name}`; known: loss, partition, crash, skew, late")]
+    #[error("unknown fault `{name}`; known: loss, partition, crash, skew, late, byzantine")]
     UnknownFault { name: String },
+    #[error("the byzantine fault needs an engine with validators; {engine} has none")]
+    NoValidators { engine: String },
     #[error("unknown engine `{name}`; known: pow, pos, dpos, raft")]
     UnknownEngine { name: String },
-    #[error("the {engine} engine is not implemented yet; the simulator runs pow")]
+    #[error("the {engine} engine is not implemented yet; the simulator runs pow and pos")]
     EngineNotImplemented { engine: String },
     #[error("temporary directory: {0}")]
     TemporaryDirectory(#[from] std::io::Error),
@@ -158,6 +172,9 @@ pub struct SimReport {
     pub head_height: u64,
     /// The highest block any node holds final (0 without finality).
     pub final_height: u64,
+    /// Byzantine validators whose equivocation reached an honest node (each was checked to be
+    /// slashed by the end).
+    pub equivocators: usize,
     /// Range-sync requests served (nodes that fell more than a range behind).
     pub range_requests: u64,
 }
@@ -206,6 +223,8 @@ enum SimEvent {
 }
 
 struct SimNode {
+    /// Equivocates and withholds votes while faults are on.
+    byzantine: bool,
     peer: PeerId,
     dir: tempfile::TempDir,
     node: Option<Node>,
@@ -262,6 +281,14 @@ pub struct Sim {
     range_requests: u64,
     /// The node that has not started yet (the `late` fault).
     late: Option<usize>,
+    /// Byzantine equivocations sent: the digest of each half's gossip data, its offender, the
+    /// pair and which half it is.
+    equivocations: BTreeMap<Hash, (Address, u32, u8)>,
+    pairs: u32,
+    /// Halves of each pair delivered to each honest node (bit 0 and 1).
+    halves_seen: BTreeMap<(u32, usize), u8>,
+    /// Offenders one of whose equivocations some honest node received whole.
+    reached: BTreeSet<Address>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -296,6 +323,8 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
                 });
                 validators.push(Member { address, peer_id: PeerIdText::of(&address) });
             }
+            // Evidence stays admissible long enough to outlast any partition of a run.
+            genesis.params.unbonding_period = chorus_chain::primitives::BlockCount(1_000);
             genesis.engines[0].engine = EngineConfig::Pos(PosConfig {
                 slot_ms: POS_SLOT_MS,
                 epoch_slots: POS_EPOCH_SLOTS,
@@ -313,6 +342,9 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
 impl Sim {
     pub fn new(config: SimConfig) -> Result<Sim, SimError> {
         let genesis = sim_genesis(&config.engine, config.nodes)?;
+        if config.faults.byzantine && !matches!(genesis.engine_at(Height::GENESIS), EngineConfig::Pos(_)) {
+            return Err(SimError::NoValidators { engine: config.engine.clone() });
+        }
         let mut rng = Rng(config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut nodes = Vec::with_capacity(config.nodes);
         for index in 0..config.nodes {
@@ -321,7 +353,10 @@ impl Sim {
             } else {
                 0
             };
+            // Under a third of the stake: with equal stakes, the last (n - 1) / 3 nodes.
+            let byzantine = config.faults.byzantine && index >= config.nodes - (config.nodes - 1) / 3;
             nodes.push(SimNode {
+                byzantine,
                 peer: PeerId::new(&format!("node-{index}")),
                 dir: tempfile::tempdir()?,
                 node: None,
@@ -353,6 +388,10 @@ impl Sim {
             events: 0,
             range_requests: 0,
             late: None,
+            equivocations: BTreeMap::new(),
+            pairs: 0,
+            halves_seen: BTreeMap::new(),
+            reached: BTreeSet::new(),
         };
         if sim.config.faults.late {
             sim.late = sim.nodes.len().checked_sub(1);
@@ -446,10 +485,16 @@ impl Sim {
         for effect in node.take_effects() {
             match effect {
                 Effect::Publish { topic, data } => {
-                    let data = Arc::new(data);
-                    for to in 0..self.nodes.len() {
-                        if to != index {
-                            self.send_gossip(index, to, topic, &data);
+                    let mut messages = vec![data];
+                    if self.nodes[index].byzantine && self.faults_on {
+                        messages = self.misbehave(index, topic, messages.remove(0));
+                    }
+                    for data in messages {
+                        let data = Arc::new(data);
+                        for to in 0..self.nodes.len() {
+                            if to != index {
+                                self.send_gossip(index, to, topic, &data);
+                            }
                         }
                     }
                 }
@@ -471,10 +516,15 @@ impl Sim {
                     self.mine(index, &template);
                 }
                 Effect::StopMining => self.nodes[index].mining_generation += 1,
-                Effect::Report { peer, penalty } => self.violation(format!(
-                    "honest node {index} penalized {peer} ({}): {}",
-                    penalty.misbehaviour, penalty.reason
-                )),
+                Effect::Report { peer, penalty } => {
+                    let blamed_byzantine = self.nodes.iter().any(|node| node.peer == peer && node.byzantine);
+                    if !blamed_byzantine && !self.nodes[index].byzantine {
+                        self.violation(format!(
+                            "honest node {index} penalized {peer} ({}): {}",
+                            penalty.misbehaviour, penalty.reason
+                        ));
+                    }
+                }
             }
         }
     }
@@ -547,6 +597,66 @@ impl Sim {
         self.schedule(latency, SimEvent::Answer { to, from, request, answer: Ok(answer) });
     }
 
+    /// What a byzantine node sends instead of `data` on `topic`: its own blocks sometimes with
+    /// a sibling signed for the same slot; its votes sometimes withheld, sometimes with a
+    /// conflicting vote for the same target height.
+    fn misbehave(&mut self, index: usize, topic: Topic, data: Vec<u8>) -> Vec<Vec<u8>> {
+        let key = node_key(index);
+        let chain_id = self.genesis.chain_id.clone();
+        let roll = self.rng.below(10);
+        match topic {
+            Topic::Blocks => {
+                let Ok(block) = codec::decode::<Block>(&data) else { return vec![data] };
+                let Some(slot) = block.header.slot() else { return vec![data] };
+                if block.header.proposer != key.address() || roll >= 5 {
+                    return vec![data];
+                }
+                // Same slot, another state root: a second header signed for the slot.
+                let mut header = block.header.clone();
+                header.state_root = Hash::digest(header.state_root.as_bytes());
+                let sibling = Block { header: header.sign(&chain_id, slot, &key), body: block.body.clone() };
+                let second = codec::encode(&sibling);
+                self.equivocation(key.address(), &data, &second);
+                vec![data, second]
+            }
+            Topic::Consensus => {
+                let Ok(EngineMessage::Vote(vote)) = codec::decode::<EngineMessage>(&data) else { return vec![data] };
+                match roll {
+                    0..=2 => Vec::new(),
+                    3..=5 => {
+                        let target =
+                            Checkpoint { height: vote.target.height, hash: Hash::digest(vote.target.hash.as_bytes()) };
+                        let conflicting = Vote::signed(&chain_id, &key, vote.source, target);
+                        let second = codec::encode(&EngineMessage::Vote(conflicting));
+                        self.equivocation(key.address(), &data, &second);
+                        vec![data, second]
+                    }
+                    _ => vec![data],
+                }
+            }
+            Topic::Transactions => vec![data],
+        }
+    }
+
+    fn equivocation(&mut self, offender: Address, first: &[u8], second: &[u8]) {
+        self.pairs += 1;
+        self.equivocations.insert(Hash::digest(first), (offender, self.pairs, 0));
+        self.equivocations.insert(Hash::digest(second), (offender, self.pairs, 1));
+    }
+
+    /// Notes an honest node receiving half of an equivocation.
+    fn note_delivery(&mut self, to: usize, data: &[u8]) {
+        if self.nodes[to].byzantine || self.equivocations.is_empty() {
+            return;
+        }
+        let Some((offender, pair, half)) = self.equivocations.get(&Hash::digest(data)).copied() else { return };
+        let seen = self.halves_seen.entry((pair, to)).or_insert(0);
+        *seen |= 1 << half;
+        if *seen == 0b11 {
+            self.reached.insert(offender);
+        }
+    }
+
     /// Runs the whole seed and reports.
     pub fn run(mut self) -> SimReport {
         let mut fault_steps = 0;
@@ -584,6 +694,7 @@ impl Sim {
             events: self.events,
             head_height,
             final_height,
+            equivocators: self.reached.len(),
             range_requests: self.range_requests,
         }
     }
@@ -613,6 +724,7 @@ impl Sim {
                     return true;
                 }
                 self.record(&[b"gossip", &time_bytes, &[to as u8, from as u8], topic.as_str().as_bytes(), &data]);
+                self.note_delivery(to, &data);
                 if topic == Topic::Blocks
                     && let Ok(block) = codec::decode::<Block>(&data)
                 {
@@ -623,6 +735,8 @@ impl Sim {
                 let Some(node) = self.nodes[to].node.as_mut() else { return true };
                 match node.on_gossip(now, &from_peer, topic, &data) {
                     Ok(Verdict::Accept | Verdict::Ignore) => {}
+                    // A byzantine sender's equivocations are rightly refused; an honest one's never.
+                    Ok(Verdict::Reject(_)) if self.nodes[from].byzantine || self.nodes[to].byzantine => {}
                     Ok(Verdict::Reject(misbehaviour)) => {
                         self.violation(format!("honest node {to} rejected gossip from node {from}: {misbehaviour}"));
                     }
@@ -785,23 +899,27 @@ impl Sim {
         }
     }
 
-    /// A transfer from a random funded account through a random running node.
+    /// A transaction from a random funded account through a random running node: mostly
+    /// transfers; also stakes (account 0 once above the PoS minimum, joining the set without
+    /// a node: its slots are missed), unstakes and delegate votes.
     fn submit_tx(&mut self, time_bytes: &[u8]) {
         let node = self.rng.below(self.nodes.len() as u32) as usize;
         let from = self.rng.below(FUNDED_ACCOUNTS);
         let to = self.rng.below(FUNDED_ACCOUNTS + 2);
         let amount = 1 + u128::from(self.rng.below(1_000));
+        let kind = match self.rng.below(20) {
+            0 if from == 0 => TxKind::Stake { amount: Amount::new(POS_STAKE * 6 / 10) },
+            0 | 1 => TxKind::Stake { amount: Amount::new(amount) },
+            2 => TxKind::Unstake { amount: Amount::new(amount) },
+            3 => TxKind::Vote { delegates: Vec::new() },
+            _ => TxKind::Transfer { to: testing::key(to).address(), amount: Amount::new(amount) },
+        };
         let now = self.local_now(node);
         let Some(running) = self.nodes[node].node.as_mut() else { return };
         let key = testing::key(from);
         let next = running.driver().store().account(&key.address()).map(|account| account.nonce).unwrap_or(0);
         let nonce = next + u64::from(self.rng.below(3));
-        let tx = testing::signed(
-            &self.genesis,
-            &key,
-            nonce,
-            TxKind::Transfer { to: testing::key(to).address(), amount: Amount::new(amount) },
-        );
+        let tx = testing::signed(&self.genesis, &key, nonce, kind);
         let outcome = match running.submit_tx(now, tx) {
             Ok(hash) => hash.0.to_vec(),
             Err(error) => error.to_string().into_bytes(),
@@ -810,8 +928,36 @@ impl Sim {
         self.handle_effects(node);
     }
 
+    /// Engines with stake: no honest validator is ever slashed, and every block any node holds
+    /// final at or below node `index`'s own final height is on `index`'s chain (so final blocks
+    /// agree at every height, not only where two nodes' final pointers landed).
+    fn stake_violation(&self, index: usize) -> Option<String> {
+        if !matches!(self.genesis.engine_at(Height::GENESIS), EngineConfig::Pos(_)) {
+            return None;
+        }
+        let store = self.nodes[index].node.as_ref()?.driver().store();
+        let view = store.view();
+        for (other, sim_node) in self.nodes.iter().enumerate() {
+            if !sim_node.byzantine && state::is_slashed(&view, &sim_node.coinbase).unwrap_or(false) {
+                return Some(format!("node {index}: honest validator {other} ({}) is slashed", sim_node.coinbase));
+            }
+        }
+        let own_final = store.finalized().map_or(Height::GENESIS, |(height, _)| height);
+        if let Some((height, hash)) = self.finals.range(..=own_final).next_back()
+            && store.canonical_hash(*height).ok().flatten() != Some(*hash)
+        {
+            return Some(format!(
+                "node {index}, final up to {own_final}, does not hold the final block {hash} at {height}"
+            ));
+        }
+        None
+    }
+
     /// The invariants that hold after every event on `index`.
     fn check_node(&mut self, index: usize) {
+        if let Some(what) = self.stake_violation(index) {
+            return self.violation(what);
+        }
         let Some(node) = self.nodes[index].node.as_ref() else { return };
         let driver = node.driver();
         let store = driver.store();
@@ -928,12 +1074,24 @@ impl Sim {
         }
         let lowest = lowest_final(self);
         if lowest <= stood.get() {
+            // Which heads each node stores, to tell a node that never got a branch from one that
+            // got it and did not take it.
+            let heads: Vec<Option<Hash>> = (0..self.nodes.len())
+                .map(|index| self.nodes[index].node.as_ref().map(|node| node.driver().store().head_hash()))
+                .collect();
             let listed: Vec<String> = (0..self.nodes.len())
                 .map(|index| {
                     let driver = self.nodes[index].node.as_ref().map(|node| node.driver());
                     let final_height = driver.and_then(|driver| driver.finalized()).map_or(0, |(h, _)| h.get());
                     let head = driver.map_or(0, |driver| driver.store().head().height.get());
-                    format!("node {index}: final {final_height}, head {head}")
+                    let stored: Vec<usize> = (0..heads.len())
+                        .filter(|other| {
+                            heads[*other]
+                                .zip(driver)
+                                .is_some_and(|(hash, driver)| driver.store().contains_block(&hash).unwrap_or(false))
+                        })
+                        .collect();
+                    format!("node {index}: final {final_height}, head {head}, stores the heads of {stored:?}")
                 })
                 .collect();
             return self.violation(format!(
@@ -949,6 +1107,18 @@ impl Sim {
             .collect();
         if finals.len() != 1 {
             self.violation(format!("nodes disagree on the block at final height {height}: {finals:?}"));
+        }
+        // Every equivocation some honest node received whole got its author slashed, on every
+        // node's chain.
+        for offender in self.reached.clone() {
+            for index in 0..self.nodes.len() {
+                let Some(node) = self.nodes[index].node.as_ref() else { continue };
+                if !state::is_slashed(&node.driver().store().view(), &offender).unwrap_or(false) {
+                    self.violation(format!(
+                        "node {index}: {offender} equivocated to honest nodes but is not slashed by the end"
+                    ));
+                }
+            }
         }
         for index in 0..self.nodes.len() {
             if let Some(hash) = finals.iter().next().copied().flatten() {
@@ -1016,6 +1186,7 @@ pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) 
                                 events: 0,
                                 head_height: 0,
                                 final_height: 0,
+                                equivocators: 0,
                                 range_requests: 0,
                             }
                         }
