@@ -250,6 +250,13 @@ pub enum ChainReadError {
     Missing { hash: Hash, role: &'static str },
 }
 
+impl From<chorus_chain::state::ReadError> for ChainReadError {
+    /// A state read through the chain failed: the store is damaged or unreadable.
+    fn from(error: chorus_chain::state::ReadError) -> Self {
+        ChainReadError::Unreadable { what: error.to_string() }
+    }
+}
+
 /// The chain as an engine sees it: read-only. `StateRead` reads the head state.
 pub trait ChainRead: StateRead {
     fn genesis(&self) -> &Genesis;

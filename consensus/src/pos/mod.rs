@@ -196,10 +196,7 @@ impl PosEngine {
                 continue;
             };
             if let std::collections::btree_map::Entry::Vacant(entry) = sets.entry(at.0) {
-                entry.insert(
-                    state::read_validators(&StateAt { chain, height: at.0 })
-                        .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?,
-                );
+                entry.insert(state::read_validators(&StateAt { chain, height: at.0 }).map_err(ChainReadError::from)?);
             }
             targets.insert(vote.target, at);
         }
@@ -265,8 +262,7 @@ impl PosEngine {
         // The proposer, where the parent's state is at hand (the state machine checks the rest).
         if chain.canonical_hash(parent.height)? == Some(header.parent) {
             let state = StateAt { chain, height: parent.height };
-            let set = state::pos_set_for(&state, genesis, &self.config, &parent, slot)
-                .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+            let set = state::pos_set_for(&state, genesis, &self.config, &parent, slot).map_err(ChainReadError::from)?;
             let expected = set.proposer(slot);
             if expected != Some(header.proposer) {
                 return Err(PosError::NotProposer { hash, slot, expected, got: header.proposer }.into());
@@ -348,8 +344,7 @@ impl PosEngine {
         if slot <= self.slot_of(genesis, &head) {
             return Ok(());
         }
-        let set = state::pos_set_for(chain, genesis, &self.config, &head, slot)
-            .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+        let set = state::pos_set_for(chain, genesis, &self.config, &head, slot).map_err(ChainReadError::from)?;
         if set.proposer(slot) != Some(me) {
             return Ok(());
         }
@@ -390,8 +385,7 @@ impl PosEngine {
             let set = match sets.entry(target.height) {
                 std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
                 std::collections::btree_map::Entry::Vacant(entry) => entry.insert(
-                    state::read_validators(&StateAt { chain, height: target.height })
-                        .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?,
+                    state::read_validators(&StateAt { chain, height: target.height }).map_err(ChainReadError::from)?,
                 ),
             };
             let Some(set) = set else { continue };
@@ -477,8 +471,7 @@ impl PosEngine {
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
         let Some(me) = self.guard.as_ref().map(Guard::address) else { return Ok(()) };
-        let set =
-            state::read_validators(chain).map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+        let set = state::read_validators(chain).map_err(ChainReadError::from)?;
         if set.is_none_or(|set| set.index_of(&me).is_none()) {
             return Ok(());
         }
@@ -538,8 +531,7 @@ impl PosEngine {
             self.keep_for_later(chain, vote)?;
             return Err(PosError::VoteNotNew { voter }.into());
         }
-        let set = state::read_validators(&StateAt { chain, height: target.height })
-            .map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+        let set = state::read_validators(&StateAt { chain, height: target.height }).map_err(ChainReadError::from)?;
         if set.is_none_or(|set| set.index_of(&voter).is_none()) {
             return Err(PosError::NotValidator { voter, hash: vote.target.hash }.into());
         }
@@ -552,8 +544,7 @@ impl PosEngine {
     /// is no further above the head than a vote's target may be below the block carrying it.
     fn keep_for_later(&mut self, chain: &dyn ChainRead, vote: Vote) -> Result<(), EngineError> {
         let (_, head) = chain.head();
-        let set =
-            state::read_validators(chain).map_err(|error| ChainReadError::Unreadable { what: error.to_string() })?;
+        let set = state::read_validators(chain).map_err(ChainReadError::from)?;
         let near = vote.target.height.get() <= head.height.get().saturating_add(limits::VOTE_TARGET_AGE_MAX);
         if near && set.is_some_and(|set| set.index_of(&vote.voter).is_some()) {
             self.add_to_pool(vote);
@@ -707,7 +698,7 @@ impl Engine for PosEngine {
 
     fn active_set(&self, chain: &dyn ChainRead, now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
         let genesis = chain.genesis();
-        let unreadable = |error: state::ReadError| ChainReadError::Unreadable { what: error.to_string() };
+        let unreadable = ChainReadError::from;
         let (_, head) = chain.head();
         let set = state::read_validators(chain)
             .map_err(unreadable)?
