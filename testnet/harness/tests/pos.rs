@@ -1,7 +1,7 @@
 //! PoS testnets of real `chorusd` processes: every node a validator with equal stake.
 //! Transfers become final on every node; with half the stake killed, blocks keep coming and
-//! finality stalls; restarted, the killed validators report their final block at once and
-//! finality resumes; no node's final height ever goes down.
+//! finality stalls; restarted alone, the killed validators report their final block from their
+//! store, and together again finality resumes; no node's final height ever goes down.
 
 use std::collections::BTreeMap;
 
@@ -70,18 +70,21 @@ fn transfers_become_final_and_finality_stalls_without_two_thirds_then_resumes() 
     });
     let stalled = *sample_finals(&testnet, &mut seen).values().max().expect("live nodes");
 
-    // Back: each restarted validator reports its final block before anything new arrives,
-    // and finality resumes past the stall.
+    // Back, each alone at first (every other node refuses it): a restarted validator reports
+    // the final block it had, from its store, before it can have seen anything new.
     let before: BTreeMap<usize, u64> = [3, 4].iter().map(|k| (*k, seen[k])).collect();
+    testnet.partition(&[&[1, 2], &[3], &[4]]);
     for k in [3, 4] {
         testnet.restart(k);
         let reported = testnet.rpc(k).finalized().expect("finalized").map_or(0, |block| block.height.get());
         assert!(
             reported >= before[&k] && reported > 0,
-            "node {k} restarted reporting final {reported}, had {}",
+            "node {k} restarted alone reporting final {reported}, had {}",
             before[&k]
         );
     }
+    // Together again: finality resumes past the stall.
+    testnet.heal();
     testnet.finalized_at_least(stalled + 3);
     sample_finals(&testnet, &mut seen);
     testnet.all_heads_within(2);
