@@ -372,8 +372,8 @@ pub trait Engine: Send + fmt::Debug {
 /// What an engine counts for the node's metrics (zero where it does not apply).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineCounters {
-    /// The last slot the engine's timer reached.
-    pub slot: u64,
+    /// The last slot the engine's timer reached; `None` for engines without slots.
+    pub slot: Option<u64>,
     /// Slots that passed with no block on the head's chain, since start.
     pub missed_slots: u64,
     /// Consensus votes received from peers and accepted, since start.

@@ -48,6 +48,8 @@ pub enum Call {
     Tx(Hash, oneshot::Sender<Result<TxStatus, StoreError>>),
     Account(chorus_chain::Address, Option<Height>, oneshot::Sender<Result<AccountInfo, StoreError>>),
     Status(oneshot::Sender<StatusInfo>),
+    /// The engine's name and active set (`None`: open, PoW; or unreadable, which is logged).
+    Validators(oneshot::Sender<(&'static str, Option<chorus_consensus::ActiveSet>)>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +100,8 @@ pub struct StatusInfo {
     pub mempool_bytes: u64,
     /// Range-sync progress while the node is more than one range behind its best peer.
     pub sync: Option<Progress>,
-    /// The engine's active set (`None`: open, PoW; or unreadable, which is logged).
-    pub active_set: Option<chorus_consensus::ActiveSet>,
+    /// The slot under way (slot engines).
+    pub slot: Option<u64>,
 }
 
 /// The node's own metrics (`chorus_*`); the network's are registered by `chorus-p2p`.
@@ -442,11 +444,16 @@ impl Core {
                     mempool_txs: driver.mempool().len(),
                     mempool_bytes: driver.mempool().size_bytes(),
                     sync: self.node.sync_progress(now()),
-                    active_set: driver.active_set(now()).unwrap_or_else(|error| {
-                        tracing::warn!(%error, "the active set could not be read");
-                        None
-                    }),
+                    slot: driver.engine().counters().slot,
                 });
+            }
+            Call::Validators(reply) => {
+                let driver = self.node.driver();
+                let set = driver.active_set(now()).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "the active set could not be read");
+                    None
+                });
+                let _ = reply.send((driver.engine().name(), set));
             }
         }
         Ok(())
@@ -559,7 +566,7 @@ impl Core {
             self.metrics.finality_lag.set(to_i64(head_height.get().saturating_sub(final_height.get())));
         }
         let counters = driver.engine().counters();
-        self.metrics.slot.set(to_i64(counters.slot));
+        self.metrics.slot.set(to_i64(counters.slot.unwrap_or(0)));
         self.metrics.missed_slots.set(to_i64(counters.missed_slots));
         self.metrics.votes_received.set(to_i64(counters.votes_received));
         self.metrics.mempool_transactions.set(to_i64(driver.mempool().len() as u64));

@@ -347,7 +347,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             n_peers: peers.connected.len() as u64,
             head: wire_head(&status.head),
             finalized: status.finalized.map(wire_block_ref),
-            slot: status.active_set.as_ref().and_then(|set| set.slot),
+            slot: status.slot,
             syncing: status.sync.is_some(),
             sync: status.sync.map(|progress| wire::SyncProgress {
                 head: progress.head,
@@ -373,9 +373,9 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
         |finalized| wire_block_ref(*finalized),
     )?;
     serve::<wire::GetValidators, _, _>(&mut module, |_, context| async move {
-        let status = context.call(Call::Status).await?;
-        let engine = status.engine.to_owned();
-        let Some(set) = status.active_set else {
+        let (engine, set) = context.call(Call::Validators).await?;
+        let engine = engine.to_owned();
+        let Some(set) = set else {
             // An open engine (PoW): anyone may produce blocks.
             return Ok(wire::Validators {
                 engine,

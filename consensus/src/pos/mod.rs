@@ -300,12 +300,12 @@ impl PosEngine {
         // Slots after the head's that ended since the last tick went without a block on this
         // chain (counted from the second tick on: a restart does not count its downtime).
         let (_, head) = chain.head();
-        if self.counters.slot > 0 {
-            let judged_through = self.slot_of(genesis, &head).max(self.counters.slot.saturating_sub(1));
+        if let Some(last) = self.counters.slot.filter(|last| *last > 0) {
+            let judged_through = self.slot_of(genesis, &head).max(last.saturating_sub(1));
             let missed = slot.saturating_sub(1).saturating_sub(judged_through);
             self.counters.missed_slots = self.counters.missed_slots.saturating_add(missed);
         }
-        self.counters.slot = self.counters.slot.max(slot);
+        self.counters.slot = Some(self.counters.slot.map_or(slot, |last| last.max(slot)));
         actions.push(Action::SetTimer {
             timer: SLOT_TIMER,
             at: pos::slot_start(genesis, &self.config, slot.saturating_add(1)),

@@ -14,9 +14,15 @@
 //!   highest target justified becomes the new `J` and the tallies start over (their source is no
 //!   longer `J`).
 //!
-//! Safety (two conflicting final blocks need more than 1/3 of some set's stake to sign two
-//! votes with the same target height, or one vote's span surrounding another's) is argued in
-//! ARCHITECTURE.md; validators never do either ([`crate::signer::Guard`]).
+//! Safety. Suppose final blocks `A` (height `a`) and `B` conflict, `a <= b`. `A` is final, so
+//! more than 2/3 voted `A -> A'` with `A'` at `a + 1`. Take the lowest justified checkpoint `T` on
+//! `B`'s side above `a` that does not descend from `A` (`B` itself when `b > a`; when `b = a`, the
+//! votes justifying `A` and `B` already share a target height). `T` was justified by more than
+//! 2/3 with sources `S` below it: if `S` is below `a`, those votes surround `A -> A'`; at `a` or
+//! `a + 1`, they share a target height with the votes for `A` or `A'`; above, `S` contradicts
+//! `T`'s minimality. Two supermajorities of one set overlap in more than 1/3 of its stake, all of
+//! which signed a slashable pair (validators never do: [`crate::signer::Guard`]). With sets
+//! changing by epoch the overlap shrinks by the stake that changed between them.
 //!
 //! A tracker is `exact` when every vote it met could be judged: a vote for a side-branch block
 //! in another epoch than the branch's fork point has no known set until the branch is applied,
