@@ -158,11 +158,24 @@ impl RangeSync {
         requests
     }
 
+    /// Takes the range starting at `from` out of flight if `peer` holds it. An answer from
+    /// anyone else is stale: the range went to another peer since (its first owner left, or
+    /// sync started over), and only the current owner's answer counts.
+    fn land(&mut self, peer: &PeerId, from: u64) -> Option<u32> {
+        let (owner, count) = self.in_flight.get(&from)?;
+        if owner != peer {
+            return None;
+        }
+        let count = *count;
+        self.in_flight.remove(&from);
+        Some(count)
+    }
+
     /// A range's answer. A short answer leaves the rest wanted; an empty one means the peer
     /// does not have the range after all.
     pub fn on_blocks(&mut self, peer: PeerId, from: Height, blocks: Vec<Block>) {
         let from = from.get();
-        let Some((_, count)) = self.in_flight.remove(&from) else { return };
+        let Some(count) = self.land(&peer, from) else { return };
         let got = u32::try_from(blocks.len()).unwrap_or(u32::MAX);
         if got == 0 {
             self.cut_claim(&peer, from);
@@ -179,8 +192,7 @@ impl RangeSync {
     /// to below the range (its next status may raise it again), so a peer that claims a height
     /// it cannot serve does not keep the node syncing towards it.
     pub fn on_failure(&mut self, peer: &PeerId, from: Height) {
-        if let Some((owner, count)) = self.in_flight.remove(&from.get()) {
-            debug_assert_eq!(&owner, peer);
+        if let Some(count) = self.land(peer, from.get()) {
             self.wanted.insert(from.get(), count);
             self.cut_claim(peer, from.get());
         }
@@ -314,6 +326,29 @@ mod tests {
         // An empty answer: the peer lacks the range; it is not asked for it again.
         sync.on_blocks(b.clone(), Height::new(1), Vec::new());
         assert!(!sync.next_requests(head, 0).iter().any(|(peer, from, _)| *peer == b && *from == Height::new(1)));
+    }
+
+    #[test]
+    fn a_departed_peers_late_answers_leave_its_ranges_new_owner_alone() {
+        let (a, b) = (PeerId::new("a"), PeerId::new("b"));
+        let mut sync = RangeSync::default();
+        sync.on_peer_head(a.clone(), Height::new(500));
+        let head = Height::new(0);
+        let first = sync.next_requests(head, 0);
+        assert!(first.iter().all(|(peer, _, _)| *peer == a));
+        // `a` leaves; its ranges go to `b`; then `a`'s requests fail or answer after all.
+        sync.on_peer_gone(&a);
+        sync.on_peer_head(b.clone(), Height::new(500));
+        let moved = sync.next_requests(head, 0);
+        assert!(moved.iter().all(|(peer, _, _)| *peer == b));
+        assert_eq!(moved[0].1, first[0].1);
+        sync.on_failure(&a, first[0].1);
+        sync.on_blocks(a.clone(), first[1].1, blocks(first[1].1.get(), 64));
+        assert_eq!(sync.busy_peers(), BTreeSet::from([b.clone()]), "b still holds every moved range");
+        assert!(sync.next_requests(head, 0).is_empty(), "nothing was handed out again");
+        // `b`'s own answer still lands.
+        sync.on_blocks(b.clone(), moved[0].1, blocks(moved[0].1.get(), 64));
+        assert_eq!(sync.take_ready(head).len(), 64);
     }
 
     #[test]
