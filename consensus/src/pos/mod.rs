@@ -185,24 +185,27 @@ impl PosEngine {
         }
         let view = BranchView::of(self, chain, &block.header)?;
         // What each distinct target is: not an ancestor, or an ancestor whose set is read from
-        // the state at some height, exactly its epoch's or as an estimate.
-        let mut targets: BTreeMap<Checkpoint, (Height, bool)> = BTreeMap::new();
+        // the state at some height (exactly its epoch's or as an estimate), or not at hand.
+        let mut targets: BTreeMap<Checkpoint, SetAt> = BTreeMap::new();
         let mut sets: BTreeMap<Height, Option<ValidatorSet>> = BTreeMap::new();
         for vote in &block.body.votes {
             if targets.contains_key(&vote.target) {
                 continue;
             }
-            let Some(at) = view.ancestor(chain, &self.config, &vote.target)? else {
+            let Some(set_at) = view.ancestor(chain, &self.config, &vote.target)? else {
                 continue;
             };
-            if let std::collections::btree_map::Entry::Vacant(entry) = sets.entry(at.0) {
-                entry.insert(state::read_validators(&StateAt { chain, height: at.0 }).map_err(ChainReadError::from)?);
+            if let SetAt::State { at, .. } = set_at
+                && let std::collections::btree_map::Entry::Vacant(entry) = sets.entry(at)
+            {
+                entry.insert(state::read_validators(&StateAt { chain, height: at }).map_err(ChainReadError::from)?);
             }
-            targets.insert(vote.target, at);
+            targets.insert(vote.target, set_at);
         }
         Ok(parent.next(block.header.height, &block.body.votes, |target| match targets.get(target) {
             None => Target::NotAncestor,
-            Some((height, exact)) => match (sets.get(height), exact) {
+            Some(SetAt::Unknown) => Target::UnknownSet,
+            Some(SetAt::State { at, exact }) => match (sets.get(at), exact) {
                 (Some(Some(set)), true) => Target::Known(set),
                 (Some(Some(set)), false) => Target::Estimated(set),
                 _ => Target::UnknownSet,
@@ -607,12 +610,22 @@ impl PosEngine {
 }
 
 /// What a block's chain looks like below it, for judging its votes' targets: its side-branch
-/// ancestors (hash and slot by height) down to where it joins the current chain.
+/// ancestors (hash and slot by height) down to where it joins the current chain, or down to
+/// the oldest height a vote may target.
 struct BranchView {
     /// Ancestors off the current chain, by height.
     side: BTreeMap<Height, (Hash, u64)>,
-    /// Where the branch joins the current chain (height and slot).
-    fork: (Height, u64),
+    /// Where the branch joins the current chain (height and slot); `None` when it joins below
+    /// the oldest height a vote may target, so no state on this node holds its sets.
+    fork: Option<(Height, u64)>,
+}
+
+/// Where a vote's target's set is read: from the state at `at`, exactly its epoch's or as an
+/// estimate; or nowhere this node has (a branch that joins the chain too deep).
+#[derive(Clone, Copy)]
+enum SetAt {
+    State { at: Height, exact: bool },
+    Unknown,
 }
 
 impl BranchView {
@@ -625,35 +638,43 @@ impl BranchView {
             let ancestor =
                 chain.header(&cursor)?.ok_or(ChainReadError::Missing { hash: cursor, role: "an ancestor" })?;
             let slot = engine.slot_of(genesis, &ancestor);
-            if chain.canonical_hash(ancestor.height)? == Some(cursor) || ancestor.height.get() <= oldest {
-                return Ok(BranchView { side, fork: (ancestor.height, slot) });
+            if chain.canonical_hash(ancestor.height)? == Some(cursor) {
+                return Ok(BranchView { side, fork: Some((ancestor.height, slot)) });
+            }
+            if ancestor.height.get() <= oldest {
+                return Ok(BranchView { side, fork: None });
             }
             side.insert(ancestor.height, (cursor, slot));
             cursor = ancestor.parent;
         }
     }
 
-    /// `None` if `target` is not an ancestor of the block (or below the view); otherwise the
-    /// height whose state holds the set to count its votes with, and whether that is exactly
-    /// the set of its epoch: the target's own on the current chain; the fork point's for a
-    /// side-branch target (exact in the fork point's epoch, an estimate in a later one).
+    /// `None` if `target` is not an ancestor of the block (or below the view); otherwise where
+    /// the set to count its votes with is read: the target's own state on the current chain;
+    /// the fork point's for a side-branch target (exact in the fork point's epoch, an estimate
+    /// in a later one), unknown if the fork point is below the view.
     fn ancestor(
         &self,
         chain: &dyn ChainRead,
         config: &PosConfig,
         target: &Checkpoint,
-    ) -> Result<Option<(Height, bool)>, EngineError> {
+    ) -> Result<Option<SetAt>, EngineError> {
         if let Some((hash, slot)) = self.side.get(&target.height) {
             if *hash != target.hash {
                 return Ok(None);
             }
-            let same_epoch = pos::epoch_of(config, *slot) == pos::epoch_of(config, self.fork.1);
-            return Ok(Some((self.fork.0, same_epoch)));
+            return Ok(Some(match self.fork {
+                Some((at, fork_slot)) => {
+                    SetAt::State { at, exact: pos::epoch_of(config, *slot) == pos::epoch_of(config, fork_slot) }
+                }
+                None => SetAt::Unknown,
+            }));
         }
-        if target.height > self.fork.0 || chain.canonical_hash(target.height)? != Some(target.hash) {
+        let Some((fork_height, _)) = self.fork else { return Ok(None) };
+        if target.height > fork_height || chain.canonical_hash(target.height)? != Some(target.hash) {
             return Ok(None);
         }
-        Ok(Some((target.height, true)))
+        Ok(Some(SetAt::State { at: target.height, exact: true }))
     }
 }
 
