@@ -900,24 +900,29 @@ impl Sim {
     }
 
     /// A transaction from a random funded account through a random running node: mostly
-    /// transfers; also stakes (account 0 once above the PoS minimum, joining the set without
-    /// a node: its slots are missed), unstakes and delegate votes.
+    /// transfers; also stakes (account 0 above the PoS minimum while it is below, joining the
+    /// set without a node: its slots are missed), unstakes and delegate votes.
     fn submit_tx(&mut self, time_bytes: &[u8]) {
         let node = self.rng.below(self.nodes.len() as u32) as usize;
         let from = self.rng.below(FUNDED_ACCOUNTS);
         let to = self.rng.below(FUNDED_ACCOUNTS + 2);
         let amount = 1 + u128::from(self.rng.below(1_000));
-        let kind = match self.rng.below(20) {
-            0 if from == 0 => TxKind::Stake { amount: Amount::new(POS_STAKE * 6 / 10) },
+        let choice = self.rng.below(20);
+        let now = self.local_now(node);
+        let Some(running) = self.nodes[node].node.as_mut() else { return };
+        let key = testing::key(from);
+        let account = running.driver().store().account(&key.address()).ok();
+        // Account 0 joins the set once, with a fifth of the total stake at most: a validator
+        // without a node that held a third would stall finality for good, as it should.
+        let joins = from == 0 && account.as_ref().is_some_and(|account| account.stake.get() < POS_STAKE / 2);
+        let kind = match choice {
+            0 if joins => TxKind::Stake { amount: Amount::new(POS_STAKE * 6 / 10) },
             0 | 1 => TxKind::Stake { amount: Amount::new(amount) },
             2 => TxKind::Unstake { amount: Amount::new(amount) },
             3 => TxKind::Vote { delegates: Vec::new() },
             _ => TxKind::Transfer { to: testing::key(to).address(), amount: Amount::new(amount) },
         };
-        let now = self.local_now(node);
-        let Some(running) = self.nodes[node].node.as_mut() else { return };
-        let key = testing::key(from);
-        let next = running.driver().store().account(&key.address()).map(|account| account.nonce).unwrap_or(0);
+        let next = account.map(|account| account.nonce).unwrap_or(0);
         let nonce = next + u64::from(self.rng.below(3));
         let tx = testing::signed(&self.genesis, &key, nonce, kind);
         let outcome = match running.submit_tx(now, tx) {

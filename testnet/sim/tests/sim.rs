@@ -75,6 +75,19 @@ fn pos_five_validators_all_faults_and_a_byzantine_one_no_violations() {
 }
 
 #[test]
+fn pos_a_late_validator_catches_up_and_finality_goes_on() {
+    let faults = Faults { late: true, ..Faults::ALL };
+    // Long enough for the others to build more than two sync ranges before the last starts.
+    let config = SimConfig { steps: 15_000, ..pos(faults) };
+    let reports = run_seeds(&config, 0..8, 2).unwrap();
+    for report in &reports {
+        assert!(report.violations.is_empty(), "seed {}: {}", report.seed, report.violations.join("; "));
+        assert!(report.range_requests > 0, "seed {}: the late validator did not range-sync", report.seed);
+        assert!(report.final_height > 136, "seed {} only finalized height {}", report.seed, report.final_height);
+    }
+}
+
+#[test]
 fn pos_same_seed_same_digest_and_byzantine_needs_validators() {
     let faults = Faults { byzantine: true, ..Faults::ALL };
     let first = Sim::new(SimConfig { seed: 3, ..pos(faults) }).unwrap().run();
