@@ -9,11 +9,11 @@
 //! can leave the node. A validator therefore never signs two conflicting messages, across a
 //! SIGKILL, a restart or a power loss.
 //!
-//! The rules (Ethereum's minimal slashing protection, EIP-3076, with heights as epochs):
+//! The rules (Ethereum's minimal slashing protection, EIP-3076, with slots as epochs):
 //! - a header is signed only for a slot above the last one signed (or the same header again);
-//! - a vote only if its target height is above the last vote's and its source height is at
-//!   least the last vote's (or the same vote again). That excludes both conflicts
-//!   [`Vote::conflicts_with`] names: two votes for one target height, and surrounding spans.
+//! - a vote only if its target slot is above the last vote's and its source slot is at least
+//!   the last vote's (or the same vote again). That excludes both conflicts
+//!   [`Vote::conflicts_with`] names: two votes for one target slot, and surrounding spans.
 
 use std::fmt;
 
@@ -72,7 +72,7 @@ pub enum Refusal {
     #[error("already signed header {signed} for slot {signed_slot}; refusing a header for slot {slot}")]
     HeaderSlot { slot: u64, signed_slot: u64, signed: Hash },
     #[error(
-        "already voted from height {signed_from} to {signed_to}; refusing to vote from {from} to {to} (a target \
+        "already voted from slot {signed_from} to {signed_to}; refusing to vote from {from} to {to} (a target \
          must rise and a source must not fall)"
     )]
     Vote { from: u64, to: u64, signed_from: u64, signed_to: u64 },
@@ -134,16 +134,16 @@ impl Guard {
     ) -> Result<Vote, Refusal> {
         if let Some((signed_source, signed_target)) = self.signed.vote {
             let same = (signed_source, signed_target) == (source, target);
-            let safe = target.height > signed_target.height && source.height >= signed_source.height;
+            let safe = target.slot > signed_target.slot && source.slot >= signed_source.slot;
             if same {
                 return Ok(Vote::signed(chain_id, &self.signer.key, source, target));
             }
             if !safe {
                 return Err(Refusal::Vote {
-                    from: source.height.get(),
-                    to: target.height.get(),
-                    signed_from: signed_source.height.get(),
-                    signed_to: signed_target.height.get(),
+                    from: source.slot,
+                    to: target.slot,
+                    signed_from: signed_source.slot,
+                    signed_to: signed_target.slot,
                 });
             }
         }
@@ -226,8 +226,9 @@ mod tests {
         }
     }
 
-    fn checkpoint(height: u64, byte: u8) -> Checkpoint {
-        Checkpoint { height: Height::new(height), hash: Hash([byte; 32]) }
+    /// A checkpoint at `slot`, on a chain without missed slots (height = slot).
+    fn checkpoint(slot: u64, byte: u8) -> Checkpoint {
+        Checkpoint { height: Height::new(slot), slot, hash: Hash([byte; 32]) }
     }
 
     fn header(height: u64, byte: u8) -> Header {
@@ -259,7 +260,7 @@ mod tests {
 
         let mut guard = restart(&chain);
         let refused = [
-            (checkpoint(0, 0), checkpoint(2, 9)), // another block at the same target height
+            (checkpoint(0, 0), checkpoint(2, 9)), // another block at the same target slot
             (checkpoint(1, 1), checkpoint(2, 2)), // the same target from another source
             (checkpoint(0, 0), checkpoint(1, 1)), // a lower target
         ];
@@ -267,7 +268,7 @@ mod tests {
             let got = guard.sign_vote(&chain_id, source, target, &mut actions);
             assert!(matches!(got, Err(Refusal::Vote { .. })), "{source:?} -> {target:?}: {got:?}");
             let conflicting = Vote::signed(&chain_id, &testing::key(0), source, target);
-            assert!(conflicting.conflicts_with(&first) || target.height < first.target.height);
+            assert!(conflicting.conflicts_with(&first) || target.slot < first.target.slot);
         }
         assert!(actions.is_empty(), "a refusal records nothing");
         // The same vote again is the same signature, with nothing new to record.
@@ -280,6 +281,11 @@ mod tests {
         let mut guard = restart(&chain);
         let surround = guard.sign_vote(&chain_id, checkpoint(1, 1), checkpoint(5, 5), &mut actions);
         assert!(matches!(surround, Err(Refusal::Vote { .. })), "{surround:?}");
+        // After a reorg to a shorter branch, its next block is lower but in a later slot: the
+        // vote for it conflicts with nothing signed, and is signed.
+        let shorter = Checkpoint { height: Height::new(2), slot: 4, hash: Hash([4; 32]) };
+        let after_reorg = guard.sign_vote(&chain_id, checkpoint(2, 2), shorter, &mut actions).expect("a later slot");
+        assert!(!after_reorg.conflicts_with(&next) && !after_reorg.conflicts_with(&first));
     }
 
     #[test]

@@ -59,8 +59,8 @@ fn rate(per_round: usize, mut round: impl FnMut()) -> f64 {
 fn votes() {
     let chain_id = ChainId::new("chorus-bench").expect("chain id");
     let n = limits::VALIDATORS_MAX as usize;
-    let source = Checkpoint { height: Height::new(10), hash: Hash::digest(b"source") };
-    let target = Checkpoint { height: Height::new(11), hash: Hash::digest(b"target") };
+    let source = Checkpoint { height: Height::new(10), slot: 10, hash: Hash::digest(b"source") };
+    let target = Checkpoint { height: Height::new(11), slot: 11, hash: Hash::digest(b"target") };
     let votes: Vec<Vote> = (0..n as u32).map(|i| Vote::signed(&chain_id, &testing::key(i), source, target)).collect();
     let digests: Vec<Hash> = votes.iter().map(|vote| vote.own_signing_hash(&chain_id)).collect();
     let items: Vec<SignedItem<'_>> = votes

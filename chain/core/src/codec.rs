@@ -209,7 +209,7 @@ mod tests {
             },
             signature: Signature([0; 64]),
         };
-        let checkpoint = crate::tx::Checkpoint { height: Height::GENESIS, hash: Hash::ZERO };
+        let checkpoint = crate::tx::Checkpoint { height: Height::GENESIS, slot: 0, hash: Hash::ZERO };
         let vote =
             Vote { voter: Address([0; 32]), source: checkpoint, target: checkpoint, signature: Signature([0; 64]) };
         check("u8 (Vec<u8>, String)", 0u8);

@@ -284,7 +284,7 @@ pub const EQUIVOCATION_WATCH_MAX: u32 = 8_192;
 pub const EARLY_BLOCKS_MAX: u32 = 64;
 
 /// Largest encoded slashing-protection record: the last header signed (slot and hash) and the
-/// last vote (two checkpoints), with option tags (under 130 bytes).
+/// last vote (two checkpoints), with option tags (under 150 bytes).
 pub const GUARD_RECORD_BYTES_MAX: u32 = 256;
 
 /// Largest encoded reference to a final block the store keeps: a height and a hash (40 bytes).

@@ -68,17 +68,20 @@ impl TxKind {
     }
 }
 
-/// A block a finality vote names: its height and hash.
+/// A block a finality vote names: its height, its slot (FFG's epoch) and its hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub height: Height,
+    /// The block's slot (0 for genesis). Slots, unlike heights, only rise with time, so a
+    /// validator whose branch lost can vote on the winner's next block at once.
+    pub slot: u64,
     pub hash: Hash,
 }
 
 /// A finality vote, signed by a validator: a link from `source`, a block the voter saw
-/// justified, to `target`, a descendant of it (Casper FFG's vote, with block heights as its
-/// epochs). Two votes by one voter conflict when they have the same target height, or when one's
-/// span surrounds the other's; either pair is slashable [`Evidence`].
+/// justified, to `target`, a descendant of it (Casper FFG's vote, with block slots as its
+/// epochs). Two votes by one voter conflict when they have the same target slot, or when one's
+/// span of slots surrounds the other's; either pair is slashable [`Evidence`].
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
 pub struct Vote {
     pub voter: Address,
@@ -104,15 +107,13 @@ impl Vote {
     }
 
     /// Whether `self` and `other`, by one voter, could help finalize conflicting blocks: two
-    /// different votes for one target height, or one vote's span strictly surrounding the
-    /// other's.
+    /// different votes for one target slot, or one vote's span of slots strictly surrounding
+    /// the other's.
     pub fn conflicts_with(&self, other: &Vote) -> bool {
-        let surrounds = |outer: &Vote, inner: &Vote| {
-            outer.source.height < inner.source.height && inner.target.height < outer.target.height
-        };
+        let surrounds =
+            |outer: &Vote, inner: &Vote| outer.source.slot < inner.source.slot && inner.target.slot < outer.target.slot;
         self.voter == other.voter
-            && ((self.target.height == other.target.height
-                && (self.target != other.target || self.source != other.source))
+            && ((self.target.slot == other.target.slot && (self.target != other.target || self.source != other.source))
                 || surrounds(self, other)
                 || surrounds(other, self))
     }
@@ -155,19 +156,19 @@ impl Evidence {
                 codec::encode(&(self.offender(), 0u8, first.slot().unwrap_or(0), 0u64, 0u64, 0u64))
             }
             Evidence::DoubleVote { first, second } => {
-                let span = |vote: &Vote| (vote.source.height.get(), vote.target.height.get());
+                let span = |vote: &Vote| (vote.source.slot, vote.target.slot);
                 let (low, high) = if span(first) <= span(second) { (first, second) } else { (second, first) };
                 codec::encode(&(
                     self.offender(),
                     1u8,
-                    low.source.height.get(),
-                    low.target.height.get(),
-                    high.source.height.get(),
-                    high.target.height.get(),
+                    low.source.slot,
+                    low.target.slot,
+                    high.source.slot,
+                    high.target.slot,
                 ))
             }
         };
-        Hash::tagged(b"chorus/offence/v2", &encoded)
+        Hash::tagged(b"chorus/offence/v3", &encoded)
     }
 
     /// Structural conflict check (signatures are checked with the transaction's).

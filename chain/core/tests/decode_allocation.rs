@@ -81,9 +81,15 @@ fn crafted_lengths_are_bounded<T: Canonical>(name: &str, value: &T) {
 fn crafted_length_prefixes_of_every_decoded_type_allocate_in_proportion_to_the_input() {
     let genesis = testing::genesis(4, 1_000);
     let chain_id = &genesis.chain_id;
-    let source = Checkpoint { height: Height::new(6), hash: Hash([0x66; 32]) };
-    let vote =
-        |block| Vote::signed(chain_id, &key(2), source, Checkpoint { height: Height::new(7), hash: Hash([block; 32]) });
+    let source = Checkpoint { height: Height::new(6), slot: 9, hash: Hash([0x66; 32]) };
+    let vote = |block| {
+        Vote::signed(
+            chain_id,
+            &key(2),
+            source,
+            Checkpoint { height: Height::new(7), slot: 11, hash: Hash([block; 32]) },
+        )
+    };
     let kinds = [
         TxKind::Transfer { to: key(1).address(), amount: Amount::new(5) },
         TxKind::Vote { delegates: vec![key(1).address(), key(2).address()] },

@@ -32,9 +32,15 @@ fn header(height: u64, seal: Seal) -> Header {
 fn transactions() -> Vec<(&'static str, SignedTransaction)> {
     let genesis = testing::genesis(4, 1_000);
     let chain_id = &genesis.chain_id;
-    let source = Checkpoint { height: Height::new(6), hash: Hash([0x66; 32]) };
-    let vote =
-        |block| Vote::signed(chain_id, &key(2), source, Checkpoint { height: Height::new(7), hash: Hash([block; 32]) });
+    let source = Checkpoint { height: Height::new(6), slot: 9, hash: Hash([0x66; 32]) };
+    let vote = |block| {
+        Vote::signed(
+            chain_id,
+            &key(2),
+            source,
+            Checkpoint { height: Height::new(7), slot: 11, hash: Hash([block; 32]) },
+        )
+    };
     let kinds = vec![
         ("tx_transfer", TxKind::Transfer { to: key(1).address(), amount: Amount::new(1_234_567) }),
         ("tx_stake", TxKind::Stake { amount: Amount::new(500) }),

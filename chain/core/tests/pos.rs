@@ -159,10 +159,20 @@ fn each_epoch_takes_its_set_from_the_state_its_first_block_builds_on() {
     // In epoch 0: account 4 stakes above the minimum, account 5 below it, validator 0 is
     // slashed, validator 1 unstakes everything.
     let chain_id = chain.genesis.chain_id.clone();
-    let source = Checkpoint { height: Height::GENESIS, hash: Hash([9; 32]) };
+    let source = Checkpoint { height: Height::GENESIS, slot: 0, hash: Hash([9; 32]) };
     let evidence = Evidence::DoubleVote {
-        first: Vote::signed(&chain_id, &key(0), source, Checkpoint { height: Height::new(1), hash: Hash([1; 32]) }),
-        second: Vote::signed(&chain_id, &key(0), source, Checkpoint { height: Height::new(1), hash: Hash([2; 32]) }),
+        first: Vote::signed(
+            &chain_id,
+            &key(0),
+            source,
+            Checkpoint { height: Height::new(1), slot: 1, hash: Hash([1; 32]) },
+        ),
+        second: Vote::signed(
+            &chain_id,
+            &key(0),
+            source,
+            Checkpoint { height: Height::new(1), slot: 1, hash: Hash([2; 32]) },
+        ),
     };
     chain.push(vec![
         chain.tx(4, TxKind::Stake { amount: Amount::new(150) }),

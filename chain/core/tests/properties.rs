@@ -50,15 +50,21 @@ fn header() -> impl Strategy<Value = Header> {
     )
 }
 
+fn checkpoint() -> impl Strategy<Value = Checkpoint> {
+    (any::<u64>(), any::<u64>(), hash()).prop_map(|(height, slot, hash)| Checkpoint {
+        height: Height::new(height),
+        slot,
+        hash,
+    })
+}
+
 fn vote() -> impl Strategy<Value = Vote> {
-    (address(), any::<u64>(), hash(), any::<u64>(), hash(), signature()).prop_map(
-        |(voter, source_height, source_hash, target_height, target_hash, signature)| Vote {
-            voter,
-            source: Checkpoint { height: Height::new(source_height), hash: source_hash },
-            target: Checkpoint { height: Height::new(target_height), hash: target_hash },
-            signature,
-        },
-    )
+    (address(), checkpoint(), checkpoint(), signature()).prop_map(|(voter, source, target, signature)| Vote {
+        voter,
+        source,
+        target,
+        signature,
+    })
 }
 
 fn kind() -> impl Strategy<Value = TxKind> {

@@ -258,8 +258,9 @@ fn vote_limits_are_stateless_errors() {
     );
 }
 
+/// The block at `height` of a chain without missed slots (its slot is its height).
 fn checkpoint(height: u64, byte: u8) -> Checkpoint {
-    Checkpoint { height: Height::new(height), hash: Hash([byte; 32]) }
+    Checkpoint { height: Height::new(height), slot: height, hash: Hash([byte; 32]) }
 }
 
 /// Two votes by `offender` from one source to different blocks at height `height`.
@@ -314,6 +315,9 @@ fn evidence_must_conflict_be_signed_and_recent() {
     assert!(not_conflicting(&vote, &next));
     assert!(not_conflicting(&vote, &longer), "spans sharing a source do not surround");
     assert!(not_conflicting(&vote, &other_voter));
+    // One height in two slots (a shorter branch's next block after a reorg) is not one epoch.
+    let later_slot = Checkpoint { slot: 2, ..checkpoint(1, 2) };
+    assert!(not_conflicting(&vote, &Vote::signed(&chain_id, &key(0), checkpoint(0, 9), later_slot)));
     // A span strictly inside another is a surround vote, in either order.
     let outer = Vote::signed(&chain_id, &key(0), checkpoint(0, 9), checkpoint(5, 5));
     let inner = Vote::signed(&chain_id, &key(0), checkpoint(2, 2), checkpoint(4, 4));

@@ -25,7 +25,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 use crate::StoreError;
 
 /// Bumped on any change to this layout; a store of another version is refused.
-pub(crate) const SCHEMA_VERSION: u32 = 3;
+pub(crate) const SCHEMA_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cf {

@@ -64,8 +64,11 @@ pub enum PosError {
     SlotNotBegun { hash: Hash, slot: u64, starts_ms: u64, now_ms: u64 },
     #[error("vote by {voter} has a bad signature")]
     VoteSignature { voter: Address },
-    #[error("vote by {voter} names block {hash} at height {claimed}, which is at height {actual}")]
-    VoteTargetHeight { voter: Address, hash: Hash, claimed: Height, actual: Height },
+    #[error(
+        "vote by {voter} names block {hash} at height {} in slot {}, which is at height {} in slot {}",
+        claimed.0, claimed.1, actual.0, actual.1
+    )]
+    VoteTarget { voter: Address, hash: Hash, claimed: (Height, u64), actual: (Height, u64) },
     #[error("vote by {voter} for block {hash}: the voter is not in that block's validator set")]
     NotValidator { voter: Address, hash: Hash },
     #[error("vote by {voter} is already known, or for a block this node cannot judge yet")]
@@ -192,7 +195,7 @@ impl PosEngine {
             if targets.contains_key(&vote.target) {
                 continue;
             }
-            let Some(set_at) = view.ancestor(chain, &self.config, &vote.target)? else {
+            let Some(set_at) = view.ancestor(self, chain, &vote.target)? else {
                 continue;
             };
             if let SetAt::State { at, .. } = set_at
@@ -220,7 +223,7 @@ impl PosEngine {
     /// ([`PosEngine::on_head_changed`]).
     fn better(a: (&Tracker, Height, Hash), b: (&Tracker, Height, Hash)) -> bool {
         let key = |(tracker, height, hash): (&Tracker, Height, Hash)| {
-            (tracker.fork_choice_height(), height, std::cmp::Reverse(hash))
+            (tracker.fork_choice_slot(), height, std::cmp::Reverse(hash))
         };
         key(a) > key(b)
     }
@@ -378,10 +381,11 @@ impl PosEngine {
                 break;
             }
             if vote.source != tracker.justified
-                || target.height <= tracker.justified.height
+                || target.slot <= tracker.justified.slot
                 || target.height > head.height
                 || target.height.get() < oldest
                 || chain.canonical_hash(target.height)? != Some(target.hash)
+                || chain.header(&target.hash)?.map(|header| self.slot_of(chain.genesis(), &header)) != Some(target.slot)
             {
                 continue;
             }
@@ -479,8 +483,8 @@ impl PosEngine {
             return Ok(());
         }
         let tracker = self.tracker(chain, &head_hash)?;
-        let target = Checkpoint { height: head.height, hash: head_hash };
-        if target.height <= tracker.justified.height {
+        let target = Checkpoint { height: head.height, slot: self.slot_of(chain.genesis(), head), hash: head_hash };
+        if target.slot <= tracker.justified.slot {
             return Ok(());
         }
         let chain_id = chain.genesis().chain_id.clone();
@@ -521,12 +525,13 @@ impl PosEngine {
             self.keep_for_later(chain, vote)?;
             return Err(PosError::VoteNotNew { voter }.into());
         };
-        if target.height != vote.target.height {
-            return Err(PosError::VoteTargetHeight {
+        let slot = self.slot_of(genesis, &target);
+        if (target.height, slot) != (vote.target.height, vote.target.slot) {
+            return Err(PosError::VoteTarget {
                 voter,
                 hash: vote.target.hash,
-                claimed: vote.target.height,
-                actual: target.height,
+                claimed: (vote.target.height, vote.target.slot),
+                actual: (target.height, slot),
             }
             .into());
         }
@@ -655,12 +660,13 @@ impl BranchView {
     /// in a later one), unknown if the fork point is below the view.
     fn ancestor(
         &self,
+        engine: &PosEngine,
         chain: &dyn ChainRead,
-        config: &PosConfig,
         target: &Checkpoint,
     ) -> Result<Option<SetAt>, EngineError> {
+        let config = &engine.config;
         if let Some((hash, slot)) = self.side.get(&target.height) {
-            if *hash != target.hash {
+            if (*hash, *slot) != (target.hash, target.slot) {
                 return Ok(None);
             }
             return Ok(Some(match self.fork {
@@ -672,6 +678,12 @@ impl BranchView {
         }
         let Some((fork_height, _)) = self.fork else { return Ok(None) };
         if target.height > fork_height || chain.canonical_hash(target.height)? != Some(target.hash) {
+            return Ok(None);
+        }
+        let header = chain
+            .header(&target.hash)?
+            .ok_or(ChainReadError::Missing { hash: target.hash, role: "a vote's target" })?;
+        if engine.slot_of(chain.genesis(), &header) != target.slot {
             return Ok(None);
         }
         Ok(Some(SetAt::State { at: target.height, exact: true }))

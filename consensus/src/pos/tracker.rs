@@ -1,4 +1,4 @@
-//! Finality as a function of the chain: Casper FFG over block heights.
+//! Finality as a function of the chain: Casper FFG with block slots as epochs.
 //!
 //! Each block has a [`Tracker`]: the highest justified checkpoint of its chain, the highest
 //! final one, and the tallies of votes (carried in the chain's blocks) whose source is that
@@ -6,23 +6,31 @@
 //! node computes the same finality from the same chain, including a node that syncs it later.
 //!
 //! Rules, for a block at height `h` whose parent's tracker has justified `J`:
-//! - a vote counts if its source is `J`, its target is a strict ancestor of the block above
-//!   `J` and at most `VOTE_TARGET_AGE_MAX` below `h`, and its voter is in the set of its
-//!   target's epoch (stake from that set; one count per voter and target);
+//! - a vote counts if its source is `J`, its target is a strict ancestor of the block (height,
+//!   slot and hash as the chain has them) in a slot after `J`'s and at most
+//!   `VOTE_TARGET_AGE_MAX` heights below `h`, and its voter is in the set of its target's epoch
+//!   (stake from that set; one count per voter and target);
 //! - a target whose votes carry more than 2/3 of its set's stake becomes justified; if one of the
-//!   targets justified by the block is `J`'s child (height `J + 1`), `J` becomes final; the
-//!   highest target justified becomes the new `J` and the tallies start over (their source is no
-//!   longer `J`).
+//!   targets justified by the block is `J`'s child in the next slot (height `J + 1`, slot
+//!   `slot(J) + 1`), `J` becomes final; the highest target justified becomes the new `J` and the
+//!   tallies start over (their source is no longer `J`).
 //!
-//! Safety. Suppose final blocks `A` (height `a`) and `B` conflict, `a <= b`. `A` is final, so
-//! more than 2/3 voted `A -> A'` with `A'` at `a + 1`. Take the lowest justified checkpoint `T` on
-//! `B`'s side above `a` that does not descend from `A` (`B` itself when `b > a`; when `b = a`, the
-//! votes justifying `A` and `B` already share a target height). `T` was justified by more than
-//! 2/3 with sources `S` below it: if `S` is below `a`, those votes surround `A -> A'`; at `a` or
-//! `a + 1`, they share a target height with the votes for `A` or `A'`; above, `S` contradicts
-//! `T`'s minimality. Two supermajorities of one set overlap in more than 1/3 of its stake, all of
-//! which signed a slashable pair (validators never do: [`crate::signer::Guard`]). With sets
-//! changing by epoch the overlap shrinks by the stake that changed between them.
+//! Slots, not heights, are the epochs because they only rise with time: a validator whose
+//! branch lost votes again at the winner's next block, instead of waiting until the winner is
+//! as high as its last target.
+//!
+//! Safety. Suppose final blocks `A` (slot `a`) and `B` conflict, `a <= b`. `A` is final, so more
+//! than 2/3 voted `A -> A'` with `A'` in slot `a + 1`. Take the justified checkpoint `T` with the
+//! lowest slot above `a` on `B`'s side that does not descend from `A` (`B` itself when `b > a`;
+//! when `b = a`, the votes justifying `A` and `B` already share a target slot). `T` was justified
+//! by more than 2/3 with sources `S` in earlier slots: if `S` is before `a`, those votes surround
+//! `A -> A'` (or share its target slot, if `T` is in slot `a + 1`); at `a` or `a + 1`, they
+//! share a target slot with the votes for `A` or `A'`; after, `S` contradicts `T`'s minimality.
+//! Two supermajorities of one set overlap in more than 1/3 of its stake, all of which signed a
+//! slashable pair (validators never do: [`crate::signer::Guard`]). With sets changing by epoch
+//! the overlap shrinks by the stake that changed between them. (`A'` must be in slot `a + 1`:
+//! a justified child two slots later would let a conflicting target in the slot between escape
+//! both conditions.)
 //!
 //! A tracker is `exact` when every vote it met could be judged: a vote for a side-branch block
 //! in another epoch than the branch's fork point has no known set until the branch is applied,
@@ -69,10 +77,10 @@ pub struct Tracker {
     /// Tallies of votes with source `justified`, by target.
     pub tallies: Vec<Tally>,
     pub exact: bool,
-    /// The highest source of a vote the chain's blocks carry for one of its blocks: a voter
-    /// saw it justified. Only a hint, for choosing which branch to try while the tracker is an
-    /// estimate (see [`Tracker::fork_choice_height`]).
-    pub source_hint: Height,
+    /// The slot of the highest source of a vote the chain's blocks carry for one of its
+    /// blocks: a voter saw it justified. Only a hint, for choosing which branch to try while the
+    /// tracker is an estimate (see [`Tracker::fork_choice_slot`]).
+    pub source_hint: u64,
 }
 
 impl Canonical for Tracker {
@@ -97,21 +105,15 @@ pub enum Target<'a> {
 impl Tracker {
     /// Genesis is justified and final.
     pub fn genesis(hash: Hash) -> Tracker {
-        let genesis = Checkpoint { height: Height::GENESIS, hash };
-        Tracker {
-            justified: genesis,
-            finalized: genesis,
-            tallies: Vec::new(),
-            exact: true,
-            source_hint: Height::GENESIS,
-        }
+        let genesis = Checkpoint { height: Height::GENESIS, slot: 0, hash };
+        Tracker { justified: genesis, finalized: genesis, tallies: Vec::new(), exact: true, source_hint: 0 }
     }
 
-    /// The justified height the fork choice compares: exact, or for an estimate the higher of
-    /// the estimate and the highest source the branch's votes name (a branch whose estimate fell
+    /// The justified slot the fork choice compares: exact, or for an estimate the higher of the
+    /// estimate and the highest source the branch's votes name (a branch whose estimate fell
     /// behind still gets tried; applying it makes it exact, and a loser is left).
-    pub fn fork_choice_height(&self) -> Height {
-        if self.exact { self.justified.height } else { self.justified.height.max(self.source_hint) }
+    pub fn fork_choice_slot(&self) -> u64 {
+        if self.exact { self.justified.slot } else { self.justified.slot.max(self.source_hint) }
     }
 
     /// Whether the votes counted for `target` include `voter_index`'s (its position in the
@@ -130,14 +132,14 @@ impl Tracker {
         let mut justified: Vec<Checkpoint> = Vec::new();
         for vote in votes {
             let target_height = vote.target.height;
-            if vote.source.height < target_height
+            if vote.source.slot < vote.target.slot
                 && target_height < height
                 && !matches!(target(&vote.target), Target::NotAncestor)
             {
-                next.source_hint = next.source_hint.max(vote.source.height);
+                next.source_hint = next.source_hint.max(vote.source.slot);
             }
             if vote.source != self.justified
-                || target_height <= self.justified.height
+                || vote.target.slot <= self.justified.slot
                 || target_height >= height
                 || target_height.get() < oldest
             {
@@ -177,10 +179,14 @@ impl Tracker {
         if justified.is_empty() {
             return next;
         }
-        if justified.iter().any(|target| target.height.get() == self.justified.height.get().saturating_add(1)) {
+        let child_next_slot = |target: &&Checkpoint| {
+            target.height.get() == self.justified.height.get().saturating_add(1)
+                && target.slot == self.justified.slot.saturating_add(1)
+        };
+        if justified.iter().any(|target| child_next_slot(&target)) {
             next.finalized = self.justified;
         }
-        if let Some(highest) = justified.iter().max_by_key(|target| target.height) {
+        if let Some(highest) = justified.iter().max_by_key(|target| target.slot) {
             next.justified = *highest;
         }
         next.tallies.clear();
@@ -196,8 +202,9 @@ mod tests {
 
     use super::*;
 
+    /// The block at `height` of a chain without missed slots.
     fn checkpoint(height: u64) -> Checkpoint {
-        Checkpoint { height: Height::new(height), hash: Hash([height as u8; 32]) }
+        Checkpoint { height: Height::new(height), slot: height, hash: Hash([height as u8; 32]) }
     }
 
     fn set(stakes: &[u128]) -> ValidatorSet {
@@ -261,9 +268,32 @@ mod tests {
         // Votes from a source this tracker never saw justified do not count, but hint that the
         // branch's justified checkpoint is at least that high: an estimate competes with it.
         let hinted = unknown.next(Height::new(9), &votes(&[0, 1, 2], 5, 7), known);
-        assert_eq!((hinted.justified.height, hinted.source_hint), (Height::GENESIS, Height::new(5)));
-        assert_eq!(hinted.fork_choice_height(), Height::new(5));
+        assert_eq!((hinted.justified.height, hinted.source_hint), (Height::GENESIS, 5));
+        assert_eq!(hinted.fork_choice_slot(), 5);
         let exact = genesis.next(Height::new(9), &votes(&[0, 1, 2], 5, 7), known);
-        assert_eq!(exact.fork_choice_height(), Height::GENESIS, "an exact tracker competes with what it counted");
+        assert_eq!(exact.fork_choice_slot(), 0, "an exact tracker competes with what it counted");
+    }
+
+    #[test]
+    fn a_justified_child_finalizes_only_from_the_next_slot() {
+        let validators = set(&[10, 10, 10]);
+        let known = |_: &Checkpoint| Target::Known(&validators);
+        let chain_id = ChainId::new("test").unwrap();
+        let link = |source: Checkpoint, target: Checkpoint| -> Vec<Vote> {
+            (0..3).map(|voter| Vote::signed(&chain_id, &testing::key(voter), source, target)).collect()
+        };
+        let genesis = Tracker::genesis(checkpoint(0).hash);
+        let block1 = checkpoint(1);
+        let justified = genesis.next(Height::new(2), &link(checkpoint(0), block1), known);
+        assert_eq!(justified.justified, block1);
+        // Block 2 came two slots after block 1 (slot 2 was missed): justifying it does not
+        // finalize block 1, since a conflicting block in slot 2 could have been justified too.
+        let late_child = Checkpoint { height: Height::new(2), slot: 3, hash: Hash([2; 32]) };
+        let after = justified.next(Height::new(3), &link(block1, late_child), known);
+        assert_eq!((after.justified, after.finalized), (late_child, checkpoint(0)));
+        // In the next slot it does.
+        let child = checkpoint(2);
+        let after = justified.next(Height::new(3), &link(block1, child), known);
+        assert_eq!((after.justified, after.finalized), (child, block1));
     }
 }

@@ -599,7 +599,7 @@ impl Sim {
 
     /// What a byzantine node sends instead of `data` on `topic`: its own blocks sometimes with
     /// a sibling signed for the same slot; its votes sometimes withheld, sometimes with a
-    /// conflicting vote for the same target height.
+    /// conflicting vote for the same target slot.
     fn misbehave(&mut self, index: usize, topic: Topic, data: Vec<u8>) -> Vec<Vec<u8>> {
         let key = node_key(index);
         let chain_id = self.genesis.chain_id.clone();
@@ -624,8 +624,7 @@ impl Sim {
                 match roll {
                     0..=2 => Vec::new(),
                     3..=5 => {
-                        let target =
-                            Checkpoint { height: vote.target.height, hash: Hash::digest(vote.target.hash.as_bytes()) };
+                        let target = Checkpoint { hash: Hash::digest(vote.target.hash.as_bytes()), ..vote.target };
                         let conflicting = Vote::signed(&chain_id, &key, vote.source, target);
                         let second = codec::encode(&EngineMessage::Vote(conflicting));
                         self.equivocation(key.address(), &data, &second);
