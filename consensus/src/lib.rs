@@ -43,6 +43,7 @@ pub use chorus_chain::wire::Misbehaviour;
 pub mod pos;
 pub mod pow;
 pub mod signer;
+pub mod slotted;
 
 pub use signer::{Guard, Refusal, Signer};
 
@@ -306,6 +307,8 @@ pub enum EngineError {
     Pow(#[from] pow::PowError),
     #[error(transparent)]
     Pos(#[from] pos::PosError),
+    #[error(transparent)]
+    Slot(#[from] slotted::SlotBlockError),
     #[error("block {hash} has parent {parent}, which is not stored")]
     UnknownParent { hash: Hash, parent: Hash },
     #[error("the {engine} engine does not take {what}")]
@@ -321,6 +324,7 @@ impl EngineError {
         match self {
             EngineError::Pow(error) => error.is_peer_fault(),
             EngineError::Pos(error) => error.is_peer_fault(),
+            EngineError::Slot(error) => error.is_peer_fault(),
             EngineError::Unexpected { .. } => true,
             EngineError::UnknownParent { .. } | EngineError::Chain(_) => false,
         }

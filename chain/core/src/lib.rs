@@ -38,6 +38,7 @@ pub mod header;
 pub mod limits;
 pub mod pos;
 pub mod primitives;
+pub mod slots;
 pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -26,6 +26,7 @@ use crate::crypto::Address;
 use crate::genesis::{Genesis, PosConfig};
 use crate::limits;
 use crate::primitives::{Amount, Hash, Timestamp};
+use crate::slots;
 
 /// An epoch's validators with their stakes, sorted by address, and its seed.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, Serialize, Deserialize)]
@@ -81,35 +82,21 @@ impl ValidatorSet {
     }
 }
 
-/// Why a timestamp is not a slot's start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SlotError {
-    #[error("timestamp {got} ms is not after genesis ({genesis} ms)")]
-    BeforeGenesis { got: u64, genesis: u64 },
-    #[error("timestamp {got} ms is not the start of a {slot_ms} ms slot after genesis ({genesis} ms)")]
-    NotSlotStart { got: u64, genesis: u64, slot_ms: u64 },
-}
+pub use crate::slots::SlotError;
 
-/// The slot whose start is `timestamp`.
+/// The slot whose start is `timestamp` ([`crate::slots::slot_of`] with PoS's slot length).
 pub fn slot_of(genesis: &Genesis, config: &PosConfig, timestamp: Timestamp) -> Result<u64, SlotError> {
-    let (got, start) = (timestamp.as_millis(), genesis.genesis_time.as_millis());
-    let since =
-        got.checked_sub(start).filter(|since| *since > 0).ok_or(SlotError::BeforeGenesis { got, genesis: start })?;
-    let slot_ms = config.slot_ms;
-    match (since.checked_rem(slot_ms), since.checked_div(slot_ms)) {
-        (Some(0), Some(slot)) => Ok(slot),
-        _ => Err(SlotError::NotSlotStart { got, genesis: start, slot_ms }),
-    }
+    slots::slot_of(genesis, config.slot_ms, timestamp)
 }
 
 /// The slot under way at `now` (0 before genesis).
 pub fn slot_at(genesis: &Genesis, config: &PosConfig, now: Timestamp) -> u64 {
-    now.as_millis().saturating_sub(genesis.genesis_time.as_millis()).checked_div(config.slot_ms).unwrap_or(0)
+    slots::slot_at(genesis, config.slot_ms, now)
 }
 
 /// When `slot` starts.
 pub fn slot_start(genesis: &Genesis, config: &PosConfig, slot: u64) -> Timestamp {
-    Timestamp::from_millis(genesis.genesis_time.as_millis().saturating_add(slot.saturating_mul(config.slot_ms)))
+    slots::slot_start(genesis, config.slot_ms, slot)
 }
 
 pub fn epoch_of(config: &PosConfig, slot: u64) -> u64 {

@@ -25,7 +25,7 @@
 
 pub mod tracker;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use chorus_chain::block::Block;
@@ -39,29 +39,20 @@ use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state;
 use chorus_chain::tx::{Checkpoint, Evidence, Vote};
 
-use crate::signer::{Guard, Signer};
+use crate::signer::Signer;
+pub use crate::slotted::SLOT_TIMER;
+use crate::slotted::Slotted;
 use crate::{
     Action, ActiveMember, ActiveSet, ChainRead, ChainReadError, Durability, Engine, EngineCounters, EngineError,
-    EngineMessage, Event, Origin, Outbound, StateAt, TimerId,
+    EngineMessage, Event, Origin, Outbound, StateAt,
 };
 use tracker::{Target, Tracker};
 
 /// Why a PoS block or vote was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PosError {
-    #[error("block {hash} is not sealed with a proposer's signature for a slot")]
-    Unsealed { hash: Hash },
-    #[error("block {hash} is sealed for slot {sealed}, but its timestamp is not that slot's start")]
-    SlotTime { hash: Hash, sealed: u64 },
-    #[error("block {hash} is for slot {slot}, not after its parent's slot {parent_slot}")]
-    SlotNotAfterParent { hash: Hash, slot: u64, parent_slot: u64 },
     #[error("block {hash} is for slot {slot}, whose proposer is {expected:?}, not {got}")]
     NotProposer { hash: Hash, slot: u64, expected: Option<Address>, got: Address },
-    #[error(
-        "block {hash} is for slot {slot}, which starts at {starts_ms} ms, more than {} ms after this node's clock ({now_ms} ms)",
-        limits::BLOCK_FUTURE_DRIFT_MS_MAX
-    )]
-    SlotNotBegun { hash: Hash, slot: u64, starts_ms: u64, now_ms: u64 },
     #[error("vote by {voter} has a bad signature")]
     VoteSignature { voter: Address },
     #[error(
@@ -73,20 +64,15 @@ pub enum PosError {
     NotValidator { voter: Address, hash: Hash },
     #[error("vote by {voter} is already known, or for a block this node cannot judge yet")]
     VoteNotNew { voter: Address },
-    #[error("block {hash} is at height {got}, but its parent is at height {parent}")]
-    WrongHeight { hash: Hash, got: Height, parent: Height },
 }
 
 impl PosError {
-    /// A block from a slot that has not begun may become acceptable; a vote already seen or for
-    /// an unknown block may be honest news. Everything else is the sender's fault.
+    /// A vote already seen or for an unknown block may be honest news. Everything else is the
+    /// sender's fault.
     pub fn is_peer_fault(&self) -> bool {
-        !matches!(self, PosError::SlotNotBegun { .. } | PosError::VoteNotNew { .. })
+        !matches!(self, PosError::VoteNotNew { .. })
     }
 }
-
-/// The timer at each slot's start.
-pub const SLOT_TIMER: TimerId = TimerId(1);
 
 const TRACKER_RECORD_PREFIX: &[u8] = b"pos/tracker/";
 
@@ -97,22 +83,15 @@ fn tracker_key(hash: &Hash) -> Vec<u8> {
 #[derive(Debug)]
 pub struct PosEngine {
     config: PosConfig,
-    /// The node's key, until `Start` loads the guard with what it signed before.
-    signer: Option<Signer>,
-    guard: Option<Guard>,
+    /// Slots, held blocks, the guard, double proposals.
+    slotted: Slotted,
     /// Recent blocks' trackers (the store's records hold every block's), by (height, hash) so
     /// the oldest go first.
     trackers: BTreeMap<(Height, Hash), Arc<Tracker>>,
     /// Gossiped votes for inclusion, by target and voter.
     pool: BTreeMap<(Checkpoint, Address), Vote>,
-    /// Blocks whose slot has not begun, by slot.
-    early: BTreeMap<(u64, Hash), (Origin, Arc<Block>)>,
-    /// Signed headers seen, by (slot, proposer); votes seen, by voter (the latest few).
-    headers_seen: BTreeMap<(u64, Address), Header>,
+    /// Votes seen, by voter (the latest few).
     votes_seen: BTreeMap<Address, VecDeque<Vote>>,
-    /// Offences this node has submitted.
-    reported: BTreeSet<Hash>,
-    counters: EngineCounters,
 }
 
 /// Upcoming slots `active_set` lists the proposers of.
@@ -124,25 +103,16 @@ const VOTES_WATCHED_PER_VOTER: usize = 8;
 impl PosEngine {
     pub fn new(config: PosConfig, signer: Option<Signer>) -> PosEngine {
         PosEngine {
+            slotted: Slotted::new("pos", config.slot_ms, signer),
             config,
-            signer,
-            guard: None,
             trackers: BTreeMap::new(),
             pool: BTreeMap::new(),
-            early: BTreeMap::new(),
-            headers_seen: BTreeMap::new(),
             votes_seen: BTreeMap::new(),
-            reported: BTreeSet::new(),
-            counters: EngineCounters::default(),
         }
     }
 
-    /// The slot of a stored header (genesis: 0).
     fn slot_of(&self, genesis: &Genesis, header: &Header) -> u64 {
-        if header.height == Height::GENESIS {
-            return 0;
-        }
-        pos::slot_of(genesis, &self.config, header.timestamp).unwrap_or(0)
+        self.slotted.slot_of(genesis, header)
     }
 
     /// The tracker of a stored block: cached, recorded, or (for genesis) the start.
@@ -240,31 +210,9 @@ impl PosEngine {
         if chain.header(&hash)?.is_some() {
             return Ok(());
         }
+        let (slot, parent) = self.slotted.check_block(chain, now, &from, &block)?;
         let genesis = chain.genesis();
         let header = &block.header;
-        let (Some(slot), Some(_)) = (header.slot(), header.seal_signature()) else {
-            return Err(PosError::Unsealed { hash }.into());
-        };
-        if pos::slot_of(genesis, &self.config, header.timestamp) != Ok(slot) {
-            return Err(PosError::SlotTime { hash, sealed: slot }.into());
-        }
-        let starts = pos::slot_start(genesis, &self.config, slot);
-        if starts.as_millis() > now.as_millis().saturating_add(limits::BLOCK_FUTURE_DRIFT_MS_MAX) {
-            if self.early.len() < limits::EARLY_BLOCKS_MAX as usize {
-                self.early.insert((slot, hash), (from, Arc::clone(&block)));
-            }
-            return Err(
-                PosError::SlotNotBegun { hash, slot, starts_ms: starts.as_millis(), now_ms: now.as_millis() }.into()
-            );
-        }
-        let parent = chain.header(&header.parent)?.ok_or(EngineError::UnknownParent { hash, parent: header.parent })?;
-        if parent.height.next() != Some(header.height) {
-            return Err(PosError::WrongHeight { hash, got: header.height, parent: parent.height }.into());
-        }
-        let parent_slot = self.slot_of(genesis, &parent);
-        if slot <= parent_slot {
-            return Err(PosError::SlotNotAfterParent { hash, slot, parent_slot }.into());
-        }
         // The proposer, where the parent's state is at hand (the state machine checks the rest).
         if chain.canonical_hash(parent.height)? == Some(header.parent) {
             let state = StateAt { chain, height: parent.height };
@@ -274,7 +222,7 @@ impl PosEngine {
                 return Err(PosError::NotProposer { hash, slot, expected, got: header.proposer }.into());
             }
         }
-        self.watch_header(header, actions);
+        self.slotted.watch_header(header, actions);
         for vote in &block.body.votes {
             self.watch_vote(vote, actions);
         }
@@ -298,41 +246,14 @@ impl PosEngine {
         Ok(())
     }
 
-    /// At a slot's start: propose if this validator is the slot's proposer on the head; blocks
-    /// held for this slot are taken up; the next slot's timer is set.
+    /// At a slot's start: blocks held for this slot are taken up; propose if this validator is
+    /// the slot's proposer on the head.
     fn on_slot(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
-        let genesis = chain.genesis();
-        let slot = pos::slot_at(genesis, &self.config, now);
-        // Slots after the head's that ended since the last tick went without a block on this
-        // chain (counted from the second tick on: a restart does not count its downtime).
-        let (_, head) = chain.head();
-        if let Some(last) = self.counters.slot.filter(|last| *last > 0) {
-            let judged_through = self.slot_of(genesis, &head).max(last.saturating_sub(1));
-            let missed = slot.saturating_sub(1).saturating_sub(judged_through);
-            self.counters.missed_slots = self.counters.missed_slots.saturating_add(missed);
-        }
-        self.counters.slot = Some(self.counters.slot.map_or(slot, |last| last.max(slot)));
-        actions.push(Action::SetTimer {
-            timer: SLOT_TIMER,
-            at: pos::slot_start(genesis, &self.config, slot.saturating_add(1)),
-        });
-        let due: Vec<(u64, Hash)> = self
-            .early
-            .keys()
-            .filter(|(early_slot, _)| {
-                pos::slot_start(genesis, &self.config, *early_slot).as_millis()
-                    <= now.as_millis().saturating_add(limits::BLOCK_FUTURE_DRIFT_MS_MAX)
-            })
-            .copied()
-            .collect();
-        for key in due {
-            if let Some((from, block)) = self.early.remove(&key)
-                && chain.header(&block.header.parent)?.is_some()
-            {
-                // A held block that turns out bad costs nothing here: its sender was not
-                // blamed when it arrived early, and is not now.
-                let _ = self.on_block(chain, now, from, block, actions);
-            }
+        let (slot, due) = self.slotted.tick(chain, now, actions)?;
+        for (from, block) in due {
+            // A held block that turns out bad costs nothing here: its sender was not blamed
+            // when it arrived early, and is not now.
+            let _ = self.on_block(chain, now, from, block, actions);
         }
         self.propose(chain, now, slot, actions)
     }
@@ -344,7 +265,7 @@ impl PosEngine {
         slot: u64,
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
-        let Some(me) = self.guard.as_ref().map(Guard::address) else { return Ok(()) };
+        let Some(me) = self.slotted.me() else { return Ok(()) };
         let genesis = chain.genesis();
         let (head_hash, head) = chain.head();
         if slot <= self.slot_of(genesis, &head) {
@@ -357,7 +278,7 @@ impl PosEngine {
         let votes = self.votes_to_include(chain, &head_hash, &head)?;
         actions.push(Action::Propose {
             parent: head_hash,
-            timestamp: pos::slot_start(genesis, &self.config, slot),
+            timestamp: self.slotted.slot_start(genesis, slot),
             proposer: me,
             votes,
         });
@@ -411,19 +332,10 @@ impl PosEngine {
         block: Arc<Block>,
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
-        let Some(guard) = self.guard.as_mut() else {
-            return Err(EngineError::Unexpected { engine: "pos", what: "a built block without a validator key" });
-        };
-        let genesis = chain.genesis();
-        let slot = pos::slot_of(genesis, &self.config, block.header.timestamp)
-            .map_err(|_| EngineError::Unexpected { engine: "pos", what: "a built block off a slot's start" })?;
-        let header = match guard.sign_header(&genesis.chain_id, block.header.clone(), slot, actions) {
-            Ok(header) => header,
-            // Already signed another block for this slot (before a restart): skip the slot.
-            Err(_refusal) => return Ok(()),
-        };
-        let sealed = Arc::new(Block { header, body: block.body.clone() });
-        self.on_block(chain, now, Origin::Local, sealed, actions)
+        match self.slotted.seal(chain, &block, actions)? {
+            Some(sealed) => self.on_block(chain, now, Origin::Local, sealed, actions),
+            None => Ok(()),
+        }
     }
 
     /// The head changed: trackers of blocks a reorg applied are made exact; if the new chain
@@ -477,7 +389,7 @@ impl PosEngine {
         head: &Header,
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
-        let Some(me) = self.guard.as_ref().map(Guard::address) else { return Ok(()) };
+        let Some(me) = self.slotted.me() else { return Ok(()) };
         let set = state::read_validators(chain).map_err(ChainReadError::from)?;
         if set.is_none_or(|set| set.index_of(&me).is_none()) {
             return Ok(());
@@ -488,7 +400,7 @@ impl PosEngine {
             return Ok(());
         }
         let chain_id = chain.genesis().chain_id.clone();
-        let Some(guard) = self.guard.as_mut() else { return Ok(()) };
+        let Some(guard) = self.slotted.guard_mut() else { return Ok(()) };
         let vote = match guard.sign_vote(&chain_id, tracker.justified, target, actions) {
             Ok(vote) => vote,
             // Already signed something this would conflict with: no vote for this head.
@@ -544,7 +456,7 @@ impl PosEngine {
             return Err(PosError::NotValidator { voter, hash: vote.target.hash }.into());
         }
         self.add_to_pool(vote);
-        self.counters.votes_received = self.counters.votes_received.saturating_add(1);
+        self.slotted.counters.votes_received = self.slotted.counters.votes_received.saturating_add(1);
         Ok(())
     }
 
@@ -560,25 +472,6 @@ impl PosEngine {
         Ok(())
     }
 
-    /// Remembers a signed header; a second one for the same slot and proposer is evidence.
-    fn watch_header(&mut self, header: &Header, actions: &mut Vec<Action>) {
-        let Some(slot) = header.slot() else { return };
-        let key = (slot, header.proposer);
-        match self.headers_seen.get(&key) {
-            Some(seen) if seen.hash() != header.hash() => {
-                let evidence = Evidence::DoubleProposal { first: seen.clone(), second: header.clone() };
-                self.report(evidence, actions);
-            }
-            Some(_) => {}
-            None => {
-                if self.headers_seen.len() >= limits::EQUIVOCATION_WATCH_MAX as usize {
-                    self.headers_seen.pop_first();
-                }
-                self.headers_seen.insert(key, header.clone());
-            }
-        }
-    }
-
     /// Remembers a signed vote; one conflicting with a remembered vote by the same voter is
     /// evidence.
     fn watch_vote(&mut self, vote: &Vote, actions: &mut Vec<Action>) {
@@ -587,7 +480,7 @@ impl PosEngine {
             .get(&vote.voter)
             .and_then(|seen| seen.iter().find(|other| other.conflicts_with(vote)).cloned());
         if let Some(other) = conflict {
-            self.report(Evidence::DoubleVote { first: other, second: vote.clone() }, actions);
+            self.slotted.report(Evidence::DoubleVote { first: other, second: vote.clone() }, actions);
             return;
         }
         if !self.votes_seen.contains_key(&vote.voter)
@@ -601,15 +494,6 @@ impl PosEngine {
                 seen.pop_front();
             }
             seen.push_back(vote.clone());
-        }
-    }
-
-    fn report(&mut self, evidence: Evidence, actions: &mut Vec<Action>) {
-        if self.reported.insert(evidence.offence_id()) {
-            if self.reported.len() > limits::EQUIVOCATION_WATCH_MAX as usize {
-                self.reported.pop_first();
-            }
-            actions.push(Action::SubmitEvidence(Box::new(evidence)));
         }
     }
 }
@@ -704,9 +588,7 @@ impl Engine for PosEngine {
     ) -> Result<(), EngineError> {
         match event {
             Event::Start => {
-                if let Some(signer) = self.signer.take() {
-                    self.guard = Some(Guard::load(signer, chain)?);
-                }
+                self.slotted.start(chain)?;
                 let (head_hash, head) = chain.head();
                 self.tracker(chain, &head_hash)?;
                 self.vote(chain, head_hash, &head, actions)?;
@@ -726,7 +608,7 @@ impl Engine for PosEngine {
     }
 
     fn counters(&self) -> EngineCounters {
-        self.counters
+        self.slotted.counters
     }
 
     fn active_set(&self, chain: &dyn ChainRead, now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
@@ -744,7 +626,7 @@ impl Engine for PosEngine {
                 slashed: state::is_slashed(chain, address).map_err(unreadable)?,
             });
         }
-        let slot = pos::slot_at(genesis, &self.config, now);
+        let slot = self.slotted.slot_at(genesis, now);
         let first = slot.max(self.slot_of(genesis, &head)).saturating_add(1);
         let mut schedule = Vec::with_capacity(SCHEDULE_SHOWN as usize);
         for next in first..first.saturating_add(SCHEDULE_SHOWN) {
@@ -757,11 +639,6 @@ impl Engine for PosEngine {
     }
 
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {
-        // A held orphan must at least carry a proposer's signature for a slot (the signature
-        // itself is checked with the block).
-        if header.slot().is_none() || header.seal_signature().is_none() {
-            return Err(PosError::Unsealed { hash: header.hash() }.into());
-        }
-        Ok(())
+        Slotted::check_header_alone(header)
     }
 }
