@@ -13,7 +13,7 @@
 //!   state is at hand (a side branch's proposers are checked as a reorg applies it), and not
 //!   from a slot that has not begun (beyond `limits::BLOCK_FUTURE_DRIFT_MS_MAX`: held until it
 //!   has, without blame).
-//! - **Finality.** Each block gets a [`Tracker`] (see [`tracker`]); a block whose exact tracker
+//! - **Finality.** Each block gets a [`Tracker`] (see `chorus_chain::ffg`); a block whose exact tracker
 //!   finalizes a block claims it in `AddBlock`, so the store moves finality with it. Fork
 //!   choice: the chain with the highest justified checkpoint, then the highest block, then the
 //!   lower hash; never below the final block (the store refuses that).
@@ -22,8 +22,6 @@
 //!   Gossiped votes go to a bounded pool for proposers to include.
 //! - **Evidence.** Two headers signed for one slot by one proposer, or two conflicting votes by
 //!   one voter, seen in blocks or gossip, are submitted as `Evidence` once.
-
-pub mod tracker;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -46,7 +44,7 @@ use crate::{
     Action, ActiveMember, ActiveSet, ChainRead, ChainReadError, Durability, Engine, EngineCounters, EngineError,
     EngineMessage, Event, Origin, Outbound, StateAt,
 };
-use tracker::{Target, Tracker};
+use chorus_chain::ffg::{Target, Tracker};
 
 /// Why a PoS block or vote was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

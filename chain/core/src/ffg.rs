@@ -1,4 +1,6 @@
-//! Finality as a function of the chain: Casper FFG with block slots as epochs.
+//! Finality as a function of the chain: Casper FFG with block slots as epochs, from votes
+//! carried in blocks. Pure: the PoS engine keeps a tracker per block (`consensus::pos`), and an
+//! engine whose finality is part of the state can keep it in the state the same way.
 //!
 //! Each block has a [`Tracker`]: the highest justified checkpoint of its chain, the highest
 //! final one, and the tallies of votes (carried in the chain's blocks) whose source is that
@@ -27,7 +29,7 @@
 //! `A -> A'` (or share its target slot, if `T` is in slot `a + 1`); at `a` or `a + 1`, they
 //! share a target slot with the votes for `A` or `A'`; after, `S` contradicts `T`'s minimality.
 //! Two supermajorities of one set overlap in more than 1/3 of its stake, all of which signed a
-//! slashable pair (validators never do: [`crate::signer::Guard`]). With sets changing by epoch
+//! slashable pair (validators never do: `consensus::signer::Guard`). With sets changing by epoch
 //! the overlap shrinks by the stake that changed between them. (`A'` must be in slot `a + 1`:
 //! a justified child two slots later would let a conflicting target in the slot between escape
 //! both conditions.)
@@ -37,16 +39,15 @@
 //! and is counted against the fork point's set, as an estimate. Finality is only claimed from
 //! exact trackers; the engine recomputes the trackers of blocks a reorg applies.
 
-use chorus_chain::codec::{Canonical, Decode, Encode};
-use chorus_chain::limits;
-use chorus_chain::pos::ValidatorSet;
-use chorus_chain::primitives::{Amount, Hash, Height};
-use chorus_chain::tx::{Checkpoint, Vote};
+use crate::codec::{Canonical, Decode, Encode};
+use crate::limits;
+use crate::pos::ValidatorSet;
+use crate::primitives::{Amount, Hash, Height};
+use crate::tx::{Checkpoint, Vote};
 
 /// The votes counted for one target: their stake and a bitmap of voters by their position in
 /// the target's set.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-#[bincode(crate = "chorus_chain::codec::backend")]
 pub struct Tally {
     pub target: Checkpoint,
     pub stake: Amount,
@@ -70,7 +71,6 @@ impl Tally {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
-#[bincode(crate = "chorus_chain::codec::backend")]
 pub struct Tracker {
     pub justified: Checkpoint,
     pub finalized: Checkpoint,
@@ -196,9 +196,9 @@ impl Tracker {
 
 #[cfg(test)]
 mod tests {
-    use chorus_chain::crypto::Address;
-    use chorus_chain::primitives::ChainId;
-    use chorus_chain::testing;
+    use crate::crypto::Address;
+    use crate::primitives::ChainId;
+    use crate::testing;
 
     use super::*;
 
