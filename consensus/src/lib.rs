@@ -40,10 +40,12 @@ use chorus_chain::state::{BlockError, StateRead};
 use chorus_chain::tx::{Evidence, Vote};
 pub use chorus_chain::wire::Misbehaviour;
 
+pub mod dpos;
 pub mod pos;
 pub mod pow;
 pub mod signer;
 pub mod slotted;
+pub mod votes;
 
 pub use signer::{Guard, Refusal, Signer};
 
@@ -306,15 +308,31 @@ pub enum EngineError {
     #[error(transparent)]
     Pow(#[from] pow::PowError),
     #[error(transparent)]
-    Pos(#[from] pos::PosError),
+    Pos(Box<pos::PosError>),
     #[error(transparent)]
     Slot(#[from] slotted::SlotBlockError),
+    #[error(transparent)]
+    Vote(Box<votes::VoteError>),
+    #[error("block {hash}: {error}")]
+    Dpos { hash: Hash, error: Box<chorus_chain::dpos::DposError> },
     #[error("block {hash} has parent {parent}, which is not stored")]
     UnknownParent { hash: Hash, parent: Hash },
     #[error("the {engine} engine does not take {what}")]
     Unexpected { engine: &'static str, what: &'static str },
     #[error(transparent)]
     Chain(#[from] ChainReadError),
+}
+
+impl From<pos::PosError> for EngineError {
+    fn from(error: pos::PosError) -> EngineError {
+        EngineError::Pos(Box::new(error))
+    }
+}
+
+impl From<votes::VoteError> for EngineError {
+    fn from(error: votes::VoteError) -> EngineError {
+        EngineError::Vote(Box::new(error))
+    }
 }
 
 impl EngineError {
@@ -325,6 +343,8 @@ impl EngineError {
             EngineError::Pow(error) => error.is_peer_fault(),
             EngineError::Pos(error) => error.is_peer_fault(),
             EngineError::Slot(error) => error.is_peer_fault(),
+            EngineError::Vote(error) => error.is_peer_fault(),
+            EngineError::Dpos { .. } => true,
             EngineError::Unexpected { .. } => true,
             EngineError::UnknownParent { .. } | EngineError::Chain(_) => false,
         }
@@ -432,6 +452,7 @@ pub fn new_engine(genesis: &Genesis, options: EngineOptions) -> Result<Box<dyn E
     match genesis.engine_at(Height::GENESIS) {
         EngineConfig::Pow(config) => Ok(Box::new(pow::PowEngine::new(config.clone(), options.coinbase))),
         EngineConfig::Pos(config) => Ok(Box::new(pos::PosEngine::new(config.clone(), options.signer))),
+        EngineConfig::Dpos(config) => Ok(Box::new(dpos::DposEngine::new(config.clone(), options.signer))),
         other => Err(EngineSetupError::NotImplemented { engine: other.name() }),
     }
 }

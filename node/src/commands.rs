@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use chorus_chain::genesis::{
-    ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, GenesisError, Member, PeerIdText, PosConfig,
-    PowConfig,
+    ChainParams, DposConfig, EngineConfig, EngineEntry, Genesis, GenesisAccount, GenesisError, Member, PeerIdText,
+    PosConfig, PowConfig,
 };
 use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height};
 use chorus_chain::{Address, SecretKey, limits};
@@ -123,6 +123,44 @@ pub fn key(command: KeyCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `engine`'s genesis lists, for a flag given to the wrong engine.
+fn members_of(engine: &str) -> &'static str {
+    match engine {
+        "pos" => "validators (--validator)",
+        "dpos" => "delegates (--delegate)",
+        "pow" => "miners, not listed in genesis",
+        _ => "members of its own",
+    }
+}
+
+/// `ADDRESS=STAKE` (or `ADDRESS` alone if `stake_optional`, for no stake) from `flag`.
+fn parse_staked(flag: &str, entry: &str, stake_optional: bool) -> anyhow::Result<(Address, u128)> {
+    let (address, stake) = match entry.split_once('=') {
+        Some((address, stake)) => (address, Some(stake)),
+        None if stake_optional => (entry, None),
+        None => bail!("{flag} {entry:?}: expected ADDRESS=STAKE"),
+    };
+    let address = Address::parse(address).with_context(|| format!("{flag} {entry:?}: bad address"))?;
+    let stake = match stake {
+        Some(stake) => stake.parse().with_context(|| format!("{flag} {entry:?}: bad stake"))?,
+        None => 0,
+    };
+    Ok((address, stake))
+}
+
+/// Gives `address` a bonded `stake` (adding the account if it is not funded), approving itself
+/// with it if `self_vote`.
+fn bond(accounts: &mut Vec<GenesisAccount>, address: Address, stake: u128, self_vote: bool) {
+    let votes = if self_vote && stake > 0 { vec![address] } else { Vec::new() };
+    match accounts.iter_mut().find(|account| account.address == address) {
+        Some(account) => {
+            account.stake = Amount::new(stake);
+            account.votes = votes;
+        }
+        None => accounts.push(GenesisAccount { address, balance: Amount::ZERO, stake: Amount::new(stake), votes }),
+    }
+}
+
 pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
     match command {
         GenesisCommand::New {
@@ -131,6 +169,8 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
             accounts,
             block_time_ms,
             validators,
+            delegates,
+            producers,
             slot_ms,
             epoch_slots,
             min_stake,
@@ -146,43 +186,35 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
                     let address =
                         Address::parse(address).with_context(|| format!("--account {entry:?}: bad address"))?;
                     let balance: u128 = balance.parse().with_context(|| format!("--account {entry:?}: bad balance"))?;
-                    Ok(GenesisAccount { address, balance: Amount::new(balance), stake: Amount::ZERO })
+                    Ok(GenesisAccount {
+                        address,
+                        balance: Amount::new(balance),
+                        stake: Amount::ZERO,
+                        votes: Vec::new(),
+                    })
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            if engine != "pos" && !validators.is_empty() {
+                bail!("--validator is for pos; {engine} has {}", members_of(&engine));
+            }
+            if engine != "dpos" && !delegates.is_empty() {
+                bail!("--delegate is for dpos; {engine} has {}", members_of(&engine));
+            }
             let engine = match engine.as_str() {
-                "pow" => {
-                    if !validators.is_empty() {
-                        bail!("--validator is for engines with validators (pos); pow has miners");
-                    }
-                    EngineConfig::Pow(PowConfig {
-                        target_block_time_ms: block_time_ms,
-                        initial_target: Hash::from_hex(
-                            "0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
-                        )
+                "pow" => EngineConfig::Pow(PowConfig {
+                    target_block_time_ms: block_time_ms,
+                    initial_target: Hash::from_hex("0000ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff")
                         .expect("invariant: 64 hex digits"),
-                        retarget_window_blocks: 20,
-                    })
-                }
+                    retarget_window_blocks: 20,
+                }),
                 "pos" => {
                     if validators.is_empty() {
                         bail!("a pos genesis needs at least one --validator ADDRESS=STAKE");
                     }
                     let mut members = Vec::with_capacity(validators.len());
                     for entry in &validators {
-                        let (address, stake) = entry
-                            .split_once('=')
-                            .with_context(|| format!("--validator {entry:?}: expected ADDRESS=STAKE"))?;
-                        let address =
-                            Address::parse(address).with_context(|| format!("--validator {entry:?}: bad address"))?;
-                        let stake: u128 = stake.parse().with_context(|| format!("--validator {entry:?}: bad stake"))?;
-                        match accounts.iter_mut().find(|account| account.address == address) {
-                            Some(account) => account.stake = Amount::new(stake),
-                            None => accounts.push(GenesisAccount {
-                                address,
-                                balance: Amount::ZERO,
-                                stake: Amount::new(stake),
-                            }),
-                        }
+                        let (address, stake) = parse_staked("--validator", entry, false)?;
+                        bond(&mut accounts, address, stake, false);
                         members.push(Member { address, peer_id: PeerIdText::of(&address) });
                     }
                     EngineConfig::Pos(PosConfig {
@@ -193,7 +225,19 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
                         validators: members,
                     })
                 }
-                "dpos" | "raft" => bail!("engine {engine:?} is not implemented yet; pow and pos run today"),
+                "dpos" => {
+                    if delegates.is_empty() {
+                        bail!("a dpos genesis needs at least one --delegate ADDRESS[=STAKE]");
+                    }
+                    let mut members = Vec::with_capacity(delegates.len());
+                    for entry in &delegates {
+                        let (address, stake) = parse_staked("--delegate", entry, true)?;
+                        bond(&mut accounts, address, stake, true);
+                        members.push(Member { address, peer_id: PeerIdText::of(&address) });
+                    }
+                    EngineConfig::Dpos(DposConfig { slot_ms, producers, delegates: members })
+                }
+                "raft" => bail!("engine \"raft\" is not implemented yet; pow, pos and dpos run today"),
                 other => bail!("unknown engine {other:?}; expected pow, pos, dpos or raft"),
             };
             let genesis = Genesis {
@@ -239,6 +283,19 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
                         .find(|account| account.address == member.address)
                         .map_or(Amount::ZERO, |account| account.stake);
                     println!("  {} {} stake {stake}", member.address, member.peer_id);
+                }
+            }
+            if let EngineConfig::Dpos(config) = genesis.engine_at(Height::GENESIS) {
+                println!("slots:     {} ms; {} producers", config.slot_ms, config.producers);
+                println!("delegates:");
+                for member in &config.delegates {
+                    let approvals = genesis
+                        .accounts
+                        .iter()
+                        .filter(|account| account.votes.contains(&member.address))
+                        .try_fold(Amount::ZERO, |sum, account| sum.checked_add(account.stake));
+                    let approvals = approvals.map_or_else(|_| "overflows".to_owned(), |weight| weight.to_string());
+                    println!("  {} {} approvals {approvals}", member.address, member.peer_id);
                 }
             }
             Ok(())

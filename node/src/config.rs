@@ -150,7 +150,15 @@ pub enum GenesisCommand {
         /// it. The account need not be funded with --account.
         #[arg(long = "validator", value_name = "ADDRESS=STAKE")]
         validators: Vec<String>,
-        /// PoS slot length in milliseconds.
+        /// DPoS: a genesis delegate, ADDRESS or ADDRESS=STAKE (repeatable): with a stake, the
+        /// account bonds it and approves itself with it, so the genesis ranking is by those
+        /// weights (ties: lower address). The address is a node key's, as for --validator.
+        #[arg(long = "delegate", value_name = "ADDRESS[=STAKE]")]
+        delegates: Vec<String>,
+        /// DPoS: how many delegates, the highest ranked, produce blocks.
+        #[arg(long, default_value_t = chorus_chain::genesis::DPOS_PRODUCERS_DEFAULT)]
+        producers: u32,
+        /// PoS and DPoS slot length in milliseconds.
         #[arg(long, default_value_t = 1_000)]
         slot_ms: u64,
         /// PoS slots per epoch (validator sets change at epoch boundaries).

@@ -7,7 +7,8 @@
 use chorus_chain::SecretKey;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::{
-    ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, Member, PeerIdText, PosConfig, PowConfig,
+    ChainParams, DPOS_PRODUCERS_DEFAULT, DposConfig, EngineConfig, EngineEntry, Genesis, GenesisAccount, Member,
+    PeerIdText, PosConfig, PowConfig,
 };
 use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
 use sha2::{Digest, Sha256};
@@ -42,6 +43,7 @@ pub fn dev_genesis(
             address: dev_key(index).address(),
             balance: Amount::new(DEV_BALANCE),
             stake: Amount::ZERO,
+            votes: Vec::new(),
         })
         .collect();
     let engine = match engine {
@@ -57,6 +59,7 @@ pub fn dev_genesis(
                 address: validator,
                 balance: Amount::new(DEV_BALANCE),
                 stake: Amount::new(DEV_STAKE),
+                votes: Vec::new(),
             });
             EngineConfig::Pos(PosConfig {
                 slot_ms: block_time_ms,
@@ -66,8 +69,21 @@ pub fn dev_genesis(
                 validators: vec![Member { address: validator, peer_id: PeerIdText::of(&validator) }],
             })
         }
-        "dpos" | "raft" => {
-            return Err(format!("engine {engine:?} is not implemented yet; pow and pos run today"));
+        "dpos" => {
+            accounts.push(GenesisAccount {
+                address: validator,
+                balance: Amount::new(DEV_BALANCE),
+                stake: Amount::new(DEV_STAKE),
+                votes: vec![validator],
+            });
+            EngineConfig::Dpos(DposConfig {
+                slot_ms: block_time_ms,
+                producers: DPOS_PRODUCERS_DEFAULT,
+                delegates: vec![Member { address: validator, peer_id: PeerIdText::of(&validator) }],
+            })
+        }
+        "raft" => {
+            return Err(format!("engine {engine:?} is not implemented yet; pow, pos and dpos run today"));
         }
         other => return Err(format!("unknown engine {other:?}; expected pow, pos, dpos or raft")),
     };

@@ -24,7 +24,7 @@
 //! Validation is deterministic: ordered collections only, no floats. Reading the file is the
 //! node's job (this crate does no I/O); it hands the bytes to [`Genesis::from_json`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -271,6 +271,9 @@ pub struct GenesisAccount {
     pub balance: Amount,
     #[serde(default)]
     pub stake: Amount,
+    /// Genesis delegates this account approves with its stake (DPoS), as a `Vote` would.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<Address>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
@@ -339,6 +342,34 @@ impl Genesis {
         let stakes = validate_accounts(&self.accounts)?;
         for (index, entry) in self.engines.iter().enumerate() {
             validate_engine(&format!("engines[{index}].engine.{}", entry.engine.name()), &entry.engine, &stakes)?;
+        }
+        self.validate_votes()
+    }
+
+    /// Every DPoS engine's genesis delegates.
+    pub fn delegates(&self) -> BTreeSet<Address> {
+        self.engines
+            .iter()
+            .flat_map(|entry| match &entry.engine {
+                EngineConfig::Dpos(config) => config.delegates.iter().map(|member| member.address).collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    /// Accounts approve at most `VOTE_DELEGATES_MAX` genesis delegates each, each once.
+    fn validate_votes(&self) -> Result<(), GenesisError> {
+        let delegates = self.delegates();
+        for (index, account) in self.accounts.iter().enumerate() {
+            let field = format!("accounts[{index}].votes");
+            if account.votes.len() > limits::VOTE_DELEGATES_MAX as usize {
+                let (max, got) = (limits::VOTE_DELEGATES_MAX, account.votes.len());
+                return Err(invalid(field, format!("expected at most {max} delegates, got {got}")));
+            }
+            check_unique(&field, "delegate", account.votes.iter().copied())?;
+            if let Some(stranger) = account.votes.iter().find(|address| !delegates.contains(address)) {
+                return Err(invalid(field, format!("expected genesis delegates only, got {stranger}")));
+            }
         }
         Ok(())
     }

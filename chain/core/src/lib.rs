@@ -33,6 +33,7 @@
 pub mod block;
 pub mod codec;
 pub mod crypto;
+pub mod dpos;
 pub mod ffg;
 pub mod genesis;
 pub mod header;

@@ -262,6 +262,21 @@ pub const STAKERS_BYTES_MAX: u32 = 8 + 48 * STAKERS_INDEXED_MAX;
 /// (address, stake) pairs (48 bytes each).
 pub const VALIDATOR_SET_BYTES_MAX: u32 = 8 + 32 + 16 + 8 + 48 * VALIDATORS_MAX;
 
+/// Most delegates the state's index of delegates lists (DPoS ranks them after every block): a
+/// full schedule and as many candidates again; when full, a delegate enters only by
+/// outweighing the lightest listed one.
+pub const DELEGATES_INDEXED_MAX: u32 = 2 * VALIDATORS_MAX;
+
+/// Largest encoded index of delegates: a length and `DELEGATES_INDEXED_MAX` (address, weight)
+/// pairs (48 bytes each).
+pub const DELEGATES_BYTES_MAX: u32 = 8 + 48 * DELEGATES_INDEXED_MAX;
+
+/// Largest encoded DPoS state: three schedules (active, previous, pending: `VALIDATORS_MAX`
+/// addresses and a few fields each), the `VOTE_TARGET_AGE_MAX` recent blocks a vote may target
+/// (48 bytes each) and the FFG tracker (an engine record at most).
+pub const DPOS_STATE_BYTES_MAX: u32 =
+    3 * (32 + 32 * VALIDATORS_MAX) + (8 + 48 * VOTE_TARGET_AGE_MAX as u32) + ENGINE_RECORD_BYTES_MAX;
+
 /// How far below the block that carries it a finality vote's target may be: votes older than
 /// this are not counted, so a block's tally of pending votes stays bounded while finality
 /// stalls (and honest validators' newer votes supersede them anyway).

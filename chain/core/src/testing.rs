@@ -2,7 +2,8 @@
 
 use crate::crypto::SecretKey;
 use crate::genesis::{
-    ChainParams, EngineConfig, EngineEntry, Genesis, GenesisAccount, Member, PeerIdText, PosConfig, PowConfig,
+    ChainParams, DposConfig, EngineConfig, EngineEntry, Genesis, GenesisAccount, Member, PeerIdText, PosConfig,
+    PowConfig,
 };
 use crate::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
 use crate::tx::{SignedTransaction, Transaction, TxKind};
@@ -39,6 +40,7 @@ pub fn genesis(n_accounts: u32, balance: u128) -> Genesis {
                 address: key(index).address(),
                 balance: Amount::new(balance),
                 stake: Amount::ZERO,
+                votes: Vec::new(),
             })
             .collect(),
     }
@@ -63,6 +65,23 @@ pub fn pos_genesis(n_accounts: u32, balance: u128, stakes: &[u128], epoch_slots:
             validators_max: 100,
             validators,
         }),
+    }];
+    genesis
+}
+
+/// A DPoS genesis: [`genesis`]'s accounts, of which the first `delegates` are genesis
+/// delegates; slots of 1 s, `producers` scheduled.
+pub fn dpos_genesis(n_accounts: u32, balance: u128, delegates: u32, producers: u32) -> Genesis {
+    let mut genesis = genesis(n_accounts, balance);
+    let delegates = (0..delegates)
+        .map(|index| {
+            let address = key(index).address();
+            Member { address, peer_id: PeerIdText::of(&address) }
+        })
+        .collect();
+    genesis.engines = vec![EngineEntry {
+        from_height: Height::GENESIS,
+        engine: EngineConfig::Dpos(DposConfig { slot_ms: 1_000, producers, delegates }),
     }];
     genesis
 }

@@ -23,23 +23,24 @@
 //! - **Evidence.** Two headers signed for one slot by one proposer, or two conflicting votes by
 //!   one voter, seen in blocks or gossip, are submitted as `Evidence` once.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chorus_chain::block::Block;
 use chorus_chain::codec;
-use chorus_chain::crypto::{self, Address};
+use chorus_chain::crypto::Address;
 use chorus_chain::genesis::{Genesis, PosConfig};
 use chorus_chain::header::Header;
 use chorus_chain::limits;
 use chorus_chain::pos::{self, ValidatorSet};
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state;
-use chorus_chain::tx::{Checkpoint, Evidence, Vote};
+use chorus_chain::tx::{Checkpoint, Vote};
 
 use crate::signer::Signer;
 pub use crate::slotted::SLOT_TIMER;
 use crate::slotted::Slotted;
+use crate::votes::{VoteSets, Voting};
 use crate::{
     Action, ActiveMember, ActiveSet, ChainRead, ChainReadError, Durability, Engine, EngineCounters, EngineError,
     EngineMessage, Event, Origin, Outbound, StateAt,
@@ -51,24 +52,25 @@ use chorus_chain::ffg::{Target, Tracker};
 pub enum PosError {
     #[error("block {hash} is for slot {slot}, whose proposer is {expected:?}, not {got}")]
     NotProposer { hash: Hash, slot: u64, expected: Option<Address>, got: Address },
-    #[error("vote by {voter} has a bad signature")]
-    VoteSignature { voter: Address },
-    #[error(
-        "vote by {voter} names block {hash} at height {} in slot {}, which is at height {} in slot {}",
-        claimed.0, claimed.1, actual.0, actual.1
-    )]
-    VoteTarget { voter: Address, hash: Hash, claimed: (Height, u64), actual: (Height, u64) },
-    #[error("vote by {voter} for block {hash}: the voter is not in that block's validator set")]
-    NotValidator { voter: Address, hash: Hash },
-    #[error("vote by {voter} is already known, or for a block this node cannot judge yet")]
-    VoteNotNew { voter: Address },
 }
 
 impl PosError {
-    /// A vote already seen or for an unknown block may be honest news. Everything else is the
-    /// sender's fault.
+    /// Always the sender's fault.
     pub fn is_peer_fault(&self) -> bool {
-        !matches!(self, PosError::VoteNotNew { .. })
+        true
+    }
+}
+
+/// PoS counts votes with the set of the target's epoch, from the state at the target.
+struct PosSets;
+
+impl VoteSets for PosSets {
+    fn set_at(&self, chain: &dyn ChainRead, height: Height) -> Result<Option<ValidatorSet>, EngineError> {
+        Ok(state::read_validators(&StateAt { chain, height }).map_err(ChainReadError::from)?)
+    }
+
+    fn head_set(&self, chain: &dyn ChainRead) -> Result<Option<ValidatorSet>, EngineError> {
+        Ok(state::read_validators(chain).map_err(ChainReadError::from)?)
     }
 }
 
@@ -86,17 +88,12 @@ pub struct PosEngine {
     /// Recent blocks' trackers (the store's records hold every block's), by (height, hash) so
     /// the oldest go first.
     trackers: BTreeMap<(Height, Hash), Arc<Tracker>>,
-    /// Gossiped votes for inclusion, by target and voter.
-    pool: BTreeMap<(Checkpoint, Address), Vote>,
-    /// Votes seen, by voter (the latest few).
-    votes_seen: BTreeMap<Address, VecDeque<Vote>>,
+    /// Gossiped votes for inclusion; conflicting votes seen.
+    voting: Voting,
 }
 
 /// Upcoming slots `active_set` lists the proposers of.
 const SCHEDULE_SHOWN: u64 = 8;
-
-/// Votes per voter kept to catch a conflicting one.
-const VOTES_WATCHED_PER_VOTER: usize = 8;
 
 impl PosEngine {
     pub fn new(config: PosConfig, signer: Option<Signer>) -> PosEngine {
@@ -104,8 +101,7 @@ impl PosEngine {
             slotted: Slotted::new("pos", config.slot_ms, signer),
             config,
             trackers: BTreeMap::new(),
-            pool: BTreeMap::new(),
-            votes_seen: BTreeMap::new(),
+            voting: Voting::default(),
         }
     }
 
@@ -222,7 +218,7 @@ impl PosEngine {
         }
         self.slotted.watch_header(header, actions);
         for vote in &block.body.votes {
-            self.watch_vote(vote, actions);
+            self.voting.watch(&mut self.slotted, vote, actions);
         }
         let parent_tracker = self.tracker(chain, &header.parent)?;
         let tracker = self.next_tracker(chain, &parent_tracker, &block)?;
@@ -283,8 +279,6 @@ impl PosEngine {
         Ok(())
     }
 
-    /// Pool votes that would count on top of the head: from the head's justified checkpoint to
-    /// a canonical block above it, by a validator of the target's set not yet counted.
     fn votes_to_include(
         &mut self,
         chain: &dyn ChainRead,
@@ -292,35 +286,7 @@ impl PosEngine {
         head: &Header,
     ) -> Result<Vec<Vote>, EngineError> {
         let tracker = self.tracker(chain, head_hash)?;
-        let oldest = head.height.get().saturating_add(1).saturating_sub(limits::VOTE_TARGET_AGE_MAX);
-        let mut sets: BTreeMap<Height, Option<ValidatorSet>> = BTreeMap::new();
-        let mut votes = Vec::new();
-        for ((target, voter), vote) in &self.pool {
-            if votes.len() >= limits::BLOCK_VOTES_MAX as usize {
-                break;
-            }
-            if vote.source != tracker.justified
-                || target.slot <= tracker.justified.slot
-                || target.height > head.height
-                || target.height.get() < oldest
-                || chain.canonical_hash(target.height)? != Some(target.hash)
-                || chain.header(&target.hash)?.map(|header| self.slot_of(chain.genesis(), &header)) != Some(target.slot)
-            {
-                continue;
-            }
-            let set = match sets.entry(target.height) {
-                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::btree_map::Entry::Vacant(entry) => entry.insert(
-                    state::read_validators(&StateAt { chain, height: target.height }).map_err(ChainReadError::from)?,
-                ),
-            };
-            let Some(set) = set else { continue };
-            let Some(index) = set.index_of(voter) else { continue };
-            if !tracker.counted(target, index) {
-                votes.push(vote.clone());
-            }
-        }
-        Ok(votes)
+        self.voting.to_include(chain, &self.slotted, &PosSets, &tracker, head)
     }
 
     fn on_built(
@@ -374,125 +340,13 @@ impl PosEngine {
                 return Ok(());
             }
         }
-        self.pool.retain(|(target, _), _| {
-            target.height.get().saturating_add(limits::VOTE_TARGET_AGE_MAX) > head.height.get()
-        });
-        self.vote(chain, head_hash, &head, actions)
+        self.voting.forget_old(head.height);
+        self.vote(chain, head_hash, actions)
     }
 
-    fn vote(
-        &mut self,
-        chain: &dyn ChainRead,
-        head_hash: Hash,
-        head: &Header,
-        actions: &mut Vec<Action>,
-    ) -> Result<(), EngineError> {
-        let Some(me) = self.slotted.me() else { return Ok(()) };
-        let set = state::read_validators(chain).map_err(ChainReadError::from)?;
-        if set.is_none_or(|set| set.index_of(&me).is_none()) {
-            return Ok(());
-        }
-        let tracker = self.tracker(chain, &head_hash)?;
-        let target = Checkpoint { height: head.height, slot: self.slot_of(chain.genesis(), head), hash: head_hash };
-        if target.slot <= tracker.justified.slot {
-            return Ok(());
-        }
-        let chain_id = chain.genesis().chain_id.clone();
-        let Some(guard) = self.slotted.guard_mut() else { return Ok(()) };
-        let vote = match guard.sign_vote(&chain_id, tracker.justified, target, actions) {
-            Ok(vote) => vote,
-            // Already signed something this would conflict with: no vote for this head.
-            Err(_refusal) => {
-                return Ok(());
-            }
-        };
-        self.add_to_pool(vote.clone());
-        actions.push(Action::Broadcast(Outbound::Message(EngineMessage::Vote(vote))));
-        Ok(())
-    }
-
-    fn add_to_pool(&mut self, vote: Vote) {
-        if self.pool.len() >= limits::VOTE_POOL_MAX as usize {
-            self.pool.pop_first();
-        }
-        self.pool.insert((vote.target, vote.voter), vote);
-    }
-
-    fn on_vote(&mut self, chain: &dyn ChainRead, vote: Vote, actions: &mut Vec<Action>) -> Result<(), EngineError> {
-        let voter = vote.voter;
-        if self.pool.contains_key(&(vote.target, voter)) {
-            return Err(PosError::VoteNotNew { voter }.into());
-        }
-        let genesis = chain.genesis();
-        if crypto::verify(&voter, vote.own_signing_hash(&genesis.chain_id).as_bytes(), &vote.signature).is_err() {
-            return Err(PosError::VoteSignature { voter }.into());
-        }
-        self.watch_vote(&vote, actions);
-        // A vote for a block not here yet (gossip raced it), or off the current chain, is kept
-        // for when it is (proposers check it again before including it), but not relayed; only
-        // a member of the head's set, near the head, gets that room in the pool.
-        let Some(target) = chain.header(&vote.target.hash)? else {
-            self.keep_for_later(chain, vote)?;
-            return Err(PosError::VoteNotNew { voter }.into());
-        };
-        let slot = self.slot_of(genesis, &target);
-        if (target.height, slot) != (vote.target.height, vote.target.slot) {
-            return Err(PosError::VoteTarget {
-                voter,
-                hash: vote.target.hash,
-                claimed: (vote.target.height, vote.target.slot),
-                actual: (target.height, slot),
-            }
-            .into());
-        }
-        if chain.canonical_hash(target.height)? != Some(vote.target.hash) {
-            self.keep_for_later(chain, vote)?;
-            return Err(PosError::VoteNotNew { voter }.into());
-        }
-        let set = state::read_validators(&StateAt { chain, height: target.height }).map_err(ChainReadError::from)?;
-        if set.is_none_or(|set| set.index_of(&voter).is_none()) {
-            return Err(PosError::NotValidator { voter, hash: vote.target.hash }.into());
-        }
-        self.add_to_pool(vote);
-        self.slotted.counters.votes_received = self.slotted.counters.votes_received.saturating_add(1);
-        Ok(())
-    }
-
-    /// Pools a vote that cannot be judged yet, if its voter is in the head's set and its target
-    /// is no further above the head than a vote's target may be below the block carrying it.
-    fn keep_for_later(&mut self, chain: &dyn ChainRead, vote: Vote) -> Result<(), EngineError> {
-        let (_, head) = chain.head();
-        let set = state::read_validators(chain).map_err(ChainReadError::from)?;
-        let near = vote.target.height.get() <= head.height.get().saturating_add(limits::VOTE_TARGET_AGE_MAX);
-        if near && set.is_some_and(|set| set.index_of(&vote.voter).is_some()) {
-            self.add_to_pool(vote);
-        }
-        Ok(())
-    }
-
-    /// Remembers a signed vote; one conflicting with a remembered vote by the same voter is
-    /// evidence.
-    fn watch_vote(&mut self, vote: &Vote, actions: &mut Vec<Action>) {
-        let conflict = self
-            .votes_seen
-            .get(&vote.voter)
-            .and_then(|seen| seen.iter().find(|other| other.conflicts_with(vote)).cloned());
-        if let Some(other) = conflict {
-            self.slotted.report(Evidence::DoubleVote { first: other, second: vote.clone() }, actions);
-            return;
-        }
-        if !self.votes_seen.contains_key(&vote.voter)
-            && self.votes_seen.len() >= limits::EQUIVOCATION_WATCH_MAX as usize
-        {
-            self.votes_seen.pop_first();
-        }
-        let seen = self.votes_seen.entry(vote.voter).or_default();
-        if !seen.contains(vote) {
-            if seen.len() >= VOTES_WATCHED_PER_VOTER {
-                seen.pop_front();
-            }
-            seen.push_back(vote.clone());
-        }
+    fn vote(&mut self, chain: &dyn ChainRead, head_hash: Hash, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        let justified = self.tracker(chain, &head_hash)?.justified;
+        self.voting.cast(chain, &mut self.slotted, &PosSets, justified, actions)
     }
 }
 
@@ -587,16 +441,18 @@ impl Engine for PosEngine {
         match event {
             Event::Start => {
                 self.slotted.start(chain)?;
-                let (head_hash, head) = chain.head();
+                let (head_hash, _) = chain.head();
                 self.tracker(chain, &head_hash)?;
-                self.vote(chain, head_hash, &head, actions)?;
+                self.vote(chain, head_hash, actions)?;
                 self.on_slot(chain, now, actions)
             }
             Event::Timer(SLOT_TIMER) => self.on_slot(chain, now, actions),
             Event::Timer(_) => Err(EngineError::Unexpected { engine: "pos", what: "a timer it did not set" }),
             Event::Block { from, block } => self.on_block(chain, now, from, block, actions),
             Event::Built(block) => self.on_built(chain, now, block, actions),
-            Event::Message { message: EngineMessage::Vote(vote), .. } => self.on_vote(chain, vote, actions),
+            Event::Message { message: EngineMessage::Vote(vote), .. } => {
+                self.voting.on_vote(chain, &mut self.slotted, &PosSets, vote, actions)
+            }
             Event::HeadChanged { rolled_back, applied, .. } => {
                 self.on_head_changed(chain, &rolled_back, &applied, actions)
             }

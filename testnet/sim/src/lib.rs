@@ -37,7 +37,7 @@ use std::sync::Arc;
 use chorus_chain::block::Block;
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
-use chorus_chain::genesis::{EngineConfig, Genesis, GenesisAccount, Member, PeerIdText, PosConfig};
+use chorus_chain::genesis::{DposConfig, EngineConfig, Genesis, GenesisAccount, Member, PeerIdText, PosConfig};
 use chorus_chain::header::Seal;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
@@ -69,6 +69,10 @@ const LATENCY_MS_MAX: u64 = 50;
 const LOSS_PERMILLE: u32 = 100;
 const DUPLICATE_PERMILLE: u32 = 30;
 const SKEW_MS_MAX: u64 = 2_000;
+/// DPoS producers take fixed turns, so their clocks must agree within a fraction of a slot (a
+/// producer further off is as good as absent: its block comes in another producer's turn, or
+/// after the next one built without it); the skew fault stays within that.
+const DPOS_SKEW_MS_MAX: u64 = POS_SLOT_MS * 2 / 5;
 /// With the `late` fault, the last node starts once a chain is this high: more than two sync
 /// ranges, so it catches up by range sync (ranges from several peers, in order).
 const LATE_JOIN_HEIGHT: u64 = 2 * limits::SYNC_BLOCKS_PER_RESPONSE_MAX as u64 + 8;
@@ -297,6 +301,12 @@ impl std::fmt::Debug for Sim {
     }
 }
 
+/// Whether the engine has validators with stake (the byzantine fault and the stake checks
+/// apply).
+fn has_stake(genesis: &Genesis) -> bool {
+    matches!(genesis.engine_at(Height::GENESIS), EngineConfig::Pos(_) | EngineConfig::Dpos(_))
+}
+
 /// The simulation genesis: PoW with an initial target near the equilibrium for `nodes` miners.
 pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
     let mut genesis = testing::genesis(FUNDED_ACCOUNTS, 1_000_000_000);
@@ -320,6 +330,7 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
                     address,
                     balance: Amount::new(1_000_000_000),
                     stake: Amount::new(POS_STAKE),
+                    votes: Vec::new(),
                 });
                 validators.push(Member { address, peer_id: PeerIdText::of(&address) });
             }
@@ -334,7 +345,27 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
             });
             Ok(genesis)
         }
-        "dpos" | "raft" => Err(SimError::EngineNotImplemented { engine: engine.to_owned() }),
+        "dpos" => {
+            // Every node is a genesis delegate approving itself with its stake; one fewer are
+            // scheduled than there are nodes, so the small approvals the simulator's accounts
+            // send keep reordering the ranking and the schedule changes during runs.
+            let mut delegates = Vec::with_capacity(nodes);
+            for index in 0..nodes {
+                let address = node_key(index).address();
+                genesis.accounts.push(GenesisAccount {
+                    address,
+                    balance: Amount::new(1_000_000_000),
+                    stake: Amount::new(POS_STAKE),
+                    votes: vec![address],
+                });
+                delegates.push(Member { address, peer_id: PeerIdText::of(&address) });
+            }
+            genesis.params.unbonding_period = chorus_chain::primitives::BlockCount(1_000);
+            let producers = u32::try_from(nodes.saturating_sub(1).max(1)).unwrap_or(1);
+            genesis.engines[0].engine = EngineConfig::Dpos(DposConfig { slot_ms: POS_SLOT_MS, producers, delegates });
+            Ok(genesis)
+        }
+        "raft" => Err(SimError::EngineNotImplemented { engine: engine.to_owned() }),
         other => Err(SimError::UnknownEngine { name: other.to_owned() }),
     }
 }
@@ -342,17 +373,18 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
 impl Sim {
     pub fn new(config: SimConfig) -> Result<Sim, SimError> {
         let genesis = sim_genesis(&config.engine, config.nodes)?;
-        if config.faults.byzantine && !matches!(genesis.engine_at(Height::GENESIS), EngineConfig::Pos(_)) {
+        if config.faults.byzantine && !has_stake(&genesis) {
             return Err(SimError::NoValidators { engine: config.engine.clone() });
         }
         let mut rng = Rng(config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut nodes = Vec::with_capacity(config.nodes);
+        let skew_max = match genesis.engine_at(Height::GENESIS) {
+            EngineConfig::Dpos(_) => DPOS_SKEW_MS_MAX,
+            _ => SKEW_MS_MAX,
+        };
         for index in 0..config.nodes {
-            let skew_ms = if config.faults.skew {
-                i64::from(rng.below(2 * SKEW_MS_MAX as u32 + 1)) - SKEW_MS_MAX as i64
-            } else {
-                0
-            };
+            let skew_ms =
+                if config.faults.skew { i64::from(rng.below(2 * skew_max as u32 + 1)) - skew_max as i64 } else { 0 };
             // Under a third of the stake: with equal stakes, the last (n - 1) / 3 nodes.
             let byzantine = config.faults.byzantine && index >= config.nodes - (config.nodes - 1) / 3;
             nodes.push(SimNode {
@@ -907,6 +939,10 @@ impl Sim {
         let to = self.rng.below(FUNDED_ACCOUNTS + 2);
         let amount = 1 + u128::from(self.rng.below(1_000));
         let choice = self.rng.below(20);
+        let dpos = matches!(self.genesis.engine_at(Height::GENESIS), EngineConfig::Dpos(_));
+        // DPoS approvals go to a node's delegate (and account 0's own, when it votes).
+        let approved =
+            (dpos && choice == 3).then(|| node_key(self.rng.below(self.nodes.len() as u32) as usize).address());
         let now = self.local_now(node);
         let Some(running) = self.nodes[node].node.as_mut() else { return };
         let key = testing::key(from);
@@ -918,7 +954,15 @@ impl Sim {
             0 if joins => TxKind::Stake { amount: Amount::new(POS_STAKE * 6 / 10) },
             0 | 1 => TxKind::Stake { amount: Amount::new(amount) },
             2 => TxKind::Unstake { amount: Amount::new(amount) },
+            3 if let Some(approved) = approved => {
+                let mut delegates = vec![approved];
+                if from == 0 {
+                    delegates.push(key.address());
+                }
+                TxKind::Vote { delegates }
+            }
             3 => TxKind::Vote { delegates: Vec::new() },
+            4 if dpos && from == 0 => TxKind::RegisterDelegate,
             _ => TxKind::Transfer { to: testing::key(to).address(), amount: Amount::new(amount) },
         };
         let next = account.map(|account| account.nonce).unwrap_or(0);
@@ -936,7 +980,7 @@ impl Sim {
     /// final at or below node `index`'s own final height is on `index`'s chain (so final blocks
     /// agree at every height, not only where two nodes' final pointers landed).
     fn stake_violation(&self, index: usize) -> Option<String> {
-        if !matches!(self.genesis.engine_at(Height::GENESIS), EngineConfig::Pos(_)) {
+        if !has_stake(&self.genesis) {
             return None;
         }
         let store = self.nodes[index].node.as_ref()?.driver().store();

@@ -1,4 +1,4 @@
-//! `chorus-sim --engine pow|pos --nodes 5 --seeds 0..200 [--faults loss,partition,crash,skew,late,byzantine] [--steps N]`
+//! `chorus-sim --engine pow|pos|dpos --nodes 5 --seeds 0..200 [--faults loss,partition,crash,skew,late,byzantine] [--steps N]`
 //!
 //! Prints one line per failing seed and a last line `seeds: <n>, violations: <v>, digest: <hex>`;
 //! exits non-zero on any violation.
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use chorus_sim::{Faults, SimConfig, combined_digest, run_seeds};
 
-const USAGE: &str = "usage: chorus-sim --engine pow|pos --nodes N --seeds A..B [--faults loss,partition,crash,skew,late,byzantine] [--steps N] [--threads N] [--verbose]";
+const USAGE: &str = "usage: chorus-sim --engine pow|pos|dpos --nodes N --seeds A..B [--faults loss,partition,crash,skew,late,byzantine] [--steps N] [--threads N] [--verbose]";
 
 struct Args {
     config: SimConfig,

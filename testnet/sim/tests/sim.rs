@@ -88,6 +88,25 @@ fn pos_a_late_validator_catches_up_and_finality_goes_on() {
 }
 
 #[test]
+fn dpos_five_nodes_all_faults_and_a_byzantine_producer_no_violations() {
+    let faults = Faults { byzantine: true, ..Faults::ALL };
+    let config = SimConfig { engine: "dpos".into(), ..config(faults) };
+    let reports = run_seeds(&config, 0..100, 2).unwrap();
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|report| !report.violations.is_empty())
+        .map(|report| format!("seed {}: {}", report.seed, report.violations.join("; ")))
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    for report in &reports {
+        assert!(report.final_height >= 5, "seed {} only made height {} irreversible", report.seed, report.final_height);
+    }
+    let first = Sim::new(SimConfig { seed: 3, ..config.clone() }).unwrap().run();
+    let second = Sim::new(SimConfig { seed: 3, ..config }).unwrap().run();
+    assert_eq!((first.digest, first.events), (second.digest, second.events));
+}
+
+#[test]
 fn pos_same_seed_same_digest_and_byzantine_needs_validators() {
     let faults = Faults { byzantine: true, ..Faults::ALL };
     let first = Sim::new(SimConfig { seed: 3, ..pos(faults) }).unwrap().run();

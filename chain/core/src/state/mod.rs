@@ -11,7 +11,8 @@
 //! - Delegate vote weights always equal the sum of the current stakes of their voters.
 //! - [`StateKey::Stakers`] lists every account with stake, with its stake, sorted by address,
 //!   up to `limits::STAKERS_INDEXED_MAX` (beyond it, the largest stakes): engines with
-//!   validators read the set from it, so it is part of the state root.
+//!   validators read the set from it, so it is part of the state root. [`StateKey::Delegates`]
+//!   does the same for registered delegates and their approval weights (DPoS ranks them).
 //! - Deterministic: ordered maps only, checked integer arithmetic only (enforced by the
 //!   crate-wide lints in `lib.rs`).
 
@@ -25,13 +26,15 @@ use serde::{Deserialize, Serialize};
 use crate::block::{self, Block, BlockShapeError};
 use crate::codec::{self, Canonical, CodecError, Decode, Encode};
 use crate::crypto::Address;
+use crate::dpos::{self, DposState};
 use crate::genesis::Genesis;
-use crate::genesis::{EngineConfig, PosConfig};
+use crate::genesis::{DposConfig, EngineConfig, PosConfig};
 use crate::header::{Header, Seal};
 use crate::limits;
 use crate::pos::{self, SlotError, ValidatorSet};
 use crate::primitives::{Amount, ArithError, Hash, Height, Timestamp};
-use crate::tx::{Evidence, SignedTransaction, TxKind};
+use crate::slots;
+use crate::tx::{Checkpoint, Evidence, SignedTransaction, TxKind, Vote};
 
 /// A key of the state map. Its encoding is the key in storage; its SHA-256 the key in the tree.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Encode, Decode)]
@@ -50,8 +53,13 @@ pub enum StateKey {
     Stakers,
     /// PoS: the current epoch's [`ValidatorSet`], rewritten by each epoch's first block.
     Validators,
-    /// An account slashed for an offence, and when: it leaves the PoS set at the next epoch.
+    /// An account slashed for an offence, and when: it leaves the PoS set at the next epoch,
+    /// and the DPoS ranking.
     Slashed(Address),
+    /// The index of delegates ([`Delegates`]).
+    Delegates,
+    /// DPoS: schedules and irreversibility ([`DposState`]), rewritten by every DPoS block.
+    Dpos,
 }
 
 impl Canonical for StateKey {
@@ -110,30 +118,76 @@ impl Canonical for Stakers {
 impl Stakers {
     /// Records `address`'s new stake.
     fn set(&mut self, address: Address, stake: Amount) {
-        match self.0.binary_search_by(|(listed, _)| listed.cmp(&address)) {
-            Ok(index) if stake.is_zero() => {
-                self.0.remove(index);
+        set_bounded(&mut self.0, limits::STAKERS_INDEXED_MAX, address, stake, true);
+    }
+}
+
+/// Registered delegates and their approval weights, sorted by address; at most
+/// `limits::DELEGATES_INDEXED_MAX`. When full, a delegate whose weight changes enters only if
+/// it outweighs the lightest listed one (ties: the lower address ranks higher), which leaves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+pub struct Delegates(pub Vec<(Address, Amount)>);
+
+impl Canonical for Delegates {
+    const BYTES_MAX: u32 = limits::DELEGATES_BYTES_MAX;
+}
+
+/// Sets `address`'s amount in an index sorted by address and bounded by `max` (an amount of zero
+/// removes it if `zero_leaves`); when full, the smallest amount (the higher address among
+/// equals) gives way to a larger one.
+fn set_bounded(entries: &mut Vec<(Address, Amount)>, max: u32, address: Address, amount: Amount, zero_leaves: bool) {
+    let leaves = zero_leaves && amount.is_zero();
+    match entries.binary_search_by(|(listed, _)| listed.cmp(&address)) {
+        Ok(index) if leaves => {
+            entries.remove(index);
+        }
+        Ok(index) => {
+            if let Some(entry) = entries.get_mut(index) {
+                entry.1 = amount;
             }
-            Ok(index) => {
-                if let Some(entry) = self.0.get_mut(index) {
-                    entry.1 = stake;
-                }
-            }
-            Err(_) if stake.is_zero() => {}
-            Err(index) if self.0.len() < limits::STAKERS_INDEXED_MAX as usize => self.0.insert(index, (address, stake)),
-            Err(_) => {
-                // Full: the smallest stake (the higher address among equals) gives way to a
-                // larger one.
-                let rank = |(address, stake): &(Address, Amount)| (*stake, std::cmp::Reverse(*address));
-                let Some(smallest) = self.0.iter().min_by_key(|entry| rank(entry)).copied() else { return };
-                if rank(&(address, stake)) > rank(&smallest) {
-                    self.0.retain(|(listed, _)| *listed != smallest.0);
-                    let index = self.0.partition_point(|(listed, _)| *listed < address);
-                    self.0.insert(index, (address, stake));
-                }
+        }
+        Err(_) if leaves => {}
+        Err(index) if entries.len() < max as usize => entries.insert(index, (address, amount)),
+        Err(_) => {
+            let rank = |(address, amount): &(Address, Amount)| (*amount, std::cmp::Reverse(*address));
+            let Some(smallest) = entries.iter().min_by_key(|entry| rank(entry)).copied() else { return };
+            if rank(&(address, amount)) > rank(&smallest) {
+                entries.retain(|(listed, _)| *listed != smallest.0);
+                let index = entries.partition_point(|(listed, _)| *listed < address);
+                entries.insert(index, (address, amount));
             }
         }
     }
+}
+
+/// The index of delegates ([`Delegates`]).
+pub fn read_delegates<R: StateRead + ?Sized>(state: &R) -> Result<Delegates, ReadError> {
+    Ok(read_typed(state, &StateKey::Delegates)?.unwrap_or_default())
+}
+
+/// DPoS: the state after the last block applied (`None` before the first, or without DPoS).
+pub fn read_dpos<R: StateRead + ?Sized>(state: &R) -> Result<Option<DposState>, ReadError> {
+    read_typed(state, &StateKey::Dpos)
+}
+
+/// DPoS: the ranking of the delegates in `state`, slashed ones left out: the schedule it would
+/// make ([`dpos::rank`]).
+pub fn dpos_ranking<R: StateRead + ?Sized>(state: &R, config: &DposConfig) -> Result<Vec<Address>, ReadError> {
+    ranking(&read_delegates(state)?, config, |address| is_slashed(state, address))
+}
+
+fn ranking(
+    delegates: &Delegates,
+    config: &DposConfig,
+    mut slashed: impl FnMut(&Address) -> Result<bool, ReadError>,
+) -> Result<Vec<Address>, ReadError> {
+    let mut eligible = Vec::with_capacity(delegates.0.len());
+    for (address, weight) in &delegates.0 {
+        if !slashed(address)? {
+            eligible.push((*address, *weight));
+        }
+    }
+    Ok(dpos::rank(eligible.into_iter(), config.producers))
 }
 
 /// PoS: the set of the epoch of the last block applied (`None` before the first, or without PoS).
@@ -337,6 +391,9 @@ pub struct Executor<'a, R: StateRead + ?Sized> {
     slashed: BTreeMap<Address, Option<OffenceRecord>>,
     /// PoS: the set an epoch's first block wrote.
     new_set: Option<ValidatorSet>,
+    /// DPoS: the state after this block (before its new pending schedule, which comes from the
+    /// block's state in `into_changes`).
+    dpos: Option<(DposConfig, DposState)>,
     /// The encoded value of every loaded key before this block, for undo and change detection.
     originals: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     fees: Amount,
@@ -368,6 +425,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             offences: BTreeMap::new(),
             slashed: BTreeMap::new(),
             new_set: None,
+            dpos: None,
             originals: BTreeMap::new(),
             fees: Amount::ZERO,
             journal: None,
@@ -420,12 +478,21 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
     }
 
     /// Begin-block work for a block on `parent` with `timestamp` and `proposer`: under PoS,
-    /// the slot and proposer rules (and, at an epoch's first block, the new set); then the
-    /// release of unbonding entries that mature at this height.
-    pub fn begin_block(&mut self, parent: &Header, timestamp: Timestamp, proposer: &Address) -> Result<(), BlockError> {
+    /// the slot and proposer rules (and, at an epoch's first block, the new set); under DPoS,
+    /// the slot, the schedule and its producer; then the release of unbonding entries that
+    /// mature at this height.
+    pub fn begin_block(
+        &mut self,
+        parent: &Header,
+        timestamp: Timestamp,
+        proposer: &Address,
+        votes: &[Vote],
+    ) -> Result<(), BlockError> {
         let height = self.height;
-        if let EngineConfig::Pos(config) = self.genesis.engine_at(height) {
-            self.check_slot(config, parent, timestamp, proposer)?;
+        match self.genesis.engine_at(height) {
+            EngineConfig::Pos(config) => self.check_slot(config, parent, timestamp, proposer)?,
+            EngineConfig::Dpos(config) => self.check_dpos_slot(config, parent, timestamp, proposer, votes)?,
+            EngineConfig::Pow(_) | EngineConfig::Raft(_) => {}
         }
         let due = std::mem::take(&mut self.unbonding_queue(height)?.0);
         for address in due {
@@ -449,15 +516,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
         proposer: &Address,
     ) -> Result<(), BlockError> {
         let height = self.height;
-        let slot = pos::slot_of(self.genesis, config, timestamp).map_err(|error| BlockError::Slot { height, error })?;
-        let parent_slot = if parent.height == Height::GENESIS {
-            0
-        } else {
-            pos::slot_of(self.genesis, config, parent.timestamp).map_err(|error| BlockError::Slot { height, error })?
-        };
-        if slot <= parent_slot {
-            return Err(BlockError::SlotNotAfterParent { height, slot, parent_slot });
-        }
+        let (slot, _) = slots_of(self.genesis, config.slot_ms, parent, timestamp, height)?;
         // Registers the set's key as read, so an epoch's first block records the old set for undo.
         let _: Option<ValidatorSet> = self.load(StateKey::Validators)?;
         let set = pos_set_for(self.base, self.genesis, config, parent, slot)?;
@@ -468,6 +527,35 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
         if expected != Some(*proposer) {
             return Err(BlockError::NotProposer { height, slot, expected, got: *proposer });
         }
+        Ok(())
+    }
+
+    /// DPoS: the block's slot follows its parent's and belongs to `proposer` in the schedule the
+    /// block is produced under ([`dpos`]); the state after it is kept for `into_changes`.
+    fn check_dpos_slot(
+        &mut self,
+        config: &DposConfig,
+        parent: &Header,
+        timestamp: Timestamp,
+        proposer: &Address,
+        votes: &[Vote],
+    ) -> Result<(), BlockError> {
+        let height = self.height;
+        let (slot, parent_slot) = slots_of(self.genesis, config.slot_ms, parent, timestamp, height)?;
+        let parent = Checkpoint { height: parent.height, slot: parent_slot, hash: parent.hash() };
+        // Registers the key as read, so the block's rewrite of it can be undone.
+        let before: Option<DposState> = self.load(StateKey::Dpos)?;
+        // The first DPoS block after another engine: the ranking at hand starts it.
+        let before = match before {
+            Some(before) => before,
+            None => DposState::initial(dpos_ranking(self.base, config)?),
+        };
+        let after = before.after_block(parent, slot, proposer, height, votes).map_err(|error| match error {
+            dpos::DposError::NotProducer { slot, expected, got, .. } => {
+                BlockError::NotProposer { height, slot, expected, got }
+            }
+        })?;
+        self.dpos = Some((config.clone(), after));
         Ok(())
     }
 
@@ -660,6 +748,45 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             }
             written.insert(StateKey::Stakers.encode(), codec::encode(&stakers));
         }
+        // Delegates registered or reweighed, for the index of delegates.
+        let mut reweighed = Vec::new();
+        for (address, delegate) in &self.delegates {
+            let Some(delegate) = delegate else { continue };
+            let key = StateKey::Delegate(*address);
+            let original: Option<Delegate> =
+                decode_value(&key, self.originals.get(&key.encode()).cloned().flatten().as_deref())?;
+            if original.is_none_or(|original| original.votes_received != delegate.votes_received) {
+                reweighed.push((*address, delegate.votes_received));
+            }
+        }
+        let mut delegates: Option<Delegates> = None;
+        if !reweighed.is_empty() {
+            let mut index: Delegates = self.load(StateKey::Delegates)?.unwrap_or_default();
+            for (address, weight) in reweighed {
+                set_bounded(&mut index.0, limits::DELEGATES_INDEXED_MAX, address, weight, false);
+            }
+            written.insert(StateKey::Delegates.encode(), codec::encode(&index));
+            delegates = Some(index);
+        }
+        if let Some((config, mut dpos)) = self.dpos.take() {
+            if dpos.pending.is_none() {
+                let index = match delegates {
+                    Some(index) => index,
+                    None => read_delegates(self.base)?,
+                };
+                let slashed_now: BTreeSet<Address> =
+                    self.slashed.iter().filter(|(_, record)| record.is_some()).map(|(address, _)| *address).collect();
+                let base = self.base;
+                let ranking =
+                    ranking(
+                        &index,
+                        &config,
+                        |address| Ok(slashed_now.contains(address) || is_slashed(base, address)?),
+                    )?;
+                dpos.propose(ranking, self.height);
+            }
+            written.insert(StateKey::Dpos.encode(), codec::encode(&dpos));
+        }
         for (address, account) in &self.accounts {
             written.insert(StateKey::Account(*address).encode(), codec::encode(account));
         }
@@ -776,6 +903,27 @@ where
     finish(state, &block.header, changes, checked.into_tx_hashes())
 }
 
+/// The slots of a block with `timestamp` at `height` and of its parent (genesis: 0), checking
+/// that the first follows the second.
+fn slots_of(
+    genesis: &Genesis,
+    slot_ms: u64,
+    parent: &Header,
+    timestamp: Timestamp,
+    height: Height,
+) -> Result<(u64, u64), BlockError> {
+    let slot = slots::slot_of(genesis, slot_ms, timestamp).map_err(|error| BlockError::Slot { height, error })?;
+    let parent_slot = if parent.height == Height::GENESIS {
+        0
+    } else {
+        slots::slot_of(genesis, slot_ms, parent.timestamp).map_err(|error| BlockError::Slot { height, error })?
+    };
+    if slot <= parent_slot {
+        return Err(BlockError::SlotNotAfterParent { height, slot, parent_slot });
+    }
+    Ok((slot, parent_slot))
+}
+
 fn check_link(parent: &Header, header: &Header) -> Result<(), BlockError> {
     let expected_height =
         parent.height.next().ok_or(BlockError::WrongHeight { expected: parent.height, got: header.height })?;
@@ -789,12 +937,17 @@ fn check_link(parent: &Header, header: &Header) -> Result<(), BlockError> {
     Ok(())
 }
 
-/// PoS: the seal is signed for the slot the timestamp starts (the signature itself is a
-/// stateless check; the proposer is checked as the block executes).
+/// PoS and DPoS: the seal is signed for the slot the timestamp starts (the signature itself is
+/// a stateless check; the proposer is checked as the block executes).
 fn check_seal_slot(genesis: &Genesis, header: &Header) -> Result<(), BlockError> {
-    let EngineConfig::Pos(config) = genesis.engine_at(header.height) else { return Ok(()) };
+    let slot_ms = match genesis.engine_at(header.height) {
+        EngineConfig::Pos(config) => config.slot_ms,
+        EngineConfig::Dpos(config) => config.slot_ms,
+        EngineConfig::Pow(_) | EngineConfig::Raft(_) => return Ok(()),
+    };
     let height = header.height;
-    let slot = pos::slot_of(genesis, config, header.timestamp).map_err(|error| BlockError::Slot { height, error })?;
+    let slot =
+        slots::slot_of(genesis, slot_ms, header.timestamp).map_err(|error| BlockError::Slot { height, error })?;
     if header.slot() != Some(slot) || header.seal_signature().is_none() {
         return Err(BlockError::SealSlot { height, slot, sealed: header.slot() });
     }
@@ -823,7 +976,7 @@ pub fn execute<S: StateRead + ?Sized>(
     block: &Block,
 ) -> Result<Vec<StateChange>, BlockError> {
     let mut executor = Executor::new(state, genesis, block.header.height);
-    executor.begin_block(parent, block.header.timestamp, &block.header.proposer)?;
+    executor.begin_block(parent, block.header.timestamp, &block.header.proposer, &block.body.votes)?;
     for (index, tx) in block.body.txs.iter().enumerate() {
         executor.apply_tx(tx).map_err(|error| match error {
             ApplyError::Rejected(rejection) => BlockError::Tx { index, hash: tx.hash(), rejection },
@@ -837,21 +990,27 @@ pub fn execute<S: StateRead + ?Sized>(
 /// The genesis state as changes on an empty state, and the genesis block.
 pub fn genesis_changes(genesis: &Genesis) -> Vec<StateChange> {
     let mut written: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    // Approval weights: each account's genesis stake to each delegate it approves.
+    let mut weights: BTreeMap<Address, Amount> = genesis.delegates().into_iter().map(|a| (a, Amount::ZERO)).collect();
     for entry in &genesis.accounts {
-        let account = Account { balance: entry.balance, stake: entry.stake, ..Account::default() };
+        let account =
+            Account { balance: entry.balance, stake: entry.stake, votes: entry.votes.clone(), ..Account::default() };
         written.insert(StateKey::Account(entry.address).encode(), codec::encode(&account));
+        for delegate in &entry.votes {
+            if let Some(weight) = weights.get_mut(delegate) {
+                *weight = weight.checked_add(entry.stake).unwrap_or(Amount::MAX);
+            }
+        }
     }
-    let delegates: BTreeSet<Address> = genesis
-        .engines
-        .iter()
-        .flat_map(|entry| match &entry.engine {
-            EngineConfig::Dpos(config) => config.delegates.iter().map(|member| member.address).collect(),
-            _ => Vec::new(),
-        })
-        .collect();
-    for address in delegates {
-        let delegate = Delegate { registered_at: Height::GENESIS, votes_received: Amount::ZERO };
+    let mut index = Delegates::default();
+    for (address, votes_received) in &weights {
+        let (address, votes_received) = (*address, *votes_received);
+        let delegate = Delegate { registered_at: Height::GENESIS, votes_received };
         written.insert(StateKey::Delegate(address).encode(), codec::encode(&delegate));
+        set_bounded(&mut index.0, limits::DELEGATES_INDEXED_MAX, address, votes_received, false);
+    }
+    if !index.0.is_empty() {
+        written.insert(StateKey::Delegates.encode(), codec::encode(&index));
     }
     let mut stakers = Stakers::default();
     for entry in &genesis.accounts {
@@ -860,8 +1019,19 @@ pub fn genesis_changes(genesis: &Genesis) -> Vec<StateChange> {
     if !stakers.0.is_empty() {
         written.insert(StateKey::Stakers.encode(), codec::encode(&stakers));
     }
-    if let EngineConfig::Pos(config) = genesis.engine_at(Height::GENESIS) {
-        written.insert(StateKey::Validators.encode(), codec::encode(&pos::genesis_set(genesis, config)));
+    match genesis.engine_at(Height::GENESIS) {
+        EngineConfig::Pos(config) => {
+            written.insert(StateKey::Validators.encode(), codec::encode(&pos::genesis_set(genesis, config)));
+        }
+        EngineConfig::Dpos(config) => {
+            let candidates = config
+                .delegates
+                .iter()
+                .map(|member| (member.address, weights.get(&member.address).copied().unwrap_or(Amount::ZERO)));
+            let initial = DposState::initial(dpos::rank(candidates, config.producers));
+            written.insert(StateKey::Dpos.encode(), codec::encode(&initial));
+        }
+        EngineConfig::Pow(_) | EngineConfig::Raft(_) => {}
     }
     let config = (&genesis.chain_id, genesis.genesis_time, &genesis.engines, &genesis.params);
     written.insert(StateKey::Config.encode(), codec::encode(&config));
@@ -928,7 +1098,7 @@ where
 {
     let height = parent.height.next().ok_or(BlockError::WrongHeight { expected: parent.height, got: parent.height })?;
     let mut executor = Executor::new(state, genesis, height);
-    executor.begin_block(parent, template.timestamp, &template.proposer)?;
+    executor.begin_block(parent, template.timestamp, &template.proposer, &template.votes)?;
     let mut included = Vec::with_capacity(template.txs.len());
     let mut rejected = Vec::new();
     let mut skipped: BTreeSet<Address> = BTreeSet::new();
@@ -976,7 +1146,7 @@ fn unrooted_block(parent: &Header, template: BlockTemplate) -> Result<Block, Blo
 #[derive(Debug, Clone)]
 pub struct BlockTemplate {
     pub txs: Vec<SignedTransaction>,
-    pub votes: Vec<crate::tx::Vote>,
+    pub votes: Vec<Vote>,
     pub proposer: Address,
     pub timestamp: Timestamp,
 }
