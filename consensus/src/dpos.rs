@@ -1,26 +1,30 @@
 //! Delegated proof of stake: elected delegates produce blocks in round-robin slots, and a block
 //! is irreversible once FFG votes of `2n/3 + 1` scheduled producers finalize it.
 //!
-//! WIP (issue 17): a side branch is tried when longer, but the engine does not go back if the
-//! applied branch then has a lower justified slot (PoS records trackers for that).
-//!
-//! The chain rules (the ranking, schedules and their changes, the producer of a slot, the last
-//! irreversible block) are `chorus_chain::dpos`'s: the state machine enforces them on every
-//! block it applies, so they hold on every branch. This engine adds what needs a clock, a key
-//! or a view of several branches:
+//! The chain rules (the ranking, schedules and their changes, the producer of a slot, the FFG
+//! tally of producers' votes) are `chorus_chain::dpos`'s: the state machine enforces them on
+//! every block it applies and keeps the tally in the state, so they hold on every branch. This
+//! engine adds what needs a clock, a key or a view of several branches:
 //!
 //! - **Slots** ([`crate::slotted`], shared with PoS): at each slot's start, if this node's
-//!   delegate produces the slot on the head, it builds a block and seals it through the guard.
-//!   A missed slot is skipped.
+//!   delegate produces the slot on the head, it builds a block, carrying the pooled votes that
+//!   count on the head, and seals it through the guard. A missed slot is skipped. Producers take
+//!   fixed turns, so their clocks must agree within a fraction of a slot: one further off loses
+//!   its turns.
+//! - **Votes** ([`crate::votes`], shared with PoS): each producer votes for every new head, from
+//!   the justified checkpoint in the head's state; gossiped votes are checked and pooled.
 //! - **Blocks.** Checked before they are stored: the shared slot rules, then the producer where
 //!   the parent's state is at hand (a side branch's producers are checked as a reorg applies
 //!   it). Each block claims the last irreversible block its state will hold (computed from the
 //!   parent's DPoS state exactly as the state machine will), so the store moves finality with
-//!   the block that proves it.
-//! - **Fork choice.** The longest chain; on a tie the current head stays. Never below the
-//!   irreversible block: the store refuses that.
-//! - **Evidence.** Two headers signed for one slot by one producer are submitted as `Evidence`
-//!   once; the producer's stake is slashed and it leaves the ranking.
+//!   the block that proves it. With every slot filled, a block is irreversible two blocks later.
+//! - **Fork choice.** The highest justified slot, then the longer chain (the current head on a
+//!   tie), so an honest producer's vote source never falls; never below the irreversible block
+//!   (the store refuses that). A side block's state is estimated by replaying its branch from
+//!   the fork point; the engine does not yet go back if an applied branch then turns out to have
+//!   a lower justified slot (PoS records trackers for that).
+//! - **Evidence.** Two headers signed for one slot, or two conflicting votes, by one producer are
+//!   submitted as `Evidence` once; the producer's stake is slashed and it leaves the ranking.
 
 use std::sync::Arc;
 

@@ -16,7 +16,10 @@
 //! - **Finality.** Each block gets a [`Tracker`] (see `chorus_chain::ffg`); a block whose exact tracker
 //!   finalizes a block claims it in `AddBlock`, so the store moves finality with it. Fork
 //!   choice: the chain with the highest justified checkpoint, then the highest block, then the
-//!   lower hash; never below the final block (the store refuses that).
+//!   lower hash; never below the final block (the store refuses that). Latency: a block's
+//!   votes ride in the next block and the votes that finalize it (linking it to its justified
+//!   child) in the one after, so with every slot filled a block is final two slots after its
+//!   own, as the block proving it arrives; going below needs a second vote round per slot.
 //! - **Votes.** When the head changes and this node's validator is in the head's set, it votes
 //!   from the head's justified checkpoint to the head (through the guard) and gossips the vote.
 //!   Gossiped votes go to a bounded pool for proposers to include.

@@ -307,6 +307,23 @@ fn has_stake(genesis: &Genesis) -> bool {
     matches!(genesis.engine_at(Height::GENESIS), EngineConfig::Pos(_) | EngineConfig::Dpos(_))
 }
 
+/// Funds every node's account with `POS_STAKE` bonded (approving its own delegate if
+/// `self_vote`); the nodes as genesis members.
+fn stake_nodes(genesis: &mut Genesis, nodes: usize, self_vote: bool) -> Vec<Member> {
+    (0..nodes)
+        .map(|index| {
+            let address = node_key(index).address();
+            genesis.accounts.push(GenesisAccount {
+                address,
+                balance: Amount::new(1_000_000_000),
+                stake: Amount::new(POS_STAKE),
+                votes: if self_vote { vec![address] } else { Vec::new() },
+            });
+            Member { address, peer_id: PeerIdText::of(&address) }
+        })
+        .collect()
+}
+
 /// The simulation genesis: PoW with an initial target near the equilibrium for `nodes` miners.
 pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
     let mut genesis = testing::genesis(FUNDED_ACCOUNTS, 1_000_000_000);
@@ -323,17 +340,7 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
         }
         "pos" => {
             // Every node is a validator with equal stake, its key the node key.
-            let mut validators = Vec::with_capacity(nodes);
-            for index in 0..nodes {
-                let address = node_key(index).address();
-                genesis.accounts.push(GenesisAccount {
-                    address,
-                    balance: Amount::new(1_000_000_000),
-                    stake: Amount::new(POS_STAKE),
-                    votes: Vec::new(),
-                });
-                validators.push(Member { address, peer_id: PeerIdText::of(&address) });
-            }
+            let validators = stake_nodes(&mut genesis, nodes, false);
             // Evidence stays admissible long enough to outlast any partition of a run.
             genesis.params.unbonding_period = chorus_chain::primitives::BlockCount(1_000);
             genesis.engines[0].engine = EngineConfig::Pos(PosConfig {
@@ -349,17 +356,7 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
             // Every node is a genesis delegate approving itself with its stake; one fewer are
             // scheduled than there are nodes, so the small approvals the simulator's accounts
             // send keep reordering the ranking and the schedule changes during runs.
-            let mut delegates = Vec::with_capacity(nodes);
-            for index in 0..nodes {
-                let address = node_key(index).address();
-                genesis.accounts.push(GenesisAccount {
-                    address,
-                    balance: Amount::new(1_000_000_000),
-                    stake: Amount::new(POS_STAKE),
-                    votes: vec![address],
-                });
-                delegates.push(Member { address, peer_id: PeerIdText::of(&address) });
-            }
+            let delegates = stake_nodes(&mut genesis, nodes, true);
             genesis.params.unbonding_period = chorus_chain::primitives::BlockCount(1_000);
             let producers = u32::try_from(nodes.saturating_sub(1).max(1)).unwrap_or(1);
             genesis.engines[0].engine = EngineConfig::Dpos(DposConfig { slot_ms: POS_SLOT_MS, producers, delegates });
