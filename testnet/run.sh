@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local Chorus testnet: N chorusd processes on loopback, one genesis, a funded keystore.
 #
-#   testnet/run.sh start --engine pow|pos --nodes 3 [--base-port 40000] [--miners 1]
+#   testnet/run.sh start --engine pow|pos|dpos --nodes 3 [--base-port 40000] [--miners 1]
 #   testnet/run.sh status | stop | clean | logs K
 #   testnet/run.sh kill K | restart K | pause K | resume K | partition 1,2 3 | heal
 #
@@ -166,10 +166,10 @@ start() {
     status
     return
   fi
-  [ -n "$engine" ] && [ -n "$nodes" ] || die "usage: run.sh start --engine pow|pos --nodes N [--base-port P] [--miners M]"
+  [ -n "$engine" ] && [ -n "$nodes" ] || die "usage: run.sh start --engine pow|pos|dpos --nodes N [--base-port P] [--miners M]"
   case "$engine" in
-    pow|pos) ;;
-    dpos|raft) die "engine $engine is not implemented yet; pow and pos run today" ;;
+    pow|pos|dpos) ;;
+    raft) die "engine raft is not implemented yet; pow, pos and dpos run today" ;;
     *) die "unknown engine $engine; expected pow, pos, dpos or raft" ;;
   esac
   [ "$nodes" -ge 1 ] 2>/dev/null || die "--nodes must be a positive number"
@@ -185,8 +185,9 @@ start() {
   printf 'engine=%s\nnodes=%s\nbase_port=%s\nminers=%s\nbin_dir=%s\n' "$engine" "$nodes" "$base_port" "$miners" "$bin" >"$data/testnet.env"
 
   # Keys: a node key per node, and funded wallet keys in the testnet keystore.
-  # Under pos every node is a validator with equal stake (and funds to pay for the evidence
-  # transactions it submits).
+  # Under pos every node is a validator with equal stake, under dpos a delegate approving itself
+  # with equal stake (so each is a producer); either way with funds to pay for the evidence
+  # transactions it submits.
   local accounts=() validators=()
   for k in $(seq 1 "$nodes"); do
     local dir; dir="$(node_dir "$k")"
@@ -196,10 +197,11 @@ start() {
     echo "$out" | awk '/^address:/ {print $2}' >"$dir/address"
     local funded; funded="$(CHORUS_PASSWORD="$password" "$bin/chorus" --json --keystore "$data/keystore" wallet new "funded$k")"
     accounts+=(--account "$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['address'])" "$funded")=1000000000000")
-    if [ "$engine" = pos ]; then
-      accounts+=(--account "$(cat "$dir/address")=1000000000")
-      validators+=(--validator "$(cat "$dir/address")=1000000")
-    fi
+    case "$engine" in
+      pos) validators+=(--validator "$(cat "$dir/address")=1000000") ;;
+      dpos) validators+=(--delegate "$(cat "$dir/address")=1000000") ;;
+    esac
+    if [ "$engine" != pow ]; then accounts+=(--account "$(cat "$dir/address")=1000000000"); fi
   done
   "$bin/chorusd" genesis new --chain-id chorus-testnet --engine "$engine" --block-time-ms 1000 \
     "${accounts[@]}" "${validators[@]}" --out "$data/genesis.json" >/dev/null

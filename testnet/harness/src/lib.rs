@@ -28,7 +28,7 @@ pub use load::{Load, LoadReport};
 pub use poll::{eventually, eventually_async};
 pub use process::{Chorusd, Launch};
 pub use rpc::{CallError, Rpc};
-pub use testnet::{Testnet, TestnetBuilder, Wallet};
+pub use testnet::{Finals, Testnet, TestnetBuilder, Wallet};
 
 /// The `chorusd` and `chorus` binaries a test runs.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! knew it find it again. Every node knows every other started node as a bootnode.
 
 use std::cell::OnceCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -21,7 +21,7 @@ use crate::Binaries;
 use crate::load::{Load, Route};
 use crate::poll;
 use crate::process::{Chorusd, Launch};
-use crate::rpc::{BlockRef, Head, Rpc};
+use crate::rpc::{BlockRef, Head, Rpc, TxStatus};
 
 /// The default bound on every wait; checks return as soon as they hold.
 pub const WAIT: Duration = Duration::from_secs(90);
@@ -44,13 +44,14 @@ pub struct TestnetBuilder {
     miners: usize,
     block_time_ms: u64,
     accounts: u32,
+    producers: Option<u32>,
     bins: Option<Binaries>,
 }
 
 impl TestnetBuilder {
     /// `nodes` nodes of `engine` (as `chorusd genesis new --engine` names it).
     pub fn new(engine: &str, nodes: usize) -> TestnetBuilder {
-        TestnetBuilder { engine: engine.to_owned(), nodes, miners: 1, block_time_ms: 500, accounts: 4, bins: None }
+        TestnetBuilder { engine: engine.to_owned(), nodes, miners: 1, block_time_ms: 500, accounts: 4, producers: None, bins: None }
     }
 
     /// How many nodes (the first ones) mine. Default 1.
@@ -68,6 +69,13 @@ impl TestnetBuilder {
     /// How many funded accounts the genesis holds. Default 4.
     pub fn accounts(mut self, accounts: u32) -> TestnetBuilder {
         self.accounts = accounts;
+        self
+    }
+
+    /// DPoS: how many delegates produce (the genesis `producers`). Default: the genesis default,
+    /// so every node produces.
+    pub fn producers(mut self, producers: u32) -> TestnetBuilder {
+        self.producers = Some(producers);
         self
     }
 
@@ -93,7 +101,8 @@ impl TestnetBuilder {
             wait: WAIT,
         };
         // Node keys first: under an engine with validators, every node is a genesis validator
-        // with equal stake (and funds to pay for the evidence it reports).
+        // (a delegate approving itself, under DPoS) with equal stake, and funds to pay for the
+        // evidence it reports.
         for k in 1..=self.nodes {
             testnet.make_slot(k <= self.miners)?;
         }
@@ -103,11 +112,24 @@ impl TestnetBuilder {
         for key in &testnet.accounts {
             genesis.arg("--account").arg(format!("{}={FUNDED_BALANCE}", key.address()));
         }
-        if self.engine == "pos" {
-            genesis.args(["--slot-ms", &self.block_time_ms.to_string(), "--epoch-slots", "8"]);
+        let member_flag = match self.engine.as_str() {
+            "pos" => {
+                genesis.args(["--slot-ms", &self.block_time_ms.to_string(), "--epoch-slots", "8"]);
+                Some("--validator")
+            }
+            "dpos" => {
+                genesis.args(["--slot-ms", &self.block_time_ms.to_string()]);
+                if let Some(producers) = self.producers {
+                    genesis.args(["--producers", &producers.to_string()]);
+                }
+                Some("--delegate")
+            }
+            _ => None,
+        };
+        if let Some(flag) = member_flag {
             for slot in &testnet.nodes {
                 genesis.arg("--account").arg(format!("{}={FUNDED_BALANCE}", slot.address));
-                genesis.arg("--validator").arg(format!("{}={VALIDATOR_STAKE}", slot.address));
+                genesis.arg(flag).arg(format!("{}={VALIDATOR_STAKE}", slot.address));
             }
         }
         run_ok(&mut genesis)?;
@@ -491,6 +513,29 @@ impl Testnet {
         })
     }
 
+    /// Check: `tx` is final on every live node.
+    pub fn final_everywhere(&self, tx: &Hash) {
+        self.wait_for(&format!("transaction {tx} final everywhere"), |testnet| {
+            for k in testnet.live() {
+                match testnet.rpc(k).tx(tx).map_err(|error| format!("node {k}: {error}"))? {
+                    TxStatus::Final { .. } => {}
+                    other => return Err(format!("node {k}: {other:?}")),
+                }
+            }
+            Ok(())
+        });
+    }
+
+    /// `chorus transfer` of `amount` from funded account `from` to `to` through node `k`; the
+    /// transaction's hash.
+    pub fn transfer(&self, k: usize, from: usize, to: &Address, amount: u128) -> Hash {
+        let (from, to, amount) = (format!("funded{from}"), to.to_string(), amount.to_string());
+        let printed = self
+            .chorus(k, &["transfer", "--from", &from, "--to", &to, "--amount", &amount])
+            .unwrap_or_else(|error| panic!("transfer through node {k}: {error:?}"));
+        Hash::from_hex(printed["hash"].as_str().expect("a hash")).expect("hex")
+    }
+
     /// Check: the live nodes hold the same block at a height all have reached, and prove the
     /// same value for each of `accounts` at it (compared value by value, not only by root).
     /// Returns that height.
@@ -550,6 +595,16 @@ impl Testnet {
         })
     }
 
+    /// Puts node `k`'s key (its address's) into the wallet as `node<k>`, so that `chorus` can
+    /// sign for it (a delegate registers with its node's key). Returns the name.
+    pub fn import_node_key(&self, k: usize) -> String {
+        let name = format!("node{k}");
+        let key = self.slot(k).dir.join("node.key");
+        let key = key.to_str().expect("utf-8 path");
+        self.wallet().json(None, &["wallet", "import", &name, "--seed-file", key]).expect("import a node key");
+        name
+    }
+
     /// Runs `chorus --json` against node `k`: the printed JSON, or the failure.
     pub fn chorus(&self, k: usize, args: &[&str]) -> Result<Value, WalletError> {
         self.wallet().json(Some(self.rpc(k)), args)
@@ -575,6 +630,38 @@ impl Drop for Testnet {
         if failed && let Some(dir) = self.dir.take() {
             eprintln!("--- the testnet's directory is kept: {} ---", dir.keep().display());
         }
+    }
+}
+
+/// Each node's final height as last seen, checked never to go down.
+#[derive(Debug, Default)]
+pub struct Finals {
+    seen: BTreeMap<usize, u64>,
+}
+
+impl Finals {
+    /// Every live node's final height (0 for none); panics if one is below what this saw
+    /// before for that node.
+    pub fn sample(&mut self, testnet: &Testnet) -> BTreeMap<usize, u64> {
+        let mut now = BTreeMap::new();
+        for k in testnet.live() {
+            let height = testnet.rpc(k).finalized().expect("finalized").map_or(0, |block| block.height.get());
+            let before = self.seen.get(&k).copied().unwrap_or(0);
+            assert!(height >= before, "node {k}: final height went down from {before} to {height}");
+            self.seen.insert(k, height);
+            now.insert(k, height);
+        }
+        now
+    }
+
+    /// The highest final height a live node reports now.
+    pub fn highest(&mut self, testnet: &Testnet) -> u64 {
+        self.sample(testnet).into_values().max().unwrap_or(0)
+    }
+
+    /// What this last saw for node `k` (0 if never).
+    pub fn last(&self, k: usize) -> u64 {
+        self.seen.get(&k).copied().unwrap_or(0)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `testnet/run.sh` end to end, with the workspace's debug binaries (`CHORUS_BIN_DIR` skips the
 //! script's release build): three PoW nodes, a transfer sent to node 2 seen by node 3, a node
-//! killed and restarted, stop and start again, clean; a partition healed.
+//! killed and restarted, stop and start again, clean; a partition healed; four DPoS producers
+//! taking turns, with blocks irreversible on every node.
 #![allow(clippy::disallowed_types, reason = "tests bound their waits with the wall clock")]
 
 use std::path::{Path, PathBuf};
@@ -18,11 +19,12 @@ struct Testnet {
 }
 
 impl Testnet {
-    /// A testnet on the workspace's debug binaries in a temporary directory, and a free base port.
-    fn new() -> (Testnet, u16) {
+    /// A testnet on the workspace's debug binaries in a temporary directory, and a base port
+    /// free for `nodes` nodes.
+    fn new(nodes: u16) -> (Testnet, u16) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../run.sh");
         let data = tempfile::Builder::new().prefix("chorus-run-sh-").tempdir().expect("tempdir");
-        (Testnet { script, bins: Binaries::locate(), data }, free_base())
+        (Testnet { script, bins: Binaries::locate(), data }, free_base(nodes))
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -60,13 +62,13 @@ impl Drop for Testnet {
     }
 }
 
-/// A base port whose nine ports (three per node) are free now; the script checks again.
-fn free_base() -> u16 {
+/// A base port whose ports (three per node) are free now; the script checks again.
+fn free_base(nodes: u16) -> u16 {
     let start = 20_000 + (std::process::id() % 2_000) as u16 * 10;
     (0..200u16)
         .map(|step| start.wrapping_add(step * 50) % 60_000 + 1_024)
         .find(|base| {
-            (1..=3).all(|k| {
+            (1..=nodes).all(|k| {
                 (0..3).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + 10 * k + offset)).is_ok())
             })
         })
@@ -84,7 +86,7 @@ fn rows(status: &str) -> Vec<Vec<String>> {
 
 #[test]
 fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
-    let (testnet, base) = Testnet::new();
+    let (testnet, base) = Testnet::new(3);
     let started = testnet.ok(&["start", "--engine", "pow", "--nodes", "3", "--base-port", &base.to_string()]);
     assert!(started.contains("CHORUS_RPC_URL=http://127.0.0.1:"), "{started}");
     let table = rows(&testnet.ok(&["status"]));
@@ -130,7 +132,7 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
 
 #[test]
 fn run_sh_partition_and_heal_converge_on_one_chain() {
-    let (testnet, base) = Testnet::new();
+    let (testnet, base) = Testnet::new(3);
     testnet.ok(&["start", "--engine", "pow", "--nodes", "3", "--base-port", &base.to_string(), "--miners", "3"]);
     let rpc = |k: u16| base + 10 * k + 1;
     let head = |k: u16| testnet.chorus(rpc(k), &["status"])["head"].clone();
@@ -172,5 +174,22 @@ fn run_sh_partition_and_heal_converge_on_one_chain() {
         } else {
             Err(format!("heights {heights:?}, hashes at {common}: {hashes:?}"))
         }
+    });
+}
+
+#[test]
+fn run_sh_starts_dpos_producers_that_take_turns_and_make_blocks_irreversible() {
+    let (testnet, base) = Testnet::new(4);
+    testnet.ok(&["start", "--engine", "dpos", "--nodes", "4", "--base-port", &base.to_string()]);
+    // Status columns: node engine head finalized peers syncing proposer pid rpc. Every node's
+    // irreversible block moves up, and the heads' producers rotate among the four.
+    let mut producers = std::collections::BTreeSet::new();
+    eventually("irreversible blocks everywhere and every node producing", Duration::from_secs(90), || {
+        let table = rows(&testnet.ok(&["status"]));
+        assert_eq!(table.len(), 4, "{table:?}");
+        assert!(table.iter().all(|row| row[1] == "dpos"), "{table:?}");
+        producers.extend(table.iter().map(|row| row[6].clone()).filter(|producer| producer.starts_with("node")));
+        let irreversible = table.iter().all(|row| row[3].parse::<u64>().is_ok_and(|height| height >= 3));
+        if irreversible && producers.len() == 4 { Ok(()) } else { Err(format!("{table:?}, producers {producers:?}")) }
     });
 }
