@@ -466,27 +466,45 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// A wire value as indented JSON, for people.
-/// `chorus validators` for people: the set as a table and the next slots' proposers.
+/// `chorus validators` for people: the set as a table, the next slots' proposers, and under
+/// DPoS the pending schedule and the ranking.
 fn validators_table(set: &Validators) -> String {
     if set.open {
         return format!("engine {}: open, anyone may produce blocks", set.engine);
     }
-    let mut lines = vec![format!(
-        "engine {}, epoch {}, slot {}",
-        set.engine,
-        set.epoch.map_or_else(|| "-".to_owned(), |epoch| epoch.to_string()),
-        set.slot.map_or_else(|| "-".to_owned(), |slot| slot.to_string())
-    )];
-    lines.push(format!("{:<66} {:<54} {:>24} {:>8} {}", "ADDRESS", "PEER ID", "STAKE", "SHARE", "SLASHED"));
+    let mut heading = format!("engine {}", set.engine);
+    if let Some(epoch) = set.epoch {
+        heading.push_str(&format!(", epoch {epoch}"));
+    }
+    if let Some(slot) = set.slot {
+        heading.push_str(&format!(", slot {slot}"));
+    }
+    if let Some(producer) = set.producer {
+        heading.push_str(&format!(", producer {producer}"));
+    }
+    let mut lines = vec![heading];
+    let weight = match &set.election {
+        Some(election) => {
+            lines.push(format!(
+                "schedule version {} from slot {}: {} producers (at most {})",
+                election.schedule_version,
+                election.schedule_start_slot,
+                set.validators.len(),
+                election.producers
+            ));
+            "WEIGHT"
+        }
+        None => "STAKE",
+    };
+    lines.push(format!("{:<65} {:<52} {:>24} {:>8} {}", "ADDRESS", "PEER ID", weight, "SHARE", "SLASHED"));
     for validator in &set.validators {
         lines.push(format!(
-            "{:<66} {:<54} {:>24} {:>7}% {}",
+            "{:<65} {:<52} {:>24} {:>7}% {}",
             validator.address.to_string(),
             validator.peer_id.as_str(),
             validator.stake.to_string(),
             format!("{}.{:02}", validator.share_bps / 100, validator.share_bps % 100),
-            if validator.slashed { "yes" } else { "no" }
+            yes_no(validator.slashed)
         ));
     }
     if !set.schedule.is_empty() {
@@ -495,9 +513,43 @@ fn validators_table(set: &Validators) -> String {
             lines.push(format!("  slot {} {}", slot.slot, slot.proposer));
         }
     }
+    if let Some(election) = &set.election {
+        match &election.pending {
+            Some(pending) => {
+                lines.push(format!(
+                    "pending schedule, proposed at block {} (in force from the first round boundary after that \
+                     block is irreversible):",
+                    pending.proposed_at
+                ));
+                lines.extend(pending.producers.iter().map(|producer| format!("  {producer}")));
+            }
+            None => lines.push("pending schedule: none".to_owned()),
+        }
+        lines.push(format!("ranking ({} registered delegates):", election.ranking.len()));
+        lines.push(format!(
+            "{:>5} {:<65} {:>24} {:<7} {:<9} {}",
+            "RANK", "ADDRESS", "WEIGHT", "ELECTED", "SCHEDULED", "SLASHED"
+        ));
+        for delegate in &election.ranking {
+            lines.push(format!(
+                "{:>5} {:<65} {:>24} {:<7} {:<9} {}",
+                delegate.rank,
+                delegate.address.to_string(),
+                delegate.weight.to_string(),
+                yes_no(delegate.elected),
+                yes_no(delegate.scheduled),
+                yes_no(delegate.slashed)
+            ));
+        }
+    }
     lines.join("\n")
 }
 
+fn yes_no(value: bool) -> &'static str {
+    if value { "yes" } else { "no" }
+}
+
+/// A wire value as indented JSON, for people.
 fn pretty(value: &impl Serialize) -> String {
     serde_json::to_string_pretty(value).expect("invariant: the wire types serialize to JSON")
 }

@@ -42,8 +42,8 @@ use crate::signer::Signer;
 use crate::slotted::{SLOT_TIMER, Slotted};
 use crate::votes::{VoteSets, Voting};
 use crate::{
-    Action, ActiveMember, ActiveSet, ChainRead, ChainReadError, Engine, EngineCounters, EngineError, EngineMessage,
-    Event, Origin, Outbound, StateAt,
+    Action, ActiveMember, ActiveSet, ChainRead, ChainReadError, Election, Engine, EngineCounters, EngineError,
+    EngineMessage, Event, Origin, Outbound, RankedDelegate, StateAt,
 };
 
 /// Upcoming slots `active_set` lists the producers of.
@@ -192,14 +192,17 @@ impl DposEngine {
     /// At a slot's start: blocks held for this slot are taken up; produce if this node's
     /// delegate has the slot on the head.
     fn on_slot(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
-        let (slot, due) = self.slotted.tick(chain, now, actions)?;
+        let genesis = chain.genesis();
+        let head_slot = self.slotted.slot_of(genesis, &chain.head().1);
+        let dpos = self.state_at(chain)?;
+        let producer_of = |slot| Ok(dpos.schedule_for(head_slot, slot).0.producer(slot));
+        let (slot, due) = self.slotted.tick(chain, now, producer_of, actions)?;
         for (from, block) in due {
             // A held block that turns out bad costs nothing here: its sender was not blamed
             // when it arrived early, and is not now.
             let _ = self.on_block(chain, now, from, block, actions);
         }
         let Some(me) = self.slotted.me() else { return Ok(()) };
-        let genesis = chain.genesis();
         let (head_hash, head) = chain.head();
         let head_slot = self.slotted.slot_of(genesis, &head);
         if slot <= head_slot {
@@ -259,7 +262,7 @@ impl Engine for DposEngine {
     }
 
     fn counters(&self) -> EngineCounters {
-        self.slotted.counters
+        self.slotted.counters.clone()
     }
 
     fn active_set(&self, chain: &dyn ChainRead, now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
@@ -279,11 +282,26 @@ impl Engine for DposEngine {
         }
         let slot = self.slotted.slot_at(genesis, now);
         let head_slot = self.slotted.slot_of(genesis, &head);
+        let producer_of = |slot| dpos.schedule_for(head_slot, slot).0.producer(slot);
+        let producer = if slot > head_slot { producer_of(slot) } else { Some(head.proposer) };
         let first = slot.max(head_slot).saturating_add(1);
         let schedule = (first..first.saturating_add(SCHEDULE_SHOWN))
-            .filter_map(|next| dpos.schedule_for(head_slot, next).0.producer(next).map(|producer| (next, producer)))
+            .filter_map(|next| producer_of(next).map(|producer| (next, producer)))
             .collect();
-        Ok(Some(ActiveSet { epoch: None, slot: Some(slot), members, schedule }))
+        let mut ranking = Vec::with_capacity(weights.0.len());
+        for (address, weight) in &weights.0 {
+            let slashed = state::is_slashed(chain, address).map_err(unreadable)?;
+            ranking.push(RankedDelegate { address: *address, weight: *weight, slashed });
+        }
+        ranking.sort_by(|a, b| a.slashed.cmp(&b.slashed).then(b.weight.cmp(&a.weight)).then(a.address.cmp(&b.address)));
+        let election = Election {
+            version: dpos.active.version,
+            start_slot: dpos.active.start_slot,
+            producers: self.config.producers,
+            pending: dpos.pending.clone(),
+            ranking,
+        };
+        Ok(Some(ActiveSet { epoch: None, slot: Some(slot), members, producer, schedule, election: Some(election) }))
     }
 
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {

@@ -394,12 +394,16 @@ pub trait Engine: Send + fmt::Debug {
 }
 
 /// What an engine counts for the node's metrics (zero where it does not apply).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineCounters {
     /// The last slot the engine's timer reached; `None` for engines without slots.
     pub slot: Option<u64>,
     /// Slots that passed with no block on the head's chain, since start.
     pub missed_slots: u64,
+    /// Those slots by the producer the head's chain gave them to (at most
+    /// `limits::MISSED_SLOT_PRODUCERS_MAX` producers, `limits::MISSED_SLOTS_ATTRIBUTED_MAX`
+    /// slots a tick).
+    pub missed_by_producer: std::collections::BTreeMap<Address, u64>,
     /// Consensus votes received from peers and accepted, since start.
     pub votes_received: u64,
 }
@@ -411,9 +415,40 @@ pub struct ActiveSet {
     pub epoch: Option<u64>,
     /// The slot under way at the node's clock (slot engines).
     pub slot: Option<u64>,
+    /// PoS: the validators and their stakes; DPoS: the scheduled producers and their approval
+    /// weights.
     pub members: Vec<ActiveMember>,
+    /// The proposer of `slot` on the head (slot engines; `None` when it has none).
+    pub producer: Option<Address>,
     /// The proposers of the next slots on the head, in order (slot engines).
     pub schedule: Vec<(u64, Address)>,
+    /// DPoS: the election behind the schedule.
+    pub election: Option<Election>,
+}
+
+/// DPoS: the schedule in force, the one waiting to be, and the ranking that makes the next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Election {
+    /// The active schedule's version (0 for the genesis one) and first slot.
+    pub version: u64,
+    pub start_slot: u64,
+    /// How many delegates produce (the genesis `producers`).
+    pub producers: u32,
+    /// The next schedule: it takes effect at the first round boundary after the block that
+    /// proposed it is irreversible.
+    pub pending: Option<chorus_chain::dpos::PendingSchedule>,
+    /// The registered delegates on the head (the state's index, bounded by
+    /// `limits::DELEGATES_INDEXED_MAX`) by rank: weight, then address; slashed ones last.
+    pub ranking: Vec<RankedDelegate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RankedDelegate {
+    pub address: Address,
+    /// The sum of the bonded stakes approving it.
+    pub weight: chorus_chain::primitives::Amount,
+    /// Slashed for an offence: out of every schedule from the next on.
+    pub slashed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

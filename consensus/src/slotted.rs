@@ -167,13 +167,30 @@ impl Slotted {
         Ok((slot, parent))
     }
 
+    /// One more slot `producer` missed; when the count is full, the producer with the fewest
+    /// misses (the higher address among equals) makes room.
+    fn count_missed(&mut self, producer: Address) {
+        let counts = &mut self.counters.missed_by_producer;
+        if !counts.contains_key(&producer)
+            && counts.len() >= limits::MISSED_SLOT_PRODUCERS_MAX as usize
+            && let Some((_, std::cmp::Reverse(fewest))) =
+                counts.iter().map(|(address, count)| (*count, std::cmp::Reverse(*address))).min()
+        {
+            counts.remove(&fewest);
+        }
+        let count = counts.entry(producer).or_insert(0);
+        *count = count.saturating_add(1);
+    }
+
     /// At a slot's start: counts the slots after the head's that ended without a block on its
-    /// chain (from the second tick on: a restart does not count its downtime), sets the next
-    /// slot's timer, and returns the slot with the held blocks now due (whose parent is stored).
+    /// chain (from the second tick on: a restart does not count its downtime), each against
+    /// the producer `producer_of` names for it on the head, sets the next slot's timer, and
+    /// returns the slot with the held blocks now due (whose parent is stored).
     pub fn tick(
         &mut self,
         chain: &dyn ChainRead,
         now: Timestamp,
+        mut producer_of: impl FnMut(u64) -> Result<Option<Address>, EngineError>,
         actions: &mut Vec<Action>,
     ) -> Result<(u64, Vec<HeldBlock>), EngineError> {
         let genesis = chain.genesis();
@@ -183,6 +200,12 @@ impl Slotted {
             let judged_through = self.slot_of(genesis, &head).max(last.saturating_sub(1));
             let missed = slot.saturating_sub(1).saturating_sub(judged_through);
             self.counters.missed_slots = self.counters.missed_slots.saturating_add(missed);
+            let attributed = slot.saturating_sub(missed.min(limits::MISSED_SLOTS_ATTRIBUTED_MAX));
+            for missed_slot in attributed..slot {
+                if let Some(producer) = producer_of(missed_slot)? {
+                    self.count_missed(producer);
+                }
+            }
         }
         self.counters.slot = Some(self.counters.slot.map_or(slot, |last| last.max(slot)));
         actions.push(Action::SetTimer { timer: SLOT_TIMER, at: self.slot_start(genesis, slot.saturating_add(1)) });
@@ -264,5 +287,38 @@ impl Slotted {
             }
             actions.push(Action::SubmitEvidence(Box::new(evidence)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(i: u32) -> Address {
+        let mut bytes = [0; 32];
+        bytes[..4].copy_from_slice(&i.to_be_bytes());
+        Address(bytes)
+    }
+
+    #[test]
+    fn missed_slots_are_counted_per_producer_and_the_fewest_make_room_when_full() {
+        let mut slotted = Slotted::new("test", 1_000, None);
+        let max = limits::MISSED_SLOT_PRODUCERS_MAX;
+        for i in 0..max {
+            slotted.count_missed(address(i));
+        }
+        slotted.count_missed(address(0));
+        slotted.count_missed(address(0));
+        let counts = &slotted.counters.missed_by_producer;
+        assert_eq!(counts.len(), max as usize);
+        assert_eq!(counts[&address(0)], 3);
+        // A new producer takes the place of the one with the fewest misses and the highest
+        // address among them.
+        slotted.count_missed(address(max));
+        let counts = &slotted.counters.missed_by_producer;
+        assert_eq!(counts.len(), max as usize);
+        assert_eq!(counts.get(&address(max)), Some(&1));
+        assert!(!counts.contains_key(&address(max - 1)));
+        assert_eq!(counts[&address(0)], 3);
     }
 }

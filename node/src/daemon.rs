@@ -118,6 +118,12 @@ pub struct NodeMetrics {
     finality_lag: prometheus_client::metrics::gauge::Gauge,
     slot: prometheus_client::metrics::gauge::Gauge,
     missed_slots: prometheus_client::metrics::gauge::Gauge,
+    missed_by_producer: prometheus_client::metrics::family::Family<
+        [(&'static str, String); 1],
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+    /// The producers `missed_by_producer` has a gauge for.
+    missed_producers: Vec<chorus_chain::Address>,
     votes_received: prometheus_client::metrics::gauge::Gauge,
 }
 
@@ -137,6 +143,8 @@ impl Default for NodeMetrics {
             finality_lag: Default::default(),
             slot: Default::default(),
             missed_slots: Default::default(),
+            missed_by_producer: Default::default(),
+            missed_producers: Vec::new(),
             votes_received: Default::default(),
         }
     }
@@ -179,6 +187,11 @@ impl NodeMetrics {
             "missed_slots",
             "Slots that passed without a block on the head's chain since start (slot engines)",
             metrics.missed_slots.clone(),
+        );
+        registry.register(
+            "producer_missed_slots",
+            "Slots counted in missed_slots, by the producer the head's chain gave them to (slot engines)",
+            metrics.missed_by_producer.clone(),
         );
         registry.register(
             "votes_received",
@@ -568,6 +581,14 @@ impl Core {
         let counters = driver.engine().counters();
         self.metrics.slot.set(to_i64(counters.slot.unwrap_or(0)));
         self.metrics.missed_slots.set(to_i64(counters.missed_slots));
+        if !counters.missed_by_producer.keys().eq(self.metrics.missed_producers.iter()) {
+            // A producer the engine stopped counting (evicted) leaves the family too.
+            self.metrics.missed_by_producer.clear();
+            self.metrics.missed_producers = counters.missed_by_producer.keys().copied().collect();
+        }
+        for (producer, missed) in &counters.missed_by_producer {
+            self.metrics.missed_by_producer.get_or_create(&[("producer", producer.to_string())]).set(to_i64(*missed));
+        }
         self.metrics.votes_received.set(to_i64(counters.votes_received));
         self.metrics.mempool_transactions.set(to_i64(driver.mempool().len() as u64));
         self.metrics.mempool_bytes.set(to_i64(driver.mempool().size_bytes()));

@@ -383,7 +383,9 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
                 epoch: None,
                 slot: None,
                 validators: Vec::new(),
+                producer: None,
                 schedule: Vec::new(),
+                election: None,
             });
         };
         let total = set.members.iter().map(|member| member.stake.get()).fold(0u128, u128::saturating_add);
@@ -403,7 +405,17 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             .iter()
             .map(|(slot, proposer)| wire::ScheduledSlot { slot: *slot, proposer: *proposer })
             .collect();
-        Ok(wire::Validators { engine, open: false, epoch: set.epoch, slot: set.slot, validators, schedule })
+        let election = set.election.as_ref().map(|election| wire_election(election, &set.members));
+        Ok(wire::Validators {
+            engine,
+            open: false,
+            epoch: set.epoch,
+            slot: set.slot,
+            validators,
+            producer: set.producer,
+            schedule,
+            election,
+        })
     })?;
     serve_admin::<wire::BanPeer, _, _>(&mut module, |params, context| async move {
         let mut sequence = params.sequence();
@@ -759,6 +771,38 @@ fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
 
 /// `stake` as a share of `total` in basis points, rounded down (0 for an empty total), in 256
 /// bits so no stake overflows.
+/// DPoS's election as the wire shows it: ranks numbered from 1, the top `producers` unslashed
+/// marked elected, the members of the active schedule marked scheduled.
+fn wire_election(
+    election: &chorus_consensus::Election,
+    scheduled: &[chorus_consensus::ActiveMember],
+) -> wire::Election {
+    let ranking = election
+        .ranking
+        .iter()
+        .zip(1u32..)
+        .map(|(delegate, rank)| wire::RankedDelegate {
+            rank,
+            address: delegate.address,
+            peer_id: PeerIdText::of(&delegate.address),
+            weight: delegate.weight,
+            elected: !delegate.slashed && rank <= election.producers,
+            scheduled: scheduled.iter().any(|member| member.address == delegate.address),
+            slashed: delegate.slashed,
+        })
+        .collect();
+    wire::Election {
+        schedule_version: election.version,
+        schedule_start_slot: election.start_slot,
+        producers: election.producers,
+        pending: election.pending.as_ref().map(|pending| wire::PendingSchedule {
+            proposed_at: pending.proposed_at,
+            producers: pending.producers.clone(),
+        }),
+        ranking,
+    }
+}
+
 fn share_bps(stake: u128, total: u128) -> u32 {
     use chorus_consensus::pow::difficulty::U256;
     if total == 0 {

@@ -157,6 +157,37 @@ fn dev_node_produces_blocks_and_includes_a_transfer() {
     assert_eq!(account["proof"]["stateRoot"], block["stateRoot"]);
 }
 
+/// `chorusd dev` under an engine with finality: the node is the one validator (delegate) with
+/// its own key, its blocks become final at once, and `consensus_validators` shows it.
+#[test]
+fn dev_nodes_of_the_engines_with_finality_finalize_their_blocks() {
+    for engine in ["pos", "dpos"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let node = start(&dev_args(&["--tmp", "--engine", engine]), dir.path());
+        let finalized = eventually("three final blocks", &node, || {
+            let finalized = node.ok("chain_getFinalized", json!([]));
+            (finalized["height"].as_u64().unwrap_or(0) >= 3).then_some(finalized)
+        });
+        assert!(node.height() >= finalized["height"].as_u64().expect("height"));
+        let peer_id = node.ok("node_status", json!([]))["peerId"].clone();
+        let set = node.ok("consensus_validators", json!([]));
+        assert_eq!(set["engine"], engine, "{set}");
+        let members = set["validators"].as_array().expect("validators");
+        assert_eq!(members.len(), 1, "{set}");
+        assert_eq!(members[0]["peerId"], peer_id, "the node's own key: {set}");
+        assert_eq!(set["producer"], members[0]["address"], "{set}");
+        match engine {
+            "dpos" => {
+                let ranking = set["election"]["ranking"].as_array().expect("ranking");
+                assert_eq!(ranking.len(), 1, "{set}");
+                assert!(ranking[0]["elected"] == true && ranking[0]["scheduled"] == true, "{set}");
+                assert_eq!(set["election"]["pending"], Value::Null, "{set}");
+            }
+            _ => assert_eq!(set["election"], Value::Null, "{set}"),
+        }
+    }
+}
+
 #[test]
 fn bad_rpc_input_gets_its_documented_code_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -298,6 +298,15 @@ pub const EQUIVOCATION_WATCH_MAX: u32 = 8_192;
 /// does.
 pub const EARLY_BLOCKS_MAX: u32 = 64;
 
+/// Producers a slot engine counts missed slots for (a metric per producer): a full set. When
+/// full, the producer with the fewest misses makes room.
+pub const MISSED_SLOT_PRODUCERS_MAX: u32 = VALIDATORS_MAX;
+
+/// Missed slots a slot engine attributes to their producers at one tick (the latest ones): a
+/// node paused or starved for longer counts the rest in the total only, so one tick's work
+/// stays bounded.
+pub const MISSED_SLOTS_ATTRIBUTED_MAX: u64 = 256;
+
 /// Largest encoded slashing-protection record: the last header signed (slot and hash) and the
 /// last vote (two checkpoints), with option tags (under 150 bytes).
 pub const GUARD_RECORD_BYTES_MAX: u32 = 256;
@@ -434,6 +443,11 @@ pub const RPC_REQUEST_BYTES_MAX: u32 = 1024 * 1024;
 /// Largest JSON-RPC response body: a full block as JSON (10,000 transactions of about 300
 /// bytes of JSON each) fits.
 pub const RPC_RESPONSE_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+const _: () = assert!(
+    DELEGATES_INDEXED_MAX * 512 < RPC_RESPONSE_BYTES_MAX,
+    "consensus_validators lists every indexed delegate (about 250 bytes of JSON each)"
+);
 
 /// Open JSON-RPC connections (HTTP and WebSocket together).
 pub const RPC_CONNECTIONS_MAX: u32 = 100;

@@ -246,7 +246,13 @@ impl PosEngine {
     /// At a slot's start: blocks held for this slot are taken up; propose if this validator is
     /// the slot's proposer on the head.
     fn on_slot(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
-        let (slot, due) = self.slotted.tick(chain, now, actions)?;
+        let genesis = chain.genesis();
+        let head = chain.head().1;
+        let producer_of = |slot| {
+            let set = state::pos_set_for(chain, genesis, &self.config, &head, slot).map_err(ChainReadError::from)?;
+            Ok(set.proposer(slot))
+        };
+        let (slot, due) = self.slotted.tick(chain, now, producer_of, actions)?;
         for (from, block) in due {
             // A held block that turns out bad costs nothing here: its sender was not blamed
             // when it arrived early, and is not now.
@@ -465,7 +471,7 @@ impl Engine for PosEngine {
     }
 
     fn counters(&self) -> EngineCounters {
-        self.slotted.counters
+        self.slotted.counters.clone()
     }
 
     fn active_set(&self, chain: &dyn ChainRead, now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
@@ -484,15 +490,18 @@ impl Engine for PosEngine {
             });
         }
         let slot = self.slotted.slot_at(genesis, now);
+        let proposer_of = |slot| -> Result<Option<Address>, EngineError> {
+            Ok(state::pos_set_for(chain, genesis, &self.config, &head, slot).map_err(unreadable)?.proposer(slot))
+        };
+        let producer = if slot > self.slot_of(genesis, &head) { proposer_of(slot)? } else { Some(head.proposer) };
         let first = slot.max(self.slot_of(genesis, &head)).saturating_add(1);
         let mut schedule = Vec::with_capacity(SCHEDULE_SHOWN as usize);
         for next in first..first.saturating_add(SCHEDULE_SHOWN) {
-            let next_set = state::pos_set_for(chain, genesis, &self.config, &head, next).map_err(unreadable)?;
-            if let Some(proposer) = next_set.proposer(next) {
+            if let Some(proposer) = proposer_of(next)? {
                 schedule.push((next, proposer));
             }
         }
-        Ok(Some(ActiveSet { epoch: Some(set.epoch), slot: Some(slot), members, schedule }))
+        Ok(Some(ActiveSet { epoch: Some(set.epoch), slot: Some(slot), members, producer, schedule, election: None }))
     }
 
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {

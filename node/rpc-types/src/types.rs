@@ -515,9 +515,17 @@ pub struct Validators {
     /// The slot under way at the node's clock (slot engines); `null` otherwise.
     #[serde(deserialize_with = "nullable")]
     pub slot: Option<u64>,
+    /// PoS: the epoch's validators; DPoS: the scheduled producers.
     pub validators: Vec<Validator>,
+    /// The proposer of `slot` on the node's head (slot engines): the head's own when the head
+    /// is in that slot; `null` otherwise.
+    #[serde(deserialize_with = "nullable")]
+    pub producer: Option<Address>,
     /// The proposers of the next slots on the node's head, in order (slot engines).
     pub schedule: Vec<ScheduledSlot>,
+    /// DPoS: the election behind the schedule; `null` for other engines.
+    #[serde(deserialize_with = "nullable")]
+    pub election: Option<Election>,
 }
 
 /// One member of the active set.
@@ -527,10 +535,54 @@ pub struct Validator {
     pub address: Address,
     /// The libp2p peer id of the member's key (its address).
     pub peer_id: PeerIdText,
+    /// PoS: the bonded stake; DPoS: the approval weight (the stakes approving it).
     pub stake: Amount,
-    /// Its share of the set's stake, in basis points (1/100 of a percent), rounded down.
+    /// Its share of the set's stake (or weight), in basis points (1/100 of a percent), rounded
+    /// down.
     pub share_bps: u32,
-    /// Slashed for an offence: it leaves the set at the next epoch.
+    /// Slashed for an offence: it leaves the set at the next epoch (schedule).
+    pub slashed: bool,
+}
+
+/// DPoS: the schedule in force, the one waiting to be, and the ranking that makes the next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Election {
+    /// The active schedule's version (0 for the genesis one) and first slot.
+    pub schedule_version: u64,
+    pub schedule_start_slot: u64,
+    /// How many delegates produce (the genesis `producers`).
+    pub producers: u32,
+    /// The next schedule, or `null`.
+    #[serde(deserialize_with = "nullable")]
+    pub pending: Option<PendingSchedule>,
+    /// Every registered delegate on the node's head, by rank.
+    pub ranking: Vec<RankedDelegate>,
+}
+
+/// A schedule proposed by the block at `proposedAt`: it takes effect at the first round
+/// boundary after that block is irreversible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingSchedule {
+    pub proposed_at: Height,
+    pub producers: Vec<Address>,
+}
+
+/// A registered delegate in the ranking: by weight, then address; slashed ones last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RankedDelegate {
+    /// 1 for the first.
+    pub rank: u32,
+    pub address: Address,
+    pub peer_id: PeerIdText,
+    /// The sum of the bonded stakes approving it.
+    pub weight: Amount,
+    /// Among the top `producers` unslashed: in the schedule the ranking makes.
+    pub elected: bool,
+    /// In the active schedule.
+    pub scheduled: bool,
     pub slashed: bool,
 }
 

@@ -234,9 +234,11 @@ fn node_status_peers_and_validators() {
             epoch: None,
             slot: None,
             validators: Vec::new(),
+            producer: None,
             schedule: Vec::new(),
+            election: None,
         },
-        r#"{"engine":"pow","open":true,"epoch":null,"slot":null,"validators":[],"schedule":[]}"#,
+        r#"{"engine":"pow","open":true,"epoch":null,"slot":null,"validators":[],"producer":null,"schedule":[],"election":null}"#,
     );
     let address = Address::parse(ADDRESS_0).expect("address");
     let pos = Validators {
@@ -251,18 +253,57 @@ fn node_status_peers_and_validators() {
             share_bps: 2_500,
             slashed: false,
         }],
+        producer: Some(address),
         schedule: vec![ScheduledSlot { slot: 53, proposer: address }],
+        election: None,
     };
     let json = format!(
         concat!(
             r#"{{"engine":"pos","open":false,"epoch":3,"slot":52,"validators":[{{"address":"{address}","#,
-            r#""peerId":"{peer}","stake":"1000","shareBps":2500,"slashed":false}}],"#,
-            r#""schedule":[{{"slot":53,"proposer":"{address}"}}]}}"#
+            r#""peerId":"{peer}","stake":"1000","shareBps":2500,"slashed":false}}],"producer":"{address}","#,
+            r#""schedule":[{{"slot":53,"proposer":"{address}"}}],"election":null}}"#
         ),
         address = ADDRESS_0,
         peer = PEER_ID,
     );
     pinned(&pos, &json);
+
+    let other = Address::parse(ADDRESS_1).expect("address");
+    let dpos = Validators {
+        engine: "dpos".to_owned(),
+        epoch: None,
+        election: Some(Election {
+            schedule_version: 2,
+            schedule_start_slot: 40,
+            producers: 21,
+            pending: Some(PendingSchedule { proposed_at: Height::new(50), producers: vec![address, other] }),
+            ranking: vec![RankedDelegate {
+                rank: 1,
+                address: other,
+                peer_id: PeerIdText::of(&other),
+                weight: Amount::new(7),
+                elected: true,
+                scheduled: false,
+                slashed: false,
+            }],
+        }),
+        ..pos
+    };
+    let json = format!(
+        concat!(
+            r#"{{"engine":"dpos","open":false,"epoch":null,"slot":52,"validators":[{{"address":"{address}","#,
+            r#""peerId":"{peer}","stake":"1000","shareBps":2500,"slashed":false}}],"producer":"{address}","#,
+            r#""schedule":[{{"slot":53,"proposer":"{address}"}}],"election":{{"scheduleVersion":2,"#,
+            r#""scheduleStartSlot":40,"producers":21,"pending":{{"proposedAt":50,"producers":["{address}","{other}"]}},"#,
+            r#""ranking":[{{"rank":1,"address":"{other}","peerId":"{other_peer}","weight":"7","elected":true,"#,
+            r#""scheduled":false,"slashed":false}}]}}}}"#
+        ),
+        address = ADDRESS_0,
+        other = ADDRESS_1,
+        peer = PEER_ID,
+        other_peer = PeerIdText::of(&other).as_str(),
+    );
+    pinned(&dpos, &json);
 }
 
 #[test]

@@ -51,7 +51,15 @@ pub struct TestnetBuilder {
 impl TestnetBuilder {
     /// `nodes` nodes of `engine` (as `chorusd genesis new --engine` names it).
     pub fn new(engine: &str, nodes: usize) -> TestnetBuilder {
-        TestnetBuilder { engine: engine.to_owned(), nodes, miners: 1, block_time_ms: 500, accounts: 4, producers: None, bins: None }
+        TestnetBuilder {
+            engine: engine.to_owned(),
+            nodes,
+            miners: 1,
+            block_time_ms: 500,
+            accounts: 4,
+            producers: None,
+            bins: None,
+        }
     }
 
     /// How many nodes (the first ones) mine. Default 1.

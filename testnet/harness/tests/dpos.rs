@@ -65,6 +65,28 @@ fn two_delegates_voted_in_replace_the_two_weakest_once_the_change_is_irreversibl
         Ok(())
     });
 
+    // The ranking behind it, with the weights, the same through every node.
+    let set = validators(&testnet, 6);
+    let election = &set["election"];
+    assert_eq!(election["pending"], serde_json::Value::Null, "{set}");
+    assert!(election["scheduleVersion"].as_u64() >= Some(1), "{set}");
+    let ranking = election["ranking"].as_array().expect("ranking");
+    assert_eq!(ranking.len(), 6, "{set}");
+    for (delegate, rank) in ranking.iter().zip(1..) {
+        let address = Address::parse(delegate["address"].as_str().expect("address")).expect("address");
+        let weight = if new.iter().any(|k| testnet.address(*k) == address) { 10 } else { 1 } * VALIDATOR_STAKE;
+        assert_eq!(delegate["rank"], rank, "{set}");
+        assert_eq!(delegate["weight"], weight.to_string(), "{set}");
+        assert_eq!(delegate["elected"], expected.contains(&address), "{set}");
+        assert_eq!(delegate["scheduled"], expected.contains(&address), "{set}");
+    }
+    for k in testnet.live() {
+        assert_eq!(validators(&testnet, k)["election"]["ranking"], election["ranking"], "node {k}");
+    }
+    let table = testnet.wallet().run(Some(testnet.rpc(1)), &["validators"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("ranking (6 registered delegates):"), "{table}");
+
     // Both produce, on one chain: the first block of each new producer is above the vote's
     // irreversible block, and every node holds it once it is irreversible.
     let first_blocks = testnet.wait_for("a block from each new producer", |testnet| {
@@ -73,7 +95,12 @@ fn two_delegates_voted_in_replace_the_two_weakest_once_the_change_is_irreversibl
         for k in new {
             let address = testnet.address(k);
             let found = (vote_height..=head).find(|height| {
-                testnet.rpc(1).block_at(Height::new(*height)).ok().flatten().is_some_and(|block| block.proposer == address)
+                testnet
+                    .rpc(1)
+                    .block_at(Height::new(*height))
+                    .ok()
+                    .flatten()
+                    .is_some_and(|block| block.proposer == address)
             });
             first.push(found.ok_or_else(|| format!("node {k} produced nothing up to {head}"))?);
         }

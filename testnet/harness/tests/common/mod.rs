@@ -8,7 +8,8 @@ use chorus_testnet::{Finals, Testnet};
 /// On a fresh four-node testnet of an engine with finality, every node a validator of equal
 /// weight:
 /// - a transfer through each of two nodes is final on every node;
-/// - with one validator killed (its slots go empty), heads and finality go on;
+/// - with one validator killed, heads and finality go on, and its empty slots are counted
+///   against it in the `chorus_producer_missed_slots` metric;
 /// - with a second one killed (half the weight gone), heads go on and finality stalls (at most
 ///   the votes already cast finish one more step);
 /// - restarted alone (every other node refuses them), the killed validators report the final
@@ -28,13 +29,16 @@ pub fn finality_survives_one_loss_and_stalls_without_two_thirds(mut testnet: Tes
     let before = finals.highest(&testnet);
     testnet.kill(4);
     let head = testnet.rpc(1).head().expect("head").height.get();
+    // Its empty slots are counted against it.
+    let missed_by_4 = format!("chorus_producer_missed_slots{{producer=\"{}\"}}", testnet.address(4));
     testnet.wait_for("heads and finality go on without one validator", |testnet| {
         let lowest = finals.sample(testnet).into_values().min().unwrap_or(0);
         let heads = heads(testnet);
-        if lowest >= before + 3 && heads.iter().all(|height| *height >= head + 4) {
+        let missed = testnet.node(1).metric(&missed_by_4).unwrap_or(0.0);
+        if lowest >= before + 3 && heads.iter().all(|height| *height >= head + 4) && missed >= 2.0 {
             Ok(())
         } else {
-            Err(format!("final {lowest} (was {before}), heads {heads:?}"))
+            Err(format!("final {lowest} (was {before}), heads {heads:?}, node 4 missed {missed} slots"))
         }
     });
 
