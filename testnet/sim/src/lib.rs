@@ -181,6 +181,9 @@ pub struct SimReport {
     pub equivocators: usize,
     /// Range-sync requests served (nodes that fell more than a range behind).
     pub range_requests: u64,
+    /// DPoS: schedule changes at or below the final height every node reached (each checked to
+    /// be at the same block on every node).
+    pub schedule_changes: usize,
 }
 
 #[derive(Debug)]
@@ -283,6 +286,8 @@ pub struct Sim {
     digest: Sha256,
     events: u64,
     range_requests: u64,
+    /// DPoS schedule changes the final checks saw on every node's final chain.
+    schedule_changes: usize,
     /// The node that has not started yet (the `late` fault).
     late: Option<usize>,
     /// Byzantine equivocations sent: the digest of each half's gossip data, its offender, the
@@ -416,6 +421,7 @@ impl Sim {
             digest: Sha256::new(),
             events: 0,
             range_requests: 0,
+            schedule_changes: 0,
             late: None,
             equivocations: BTreeMap::new(),
             pairs: 0,
@@ -724,6 +730,7 @@ impl Sim {
             final_height,
             equivocators: self.reached.len(),
             range_requests: self.range_requests,
+            schedule_changes: self.schedule_changes,
         }
     }
 
@@ -937,9 +944,13 @@ impl Sim {
         let amount = 1 + u128::from(self.rng.below(1_000));
         let choice = self.rng.below(20);
         let dpos = matches!(self.genesis.engine_at(Height::GENESIS), EngineConfig::Dpos(_));
-        // DPoS approvals go to a node's delegate (and account 0's own, when it votes).
-        let approved =
-            (dpos && choice == 3).then(|| node_key(self.rng.below(self.nodes.len() as u32) as usize).address());
+        // DPoS approvals go to one or two nodes' delegates (and account 0's own, when it votes),
+        // often enough that the ranking, tied at genesis, keeps changing the schedule.
+        let votes = dpos && matches!(choice, 3 | 5 | 6);
+        let approved: Option<Vec<Address>> = votes.then(|| {
+            let count = 1 + self.rng.below(2);
+            (0..count).map(|_| node_key(self.rng.below(self.nodes.len() as u32) as usize).address()).collect()
+        });
         let now = self.local_now(node);
         let Some(running) = self.nodes[node].node.as_mut() else { return };
         let key = testing::key(from);
@@ -951,11 +962,12 @@ impl Sim {
             0 if joins => TxKind::Stake { amount: Amount::new(POS_STAKE * 6 / 10) },
             0 | 1 => TxKind::Stake { amount: Amount::new(amount) },
             2 => TxKind::Unstake { amount: Amount::new(amount) },
-            3 if let Some(approved) = approved => {
-                let mut delegates = vec![approved];
+            3 | 5 | 6 if let Some(mut delegates) = approved => {
                 if from == 0 {
                     delegates.push(key.address());
                 }
+                delegates.sort_unstable();
+                delegates.dedup();
                 TxKind::Vote { delegates }
             }
             3 => TxKind::Vote { delegates: Vec::new() },
@@ -1165,22 +1177,44 @@ impl Sim {
                 }
             }
         }
+        // Every node switched schedules at the same blocks, up to the height all hold final.
+        let mut switches: Option<Vec<(u64, Height)>> = None;
         for index in 0..self.nodes.len() {
             if let Some(hash) = finals.iter().next().copied().flatten() {
                 self.record(&[b"final", &[index as u8], hash.as_bytes()]);
             }
-            if let Err(error) = self.replay_matches(index) {
-                self.violation(format!("node {index}: {error}"));
+            match self.replay_matches(index) {
+                Ok(node_switches) => {
+                    let node_switches: Vec<(u64, Height)> =
+                        node_switches.into_iter().filter(|(_, at)| *at <= height).collect();
+                    match &switches {
+                        Some(first) if *first != node_switches => {
+                            return self.violation(format!(
+                                "node {index} switched schedules (version, height) at {node_switches:?}, another node at {first:?}"
+                            ));
+                        }
+                        Some(_) => {}
+                        None => switches = Some(node_switches),
+                    }
+                }
+                Err(error) => self.violation(format!("node {index}: {error}")),
             }
         }
+        let switches = switches.unwrap_or_default();
+        for (version, at) in &switches {
+            self.record(&[b"schedule", &version.to_be_bytes(), &at.get().to_be_bytes()]);
+        }
+        self.schedule_changes = switches.len();
     }
 
-    /// Replays the node's chain from genesis in memory and compares every account.
-    fn replay_matches(&self, index: usize) -> Result<(), ReplayError> {
-        let Some(node) = self.nodes[index].node.as_ref() else { return Ok(()) };
+    /// Replays the node's chain from genesis in memory and compares every account. Returns
+    /// where DPoS schedules took effect on it: (version, first height under it).
+    fn replay_matches(&self, index: usize) -> Result<Vec<(u64, Height)>, ReplayError> {
+        let Some(node) = self.nodes[index].node.as_ref() else { return Ok(Vec::new()) };
         let store = node.driver().store();
         let (mut memory, genesis_block) = MemoryState::from_genesis(&self.genesis)?;
         let mut parent = genesis_block.header;
+        let mut switches = Vec::new();
         for height in 1..=store.head().height.get() {
             let height = Height::new(height);
             let block = store.canonical_block(height)?.ok_or(ReplayError::Missing { height })?;
@@ -1188,6 +1222,11 @@ impl Sim {
                 .map_err(|error| ReplayError::Apply { height, error })?;
             memory.commit_outcome(&outcome);
             parent = block.header;
+            if let Some(dpos) = state::read_dpos(&memory)?
+                && dpos.active.version > switches.last().map_or(0, |(version, _)| *version)
+            {
+                switches.push((dpos.active.version, height));
+            }
         }
         let mut addresses: Vec<Address> = (0..FUNDED_ACCOUNTS + 2).map(|index| testing::key(index).address()).collect();
         addresses.extend(self.nodes.iter().map(|node| node.coinbase));
@@ -1198,7 +1237,7 @@ impl Sim {
                 return Err(ReplayError::Differs { address, stored: Box::new(stored), replayed: Box::new(replayed) });
             }
         }
-        Ok(())
+        Ok(switches)
     }
 }
 
@@ -1233,6 +1272,7 @@ pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) 
                                 final_height: 0,
                                 equivocators: 0,
                                 range_requests: 0,
+                                schedule_changes: 0,
                             }
                         }
                     };

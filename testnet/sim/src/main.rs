@@ -70,13 +70,14 @@ fn main() -> ExitCode {
     for report in &reports {
         if args.verbose {
             println!(
-                "seed {}: {} events, height {}, final {}, equivocators slashed {}, range requests {}, digest {}",
+                "seed {}: {} events, height {}, final {}, equivocators slashed {}, range requests {}, schedule changes {}, digest {}",
                 report.seed,
                 report.events,
                 report.head_height,
                 report.final_height,
                 report.equivocators,
                 report.range_requests,
+                report.schedule_changes,
                 report.digest
             );
         }
@@ -84,6 +85,10 @@ fn main() -> ExitCode {
             violations += report.violations.len();
             println!("seed {} failed: {}", report.seed, report.violations.join("; "));
         }
+    }
+    let changes: usize = reports.iter().map(|report| report.schedule_changes).sum();
+    if changes > 0 {
+        println!("schedule changes, at the same block on every node: {changes}");
     }
     println!("seeds: {}, violations: {}, digest: {}", reports.len(), violations, combined_digest(&reports));
     if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
