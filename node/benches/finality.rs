@@ -21,8 +21,10 @@
     reason = "a benchmark measures and divides wall-clock time"
 )]
 
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chorus_chain::block::check_block_stateless;
 use chorus_chain::crypto::{self, SignedItem};
@@ -30,8 +32,6 @@ use chorus_chain::primitives::{ChainId, Hash, Height, Timestamp};
 use chorus_chain::tx::{Checkpoint, Vote};
 use chorus_chain::{Block, Body, Header, Seal, Signature, limits, testing};
 use chorus_testnet::{Binaries, Testnet};
-use jsonrpsee::core::client::SubscriptionClientT;
-use jsonrpsee::rpc_params;
 
 const VALIDATORS: usize = 4;
 const SLOT_MS: u64 = 1_000;
@@ -111,58 +111,25 @@ fn votes() {
     );
 }
 
-fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis()).expect("ms fit u64")
-}
-
 fn finality() {
-    let run = Duration::from_secs(
-        std::env::var("CHORUS_FINALITY_BENCH_SECS").ok().and_then(|secs| secs.parse().ok()).unwrap_or(60),
-    );
+    let run = common::run_secs("FINALITY", 60);
     // This package's `chorusd`, built for the bench; the wallet is not used.
     let bins = Binaries::in_dir(Path::new(env!("CARGO_BIN_EXE_chorusd")).parent().expect("a directory"));
     let testnet =
         Testnet::builder("pos", VALIDATORS).block_time_ms(SLOT_MS).binaries(bins).start().expect("the testnet starts");
     let urls: Vec<String> = (1..=VALIDATORS).map(|k| format!("ws://{}", testnet.rpc(k).addr())).collect();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     // Per node: (final height, arrival in ms since the epoch), in arrival order.
-    let notices: Vec<Vec<(u64, u64)>> = runtime.block_on(async {
-        let tasks: Vec<_> = urls
-            .into_iter()
-            .map(|url| {
-                tokio::spawn(async move {
-                    let client =
-                        jsonrpsee::ws_client::WsClientBuilder::default().build(url).await.expect("ws connects");
-                    let mut finals = client
-                        .subscribe::<serde_json::Value, _>(
-                            "chain_subscribeFinalized",
-                            rpc_params![],
-                            "chain_unsubscribeFinalized",
-                        )
-                        .await
-                        .expect("subscribes");
-                    let start = Instant::now();
-                    let mut seen = Vec::new();
-                    while let Ok(Some(notice)) =
-                        tokio::time::timeout(run.saturating_sub(start.elapsed()), finals.next()).await
-                    {
-                        let at = now_ms();
-                        let notice = notice.expect("a notice");
-                        let height = notice["height"].as_u64().expect("height");
-                        if start.elapsed() >= WARMUP {
-                            seen.push((height, at));
-                        }
-                    }
-                    seen
+    let notices: Vec<Vec<(u64, u64)>> = common::watch(&urls, run, WARMUP)
+        .into_iter()
+        .map(|node| {
+            node.into_iter()
+                .filter_map(|notice| match notice.kind {
+                    common::Kind::Final { height } => Some((height, notice.at_ms)),
+                    common::Kind::Head { .. } => None,
                 })
-            })
-            .collect();
-        let mut notices = Vec::new();
-        for task in tasks {
-            notices.push(task.await.expect("subscriber"));
-        }
-        notices
-    });
+                .collect()
+        })
+        .collect();
 
     let rpc = testnet.rpc(1);
     let mut slot_start = std::collections::BTreeMap::new();
@@ -186,7 +153,7 @@ fn finality() {
     assert!(!latencies.is_empty(), "no block became final within {run:?}");
     latencies.sort_unstable();
     whole_slots.sort_unstable();
-    let percentile = |sorted: &[u64], p: usize| sorted[(sorted.len() - 1) * p / 100];
+    let percentile = common::percentile;
     let in_slots = |ms: u64| ms as f64 / SLOT_MS as f64;
     println!(
         "finality: p50 {:.3} slots, p99 {:.3} slots from the slot's start ({} final blocks seen by {VALIDATORS} \
