@@ -511,6 +511,7 @@ impl Core {
                 let response = self.node.serve(&request)?;
                 let _ = self.net.respond(id, response).await;
             }
+            p2p::Event::Direct { from, data } => self.node.on_direct(now(), &core_peer(&from), &data)?,
             p2p::Event::PeerConnected { peer, .. } => self.node.on_peer_connected(now(), core_peer(&peer)),
             p2p::Event::PeerDisconnected { peer } | p2p::Event::PeerBanned { peer, .. } => {
                 self.node.on_peer_gone(now(), &core_peer(&peer));
@@ -547,6 +548,15 @@ impl Core {
                 Effect::Request { peer, request } => match p2p::parse_peer_id(peer.as_str()) {
                     Ok(peer) => self.request(peer, request),
                     Err(error) => tracing::warn!(%peer, %error, "a request for a peer id that does not parse"),
+                },
+                Effect::Direct { peer, data } => match p2p::parse_peer_id(peer.as_str()) {
+                    // A message not sent is the engine's to resend (it talks on timers).
+                    Ok(peer) => {
+                        if let Err(error) = self.net.send_direct(peer, data).await {
+                            tracing::debug!(%peer, %error, "direct message not sent");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%peer, %error, "a direct message for a peer id that does not parse"),
                 },
                 Effect::Report { peer, penalty } => {
                     tracing::debug!(%peer, misbehaviour = %penalty.misbehaviour, reason = %penalty.reason, "penalizing peer");

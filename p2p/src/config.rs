@@ -128,6 +128,16 @@ impl Default for RequestRate {
     }
 }
 
+impl RequestRate {
+    /// The rate of direct messages a peer may send (`limits::DIRECT_MESSAGES_PER_PEER_PER_SEC`).
+    pub fn direct() -> RequestRate {
+        RequestRate {
+            interval: Duration::from_secs(1) / limits::DIRECT_MESSAGES_PER_PEER_PER_SEC,
+            burst: limits::DIRECT_MESSAGE_BURST_MAX,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub key: NodeKey,
@@ -149,6 +159,9 @@ pub struct Config {
     pub reputation: ReputationConfig,
     /// Per peer, for the sync requests it sends us.
     pub request_rate: RequestRate,
+    /// Per peer, for the direct messages it sends us ([`RequestRate::direct`]); beyond it they
+    /// are dropped and cost the peer reputation.
+    pub direct_rate: RequestRate,
     /// A sync request unanswered for this long fails and costs the peer reputation.
     pub request_timeout: Duration,
     /// A connection with no open stream is closed after this long. Gossipsub keeps a
@@ -174,6 +187,7 @@ impl Config {
             connections: ConnectionConfig::default(),
             reputation: ReputationConfig::default(),
             request_rate: RequestRate::default(),
+            direct_rate: RequestRate::direct(),
             request_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60 * 60),
             tick: Duration::from_secs(1),

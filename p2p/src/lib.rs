@@ -2,15 +2,17 @@
 //! between nodes and knows nothing of consensus.
 //!
 //! [`start`] builds a swarm (TCP + noise + yamux, identify, ping, Kademlia in server mode,
-//! gossipsub, the sync protocol, connection limits, inbound limits per address and subnet, a
-//! memory guard, bans of peers and their addresses and an optional allowlist), spawns it on the
-//! current tokio runtime and returns a [`NetworkHandle`] and a bounded stream of [`Event`]s.
+//! gossipsub, the sync protocol, direct engine messages, connection limits, inbound limits per
+//! address and subnet, a memory guard, bans of peers and their addresses and an optional
+//! allowlist), spawns it on the current tokio runtime and returns a [`NetworkHandle`] and a bounded stream of [`Event`]s.
 //! The node then:
 //!
 //! - answers every [`Event::Gossip`] with [`NetworkHandle::validate`]: only accepted messages
 //!   are forwarded to other peers, rejected ones cost the sender reputation;
 //! - answers every [`Event::Request`] with [`NetworkHandle::respond`] (a peer's requests beyond
 //!   its rate are refused here, before the node sees them, and cost it reputation);
+//! - takes every [`Event::Direct`] (a message one peer sent this node alone, for engines that
+//!   address members, such as Raft) and sends its own with [`NetworkHandle::send_direct`];
 //! - publishes with [`NetworkHandle::publish`], asks peers with [`NetworkHandle::request`],
 //!   reports misbehaviour it finds with [`NetworkHandle::report`], and manages bans
 //!   ([`NetworkHandle::ban`]) and, in permissioned mode, the allowlist
@@ -32,6 +34,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod direct;
 mod gate;
 mod metrics;
 mod rate;
@@ -71,6 +74,12 @@ pub enum Event {
         id: RequestId,
         request: SyncRequest,
     },
+    /// A direct message from `from` (the connection's authenticated peer id), within
+    /// `limits::DIRECT_MESSAGE_BYTES_MAX` and the peer's rate; already acknowledged.
+    Direct {
+        from: PeerId,
+        data: Vec<u8>,
+    },
     PeerConnected {
         peer: PeerId,
         inbound: bool,
@@ -87,10 +96,11 @@ pub enum Event {
 
 impl Event {
     /// The bytes the event holds that count against the queue's byte bound: gossip payloads
-    /// (a sync request is small and bounded by `SYNC_REQUEST_BYTES_MAX`; the rest carry none).
+    /// and direct messages (a sync request is small and bounded by `SYNC_REQUEST_BYTES_MAX`;
+    /// the rest carry none).
     pub fn queued_bytes(&self) -> u64 {
         match self {
-            Event::Gossip { data, .. } => data.len() as u64,
+            Event::Gossip { data, .. } | Event::Direct { data, .. } => data.len() as u64,
             _ => 0,
         }
     }
@@ -152,6 +162,20 @@ pub enum PublishError {
     Stopped,
 }
 
+/// Why a direct message was not sent. Delivery itself is not confirmed to the caller: an
+/// engine that talks directly resends on its own timers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectError {
+    #[error("direct message is {size_bytes} bytes, limit {limit_bytes}")]
+    TooLarge { size_bytes: usize, limit_bytes: u32 },
+    #[error("peer {0} is not connected")]
+    NotConnected(PeerId),
+    #[error("{in_flight} direct messages to {peer} are unacknowledged, limit {max}")]
+    QueueFull { peer: PeerId, in_flight: u32, max: u32 },
+    #[error("the network service has stopped")]
+    Stopped,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
     #[error("request refused locally: {0}")]
@@ -181,6 +205,7 @@ pub(crate) enum Command {
     Validate { id: MessageId, from: PeerId, verdict: Verdict },
     Request { peer: PeerId, request: SyncRequest, reply: oneshot::Sender<Result<SyncResponse, RequestError>> },
     Respond { id: RequestId, response: SyncResponse },
+    SendDirect { peer: PeerId, data: Vec<u8>, reply: oneshot::Sender<Result<(), DirectError>> },
     Report { peer: PeerId, misbehaviour: Misbehaviour },
     Ban { peer: PeerId, duration: Duration },
     Unban { peer: PeerId },
@@ -234,6 +259,19 @@ impl NetworkHandle {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Request { peer, request, reply }).await.map_err(|_| RequestError::Stopped)?;
         answer.await.map_err(|_| RequestError::Stopped)?
+    }
+
+    /// Sends `data` to `peer` alone over the direct protocol ([`direct`]). Returns once the
+    /// message is on its way; refused at once when it is over the limit, the peer is not
+    /// connected, or `limits::DIRECT_IN_FLIGHT_PER_PEER_MAX` messages to it are unacknowledged.
+    pub async fn send_direct(&self, peer: PeerId, data: Vec<u8>) -> Result<(), DirectError> {
+        let limit_bytes = chorus_chain::limits::DIRECT_MESSAGE_BYTES_MAX;
+        if data.len() > limit_bytes as usize {
+            return Err(DirectError::TooLarge { size_bytes: data.len(), limit_bytes });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SendDirect { peer, data, reply }).await.map_err(|_| DirectError::Stopped)?;
+        answer.await.map_err(|_| DirectError::Stopped)?
     }
 
     /// Answers an inbound request. Range answers longer than the response byte limit are cut

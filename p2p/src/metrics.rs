@@ -28,6 +28,9 @@ pub(crate) struct Metrics {
     /// Outbound sync requests by kind and outcome: ok, bad_response, timeout, failed.
     pub requests_outbound: Family<Labels2, Counter>,
     pub request_seconds: Histogram,
+    /// Direct messages by direction and outcome: inbound delivered, dropped, oversize,
+    /// rate_limited; outbound delivered (acknowledged), failed, queue_full, not_connected.
+    pub direct: Family<Labels2, Counter>,
     /// Events the node's queue had no room for.
     pub events_dropped: Counter,
     pub libp2p: libp2p::metrics::Metrics,
@@ -46,6 +49,7 @@ impl Metrics {
             requests_inbound: Family::default(),
             requests_outbound: Family::default(),
             request_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
+            direct: Family::default(),
             events_dropped: Counter::default(),
             libp2p: libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p")),
         };
@@ -76,6 +80,7 @@ impl Metrics {
             metrics.requests_outbound.clone(),
         );
         ours.register("sync_request_seconds", "Round trip of answered sync requests", metrics.request_seconds.clone());
+        ours.register("direct_messages", "Direct engine messages, by direction and outcome", metrics.direct.clone());
         ours.register(
             "events_dropped",
             "Events dropped because the node's queue was full",

@@ -25,14 +25,15 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, peer_id_of};
+use crate::direct::{self, DirectCodec, WireMessage};
 use crate::gate::{AddressGate, AddressRefusal, ip_of};
 use crate::metrics::Metrics;
 use crate::rate::RequestBuckets;
 use crate::reputation::{BanReason, Reputation};
 use crate::sync::{self, SyncCodec, WireRequest};
 use crate::{
-    BannedPeer, Command, Error, Event, Misbehaviour, NetworkHandle, PeerInfo, Peers, PublishError, Refusal,
-    RequestError, RequestId, SyncRequest, SyncResponse, Topic, Verdict,
+    BannedPeer, Command, DirectError, Error, Event, Misbehaviour, NetworkHandle, PeerInfo, Peers, PublishError,
+    Refusal, RequestError, RequestId, SyncRequest, SyncResponse, Topic, Verdict,
 };
 
 /// How often discovery looks for more peers while the node has fewer than its target.
@@ -54,6 +55,7 @@ struct Behaviour {
     memory: memory_connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
+    direct: request_response::Behaviour<DirectCodec>,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
@@ -94,6 +96,8 @@ pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHa
         outbound: HashMap::new(),
         inbound: HashMap::new(),
         request_buckets: RequestBuckets::new(config.request_rate),
+        direct_out: HashMap::new(),
+        direct_buckets: RequestBuckets::new(config.direct_rate),
         last_discovery: None,
         bootnodes: config.bootnodes.iter().map(|address| Bootnode::new(address.clone(), Instant::now())).collect(),
         config,
@@ -125,6 +129,13 @@ fn build_swarm(config: &Config, registry: &mut Registry) -> Result<Swarm<Behavio
         request_response::Config::default().with_request_timeout(config.request_timeout).with_max_concurrent_streams(
             limits::PEERS_MAX as usize * limits::SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX as usize,
         ),
+    );
+    let direct = request_response::Behaviour::with_codec(
+        DirectCodec { limit_bytes: limits::DIRECT_MESSAGE_BYTES_MAX },
+        [(direct::protocol(&config.chain_id), ProtocolSupport::Full)],
+        request_response::Config::default()
+            .with_request_timeout(config.request_timeout)
+            .with_max_concurrent_streams(limits::PEERS_MAX as usize * limits::DIRECT_IN_FLIGHT_PER_PEER_MAX as usize),
     );
     let identify = identify::Behaviour::new(
         identify::Config::new(identify_version(&config.chain_id), keypair.public())
@@ -165,6 +176,7 @@ fn build_swarm(config: &Config, registry: &mut Registry) -> Result<Swarm<Behavio
         ),
         gossipsub,
         sync,
+        direct,
         identify,
         ping: ping::Behaviour::new(ping::Config::new()),
         kad: Toggle::from(kad),
@@ -272,6 +284,11 @@ struct Service {
     inbound: HashMap<request_response::InboundRequestId, InboundRequest>,
     /// How fast each peer's requests are served.
     request_buckets: RequestBuckets,
+    /// Our direct messages not yet acknowledged, by the peer they go to (at most
+    /// `DIRECT_IN_FLIGHT_PER_PEER_MAX` per peer).
+    direct_out: HashMap<OutboundRequestId, PeerId>,
+    /// How many direct messages each peer may send us.
+    direct_buckets: RequestBuckets,
     last_discovery: Option<Instant>,
     bootnodes: Vec<Bootnode>,
     config: Config,
@@ -318,6 +335,9 @@ impl Service {
             }
             Command::Request { peer, request, reply } => self.request(peer, request, reply, now),
             Command::Respond { id, response } => self.respond(id.0, response),
+            Command::SendDirect { peer, data, reply } => {
+                let _ = reply.send(self.send_direct(peer, data));
+            }
             Command::Report { peer, misbehaviour } => self.report(peer, misbehaviour, now),
             Command::Ban { peer, duration } => self.ban(peer, duration, BanReason::Manual, now),
             Command::Unban { peer } => {
@@ -406,6 +426,70 @@ impl Service {
         }
         let id = self.swarm.behaviour_mut().sync.send_request(&peer, WireRequest::Request(request.clone()));
         self.outbound.insert(id, PendingRequest { peer, request, sent: now, reply });
+    }
+
+    fn send_direct(&mut self, peer: PeerId, data: Vec<u8>) -> Result<(), DirectError> {
+        if !self.swarm.is_connected(&peer) {
+            self.count_direct("outbound", "not_connected");
+            return Err(DirectError::NotConnected(peer));
+        }
+        let in_flight = self.direct_out.values().filter(|to| **to == peer).count();
+        let max = limits::DIRECT_IN_FLIGHT_PER_PEER_MAX;
+        if in_flight >= max as usize {
+            self.count_direct("outbound", "queue_full");
+            return Err(DirectError::QueueFull { peer, in_flight: in_flight as u32, max });
+        }
+        let id = self.swarm.behaviour_mut().direct.send_request(&peer, WireMessage::Bytes(data));
+        self.direct_out.insert(id, peer);
+        Ok(())
+    }
+
+    fn on_direct_event(&mut self, event: request_response::Event<WireMessage, ()>, now: Instant) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    let data = match request {
+                        WireMessage::Bytes(data) => data,
+                        WireMessage::TooLarge { size_bytes } => {
+                            tracing::debug!(%peer, size_bytes, "oversize direct message");
+                            self.report(peer, Misbehaviour::Oversize, now);
+                            return self.count_direct("inbound", "oversize");
+                        }
+                    };
+                    if !self.direct_buckets.take(peer, now) {
+                        self.report(peer, Misbehaviour::TooManyRequests, now);
+                        return self.count_direct("inbound", "rate_limited");
+                    }
+                    // Acknowledged once queued for the node; a full queue leaves it
+                    // unacknowledged, and the sender's engine resends on its own timers.
+                    if self.emit(Event::Direct { from: peer, data }) {
+                        let _ = self.swarm.behaviour_mut().direct.send_response(channel, ());
+                        self.count_direct("inbound", "delivered");
+                    } else {
+                        self.count_direct("inbound", "dropped");
+                    }
+                }
+                request_response::Message::Response { request_id, .. } => {
+                    if self.direct_out.remove(&request_id).is_some() {
+                        self.count_direct("outbound", "delivered");
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
+                if self.direct_out.remove(&request_id).is_some() {
+                    tracing::debug!(%peer, %error, "direct message not delivered");
+                    self.count_direct("outbound", "failed");
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound direct message failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn count_direct(&self, direction: &'static str, outcome: &'static str) {
+        self.metrics.direct.get_or_create(&[("direction", direction), ("outcome", outcome)]).inc();
     }
 
     fn respond(&mut self, id: request_response::InboundRequestId, response: SyncResponse) {
@@ -635,6 +719,7 @@ impl Service {
                 }
             }
             BehaviourEvent::Sync(event) => self.on_sync_event(event, now),
+            BehaviourEvent::Direct(event) => self.on_direct_event(event, now),
             BehaviourEvent::Identify(event) => {
                 self.metrics.libp2p.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chorus_chain::{Height, codec, limits};
 use chorus_p2p::{
-    BanReason, ConnectionConfig, Error, GossipLimits, Misbehaviour, Multiaddr, NodeKey, PeerId, Refusal, RequestError,
-    RequestRate, SyncRequest, SyncResponse, Topic,
+    BanReason, ConnectionConfig, DirectError, Error, GossipLimits, Misbehaviour, Multiaddr, NodeKey, PeerId, Refusal,
+    RequestError, RequestRate, SyncRequest, SyncResponse, Topic,
 };
 use common::*;
 use futures::future::{BoxFuture, Pending};
@@ -389,10 +389,10 @@ impl Transport for BoundTcp {
     }
 }
 
-/// A raw peer with a fresh identity, dialing from `source`.
-fn raw_swarm(source: &str) -> RawSwarm {
+/// A raw peer with a fresh identity, dialing from `source`, speaking `/chorus/<chain>/<protocol>/1`.
+fn raw_swarm(source: &str, protocol: &str) -> RawSwarm {
     let source: IpAddr = source.parse().expect("an IP address");
-    let protocol = StreamProtocol::try_from_owned(format!("/chorus/{CHAIN}/sync/1")).expect("protocol");
+    let protocol = StreamProtocol::try_from_owned(format!("/chorus/{CHAIN}/{protocol}/1")).expect("protocol");
     SwarmBuilder::with_new_identity()
         .with_tokio()
         .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
@@ -417,7 +417,11 @@ fn raw_swarm(source: &str) -> RawSwarm {
 /// Dials `target` from `source` and drives the swarm (it connects only while polled) until the
 /// connection is up (`Ok`) or has failed (`Err`, e.g. refused by the target).
 async fn try_raw_peer(source: &str, target: &Multiaddr) -> Result<RawSwarm, String> {
-    let mut swarm = raw_swarm(source);
+    try_raw_peer_speaking(source, target, "sync").await
+}
+
+async fn try_raw_peer_speaking(source: &str, target: &Multiaddr, protocol: &str) -> Result<RawSwarm, String> {
+    let mut swarm = raw_swarm(source, protocol);
     swarm.dial(target.clone()).expect("dial");
     let outcome = tokio::time::timeout(WAIT, async {
         loop {
@@ -706,4 +710,83 @@ async fn gossip_waiting_for_the_node_is_bounded_in_bytes() {
     publish(&sender.handle, Topic::Blocks, &block).await;
     let next = tokio::time::timeout(WAIT, events.recv()).await.expect("in time").expect("service alive");
     assert!(matches!(next, chorus_p2p::Event::Gossip { data, .. } if data == block));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_reach_only_their_peer_from_its_authenticated_id_within_the_limits() {
+    let mut hub_config = config();
+    hub_config.discovery = false;
+    // A burst of 4 direct messages per peer and no refill within the test, nor any recovery.
+    hub_config.direct_rate = RequestRate { interval: Duration::from_secs(3_600), burst: 4 };
+    hub_config.reputation.recovery_interval = Duration::from_secs(3_600);
+    let threshold = hub_config.reputation.ban_threshold;
+    let mut hub = start_silent(hub_config).await;
+    let hub_id = hub.handle.local_peer_id();
+    let mut spokes = Vec::new();
+    for _ in 0..2 {
+        let mut spoke_config = config();
+        spoke_config.discovery = false;
+        spoke_config.bootnodes = vec![address(&hub)];
+        spokes.push(start_silent(spoke_config).await);
+    }
+    let [first, second] = [spokes[0].handle.local_peer_id(), spokes[1].handle.local_peer_id()];
+    eventually("the spokes connected to the hub", || async {
+        let peers = connected(&hub.handle).await;
+        (peers.contains(&first) && peers.contains(&second)).then_some(())
+    })
+    .await;
+
+    // The same bytes twice reach the one peer twice (no de-duplication, unlike gossip), named
+    // by the connection's peer id; the other spoke gets nothing.
+    for _ in 0..2 {
+        hub.handle.send_direct(first, b"append 1".to_vec()).await.expect("sent");
+    }
+    hub.handle.send_direct(first, b"append 2".to_vec()).await.expect("sent");
+    let mut received = Vec::new();
+    while received.len() < 3 {
+        if let Seen::Direct { from, data } =
+            until_seen(&mut spokes[0], "direct messages", |seen| matches!(seen, Seen::Direct { .. })).await
+        {
+            assert_eq!(from, hub_id);
+            received.push(data);
+        }
+    }
+    assert_eq!(received, [b"append 1".to_vec(), b"append 1".to_vec(), b"append 2".to_vec()]);
+    while let Ok(seen) = spokes[1].seen.try_recv() {
+        assert!(!matches!(seen, Seen::Direct { .. }), "the other spoke got {seen:?}");
+    }
+
+    // Refused at the sender: over the limit, or to a peer not connected.
+    let limit = limits::DIRECT_MESSAGE_BYTES_MAX;
+    let oversize = hub.handle.send_direct(first, vec![0; limit as usize + 1]).await;
+    assert_eq!(oversize, Err(DirectError::TooLarge { size_bytes: limit as usize + 1, limit_bytes: limit }));
+    let stranger = NodeKey::generate().peer_id();
+    assert_eq!(hub.handle.send_direct(stranger, b"hello".to_vec()).await, Err(DirectError::NotConnected(stranger)));
+
+    // A raw peer: a well-formed message is acknowledged and delivered from its own id; a length
+    // over the limit is refused unread and costs it; a flood beyond its rate is dropped and
+    // gets it banned.
+    let mut raw = try_raw_peer_speaking("127.0.0.1", &address(&hub), "engine").await.expect("connected");
+    let raw_id = *raw.local_peer_id();
+    let ack = Some(vec![chorus_p2p::direct::ACK]);
+    assert_eq!(raw_exchange(&mut raw, hub_id, frame(b"vote")).await, ack);
+    let seen = until_seen(&mut hub, "the raw peer's message", |seen| matches!(seen, Seen::Direct { .. })).await;
+    assert_eq!(seen, Seen::Direct { from: raw_id, data: b"vote".to_vec() });
+    let too_long = (limit + 1).to_le_bytes().to_vec();
+    assert_ne!(raw_exchange(&mut raw, hub_id, too_long).await, ack, "no acknowledgement");
+    let score =
+        |peers: chorus_p2p::Peers| peers.connected.iter().find(|info| info.peer == raw_id).map(|info| info.score);
+    assert_eq!(score(hub.handle.peers().await.expect("peers")), Some(-Misbehaviour::Oversize.penalty()));
+    for _ in 0..3 {
+        assert_eq!(raw_exchange(&mut raw, hub_id, frame(b"vote")).await, ack, "within the burst");
+    }
+    let penalty = Misbehaviour::TooManyRequests.penalty();
+    let floods_to_ban = (-threshold - Misbehaviour::Oversize.penalty() + penalty - 1) / penalty;
+    for _ in 0..floods_to_ban {
+        assert_ne!(raw_exchange(&mut raw, hub_id, frame(b"vote")).await, ack, "beyond the rate");
+    }
+    let banned =
+        until_seen(&mut hub, "the flooder banned", |seen| matches!(seen, Seen::Banned(peer, _) if *peer == raw_id))
+            .await;
+    assert_eq!(banned, Seen::Banned(raw_id, BanReason::Score(Misbehaviour::TooManyRequests)));
 }

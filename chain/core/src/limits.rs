@@ -410,6 +410,22 @@ pub const SYNC_REQUEST_BURST_MAX: u32 = 100;
 /// fullest bucket, the one that matters least, is forgotten.
 pub const SYNC_RATE_PEERS_MAX: u32 = 1_024;
 
+/// Largest direct engine message (one peer to one peer, e.g. a Raft message): an engine
+/// message, whatever the path.
+pub const DIRECT_MESSAGE_BYTES_MAX: u32 = ENGINE_MESSAGE_BYTES_MAX;
+
+/// Direct messages to one peer sent and not yet acknowledged; beyond it a send fails at once
+/// (`QueueFull`) rather than queueing behind a slow peer: an engine that talks directly (Raft)
+/// resends on its own timers.
+pub const DIRECT_IN_FLIGHT_PER_PEER_MAX: u32 = 64;
+
+/// Direct messages one peer may send per second, sustained, and the burst above it (a token
+/// bucket per peer, as for sync requests); more are dropped before the node sees them and cost
+/// the peer reputation. A Raft leader sends a member a heartbeat or an append per tick
+/// (100 ms or more) and a few answers to elections, far under this.
+pub const DIRECT_MESSAGES_PER_PEER_PER_SEC: u32 = 200;
+pub const DIRECT_MESSAGE_BURST_MAX: u32 = 400;
+
 /// Range requests a syncing node sends one peer: half the rate peers serve, so the node's other
 /// requests (a status every `STATUS_INTERVAL_MS`, locator requests every
 /// `SYNC_REQUEST_INTERVAL_MS`) fit beside them and an honest syncer is never refused, however
@@ -422,6 +438,11 @@ const _: () =
 const _: () = assert!(INBOUND_PER_IP_MAX <= INBOUND_PER_SUBNET_MAX && INBOUND_PER_SUBNET_MAX < PEERS_INBOUND_MAX);
 const _: () = assert!(SYNC_REQUEST_BURST_MAX >= SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX, "a full pipeline fits a burst");
 const _: () = assert!(SYNC_RATE_PEERS_MAX >= PEERS_MAX, "every connected peer has a bucket");
+const _: () = assert!(DIRECT_MESSAGE_BURST_MAX >= DIRECT_IN_FLIGHT_PER_PEER_MAX, "a full pipeline fits a burst");
+const _: () = assert!(
+    DIRECT_MESSAGE_BURST_MAX as u64 * DIRECT_MESSAGE_BYTES_MAX as u64 <= P2P_EVENT_QUEUE_BYTES_MAX,
+    "one peer's burst of direct messages fits the node's event queue"
+);
 const _: () =
     assert!(P2P_EVENT_QUEUE_BYTES_MAX >= GOSSIP_FRAME_BYTES_MAX as u64, "the largest gossip message can queue");
 const _: () = assert!(

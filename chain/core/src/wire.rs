@@ -78,7 +78,7 @@ pub enum Misbehaviour {
     /// Well-formed input the node cannot use (transactions it cannot admit), sent beyond the
     /// allowance an honest peer whose state differs a little needs.
     Unwanted,
-    /// A sync request over the peer's request rate.
+    /// A sync request or a direct message over the peer's rate.
     TooManyRequests,
 }
 

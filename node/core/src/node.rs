@@ -8,6 +8,8 @@
 //! - blocks, transactions and engine messages are gossip on their [`Topic`], as canonical
 //!   encodings; what arrives on a topic is decoded here (undecodable bytes are the sender's
 //!   fault) and judged by the driver, and the [`Verdict`] says whether to forward it;
+//! - an engine message the driver sends to one peer is a direct message ([`Effect::Direct`]);
+//!   what arrives that way is decoded and judged the same, and never forwarded;
 //! - the driver's `GetBlocks { locator }` and `GetBlock` become sync requests
 //!   (`BlocksAfter`, `Block`) to that peer; the blocks of the answer go to the driver as if the
 //!   peer had sent them;
@@ -48,6 +50,12 @@ pub enum Effect {
     Request {
         peer: PeerId,
         request: SyncRequest,
+    },
+    /// Send `data` (an engine message's canonical encoding) to `peer` alone, on the direct
+    /// protocol; hand what peers send this way to [`Node::on_direct`].
+    Direct {
+        peer: PeerId,
+        data: Vec<u8>,
     },
     /// `peer` misbehaved: it costs reputation.
     Report {
@@ -334,6 +342,23 @@ impl Node {
         Ok(verdict)
     }
 
+    /// A direct message from `from` (the peer the transport authenticated): an engine message
+    /// for this node alone. Undecodable bytes, or a message the engine finds invalid, are the
+    /// sender's fault ([`Effect::Report`]).
+    pub fn on_direct(&mut self, now: Timestamp, from: &PeerId, data: &[u8]) -> Result<(), DriverError> {
+        match decode::<EngineMessage>(data) {
+            Some(message) => {
+                self.on_peer_message(now, from, NetMessage::Engine(message))?;
+            }
+            None => self.outbox.penalties.push((
+                from.clone(),
+                Penalty { misbehaviour: Misbehaviour::Undecodable, reason: "undecodable direct message".to_owned() },
+            )),
+        }
+        self.finish_input(now);
+        Ok(())
+    }
+
     /// Turns what the driver asked for during an input into effects, then adds the range
     /// requests range sync wants now.
     fn finish_input(&mut self, now: Timestamp) {
@@ -360,6 +385,10 @@ impl Node {
             let request = match message {
                 NetMessage::GetBlocks { locator } => SyncRequest::BlocksAfter { locator },
                 NetMessage::GetBlock { hash } => SyncRequest::Block(hash),
+                NetMessage::Engine(message) => {
+                    self.effects.push(Effect::Direct { peer, data: codec::encode(&message) });
+                    continue;
+                }
                 other => {
                     tracing::debug!(?other, %peer, "no direct message path for this message");
                     continue;

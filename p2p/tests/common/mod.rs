@@ -26,6 +26,7 @@ pub const GARBAGE: &[u8] = b"garbage:";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
     Gossip { topic: Topic, from: PeerId, data: Vec<u8> },
+    Direct { from: PeerId, data: Vec<u8> },
     Connected(PeerId),
     Disconnected(PeerId),
     Banned(PeerId, BanReason),
@@ -101,6 +102,7 @@ async fn serve(
                 }
                 continue;
             }
+            Event::Direct { from, data } => Seen::Direct { from, data },
             Event::PeerConnected { peer, .. } => Seen::Connected(peer),
             Event::PeerDisconnected { peer } => Seen::Disconnected(peer),
             Event::PeerBanned { peer, reason, .. } => Seen::Banned(peer, reason),

@@ -195,6 +195,12 @@ enum SimEvent {
         topic: Topic,
         data: Arc<Vec<u8>>,
     },
+    /// A direct engine message reaches node `to`.
+    Direct {
+        to: usize,
+        from: usize,
+        data: Vec<u8>,
+    },
     /// A sync request reaches node `to`, which answers it.
     Request {
         to: usize,
@@ -533,6 +539,14 @@ impl Sim {
                         }
                     }
                 }
+                Effect::Direct { peer, data } => match self.nodes.iter().position(|node| node.peer == peer) {
+                    Some(to) if !self.lost(index, to) => {
+                        let latency = self.latency();
+                        self.schedule(latency, SimEvent::Direct { to, from: index, data });
+                    }
+                    Some(_) => {}
+                    None => self.violation(format!("node {index} sent a direct message to unknown peer {peer}")),
+                },
                 Effect::Request { peer, request } => match self.nodes.iter().position(|node| node.peer == peer) {
                     Some(to) => self.send_request(index, to, request),
                     None => self.violation(format!("node {index} sent a request to unknown peer {peer}")),
@@ -754,6 +768,17 @@ impl Sim {
         self.events += 1;
         let time_bytes = time.to_le_bytes();
         match event {
+            SimEvent::Direct { to, from, data } => {
+                self.record(&[b"direct", &time_bytes, &[to as u8, from as u8], &data]);
+                let now = self.local_now(to);
+                let from_peer = self.nodes[from].peer.clone();
+                let Some(node) = self.nodes[to].node.as_mut() else { return true };
+                if let Err(error) = node.on_direct(now, &from_peer, &data) {
+                    self.violation(format!("node {to} failed on a direct message from node {from}: {error}"));
+                }
+                self.handle_effects(to);
+                self.check_node(to);
+            }
             SimEvent::Gossip { to, from, topic, data } => {
                 if self.nodes[to].node.is_none() {
                     return true;
