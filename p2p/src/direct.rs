@@ -5,7 +5,9 @@
 //! One message per stream: a 4-byte little-endian length and the bytes, at most
 //! `limits::DIRECT_MESSAGE_BYTES_MAX` (checked before the body is read); the receiver
 //! acknowledges with one byte ([`ACK`]) once the message is in the node's queue, and closes
-//! the stream unanswered when it drops it. The sender is
+//! the stream unanswered when it drops it. Each message has its own stream, so two messages
+//! may arrive in either order; an engine that talks directly tolerates reordering and loss
+//! (Raft does). The sender is
 //! the connection's peer id, which noise authenticated. The service bounds what one peer may
 //! have in flight to it and send to us ([`crate::NetworkHandle::send_direct`]).
 

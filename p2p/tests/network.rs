@@ -751,6 +751,8 @@ async fn direct_messages_reach_only_their_peer_from_its_authenticated_id_within_
             received.push(data);
         }
     }
+    // Each message has its own stream, so they may arrive in any order.
+    received.sort();
     assert_eq!(received, [b"append 1".to_vec(), b"append 1".to_vec(), b"append 2".to_vec()]);
     while let Ok(seen) = spokes[1].seen.try_recv() {
         assert!(!matches!(seen, Seen::Direct { .. }), "the other spoke got {seen:?}");
