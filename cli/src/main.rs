@@ -67,7 +67,8 @@ enum Command {
     Wallet(WalletCommand),
     /// An account's balance (an address, or a key's name).
     Balance { account: String },
-    /// An account's state at the head; with --verify, proven against a settled block's state root.
+    /// An account's state at the head (an address, or a key's name); with --verify, proven
+    /// against a settled block's state root.
     Account {
         address: String,
         /// Check the node's Merkle proof locally against the state root of a final block (or,
@@ -393,7 +394,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Account { address, verify } => {
-            let address = Address::parse(&address).map_err(|error| Failure::Address(error.to_string()))?;
+            let address = context.address(&address)?;
             if verify {
                 return verified_account(&context, address);
             }

@@ -201,6 +201,9 @@ fn stake_unstake_delegate_vote_and_a_verified_account() {
     });
     let verified = wallet.json(&["account", &address, "--verify"], None);
     assert_eq!(verified["verified"], true, "{verified}");
+    // A key's name stands for its address, as in `chorus balance`.
+    let by_name = wallet.json(&["account", "dev3"], None);
+    assert_eq!(by_name["stake"], account(&wallet)["stake"], "{by_name}");
 
     let completions = wallet.ok(&["completions", "bash"], None);
     assert!(completions.contains("chorus"));

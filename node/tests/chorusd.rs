@@ -150,6 +150,9 @@ fn dev_node_produces_blocks_and_includes_a_transfer() {
 
     assert_eq!(node.ok("consensus_validators", json!([]))["engine"], "pow");
     assert!(node.metric("chorus_blocks_imported_total").unwrap_or(0.0) >= 3.0, "mined blocks are counted");
+    let metrics = node.metrics_text().expect("metrics");
+    assert!(metrics.contains("\nlibp2p_identify_"), "libp2p's own families are there");
+    assert!(!metrics.contains("libp2p_libp2p_"), "libp2p's families are prefixed once");
 
     // A proof against the block's state root comes with the account when asked for.
     let account = node.ok("state_getAccount", json!([bob.to_string(), height]));

@@ -51,7 +51,8 @@ impl Metrics {
             request_seconds: Histogram::new(exponential_buckets(0.000_5, 2.0, 16)),
             direct: Family::default(),
             events_dropped: Counter::default(),
-            libp2p: libp2p::metrics::Metrics::new(registry.sub_registry_with_prefix("libp2p")),
+            // It names its own families `libp2p_*`.
+            libp2p: libp2p::metrics::Metrics::new(registry),
         };
         let ours = registry.sub_registry_with_prefix("chorus_p2p");
         ours.register("gossip_messages", "Gossip messages received, by topic and outcome", metrics.gossip.clone());

@@ -207,15 +207,21 @@ impl Chorusd {
     /// The value of the first sample whose line starts with `name` (a metric name, optionally
     /// with its labels), or None when the node does not export it.
     pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics_text()?
+            .lines()
+            .find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|value| value.parse().ok())
+    }
+
+    /// The metrics endpoint's whole answer (headers and body), or None if it does not answer.
+    pub fn metrics_text(&self) -> Option<String> {
         let mut stream = TcpStream::connect(self.metrics).ok()?;
         stream.set_read_timeout(Some(crate::rpc::CALL_TIMEOUT)).ok()?;
         stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: chorusd\r\nConnection: close\r\n\r\n").ok()?;
         let mut text = String::new();
         stream.read_to_string(&mut text).ok()?;
-        text.lines()
-            .find(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))
-            .and_then(|line| line.rsplit(' ').next())
-            .and_then(|value| value.parse().ok())
+        Some(text)
     }
 
     /// Its exit status once it has exited (reaping it), None while it runs.
