@@ -4,8 +4,9 @@
 //! onto gossip and sync requests) decides; this crate carries it out on real I/O:
 //! - [`daemon`]: the task that owns the core's [`chorus_node_core::Node`] and carries out its
 //!   effects on the network service, real timers and [`miner`]'s threads;
-//! - [`node`]: start-up and shutdown; [`rpc`]: JSON-RPC, and who may call it; [`config`]: the command line and its
-//!   layering; [`commands`]: key and genesis tooling; [`dev`]: the dev chain;
+//! - [`node`]: start-up and shutdown; [`rpc`]: JSON-RPC, and who may call it; [`config`]: the
+//!   command line and its layering; [`commands`]: key and genesis tooling; [`dev`]: the dev
+//!   chain; [`metrics`]: the metrics endpoint's formats;
 //! - [`clock`]: the node's one wall clock.
 
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod dev;
+pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod rpc;

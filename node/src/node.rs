@@ -234,7 +234,8 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Serves the registry in Prometheus text format on `GET /metrics`.
+/// Serves the registry on `GET /metrics`: OpenMetrics to a scraper that asks for it, the
+/// Prometheus text format to anyone else ([`crate::metrics`]).
 async fn serve_metrics(addr: SocketAddr, registry: Arc<Registry>) -> anyhow::Result<SocketAddr> {
     use http_body_util::Full;
     use hyper::body::Bytes;
@@ -251,17 +252,27 @@ async fn serve_metrics(addr: SocketAddr, registry: Arc<Registry>) -> anyhow::Res
                 let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let registry = Arc::clone(&registry);
                     async move {
+                        let accept = request.headers().get(hyper::header::ACCEPT).and_then(|value| value.to_str().ok());
+                        let openmetrics = crate::metrics::wants_openmetrics(accept);
                         let mut text = String::new();
-                        let (status, body) = if request.uri().path() != "/metrics" {
-                            (StatusCode::NOT_FOUND, "not found: metrics are at /metrics\n".to_owned())
-                        } else if prometheus_client::encoding::text::encode(&mut text, &registry).is_ok() {
-                            (StatusCode::OK, text)
+                        let (status, content_type, body) = if request.uri().path() != "/metrics" {
+                            let body = "not found: metrics are at /metrics\n".to_owned();
+                            (StatusCode::NOT_FOUND, "text/plain; charset=utf-8", body)
+                        } else if prometheus_client::encoding::text::encode(&mut text, &registry).is_err() {
+                            let body = "metrics could not be encoded\n".to_owned();
+                            (StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", body)
+                        } else if openmetrics {
+                            (StatusCode::OK, crate::metrics::OPENMETRICS_CONTENT_TYPE, text)
                         } else {
-                            (StatusCode::INTERNAL_SERVER_ERROR, "metrics could not be encoded\n".to_owned())
+                            (
+                                StatusCode::OK,
+                                crate::metrics::TEXT_CONTENT_TYPE,
+                                crate::metrics::to_prometheus_text(&text),
+                            )
                         };
                         Response::builder()
                             .status(status)
-                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .header("content-type", content_type)
                             .body(Full::new(Bytes::from(body)))
                     }
                 });

@@ -191,6 +191,58 @@ fn dev_nodes_of_the_engines_with_finality_finalize_their_blocks() {
     }
 }
 
+/// `GET /metrics` with these header lines (each ending in CRLF): the content type and body.
+fn get_metrics(addr: std::net::SocketAddr, headers: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{headers}\r\n").expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("headers and a body");
+    let content_type = head
+        .lines()
+        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("content-type")))
+        .map(|(_, value)| value.trim().to_owned())
+        .expect("a content type");
+    (content_type, body.to_owned())
+}
+
+/// Scrapers get the format they ask for: OpenMetrics when they say so (Prometheus does), the
+/// Prometheus text format otherwise, which promtool checks clean (`.ci/setup` installs it).
+#[test]
+fn metrics_come_in_the_format_asked_for_and_promtool_finds_nothing_to_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(&dev_args(&["--tmp", "--engine", "pos"]), dir.path());
+    eventually("three blocks", &node, || (node.height() >= 3).then_some(()));
+
+    let (content_type, text) = get_metrics(node.metrics_addr(), "");
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(!text.contains("# EOF") && !text.contains("# UNIT"), "{text}");
+    for line in text.lines().filter(|line| line.starts_with("# TYPE ") && line.ends_with(" counter")) {
+        let name = line.split(' ').nth(2).expect("a name");
+        assert!(name.ends_with("_total"), "{line}");
+        assert!(text.contains(&format!("# HELP {name} ")), "{name} has no help");
+    }
+    assert!(text.contains("\nchorus_blocks_imported_total "), "{text}");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (.ci/setup installs it: Debian's prometheus package)");
+    std::io::Write::write_all(&mut promtool.stdin.take().expect("stdin"), text.as_bytes()).expect("write");
+    let checked = promtool.wait_with_output().expect("promtool ends");
+    let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(checked.status.success() && said.trim().is_empty(), "promtool check metrics: {said}");
+
+    let (content_type, openmetrics) = get_metrics(node.metrics_addr(), "Accept: application/openmetrics-text\r\n");
+    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    assert!(openmetrics.contains("# TYPE chorus_blocks_imported counter"), "{openmetrics}");
+}
+
 #[test]
 fn bad_rpc_input_gets_its_documented_code_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
