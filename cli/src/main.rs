@@ -453,7 +453,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 })?,
             };
             let block = context.request(&GetBlock { id })?.ok_or_else(|| Failure::Input(format!("no block {id}")))?;
-            context.print(&block, || pretty(&block))
+            context.print(&block, || block_text(&block))
         }
         Command::Tx { hash } => {
             let hash =
@@ -544,6 +544,47 @@ fn validators_table(set: &Validators) -> String {
         }
     }
     lines.join("\n")
+}
+
+/// `chorus block` for people: the header, then a line per transaction.
+fn block_text(block: &chorus_rpc_types::Block) -> String {
+    let mut lines = vec![
+        format!("block {} {}", block.height, block.hash),
+        format!("parent      {}", block.parent),
+        format!("timestamp   {} ms since the Unix epoch", block.timestamp.as_millis()),
+        format!("proposer    {}", block.proposer),
+        format!("state root  {}", block.state_root),
+        format!("txs root    {}", block.txs_root),
+    ];
+    if let Some(work) = &block.chain_work {
+        lines.push(format!("chain work  {}", hex::encode(work.0)));
+    }
+    lines.push(format!("transactions: {}", block.transactions.len()));
+    for tx in &block.transactions {
+        lines.push(format!(
+            "  {} from {} nonce {} fee {}: {}",
+            tx.hash,
+            tx.sender,
+            tx.nonce,
+            tx.fee,
+            kind_text(&tx.kind)
+        ));
+    }
+    lines.join("\n")
+}
+
+fn kind_text(kind: &TxKind) -> String {
+    match kind {
+        TxKind::Transfer { to, amount } => format!("transfer {amount} to {to}"),
+        TxKind::Stake { amount } => format!("stake {amount}"),
+        TxKind::Unstake { amount } => format!("unstake {amount}"),
+        TxKind::RegisterDelegate => "register as a delegate".to_owned(),
+        TxKind::Vote { delegates } if delegates.is_empty() => "withdraw the vote".to_owned(),
+        TxKind::Vote { delegates } => {
+            format!("vote for {}", delegates.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+        }
+        TxKind::Evidence(evidence) => format!("evidence against {}", evidence.offender()),
+    }
 }
 
 fn yes_no(value: bool) -> &'static str {

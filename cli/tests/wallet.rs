@@ -92,6 +92,12 @@ fn a_new_wallet_is_funded_from_a_dev_account_and_transfers_with_wait() {
     assert_eq!(wallet.balance("dev1"), dev1_before, "an unrelated account is untouched");
     let tx = wallet.json(&["tx", sent["hash"].as_str().expect("hash")], None);
     assert_eq!(tx["status"], "included");
+    // The block for people: its header, then the transfer in words.
+    let height = sent["height"].as_u64().expect("height").to_string();
+    let block = wallet.ok(&["block", &height], None);
+    assert!(block.starts_with(&format!("block {height} ")), "{block}");
+    let line = format!("transfer 1200 to {bob}");
+    assert!(block.lines().any(|row| row.contains(&line) && row.contains("fee 3")), "{block}");
 
     // Export prints the seed only when asked, and only with the password.
     let exported = wallet.json(&["wallet", "export", "alice"], Some("pw-alice"));
