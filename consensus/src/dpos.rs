@@ -193,7 +193,10 @@ impl DposEngine {
     /// delegate has the slot on the head.
     fn on_slot(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
         let genesis = chain.genesis();
-        let head_slot = self.slotted.slot_of(genesis, &chain.head().1);
+        // The chain does not change within a step (held blocks taken up below are added by
+        // actions run after it): one read of the head and its state serves the whole slot.
+        let (head_hash, head) = chain.head();
+        let head_slot = self.slotted.slot_of(genesis, &head);
         let dpos = self.state_at(chain)?;
         let producer_of = |slot| Ok(dpos.schedule_for(head_slot, slot).0.producer(slot));
         let (slot, due) = self.slotted.tick(chain, now, producer_of, actions)?;
@@ -203,12 +206,9 @@ impl DposEngine {
             let _ = self.on_block(chain, now, from, block, actions);
         }
         let Some(me) = self.slotted.me() else { return Ok(()) };
-        let (head_hash, head) = chain.head();
-        let head_slot = self.slotted.slot_of(genesis, &head);
         if slot <= head_slot {
             return Ok(());
         }
-        let dpos = self.state_at(chain)?;
         let (schedule, _) = dpos.schedule_for(head_slot, slot);
         if schedule.producer(slot) == Some(me) {
             let votes = self.voting.to_include(chain, &self.slotted, &Producers(&self.config), &dpos.ffg, &head)?;

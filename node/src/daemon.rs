@@ -122,8 +122,8 @@ pub struct NodeMetrics {
         [(&'static str, String); 1],
         prometheus_client::metrics::gauge::Gauge,
     >,
-    /// The producers `missed_by_producer` has a gauge for.
-    missed_producers: Vec<chorus_chain::Address>,
+    /// What `missed_by_producer` shows.
+    missed_counted: BTreeMap<chorus_chain::Address, u64>,
     votes_received: prometheus_client::metrics::gauge::Gauge,
 }
 
@@ -144,7 +144,7 @@ impl Default for NodeMetrics {
             slot: Default::default(),
             missed_slots: Default::default(),
             missed_by_producer: Default::default(),
-            missed_producers: Vec::new(),
+            missed_counted: BTreeMap::new(),
             votes_received: Default::default(),
         }
     }
@@ -591,13 +591,16 @@ impl Core {
         let counters = driver.engine().counters();
         self.metrics.slot.set(to_i64(counters.slot.unwrap_or(0)));
         self.metrics.missed_slots.set(to_i64(counters.missed_slots));
-        if !counters.missed_by_producer.keys().eq(self.metrics.missed_producers.iter()) {
-            // A producer the engine stopped counting (evicted) leaves the family too.
+        // Rewritten only when a count changed (a slot engine misses a slot at most once per
+        // slot), not on every input: each label is an address's bech32m text. A producer the
+        // engine stopped counting (evicted) leaves the family too.
+        if counters.missed_by_producer != self.metrics.missed_counted {
             self.metrics.missed_by_producer.clear();
-            self.metrics.missed_producers = counters.missed_by_producer.keys().copied().collect();
-        }
-        for (producer, missed) in &counters.missed_by_producer {
-            self.metrics.missed_by_producer.get_or_create(&[("producer", producer.to_string())]).set(to_i64(*missed));
+            for (producer, missed) in &counters.missed_by_producer {
+                let labels = [("producer", producer.to_string())];
+                self.metrics.missed_by_producer.get_or_create(&labels).set(to_i64(*missed));
+            }
+            self.metrics.missed_counted = counters.missed_by_producer;
         }
         self.metrics.votes_received.set(to_i64(counters.votes_received));
         self.metrics.mempool_transactions.set(to_i64(driver.mempool().len() as u64));

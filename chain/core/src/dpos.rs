@@ -25,7 +25,9 @@
 //!
 //! When fewer than `2n/3 + 1` scheduled producers vote, blocks continue in their slots but the
 //! last irreversible block stalls, and so does any schedule change (it needs the proposing block
-//! irreversible): the chain gets out of it when enough scheduled producers come back.
+//! irreversible): the chain gets out of it when enough scheduled producers come back (a
+//! restarted producer resumes its turns and votes). Producers gone for good cannot be voted out
+//! on chain, for the same reason; that takes a new genesis.
 
 use serde::{Deserialize, Serialize};
 

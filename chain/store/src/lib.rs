@@ -17,7 +17,8 @@
 //! this block proves that block final) has the claim written with it, and the final block moves
 //! in the same batch that puts the claiming block on the current chain, now or in a later reorg.
 //! It only moves forward, is read back at open, and no rollback, reorg or side block below it is
-//! accepted ([`StoreError::ConflictsWithFinal`]).
+//! accepted ([`StoreError::ConflictsWithFinal`], not the sender's fault). The head moves by
+//! exactly what a change applied and rolled back, which the store asserts.
 //!
 //! Writes go to RocksDB's write-ahead log without an fsync per block unless
 //! [`StoreOptions::sync_writes`] is set: a killed process loses nothing, and a power loss loses

@@ -1,6 +1,16 @@
 //! The simulator in CI: every engine that exists, all fault kinds, many seeds.
 
-use chorus_sim::{Faults, Sim, SimConfig, combined_digest, run_seeds};
+use chorus_sim::{Faults, Sim, SimConfig, SimReport, combined_digest, run_seeds};
+
+/// Every seed ran without a violation; the failures, one line per seed, otherwise.
+fn no_violations(reports: &[SimReport]) {
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|report| !report.violations.is_empty())
+        .map(|report| format!("seed {}: {}", report.seed, report.violations.join("; ")))
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
 
 fn config(faults: Faults) -> SimConfig {
     SimConfig { engine: "pow".into(), nodes: 5, seed: 0, faults, steps: 1_500 }
@@ -9,12 +19,7 @@ fn config(faults: Faults) -> SimConfig {
 #[test]
 fn pow_five_nodes_all_faults_no_violations() {
     let reports = run_seeds(&config(Faults::ALL), 0..200, 2).unwrap();
-    let failed: Vec<String> = reports
-        .iter()
-        .filter(|report| !report.violations.is_empty())
-        .map(|report| format!("seed {}: {}", report.seed, report.violations.join("; ")))
-        .collect();
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    no_violations(&reports);
     // The runs did something: every seed grew a chain.
     for report in &reports {
         assert!(report.head_height >= 5, "seed {} only reached height {}", report.seed, report.head_height);
@@ -59,12 +64,7 @@ fn pos(faults: Faults) -> SimConfig {
 fn pos_five_validators_all_faults_and_a_byzantine_one_no_violations() {
     let faults = Faults { byzantine: true, ..Faults::ALL };
     let reports = run_seeds(&pos(faults), 0..200, 2).unwrap();
-    let failed: Vec<String> = reports
-        .iter()
-        .filter(|report| !report.violations.is_empty())
-        .map(|report| format!("seed {}: {}", report.seed, report.violations.join("; ")))
-        .collect();
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    no_violations(&reports);
     for report in &reports {
         assert!(report.final_height >= 5, "seed {} only finalized height {}", report.seed, report.final_height);
     }
@@ -92,12 +92,7 @@ fn dpos_five_nodes_all_faults_and_a_byzantine_producer_no_violations() {
     let faults = Faults { byzantine: true, ..Faults::ALL };
     let config = SimConfig { engine: "dpos".into(), ..config(faults) };
     let reports = run_seeds(&config, 0..100, 2).unwrap();
-    let failed: Vec<String> = reports
-        .iter()
-        .filter(|report| !report.violations.is_empty())
-        .map(|report| format!("seed {}: {}", report.seed, report.violations.join("; ")))
-        .collect();
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    no_violations(&reports);
     for report in &reports {
         assert!(report.final_height >= 5, "seed {} only made height {} irreversible", report.seed, report.final_height);
     }
