@@ -169,7 +169,7 @@ start() {
   [ -n "$engine" ] && [ -n "$nodes" ] || die "usage: run.sh start --engine pow|pos|dpos --nodes N [--base-port P] [--miners M]"
   case "$engine" in
     pow|pos|dpos) ;;
-    raft) die "engine raft is not implemented yet; pow, pos and dpos run today" ;;
+    raft) die "run.sh does not start raft member networks yet (chorusd dev --engine raft runs one member)" ;;
     *) die "unknown engine $engine; expected pow, pos, dpos or raft" ;;
   esac
   [ "$nodes" -ge 1 ] 2>/dev/null || die "--nodes must be a positive number"

@@ -256,8 +256,11 @@ impl Engine for DposEngine {
                 self.voting.forget_old(head.height);
                 self.vote(chain, actions)
             }
-            Event::Header { .. } | Event::BlockRejected { .. } => Ok(()),
+            Event::Header { .. } | Event::BlockRejected { .. } | Event::TxsPending => Ok(()),
             Event::Mined(_) => Err(EngineError::Unexpected { engine: "dpos", what: "a mined block" }),
+            Event::Message { message: EngineMessage::Raft(_), .. } => {
+                Err(EngineError::Unexpected { engine: "dpos", what: "a Raft message" })
+            }
         }
     }
 

@@ -11,9 +11,9 @@
 //! maps; anything random is derived from chain data. The same inputs give the same actions, which
 //! is what lets the deterministic simulator replay a run from its seed.
 //!
-//! Engines: [`pow`] (proof of work). PoS, DPoS and Raft use the same interface (see
-//! ARCHITECTURE.md for how each maps onto it) and arrive in later releases; [`new_engine`]
-//! refuses them with a clear message until then.
+//! Engines: [`pow`] (proof of work), [`pos`] (stake-weighted slots with FFG finality votes),
+//! [`dpos`] (elected delegates in round-robin slots) and [`raft`] (a permissioned cluster whose
+//! log is the chain). [`new_engine`] makes the one the genesis names.
 
 #![cfg_attr(
     not(test),
@@ -43,6 +43,7 @@ pub use chorus_chain::wire::Misbehaviour;
 pub mod dpos;
 pub mod pos;
 pub mod pow;
+pub mod raft;
 pub mod signer;
 pub mod slotted;
 pub mod votes;
@@ -84,16 +85,18 @@ pub enum Origin {
     Peer(PeerId),
 }
 
-/// A consensus message other than a block. PoW has none; PoS and DPoS send votes; Raft adds its
-/// own variant with its engine.
+/// A consensus message other than a block. PoW has none; PoS and DPoS gossip votes; Raft sends
+/// its messages to one member at a time (a Raft append carries whole blocks, so the bound is a
+/// direct message's; gossip holds its topic to `limits::ENGINE_MESSAGE_BYTES_MAX`).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 #[bincode(crate = "chorus_chain::codec::backend")]
 pub enum EngineMessage {
     Vote(Vote),
+    Raft(Box<raft::wire::RaftMessage>),
 }
 
 impl Canonical for EngineMessage {
-    const BYTES_MAX: u32 = limits::ENGINE_MESSAGE_BYTES_MAX;
+    const BYTES_MAX: u32 = limits::DIRECT_MESSAGE_BYTES_MAX;
 }
 
 /// What an engine sends to peers.
@@ -133,6 +136,9 @@ pub enum Event {
     /// The store found a block invalid when executing it; the head did not move (a failed
     /// reorg is undone by the store).
     BlockRejected { hash: Hash, reason: BlockRejection },
+    /// Transactions became ready in the mempool (admitted with no nonce gap before them): an
+    /// engine that builds blocks on demand (Raft) may propose one.
+    TxsPending,
 }
 
 /// What an engine asks the node to do. The driver executes actions in order; an action's
@@ -174,6 +180,12 @@ pub enum Action {
     Persist {
         key: Vec<u8>,
         value: Vec<u8>,
+        durability: Durability,
+    },
+    /// Write (`Some`) and delete (`None`) engine records in one atomic batch, before any later
+    /// action runs: records that must agree (a log and the state naming its last entry).
+    PersistBatch {
+        records: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         durability: Durability,
     },
     /// Keep a block whose header passed the engine's rules; with `make_head`, also make it the
@@ -315,6 +327,8 @@ pub enum EngineError {
     Vote(Box<votes::VoteError>),
     #[error("block {hash}: {error}")]
     Dpos { hash: Hash, error: Box<chorus_chain::dpos::DposError> },
+    #[error(transparent)]
+    Raft(#[from] raft::RaftError),
     #[error("block {hash} has parent {parent}, which is not stored")]
     UnknownParent { hash: Hash, parent: Hash },
     #[error("the {engine} engine does not take {what}")]
@@ -345,6 +359,7 @@ impl EngineError {
             EngineError::Slot(error) => error.is_peer_fault(),
             EngineError::Vote(error) => error.is_peer_fault(),
             EngineError::Dpos { .. } => true,
+            EngineError::Raft(error) => error.is_peer_fault(),
             EngineError::Unexpected { .. } => true,
             EngineError::UnknownParent { .. } | EngineError::Chain(_) => false,
         }
@@ -406,6 +421,8 @@ pub struct EngineCounters {
     pub missed_by_producer: std::collections::BTreeMap<Address, u64>,
     /// Consensus votes received from peers and accepted, since start.
     pub votes_received: u64,
+    /// Raft: term, leader and commits.
+    pub raft: Option<raft::RaftCounters>,
 }
 
 /// An engine's active set as operators see it.
@@ -473,8 +490,6 @@ pub struct EngineOptions {
 /// Why no engine could be made for a genesis.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineSetupError {
-    #[error("the {engine} engine is not implemented yet in this release; the genesis asks for it")]
-    NotImplemented { engine: &'static str },
     #[error("the genesis switches engines at height {height}; engine switching is not implemented yet")]
     SwitchNotImplemented { height: Height },
 }
@@ -488,6 +503,6 @@ pub fn new_engine(genesis: &Genesis, options: EngineOptions) -> Result<Box<dyn E
         EngineConfig::Pow(config) => Ok(Box::new(pow::PowEngine::new(config.clone(), options.coinbase))),
         EngineConfig::Pos(config) => Ok(Box::new(pos::PosEngine::new(config.clone(), options.signer))),
         EngineConfig::Dpos(config) => Ok(Box::new(dpos::DposEngine::new(config.clone(), options.signer))),
-        other => Err(EngineSetupError::NotImplemented { engine: other.name() }),
+        EngineConfig::Raft(config) => Ok(Box::new(raft::RaftEngine::new(config.clone(), options.signer))),
     }
 }

@@ -11,6 +11,8 @@
 //!
 //! The rules (Ethereum's minimal slashing protection, EIP-3076, with slots as epochs):
 //! - a header is signed only for a slot above the last one signed (or the same header again);
+//!   a Raft leader, which signs a block per height within its term, only for a (term, height)
+//!   above the last one signed ([`Guard::sign_turn_header`]);
 //! - a vote only if its target slot is above the last vote's and its source slot is at least
 //!   the last vote's (or the same vote again). That excludes both conflicts
 //!   [`Vote::conflicts_with`] names: two votes for one target slot, and surrounding spans.
@@ -21,13 +23,16 @@ use chorus_chain::codec::{self, Canonical, Decode, Encode};
 use chorus_chain::crypto::{Address, SecretKey};
 use chorus_chain::header::Header;
 use chorus_chain::limits;
-use chorus_chain::primitives::{ChainId, Hash};
+use chorus_chain::primitives::{ChainId, Hash, Height};
 use chorus_chain::tx::{Checkpoint, Vote};
 
 use crate::{Action, ChainRead, ChainReadError, Durability};
 
 /// The engine record holding what this validator signed last.
 pub const GUARD_RECORD_KEY: &[u8] = b"guard/v1";
+
+/// The engine record holding the last header a Raft leader signed: (term, height, hash).
+pub const TURN_RECORD_KEY: &[u8] = b"guard/turn/v1";
 
 /// The node's validator key. `Debug` shows the address only.
 #[derive(Clone)]
@@ -76,6 +81,11 @@ pub enum Refusal {
          must rise and a source must not fall)"
     )]
     Vote { from: u64, to: u64, signed_from: u64, signed_to: u64 },
+    #[error(
+        "already signed header {signed} for term {signed_term} at height {signed_height}; refusing one for term \
+         {term} at height {height}"
+    )]
+    Turn { term: u64, height: Height, signed_term: u64, signed_height: Height, signed: Hash },
 }
 
 /// A [`Signer`] with the record of what it signed: the only way an engine signs.
@@ -83,6 +93,21 @@ pub enum Refusal {
 pub struct Guard {
     signer: Signer,
     signed: Signed,
+    /// The last header signed by turn (Raft).
+    turn: Option<TurnSigned>,
+}
+
+/// The last header a Raft leader signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
+struct TurnSigned {
+    term: u64,
+    height: Height,
+    hash: Hash,
+}
+
+impl Canonical for TurnSigned {
+    const BYTES_MAX: u32 = limits::GUARD_RECORD_BYTES_MAX;
 }
 
 impl Guard {
@@ -93,7 +118,14 @@ impl Guard {
             Some(bytes) => codec::decode(&bytes)
                 .map_err(|error| ChainReadError::Unreadable { what: format!("slashing protection record: {error}") })?,
         };
-        Ok(Guard { signer, signed })
+        let turn = match chain.record(TURN_RECORD_KEY)? {
+            None => None,
+            Some(bytes) => Some(
+                codec::decode(&bytes)
+                    .map_err(|error| ChainReadError::Unreadable { what: format!("turn signing record: {error}") })?,
+            ),
+        };
+        Ok(Guard { signer, signed, turn })
     }
 
     pub fn address(&self) -> Address {
@@ -150,6 +182,43 @@ impl Guard {
         self.signed.vote = Some((source, target));
         self.record(actions);
         Ok(Vote::signed(chain_id, &self.signer.key, source, target))
+    }
+
+    /// Seals `header` (whose proposer must be this member) for `term`, after appending the
+    /// synced record of it to `actions`: refused unless (term, height) is above the last header
+    /// signed this way, or it is that header again.
+    pub fn sign_turn_header(
+        &mut self,
+        chain_id: &ChainId,
+        header: Header,
+        term: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<Header, Refusal> {
+        let height = header.height;
+        let sealed = header.sign(chain_id, term, &self.signer.key);
+        let hash = sealed.hash();
+        if let Some(last) = self.turn {
+            if (term, height, hash) == (last.term, last.height, last.hash) {
+                return Ok(sealed);
+            }
+            if (term, height) <= (last.term, last.height) {
+                return Err(Refusal::Turn {
+                    term,
+                    height,
+                    signed_term: last.term,
+                    signed_height: last.height,
+                    signed: last.hash,
+                });
+            }
+        }
+        let signed = TurnSigned { term, height, hash };
+        self.turn = Some(signed);
+        actions.push(Action::Persist {
+            key: TURN_RECORD_KEY.to_vec(),
+            value: codec::encode(&signed),
+            durability: Durability::Synced,
+        });
+        Ok(sealed)
     }
 
     fn record(&self, actions: &mut Vec<Action>) {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use chorus_chain::genesis::{
     ChainParams, DposConfig, EngineConfig, EngineEntry, Genesis, GenesisAccount, GenesisError, Member, PeerIdText,
-    PosConfig, PowConfig,
+    PosConfig, PowConfig, RaftConfig, RaftMember,
 };
 use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height};
 use chorus_chain::{Address, SecretKey, limits};
@@ -129,6 +129,7 @@ fn members_of(engine: &str) -> &'static str {
         "pos" => "validators (--validator)",
         "dpos" => "delegates (--delegate)",
         "pow" => "miners, not listed in genesis",
+        "raft" => "members (--member)",
         _ => "members of its own",
     }
 }
@@ -170,6 +171,8 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
             block_time_ms,
             validators,
             delegates,
+            members,
+            tick_ms,
             producers,
             slot_ms,
             epoch_slots,
@@ -199,6 +202,9 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
             }
             if engine != "dpos" && !delegates.is_empty() {
                 bail!("--delegate is for dpos; {engine} has {}", members_of(&engine));
+            }
+            if engine != "raft" && !members.is_empty() {
+                bail!("--member is for raft; {engine} has {}", members_of(&engine));
             }
             let engine = match engine.as_str() {
                 "pow" => EngineConfig::Pow(PowConfig {
@@ -237,7 +243,18 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
                     }
                     EngineConfig::Dpos(DposConfig { slot_ms, producers, delegates: members })
                 }
-                "raft" => bail!("engine \"raft\" is not implemented yet; pow, pos and dpos run today"),
+                "raft" => {
+                    if members.is_empty() {
+                        bail!("a raft genesis needs at least one --member ADDRESS");
+                    }
+                    let mut listed = Vec::with_capacity(members.len());
+                    for (id, entry) in (1u64..).zip(&members) {
+                        let address =
+                            Address::parse(entry).with_context(|| format!("--member {entry:?}: bad address"))?;
+                        listed.push(RaftMember { id, address, peer_id: PeerIdText::of(&address) });
+                    }
+                    EngineConfig::Raft(RaftConfig { tick_ms, election_ticks: 10, heartbeat_ticks: 2, members: listed })
+                }
                 other => bail!("unknown engine {other:?}; expected pow, pos, dpos or raft"),
             };
             let genesis = Genesis {

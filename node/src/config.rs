@@ -155,6 +155,14 @@ pub enum GenesisCommand {
         /// weights (ties: lower address). The address is a node key's, as for --validator.
         #[arg(long = "delegate", value_name = "ADDRESS[=STAKE]")]
         delegates: Vec<String>,
+        /// Raft: a member, by its node key's address (repeatable); members get ids 1, 2, ...
+        /// in the order given, and only they may connect to each other.
+        #[arg(long = "member", value_name = "ADDRESS")]
+        members: Vec<String>,
+        /// Raft: the tick in milliseconds; a leader heartbeats every 2 ticks and a member
+        /// without one for 10 to 20 ticks calls an election.
+        #[arg(long, default_value_t = 100)]
+        tick_ms: u64,
         /// DPoS: how many delegates, the highest ranked, produce blocks.
         #[arg(long, default_value_t = chorus_chain::genesis::DPOS_PRODUCERS_DEFAULT)]
         producers: u32,

@@ -301,7 +301,11 @@ impl Core {
             Ok(Some(txs)) => {
                 let offered = txs.len();
                 let now = now();
-                let restored = txs.into_iter().map(|tx| self.node.submit_tx(now, tx)).filter(Result::is_ok).count();
+                let restored = txs
+                    .into_iter()
+                    .map(|tx| self.node.submit_tx(now, tx))
+                    .filter(|outcome| matches!(outcome, Ok(Ok(_))))
+                    .count();
                 tracing::info!(restored, offered, file = %path.display(), "pending transactions restored");
             }
             Err(error) => tracing::warn!(file = %path.display(), %error, "pending transactions not restored"),
@@ -436,7 +440,8 @@ impl Core {
                 let _ = reply.send(answer);
             }
             Call::Submit(tx, reply) => {
-                let _ = reply.send(self.node.submit_verified_tx(now(), *tx));
+                let submitted = self.node.submit_verified_tx(now(), *tx)?;
+                let _ = reply.send(submitted);
             }
             Call::Tx(hash, reply) => {
                 let _ = reply.send(self.tx_status(&hash));

@@ -8,7 +8,7 @@ use chorus_chain::SecretKey;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::{
     ChainParams, DPOS_PRODUCERS_DEFAULT, DposConfig, EngineConfig, EngineEntry, Genesis, GenesisAccount, Member,
-    PeerIdText, PosConfig, PowConfig,
+    PeerIdText, PosConfig, PowConfig, RaftConfig, RaftMember,
 };
 use chorus_chain::primitives::{Amount, BlockCount, ChainId, Hash, Height, Timestamp};
 use sha2::{Digest, Sha256};
@@ -82,9 +82,14 @@ pub fn dev_genesis(
                 delegates: vec![Member { address: validator, peer_id: PeerIdText::of(&validator) }],
             })
         }
-        "raft" => {
-            return Err(format!("engine {engine:?} is not implemented yet; pow, pos and dpos run today"));
-        }
+        // The one member commits each block as it is built; `block_time_ms` does not apply
+        // (blocks come when transactions do).
+        "raft" => EngineConfig::Raft(RaftConfig {
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            members: vec![RaftMember { id: 1, address: validator, peer_id: PeerIdText::of(&validator) }],
+        }),
         other => return Err(format!("unknown engine {other:?}; expected pow, pos, dpos or raft")),
     };
     Ok(Genesis {
@@ -119,7 +124,12 @@ mod tests {
             EngineConfig::Pos(config) => assert_eq!(config.validators[0].address, node, "the node is the validator"),
             other => panic!("a pos genesis, got {}", other.name()),
         }
-        assert!(dev_genesis("raft", Timestamp::from_millis(0), 1_000, node).unwrap_err().contains("not implemented"));
+        let raft = dev_genesis("raft", Timestamp::from_millis(1_767_225_600_000), 1_000, node).expect("raft");
+        raft.validate().expect("valid");
+        match raft.engine_at(Height::GENESIS) {
+            EngineConfig::Raft(config) => assert_eq!(config.members[0].address, node, "the node is the one member"),
+            other => panic!("a raft genesis, got {}", other.name()),
+        }
         assert!(dev_genesis("pbft", Timestamp::from_millis(0), 1_000, node).unwrap_err().contains("unknown engine"));
     }
 }

@@ -191,6 +191,50 @@ fn dev_nodes_of_the_engines_with_finality_finalize_their_blocks() {
     }
 }
 
+/// `chorusd dev --engine raft`: the one member leads, builds a block only when transactions
+/// wait (none on a timer), and each block is final as it joins the chain; a restart keeps the
+/// log and goes on from it.
+#[test]
+fn dev_raft_member_commits_blocks_when_transactions_come_and_each_is_final() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let args = dev_args(&["--data-dir", data.to_str().expect("utf-8"), "--engine", "raft"]);
+    let node = start(&args, dir.path());
+    let set = eventually("a leader", &node, || {
+        let set = node.ok("consensus_validators", json!([]));
+        (!set["producer"].is_null()).then_some(set)
+    });
+    assert_eq!(set["engine"], "raft", "{set}");
+    assert_eq!(set["validators"].as_array().expect("members").len(), 1, "{set}");
+    assert_eq!(set["producer"], set["validators"][0]["address"], "the member leads: {set}");
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert_eq!(node.height(), 0, "no block without transactions");
+
+    let (alice, bob) = (dev_key(1), SecretKey::from_seed([8; 32]).address());
+    for nonce in 0..3 {
+        let hash = node.ok("tx_submit", json!([tx_hex(&transfer(&alice, nonce, bob, 10, 5))]));
+        // Final as soon as it is in a block.
+        let included = eventually("inclusion", &node, || {
+            let status = node.ok("tx_get", json!([hash]));
+            (status["status"] != "pending").then_some(status)
+        });
+        assert_eq!(included["status"], "final", "{included}");
+    }
+    assert_eq!(balance(&node, &bob), 30);
+    let head = node.ok("chain_getHead", json!([]));
+    assert_eq!(node.ok("chain_getFinalized", json!([]))["hash"], head["hash"], "the head is final");
+    drop(node);
+
+    let node = start(&args, dir.path());
+    assert_eq!(node.ok("chain_getHead", json!([]))["hash"], head["hash"]);
+    let hash = node.ok("tx_submit", json!([tx_hex(&transfer(&alice, 3, bob, 10, 5))]));
+    eventually("inclusion after a restart", &node, || {
+        (node.ok("tx_get", json!([hash]))["status"] == "final").then_some(())
+    });
+    assert_eq!(balance(&node, &bob), 40);
+    assert_eq!(node.ok("chain_getFinalized", json!([]))["hash"], node.ok("chain_getHead", json!([]))["hash"]);
+}
+
 /// `GET /metrics` with these header lines (each ending in CRLF): the content type and body.
 fn get_metrics(addr: std::net::SocketAddr, headers: &str) -> (String, String) {
     use std::io::{Read, Write};
@@ -448,9 +492,9 @@ fn a_malformed_config_file_stops_start_up_naming_the_field() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("field rpc"), "{stderr}");
     let output =
-        Command::new(env!("CARGO_BIN_EXE_chorusd")).args(["dev", "--tmp", "--engine", "raft"]).output().expect("runs");
+        Command::new(env!("CARGO_BIN_EXE_chorusd")).args(["dev", "--tmp", "--engine", "pbft"]).output().expect("runs");
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not implemented yet"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown engine"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -84,7 +84,7 @@ pub struct Tracker {
 }
 
 impl Canonical for Tracker {
-    const BYTES_MAX: u32 = limits::ENGINE_RECORD_BYTES_MAX;
+    const BYTES_MAX: u32 = limits::FFG_TRACKER_BYTES_MAX;
 }
 
 /// What the tracker needs to know about a vote's target, from the chain.

@@ -89,10 +89,15 @@ pub const TREE_NODE_CACHE_ENTRIES_MAX: u32 = 200_000;
 /// every block that arrives (difficulty window, median time), which must not decode bodies.
 pub const HEADER_CACHE_ENTRIES_MAX: u32 = 20_000;
 
-/// Largest record (key and value) a consensus engine may write to the store.
-pub const ENGINE_RECORD_BYTES_MAX: u32 = 64 * 1024;
+/// Largest record (key and value) a consensus engine may write to the store: a Raft log entry
+/// holds a whole block, with room for the entry's own fields.
+pub const ENGINE_RECORD_BYTES_MAX: u32 = BLOCK_BYTES_MAX + 64 * 1024;
 
-/// Largest encoded consensus message other than a block (a vote is under 200 bytes).
+/// Largest encoded finality tracker (PoS and DPoS state): justified and finalized checkpoints
+/// and the bounded vote tallies behind them.
+pub const FFG_TRACKER_BYTES_MAX: u32 = 64 * 1024;
+
+/// Largest encoded consensus message gossiped to every peer (a vote is under 200 bytes).
 pub const ENGINE_MESSAGE_BYTES_MAX: u32 = 64 * 1024;
 
 /// How far ahead of a node's clock a block's timestamp may be. A block beyond it is refused
@@ -273,9 +278,9 @@ pub const DELEGATES_BYTES_MAX: u32 = 8 + 48 * DELEGATES_INDEXED_MAX;
 
 /// Largest encoded DPoS state: three schedules (active, previous, pending: `VALIDATORS_MAX`
 /// addresses and a few fields each), the `VOTE_TARGET_AGE_MAX` recent blocks a vote may target
-/// (48 bytes each) and the FFG tracker (an engine record at most).
+/// (48 bytes each) and the FFG tracker.
 pub const DPOS_STATE_BYTES_MAX: u32 =
-    3 * (32 + 32 * VALIDATORS_MAX) + (8 + 48 * VOTE_TARGET_AGE_MAX as u32) + ENGINE_RECORD_BYTES_MAX;
+    3 * (32 + 32 * VALIDATORS_MAX) + (8 + 48 * VOTE_TARGET_AGE_MAX as u32) + FFG_TRACKER_BYTES_MAX;
 
 /// How far below the block that carries it a finality vote's target may be: votes older than
 /// this are not counted, so a block's tally of pending votes stays bounded while finality
@@ -410,9 +415,9 @@ pub const SYNC_REQUEST_BURST_MAX: u32 = 100;
 /// fullest bucket, the one that matters least, is forgotten.
 pub const SYNC_RATE_PEERS_MAX: u32 = 1_024;
 
-/// Largest direct engine message (one peer to one peer, e.g. a Raft message): an engine
-/// message, whatever the path.
-pub const DIRECT_MESSAGE_BYTES_MAX: u32 = ENGINE_MESSAGE_BYTES_MAX;
+/// Largest direct engine message (one peer to one peer): a Raft append carries at most one
+/// whole block (`RAFT_APPEND_BYTES_MAX`) with room for the message's own fields.
+pub const DIRECT_MESSAGE_BYTES_MAX: u32 = BLOCK_BYTES_MAX + 64 * 1024;
 
 /// Direct messages to one peer sent and not yet acknowledged; beyond it a send fails at once
 /// (`QueueFull`) rather than queueing behind a slow peer: an engine that talks directly (Raft)
@@ -425,6 +430,33 @@ pub const DIRECT_IN_FLIGHT_PER_PEER_MAX: u32 = 64;
 /// (100 ms or more) and a few answers to elections, far under this.
 pub const DIRECT_MESSAGES_PER_PEER_PER_SEC: u32 = 200;
 pub const DIRECT_MESSAGE_BURST_MAX: u32 = 400;
+
+/// Raft: the entries of one append total at most this many bytes (or are one entry): one whole
+/// block, so a member behind catches up a block per message at worst.
+pub const RAFT_APPEND_BYTES_MAX: u32 = BLOCK_BYTES_MAX;
+
+/// Raft: appends a leader sends a member before it hears back (its pipeline).
+pub const RAFT_INFLIGHT_APPENDS_MAX: u32 = 8;
+
+/// Raft: bytes of entries a leader holds uncommitted; a proposal beyond it is dropped (and
+/// retried once the log commits). The leader proposes one block at a time, so two fit.
+pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 4 * BLOCK_BYTES_MAX as u64;
+
+/// Raft: applied entries kept in the log (memory and records) for members that fall a little
+/// behind; one further behind gets a snapshot (the membership and a block hash) and fetches
+/// the blocks over the sync protocol.
+pub const RAFT_LOG_RETAINED_ENTRIES: u64 = 64;
+
+/// Raft: entries in one member's log (applied and not); the leader's uncommitted bound keeps
+/// honest logs far under it, so a longer log is a member's bug and is refused.
+pub const RAFT_LOG_ENTRIES_MAX: u64 = 4_096;
+
+/// Raft: committed blocks a member holds while it fetches the blocks below them (after a
+/// snapshot); beyond it the newest wait for the sync protocol instead.
+pub const RAFT_WAITING_BLOCKS_MAX: u32 = 64;
+
+/// Raft: the opaque context a message carries (a leader transfer's tag).
+pub const RAFT_CONTEXT_BYTES_MAX: u32 = 64;
 
 /// Range requests a syncing node sends one peer: half the rate peers serve, so the node's other
 /// requests (a status every `STATUS_INTERVAL_MS`, locator requests every
@@ -440,8 +472,8 @@ const _: () = assert!(SYNC_REQUEST_BURST_MAX >= SYNC_REQUESTS_IN_FLIGHT_PER_PEER
 const _: () = assert!(SYNC_RATE_PEERS_MAX >= PEERS_MAX, "every connected peer has a bucket");
 const _: () = assert!(DIRECT_MESSAGE_BURST_MAX >= DIRECT_IN_FLIGHT_PER_PEER_MAX, "a full pipeline fits a burst");
 const _: () = assert!(
-    DIRECT_MESSAGE_BURST_MAX as u64 * DIRECT_MESSAGE_BYTES_MAX as u64 <= P2P_EVENT_QUEUE_BYTES_MAX,
-    "one peer's burst of direct messages fits the node's event queue"
+    RAFT_INFLIGHT_APPENDS_MAX as u64 * DIRECT_MESSAGE_BYTES_MAX as u64 <= P2P_EVENT_QUEUE_BYTES_MAX,
+    "a Raft leader's full pipeline of appends to one member fits the node's event queue"
 );
 const _: () =
     assert!(P2P_EVENT_QUEUE_BYTES_MAX >= GOSSIP_FRAME_BYTES_MAX as u64, "the largest gossip message can queue");
@@ -533,6 +565,9 @@ const _: () = assert!(MEMPOOL_GAPPED_PER_SENDER_MAX <= MEMPOOL_TXS_PER_SENDER_MA
 const _: () = assert!(MEMPOOL_GAPPED_TXS_MAX < MEMPOOL_TXS_MAX, "gapped transactions are a small part of the pool");
 const _: () = assert!(MEMPOOL_BYTES_MAX >= TX_BYTES_MAX as u64 * MEMPOOL_TXS_PER_SENDER_MAX as u64);
 const _: () = assert!(GOSSIP_FRAME_BYTES_MAX > BLOCK_BYTES_MAX && GOSSIP_FRAME_BYTES_MAX > ENGINE_MESSAGE_BYTES_MAX);
+const _: () = assert!(DIRECT_MESSAGE_BYTES_MAX >= ENGINE_MESSAGE_BYTES_MAX, "a gossiped engine message can go direct");
+const _: () = assert!(ENGINE_RECORD_BYTES_MAX > RAFT_APPEND_BYTES_MAX, "a Raft entry with one whole block is a record");
+const _: () = assert!(DIRECT_MESSAGE_BYTES_MAX > RAFT_APPEND_BYTES_MAX, "an append with one whole block is a message");
 const _: () = assert!(SYNC_RESPONSE_BYTES_MAX > BLOCK_BYTES_MAX, "one block always fits a response");
 const _: () = assert!(SYNC_HEADERS_PER_RESPONSE_MAX * HEADER_BYTES_MAX < SYNC_RESPONSE_BYTES_MAX);
 const _: () = assert!(SYNC_RANGES_PER_PEER_MAX <= SYNC_RANGES_AHEAD_MAX);

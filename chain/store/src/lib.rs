@@ -272,6 +272,33 @@ impl Store {
         Ok(())
     }
 
+    /// Writes and deletes (`None`) consensus engine records in one atomic batch, durable as
+    /// [`Store::put_engine_record`] says. Engines whose records must agree with each other (a
+    /// Raft log and the hard state naming its last entry) write them together, so a crash
+    /// leaves all or none.
+    pub fn put_engine_records(
+        &mut self,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        synced: bool,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        for (key, value) in records {
+            match value {
+                Some(value) => {
+                    if key.len().saturating_add(value.len()) > limits::ENGINE_RECORD_BYTES_MAX as usize {
+                        return Err(StoreError::RecordTooLarge { size_bytes: key.len().saturating_add(value.len()) });
+                    }
+                    batch.put_cf(self.cf(Cf::Engine), key, value);
+                }
+                None => batch.delete_cf(self.cf(Cf::Engine), key),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(synced || self.sync_writes);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
     /// Any stored block, on the chain or on a side branch.
     pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
         match self.db.get_pinned_cf(self.cf(Cf::Blocks), hash.as_bytes())? {

@@ -367,9 +367,16 @@ fn engine_records_and_side_headers_survive_a_reopen() {
         store.put_engine_record(b"guard", b"signed", true).unwrap();
         let oversize = vec![0u8; limits::ENGINE_RECORD_BYTES_MAX as usize];
         assert!(matches!(store.put_engine_record(b"big", &oversize, true), Err(StoreError::RecordTooLarge { .. })));
+        // A batch writes and deletes together, or (one record too large) not at all.
+        let batch = [(b"log/1".to_vec(), Some(b"a".to_vec())), (b"work/1".to_vec(), None)];
+        store.put_engine_records(&batch, true).unwrap();
+        let refused = [(b"log/2".to_vec(), Some(b"b".to_vec())), (b"big".to_vec(), Some(oversize))];
+        assert!(matches!(store.put_engine_records(&refused, true), Err(StoreError::RecordTooLarge { .. })));
     }
     let store = Store::open(dir.path(), &genesis).unwrap();
-    assert_eq!(store.engine_record(b"work/1").unwrap().as_deref(), Some(&b"seven"[..]));
+    assert_eq!(store.engine_record(b"work/1").unwrap(), None, "deleted in the batch");
+    assert_eq!(store.engine_record(b"log/1").unwrap().as_deref(), Some(&b"a"[..]));
+    assert_eq!(store.engine_record(b"log/2").unwrap(), None, "a refused batch writes nothing");
     assert_eq!(store.engine_record(b"guard").unwrap().as_deref(), Some(&b"signed"[..]));
     assert_eq!(store.engine_record(b"big").unwrap(), None);
     assert_eq!(store.engine_record(b"work/2").unwrap(), None);

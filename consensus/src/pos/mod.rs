@@ -465,8 +465,11 @@ impl Engine for PosEngine {
             Event::HeadChanged { rolled_back, applied, .. } => {
                 self.on_head_changed(chain, &rolled_back, &applied, actions)
             }
-            Event::Header { .. } | Event::BlockRejected { .. } => Ok(()),
+            Event::Header { .. } | Event::BlockRejected { .. } | Event::TxsPending => Ok(()),
             Event::Mined(_) => Err(EngineError::Unexpected { engine: "pos", what: "a mined block" }),
+            Event::Message { message: EngineMessage::Raft(_), .. } => {
+                Err(EngineError::Unexpected { engine: "pos", what: "a Raft message" })
+            }
         }
     }
 

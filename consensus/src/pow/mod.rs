@@ -342,6 +342,8 @@ impl Engine for PowEngine {
             Event::Header { from, header } => self.on_header(chain, from, header, actions),
             Event::Message { .. } => Err(EngineError::Unexpected { engine: "pow", what: "consensus messages" }),
             Event::Built(block) => self.on_built(chain, block, actions),
+            // The template is refreshed on its timer with what the mempool holds then.
+            Event::TxsPending => Ok(()),
             Event::HeadChanged { .. } => {
                 if self.coinbase.is_some() {
                     actions.push(Action::StopMining);

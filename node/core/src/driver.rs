@@ -43,6 +43,9 @@ use crate::allowance::Allowance;
 use crate::mempool::{Admitted, Mempool, MempoolError};
 use crate::orphans::Orphans;
 
+/// A client's transaction submitted: its hash, or why the mempool refused it.
+pub type Submitted = Result<Hash, MempoolError>;
+
 /// What nodes send each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetMessage {
@@ -308,17 +311,48 @@ impl Driver {
     }
 
     /// A client submits a transaction: admitted to the mempool and, once ready (no nonce gap
-    /// before it), gossiped.
-    pub fn submit_tx(&mut self, tx: SignedTransaction, io: &mut dyn Io) -> Result<Hash, MempoolError> {
-        let admitted = self.mempool.insert(tx, &self.store.view(), self.store.genesis())?;
-        Ok(relay_ready(admitted, None, io))
+    /// before it), gossiped; the engine hears of it ([`Event::TxsPending`]). The outer error is
+    /// the node's failure, the inner one the client's answer.
+    pub fn submit_tx(
+        &mut self,
+        now: Timestamp,
+        tx: SignedTransaction,
+        io: &mut dyn Io,
+    ) -> Result<Submitted, DriverError> {
+        match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
+            Ok(admitted) => self.admitted(now, admitted, None, io).map(Ok),
+            Err(error) => Ok(Err(error)),
+        }
     }
 
     /// [`Driver::submit_tx`] for a transaction whose signatures a caller checked on its own
     /// thread (the RPC server), so the one driver thread does not.
-    pub fn submit_verified_tx(&mut self, tx: VerifiedTx, io: &mut dyn Io) -> Result<Hash, MempoolError> {
-        let admitted = self.mempool.insert_verified(tx, &self.store.view(), self.store.genesis())?;
-        Ok(relay_ready(admitted, None, io))
+    pub fn submit_verified_tx(
+        &mut self,
+        now: Timestamp,
+        tx: VerifiedTx,
+        io: &mut dyn Io,
+    ) -> Result<Submitted, DriverError> {
+        match self.mempool.insert_verified(tx, &self.store.view(), self.store.genesis()) {
+            Ok(admitted) => self.admitted(now, admitted, None, io).map(Ok),
+            Err(error) => Ok(Err(error)),
+        }
+    }
+
+    /// Relays what an admission made ready, except `forwarded`, and tells the engine.
+    fn admitted(
+        &mut self,
+        now: Timestamp,
+        admitted: Admitted,
+        forwarded: Option<&Hash>,
+        io: &mut dyn Io,
+    ) -> Result<Hash, DriverError> {
+        let ready = !admitted.ready.is_empty();
+        let hash = relay_ready(admitted, forwarded, io);
+        if ready {
+            self.run(now, Event::TxsPending, io)?;
+        }
+        Ok(hash)
     }
 
     /// A message from a peer.
@@ -369,7 +403,7 @@ impl Driver {
             Ok(admitted) => {
                 let ready = admitted.is_ready();
                 let hash = admitted.hash;
-                relay_ready(admitted, Some(&hash), io);
+                self.admitted(now, admitted, Some(&hash), io)?;
                 Ok(if ready { Verdict::Accept } else { Verdict::Ignore })
             }
             Err(MempoolError::Invalid(error)) => {
@@ -606,6 +640,9 @@ impl Driver {
             Action::StopMining => io.stop_mining(),
             Action::Persist { key, value, durability } => {
                 self.store.put_engine_record(&key, &value, durability == Durability::Synced)?;
+            }
+            Action::PersistBatch { records, durability } => {
+                self.store.put_engine_records(&records, durability == Durability::Synced)?;
             }
             Action::AddBlock { block, make_head, finalizes } => {
                 self.add_block(block, make_head, finalizes, followups)?

@@ -27,14 +27,13 @@ use std::sync::Arc;
 
 use chorus_chain::block::Block;
 use chorus_chain::codec::{self, Canonical};
-use chorus_chain::primitives::{Hash, Height, Timestamp};
+use chorus_chain::primitives::{Height, Timestamp};
 use chorus_chain::tx::{SignedTransaction, VerifiedTx};
 use chorus_chain::wire::{Misbehaviour, SyncRequest, SyncResponse, Topic, Verdict};
 use chorus_consensus::{EngineMessage, PeerId};
 use chorus_store::StoreError;
 
-use crate::driver::{self, Driver, DriverError, NetMessage, Outbox, Penalty, Timer};
-use crate::mempool::MempoolError;
+use crate::driver::{self, Driver, DriverError, NetMessage, Outbox, Penalty, Submitted, Timer};
 use crate::sync::{Progress, RangeSync};
 
 /// What a node asks its host to do, in the order it must be done.
@@ -163,16 +162,17 @@ impl Node {
         result
     }
 
-    /// A client's transaction: admitted to the mempool and gossiped.
-    pub fn submit_tx(&mut self, now: Timestamp, tx: SignedTransaction) -> Result<Hash, MempoolError> {
-        let result = self.driver.submit_tx(tx, &mut self.outbox);
+    /// A client's transaction: admitted to the mempool and gossiped. The outer error is the
+    /// node's failure, the inner one the client's answer.
+    pub fn submit_tx(&mut self, now: Timestamp, tx: SignedTransaction) -> Result<Submitted, DriverError> {
+        let result = self.driver.submit_tx(now, tx, &mut self.outbox);
         self.finish_input(now);
         result
     }
 
     /// [`Node::submit_tx`] for a transaction whose signatures the caller checked.
-    pub fn submit_verified_tx(&mut self, now: Timestamp, tx: VerifiedTx) -> Result<Hash, MempoolError> {
-        let result = self.driver.submit_verified_tx(tx, &mut self.outbox);
+    pub fn submit_verified_tx(&mut self, now: Timestamp, tx: VerifiedTx) -> Result<Submitted, DriverError> {
+        let result = self.driver.submit_verified_tx(now, tx, &mut self.outbox);
         self.finish_input(now);
         result
     }

@@ -127,7 +127,7 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
     testnet.ok(&["clean"]);
     assert!(!testnet.data.path().join("testnet.env").exists());
     let refused = testnet.run(&["start", "--engine", "raft", "--nodes", "3"]);
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("not implemented yet"));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not start raft member networks yet"));
 }
 
 #[test]

@@ -37,7 +37,9 @@ use std::sync::Arc;
 use chorus_chain::block::Block;
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
-use chorus_chain::genesis::{DposConfig, EngineConfig, Genesis, GenesisAccount, Member, PeerIdText, PosConfig};
+use chorus_chain::genesis::{
+    DposConfig, EngineConfig, Genesis, GenesisAccount, Member, PeerIdText, PosConfig, RaftConfig, RaftMember,
+};
 use chorus_chain::header::Seal;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Amount, Hash, Height, Timestamp};
@@ -133,8 +135,6 @@ pub enum SimError {
     NoValidators { engine: String },
     #[error("unknown engine `{name}`; known: pow, pos, dpos, raft")]
     UnknownEngine { name: String },
-    #[error("the {engine} engine is not implemented yet; the simulator runs pow and pos")]
-    EngineNotImplemented { engine: String },
     #[error("temporary directory: {0}")]
     TemporaryDirectory(#[from] std::io::Error),
 }
@@ -304,6 +304,8 @@ pub struct Sim {
     halves_seen: BTreeMap<(u32, usize), u8>,
     /// Offenders one of whose equivocations some honest node received whole.
     reached: BTreeSet<Address>,
+    /// Raft: the node that led each term.
+    leaders: BTreeMap<u64, usize>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -373,7 +375,19 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
             genesis.engines[0].engine = EngineConfig::Dpos(DposConfig { slot_ms: POS_SLOT_MS, producers, delegates });
             Ok(genesis)
         }
-        "raft" => Err(SimError::EngineNotImplemented { engine: engine.to_owned() }),
+        "raft" => {
+            // Every node is a member, its id its index plus one; a 100 ms tick, elections after
+            // 1 to 2 s without a leader, heartbeats every 200 ms.
+            let members = (0..nodes)
+                .map(|index| {
+                    let address = node_key(index).address();
+                    RaftMember { id: index as u64 + 1, address, peer_id: PeerIdText::of(&address) }
+                })
+                .collect();
+            genesis.engines[0].engine =
+                EngineConfig::Raft(RaftConfig { tick_ms: 100, election_ticks: 10, heartbeat_ticks: 2, members });
+            Ok(genesis)
+        }
         other => Err(SimError::UnknownEngine { name: other.to_owned() }),
     }
 }
@@ -397,7 +411,7 @@ impl Sim {
             let byzantine = config.faults.byzantine && index >= config.nodes - (config.nodes - 1) / 3;
             nodes.push(SimNode {
                 byzantine,
-                peer: PeerId::new(&format!("node-{index}")),
+                peer: sim_peer(&genesis, index),
                 dir: tempfile::tempdir()?,
                 node: None,
                 coinbase: node_key(index).address(),
@@ -433,6 +447,7 @@ impl Sim {
             pairs: 0,
             halves_seen: BTreeMap::new(),
             reached: BTreeSet::new(),
+            leaders: BTreeMap::new(),
         };
         if sim.config.faults.late {
             sim.late = sim.nodes.len().checked_sub(1);
@@ -1003,8 +1018,12 @@ impl Sim {
         let nonce = next + u64::from(self.rng.below(3));
         let tx = testing::signed(&self.genesis, &key, nonce, kind);
         let outcome = match running.submit_tx(now, tx) {
-            Ok(hash) => hash.0.to_vec(),
-            Err(error) => error.to_string().into_bytes(),
+            Ok(Ok(hash)) => hash.0.to_vec(),
+            Ok(Err(error)) => error.to_string().into_bytes(),
+            Err(error) => {
+                self.violation(format!("node {node} failed on a submitted transaction: {error}"));
+                error.to_string().into_bytes()
+            }
         };
         self.record(&[b"tx", time_bytes, &[node as u8], &outcome]);
         self.handle_effects(node);
@@ -1079,6 +1098,8 @@ impl Sim {
             self.work.get(&head_hash).copied().unwrap_or_default()
         };
         let engine_finalized = driver.finalized();
+        let raft = driver.engine().counters().raft;
+        let genesis_hash = store.genesis_hash();
         let node = &mut self.nodes[index];
         for hash in confirmed {
             node.unconfirmed.remove(&hash);
@@ -1091,6 +1112,29 @@ impl Sim {
             return self.violation(format!(
                 "node {index}: head {head_hash} has work {head_work}, it stored a block with work {best}"
             ));
+        }
+
+        // Raft: one leader per term; a block joins a member's chain only once committed, so the
+        // head is the final block.
+        if let Some(raft) = raft {
+            if raft.is_leader {
+                match self.leaders.get(&raft.term) {
+                    Some(other) if *other != index => {
+                        return self.violation(format!("nodes {other} and {index} both led term {}", raft.term));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.leaders.insert(raft.term, index);
+                    }
+                }
+            }
+            let finalized = engine_finalized.unwrap_or((Height::GENESIS, genesis_hash));
+            if finalized != (head.height, head_hash) {
+                return self.violation(format!(
+                    "node {index}: Raft head {head_hash} at {} is not its final block {} at {}",
+                    head.height, finalized.1, finalized.0
+                ));
+            }
         }
 
         // Finality: agreed across nodes, never reverted.
@@ -1267,6 +1311,15 @@ impl Sim {
 }
 
 /// The key of simulated node `index`: its address, coinbase and validator key.
+/// A node's peer id: its name, or under Raft (whose members are known by peer id) the peer id
+/// of its key, as `chorusd` has.
+fn sim_peer(genesis: &Genesis, index: usize) -> PeerId {
+    match genesis.engine_at(Height::GENESIS) {
+        EngineConfig::Raft(_) => PeerId::new(PeerIdText::of(&node_key(index).address()).as_str()),
+        _ => PeerId::new(&format!("node-{index}")),
+    }
+}
+
 fn node_key(index: usize) -> chorus_chain::crypto::SecretKey {
     testing::key(100 + index as u32)
 }

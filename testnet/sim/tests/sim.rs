@@ -52,8 +52,13 @@ fn pow_same_seed_same_digest() {
 
 #[test]
 fn engines_that_do_not_exist_are_refused_by_name() {
-    let error = Sim::new(SimConfig { engine: "raft".into(), ..config(Faults::default()) }).unwrap_err().to_string();
-    assert!(error.contains("raft engine is not implemented yet"), "{error}");
+    let error = Sim::new(SimConfig { engine: "pbft".into(), ..config(Faults::default()) }).unwrap_err().to_string();
+    assert!(error.contains("unknown engine `pbft`"), "{error}");
+    let error =
+        Sim::new(SimConfig { engine: "raft".into(), ..config(Faults { byzantine: true, ..Faults::default() }) })
+            .unwrap_err()
+            .to_string();
+    assert!(error.contains("needs an engine with validators"), "{error}");
 }
 
 fn pos(faults: Faults) -> SimConfig {
@@ -113,4 +118,20 @@ fn pos_same_seed_same_digest_and_byzantine_needs_validators() {
     assert_eq!((first.digest, first.events), (second.digest, second.events));
     let error = Sim::new(config(faults)).unwrap_err().to_string();
     assert!(error.contains("needs an engine with validators"), "{error}");
+}
+
+#[test]
+fn raft_five_members_all_faults_no_violations() {
+    // Loss, partitions, crashes, skew and a member that joins late: one leader per term, heads
+    // always final, final blocks agreed and never reverted, and every member converges after.
+    let config = SimConfig { engine: "raft".into(), ..config(Faults::ALL) };
+    let reports = run_seeds(&config, 0..100, 2).unwrap();
+    no_violations(&reports);
+    for report in &reports {
+        assert!(report.final_height >= 5, "seed {} only committed height {}", report.seed, report.final_height);
+        assert_eq!(report.head_height, report.final_height, "seed {}: a Raft head is final", report.seed);
+    }
+    let first = Sim::new(SimConfig { seed: 3, ..config.clone() }).unwrap().run();
+    let second = Sim::new(SimConfig { seed: 3, ..config }).unwrap().run();
+    assert_eq!((first.digest, first.events), (second.digest, second.events));
 }

@@ -65,7 +65,8 @@ impl TestNode {
         let key = testing::key(from);
         let nonce = self.driver.store().account(&key.address()).unwrap().nonce;
         let kind = TxKind::Transfer { to: testing::key(to).address(), amount: Amount::new(amount) };
-        self.driver.submit_tx(testing::signed(genesis, &key, nonce, kind), &mut self.io).unwrap();
+        let now = self.now();
+        self.driver.submit_tx(now, testing::signed(genesis, &key, nonce, kind), &mut self.io).unwrap().unwrap();
     }
 
     pub fn stored(&self, block: &Block) -> bool {

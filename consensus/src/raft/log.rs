@@ -1,0 +1,304 @@
+//! The Raft log and hard state: in memory for the `RawNode` (as its [`Storage`]), and in engine
+//! records on disk, written by the engine's actions.
+//!
+//! Records: [`STATE_KEY`] holds the hard state (term, vote, commit), the membership, the
+//! snapshot the log starts after, the last index and the applied index; one record per entry
+//! after the snapshot holds its term and data. Every change to the log is written in one
+//! atomic batch with the state record that names its last index, so a crash leaves the log the
+//! node had before the batch or after it, never a mix of two terms' entries.
+//!
+//! The log is kept short: applied entries beyond `limits::RAFT_LOG_RETAINED_ENTRIES` are
+//! compacted into the snapshot (the index, its term, the membership and the block the chain had
+//! reached there). A member further behind gets that snapshot and fetches the blocks below it
+//! over the sync protocol.
+
+// The protobuf values are built field by field from the typed ones, one line per field.
+#![allow(clippy::field_reassign_with_default)]
+
+use std::collections::VecDeque;
+
+use chorus_chain::codec::{self, Canonical, Decode, Encode};
+use chorus_chain::genesis::RaftConfig;
+use chorus_chain::limits;
+use chorus_chain::primitives::{Hash, Height};
+use raft::eraftpb::{Entry, EntryType, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+use super::wire::{Membership, Payload, SnapshotMeta};
+use crate::{ChainRead, ChainReadError};
+
+/// The record of the hard state, membership, snapshot and log bounds.
+pub const STATE_KEY: &[u8] = b"raft/state/v1";
+const ENTRY_PREFIX: &[u8] = b"raft/entry/v1/";
+
+fn entry_key(index: u64) -> Vec<u8> {
+    let mut key = ENTRY_PREFIX.to_vec();
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
+struct StateRecord {
+    term: u64,
+    vote: u64,
+    commit: u64,
+    snapshot: SnapshotMeta,
+    /// The membership in force after the last applied entry.
+    membership: Membership,
+    last_index: u64,
+    applied: u64,
+}
+
+impl Canonical for StateRecord {
+    /// Five numbers, two block references and two memberships of at most `VALIDATORS_MAX` ids
+    /// in four lists each.
+    const BYTES_MAX: u32 = 256 + 2 * 4 * 8 * limits::VALIDATORS_MAX;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
+struct EntryRecord {
+    term: u64,
+    /// The canonical encoding of the entry's [`Payload`] (empty for `Empty`).
+    data: Vec<u8>,
+}
+
+impl Canonical for EntryRecord {
+    const BYTES_MAX: u32 = limits::ENGINE_RECORD_BYTES_MAX;
+}
+
+/// Records to write (`Some`) and delete (`None`) in one batch.
+pub type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+
+/// The log a `RawNode` reads; its changes come with the records that make them durable.
+#[derive(Debug)]
+pub struct LogStore {
+    hard_state: HardState,
+    snapshot: SnapshotMeta,
+    membership: Membership,
+    /// The entries after the snapshot, in index order.
+    entries: VecDeque<Entry>,
+    applied: u64,
+}
+
+fn damaged(what: String) -> ChainReadError {
+    ChainReadError::Unreadable { what }
+}
+
+impl LogStore {
+    /// The log as the records left it; on a first start, empty, after a snapshot at index 0 of
+    /// the genesis block with the genesis members as voters.
+    pub fn load(chain: &dyn ChainRead, config: &RaftConfig, genesis: Hash) -> Result<LogStore, ChainReadError> {
+        let Some(bytes) = chain.record(STATE_KEY)? else {
+            let membership =
+                Membership { voters: config.members.iter().map(|member| member.id).collect(), ..Default::default() };
+            let snapshot =
+                SnapshotMeta { index: 0, term: 0, membership: membership.clone(), block: (Height::GENESIS, genesis) };
+            return Ok(LogStore {
+                hard_state: HardState::default(),
+                snapshot,
+                membership,
+                entries: VecDeque::new(),
+                applied: 0,
+            });
+        };
+        let state: StateRecord =
+            codec::decode(&bytes).map_err(|error| damaged(format!("Raft state record: {error}")))?;
+        if state.last_index < state.snapshot.index
+            || state.last_index.saturating_sub(state.snapshot.index) > limits::RAFT_LOG_ENTRIES_MAX
+        {
+            return Err(damaged(format!(
+                "Raft state record: log from {} to {} is out of bounds",
+                state.snapshot.index, state.last_index
+            )));
+        }
+        let mut entries = VecDeque::new();
+        let mut index = state.snapshot.index;
+        while index < state.last_index {
+            index = index.saturating_add(1);
+            let bytes =
+                chain.record(&entry_key(index))?.ok_or_else(|| damaged(format!("Raft entry {index} is missing")))?;
+            let record: EntryRecord =
+                codec::decode(&bytes).map_err(|error| damaged(format!("Raft entry {index}: {error}")))?;
+            let mut entry = Entry::default();
+            entry.entry_type = EntryType::EntryNormal;
+            entry.term = record.term;
+            entry.index = index;
+            entry.data = record.data.into();
+            entries.push_back(entry);
+        }
+        let mut hard_state = HardState::default();
+        hard_state.term = state.term;
+        hard_state.vote = state.vote;
+        hard_state.commit = state.commit;
+        Ok(LogStore {
+            hard_state,
+            snapshot: state.snapshot,
+            membership: state.membership,
+            entries,
+            applied: state.applied,
+        })
+    }
+
+    pub fn first(&self) -> u64 {
+        self.snapshot.index.saturating_add(1)
+    }
+
+    pub fn last(&self) -> u64 {
+        self.snapshot.index.saturating_add(self.entries.len() as u64)
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    pub fn commit(&self) -> u64 {
+        self.hard_state.commit
+    }
+
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    pub fn snapshot_meta(&self) -> &SnapshotMeta {
+        &self.snapshot
+    }
+
+    /// Appends entries from a `Ready`, replacing any from the first one's index on (a new
+    /// leader's log wins over uncommitted entries).
+    pub fn append(&mut self, entries: &[Entry], batch: &mut Batch) {
+        // `raft` never hands over entries the snapshot covers; skipping them keeps the log
+        // aligned with its indices whatever it does.
+        let start = entries.iter().position(|entry| entry.index >= self.first()).unwrap_or(entries.len());
+        let entries = entries.get(start..).unwrap_or_default();
+        let Some(first) = entries.first() else { return };
+        let keep = first.index.saturating_sub(self.first()) as usize;
+        for index in self.first().saturating_add(keep as u64).max(first.index)..=self.last() {
+            batch.push((entry_key(index), None));
+        }
+        self.entries.truncate(keep);
+        for entry in entries {
+            let record = EntryRecord { term: entry.term, data: entry.data.to_vec() };
+            batch.push((entry_key(entry.index), Some(codec::encode(&record))));
+            self.entries.push_back(entry.clone());
+        }
+    }
+
+    pub fn set_hard_state(&mut self, hard_state: &HardState) {
+        self.hard_state = hard_state.clone();
+    }
+
+    pub fn set_commit(&mut self, commit: u64) {
+        self.hard_state.commit = commit;
+    }
+
+    pub fn set_applied(&mut self, applied: u64) {
+        self.applied = applied;
+    }
+
+    /// Replaces the log with a leader's snapshot.
+    pub fn apply_snapshot(&mut self, snapshot: SnapshotMeta, batch: &mut Batch) {
+        for index in self.first()..=self.last() {
+            batch.push((entry_key(index), None));
+        }
+        self.entries.clear();
+        self.hard_state.commit = self.hard_state.commit.max(snapshot.index);
+        self.hard_state.term = self.hard_state.term.max(snapshot.term);
+        self.applied = snapshot.index;
+        self.membership = snapshot.membership.clone();
+        self.snapshot = snapshot;
+    }
+
+    /// Compacts the applied entries up to `index` into the snapshot, whose chain reaches the
+    /// last block among them (or stays where the snapshot had it).
+    pub fn compact(&mut self, index: u64, batch: &mut Batch) -> Result<(), ChainReadError> {
+        if index < self.first() || index > self.applied {
+            return Ok(());
+        }
+        let Ok(term) = Storage::term(self, index) else { return Ok(()) };
+        let mut block = self.snapshot.block;
+        let mut removed = Vec::new();
+        while self.entries.front().is_some_and(|entry| entry.index <= index) {
+            let Some(entry) = self.entries.pop_front() else { break };
+            batch.push((entry_key(entry.index), None));
+            removed.push(entry);
+        }
+        if let Some(last_block) = removed.iter().rev().find(|entry| !entry.data.is_empty()) {
+            match Payload::from_data(&last_block.data) {
+                Ok(Payload::Block(found)) => block = (found.header.height, found.hash()),
+                Ok(Payload::Empty) => {}
+                Err(error) => return Err(damaged(format!("Raft entry {}: {error}", last_block.index))),
+            }
+        }
+        self.snapshot = SnapshotMeta { index, term, membership: self.membership.clone(), block };
+        Ok(())
+    }
+
+    /// The state record, to write after (in the same batch as) the changes it describes.
+    pub fn state_record(&self, batch: &mut Batch) {
+        let record = StateRecord {
+            term: self.hard_state.term,
+            vote: self.hard_state.vote,
+            commit: self.hard_state.commit,
+            snapshot: self.snapshot.clone(),
+            membership: self.membership.clone(),
+            last_index: self.last(),
+            applied: self.applied,
+        };
+        batch.push((STATE_KEY.to_vec(), Some(codec::encode(&record))));
+    }
+
+    fn entry(&self, index: u64) -> Option<&Entry> {
+        self.entries.get(index.checked_sub(self.first())? as usize)
+    }
+}
+
+impl Storage for LogStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(self.hard_state.clone(), self.membership.to_pb()))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last().saturating_add(1) {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut entries: Vec<Entry> = (low..high).filter_map(|index| self.entry(index).cloned()).collect();
+        raft::util::limit_size(&mut entries, max_size.into());
+        Ok(entries)
+    }
+
+    fn term(&self, index: u64) -> raft::Result<u64> {
+        if index == self.snapshot.index {
+            return Ok(self.snapshot.term);
+        }
+        if index < self.first() {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.entry(index).map(|entry| entry.term).ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.first())
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if self.snapshot.index < request_index {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(self.snapshot.to_pb())
+    }
+}
