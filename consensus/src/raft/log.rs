@@ -80,6 +80,8 @@ pub struct LogStore {
     /// The entries after the snapshot, in index order.
     entries: VecDeque<Entry>,
     applied: u64,
+    /// The state record as last written (or read): an unchanged one is not written again.
+    written: Vec<u8>,
 }
 
 fn damaged(what: String) -> ChainReadError {
@@ -101,6 +103,7 @@ impl LogStore {
                 membership,
                 entries: VecDeque::new(),
                 applied: 0,
+                written: Vec::new(),
             });
         };
         let state: StateRecord =
@@ -138,6 +141,7 @@ impl LogStore {
             membership: state.membership,
             entries,
             applied: state.applied,
+            written: bytes,
         })
     }
 
@@ -235,8 +239,9 @@ impl LogStore {
         Ok(())
     }
 
-    /// The state record, to write after (in the same batch as) the changes it describes.
-    pub fn state_record(&self, batch: &mut Batch) {
+    /// The state record, to write after (in the same batch as) the changes it describes; nothing
+    /// if it is unchanged since last written.
+    pub fn state_record(&mut self, batch: &mut Batch) {
         let record = StateRecord {
             term: self.hard_state.term,
             vote: self.hard_state.vote,
@@ -246,7 +251,11 @@ impl LogStore {
             last_index: self.last(),
             applied: self.applied,
         };
-        batch.push((STATE_KEY.to_vec(), Some(codec::encode(&record))));
+        let encoded = codec::encode(&record);
+        if encoded != self.written {
+            self.written.clone_from(&encoded);
+            batch.push((STATE_KEY.to_vec(), Some(encoded)));
+        }
     }
 
     fn entry(&self, index: u64) -> Option<&Entry> {

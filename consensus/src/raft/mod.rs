@@ -296,8 +296,10 @@ impl RaftEngine {
                 node.mut_store().set_hard_state(hard_state);
             }
             node.mut_store().state_record(&mut batch);
-            let durability = if ready.must_sync() { Durability::Synced } else { Durability::Logged };
-            actions.push(Action::PersistBatch { records: batch, durability });
+            if !batch.is_empty() {
+                let durability = if ready.must_sync() { Durability::Synced } else { Durability::Logged };
+                actions.push(Action::PersistBatch { records: batch, durability });
+            }
             let persisted = ready.take_persisted_messages();
             self.send(persisted, actions);
             let Some(node) = self.node.as_mut() else { return Ok(()) };
@@ -329,7 +331,9 @@ impl RaftEngine {
             store.compact(applied.saturating_sub(retained), &mut batch)?;
         }
         store.state_record(&mut batch);
-        actions.push(Action::PersistBatch { records: batch, durability: Durability::Logged });
+        if !batch.is_empty() {
+            actions.push(Action::PersistBatch { records: batch, durability: Durability::Logged });
+        }
         Ok(())
     }
 
@@ -338,7 +342,6 @@ impl RaftEngine {
             self.counters.leader_changes = self.counters.leader_changes.saturating_add(1);
         }
         self.counters.leader = leader;
-        self.counters.is_leader = role == StateRole::Leader;
         if role != StateRole::Leader {
             // A proposal in flight may still commit under the next leader; this node no longer
             // waits for it.
