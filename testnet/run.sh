@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A local Chorus testnet: N chorusd processes on loopback, one genesis, a funded keystore.
 #
-#   testnet/run.sh start --engine pow|pos|dpos --nodes 3 [--base-port 40000] [--miners 1]
+#   testnet/run.sh start --engine pow|pos|dpos|raft --nodes 3 [--base-port 40000] [--miners 1]
 #   testnet/run.sh status | stop | clean | logs K
 #   testnet/run.sh kill K | restart K | pause K | resume K | partition 1,2 3 | heal
 #
@@ -166,10 +166,9 @@ start() {
     status
     return
   fi
-  [ -n "$engine" ] && [ -n "$nodes" ] || die "usage: run.sh start --engine pow|pos|dpos --nodes N [--base-port P] [--miners M]"
+  [ -n "$engine" ] && [ -n "$nodes" ] || die "usage: run.sh start --engine pow|pos|dpos|raft --nodes N [--base-port P] [--miners M]"
   case "$engine" in
-    pow|pos|dpos) ;;
-    raft) die "run.sh does not start raft member networks yet (chorusd dev --engine raft runs one member)" ;;
+    pow|pos|dpos|raft) ;;
     *) die "unknown engine $engine; expected pow, pos, dpos or raft" ;;
   esac
   [ "$nodes" -ge 1 ] 2>/dev/null || die "--nodes must be a positive number"
@@ -187,7 +186,7 @@ start() {
   # Keys: a node key per node, and funded wallet keys in the testnet keystore.
   # Under pos every node is a validator with equal stake, under dpos a delegate approving itself
   # with equal stake (so each is a producer); either way with funds to pay for the evidence
-  # transactions it submits.
+  # transactions it submits. Under raft every node is a member, node K with member id K.
   local accounts=() validators=()
   for k in $(seq 1 "$nodes"); do
     local dir; dir="$(node_dir "$k")"
@@ -200,6 +199,7 @@ start() {
     case "$engine" in
       pos) validators+=(--validator "$(cat "$dir/address")=1000000") ;;
       dpos) validators+=(--delegate "$(cat "$dir/address")=1000000") ;;
+      raft) validators+=(--member "$(cat "$dir/address")") ;;
     esac
     if [ "$engine" != pow ]; then accounts+=(--account "$(cat "$dir/address")=1000000000"); fi
   done
@@ -215,30 +215,44 @@ start() {
 }
 
 # status: one line per node. "proposer" is who made the head block (the miner under PoW): a
-# node of this testnet by number, or another address.
+# node of this testnet by number, or another address. "role" is the node's part under raft
+# (leader, follower, learner, or electing while it knows no leader); "-" under other engines.
 status() {
   [ -f "$data/testnet.env" ] || die "no testnet in $data"
   local nodes; nodes="$(setting nodes)"
   local addresses=()
   for k in $(seq 1 "$nodes"); do addresses+=("$(cat "$(node_dir "$k")/address")"); done
-  printf '%-5s %-6s %-8s %-9s %-6s %-8s %-9s %-8s %s\n' node engine head finalized peers syncing proposer pid rpc
+  printf '%-5s %-6s %-8s %-9s %-6s %-8s %-9s %-8s %-16s %s\n' node engine head finalized peers syncing proposer pid rpc role
   for k in $(seq 1 "$nodes"); do
-    local pid="-" row="- - - - - -"
+    local pid="-" row="- - - - - - -"
     alive "$k" && pid="$(cat "$(node_dir "$k")/pid")"
     if [ "$pid" != "-" ] && s="$(rpc "$(rpc_port "$k")" node_status)" \
-        && b="$(rpc "$(rpc_port "$k")" chain_getBlock "[$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['head']['height'])" "$s")]")"; then
-      row="$(python3 - "$s" "$b" "${addresses[@]}" <<'PY'
+        && b="$(rpc "$(rpc_port "$k")" chain_getBlock "[$(python3 -c "import json,sys; print(json.loads(sys.argv[1])['head']['height'])" "$s")]")" \
+        && v="$(rpc "$(rpc_port "$k")" consensus_validators)"; then
+      row="$(python3 - "$s" "$b" "$v" "${addresses[@]}" <<'PY'
 import json, sys
-s, block, addresses = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3:]
+s, block, validators, addresses = json.loads(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3]), sys.argv[4:]
 f = s["finalized"]
 proposer = block["proposer"] if block else None
 who = f"node{addresses.index(proposer) + 1}" if proposer in addresses else (proposer or "-")[:9]
-print(s["engine"], s["head"]["height"], f["height"] if f else "-", s["peers"], str(s["syncing"]).lower(), who)
+role = "-"
+raft = validators.get("raft")
+if raft:
+    mine = [m for m in raft["members"] if m["id"] == raft["memberId"]]
+    if not mine:
+        role = "not-a-member"
+    elif mine[0]["role"] == "learner":
+        role = "learner"
+    elif raft["leader"] is None:
+        role = "electing"
+    else:
+        role = "leader" if raft["leader"] == raft["memberId"] else "follower"
+print(s["engine"], s["head"]["height"], f["height"] if f else "-", s["peers"], str(s["syncing"]).lower(), who, role)
 PY
 )"
     fi
-    read -r engine head finalized peers syncing proposer <<<"$row"
-    printf '%-5s %-6s %-8s %-9s %-6s %-8s %-9s %-8s %s\n' "$k" "$engine" "$head" "$finalized" "$peers" "$syncing" "$proposer" "$pid" "127.0.0.1:$(rpc_port "$k")"
+    read -r engine head finalized peers syncing proposer role <<<"$row"
+    printf '%-5s %-6s %-8s %-9s %-6s %-8s %-9s %-8s %-16s %s\n' "$k" "$engine" "$head" "$finalized" "$peers" "$syncing" "$proposer" "$pid" "127.0.0.1:$(rpc_port "$k")" "$role"
   done
 }
 

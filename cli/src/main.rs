@@ -467,11 +467,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// `chorus validators` for people: the set as a table, the next slots' proposers, and under
-/// DPoS the pending schedule and the ranking.
+/// `chorus validators` for people: the set as a table, the next slots' proposers, under DPoS
+/// the pending schedule and the ranking, under Raft the members with their roles and leader.
 fn validators_table(set: &Validators) -> String {
     if set.open {
         return format!("engine {}: open, anyone may produce blocks", set.engine);
+    }
+    if let Some(raft) = &set.raft {
+        return raft_table(&set.engine, raft);
     }
     let mut heading = format!("engine {}", set.engine);
     if let Some(epoch) = set.epoch {
@@ -542,6 +545,36 @@ fn validators_table(set: &Validators) -> String {
                 yes_no(delegate.slashed)
             ));
         }
+    }
+    lines.join("\n")
+}
+
+fn raft_table(engine: &str, raft: &chorus_rpc_types::RaftMembers) -> String {
+    let leader = match raft.leader {
+        Some(id) => format!("leader {id}"),
+        None => "no leader (an election is under way, or this node is cut off from a quorum)".to_owned(),
+    };
+    let me = match raft.member_id {
+        Some(id) => format!("this node is member {id}"),
+        None => "this node is not a member".to_owned(),
+    };
+    let mut lines = vec![
+        format!("engine {engine}, term {}, {leader}, commit index {}; {me}", raft.term, raft.commit_index),
+        format!("{:>4} {:<8} {:<65} {}", "ID", "ROLE", "ADDRESS", "PEER ID"),
+    ];
+    for member in &raft.members {
+        let role = match (member.role, raft.leader == Some(member.id)) {
+            (_, true) => "leader",
+            (chorus_rpc_types::RaftRole::Voter, false) => "voter",
+            (chorus_rpc_types::RaftRole::Learner, false) => "learner",
+        };
+        lines.push(format!(
+            "{:>4} {:<8} {:<65} {}",
+            member.id,
+            role,
+            member.address.to_string(),
+            member.peer_id.as_str()
+        ));
     }
     lines.join("\n")
 }
@@ -849,5 +882,47 @@ mod tests {
         let last = damaged.len() - 1;
         damaged[last] ^= 1;
         assert!(verify_account(address, root, proof.value, &damaged).is_err());
+    }
+
+    /// Under Raft the table lists the members by id with their roles, the leader marked, and
+    /// says plainly when there is no leader.
+    #[test]
+    fn raft_members_print_with_their_roles_and_the_leader() {
+        use chorus_rpc_types::{RaftMember, RaftMembers, RaftRole};
+        let member = |id: u64, role| {
+            let address = SecretKey::from_seed([id as u8; 32]).address();
+            RaftMember { id, address, peer_id: chorus_chain::genesis::PeerIdText::of(&address), role }
+        };
+        let mut raft = RaftMembers {
+            term: 4,
+            member_id: Some(1),
+            leader: Some(2),
+            commit_index: 17,
+            members: vec![member(1, RaftRole::Voter), member(2, RaftRole::Voter), member(3, RaftRole::Learner)],
+        };
+        let mut set = Validators {
+            engine: "raft".to_owned(),
+            open: false,
+            epoch: None,
+            slot: None,
+            validators: Vec::new(),
+            producer: None,
+            schedule: Vec::new(),
+            election: None,
+            raft: Some(raft.clone()),
+        };
+        let table = validators_table(&set);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "engine raft, term 4, leader 2, commit index 17; this node is member 1", "{table}");
+        let roles: Vec<Vec<&str>> = lines[2..].iter().map(|line| line.split_whitespace().take(3).collect()).collect();
+        let address = |k: usize| raft.members[k].address.to_string();
+        assert_eq!(roles, [["1", "voter", &address(0)], ["2", "leader", &address(1)], ["3", "learner", &address(2)]]);
+
+        raft.leader = None;
+        raft.member_id = None;
+        set.raft = Some(raft);
+        let table = validators_table(&set);
+        assert!(table.starts_with("engine raft, term 4, no leader (an election is under way"), "{table}");
+        assert!(table.lines().next().unwrap_or_default().ends_with("this node is not a member"), "{table}");
     }
 }

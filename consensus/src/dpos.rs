@@ -304,7 +304,15 @@ impl Engine for DposEngine {
             pending: dpos.pending.clone(),
             ranking,
         };
-        Ok(Some(ActiveSet { epoch: None, slot: Some(slot), members, producer, schedule, election: Some(election) }))
+        Ok(Some(ActiveSet {
+            epoch: None,
+            slot: Some(slot),
+            members,
+            producer,
+            schedule,
+            election: Some(election),
+            raft: None,
+        }))
     }
 
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {

@@ -208,6 +208,9 @@ pub enum Action {
     /// Put proof of equivocation into the mempool as an `Evidence` transaction signed by the
     /// node's key, and gossip it.
     SubmitEvidence(Box<Evidence>),
+    /// Permissioned engines ([`Engine::permissioned`]): from now on only these peers may
+    /// connect; the list replaces the last one and connections to peers not on it close.
+    AllowPeers(Vec<PeerId>),
     /// A peer misbehaved; it costs the peer the reputation the network gives `misbehaviour`.
     /// `reason` says what was wrong, for the node's logs.
     Penalize {
@@ -387,6 +390,13 @@ pub trait Engine: Send + fmt::Debug {
     /// sender's fault.
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError>;
 
+    /// Whether only the peers the engine names ([`Action::AllowPeers`]) may connect (Raft).
+    /// The node of such an engine admits no peer until the engine first names them, at
+    /// [`Event::Start`].
+    fn permissioned(&self) -> bool {
+        false
+    }
+
     /// What the engine counts, for metrics.
     fn counters(&self) -> EngineCounters {
         EngineCounters::default()
@@ -441,6 +451,8 @@ pub struct ActiveSet {
     pub schedule: Vec<(u64, Address)>,
     /// DPoS: the election behind the schedule.
     pub election: Option<Election>,
+    /// Raft: the members, the term and the leader, as this node knows them.
+    pub raft: Option<raft::RaftView>,
 }
 
 /// DPoS: the schedule in force, the one waiting to be, and the ranking that makes the next.

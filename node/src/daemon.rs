@@ -582,6 +582,23 @@ impl Core {
                         miner.stop();
                     }
                 }
+                Effect::AllowPeers(peers) => {
+                    // The engine's members come from the genesis (checked there) or a committed
+                    // membership change: an id that does not parse is left out, so never admitted.
+                    let parsed = peers
+                        .iter()
+                        .filter_map(|peer| match p2p::parse_peer_id(peer.as_str()) {
+                            Ok(peer) => Some(peer),
+                            Err(error) => {
+                                tracing::warn!(%peer, %error, "an allowed peer id that does not parse");
+                                None
+                            }
+                        })
+                        .collect();
+                    if let Err(error) = self.net.set_allowlist(parsed).await {
+                        tracing::warn!(%error, "the allowlist was not replaced");
+                    }
+                }
             }
         }
         self.log_sync();

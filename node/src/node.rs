@@ -131,6 +131,10 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     drop(seed);
     p2p_config.listen = settings.listen.clone();
     p2p_config.bootnodes = settings.bootnodes.clone();
+    // A permissioned engine names the peers it admits when it starts; until then, none.
+    if engine.permissioned() {
+        p2p_config.allowlist = Some(Vec::new());
+    }
     let (net, events) = chorus_p2p::start(p2p_config, &mut registry).await.context("cannot start the network")?;
     for address in net.listen_addrs() {
         announce!("p2p listening on {address}");

@@ -386,6 +386,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
                 producer: None,
                 schedule: Vec::new(),
                 election: None,
+                raft: None,
             });
         };
         let total = set.members.iter().map(|member| member.stake.get()).fold(0u128, u128::saturating_add);
@@ -406,6 +407,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             .map(|(slot, proposer)| wire::ScheduledSlot { slot: *slot, proposer: *proposer })
             .collect();
         let election = set.election.as_ref().map(|election| wire_election(election, &set.members));
+        let raft = set.raft.as_ref().map(wire_raft);
         Ok(wire::Validators {
             engine,
             open: false,
@@ -415,6 +417,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
             producer: set.producer,
             schedule,
             election,
+            raft,
         })
     })?;
     serve_admin::<wire::BanPeer, _, _>(&mut module, |params, context| async move {
@@ -771,6 +774,25 @@ fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
 
 /// `stake` as a share of `total` in basis points, rounded down (0 for an empty total), in 256
 /// bits so no stake overflows.
+fn wire_raft(view: &chorus_consensus::raft::RaftView) -> wire::RaftMembers {
+    wire::RaftMembers {
+        term: view.term,
+        member_id: view.me,
+        leader: view.leader,
+        commit_index: view.commit,
+        members: view
+            .members
+            .iter()
+            .map(|member| wire::RaftMember {
+                id: member.member.id,
+                address: member.member.address,
+                peer_id: member.member.peer_id.clone(),
+                role: if member.voter { wire::RaftRole::Voter } else { wire::RaftRole::Learner },
+            })
+            .collect(),
+    }
+}
+
 /// DPoS's election as the wire shows it: ranks numbered from 1, the top `producers` unslashed
 /// marked elected, the members of the active schedule marked scheduled.
 fn wire_election(

@@ -16,7 +16,7 @@
 //! - publishes with [`NetworkHandle::publish`], asks peers with [`NetworkHandle::request`],
 //!   reports misbehaviour it finds with [`NetworkHandle::report`], and manages bans
 //!   ([`NetworkHandle::ban`]) and, in permissioned mode, the allowlist
-//!   ([`NetworkHandle::allow`]).
+//!   ([`NetworkHandle::set_allowlist`], [`NetworkHandle::allow`]).
 //!
 //! Topics are `/chorus/<chain id>/{blocks,txs,consensus}/1`; message ids are the SHA-256 of the
 //! payload, so the same block or transaction from two peers is one message. Payloads over
@@ -210,6 +210,7 @@ pub(crate) enum Command {
     Ban { peer: PeerId, duration: Duration },
     Unban { peer: PeerId },
     Allow { peer: PeerId, allow: bool, reply: oneshot::Sender<Result<(), Error>> },
+    SetAllowlist { peers: Vec<PeerId>, reply: oneshot::Sender<Result<(), Error>> },
     Dial { address: Multiaddr, reply: oneshot::Sender<Result<(), Error>> },
     Peers { reply: oneshot::Sender<Peers> },
     Shutdown { reply: oneshot::Sender<()> },
@@ -307,6 +308,14 @@ impl NetworkHandle {
     async fn allow_or_not(&self, peer: PeerId, allow: bool) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Allow { peer, allow, reply }).await?;
+        answer.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Permissioned mode: from now on only `peers` may connect. Connections to peers no longer
+    /// listed close; bootnodes that became allowed are dialed at once.
+    pub async fn set_allowlist(&self, peers: Vec<PeerId>) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SetAllowlist { peers, reply }).await?;
         answer.await.map_err(|_| Error::Stopped)?
     }
 

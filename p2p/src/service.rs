@@ -1,7 +1,7 @@
 //! The swarm and its event loop: one task owns the swarm and all bookkeeping; the node talks
 //! to it through commands and hears from it through events.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -366,6 +366,9 @@ impl Service {
                 };
                 let _ = reply.send(result);
             }
+            Command::SetAllowlist { peers, reply } => {
+                let _ = reply.send(self.set_allowlist(peers, now));
+            }
             Command::Dial { address, reply } => {
                 let result = self
                     .swarm
@@ -600,10 +603,34 @@ impl Service {
         outbound >= self.config.connections.peers_outbound_target as usize
     }
 
+    /// Replaces the allowlist: peers no longer on it are disconnected, bootnodes newly on it
+    /// are dialed now rather than when a backoff from their refused dials ends.
+    fn set_allowlist(&mut self, peers: Vec<PeerId>, now: Instant) -> Result<(), Error> {
+        let Some(allowed) = self.swarm.behaviour_mut().allowed.as_mut() else { return Err(Error::NotPermissioned) };
+        let wanted: BTreeSet<PeerId> = peers.into_iter().collect();
+        let current: Vec<PeerId> = allowed.allowed_peers().iter().copied().collect();
+        for peer in current.iter().filter(|peer| !wanted.contains(peer)) {
+            allowed.disallow_peer(*peer);
+        }
+        for peer in &wanted {
+            if allowed.allow_peer(*peer) {
+                for bootnode in self.bootnodes.iter_mut().filter(|bootnode| bootnode.peer == Some(*peer)) {
+                    bootnode.next_dial = now;
+                    bootnode.backoff = BOOTNODE_REDIAL_INTERVAL;
+                }
+            }
+        }
+        self.dial_bootnodes(now);
+        Ok(())
+    }
+
     /// Dials the bootnodes not connected, each when its backoff has passed, while outbound
     /// slots are free.
     fn dial_bootnodes(&mut self, now: Instant) {
         let outbound_full = self.outbound_full();
+        // In permissioned mode a bootnode off the allowlist would be refused: not dialed.
+        let admitted = self.swarm.behaviour().allowed.as_ref().map(|allowed| allowed.allowed_peers().clone());
+        let refused = |peer: &PeerId| admitted.as_ref().is_some_and(|admitted| !admitted.contains(peer));
         for bootnode in &mut self.bootnodes {
             if bootnode.peer.is_some_and(|peer| self.connected.contains_key(&peer)) {
                 bootnode.backoff = BOOTNODE_REDIAL_INTERVAL;
@@ -611,7 +638,7 @@ impl Service {
             }
             if outbound_full
                 || now < bootnode.next_dial
-                || bootnode.peer.is_some_and(|peer| self.reputation.is_banned(&peer))
+                || bootnode.peer.is_some_and(|peer| self.reputation.is_banned(&peer) || refused(&peer))
             {
                 continue;
             }

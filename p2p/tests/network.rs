@@ -211,6 +211,33 @@ async fn permissioned_mode_admits_only_the_allowlist_and_follows_changes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_allowlist_dials_the_bootnodes_it_admits_and_drops_the_peers_it_removed() {
+    let mut member_config = config();
+    member_config.discovery = false;
+    let member = start(member_config, chain(1)).await;
+    let member_id = member.handle.local_peer_id();
+
+    // A node that starts admitting no one (a Raft node before its engine names the members)
+    // has its bootnode dial refused locally.
+    let mut gate_config = config();
+    gate_config.discovery = false;
+    gate_config.allowlist = Some(Vec::new());
+    gate_config.bootnodes = vec![address(&member)];
+    let mut gate = start(gate_config, chain(1)).await;
+    assert!(connected(&gate.handle).await.is_empty());
+
+    gate.handle.set_allowlist(vec![member_id]).await.expect("permissioned");
+    until_seen(&mut gate, "the admitted bootnode", |seen| *seen == Seen::Connected(member_id)).await;
+
+    gate.handle.set_allowlist(Vec::new()).await.expect("permissioned");
+    until_seen(&mut gate, "the removed member disconnected", |seen| *seen == Seen::Disconnected(member_id)).await;
+    assert!(connected(&gate.handle).await.is_empty());
+
+    // An open node has no allowlist to replace.
+    assert!(matches!(member.handle.set_allowlist(Vec::new()).await, Err(Error::NotPermissioned)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_requests_return_ranges_within_the_limits() {
     let mut server_config = config();
     server_config.discovery = false;

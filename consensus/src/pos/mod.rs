@@ -504,7 +504,15 @@ impl Engine for PosEngine {
                 schedule.push((next, proposer));
             }
         }
-        Ok(Some(ActiveSet { epoch: Some(set.epoch), slot: Some(slot), members, producer, schedule, election: None }))
+        Ok(Some(ActiveSet {
+            epoch: Some(set.epoch),
+            slot: Some(slot),
+            members,
+            producer,
+            schedule,
+            election: None,
+            raft: None,
+        }))
     }
 
     fn check_header_alone(&self, header: &Header) -> Result<(), EngineError> {

@@ -32,8 +32,10 @@
 //! Chorus's own bincode [`wire::RaftMessage`] and the protobuf values are built field by field;
 //! nothing here calls a protobuf parse function.
 //!
-//! Not yet: membership changes at run time (learners, promotion, removal) and the member
-//! allowlist at the network layer.
+//! - **Members only.** The engine is permissioned: at start it names the members' peer ids
+//!   ([`Action::AllowPeers`]) and the node admits no other peer, in either direction.
+//!
+//! Not yet: membership changes at run time (learners, promotion, removal).
 
 pub mod log;
 pub mod wire;
@@ -139,6 +141,27 @@ pub struct RaftCounters {
     pub last_commit_latency_ms: u64,
 }
 
+/// Raft's membership and leadership as one member sees them (`consensus_validators`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftView {
+    pub term: u64,
+    /// This node's member id; `None` when its key is no member's.
+    pub me: Option<u64>,
+    /// The leader this node knows; `None` during an election or when cut off from a quorum.
+    pub leader: Option<u64>,
+    /// The highest log index a quorum has (0 on a node that is not a member).
+    pub commit: u64,
+    /// Voters, then learners, each by id.
+    pub members: Vec<RaftMemberView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftMemberView {
+    pub member: RaftMember,
+    /// A voter counts toward quorums; a learner only receives the log.
+    pub voter: bool,
+}
+
 pub struct RaftEngine {
     config: RaftConfig,
     /// The node's key, until `start` loads the guard with what it signed before.
@@ -198,6 +221,7 @@ impl RaftEngine {
     }
 
     fn start(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        actions.push(Action::AllowPeers(self.members.keys().filter_map(|id| self.peer_of(*id)).collect()));
         if let Some(signer) = self.signer.take() {
             self.guard = Some(Guard::load(signer, chain)?);
         }
@@ -614,6 +638,10 @@ impl Engine for RaftEngine {
         result
     }
 
+    fn permissioned(&self) -> bool {
+        true
+    }
+
     fn counters(&self) -> EngineCounters {
         let mut counters = self.counters.clone();
         if let Some(node) = &self.node {
@@ -625,19 +653,43 @@ impl Engine for RaftEngine {
     }
 
     fn active_set(&self, _chain: &dyn ChainRead, _now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
-        let members = self
-            .members
-            .values()
-            .map(|member| ActiveMember { address: member.address, stake: Default::default(), slashed: false })
-            .collect();
-        let producer = self.members.get(&self.counters.leader).map(|member| member.address);
+        // A member reads its log's configuration; a node that is not one knows the genesis's.
+        let (voters, learners) = match &self.node {
+            Some(node) => {
+                let conf = node.raft.prs().conf().to_conf_state();
+                (conf.voters, conf.learners)
+            }
+            None => (self.members.keys().copied().collect(), Vec::new()),
+        };
+        let view = |ids: &[u64], voter: bool| {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids.into_iter()
+                .filter_map(|id| self.members.get(&id))
+                .map(|member| RaftMemberView { member: member.clone(), voter })
+                .collect::<Vec<_>>()
+        };
+        let mut members = view(&voters, true);
+        members.extend(view(&learners, false));
+        let leader = self.node.as_ref().map(|node| node.raft.leader_id).filter(|id| *id != raft::INVALID_ID);
+        let raft = RaftView {
+            term: self.node.as_ref().map_or(0, |node| node.raft.term),
+            me: self.id(),
+            leader,
+            commit: self.node.as_ref().map_or(0, |node| node.raft.raft_log.committed),
+            members: members.clone(),
+        };
         Ok(Some(ActiveSet {
             epoch: None,
-            slot: Some(self.node.as_ref().map_or(0, |node| node.raft.term)),
-            members,
-            producer,
+            slot: None,
+            members: members
+                .iter()
+                .map(|view| ActiveMember { address: view.member.address, stake: Default::default(), slashed: false })
+                .collect(),
+            producer: leader.and_then(|id| self.members.get(&id)).map(|member| member.address),
             schedule: Vec::new(),
             election: None,
+            raft: Some(raft),
         }))
     }
 

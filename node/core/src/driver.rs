@@ -103,6 +103,8 @@ pub trait Io {
     fn stop_mining(&mut self);
     /// A peer misbehaved.
     fn penalize(&mut self, peer: &PeerId, penalty: Penalty);
+    /// Only these peers may connect from now on (a permissioned engine's members).
+    fn allow_peers(&mut self, peers: Vec<PeerId>);
 }
 
 /// An [`Io`] that keeps what the driver asked for, in order, for the caller to carry out
@@ -115,6 +117,8 @@ pub struct Outbox {
     /// `Some(template)`: start mining it; `None`: stop.
     pub mining: Vec<Option<Arc<Block>>>,
     pub penalties: Vec<(PeerId, Penalty)>,
+    /// The last allowlist asked for, if any.
+    pub allowlist: Option<Vec<PeerId>>,
 }
 
 impl Outbox {
@@ -142,6 +146,9 @@ impl Io for Outbox {
     }
     fn penalize(&mut self, peer: &PeerId, penalty: Penalty) {
         self.penalties.push((peer.clone(), penalty));
+    }
+    fn allow_peers(&mut self, peers: Vec<PeerId>) {
+        self.allowlist = Some(peers);
     }
 }
 
@@ -650,6 +657,7 @@ impl Driver {
             Action::SetHead { hash } => self.set_head(hash, followups)?,
             Action::SubmitEvidence(evidence) => self.submit_evidence(*evidence, io)?,
             Action::Penalize { peer, misbehaviour, reason } => io.penalize(&peer, Penalty { misbehaviour, reason }),
+            Action::AllowPeers(peers) => io.allow_peers(peers),
         }
         Ok(())
     }

@@ -70,6 +70,9 @@ pub enum Effect {
     /// through [`Node::on_mined`].
     StartMining(Arc<Block>),
     StopMining,
+    /// Only these peers may connect from now on (a permissioned engine's members); close
+    /// connections to any other. Comes before the effects of the same input.
+    AllowPeers(Vec<PeerId>),
 }
 
 /// Why a sync request got no answer (the host's transport error, reduced to what the node
@@ -363,6 +366,9 @@ impl Node {
     /// requests range sync wants now.
     fn finish_input(&mut self, now: Timestamp) {
         let outbox = std::mem::take(&mut self.outbox);
+        if let Some(peers) = outbox.allowlist {
+            self.effects.push(Effect::AllowPeers(peers));
+        }
         for message in outbox.broadcasts {
             let (topic, data) = match message {
                 NetMessage::Block(block) => (Topic::Blocks, codec::encode(block.as_ref())),

@@ -526,6 +526,46 @@ pub struct Validators {
     /// DPoS: the election behind the schedule; `null` for other engines.
     #[serde(deserialize_with = "nullable")]
     pub election: Option<Election>,
+    /// Raft: the members, the term and the leader; `null` for other engines. `validators`
+    /// lists the same members (with no stake) and `producer` is the leader.
+    #[serde(deserialize_with = "nullable")]
+    pub raft: Option<RaftMembers>,
+}
+
+/// Raft: the members as the node's log has them, the term and the leader it knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RaftMembers {
+    pub term: u64,
+    /// This node's member id; `null` when its key is no member's.
+    #[serde(deserialize_with = "nullable")]
+    pub member_id: Option<u64>,
+    /// The leader's member id; `null` when the node knows none (during an election, or cut off
+    /// from a quorum).
+    #[serde(deserialize_with = "nullable")]
+    pub leader: Option<u64>,
+    /// The highest log index a quorum holds, as this node knows it.
+    pub commit_index: u64,
+    /// Voters, then learners, each by id.
+    pub members: Vec<RaftMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RaftMember {
+    /// Never reused, even after the member is removed.
+    pub id: u64,
+    pub address: Address,
+    pub peer_id: PeerIdText,
+    pub role: RaftRole,
+}
+
+/// A voter counts toward quorums; a learner receives the log and does not vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RaftRole {
+    Voter,
+    Learner,
 }
 
 /// One member of the active set.

@@ -237,8 +237,9 @@ fn node_status_peers_and_validators() {
             producer: None,
             schedule: Vec::new(),
             election: None,
+            raft: None,
         },
-        r#"{"engine":"pow","open":true,"epoch":null,"slot":null,"validators":[],"producer":null,"schedule":[],"election":null}"#,
+        r#"{"engine":"pow","open":true,"epoch":null,"slot":null,"validators":[],"producer":null,"schedule":[],"election":null,"raft":null}"#,
     );
     let address = Address::parse(ADDRESS_0).expect("address");
     let pos = Validators {
@@ -256,12 +257,13 @@ fn node_status_peers_and_validators() {
         producer: Some(address),
         schedule: vec![ScheduledSlot { slot: 53, proposer: address }],
         election: None,
+        raft: None,
     };
     let json = format!(
         concat!(
             r#"{{"engine":"pos","open":false,"epoch":3,"slot":52,"validators":[{{"address":"{address}","#,
             r#""peerId":"{peer}","stake":"1000","shareBps":2500,"slashed":false}}],"producer":"{address}","#,
-            r#""schedule":[{{"slot":53,"proposer":"{address}"}}],"election":null}}"#
+            r#""schedule":[{{"slot":53,"proposer":"{address}"}}],"election":null,"raft":null}}"#
         ),
         address = ADDRESS_0,
         peer = PEER_ID,
@@ -296,7 +298,7 @@ fn node_status_peers_and_validators() {
             r#""schedule":[{{"slot":53,"proposer":"{address}"}}],"election":{{"scheduleVersion":2,"#,
             r#""scheduleStartSlot":40,"producers":21,"pending":{{"proposedAt":50,"producers":["{address}","{other}"]}},"#,
             r#""ranking":[{{"rank":1,"address":"{other}","peerId":"{other_peer}","weight":"7","elected":true,"#,
-            r#""scheduled":false,"slashed":false}}]}}}}"#
+            r#""scheduled":false,"slashed":false}}]}},"raft":null}}"#
         ),
         address = ADDRESS_0,
         other = ADDRESS_1,
@@ -304,6 +306,38 @@ fn node_status_peers_and_validators() {
         other_peer = PeerIdText::of(&other).as_str(),
     );
     pinned(&dpos, &json);
+
+    let member = |id, address: Address, role| RaftMember { id, address, peer_id: PeerIdText::of(&address), role };
+    let raft = Validators {
+        engine: "raft".to_owned(),
+        open: false,
+        epoch: None,
+        slot: None,
+        validators: Vec::new(),
+        producer: Some(other),
+        schedule: Vec::new(),
+        election: None,
+        raft: Some(RaftMembers {
+            term: 7,
+            member_id: Some(1),
+            leader: Some(2),
+            commit_index: 40,
+            members: vec![member(1, address, RaftRole::Voter), member(2, other, RaftRole::Learner)],
+        }),
+    };
+    let json = format!(
+        concat!(
+            r#"{{"engine":"raft","open":false,"epoch":null,"slot":null,"validators":[],"producer":"{other}","#,
+            r#""schedule":[],"election":null,"raft":{{"term":7,"memberId":1,"leader":2,"commitIndex":40,"#,
+            r#""members":[{{"id":1,"address":"{address}","peerId":"{peer}","role":"voter"}},"#,
+            r#"{{"id":2,"address":"{other}","peerId":"{other_peer}","role":"learner"}}]}}}}"#
+        ),
+        address = ADDRESS_0,
+        other = ADDRESS_1,
+        peer = PeerIdText::of(&address).as_str(),
+        other_peer = PeerIdText::of(&other).as_str(),
+    );
+    pinned(&raft, &json);
 }
 
 #[test]

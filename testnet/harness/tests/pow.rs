@@ -195,8 +195,8 @@ fn a_partition_heals_onto_one_chain_and_every_account_matches() {
 
 #[test]
 fn pow_never_finalizes_a_dead_node_fails_checks_and_unbuilt_engines_are_refused() {
-    let refused = Testnet::builder("raft", 3).start().expect_err("no raft networks yet");
-    assert!(refused.contains("does not start raft member networks yet"), "{refused}");
+    let refused = Testnet::builder("pbft", 3).start().expect_err("no such engine");
+    assert!(refused.contains("pbft"), "{refused}");
 
     let mut testnet = Testnet::pow(1);
     testnet.heads_at_least(2);

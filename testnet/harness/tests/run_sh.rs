@@ -1,7 +1,8 @@
 //! `testnet/run.sh` end to end, with the workspace's debug binaries (`CHORUS_BIN_DIR` skips the
 //! script's release build): three PoW nodes, a transfer sent to node 2 seen by node 3, a node
 //! killed and restarted, stop and start again, clean; a partition healed; four DPoS producers
-//! taking turns, with blocks irreversible on every node.
+//! taking turns, with blocks irreversible on every node; three Raft members with one leader,
+//! a transfer final everywhere, and a new leader after the old one is killed.
 #![allow(clippy::disallowed_types, reason = "tests bound their waits with the wall clock")]
 
 use std::path::{Path, PathBuf};
@@ -122,12 +123,12 @@ fn run_sh_starts_a_testnet_that_carries_a_transfer_and_survives_a_kill() {
     assert!(testnet.chorus(rpc(3), &["status"])["head"]["height"].as_u64().expect("height") >= target);
     assert_eq!(testnet.chorus(rpc(3), &["balance", "funded2"])["balance"], "1000000000077");
 
-    let refused = testnet.run(&["start", "--engine", "raft", "--nodes", "3"]);
+    let refused = testnet.run(&["start", "--engine", "pbft", "--nodes", "3"]);
     assert!(!refused.status.success());
     testnet.ok(&["clean"]);
     assert!(!testnet.data.path().join("testnet.env").exists());
-    let refused = testnet.run(&["start", "--engine", "raft", "--nodes", "3"]);
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("does not start raft member networks yet"));
+    let refused = testnet.run(&["start", "--engine", "pbft", "--nodes", "3"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown engine pbft"));
 }
 
 #[test]
@@ -191,5 +192,48 @@ fn run_sh_starts_dpos_producers_that_take_turns_and_make_blocks_irreversible() {
         producers.extend(table.iter().map(|row| row[6].clone()).filter(|producer| producer.starts_with("node")));
         let irreversible = table.iter().all(|row| row[3].parse::<u64>().is_ok_and(|height| height >= 3));
         if irreversible && producers.len() == 4 { Ok(()) } else { Err(format!("{table:?}, producers {producers:?}")) }
+    });
+}
+
+#[test]
+fn run_sh_starts_raft_members_with_one_leader_and_a_new_one_after_a_kill() {
+    let (testnet, base) = Testnet::new(3);
+    testnet.ok(&["start", "--engine", "raft", "--nodes", "3", "--base-port", &base.to_string()]);
+    let rpc = |k: u16| base + 10 * k + 1;
+    // Status columns: node engine head finalized peers syncing proposer pid rpc role.
+    let leader = |live: &[u16]| {
+        eventually("one leader, the others following", Duration::from_secs(90), || {
+            let table = rows(&testnet.ok(&["status"]));
+            assert!(table.iter().all(|row| row[1] == "raft" || row[1] == "-"), "{table:?}");
+            let roles: Vec<&str> = live.iter().map(|k| table[usize::from(*k) - 1][9].as_str()).collect();
+            match roles.iter().filter(|role| **role == "leader").count() {
+                1 if roles.iter().all(|role| *role == "leader" || *role == "follower") => {
+                    Ok(live[roles.iter().position(|role| *role == "leader").unwrap_or(0)])
+                }
+                _ => Err(format!("{table:?}")),
+            }
+        })
+    };
+    let first = leader(&[1, 2, 3]);
+    let follower = if first == 1 { 2 } else { 1 };
+    let sent = testnet.chorus(rpc(follower), &["transfer", "--from", "funded1", "--to", "funded2", "--amount", "5"]);
+    let hash = sent["hash"].as_str().expect("hash").to_owned();
+    eventually("the transfer final on every member", Duration::from_secs(90), || {
+        let statuses: Vec<Value> = (1..=3).map(|k| testnet.chorus(rpc(k), &["tx", &hash])["status"].clone()).collect();
+        if statuses.iter().all(|status| status == "final") { Ok(()) } else { Err(format!("{statuses:?}")) }
+    });
+    let table = rows(&testnet.ok(&["status"]));
+    assert!(table.iter().all(|row| row[2] == row[3] && row[4] == "2"), "heads are final, all connected: {table:?}");
+
+    testnet.ok(&["kill", &first.to_string()]);
+    let live: Vec<u16> = (1..=3).filter(|k| *k != first).collect();
+    let second = leader(&live);
+    assert_ne!(second, first);
+    let sent = testnet.chorus(rpc(second), &["transfer", "--from", "funded2", "--to", "funded1", "--amount", "3"]);
+    let hash = sent["hash"].as_str().expect("hash").to_owned();
+    eventually("the second transfer final on the two left", Duration::from_secs(90), || {
+        let statuses: Vec<Value> =
+            live.iter().map(|k| testnet.chorus(rpc(*k), &["tx", &hash])["status"].clone()).collect();
+        if statuses.iter().all(|status| status == "final") { Ok(()) } else { Err(format!("{statuses:?}")) }
     });
 }

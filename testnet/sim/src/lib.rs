@@ -250,6 +250,9 @@ struct SimNode {
     /// Blocks this node was given that it may store later (orphans).
     unconfirmed: BTreeSet<Hash>,
     last_finalized: Option<(Height, Hash)>,
+    /// The peers a permissioned engine admits (`None`: any); as in `chorusd`, a connection
+    /// either side refuses carries nothing.
+    allowlist: Option<BTreeSet<PeerId>>,
 }
 
 /// Which nodes mine.
@@ -421,6 +424,7 @@ impl Sim {
                 best_seen_work: U256::zero(),
                 unconfirmed: BTreeSet::new(),
                 last_finalized: None,
+                allowlist: None,
             });
         }
         let mut sim = Sim {
@@ -575,6 +579,7 @@ impl Sim {
                     let delay = at.as_millis().saturating_sub(self.local_now(index).as_millis());
                     self.schedule(delay, SimEvent::Timer { node: index, timer, generation });
                 }
+                Effect::AllowPeers(peers) => self.nodes[index].allowlist = Some(peers.into_iter().collect()),
                 Effect::StartMining(template) => {
                     self.nodes[index].mining_generation += 1;
                     self.mine(index, &template);
@@ -618,6 +623,12 @@ impl Sim {
 
     /// Whether a message from `from` to `to` is lost now (a partition, or random loss).
     fn lost(&mut self, from: usize, to: usize) -> bool {
+        let refuses = |by: usize, peer: usize| {
+            self.nodes[by].allowlist.as_ref().is_some_and(|allowed| !allowed.contains(&self.nodes[peer].peer))
+        };
+        if refuses(from, to) || refuses(to, from) {
+            return true;
+        }
         if self.faults_on && self.groups[from] != self.groups[to] {
             return true;
         }

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use chorus_sim::{Faults, SimConfig, combined_digest, run_seeds};
 
-const USAGE: &str = "usage: chorus-sim --engine pow|pos|dpos --nodes N --seeds A..B [--faults loss,partition,crash,skew,late,byzantine] [--steps N] [--threads N] [--verbose]";
+const USAGE: &str = "usage: chorus-sim --engine pow|pos|dpos|raft --nodes N --seeds A..B [--faults loss,partition,crash,skew,late,byzantine] [--steps N] [--threads N] [--verbose]";
 
 struct Args {
     config: SimConfig,
