@@ -125,6 +125,13 @@ pub struct NodeMetrics {
     /// What `missed_by_producer` shows.
     missed_counted: BTreeMap<chorus_chain::Address, u64>,
     votes_received: prometheus_client::metrics::gauge::Gauge,
+    raft_term: prometheus_client::metrics::gauge::Gauge,
+    raft_leader: prometheus_client::metrics::gauge::Gauge,
+    raft_leader_changes: prometheus_client::metrics::counter::Counter,
+    raft_proposals_dropped: prometheus_client::metrics::counter::Counter,
+    raft_commit_seconds: prometheus_client::metrics::histogram::Histogram,
+    /// The engine's Raft counts the metrics above last took in.
+    raft_seen: chorus_consensus::raft::RaftCounters,
 }
 
 impl Default for NodeMetrics {
@@ -146,6 +153,15 @@ impl Default for NodeMetrics {
             missed_by_producer: Default::default(),
             missed_counted: BTreeMap::new(),
             votes_received: Default::default(),
+            raft_term: Default::default(),
+            raft_leader: Default::default(),
+            raft_leader_changes: Default::default(),
+            raft_proposals_dropped: Default::default(),
+            // 5 ms (a loopback round trip and a synced write) to about 40 s.
+            raft_commit_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14),
+            ),
+            raft_seen: Default::default(),
         }
     }
 }
@@ -198,7 +214,54 @@ impl NodeMetrics {
             "Consensus votes received from peers and accepted since start",
             metrics.votes_received.clone(),
         );
+        registry.register(
+            "raft_term",
+            "The Raft term this member is in (raft; 0 otherwise)",
+            metrics.raft_term.clone(),
+        );
+        registry.register(
+            "raft_leader",
+            "The member id of the Raft leader this member knows (raft; 0 when it knows none)",
+            metrics.raft_leader.clone(),
+        );
+        registry.register(
+            "raft_leader_changes",
+            "Times the Raft leader this member knows changed to another member, since start",
+            metrics.raft_leader_changes.clone(),
+        );
+        registry.register(
+            "raft_proposals_dropped",
+            "Blocks this Raft leader built that were dropped before commit (leadership moved, too much uncommitted)",
+            metrics.raft_proposals_dropped.clone(),
+        );
+        registry.register(
+            "raft_commit_seconds",
+            "From this Raft leader proposing a block to applying it (committed by a majority)",
+            metrics.raft_commit_seconds.clone(),
+        );
         metrics
+    }
+}
+
+impl NodeMetrics {
+    /// Takes in the Raft engine's counts: gauges as they are, counters and commit latencies by
+    /// what changed since the last call (each block committed since is observed at the mean of
+    /// their latencies; a leader has one block in flight, so that is almost always one).
+    fn record_raft(&mut self, raft: chorus_consensus::raft::RaftCounters) {
+        let to_i64 = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.raft_term.set(to_i64(raft.term));
+        self.raft_leader.set(to_i64(raft.leader));
+        let seen = &self.raft_seen;
+        self.raft_leader_changes.inc_by(raft.leader_changes.saturating_sub(seen.leader_changes));
+        self.raft_proposals_dropped.inc_by(raft.proposals_dropped.saturating_sub(seen.proposals_dropped));
+        let committed = raft.blocks_committed.saturating_sub(seen.blocks_committed);
+        let latency_ms = raft.commit_latency_ms_total.saturating_sub(seen.commit_latency_ms_total);
+        if let Some(mean_ms) = latency_ms.checked_div(committed) {
+            for _ in 0..committed {
+                self.raft_commit_seconds.observe(Duration::from_millis(mean_ms).as_secs_f64());
+            }
+        }
+        self.raft_seen = raft;
     }
 }
 
@@ -625,6 +688,9 @@ impl Core {
             self.metrics.missed_counted = counters.missed_by_producer;
         }
         self.metrics.votes_received.set(to_i64(counters.votes_received));
+        if let Some(raft) = counters.raft {
+            self.metrics.record_raft(raft);
+        }
         self.metrics.mempool_transactions.set(to_i64(driver.mempool().len() as u64));
         self.metrics.mempool_bytes.set(to_i64(driver.mempool().size_bytes()));
         let finalized = driver.finalized();

@@ -223,6 +223,20 @@ fn dev_raft_member_commits_blocks_when_transactions_come_and_each_is_final() {
     assert_eq!(balance(&node, &bob), 30);
     let head = node.ok("chain_getHead", json!([]));
     assert_eq!(node.ok("chain_getFinalized", json!([]))["hash"], head["hash"], "the head is final");
+    // The leader's three blocks each went from proposal to commit once; it leads in term 1 or
+    // later (the campaign at start) and knows itself as leader.
+    let (_, metrics) = get_metrics(node.metrics_addr(), "");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert_eq!(value("chorus_raft_commit_seconds_count"), 3.0);
+    assert!(value("chorus_raft_term") >= 1.0);
+    assert_eq!(value("chorus_raft_leader"), 1.0);
+    assert_eq!(value("chorus_raft_proposals_dropped_total"), 0.0);
     drop(node);
 
     let node = start(&args, dir.path());

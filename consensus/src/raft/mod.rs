@@ -138,7 +138,6 @@ pub struct RaftCounters {
     /// proposal to being applied here).
     pub blocks_committed: u64,
     pub commit_latency_ms_total: u64,
-    pub last_commit_latency_ms: u64,
 }
 
 /// Raft's membership and leadership as one member sees them (`consensus_validators`).
@@ -438,7 +437,6 @@ impl RaftEngine {
             let latency = now.as_millis().saturating_sub(since.as_millis());
             self.counters.blocks_committed = self.counters.blocks_committed.saturating_add(1);
             self.counters.commit_latency_ms_total = self.counters.commit_latency_ms_total.saturating_add(latency);
-            self.counters.last_commit_latency_ms = latency;
             self.proposal = Proposal::Idle;
         }
     }
