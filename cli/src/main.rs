@@ -17,13 +17,13 @@ use chorus_chain::primitives::{Amount, Hash, Height};
 use chorus_chain::tx::{Transaction, TxKind};
 use chorus_chain::{Address, SecretKey, codec};
 use chorus_rpc_types::{
-    BlockId, ErrorCode, GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, GetValidators, Request,
-    SubmitTx, TxStatus, Validators,
+    BlockId, ErrorCode, GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, GetValidators,
+    MembershipChangeKind, RaftAddLearner, RaftPromote, RaftRemove, Request, SubmitTx, TxStatus, Validators,
 };
 use clap::{Parser, Subcommand};
 use jsonrpsee::core::client::{ClientT, Error as ClientError};
 use jsonrpsee::core::traits::ToRpcParams;
-use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
+use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
 use keystore::{Keystore, KeystoreError};
 use serde::Serialize;
 use serde_json::json;
@@ -121,6 +121,44 @@ enum Command {
     Block { id: Option<String> },
     /// A transaction's status.
     Tx { hash: String },
+    /// Raft membership, at the leader (admin methods: the node's RPC on loopback and its admin
+    /// token). Each answers at once: the change proposed (follow it with `chorus validators`) or
+    /// why it was refused.
+    #[command(subcommand)]
+    Raft(RaftCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RaftCommand {
+    /// Add the node whose key has this address (or a key name) as a learner.
+    AddLearner {
+        address: String,
+        /// Its member id [default: the next id never used].
+        #[arg(long)]
+        id: Option<u64>,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Make a learner that has caught up a voter.
+    Promote {
+        id: u64,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Remove a voter or learner for good (its id is never reused).
+    Remove {
+        id: u64,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// What admin commands take.
+#[derive(Debug, Clone, clap::Args)]
+struct AdminArgs {
+    /// The node's admin token file, DATA_DIR/rpc-admin.token (readable only by the node's user).
+    #[arg(long, env = "CHORUS_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    admin_token_file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,8 +231,8 @@ enum Failure {
     /// JSON-RPC at all): no usable node at that URL, so the exit code is unreachable's.
     #[error("the node at {url} answered {method} with something other than its result: {reason}")]
     Malformed { url: String, method: &'static str, reason: String },
-    #[error("the node refused: {message} (code {code})")]
-    Refused { code: i32, message: String },
+    #[error("the node refused: {message} (code {code}{})", data.as_ref().and_then(|data| data["reason"].as_str()).map(|reason| format!(", reason {reason}")).unwrap_or_default())]
+    Refused { code: i32, message: String, data: Option<serde_json::Value> },
     #[error("{0}")]
     Timeout(String),
     #[error("the node's proof does not verify: {0}")]
@@ -271,8 +309,11 @@ fn main() -> ExitCode {
             // Where the error cannot be written either, the exit code still says it.
             if json && !matches!(failure, Failure::Stdout(_)) {
                 let mut error = json!({ "kind": failure.kind(), "message": failure.to_string() });
-                if let Failure::Refused { code, .. } = &failure {
+                if let Failure::Refused { code, data, .. } = &failure {
                     error["code"] = json!(code);
+                    if let Some(data) = data {
+                        error["data"] = data.clone();
+                    }
                 }
                 let _ = write_stdout(format!("{}\n", json!({ "error": error })).as_bytes());
             } else {
@@ -318,9 +359,18 @@ impl<R: Request> ToRpcParams for Positional<'_, R> {
 impl Context {
     /// One call; its result read as the method's result type, every field required.
     fn request<R: Request + Sync>(&self, request: &R) -> Result<R::Response, Failure> {
+        self.request_through(&self.client, request)
+    }
+
+    /// [`Context::request`] through a given client (one that sends the admin token).
+    fn request_through<R: Request + Sync>(&self, client: &HttpClient, request: &R) -> Result<R::Response, Failure> {
         let method = R::METHOD.name();
-        self.runtime.block_on(self.client.request(method, Positional(request))).map_err(|error| match error {
-            ClientError::Call(error) => Failure::Refused { code: error.code(), message: error.message().to_owned() },
+        self.runtime.block_on(client.request(method, Positional(request))).map_err(|error| match error {
+            ClientError::Call(error) => Failure::Refused {
+                code: error.code(),
+                message: error.message().to_owned(),
+                data: error.data().and_then(|data| serde_json::from_str(data.get()).ok()),
+            },
             ClientError::ParseError(error) => {
                 Failure::Malformed { url: self.rpc_url.clone(), method, reason: error.to_string() }
             }
@@ -351,6 +401,22 @@ impl Context {
         };
         line.push('\n');
         write_stdout(line.as_bytes())
+    }
+
+    /// A client that sends the node's admin token, read from the token file.
+    fn admin_client(&self, admin: &AdminArgs) -> Result<HttpClient, Failure> {
+        let path = &admin.admin_token_file;
+        let token = std::fs::read_to_string(path)
+            .map_err(|error| Failure::Input(format!("admin token file {}: {error}", path.display())))?;
+        let value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| Failure::Input(format!("admin token file {}: not a token", path.display())))?;
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", value);
+        HttpClientBuilder::default()
+            .request_timeout(Duration::from_secs(30))
+            .set_headers(headers)
+            .build(&self.rpc_url)
+            .map_err(|error| Failure::Input(format!("--rpc {}: {error}", self.rpc_url)))
     }
 
     /// An address, or the address of a key in the keystore.
@@ -464,7 +530,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 None => info.status.name().to_owned(),
             })
         }
+        Command::Raft(command) => raft(&context, command),
     }
+}
+
+/// `chorus raft ...`: one admin call, answered at once.
+fn raft(context: &Context, command: RaftCommand) -> Result<(), Failure> {
+    let change = match command {
+        RaftCommand::AddLearner { address, id, admin } => {
+            let address = context.address(&address)?;
+            context.request_through(&context.admin_client(&admin)?, &RaftAddLearner { address, id })?
+        }
+        RaftCommand::Promote { id, admin } => {
+            context.request_through(&context.admin_client(&admin)?, &RaftPromote { id })?
+        }
+        RaftCommand::Remove { id, admin } => {
+            context.request_through(&context.admin_client(&admin)?, &RaftRemove { id })?
+        }
+    };
+    context.print(&change, || {
+        let what = match change.kind {
+            MembershipChangeKind::AddLearner => "add learner",
+            MembershipChangeKind::Promote => "promote",
+            MembershipChangeKind::Remove => "remove",
+        };
+        format!(
+            "proposed at log index {}: {what} member {} ({}); in force once applied (chorus validators shows it \
+             pending until then)",
+            change.index, change.id, change.address
+        )
+    })
 }
 
 /// `chorus validators` for people: the set as a table, the next slots' proposers, under DPoS
@@ -574,6 +669,17 @@ fn raft_table(engine: &str, raft: &chorus_rpc_types::RaftMembers) -> String {
             role,
             member.address.to_string(),
             member.peer_id.as_str()
+        ));
+    }
+    if let Some(change) = &raft.pending_change {
+        let what = match change.kind {
+            MembershipChangeKind::AddLearner => "add learner",
+            MembershipChangeKind::Promote => "promote",
+            MembershipChangeKind::Remove => "remove",
+        };
+        lines.push(format!(
+            "pending change at log index {}: {what} member {} ({})",
+            change.index, change.id, change.address
         ));
     }
     lines.join("\n")
@@ -899,6 +1005,7 @@ mod tests {
             leader: Some(2),
             commit_index: 17,
             members: vec![member(1, RaftRole::Voter), member(2, RaftRole::Voter), member(3, RaftRole::Learner)],
+            pending_change: None,
         };
         let mut set = Validators {
             engine: "raft".to_owned(),
@@ -917,6 +1024,20 @@ mod tests {
         let roles: Vec<Vec<&str>> = lines[2..].iter().map(|line| line.split_whitespace().take(3).collect()).collect();
         let address = |k: usize| raft.members[k].address.to_string();
         assert_eq!(roles, [["1", "voter", &address(0)], ["2", "leader", &address(1)], ["3", "learner", &address(2)]]);
+
+        assert_eq!(lines.len(), 5, "no pending change, no line: {table}");
+
+        raft.pending_change = Some(chorus_rpc_types::MembershipChange {
+            kind: MembershipChangeKind::Promote,
+            id: 3,
+            address: raft.members[2].address,
+            peer_id: raft.members[2].peer_id.clone(),
+            index: 18,
+        });
+        set.raft = Some(raft.clone());
+        let table = validators_table(&set);
+        let last = table.lines().last().unwrap_or_default().to_owned();
+        assert_eq!(last, format!("pending change at log index 18: promote member 3 ({})", raft.members[2].address));
 
         raft.leader = None;
         raft.member_id = None;

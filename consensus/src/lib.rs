@@ -397,6 +397,19 @@ pub trait Engine: Send + fmt::Debug {
         false
     }
 
+    /// An operator's membership change (Raft), answered at once: proposed, or refused with the
+    /// reason. Engines without run-time membership refuse every request.
+    fn change_membership(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        request: raft::membership::MembershipRequest,
+        actions: &mut Vec<Action>,
+    ) -> Result<Result<raft::membership::ChangeProposed, raft::membership::MembershipRefusal>, EngineError> {
+        let _ = (chain, now, request, actions);
+        Ok(Err(raft::membership::MembershipRefusal::Unsupported { engine: self.name() }))
+    }
+
     /// What the engine counts, for metrics.
     fn counters(&self) -> EngineCounters {
         EngineCounters::default()

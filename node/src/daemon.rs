@@ -19,6 +19,7 @@ use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::tx::{SignedTransaction, VerifiedTx};
 use chorus_consensus::PeerId;
+use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, MembershipRequest};
 use chorus_node_core::mempool::{self, MempoolError};
 use chorus_node_core::sync::Progress;
 use chorus_node_core::{Driver, DriverError, Effect, Node, RequestFailed, Timer};
@@ -50,6 +51,8 @@ pub enum Call {
     Status(oneshot::Sender<StatusInfo>),
     /// The engine's name and active set (`None`: open, PoW; or unreadable, which is logged).
     Validators(oneshot::Sender<(&'static str, Option<chorus_consensus::ActiveSet>)>),
+    /// An operator's membership change (Raft): proposed, or refused with the reason.
+    Membership(MembershipRequest, oneshot::Sender<Result<ChangeProposed, MembershipRefusal>>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -535,6 +538,20 @@ impl Core {
                     None
                 });
                 let _ = reply.send((driver.engine().name(), set));
+            }
+            Call::Membership(request, reply) => {
+                let answer = self.node.change_membership(now(), request)?;
+                match &answer {
+                    Ok(proposed) => tracing::info!(
+                        kind = ?proposed.entry.kind,
+                        member = proposed.entry.member.id,
+                        address = %proposed.entry.member.address,
+                        index = proposed.index,
+                        "membership change proposed"
+                    ),
+                    Err(refusal) => tracing::info!(reason = refusal.code(), %refusal, "membership change refused"),
+                }
+                let _ = reply.send(answer);
             }
         }
         Ok(())

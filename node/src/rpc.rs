@@ -23,6 +23,7 @@ use chorus_chain::genesis::PeerIdText;
 use chorus_chain::primitives::{ChainId, Hash, Height};
 use chorus_chain::tx::SignedTransaction;
 use chorus_chain::{Address, limits};
+use chorus_consensus::raft::membership::{ChangeKind, MembershipEntry, MembershipRefusal, MembershipRequest};
 use chorus_p2p::NetworkHandle;
 use chorus_rpc_types::{self as wire, ErrorCode, Method};
 use jsonrpsee::core::middleware::{Batch, Notification, RpcServiceBuilder, RpcServiceT};
@@ -148,6 +149,24 @@ pub const METHODS: &[MethodDef] = &[
         summary: "Lifts a ban. Served only when the RPC listens on loopback, to callers with the admin token (Authorization: Bearer, from DATA_DIR/rpc-admin.token).",
         params: &[("peerId", "string", true)],
         result: "null",
+    },
+    MethodDef {
+        name: Method::AdminRaftAddLearner.name(),
+        summary: "Raft, at the leader: adds the node whose key has this address as a learner (id: default the next never used); answers the proposed change at once, or error 4010 with data.reason. Served only when the RPC listens on loopback, to callers with the admin token (Authorization: Bearer, from DATA_DIR/rpc-admin.token).",
+        params: &[("address", "string", true), ("id", "integer", false)],
+        result: "object",
+    },
+    MethodDef {
+        name: Method::AdminRaftPromote.name(),
+        summary: "Raft, at the leader: makes a learner that has caught up (answered the leader lately, holds the log to the commit index) a voter; answers at once, or error 4010. Served only when the RPC listens on loopback, to callers with the admin token (Authorization: Bearer, from DATA_DIR/rpc-admin.token).",
+        params: &[("id", "integer", true)],
+        result: "object",
+    },
+    MethodDef {
+        name: Method::AdminRaftRemove.name(),
+        summary: "Raft, at the leader: removes a voter or learner for good (its id is never reused); answers at once, or error 4010. Served only when the RPC listens on loopback, to callers with the admin token (Authorization: Bearer, from DATA_DIR/rpc-admin.token).",
+        params: &[("id", "integer", true)],
+        result: "object",
     },
     MethodDef {
         name: Method::RpcDiscover.name(),
@@ -430,6 +449,20 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
     serve_admin::<wire::UnbanPeer, _, _>(&mut module, |params, context| async move {
         let peer = peer_param(params.one()?)?;
         context.net.unban(peer).await.map_err(|error| rpc_error(ErrorCode::NodeUnavailable, error.to_string()))
+    })?;
+    serve_admin::<wire::RaftAddLearner, _, _>(&mut module, |params, context| async move {
+        let mut sequence = params.sequence();
+        let address: String = sequence.next()?;
+        let address = Address::parse(&address)
+            .map_err(|error| rpc_error(ErrorCode::InvalidAddress, format!("address {address:?}: {error}")))?;
+        let id: Option<u64> = sequence.optional_next()?;
+        change_membership(&context, MembershipRequest::AddLearner { address, id }).await
+    })?;
+    serve_admin::<wire::RaftPromote, _, _>(&mut module, |params, context| async move {
+        change_membership(&context, MembershipRequest::Promote { id: params.one()? }).await
+    })?;
+    serve_admin::<wire::RaftRemove, _, _>(&mut module, |params, context| async move {
+        change_membership(&context, MembershipRequest::Remove { id: params.one()? }).await
     })?;
     module.register_method(Method::RpcDiscover.name(), |_, _, _| openrpc())?;
     // rpc.discover must describe exactly what is served.
@@ -774,6 +807,39 @@ fn mempool_error(error: MempoolError) -> ErrorObjectOwned {
 
 /// `stake` as a share of `total` in basis points, rounded down (0 for an empty total), in 256
 /// bits so no stake overflows.
+/// Asks the node for a membership change; a refusal is error 4010 with its reason's code (and
+/// the leader, where there is one to ask).
+async fn change_membership(
+    context: &Context,
+    request: MembershipRequest,
+) -> Result<wire::MembershipChange, ErrorObjectOwned> {
+    match context.call(|reply| Call::Membership(request, reply)).await? {
+        Ok(proposed) => Ok(wire_change(&proposed.entry, proposed.index)),
+        Err(refusal) => {
+            let leader = match &refusal {
+                MembershipRefusal::NotLeader { id, .. } | MembershipRefusal::LeaderLeaving { to: id } => Some(*id),
+                _ => None,
+            };
+            let data = wire::MembershipRefusalData { reason: refusal.code().to_owned(), leader };
+            Err(ErrorObjectOwned::owned(ErrorCode::MembershipRefused.code(), refusal.to_string(), Some(data)))
+        }
+    }
+}
+
+fn wire_change(entry: &MembershipEntry, index: u64) -> wire::MembershipChange {
+    wire::MembershipChange {
+        kind: match entry.kind {
+            ChangeKind::AddLearner => wire::MembershipChangeKind::AddLearner,
+            ChangeKind::Promote => wire::MembershipChangeKind::Promote,
+            ChangeKind::Remove => wire::MembershipChangeKind::Remove,
+        },
+        id: entry.member.id,
+        address: entry.member.address,
+        peer_id: entry.member.peer_id.clone(),
+        index,
+    }
+}
+
 fn wire_raft(view: &chorus_consensus::raft::RaftView) -> wire::RaftMembers {
     wire::RaftMembers {
         term: view.term,
@@ -790,6 +856,7 @@ fn wire_raft(view: &chorus_consensus::raft::RaftView) -> wire::RaftMembers {
                 role: if member.voter { wire::RaftRole::Voter } else { wire::RaftRole::Learner },
             })
             .collect(),
+        pending_change: view.pending.as_ref().map(|(entry, index)| wire_change(entry, *index)),
     }
 }
 

@@ -458,6 +458,20 @@ pub const RAFT_WAITING_BLOCKS_MAX: u32 = 64;
 /// Raft: the opaque context a message carries (a leader transfer's tag).
 pub const RAFT_CONTEXT_BYTES_MAX: u32 = 64;
 
+/// Raft: voters and learners at once, as genesis bounds its members. A change that would pass
+/// it is refused.
+pub const RAFT_MEMBERS_MAX: u32 = VALIDATORS_MAX;
+
+/// Raft: removed members remembered (their ids are never reused and their blocks stay valid
+/// history); once full, no member can be added.
+pub const RAFT_FORMER_MEMBERS_MAX: u32 = VALIDATORS_MAX;
+
+/// Raft: one member's encoding (id, address, peer id text of at most 64 bytes, lengths).
+pub const RAFT_MEMBER_BYTES_MAX: u32 = 128;
+
+/// Raft: the roster (present and former members) a state record and a snapshot carry.
+pub const RAFT_ROSTER_BYTES_MAX: u32 = 16 + RAFT_MEMBER_BYTES_MAX * (RAFT_MEMBERS_MAX + RAFT_FORMER_MEMBERS_MAX);
+
 /// Range requests a syncing node sends one peer: half the rate peers serve, so the node's other
 /// requests (a status every `STATUS_INTERVAL_MS`, locator requests every
 /// `SYNC_REQUEST_INTERVAL_MS`) fit beside them and an honest syncer is never refused, however
@@ -477,6 +491,10 @@ const _: () = assert!(
 );
 const _: () =
     assert!(P2P_EVENT_QUEUE_BYTES_MAX >= GOSSIP_FRAME_BYTES_MAX as u64, "the largest gossip message can queue");
+const _: () = assert!(
+    RAFT_ROSTER_BYTES_MAX + 1024 <= DIRECT_MESSAGE_BYTES_MAX,
+    "a snapshot with the fullest roster is one direct message"
+);
 const _: () = assert!(
     SYNC_RANGE_REQUESTS_PER_PEER_PER_SEC as u64 * 1_000
         + 1_000 * 1_000 / STATUS_INTERVAL_MS

@@ -1,15 +1,17 @@
 //! The Raft log and hard state: in memory for the `RawNode` (as its [`Storage`]), and in engine
 //! records on disk, written by the engine's actions.
 //!
-//! Records: [`STATE_KEY`] holds the hard state (term, vote, commit), the membership, the
-//! snapshot the log starts after, the last index and the applied index; one record per entry
-//! after the snapshot holds its term and data. Every change to the log is written in one
+//! Records: [`STATE_KEY`] holds the hard state (term, vote, commit), the membership and roster
+//! after the last applied entry (and that entry's index, if it changed them), the snapshot the
+//! log starts after, the last index and the applied index; one record per entry after the
+//! snapshot holds its term, type, data and context. Every change to the log is written in one
 //! atomic batch with the state record that names its last index, so a crash leaves the log the
 //! node had before the batch or after it, never a mix of two terms' entries.
 //!
 //! The log is kept short: applied entries beyond `limits::RAFT_LOG_RETAINED_ENTRIES` are
-//! compacted into the snapshot (the index, its term, the membership and the block the chain had
-//! reached there). A member further behind gets that snapshot and fetches the blocks below it
+//! compacted into the snapshot (the index, its term, the membership and roster, and the block
+//! the chain had reached there). Compaction always reaches past the last applied membership
+//! change, so the snapshot's membership is the one in force at its index. A member further behind gets that snapshot and fetches the blocks below it
 //! over the sync protocol.
 
 // The protobuf values are built field by field from the typed ones, one line per field.
@@ -24,6 +26,7 @@ use chorus_chain::primitives::{Hash, Height};
 use raft::eraftpb::{Entry, EntryType, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
+use super::membership::Roster;
 use super::wire::{Membership, Payload, SnapshotMeta};
 use crate::{ChainRead, ChainReadError};
 
@@ -44,24 +47,39 @@ struct StateRecord {
     vote: u64,
     commit: u64,
     snapshot: SnapshotMeta,
-    /// The membership in force after the last applied entry.
+    /// The membership and roster in force after the last applied entry.
     membership: Membership,
+    roster: Roster,
+    /// The last applied entry that changed them (the snapshot's index if none since).
+    conf_index: u64,
     last_index: u64,
     applied: u64,
 }
 
 impl Canonical for StateRecord {
-    /// Five numbers, two block references and two memberships of at most `VALIDATORS_MAX` ids
-    /// in four lists each.
-    const BYTES_MAX: u32 = 256 + 2 * 4 * 8 * limits::VALIDATORS_MAX;
+    /// Six numbers, a block reference, two memberships of at most `RAFT_MEMBERS_MAX` ids in
+    /// four lists each, and two rosters.
+    const BYTES_MAX: u32 = 256 + 2 * 4 * 8 * limits::RAFT_MEMBERS_MAX + 2 * limits::RAFT_ROSTER_BYTES_MAX;
+}
+
+/// An entry's type, as `raft` has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
+enum EntryKind {
+    Normal,
+    ConfChange,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 #[bincode(crate = "chorus_chain::codec::backend")]
 struct EntryRecord {
     term: u64,
-    /// The canonical encoding of the entry's [`Payload`] (empty for `Empty`).
+    kind: EntryKind,
+    /// Normal: the canonical encoding of the entry's [`Payload`] (empty for `Empty`); a
+    /// membership change: the protobuf change `raft` reads.
     data: Vec<u8>,
+    /// A membership change: the canonical encoding of its `MembershipEntry`.
+    context: Vec<u8>,
 }
 
 impl Canonical for EntryRecord {
@@ -77,6 +95,8 @@ pub struct LogStore {
     hard_state: HardState,
     snapshot: SnapshotMeta,
     membership: Membership,
+    roster: Roster,
+    conf_index: u64,
     /// The entries after the snapshot, in index order.
     entries: VecDeque<Entry>,
     applied: u64,
@@ -95,12 +115,20 @@ impl LogStore {
         let Some(bytes) = chain.record(STATE_KEY)? else {
             let membership =
                 Membership { voters: config.members.iter().map(|member| member.id).collect(), ..Default::default() };
-            let snapshot =
-                SnapshotMeta { index: 0, term: 0, membership: membership.clone(), block: (Height::GENESIS, genesis) };
+            let roster = Roster::from_genesis(&config.members);
+            let snapshot = SnapshotMeta {
+                index: 0,
+                term: 0,
+                membership: membership.clone(),
+                roster: roster.clone(),
+                block: (Height::GENESIS, genesis),
+            };
             return Ok(LogStore {
                 hard_state: HardState::default(),
                 snapshot,
                 membership,
+                roster,
+                conf_index: 0,
                 entries: VecDeque::new(),
                 applied: 0,
                 written: Vec::new(),
@@ -125,10 +153,14 @@ impl LogStore {
             let record: EntryRecord =
                 codec::decode(&bytes).map_err(|error| damaged(format!("Raft entry {index}: {error}")))?;
             let mut entry = Entry::default();
-            entry.entry_type = EntryType::EntryNormal;
+            entry.entry_type = match record.kind {
+                EntryKind::Normal => EntryType::EntryNormal,
+                EntryKind::ConfChange => EntryType::EntryConfChangeV2,
+            };
             entry.term = record.term;
             entry.index = index;
             entry.data = record.data.into();
+            entry.context = record.context.into();
             entries.push_back(entry);
         }
         let mut hard_state = HardState::default();
@@ -139,6 +171,8 @@ impl LogStore {
             hard_state,
             snapshot: state.snapshot,
             membership: state.membership,
+            roster: state.roster,
+            conf_index: state.conf_index,
             entries,
             applied: state.applied,
             written: bytes,
@@ -165,6 +199,23 @@ impl LogStore {
         &self.membership
     }
 
+    pub fn roster(&self) -> &Roster {
+        &self.roster
+    }
+
+    /// A membership change applied at `index`: the configuration `raft` made of it and the
+    /// roster after it.
+    pub fn set_membership(&mut self, index: u64, membership: Membership, roster: Roster) {
+        self.membership = membership;
+        self.roster = roster;
+        self.conf_index = index;
+    }
+
+    /// The entries after the applied index (uncommitted, or committed and not applied yet).
+    pub fn unapplied(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|entry| entry.index > self.applied)
+    }
+
     pub fn snapshot_meta(&self) -> &SnapshotMeta {
         &self.snapshot
     }
@@ -183,7 +234,12 @@ impl LogStore {
         }
         self.entries.truncate(keep);
         for entry in entries {
-            let record = EntryRecord { term: entry.term, data: entry.data.to_vec() };
+            let kind = match entry.entry_type {
+                EntryType::EntryConfChangeV2 | EntryType::EntryConfChange => EntryKind::ConfChange,
+                EntryType::EntryNormal => EntryKind::Normal,
+            };
+            let record =
+                EntryRecord { term: entry.term, kind, data: entry.data.to_vec(), context: entry.context.to_vec() };
             batch.push((entry_key(entry.index), Some(codec::encode(&record))));
             self.entries.push_back(entry.clone());
         }
@@ -211,12 +267,16 @@ impl LogStore {
         self.hard_state.term = self.hard_state.term.max(snapshot.term);
         self.applied = snapshot.index;
         self.membership = snapshot.membership.clone();
+        self.roster = snapshot.roster.clone();
+        self.conf_index = snapshot.index;
         self.snapshot = snapshot;
     }
 
-    /// Compacts the applied entries up to `index` into the snapshot, whose chain reaches the
-    /// last block among them (or stays where the snapshot had it).
+    /// Compacts the applied entries up to `index` (or up to the last applied membership change,
+    /// if later) into the snapshot, whose chain reaches the last block among them (or stays
+    /// where the snapshot had it).
     pub fn compact(&mut self, index: u64, batch: &mut Batch) -> Result<(), ChainReadError> {
+        let index = index.max(self.conf_index);
         if index < self.first() || index > self.applied {
             return Ok(());
         }
@@ -228,14 +288,16 @@ impl LogStore {
             batch.push((entry_key(entry.index), None));
             removed.push(entry);
         }
-        if let Some(last_block) = removed.iter().rev().find(|entry| !entry.data.is_empty()) {
+        let normal = |entry: &&Entry| entry.entry_type == EntryType::EntryNormal && !entry.data.is_empty();
+        if let Some(last_block) = removed.iter().rev().find(normal) {
             match Payload::from_data(&last_block.data) {
                 Ok(Payload::Block(found)) => block = (found.header.height, found.hash()),
-                Ok(Payload::Empty) => {}
+                Ok(Payload::Empty | Payload::Membership(_)) => {}
                 Err(error) => return Err(damaged(format!("Raft entry {}: {error}", last_block.index))),
             }
         }
-        self.snapshot = SnapshotMeta { index, term, membership: self.membership.clone(), block };
+        self.snapshot =
+            SnapshotMeta { index, term, membership: self.membership.clone(), roster: self.roster.clone(), block };
         Ok(())
     }
 
@@ -248,6 +310,8 @@ impl LogStore {
             commit: self.hard_state.commit,
             snapshot: self.snapshot.clone(),
             membership: self.membership.clone(),
+            roster: self.roster.clone(),
+            conf_index: self.conf_index,
             last_index: self.last(),
             applied: self.applied,
         };

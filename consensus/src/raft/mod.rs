@@ -32,12 +32,21 @@
 //! Chorus's own bincode [`wire::RaftMessage`] and the protobuf values are built field by field;
 //! nothing here calls a protobuf parse function.
 //!
-//! - **Members only.** The engine is permissioned: at start it names the members' peer ids
+//! - **Members only.** The engine is permissioned: at start, and after every applied
+//!   membership change or snapshot, it names the present members' peer ids
 //!   ([`Action::AllowPeers`]) and the node admits no other peer, in either direction.
-//!
-//! Not yet: membership changes at run time (learners, promotion, removal).
+//! - **Membership at run time** ([`membership`]): an operator asks the leader
+//!   ([`Engine::change_membership`]) to add a learner, promote a learner that has caught up, or
+//!   remove a member; the answer comes at once, proposed (the log index to follow) or refused
+//!   with the reason. One change at a time, each a single `raft` conf change (no joint
+//!   consensus needed), refused when it would leave fewer reachable voters than the new
+//!   quorum. The roster (ids, addresses, peer ids, and the removed members, whose ids and keys
+//!   are never reused) changes when the entry is applied and travels in snapshots. A node
+//!   added as a learner starts with only the genesis: the first message a member sends it
+//!   under its new id starts its Raft node, and the log (or a snapshot) brings it the rest.
 
 pub mod log;
+pub mod membership;
 pub mod wire;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -46,7 +55,7 @@ use std::sync::Arc;
 use chorus_chain::block::Block;
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
-use chorus_chain::genesis::{RaftConfig, RaftMember};
+use chorus_chain::genesis::{PeerIdText, RaftConfig, RaftMember};
 use chorus_chain::header::Header;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
@@ -54,7 +63,8 @@ use raft::eraftpb;
 use raft::{RawNode, StateRole};
 
 use self::log::{Batch, LogStore};
-use self::wire::{Payload, RaftMessage, SnapshotMeta, WireError};
+use self::membership::{ChangeKind, ChangeProposed, MembershipEntry, MembershipRefusal, MembershipRequest, Roster};
+use self::wire::{LogEntry, Membership, Payload, RaftMessage, SnapshotMeta, WireError};
 use crate::signer::{Guard, Signer};
 use crate::{
     Action, ActiveMember, ActiveSet, ChainRead, Durability, Engine, EngineCounters, EngineError, EngineMessage, Event,
@@ -152,6 +162,8 @@ pub struct RaftView {
     pub commit: u64,
     /// Voters, then learners, each by id.
     pub members: Vec<RaftMemberView>,
+    /// A membership change in the log and not applied yet (at most one), with its index.
+    pub pending: Option<(MembershipEntry, u64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,9 +178,14 @@ pub struct RaftEngine {
     /// The node's key, until `start` loads the guard with what it signed before.
     signer: Option<Signer>,
     guard: Option<Guard>,
-    members: BTreeMap<u64, RaftMember>,
+    /// Every member, present and former, as of the last applied entry (or the genesis's, on a
+    /// node that has no log).
+    roster: Roster,
+    /// The configuration in force after the last applied entry.
+    membership: Membership,
     /// This node's member id and its Raft node, when its key is a member's; a node that is not
-    /// a member follows the chain over the sync protocol.
+    /// (yet) one follows the chain over the sync protocol, and starts its node when a member
+    /// first addresses it under a new id (it was added).
     node: Option<RawNode<LogStore>>,
     proposal: Proposal,
     /// Committed blocks above the chain's tip, waiting for the blocks below (after a snapshot).
@@ -185,7 +202,7 @@ impl std::fmt::Debug for RaftEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RaftEngine")
             .field("id", &self.id())
-            .field("members", &self.members.len())
+            .field("members", &self.roster.members.len())
             .field("proposal", &self.proposal)
             .field("waiting", &self.waiting.len())
             .field("counters", &self.counters)
@@ -195,12 +212,15 @@ impl std::fmt::Debug for RaftEngine {
 
 impl RaftEngine {
     pub fn new(config: RaftConfig, signer: Option<Signer>) -> RaftEngine {
-        let members = config.members.iter().map(|member| (member.id, member.clone())).collect();
+        let roster = Roster::from_genesis(&config.members);
+        let membership =
+            Membership { voters: config.members.iter().map(|member| member.id).collect(), ..Default::default() };
         RaftEngine {
             config,
             signer,
             guard: None,
-            members,
+            roster,
+            membership,
             node: None,
             proposal: Proposal::Idle,
             waiting: BTreeMap::new(),
@@ -216,20 +236,48 @@ impl RaftEngine {
     }
 
     fn peer_of(&self, id: u64) -> Option<PeerId> {
-        self.members.get(&id).map(|member| PeerId::new(member.peer_id.as_str()))
+        self.roster.members.get(&id).map(|member| PeerId::new(member.peer_id.as_str()))
+    }
+
+    /// Admits the present members' peers, and only them.
+    fn allow_members(&self, actions: &mut Vec<Action>) {
+        actions.push(Action::AllowPeers(self.roster.peers().map(|peer| PeerId::new(peer.as_str())).collect()));
+    }
+
+    fn load_log(&self, chain: &dyn ChainRead) -> Result<LogStore, EngineError> {
+        let genesis_hash = chain.canonical_hash(Height::GENESIS)?.unwrap_or(Hash::ZERO);
+        Ok(LogStore::load(chain, &self.config, genesis_hash)?)
     }
 
     fn start(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) -> Result<(), EngineError> {
-        actions.push(Action::AllowPeers(self.members.keys().filter_map(|id| self.peer_of(*id)).collect()));
         if let Some(signer) = self.signer.take() {
             self.guard = Some(Guard::load(signer, chain)?);
         }
+        let log = self.load_log(chain)?;
+        self.roster = log.roster().clone();
+        self.membership = log.membership().clone();
+        self.allow_members(actions);
         let Some(address) = self.guard.as_ref().map(Guard::address) else { return Ok(()) };
-        let Some(id) = self.members.values().find(|member| member.address == address).map(|member| member.id) else {
-            return Ok(());
-        };
-        let genesis_hash = chain.canonical_hash(Height::GENESIS)?.unwrap_or(Hash::ZERO);
-        let log = LogStore::load(chain, &self.config, genesis_hash)?;
+        match self.roster.members.values().find(|member| member.address == address) {
+            Some(member) => {
+                let id = member.id;
+                self.start_node(chain, now, id, log, actions)
+            }
+            // Removed, or not (yet) a member: a leader's first message under a new id starts
+            // the node (`on_message`).
+            None => Ok(()),
+        }
+    }
+
+    /// Runs this node as member `id` on `log`.
+    fn start_node(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        id: u64,
+        log: LogStore,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
         let applied = log.applied();
         let alone = log.membership().voters == [id];
         let config = raft::Config {
@@ -309,7 +357,10 @@ impl RaftEngine {
                 let snapshot =
                     SnapshotMeta::from_pb(ready.snapshot()).map_err(WireError::from).map_err(RaftError::from)?;
                 self.waiting.retain(|height, _| *height > snapshot.block.0);
+                self.roster = snapshot.roster.clone();
+                self.membership = snapshot.membership.clone();
                 node.mut_store().apply_snapshot(snapshot, &mut batch);
+                self.allow_members(actions);
             }
             let committed = ready.take_committed_entries();
             self.apply(chain, now, &committed, actions)?;
@@ -381,11 +432,15 @@ impl RaftEngine {
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
         for entry in entries {
-            if entry.entry_type == eraftpb::EntryType::EntryNormal && !entry.data.is_empty() {
-                let payload = Payload::from_data(&entry.data).map_err(WireError::from).map_err(RaftError::from)?;
-                if let Payload::Block(block) = payload {
-                    self.apply_block(chain, now, Arc::new(*block), actions)?;
+            match entry.entry_type {
+                eraftpb::EntryType::EntryNormal if !entry.data.is_empty() => {
+                    let payload = Payload::from_data(&entry.data).map_err(WireError::from).map_err(RaftError::from)?;
+                    if let Payload::Block(block) = payload {
+                        self.apply_block(chain, now, Arc::new(*block), actions)?;
+                    }
                 }
+                eraftpb::EntryType::EntryConfChangeV2 => self.apply_membership(entry, actions)?,
+                _ => {}
             }
             if let Some(node) = self.node.as_mut() {
                 node.mut_store().set_applied(entry.index);
@@ -430,6 +485,166 @@ impl RaftEngine {
         Ok(())
     }
 
+    /// Applies a committed membership change: `raft`'s configuration, the roster, and the
+    /// peers the node admits.
+    fn apply_membership(&mut self, entry: &eraftpb::Entry, actions: &mut Vec<Action>) -> Result<(), EngineError> {
+        let Payload::Membership(change) = LogEntry::from_pb(entry).map_err(RaftError::from)?.payload else {
+            return Err(RaftError::Wire(WireError::EntryType(entry.entry_type)).into());
+        };
+        let Some(node) = self.node.as_mut() else { return Ok(()) };
+        let conf = node.apply_conf_change(&change.to_conf_change()).map_err(node_error)?;
+        self.roster.apply(&change);
+        self.membership = Membership::from_pb(&conf);
+        node.mut_store().set_membership(entry.index, self.membership.clone(), self.roster.clone());
+        self.allow_members(actions);
+        Ok(())
+    }
+
+    /// The membership change in the log and not applied yet, if any, with its index.
+    fn pending_change(&self) -> Option<(MembershipEntry, u64)> {
+        let node = self.node.as_ref()?;
+        node.store().unapplied().filter(|entry| entry.entry_type == eraftpb::EntryType::EntryConfChangeV2).find_map(
+            |entry| match LogEntry::from_pb(entry).ok()?.payload {
+                Payload::Membership(change) => Some((change, entry.index)),
+                Payload::Empty | Payload::Block(_) => None,
+            },
+        )
+    }
+
+    /// Checks an operator's request against the configuration and the members' progress and,
+    /// if nothing refuses it, proposes it.
+    fn change_membership_now(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        request: MembershipRequest,
+        actions: &mut Vec<Action>,
+    ) -> Result<Result<ChangeProposed, MembershipRefusal>, EngineError> {
+        let entry = match self.check_request(request) {
+            Ok(entry) => entry,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let Some(node) = self.node.as_mut() else { return Ok(Err(MembershipRefusal::NotAMember)) };
+        let proposed = node.propose_conf_change(codec::encode(&entry), entry.to_conf_change());
+        let (index, term) = (node.raft.raft_log.last_index(), node.raft.term);
+        let answer = match proposed {
+            // `raft` keeps a change it accepts at the log's end; one it ignores it turns into
+            // an empty entry, without an error.
+            Ok(()) if node.raft.pending_conf_index == index => Ok(ChangeProposed { entry, index, term }),
+            Ok(()) => Err(MembershipRefusal::Dropped { reason: "raft ignored it".to_owned() }),
+            Err(error) => Err(MembershipRefusal::Dropped { reason: error.to_string() }),
+        };
+        self.handle_ready(chain, now, actions)?;
+        Ok(answer)
+    }
+
+    /// The entry an operator's request makes, or why it is refused.
+    fn check_request(&mut self, request: MembershipRequest) -> Result<MembershipEntry, MembershipRefusal> {
+        let Some(node) = self.node.as_mut() else { return Err(MembershipRefusal::NotAMember) };
+        let raft = &node.raft;
+        if raft.state != StateRole::Leader {
+            return Err(match self.roster.members.get(&raft.leader_id) {
+                Some(leader) => MembershipRefusal::NotLeader { id: leader.id, address: leader.address },
+                None => MembershipRefusal::NoLeader,
+            });
+        }
+        let pending = node.store().unapplied().find(|entry| entry.entry_type == eraftpb::EntryType::EntryConfChangeV2);
+        if let Some(entry) = pending {
+            let (kind, id) = match LogEntry::from_pb(entry).map(|entry| entry.payload) {
+                Ok(Payload::Membership(change)) => (Some(change.kind), change.member.id),
+                _ => (None, 0),
+            };
+            return Err(MembershipRefusal::ChangePending { index: entry.index, kind, id });
+        }
+        let voters = &self.membership.voters;
+        let me = raft.id;
+        let active = |id: &u64| *id == me || raft.prs().get(*id).is_some_and(|progress| progress.recent_active);
+        let active_voters = voters.iter().filter(|id| active(id)).count();
+        let quorum = |voters: usize| (voters / 2).saturating_add(1);
+        let entry = match request {
+            MembershipRequest::AddLearner { address, id } => {
+                if let Some(member) = self.roster.by_address(&address) {
+                    let removed = self.roster.former.contains_key(&member.id);
+                    return Err(MembershipRefusal::AddressKnown { address, id: member.id, removed });
+                }
+                let next = self.roster.next_id();
+                let id = id.unwrap_or(next);
+                if id == raft::INVALID_ID {
+                    return Err(MembershipRefusal::ReservedId);
+                }
+                if self.roster.former.contains_key(&id) {
+                    return Err(MembershipRefusal::RemovedIdReused { id, next });
+                }
+                if let Some(member) = self.roster.members.get(&id) {
+                    return Err(MembershipRefusal::IdInUse { id, address: member.address });
+                }
+                if self.roster.members.len() >= limits::RAFT_MEMBERS_MAX as usize {
+                    return Err(MembershipRefusal::TooManyMembers { count: self.roster.members.len() });
+                }
+                let member = RaftMember { id, address, peer_id: PeerIdText::of(&address) };
+                MembershipEntry { kind: ChangeKind::AddLearner, member }
+            }
+            MembershipRequest::Promote { id } => {
+                let member = self.roster.members.get(&id).ok_or(MembershipRefusal::UnknownMember { id })?;
+                if voters.contains(&id) {
+                    return Err(MembershipRefusal::AlreadyVoter { id });
+                }
+                // Caught up: it has answered the leader within the last election timeout and
+                // holds the log up to the commit index, so as a voter it can take part in the
+                // next commit at once.
+                let (matched, recent) =
+                    raft.prs().get(id).map_or((0, false), |progress| (progress.matched, progress.recent_active));
+                let commit = raft.raft_log.committed;
+                if !recent || matched < commit {
+                    return Err(MembershipRefusal::NotCaughtUp { id, matched, commit, active: recent });
+                }
+                let (after, reachable) = (voters.len().saturating_add(1), active_voters.saturating_add(1));
+                if reachable < quorum(after) {
+                    return Err(MembershipRefusal::BelowQuorum {
+                        voters: after,
+                        active: reachable,
+                        quorum: quorum(after),
+                    });
+                }
+                MembershipEntry { kind: ChangeKind::Promote, member: member.clone() }
+            }
+            MembershipRequest::Remove { id } => {
+                let member = self.roster.members.get(&id).ok_or(MembershipRefusal::UnknownMember { id })?.clone();
+                if id == me {
+                    // Leadership moves first, to the voter furthest along that is reachable.
+                    let successor = voters
+                        .iter()
+                        .filter(|voter| **voter != me && active(voter))
+                        .max_by_key(|voter| (raft.prs().get(**voter).map_or(0, |progress| progress.matched), **voter))
+                        .copied();
+                    return Err(match successor {
+                        Some(to) => {
+                            node.transfer_leader(to);
+                            MembershipRefusal::LeaderLeaving { to }
+                        }
+                        None => MembershipRefusal::LeaderAlone,
+                    });
+                }
+                if voters.contains(&id) {
+                    let after = voters.len().saturating_sub(1);
+                    let reachable = active_voters.saturating_sub(usize::from(active(&id)));
+                    if reachable < quorum(after) {
+                        return Err(MembershipRefusal::BelowQuorum {
+                            voters: after,
+                            active: reachable,
+                            quorum: quorum(after),
+                        });
+                    }
+                }
+                if self.roster.former.len() >= limits::RAFT_FORMER_MEMBERS_MAX as usize {
+                    return Err(MembershipRefusal::TooManyFormerMembers { count: self.roster.former.len() });
+                }
+                MembershipEntry { kind: ChangeKind::Remove, member }
+            }
+        };
+        Ok(entry)
+    }
+
     fn note_commit(&mut self, hash: Hash, now: Timestamp) {
         if let Proposal::InFlight { hash: proposed, since } = self.proposal
             && proposed == hash
@@ -470,7 +685,7 @@ impl RaftEngine {
         if header.slot().is_none() || header.seal_signature().is_none() {
             return Err(RaftError::Unsealed { hash });
         }
-        if !self.members.values().any(|member| member.address == header.proposer) {
+        if self.roster.by_address(&header.proposer).is_none() {
             return Err(RaftError::NotAMember { hash, proposer: header.proposer });
         }
         Ok(())
@@ -503,14 +718,17 @@ impl RaftEngine {
         message: RaftMessage,
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
-        let Some(me) = self.id() else { return Ok(()) };
-        let Some(member) = self.members.get(&message.from) else {
+        let Some(member) = self.roster.members.get(&message.from) else {
             return Err(RaftError::UnknownMember { id: message.from, peer: from }.into());
         };
         if member.peer_id.as_str() != from.as_str() {
             let expected = member.peer_id.as_str().to_owned();
             return Err(RaftError::Impostor { id: message.from, peer: from, expected }.into());
         }
+        if self.node.is_none() && !self.join(chain, now, message.to, actions)? {
+            return Ok(());
+        }
+        let Some(me) = self.id() else { return Ok(()) };
         if message.to != me {
             return Err(RaftError::Misrouted { to: message.to, me }.into());
         }
@@ -522,6 +740,27 @@ impl RaftEngine {
             Err(error) => return Err(node_error(error)),
         }
         self.handle_ready(chain, now, actions)
+    }
+
+    /// A member addressed this node, which runs no Raft node, as member `to`: the members added
+    /// it under that id (they found its peer id in their roster, which is its key's), so it
+    /// starts as that member. Whether it did; an id the roster gives another node, a removed
+    /// id or a node without a key changes nothing.
+    fn join(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        to: u64,
+        actions: &mut Vec<Action>,
+    ) -> Result<bool, EngineError> {
+        let Some(address) = self.guard.as_ref().map(Guard::address) else { return Ok(false) };
+        let known = self.roster.members.contains_key(&to) || self.roster.former.contains_key(&to);
+        if to == raft::INVALID_ID || known || self.roster.by_address(&address).is_some() {
+            return Ok(false);
+        }
+        let log = self.load_log(chain)?;
+        self.start_node(chain, now, to, log, actions)?;
+        Ok(true)
     }
 
     /// As leader with nothing in flight and everything applied, asks the driver for a block.
@@ -640,6 +879,20 @@ impl Engine for RaftEngine {
         true
     }
 
+    fn change_membership(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        request: MembershipRequest,
+        actions: &mut Vec<Action>,
+    ) -> Result<Result<ChangeProposed, MembershipRefusal>, EngineError> {
+        let (head_hash, head) = chain.head();
+        self.tip = (head.height, head_hash);
+        let answer = self.change_membership_now(chain, now, request, actions);
+        self.maybe_propose(chain, now, actions);
+        answer
+    }
+
     fn counters(&self) -> EngineCounters {
         let mut counters = self.counters.clone();
         if let Some(node) = &self.node {
@@ -651,24 +904,16 @@ impl Engine for RaftEngine {
     }
 
     fn active_set(&self, _chain: &dyn ChainRead, _now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
-        // A member reads its log's configuration; a node that is not one knows the genesis's.
-        let (voters, learners) = match &self.node {
-            Some(node) => {
-                let conf = node.raft.prs().conf().to_conf_state();
-                (conf.voters, conf.learners)
-            }
-            None => (self.members.keys().copied().collect(), Vec::new()),
-        };
         let view = |ids: &[u64], voter: bool| {
             let mut ids = ids.to_vec();
             ids.sort_unstable();
             ids.into_iter()
-                .filter_map(|id| self.members.get(&id))
+                .filter_map(|id| self.roster.members.get(&id))
                 .map(|member| RaftMemberView { member: member.clone(), voter })
                 .collect::<Vec<_>>()
         };
-        let mut members = view(&voters, true);
-        members.extend(view(&learners, false));
+        let mut members = view(&self.membership.voters, true);
+        members.extend(view(&self.membership.learners, false));
         let leader = self.node.as_ref().map(|node| node.raft.leader_id).filter(|id| *id != raft::INVALID_ID);
         let raft = RaftView {
             term: self.node.as_ref().map_or(0, |node| node.raft.term),
@@ -676,6 +921,7 @@ impl Engine for RaftEngine {
             leader,
             commit: self.node.as_ref().map_or(0, |node| node.raft.raft_log.committed),
             members: members.clone(),
+            pending: self.pending_change(),
         };
         Ok(Some(ActiveSet {
             epoch: None,
@@ -684,7 +930,7 @@ impl Engine for RaftEngine {
                 .iter()
                 .map(|view| ActiveMember { address: view.member.address, stake: Default::default(), slashed: false })
                 .collect(),
-            producer: leader.and_then(|id| self.members.get(&id)).map(|member| member.address),
+            producer: leader.and_then(|id| self.roster.members.get(&id)).map(|member| member.address),
             schedule: Vec::new(),
             election: None,
             raft: Some(raft),

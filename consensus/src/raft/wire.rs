@@ -1,11 +1,14 @@
 //! Raft messages as Chorus carries them: typed bincode, never protobuf from the network.
 //!
 //! tikv's `raft` speaks protobuf (`eraftpb`). A peer's bytes are decoded here into
-//! [`RaftMessage`], whose entries hold a typed [`Payload`] (a whole block) and whose snapshot
-//! holds a typed membership and block; the protobuf message the `RawNode` steps is rebuilt
-//! locally from those fields. The protobuf parser therefore never sees a peer's bytes (see the
-//! advisory note in the `raft` module docs), and entry data inside the local log is always the
-//! canonical encoding of a [`Payload`] this node decoded or built.
+//! [`RaftMessage`], whose entries hold a typed [`Payload`] (a whole block or a membership
+//! change) and whose snapshot holds a typed membership, roster and block; the protobuf message
+//! the `RawNode` steps is rebuilt locally from those fields. The protobuf parser therefore never
+//! sees a peer's bytes (see the advisory note in the `raft` module docs). In the local log a
+//! normal entry's data is the canonical encoding of its [`Payload`]; a membership entry is
+//! `raft`'s `EntryConfChangeV2`, whose data is the protobuf encoding this node wrote of the
+//! change (which only the proposing leader's `raft` parses) and whose context is the canonical
+//! encoding of the [`MembershipEntry`] (which the engine applies).
 //!
 //! Only the message types that travel between members have a [`MessageKind`]; a local one
 //! (`MsgHup`, `MsgBeat`, ...) is never sent, and proposals are never forwarded (a follower does
@@ -18,7 +21,10 @@ use chorus_chain::block::Block;
 use chorus_chain::codec::{self, Canonical, CodecError, Decode, Encode};
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height};
+use protobuf::Message as _;
 use raft::eraftpb;
+
+use super::membership::{MembershipEntry, Roster};
 
 /// The Raft message types members send each other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
@@ -88,6 +94,7 @@ impl MessageKind {
 pub enum Payload {
     Empty,
     Block(Box<Block>),
+    Membership(MembershipEntry),
 }
 
 impl Canonical for Payload {
@@ -103,20 +110,23 @@ impl Payload {
         }
     }
 
-    /// The payload of local entry data (this node's own encoding, or a record it wrote).
+    /// The payload of a normal entry's data (this node's own encoding, or a record it wrote).
     pub fn from_data(data: &[u8]) -> Result<Payload, CodecError> {
         if data.is_empty() {
             return Ok(Payload::Empty);
         }
         match codec::decode(data)? {
-            // `Empty` is never encoded: the same payload has one encoding.
-            Payload::Empty => Err(CodecError::NonCanonical { what: "a Raft entry's payload" }),
-            block => Ok(block),
+            block @ Payload::Block(_) => Ok(block),
+            // `Empty` is never encoded (the same payload has one encoding), and a membership
+            // change is a membership entry, never a normal one.
+            Payload::Empty | Payload::Membership(_) => {
+                Err(CodecError::NonCanonical { what: "a Raft normal entry's payload" })
+            }
         }
     }
 }
 
-/// A normal log entry (membership entries arrive with run-time membership changes).
+/// A log entry: a block, a new term's empty entry, or a membership change.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 #[bincode(crate = "chorus_chain::codec::backend")]
 pub struct LogEntry {
@@ -132,18 +142,33 @@ impl Canonical for LogEntry {
 impl LogEntry {
     /// From a local entry (of a type this release writes).
     pub fn from_pb(entry: &eraftpb::Entry) -> Result<LogEntry, WireError> {
-        if entry.entry_type != eraftpb::EntryType::EntryNormal {
-            return Err(WireError::EntryType(entry.entry_type));
-        }
-        Ok(LogEntry { term: entry.term, index: entry.index, payload: Payload::from_data(&entry.data)? })
+        let payload = match entry.entry_type {
+            eraftpb::EntryType::EntryNormal => Payload::from_data(&entry.data)?,
+            // An empty context is `raft`'s own "leave the joint configuration" entry, which a
+            // single change never needs.
+            eraftpb::EntryType::EntryConfChangeV2 if !entry.context.is_empty() => {
+                Payload::Membership(codec::decode(&entry.context)?)
+            }
+            other => return Err(WireError::EntryType(other)),
+        };
+        Ok(LogEntry { term: entry.term, index: entry.index, payload })
     }
 
     pub fn to_pb(&self) -> eraftpb::Entry {
         let mut entry = eraftpb::Entry::default();
-        entry.entry_type = eraftpb::EntryType::EntryNormal;
         entry.term = self.term;
         entry.index = self.index;
-        entry.data = self.payload.to_data().into();
+        match &self.payload {
+            Payload::Membership(change) => {
+                entry.entry_type = eraftpb::EntryType::EntryConfChangeV2;
+                entry.data = change.to_conf_change().write_to_bytes().unwrap_or_default().into();
+                entry.context = codec::encode(change).into();
+            }
+            payload => {
+                entry.entry_type = eraftpb::EntryType::EntryNormal;
+                entry.data = payload.to_data().into();
+            }
+        }
         entry
     }
 }
@@ -181,25 +206,29 @@ impl Membership {
     }
 }
 
-/// A snapshot: the log up to `index` is the chain up to `block`, under `membership`. The
-/// blocks themselves come over the sync protocol.
+/// A snapshot: the log up to `index` is the chain up to `block`, under `membership`, whose
+/// members (and former members) `roster` names. The blocks themselves come over the sync
+/// protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 #[bincode(crate = "chorus_chain::codec::backend")]
 pub struct SnapshotMeta {
     pub index: u64,
     pub term: u64,
     pub membership: Membership,
+    pub roster: Roster,
     pub block: (Height, Hash),
 }
 
 impl SnapshotMeta {
     pub fn from_pb(snapshot: &eraftpb::Snapshot) -> Result<SnapshotMeta, CodecError> {
         let metadata = snapshot.get_metadata();
+        let data: SnapshotData = codec::decode(&snapshot.data)?;
         Ok(SnapshotMeta {
             index: metadata.index,
             term: metadata.term,
             membership: Membership::from_pb(metadata.get_conf_state()),
-            block: codec::decode::<SnapshotBlock>(&snapshot.data)?.0,
+            roster: data.roster,
+            block: data.block,
         })
     }
 
@@ -210,18 +239,23 @@ impl SnapshotMeta {
         metadata.set_conf_state(self.membership.to_pb());
         let mut snapshot = eraftpb::Snapshot::default();
         snapshot.set_metadata(metadata);
-        snapshot.data = codec::encode(&SnapshotBlock(self.block)).into();
+        let data = SnapshotData { roster: self.roster.clone(), block: self.block };
+        snapshot.data = codec::encode(&data).into();
         snapshot
     }
 }
 
-/// A snapshot's data inside `raft`: the block its index reaches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+/// A snapshot's data inside `raft` (this node's own encoding): the roster and the block its
+/// index reaches.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 #[bincode(crate = "chorus_chain::codec::backend")]
-struct SnapshotBlock((Height, Hash));
+struct SnapshotData {
+    roster: Roster,
+    block: (Height, Hash),
+}
 
-impl Canonical for SnapshotBlock {
-    const BYTES_MAX: u32 = 64;
+impl Canonical for SnapshotData {
+    const BYTES_MAX: u32 = limits::RAFT_ROSTER_BYTES_MAX + 64;
 }
 
 /// One Raft message from one member to another.
@@ -254,6 +288,8 @@ pub enum WireError {
     EntryType(eraftpb::EntryType),
     #[error("a Raft message context of {size_bytes} bytes, limit {}", limits::RAFT_CONTEXT_BYTES_MAX)]
     Context { size_bytes: usize },
+    #[error("a Raft membership change or roster names a member whose peer id is not its address's key")]
+    Member,
     #[error(transparent)]
     Codec(#[from] CodecError),
 }
@@ -287,6 +323,13 @@ impl RaftMessage {
     pub fn to_pb(&self) -> Result<eraftpb::Message, WireError> {
         if self.context.len() > limits::RAFT_CONTEXT_BYTES_MAX as usize {
             return Err(WireError::Context { size_bytes: self.context.len() });
+        }
+        let changes_well_formed = self.entries.iter().all(|entry| match &entry.payload {
+            Payload::Membership(change) => change.is_well_formed(),
+            Payload::Empty | Payload::Block(_) => true,
+        });
+        if !changes_well_formed || self.snapshot.as_ref().is_some_and(|snapshot| !snapshot.roster.is_well_formed()) {
+            return Err(WireError::Member);
         }
         let mut message = eraftpb::Message::default();
         message.msg_type = self.kind.to_pb();

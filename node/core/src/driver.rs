@@ -33,6 +33,7 @@ use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::state::{self, BlockError, BlockTemplate, ReadError, StateRead};
 use chorus_chain::tx::{Evidence, SignedTransaction, Transaction, TxKind, VerifiedTx, Vote};
+use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, MembershipRequest};
 use chorus_consensus::{
     Action, ActiveSet, BlockRejection, ChainRead, ChainReadError, Durability, Engine, EngineError, EngineMessage,
     Event, Misbehaviour, Origin, Outbound, PeerId, TimerId,
@@ -315,6 +316,34 @@ impl Driver {
 
     pub fn on_mined(&mut self, now: Timestamp, block: Arc<Block>, io: &mut dyn Io) -> Result<(), DriverError> {
         self.run(now, Event::Mined(block), io).map(drop)
+    }
+
+    /// An operator's membership change (Raft), answered at once; what the engine does for it
+    /// (persisting and sending the proposal) runs before the answer returns. The outer error is
+    /// the node's failure, the inner one the operator's answer.
+    pub fn change_membership(
+        &mut self,
+        now: Timestamp,
+        request: MembershipRequest,
+        io: &mut dyn Io,
+    ) -> Result<Result<ChangeProposed, MembershipRefusal>, DriverError> {
+        let mut actions = Vec::new();
+        let answer = self.engine.change_membership(&ChainView { store: &self.store }, now, request, &mut actions);
+        let mut followups = Followups::default();
+        for action in actions {
+            self.execute(action, io, &mut followups)?;
+        }
+        for tx in followups.relay {
+            io.broadcast(NetMessage::Tx(Box::new(tx)));
+        }
+        for event in followups.results.into_iter().chain(followups.released) {
+            self.run(now, event, io)?;
+        }
+        match answer {
+            Ok(answer) => Ok(answer),
+            Err(error @ EngineError::Chain(_)) => Err(DriverError::Engine(error)),
+            Err(error) => Ok(Err(MembershipRefusal::Dropped { reason: error.to_string() })),
+        }
     }
 
     /// A client submits a transaction: admitted to the mempool and, once ready (no nonce gap

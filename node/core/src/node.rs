@@ -30,6 +30,7 @@ use chorus_chain::codec::{self, Canonical};
 use chorus_chain::primitives::{Height, Timestamp};
 use chorus_chain::tx::{SignedTransaction, VerifiedTx};
 use chorus_chain::wire::{Misbehaviour, SyncRequest, SyncResponse, Topic, Verdict};
+use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, MembershipRequest};
 use chorus_consensus::{EngineMessage, PeerId};
 use chorus_store::StoreError;
 
@@ -176,6 +177,17 @@ impl Node {
     /// [`Node::submit_tx`] for a transaction whose signatures the caller checked.
     pub fn submit_verified_tx(&mut self, now: Timestamp, tx: VerifiedTx) -> Result<Submitted, DriverError> {
         let result = self.driver.submit_verified_tx(now, tx, &mut self.outbox);
+        self.finish_input(now);
+        result
+    }
+
+    /// An operator's membership change (Raft): [`Driver::change_membership`].
+    pub fn change_membership(
+        &mut self,
+        now: Timestamp,
+        request: MembershipRequest,
+    ) -> Result<Result<ChangeProposed, MembershipRefusal>, DriverError> {
+        let result = self.driver.change_membership(now, request, &mut self.outbox);
         self.finish_input(now);
         result
     }

@@ -51,13 +51,17 @@ pub enum ErrorCode {
     InvalidPeerId = 4002,
     /// An admin method without the node's admin token (`Authorization: Bearer`), or a wrong one.
     AdminUnauthorized = 4003,
+    /// A Raft membership change was refused; `data.reason` names why (`not_leader`,
+    /// `change_pending`, `not_caught_up`, `below_quorum`, `removed_id_reused`, `unknown_peer`,
+    /// ...) and, for `not_leader`, `data.leader` is the leader's member id.
+    MembershipRefused = 4010,
     /// The node is shutting down or its store failed.
     NodeUnavailable = 5001,
 }
 
 impl ErrorCode {
     /// Every code, in README's order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 23] = [
         ErrorCode::ParseError,
         ErrorCode::InvalidRequest,
         ErrorCode::MethodNotFound,
@@ -79,6 +83,7 @@ impl ErrorCode {
         ErrorCode::AdminNotAllowed,
         ErrorCode::InvalidPeerId,
         ErrorCode::AdminUnauthorized,
+        ErrorCode::MembershipRefused,
         ErrorCode::NodeUnavailable,
     ];
 
@@ -120,13 +125,16 @@ impl ErrorCode {
             ErrorCode::RateLimited => {
                 "this client address sent calls faster than it may (`limits::RPC_CALLS_PER_SEC_MAX`, or `--rpc-rate-limit`)"
             }
-            ErrorCode::AdminNotAllowed => {
-                "an admin method (`admin_banPeer`, `admin_unbanPeer`) on an RPC that does not listen on loopback"
-            }
+            ErrorCode::AdminNotAllowed => "an admin method (`admin_*`) on an RPC that does not listen on loopback",
             ErrorCode::InvalidPeerId => "a peer id that does not parse",
             ErrorCode::AdminUnauthorized => {
                 "an admin method without `Authorization: Bearer TOKEN`, TOKEN being the content of \
                  `DATA_DIR/rpc-admin.token` (new at each start), or with another token"
+            }
+            ErrorCode::MembershipRefused => {
+                "a Raft membership change was refused; `data.reason` says why (`not_leader` with \
+                 `data.leader`, `change_pending`, `not_caught_up`, `below_quorum`, `removed_id_reused`, \
+                 `unknown_peer`, ...)"
             }
             ErrorCode::NodeUnavailable => "the node is shutting down or its store failed",
         }

@@ -24,12 +24,15 @@ pub enum Method {
     ConsensusValidators,
     AdminBanPeer,
     AdminUnbanPeer,
+    AdminRaftAddLearner,
+    AdminRaftPromote,
+    AdminRaftRemove,
     RpcDiscover,
 }
 
 impl Method {
     /// Every method, in the order `rpc.discover` lists them.
-    pub const ALL: [Method; 16] = [
+    pub const ALL: [Method; 19] = [
         Method::ChainGetHead,
         Method::ChainGetBlock,
         Method::ChainGetFinalized,
@@ -45,6 +48,9 @@ impl Method {
         Method::ConsensusValidators,
         Method::AdminBanPeer,
         Method::AdminUnbanPeer,
+        Method::AdminRaftAddLearner,
+        Method::AdminRaftPromote,
+        Method::AdminRaftRemove,
         Method::RpcDiscover,
     ];
 
@@ -66,13 +72,23 @@ impl Method {
             Method::ConsensusValidators => "consensus_validators",
             Method::AdminBanPeer => "admin_banPeer",
             Method::AdminUnbanPeer => "admin_unbanPeer",
+            Method::AdminRaftAddLearner => "admin_raftAddLearner",
+            Method::AdminRaftPromote => "admin_raftPromote",
+            Method::AdminRaftRemove => "admin_raftRemove",
             Method::RpcDiscover => "rpc.discover",
         }
     }
 
     /// An admin method: served only on loopback, to callers with the node's admin token.
     pub const fn is_admin(self) -> bool {
-        matches!(self, Method::AdminBanPeer | Method::AdminUnbanPeer)
+        matches!(
+            self,
+            Method::AdminBanPeer
+                | Method::AdminUnbanPeer
+                | Method::AdminRaftAddLearner
+                | Method::AdminRaftPromote
+                | Method::AdminRaftRemove
+        )
     }
 
     /// The method of a wire name; `None` for a name `chorusd` does not serve.

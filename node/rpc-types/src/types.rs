@@ -548,6 +548,102 @@ pub struct RaftMembers {
     pub commit_index: u64,
     /// Voters, then learners, each by id.
     pub members: Vec<RaftMember>,
+    /// A membership change in the log and not applied yet (one at a time); `null` if none.
+    #[serde(deserialize_with = "nullable")]
+    pub pending_change: Option<MembershipChange>,
+}
+
+/// A Raft membership change: what it does to which member, and the log entry that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipChange {
+    pub kind: MembershipChangeKind,
+    pub id: u64,
+    pub address: Address,
+    pub peer_id: PeerIdText,
+    /// Its log index: in force once applied (`consensus_validators` then lists it and no
+    /// longer shows it pending).
+    pub index: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MembershipChangeKind {
+    AddLearner,
+    Promote,
+    Remove,
+}
+
+/// `admin_raftAddLearner`: `[address]` or `[address, id]` (default: the next id never used).
+/// Answers the proposed [`MembershipChange`] at once, or refuses with
+/// `ErrorCode::MembershipRefused`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftAddLearner {
+    pub address: Address,
+    pub id: Option<u64>,
+}
+
+impl Serialize for RaftAddLearner {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.id {
+            Some(id) => (&self.address, id).serialize(serializer),
+            None => (&self.address,).serialize(serializer),
+        }
+    }
+}
+
+impl Request for RaftAddLearner {
+    const METHOD: Method = Method::AdminRaftAddLearner;
+    type Response = MembershipChange;
+}
+
+/// `admin_raftPromote`: `[id]`, a learner that has caught up. Answers as
+/// [`RaftAddLearner`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftPromote {
+    pub id: u64,
+}
+
+impl Serialize for RaftPromote {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.id,).serialize(serializer)
+    }
+}
+
+impl Request for RaftPromote {
+    const METHOD: Method = Method::AdminRaftPromote;
+    type Response = MembershipChange;
+}
+
+/// `admin_raftRemove`: `[id]`, a voter or learner. Answers as [`RaftAddLearner`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftRemove {
+    pub id: u64,
+}
+
+impl Serialize for RaftRemove {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (self.id,).serialize(serializer)
+    }
+}
+
+impl Request for RaftRemove {
+    const METHOD: Method = Method::AdminRaftRemove;
+    type Response = MembershipChange;
+}
+
+/// The `data` of a `MembershipRefused` error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MembershipRefusalData {
+    /// A stable name: `not_leader`, `no_leader`, `change_pending`, `not_caught_up`,
+    /// `below_quorum`, `removed_id_reused`, `id_in_use`, `address_known`, `unknown_peer`,
+    /// `already_voter`, `leader_leaving`, `leader_alone`, `not_a_member`, `unsupported`, ...
+    pub reason: String,
+    /// The leader's member id, when the node knows one (`not_leader`; `leader_leaving`: the
+    /// member taking over).
+    #[serde(deserialize_with = "nullable")]
+    pub leader: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -323,6 +323,13 @@ fn node_status_peers_and_validators() {
             leader: Some(2),
             commit_index: 40,
             members: vec![member(1, address, RaftRole::Voter), member(2, other, RaftRole::Learner)],
+            pending_change: Some(MembershipChange {
+                kind: MembershipChangeKind::Promote,
+                id: 2,
+                address: other,
+                peer_id: PeerIdText::of(&other),
+                index: 41,
+            }),
         }),
     };
     let json = format!(
@@ -330,7 +337,8 @@ fn node_status_peers_and_validators() {
             r#"{{"engine":"raft","open":false,"epoch":null,"slot":null,"validators":[],"producer":"{other}","#,
             r#""schedule":[],"election":null,"raft":{{"term":7,"memberId":1,"leader":2,"commitIndex":40,"#,
             r#""members":[{{"id":1,"address":"{address}","peerId":"{peer}","role":"voter"}},"#,
-            r#"{{"id":2,"address":"{other}","peerId":"{other_peer}","role":"learner"}}]}}}}"#
+            r#"{{"id":2,"address":"{other}","peerId":"{other_peer}","role":"learner"}}],"#,
+            r#""pendingChange":{{"kind":"promote","id":2,"address":"{other}","peerId":"{other_peer}","index":41}}}}}}"#
         ),
         address = ADDRESS_0,
         other = ADDRESS_1,
@@ -338,6 +346,11 @@ fn node_status_peers_and_validators() {
         other_peer = PeerIdText::of(&other).as_str(),
     );
     pinned(&raft, &json);
+
+    pinned(
+        &MembershipRefusalData { reason: "not_leader".to_owned(), leader: Some(3) },
+        r#"{"reason":"not_leader","leader":3}"#,
+    );
 }
 
 #[test]
@@ -359,6 +372,11 @@ fn parameters_are_positional_arrays() {
     assert_eq!(params(&BanPeer { peer_id: peer_id.clone(), secs: None }), format!(r#"["{PEER_ID}"]"#));
     assert_eq!(params(&BanPeer { peer_id: peer_id.clone(), secs: Some(60) }), format!(r#"["{PEER_ID}",60]"#));
     assert_eq!(params(&UnbanPeer { peer_id }), format!(r#"["{PEER_ID}"]"#));
+    let learner = RaftAddLearner { address: address(ADDRESS_1), id: None };
+    assert_eq!(params(&learner), format!(r#"["{ADDRESS_1}"]"#));
+    assert_eq!(params(&RaftAddLearner { id: Some(9), ..learner }), format!(r#"["{ADDRESS_1}",9]"#));
+    assert_eq!(params(&RaftPromote { id: 4 }), "[4]");
+    assert_eq!(params(&RaftRemove { id: 5 }), "[5]");
 }
 
 #[test]

@@ -276,6 +276,18 @@ impl Testnet {
         self.add(mine).unwrap_or_else(|error| panic!("a new node: {error}"))
     }
 
+    /// Makes a node's directory and key without starting it (start it with
+    /// [`Testnet::restart`]): for a node that must be named (a Raft learner) before it runs.
+    pub fn prepare_node(&mut self) -> usize {
+        self.make_slot(false).unwrap_or_else(|error| panic!("a new node: {error}"))
+    }
+
+    /// Node `k`'s RPC admin token file (its data directory's `rpc-admin.token`), for
+    /// `chorus ... --admin-token-file`.
+    pub fn admin_token_file(&self, k: usize) -> PathBuf {
+        self.slot(k).dir.join("chain").join("rpc-admin.token")
+    }
+
     fn add(&mut self, mine: bool) -> Result<usize, String> {
         let k = self.make_slot(mine)?;
         self.launch(k)?;

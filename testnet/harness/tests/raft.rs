@@ -130,3 +130,121 @@ fn a_killed_leader_is_replaced_and_catches_up_and_a_minority_commits_nothing() {
     }
     testnet.all_heads_within(0);
 }
+
+/// `chorus raft ARGS` through node `k` with its admin token: the proposed change, or the
+/// refusal's reason code and the leader it names.
+fn raft(testnet: &Testnet, k: usize, args: &[&str]) -> Result<serde_json::Value, (String, Option<u64>)> {
+    let token = testnet.admin_token_file(k);
+    let mut all = vec!["raft"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--admin-token-file", token.to_str().expect("utf-8")]);
+    testnet.chorus(k, &all).map_err(|failure| {
+        let data = &failure.error["error"]["data"];
+        let reason = data["reason"].as_str().unwrap_or_else(|| panic!("a refusal with a reason: {failure:?}"));
+        (reason.to_owned(), data["leader"].as_u64())
+    })
+}
+
+/// Node `k`'s view of the members: `(id, role)` by id, and the pending change's index.
+fn roles(testnet: &Testnet, k: usize) -> (Vec<(u64, String)>, Option<u64>) {
+    let set = validators(testnet, k);
+    let members = set["raft"]["members"].as_array().expect("members");
+    let mut roles: Vec<(u64, String)> = members
+        .iter()
+        .map(|member| (member["id"].as_u64().expect("id"), member["role"].as_str().expect("role").to_owned()))
+        .collect();
+    roles.sort();
+    (roles, set["raft"]["pendingChange"]["index"].as_u64())
+}
+
+/// Waits until every live node shows exactly these members with these roles and no pending
+/// change.
+fn members_are(testnet: &Testnet, expected: &[(u64, &str)]) {
+    let expected: Vec<(u64, String)> = expected.iter().map(|(id, role)| (*id, (*role).to_owned())).collect();
+    testnet.wait_for(&format!("members {expected:?} everywhere"), |testnet| {
+        for k in testnet.live() {
+            let (roles, pending) = roles(testnet, k);
+            if roles != expected || pending.is_some() {
+                return Err(format!("node {k}: {roles:?}, pending {pending:?}"));
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn members_change_one_at_a_time_through_the_leader_and_every_refusal_says_why() {
+    let mut testnet = Testnet::builder("raft", 3).start().expect("three members");
+    let leader = leader(&testnet);
+    let follower = if leader == 1 { 2 } else { 1 };
+
+    // Only the leader changes the membership; a follower names it.
+    let new = testnet.prepare_node();
+    let address = testnet.address(new).to_string();
+    let refused = raft(&testnet, follower, &["add-learner", &address]);
+    assert_eq!(refused, Err(("not_leader".to_owned(), Some(leader as u64))));
+    assert_eq!(raft(&testnet, leader, &["promote", "2"]).map_err(|refusal| refusal.0), Err("already_voter".to_owned()));
+    assert_eq!(raft(&testnet, leader, &["remove", "9"]).map_err(|refusal| refusal.0), Err("unknown_peer".to_owned()));
+    let taken = raft(&testnet, leader, &["add-learner", &address, "--id", "2"]);
+    assert_eq!(taken.map_err(|refusal| refusal.0), Err("id_in_use".to_owned()));
+
+    // A learner is added under the next id at once; one change at a time.
+    let added = raft(&testnet, leader, &["add-learner", &address]).expect("accepted");
+    assert_eq!((added["kind"].as_str(), added["id"].as_u64()), (Some("addLearner"), Some(4)), "{added}");
+    let early = raft(&testnet, leader, &["promote", "4"]).map_err(|refusal| refusal.0);
+    assert!(early == Err("change_pending".to_owned()) || early == Err("not_caught_up".to_owned()), "{early:?}");
+    members_are(&testnet, &[(1, "voter"), (2, "voter"), (3, "voter"), (4, "learner")]);
+    // Not running yet, it has not caught up.
+    let behind = raft(&testnet, leader, &["promote", "4"]).map_err(|refusal| refusal.0);
+    assert_eq!(behind, Err("not_caught_up".to_owned()));
+
+    // Started (with the genesis only), it is admitted, gets the log, and can be promoted.
+    testnet.restart(new);
+    testnet.wait_for("the learner caught up and promoted", |testnet| match raft(testnet, leader, &["promote", "4"]) {
+        Ok(change) => Ok(change),
+        Err((reason, _)) => Err(reason),
+    });
+    members_are(&testnet, &[(1, "voter"), (2, "voter"), (3, "voter"), (4, "voter")]);
+    let sink = testnet.account(4).address();
+    let hash = testnet.transfer(new, 1, &sink, 100);
+    testnet.final_everywhere(&hash);
+
+    // The leader does not remove itself: it hands leadership to a voter, which removes it.
+    let (reason, successor) = raft(&testnet, leader, &["remove", &leader.to_string()]).expect_err("refused");
+    assert_eq!(reason, "leader_leaving");
+    let successor = usize::try_from(successor.expect("the member taking over")).expect("an id");
+    assert_ne!(successor, leader);
+    let removed = testnet.wait_for("the new leader removing the old one", |testnet| {
+        raft(testnet, successor, &["remove", &leader.to_string()]).map_err(|(reason, _)| reason)
+    });
+    assert_eq!(removed["kind"], "remove", "{removed}");
+    let remaining: Vec<usize> = (1..=4).filter(|k| *k != leader).collect();
+    testnet.wait_for("the removed member out of every member's view and connections", |testnet| {
+        for &k in &remaining {
+            let (roles, pending) = roles(testnet, k);
+            if roles.iter().any(|(id, _)| *id == leader as u64) || pending.is_some() {
+                return Err(format!("node {k}: {roles:?}"));
+            }
+            let peers = testnet.rpc(k).peers().map_err(|error| error.to_string())?;
+            if peers.connected.iter().any(|peer| peer.peer_id == *testnet.peer_id(leader)) {
+                return Err(format!("node {k} still connected to the removed node"));
+            }
+        }
+        Ok(())
+    });
+    testnet.stop(leader);
+
+    // Removed ids and keys are never used again.
+    let stranger = testnet.prepare_node();
+    let stranger_address = testnet.address(stranger).to_string();
+    let id = leader.to_string();
+    let reused = raft(&testnet, successor, &["add-learner", &stranger_address, "--id", &id]);
+    assert_eq!(reused.map_err(|refusal| refusal.0), Err("removed_id_reused".to_owned()));
+    let old_key = testnet.address(leader).to_string();
+    let rejoin = raft(&testnet, successor, &["add-learner", &old_key]).map_err(|refusal| refusal.0);
+    assert_eq!(rejoin, Err("address_known".to_owned()));
+
+    let hash = testnet.transfer(successor, 2, &sink, 200);
+    testnet.final_everywhere(&hash);
+    testnet.all_heads_within(0);
+}
