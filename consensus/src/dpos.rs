@@ -258,7 +258,7 @@ impl Engine for DposEngine {
             }
             Event::Header { .. } | Event::BlockRejected { .. } | Event::TxsPending => Ok(()),
             Event::Mined(_) => Err(EngineError::Unexpected { engine: "dpos", what: "a mined block" }),
-            Event::Message { message: EngineMessage::Raft(_), .. } => {
+            Event::Message { message: EngineMessage::Raft(_) | EngineMessage::RaftRoster(_), .. } => {
                 Err(EngineError::Unexpected { engine: "dpos", what: "a Raft message" })
             }
         }

@@ -93,6 +93,7 @@ pub enum Origin {
 pub enum EngineMessage {
     Vote(Vote),
     Raft(Box<raft::wire::RaftMessage>),
+    RaftRoster(Box<raft::membership::RosterNotice>),
 }
 
 impl Canonical for EngineMessage {

@@ -467,7 +467,7 @@ impl Engine for PosEngine {
             }
             Event::Header { .. } | Event::BlockRejected { .. } | Event::TxsPending => Ok(()),
             Event::Mined(_) => Err(EngineError::Unexpected { engine: "pos", what: "a mined block" }),
-            Event::Message { message: EngineMessage::Raft(_), .. } => {
+            Event::Message { message: EngineMessage::Raft(_) | EngineMessage::RaftRoster(_), .. } => {
                 Err(EngineError::Unexpected { engine: "pos", what: "a Raft message" })
             }
         }

@@ -203,6 +203,11 @@ impl LogStore {
         &self.roster
     }
 
+    /// The index of the last applied membership change (or of the snapshot, if none since).
+    pub fn conf_index(&self) -> u64 {
+        self.conf_index
+    }
+
     /// A membership change applied at `index`: the configuration `raft` made of it and the
     /// roster after it.
     pub fn set_membership(&mut self, index: u64, membership: Membership, roster: Roster) {
@@ -373,5 +378,124 @@ impl Storage for LogStore {
             return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
         }
         Ok(self.snapshot.to_pb())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use chorus_chain::block::Block;
+    use chorus_chain::genesis::{EngineConfig, Genesis, PeerIdText, RaftMember};
+    use chorus_chain::header::Header;
+    use chorus_chain::state::{ReadError, StateRead};
+    use chorus_chain::testing;
+
+    use super::*;
+    use crate::raft::membership::{ChangeKind, MembershipEntry};
+    use crate::raft::wire::LogEntry;
+
+    /// Engine records, as the driver keeps them.
+    struct Records {
+        genesis: Genesis,
+        records: BTreeMap<Vec<u8>, Vec<u8>>,
+    }
+
+    impl Records {
+        fn write(&mut self, batch: Batch) {
+            for (key, value) in batch {
+                match value {
+                    Some(value) => self.records.insert(key, value),
+                    None => self.records.remove(&key),
+                };
+            }
+        }
+    }
+
+    impl StateRead for Records {
+        fn get_raw(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+            Ok(None)
+        }
+    }
+
+    impl ChainRead for Records {
+        fn genesis(&self) -> &Genesis {
+            &self.genesis
+        }
+        fn head(&self) -> (Hash, Header) {
+            unreachable!("the log reads records only")
+        }
+        fn header(&self, _hash: &Hash) -> Result<Option<Header>, ChainReadError> {
+            unreachable!("the log reads records only")
+        }
+        fn canonical_hash(&self, _height: Height) -> Result<Option<Hash>, ChainReadError> {
+            unreachable!("the log reads records only")
+        }
+        fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
+            Ok(self.records.get(key).cloned())
+        }
+        fn finalized(&self) -> Option<(Height, Hash)> {
+            None
+        }
+        fn block(&self, _hash: &Hash) -> Result<Option<Block>, ChainReadError> {
+            unreachable!("the log reads records only")
+        }
+        fn get_raw_at(&self, _height: Height, _key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
+            unreachable!("the log reads records only")
+        }
+    }
+
+    fn member(id: u64) -> RaftMember {
+        let address = testing::key(id as u32).address();
+        RaftMember { id, address, peer_id: PeerIdText::of(&address) }
+    }
+
+    fn config() -> RaftConfig {
+        RaftConfig { tick_ms: 100, election_ticks: 10, heartbeat_ticks: 2, members: vec![member(1), member(2)] }
+    }
+
+    fn entry(index: u64, payload: Payload) -> Entry {
+        LogEntry { term: 1, index, payload }.to_pb()
+    }
+
+    /// A membership change applied at index 3 of 6: compaction asked to stop at 1 goes on to 3,
+    /// so the snapshot's membership is the one in force at its index, and the snapshot, the
+    /// roster and the entries after it (the change's type and context with them) survive a
+    /// reload from the records.
+    #[test]
+    fn compaction_reaches_past_the_last_membership_change_and_the_log_reloads_whole() {
+        let mut records = Records { genesis: testing::genesis(1, 1), records: BTreeMap::new() };
+        if let Some(first) = records.genesis.engines.first_mut() {
+            first.engine = EngineConfig::Raft(config());
+        }
+        let mut log = LogStore::load(&records, &config(), Hash::ZERO).expect("a first start");
+        assert_eq!((log.roster().members.len(), log.conf_index(), log.last()), (2, 0, 0));
+
+        let added = MembershipEntry { kind: ChangeKind::AddLearner, member: member(3) };
+        let entries: Vec<Entry> = (1..=6)
+            .map(|index| entry(index, if index == 3 { Payload::Membership(added.clone()) } else { Payload::Empty }))
+            .collect();
+        let mut batch = Batch::new();
+        log.append(&entries, &mut batch);
+        let mut roster = log.roster().clone();
+        roster.apply(&added);
+        let membership = Membership { voters: vec![1, 2], learners: vec![3], ..Default::default() };
+        log.set_membership(3, membership.clone(), roster.clone());
+        log.set_commit(6);
+        log.set_applied(6);
+        log.compact(1, &mut batch).expect("compacts");
+        log.state_record(&mut batch);
+        records.write(batch);
+
+        assert_eq!((log.snapshot_meta().index, log.first()), (3, 4));
+        assert_eq!(log.snapshot_meta().membership, membership);
+        assert_eq!(log.snapshot_meta().roster, roster);
+
+        let reloaded = LogStore::load(&records, &config(), Hash::ZERO).expect("reloads");
+        assert_eq!(reloaded.snapshot_meta(), log.snapshot_meta());
+        assert_eq!((reloaded.roster(), reloaded.conf_index(), reloaded.applied()), (&roster, 3, 6));
+        assert_eq!(reloaded.entries, log.entries);
+        assert!(!records.records.contains_key(&entry_key(3)), "compacted away");
+        assert!(records.records.contains_key(&entry_key(4)), "kept");
     }
 }

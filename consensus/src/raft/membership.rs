@@ -7,6 +7,11 @@
 //! committed [`MembershipEntry`] is applied, the same on every member, and travels in the log's
 //! snapshots so that a member that catches up from one knows everyone.
 //!
+//! A member that missed changes (cut off, or down) would not admit the members added since, and
+//! if one of them leads, could never catch up; so members that applied a change tell the others
+//! who the members are now and then ([`RosterNotice`]), and a member behind admits and hears the
+//! newer ones until its log brings the changes.
+//!
 //! An operator asks the leader for a [`MembershipRequest`]; the engine answers at once, either
 //! with the log index the change was proposed at ([`ChangeProposed`], followed through
 //! `consensus_validators`' pending change) or with a [`MembershipRefusal`] that says why and
@@ -122,6 +127,17 @@ impl Roster {
             })
             && self.members.keys().all(|id| !self.former.contains_key(id))
     }
+}
+
+/// A member's present members after the membership change it applied last (at `conf_index`),
+/// sent now and then to the other members: one that missed changes (cut off, or down) learns
+/// the members added since and admits them, so a new leader among them can reach it and bring
+/// its log up to date.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[bincode(crate = "chorus_chain::codec::backend")]
+pub struct RosterNotice {
+    pub conf_index: u64,
+    pub members: Vec<RaftMember>,
 }
 
 /// A membership change an operator asks for.

@@ -63,7 +63,9 @@ use raft::eraftpb;
 use raft::{RawNode, StateRole};
 
 use self::log::{Batch, LogStore};
-use self::membership::{ChangeKind, ChangeProposed, MembershipEntry, MembershipRefusal, MembershipRequest, Roster};
+use self::membership::{
+    ChangeKind, ChangeProposed, MembershipEntry, MembershipRefusal, MembershipRequest, Roster, RosterNotice,
+};
 use self::wire::{LogEntry, Membership, Payload, RaftMessage, SnapshotMeta, WireError};
 use crate::signer::{Guard, Signer};
 use crate::{
@@ -81,10 +83,8 @@ const READY_ROUNDS_MAX: u32 = 8;
 /// Why the Raft engine refused an input or could not go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RaftError {
-    #[error("peer {peer} sent a Raft message as member {id}, which is not a member")]
-    UnknownMember { id: u64, peer: PeerId },
-    #[error("peer {peer} sent a Raft message as member {id}, whose peer id is {expected}")]
-    Impostor { id: u64, peer: PeerId, expected: String },
+    #[error("peer {peer}, member {member}, sent a Raft message as member {id}")]
+    Impostor { id: u64, peer: PeerId, member: u64 },
     #[error("a Raft message for member {to} reached member {me}")]
     Misrouted { to: u64, me: u64 },
     #[error("a Raft message that cannot be stepped: {0}")]
@@ -104,13 +104,16 @@ pub enum RaftError {
 impl RaftError {
     pub fn is_peer_fault(&self) -> bool {
         match self {
-            RaftError::UnknownMember { .. }
-            | RaftError::Impostor { .. }
+            RaftError::Impostor { .. }
             | RaftError::Misrouted { .. }
             | RaftError::Wire(_)
-            | RaftError::Unsealed { .. }
-            | RaftError::NotAMember { .. } => true,
-            RaftError::CommittedBlockRejected { .. } | RaftError::Diverged { .. } | RaftError::Node(_) => false,
+            | RaftError::Unsealed { .. } => true,
+            // A proposer this roster does not list yet: a member added by a change not applied
+            // here yet (or not a member at all; either way the block waits for the log).
+            RaftError::NotAMember { .. }
+            | RaftError::CommittedBlockRejected { .. }
+            | RaftError::Diverged { .. }
+            | RaftError::Node(_) => false,
         }
     }
 }
@@ -130,6 +133,11 @@ enum Proposal {
     InFlight {
         hash: Hash,
         since: Timestamp,
+    },
+    /// The guard refused to seal a block for this term (it sealed another at that height): no
+    /// block until the term changes.
+    Blocked {
+        term: u64,
     },
 }
 
@@ -183,6 +191,11 @@ pub struct RaftEngine {
     roster: Roster,
     /// The configuration in force after the last applied entry.
     membership: Membership,
+    /// Members a member's [`RosterNotice`] named that this roster lacks (changes this node has
+    /// not applied yet): admitted and heard until the roster catches up.
+    hints: BTreeMap<u64, RaftMember>,
+    /// Ticks since start, for the roster notices' period.
+    ticks: u64,
     /// This node's member id and its Raft node, when its key is a member's; a node that is not
     /// (yet) one follows the chain over the sync protocol, and starts its node when a member
     /// first addresses it under a new id (it was added).
@@ -195,6 +208,10 @@ pub struct RaftEngine {
     tip: (Height, Hash),
     /// The last blocks added from the log (a rejection of one is not a peer's fault).
     from_log: VecDeque<Hash>,
+    /// A block this leader sealed that `raft` dropped (a leadership transfer under way, too
+    /// much uncommitted): proposed again as it is while the term and head stay, since the
+    /// guard seals one header per term and height.
+    resend: Option<Arc<Block>>,
     pub counters: RaftCounters,
 }
 
@@ -221,11 +238,14 @@ impl RaftEngine {
             guard: None,
             roster,
             membership,
+            hints: BTreeMap::new(),
+            ticks: 0,
             node: None,
             proposal: Proposal::Idle,
             waiting: BTreeMap::new(),
             tip: (Height::GENESIS, Hash::ZERO),
             from_log: VecDeque::new(),
+            resend: None,
             counters: RaftCounters::default(),
         }
     }
@@ -236,12 +256,68 @@ impl RaftEngine {
     }
 
     fn peer_of(&self, id: u64) -> Option<PeerId> {
-        self.roster.members.get(&id).map(|member| PeerId::new(member.peer_id.as_str()))
+        let member = self.roster.members.get(&id).or_else(|| self.hints.get(&id))?;
+        Some(PeerId::new(member.peer_id.as_str()))
     }
 
-    /// Admits the present members' peers, and only them.
+    /// Admits the present members' peers (and those of members a notice named that this roster
+    /// has not applied yet), and only them.
     fn allow_members(&self, actions: &mut Vec<Action>) {
-        actions.push(Action::AllowPeers(self.roster.peers().map(|peer| PeerId::new(peer.as_str())).collect()));
+        let hinted = self.hints.values().map(|member| &member.peer_id);
+        actions.push(Action::AllowPeers(
+            self.roster.peers().chain(hinted).map(|peer| PeerId::new(peer.as_str())).collect(),
+        ));
+    }
+
+    /// The roster changed: hints it now covers are dropped.
+    fn roster_changed(&mut self, actions: &mut Vec<Action>) {
+        let roster = &self.roster;
+        self.hints.retain(|id, _| !roster.members.contains_key(id) && !roster.former.contains_key(id));
+        self.allow_members(actions);
+    }
+
+    /// Every `2 * election` ticks, once some membership change was applied, tells the other
+    /// members who the members are ([`RosterNotice`]).
+    fn send_roster(&mut self, actions: &mut Vec<Action>) {
+        self.ticks = self.ticks.wrapping_add(1);
+        let period = u64::from(self.config.election_ticks).saturating_mul(2).max(1);
+        let Some(node) = self.node.as_ref() else { return };
+        let conf_index = node.store().conf_index();
+        if conf_index == 0 || !self.ticks.is_multiple_of(period) {
+            return;
+        }
+        let notice = RosterNotice { conf_index, members: self.roster.members.values().cloned().collect() };
+        for member in self.roster.members.values().filter(|member| member.id != node.raft.id) {
+            let to = PeerId::new(member.peer_id.as_str());
+            let message = EngineMessage::RaftRoster(Box::new(notice.clone()));
+            actions.push(Action::Send { to, message: Outbound::Message(message) });
+        }
+    }
+
+    /// A member's roster notice: members it names that this roster lacks (and never had) are
+    /// admitted and heard until the log brings the changes that added them.
+    fn on_roster(&mut self, from: &PeerId, notice: RosterNotice, actions: &mut Vec<Action>) {
+        let known = |member: &RaftMember| member.peer_id.as_str() == from.as_str();
+        if !self.roster.members.values().chain(self.hints.values()).any(known) {
+            return;
+        }
+        let applied = self.node.as_ref().map_or(0, |node| node.store().conf_index());
+        if notice.conf_index <= applied {
+            return;
+        }
+        let before = self.hints.len();
+        for member in notice.members {
+            let new = !self.roster.members.contains_key(&member.id)
+                && !self.roster.former.contains_key(&member.id)
+                && self.roster.by_address(&member.address).is_none();
+            let well_formed = member.id != raft::INVALID_ID && member.peer_id == PeerIdText::of(&member.address);
+            if new && well_formed && self.hints.len() < limits::RAFT_MEMBERS_MAX as usize {
+                self.hints.insert(member.id, member);
+            }
+        }
+        if self.hints.len() != before {
+            self.allow_members(actions);
+        }
     }
 
     fn load_log(&self, chain: &dyn ChainRead) -> Result<LogStore, EngineError> {
@@ -360,7 +436,7 @@ impl RaftEngine {
                 self.roster = snapshot.roster.clone();
                 self.membership = snapshot.membership.clone();
                 node.mut_store().apply_snapshot(snapshot, &mut batch);
-                self.allow_members(actions);
+                self.roster_changed(actions);
             }
             let committed = ready.take_committed_entries();
             self.apply(chain, now, &committed, actions)?;
@@ -496,7 +572,7 @@ impl RaftEngine {
         self.roster.apply(&change);
         self.membership = Membership::from_pb(&conf);
         node.mut_store().set_membership(entry.index, self.membership.clone(), self.roster.clone());
-        self.allow_members(actions);
+        self.roster_changed(actions);
         Ok(())
     }
 
@@ -718,12 +794,15 @@ impl RaftEngine {
         message: RaftMessage,
         actions: &mut Vec<Action>,
     ) -> Result<(), EngineError> {
-        let Some(member) = self.roster.members.get(&message.from) else {
-            return Err(RaftError::UnknownMember { id: message.from, peer: from }.into());
+        // The network admits only members' peers; one this roster does not list is a member
+        // just removed, or added by a change this node has not applied yet and no notice named:
+        // its messages wait for the roster (the sender resends), without blame.
+        let sender = |member: &&RaftMember| member.peer_id.as_str() == from.as_str();
+        let Some(member) = self.roster.members.values().chain(self.hints.values()).find(sender) else {
+            return Ok(());
         };
-        if member.peer_id.as_str() != from.as_str() {
-            let expected = member.peer_id.as_str().to_owned();
-            return Err(RaftError::Impostor { id: message.from, peer: from, expected }.into());
+        if member.id != message.from {
+            return Err(RaftError::Impostor { id: message.from, peer: from, member: member.id }.into());
         }
         if self.node.is_none() && !self.join(chain, now, message.to, actions)? {
             return Ok(());
@@ -764,20 +843,58 @@ impl RaftEngine {
     }
 
     /// As leader with nothing in flight and everything applied, asks the driver for a block.
-    fn maybe_propose(&mut self, chain: &dyn ChainRead, now: Timestamp, actions: &mut Vec<Action>) {
-        let (Some(node), Some(guard)) = (self.node.as_ref(), self.guard.as_ref()) else { return };
+    fn maybe_propose(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let (Some(node), Some(guard)) = (self.node.as_ref(), self.guard.as_ref()) else { return Ok(()) };
         let raft = &node.raft;
+        let term = raft.term;
+        if matches!(self.proposal, Proposal::Blocked { term: blocked } if blocked != term) {
+            self.proposal = Proposal::Idle;
+        }
         let settled = raft.state == StateRole::Leader
+            && raft.lead_transferee.is_none()
             && raft.apply_to_current_term()
             && raft.raft_log.applied == raft.raft_log.last_index()
             && self.waiting.is_empty();
         let (head_hash, head) = chain.head();
         if self.proposal != Proposal::Idle || !settled || head_hash != self.tip.1 {
-            return;
+            return Ok(());
+        }
+        if let Some(block) = self.resend.take()
+            && block.header.parent == head_hash
+            && block.header.slot() == Some(term)
+        {
+            return self.propose_sealed(chain, now, block, actions);
         }
         let timestamp = Timestamp::from_millis(now.as_millis().max(head.timestamp.as_millis().saturating_add(1)));
         actions.push(Action::Propose { parent: head_hash, timestamp, proposer: guard.address(), votes: Vec::new() });
         self.proposal = Proposal::Building;
+        Ok(())
+    }
+
+    /// Proposes a block sealed for this term; one `raft` drops is kept to propose again.
+    fn propose_sealed(
+        &mut self,
+        chain: &dyn ChainRead,
+        now: Timestamp,
+        sealed: Arc<Block>,
+        actions: &mut Vec<Action>,
+    ) -> Result<(), EngineError> {
+        let Some(node) = self.node.as_mut() else { return Ok(()) };
+        let hash = sealed.hash();
+        match node.propose(Vec::new(), Payload::Block(Box::new(Block::clone(&sealed))).to_data()) {
+            Ok(()) => self.proposal = Proposal::InFlight { hash, since: now },
+            Err(raft::Error::ProposalDropped) => {
+                self.counters.proposals_dropped = self.counters.proposals_dropped.saturating_add(1);
+                self.resend = Some(sealed);
+            }
+            Err(error) => return Err(node_error(error)),
+        }
+        self.handle_ready(chain, now, actions)
     }
 
     /// The driver built the block asked for: sealed for the term and proposed, unless empty.
@@ -806,18 +923,10 @@ impl RaftEngine {
         }
         let term = node.raft.term;
         let Ok(header) = guard.sign_turn_header(&chain_id, block.header.clone(), term, actions) else {
+            self.proposal = Proposal::Blocked { term };
             return Ok(());
         };
-        let sealed = Block { header, body: block.body.clone() };
-        let hash = sealed.hash();
-        match node.propose(Vec::new(), Payload::Block(Box::new(sealed)).to_data()) {
-            Ok(()) => self.proposal = Proposal::InFlight { hash, since: now },
-            Err(raft::Error::ProposalDropped) => {
-                self.counters.proposals_dropped = self.counters.proposals_dropped.saturating_add(1);
-            }
-            Err(error) => return Err(node_error(error)),
-        }
-        self.handle_ready(chain, now, actions)
+        self.propose_sealed(chain, now, Arc::new(Block { header, body: block.body.clone() }), actions)
     }
 }
 
@@ -842,7 +951,12 @@ impl Engine for RaftEngine {
                     node.tick();
                     self.set_tick_timer(now, actions);
                 }
+                self.send_roster(actions);
                 self.handle_ready(chain, now, actions)
+            }
+            Event::Message { from, message: EngineMessage::RaftRoster(notice) } => {
+                self.on_roster(&from, *notice, actions);
+                Ok(())
             }
             Event::Timer(_) => Err(EngineError::Unexpected { engine: "raft", what: "a timer it did not set" }),
             Event::Message { from, message: EngineMessage::Raft(message) } => {
@@ -871,8 +985,8 @@ impl Engine for RaftEngine {
             Event::Header { .. } => Ok(()),
             Event::Mined(_) => Err(EngineError::Unexpected { engine: "raft", what: "a mined block" }),
         };
-        self.maybe_propose(chain, now, actions);
-        result
+        let proposed = self.maybe_propose(chain, now, actions);
+        result.and(proposed)
     }
 
     fn permissioned(&self) -> bool {
@@ -888,9 +1002,9 @@ impl Engine for RaftEngine {
     ) -> Result<Result<ChangeProposed, MembershipRefusal>, EngineError> {
         let (head_hash, head) = chain.head();
         self.tip = (head.height, head_hash);
-        let answer = self.change_membership_now(chain, now, request, actions);
-        self.maybe_propose(chain, now, actions);
-        answer
+        let answer = self.change_membership_now(chain, now, request, actions)?;
+        self.maybe_propose(chain, now, actions)?;
+        Ok(answer)
     }
 
     fn counters(&self) -> EngineCounters {

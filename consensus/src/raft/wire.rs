@@ -352,3 +352,77 @@ impl RaftMessage {
         Ok(message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chorus_chain::genesis::{PeerIdText, RaftMember};
+    use chorus_chain::testing;
+
+    use super::*;
+    use crate::raft::membership::{ChangeKind, MembershipEntry};
+
+    fn learner(seed: u32) -> MembershipEntry {
+        let address = testing::key(seed).address();
+        MembershipEntry {
+            kind: ChangeKind::AddLearner,
+            member: RaftMember { id: 7, address, peer_id: PeerIdText::of(&address) },
+        }
+    }
+
+    fn message(entries: Vec<LogEntry>) -> RaftMessage {
+        RaftMessage {
+            kind: MessageKind::Append,
+            to: 2,
+            from: 1,
+            term: 3,
+            log_term: 3,
+            index: 10,
+            entries,
+            commit: 9,
+            commit_term: 3,
+            snapshot: None,
+            request_snapshot: 0,
+            reject: false,
+            reject_hint: 0,
+            context: Vec::new(),
+            priority: 0,
+        }
+    }
+
+    /// A membership entry is `raft`'s conf change (its protobuf data, the typed change in the
+    /// context) and comes back from it as it went in; the same bytes on the wire each way.
+    #[test]
+    fn a_membership_entry_round_trips_through_raft_and_the_wire() {
+        let entry = LogEntry { term: 3, index: 11, payload: Payload::Membership(learner(1)) };
+        let pb = entry.to_pb();
+        assert_eq!(pb.entry_type, eraftpb::EntryType::EntryConfChangeV2);
+        assert!(!pb.data.is_empty(), "the protobuf change raft parses at proposal");
+        assert_eq!(codec::decode::<MembershipEntry>(&pb.context).expect("typed context"), learner(1));
+        assert_eq!(LogEntry::from_pb(&pb).expect("local entry"), entry);
+
+        let sent = message(vec![entry]);
+        let bytes = codec::encode(&crate::EngineMessage::Raft(Box::new(sent.clone())));
+        let crate::EngineMessage::Raft(received) = codec::decode(&bytes).expect("decodes") else {
+            panic!("a Raft message decodes as one")
+        };
+        assert_eq!(*received, sent);
+        assert_eq!(RaftMessage::from_pb(&received.to_pb().expect("steps")).expect("wire form"), sent);
+    }
+
+    /// A change naming a member whose peer id is not its address's key never reaches `raft`,
+    /// nor does `raft`'s own empty (leave-joint) change or a change disguised as a normal entry.
+    #[test]
+    fn malformed_membership_entries_are_refused() {
+        let mut forged = learner(1);
+        forged.member.peer_id = PeerIdText::of(&testing::key(2).address());
+        let sent = message(vec![LogEntry { term: 3, index: 11, payload: Payload::Membership(forged) }]);
+        assert!(matches!(sent.to_pb(), Err(WireError::Member)));
+
+        let mut leave_joint = eraftpb::Entry::default();
+        leave_joint.entry_type = eraftpb::EntryType::EntryConfChangeV2;
+        assert!(matches!(LogEntry::from_pb(&leave_joint), Err(WireError::EntryType(_))));
+
+        let disguised = codec::encode(&Payload::Membership(learner(1)));
+        assert!(matches!(Payload::from_data(&disguised), Err(CodecError::NonCanonical { .. })));
+    }
+}

@@ -50,6 +50,7 @@ use chorus_chain::tx::{Checkpoint, TxKind, Vote};
 use chorus_chain::wire::{SyncRequest, SyncResponse, Topic, Verdict};
 use chorus_consensus::pow::difficulty::{self, U256};
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
+use chorus_consensus::raft::membership::{MembershipRefusal, MembershipRequest};
 use chorus_consensus::{EngineMessage, EngineOptions, PeerId, Signer};
 use chorus_node_core::{Driver, Effect, Node, RequestFailed, Timer};
 use chorus_store::Store;
@@ -102,11 +103,21 @@ pub struct Faults {
     /// Engines with stake: the last validators, under a third of the stake, double-propose,
     /// double-vote and withhold votes while faults are on.
     pub byzantine: bool,
+    /// Raft: the last node is not a genesis member; an operator adds it as a learner, promotes
+    /// it, then removes a genesis member, through whichever node leads, during the faults.
+    pub membership: bool,
 }
 
 impl Faults {
-    pub const ALL: Faults =
-        Faults { loss: true, partition: true, crash: true, skew: true, late: false, byzantine: false };
+    pub const ALL: Faults = Faults {
+        loss: true,
+        partition: true,
+        crash: true,
+        skew: true,
+        late: false,
+        byzantine: false,
+        membership: false,
+    };
 
     /// Parses `loss,partition,crash,skew,late` (any subset; empty for none).
     pub fn parse(text: &str) -> Result<Faults, SimError> {
@@ -119,6 +130,7 @@ impl Faults {
                 "skew" => faults.skew = true,
                 "late" => faults.late = true,
                 "byzantine" => faults.byzantine = true,
+                "membership" => faults.membership = true,
                 other => return Err(SimError::UnknownFault { name: other.to_owned() }),
             }
         }
@@ -129,10 +141,12 @@ impl Faults {
 /// Why a simulation cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("unknown fault `{name}`; known: loss, partition, crash, skew, late, byzantine")]
+    #[error("unknown fault `{name}`; known: loss, partition, crash, skew, late, byzantine, membership")]
     UnknownFault { name: String },
     #[error("the byzantine fault needs an engine with validators; {engine} has none")]
     NoValidators { engine: String },
+    #[error("the membership fault is Raft's; {engine} has no run-time membership")]
+    NoMembership { engine: String },
     #[error("unknown engine `{name}`; known: pow, pos, dpos, raft")]
     UnknownEngine { name: String },
     #[error("temporary directory: {0}")]
@@ -184,6 +198,10 @@ pub struct SimReport {
     /// DPoS: schedule changes at or below the final height every node reached (each checked to
     /// be at the same block on every node).
     pub schedule_changes: usize,
+    /// Raft with the membership fault: the operator's changes applied (all of them, or the
+    /// run has a violation), and the refusals met on the way, by reason.
+    pub membership_changes: usize,
+    pub membership_refusals: BTreeMap<&'static str, u32>,
 }
 
 #[derive(Debug)]
@@ -233,6 +251,23 @@ enum SimEvent {
     },
     Partition,
     Heal,
+    /// The operator's next membership request, or a check that the last one was applied.
+    Membership,
+}
+
+/// Raft membership changes an operator makes during a run, one after the other: each asked of
+/// the node last named leader (or any running node), again after a refusal that says to wait,
+/// until some node's view shows it applied.
+#[derive(Debug)]
+struct MembershipPlan {
+    steps: Vec<MembershipRequest>,
+    /// The step under way.
+    next: usize,
+    /// The node to ask.
+    ask: usize,
+    /// Refusals by reason code, and proposals, for `--verbose`.
+    refusals: BTreeMap<&'static str, u32>,
+    proposals: u32,
 }
 
 struct SimNode {
@@ -309,6 +344,11 @@ pub struct Sim {
     reached: BTreeSet<Address>,
     /// Raft: the node that led each term.
     leaders: BTreeMap<u64, usize>,
+    /// Raft with the membership fault: the operator's changes.
+    membership: Option<MembershipPlan>,
+    /// Nodes whose removal from the members was applied: out of the liveness and agreement
+    /// checks from then on.
+    removed: BTreeSet<usize>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -397,11 +437,29 @@ pub fn sim_genesis(engine: &str, nodes: usize) -> Result<Genesis, SimError> {
 
 impl Sim {
     pub fn new(config: SimConfig) -> Result<Sim, SimError> {
-        let genesis = sim_genesis(&config.engine, config.nodes)?;
+        let mut genesis = sim_genesis(&config.engine, config.nodes)?;
         if config.faults.byzantine && !has_stake(&genesis) {
             return Err(SimError::NoValidators { engine: config.engine.clone() });
         }
         let mut rng = Rng(config.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let membership = match (&mut genesis.engines[0].engine, config.faults.membership) {
+            (_, false) => None,
+            (EngineConfig::Raft(raft), true) => {
+                // The last node joins at run time; a genesis member other than it leaves.
+                raft.members.pop();
+                let joining = config.nodes.saturating_sub(1);
+                let address = node_key(joining).address();
+                let id = joining as u64 + 1;
+                let leaving = u64::from(rng.below(u32::try_from(joining.max(1)).unwrap_or(1))) + 1;
+                let steps = vec![
+                    MembershipRequest::AddLearner { address, id: None },
+                    MembershipRequest::Promote { id },
+                    MembershipRequest::Remove { id: leaving },
+                ];
+                Some(MembershipPlan { steps, next: 0, ask: 0, refusals: BTreeMap::new(), proposals: 0 })
+            }
+            (_, true) => return Err(SimError::NoMembership { engine: config.engine.clone() }),
+        };
         let mut nodes = Vec::with_capacity(config.nodes);
         let skew_max = match genesis.engine_at(Height::GENESIS) {
             EngineConfig::Dpos(_) => DPOS_SKEW_MS_MAX,
@@ -452,6 +510,8 @@ impl Sim {
             halves_seen: BTreeMap::new(),
             reached: BTreeSet::new(),
             leaders: BTreeMap::new(),
+            membership,
+            removed: BTreeSet::new(),
         };
         if sim.config.faults.late {
             sim.late = sim.nodes.len().checked_sub(1);
@@ -462,6 +522,10 @@ impl Sim {
             }
         }
         sim.schedule(0, SimEvent::SubmitTx);
+        if sim.membership.is_some() {
+            let at = 1_500 + u64::from(sim.rng.below(3_000));
+            sim.schedule(at, SimEvent::Membership);
+        }
         if sim.config.faults.partition {
             let at = 2_000 + u64::from(sim.rng.below(5_000));
             sim.schedule(at, SimEvent::Partition);
@@ -771,6 +835,8 @@ impl Sim {
             equivocators: self.reached.len(),
             range_requests: self.range_requests,
             schedule_changes: self.schedule_changes,
+            membership_changes: self.membership.as_ref().map_or(0, |plan| plan.next),
+            membership_refusals: self.membership.map(|plan| plan.refusals).unwrap_or_default(),
         }
     }
 
@@ -960,6 +1026,12 @@ impl Sim {
                     self.schedule(at, SimEvent::Partition);
                 }
             }
+            SimEvent::Membership => {
+                self.record(&[b"membership", &time_bytes]);
+                if let Some(delay) = self.membership_step() {
+                    self.schedule(delay, SimEvent::Membership);
+                }
+            }
         }
         self.join_late_node(&time_bytes);
         true
@@ -1066,6 +1138,112 @@ impl Sim {
     }
 
     /// The invariants that hold after every event on `index`.
+    /// The operator's next move: check whether the step under way is applied (in the asked
+    /// node's view, or any running node's if it is down), else ask for it. The delay until the
+    /// next move; `None` once every step is applied.
+    fn membership_step(&mut self) -> Option<u64> {
+        let plan = self.membership.as_ref()?;
+        let step = plan.steps.get(plan.next)?.clone();
+        let running: Vec<usize> = (0..self.nodes.len()).filter(|index| self.nodes[*index].node.is_some()).collect();
+        let ask = if running.contains(&plan.ask) {
+            plan.ask
+        } else {
+            *running.get(self.rng.below(running.len().max(1) as u32) as usize)?
+        };
+        let now = self.local_now(ask);
+        let view = self.nodes[ask]
+            .node
+            .as_ref()
+            .and_then(|node| node.driver().active_set(now).ok().flatten())
+            .and_then(|set| set.raft);
+        let index_of = |id: u64| usize::try_from(id).ok().and_then(|id| id.checked_sub(1));
+        if let Some(view) = &view {
+            let member = |id: u64| view.members.iter().find(|member| member.member.id == id);
+            let applied = match &step {
+                MembershipRequest::AddLearner { address, .. } => {
+                    view.members.iter().any(|member| member.member.address == *address)
+                }
+                MembershipRequest::Promote { id } => member(*id).is_some_and(|member| member.voter),
+                MembershipRequest::Remove { id } => member(*id).is_none(),
+            };
+            if applied && view.pending.is_none() {
+                if let MembershipRequest::Remove { id } = step
+                    && let Some(index) = index_of(id)
+                {
+                    self.removed.insert(index);
+                }
+                let plan = self.membership.as_mut()?;
+                plan.next += 1;
+                return (plan.next < plan.steps.len()).then_some(100);
+            }
+        }
+        let node = self.nodes[ask].node.as_mut()?;
+        let answer = node.change_membership(now, step.clone());
+        self.handle_effects(ask);
+        let plan = self.membership.as_mut()?;
+        plan.ask = ask;
+        match answer {
+            Err(error) => {
+                self.violation(format!("node {ask} failed on a membership request: {error}"));
+                None
+            }
+            Ok(Ok(_)) => {
+                plan.proposals += 1;
+                Some(500)
+            }
+            Ok(Err(refusal)) => {
+                *plan.refusals.entry(refusal.code()).or_default() += 1;
+                match refusal {
+                    MembershipRefusal::NotLeader { id, .. } | MembershipRefusal::LeaderLeaving { to: id } => {
+                        if let Some(index) = index_of(id) {
+                            plan.ask = index;
+                        }
+                        Some(100)
+                    }
+                    MembershipRefusal::NoLeader
+                    | MembershipRefusal::NotAMember
+                    | MembershipRefusal::ChangePending { .. }
+                    | MembershipRefusal::NotCaughtUp { .. }
+                    | MembershipRefusal::BelowQuorum { .. }
+                    | MembershipRefusal::LeaderAlone
+                    | MembershipRefusal::Dropped { .. } => {
+                        // A node that knows no leader (or is none) may be cut off: ask another.
+                        if matches!(refusal, MembershipRefusal::NotAMember | MembershipRefusal::NoLeader) {
+                            plan.ask = self.rng.below(self.nodes.len() as u32) as usize;
+                        }
+                        Some(500)
+                    }
+                    // Applied through an earlier proposal that a view had not shown yet.
+                    MembershipRefusal::AddressKnown { .. }
+                    | MembershipRefusal::AlreadyVoter { .. }
+                    | MembershipRefusal::UnknownMember { .. } => Some(100),
+                    other => {
+                        self.violation(format!("node {ask} refused {step:?}: {other}"));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// Raft: node `index`'s view (member id, term, leader, commit, voters and learners), for
+    /// violation messages; empty for other engines or a node that is down.
+    fn raft_view(&self, index: usize) -> String {
+        let Some(node) = self.nodes[index].node.as_ref() else { return ", down".to_owned() };
+        let Some(view) = node.driver().active_set(self.local_now(index)).ok().flatten().and_then(|set| set.raft) else {
+            return String::new();
+        };
+        let members: Vec<(u64, bool)> = view.members.iter().map(|member| (member.member.id, member.voter)).collect();
+        format!(
+            ", raft member {:?} term {} leader {:?} commit {} members {members:?} pending {:?}",
+            view.me,
+            view.term,
+            view.leader,
+            view.commit,
+            view.pending.map(|(entry, index)| (entry.kind, entry.member.id, index))
+        )
+    }
+
     fn check_node(&mut self, index: usize) {
         if let Some(what) = self.stake_violation(index) {
             return self.violation(what);
@@ -1200,14 +1378,35 @@ impl Sim {
     fn finality_checks(&mut self) {
         let stood = self.finals.keys().next_back().copied().unwrap_or(Height::GENESIS);
         let deadline = self.now_ms + FINALITY_RESUMES_MS;
+        // A node removed from the Raft members no longer follows the chain.
         let lowest_final = |sim: &Sim| {
-            sim.nodes
-                .iter()
-                .map(|node| node.node.as_ref().and_then(|node| node.driver().finalized()).map_or(0, |(h, _)| h.get()))
+            (0..sim.nodes.len())
+                .filter(|index| !sim.removed.contains(index))
+                .map(|index| {
+                    let node = sim.nodes[index].node.as_ref();
+                    node.and_then(|node| node.driver().finalized()).map_or(0, |(h, _)| h.get())
+                })
                 .min()
                 .unwrap_or(0)
         };
-        while self.now_ms < deadline && self.violations.is_empty() && lowest_final(self) <= stood.get() && self.step() {
+        let plan_done = |sim: &Sim| sim.membership.as_ref().is_none_or(|plan| plan.next >= plan.steps.len());
+        while self.now_ms < deadline
+            && self.violations.is_empty()
+            && (lowest_final(self) <= stood.get() || !plan_done(self))
+            && self.step()
+        {}
+        if let Some(plan) = self.membership.as_ref().filter(|plan| plan.next < plan.steps.len()) {
+            let views: Vec<String> =
+                (0..self.nodes.len()).map(|index| format!("node {index}{}", self.raft_view(index))).collect();
+            let what = format!(
+                "the membership change {:?} was not applied within {FINALITY_RESUMES_MS} ms after the faults stopped \
+                 ({} proposals, refusals {:?}): {}",
+                plan.steps[plan.next],
+                plan.proposals,
+                plan.refusals,
+                views.join(", ")
+            );
+            return self.violation(what);
         }
         let lowest = lowest_final(self);
         if lowest <= stood.get() {
@@ -1228,7 +1427,8 @@ impl Sim {
                                 .is_some_and(|(hash, driver)| driver.store().contains_block(&hash).unwrap_or(false))
                         })
                         .collect();
-                    format!("node {index}: final {final_height}, head {head}, stores the heads of {stored:?}")
+                    let raft = self.raft_view(index);
+                    format!("node {index}: final {final_height}, head {head}, stores the heads of {stored:?}{raft}")
                 })
                 .collect();
             return self.violation(format!(
@@ -1237,10 +1437,12 @@ impl Sim {
             ));
         }
         let height = Height::new(lowest);
-        let finals: BTreeSet<Option<Hash>> = self
-            .nodes
-            .iter()
-            .map(|node| node.node.as_ref().and_then(|node| node.driver().store().canonical_hash(height).ok().flatten()))
+        let finals: BTreeSet<Option<Hash>> = (0..self.nodes.len())
+            .filter(|index| !self.removed.contains(index))
+            .map(|index| {
+                let node = self.nodes[index].node.as_ref();
+                node.and_then(|node| node.driver().store().canonical_hash(height).ok().flatten())
+            })
             .collect();
         if finals.len() != 1 {
             self.violation(format!("nodes disagree on the block at final height {height}: {finals:?}"));
@@ -1362,6 +1564,8 @@ pub fn run_seeds(base: &SimConfig, seeds: std::ops::Range<u64>, threads: usize) 
                                 equivocators: 0,
                                 range_requests: 0,
                                 schedule_changes: 0,
+                                membership_changes: 0,
+                                membership_refusals: BTreeMap::new(),
                             }
                         }
                     };

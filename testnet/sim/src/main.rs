@@ -1,4 +1,4 @@
-//! `chorus-sim --engine pow|pos|dpos --nodes 5 --seeds 0..200 [--faults loss,partition,crash,skew,late,byzantine] [--steps N]`
+//! `chorus-sim --engine pow|pos|dpos --nodes 5 --seeds 0..200 [--faults loss,partition,crash,skew,late,byzantine,membership] [--steps N]`
 //!
 //! Prints one line per failing seed and a last line `seeds: <n>, violations: <v>, digest: <hex>`;
 //! exits non-zero on any violation.
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use chorus_sim::{Faults, SimConfig, combined_digest, run_seeds};
 
-const USAGE: &str = "usage: chorus-sim --engine pow|pos|dpos|raft --nodes N --seeds A..B [--faults loss,partition,crash,skew,late,byzantine] [--steps N] [--threads N] [--verbose]";
+const USAGE: &str = "usage: chorus-sim --engine pow|pos|dpos|raft --nodes N --seeds A..B [--faults loss,partition,crash,skew,late,byzantine,membership] [--steps N] [--threads N] [--verbose]";
 
 struct Args {
     config: SimConfig,
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     for report in &reports {
         if args.verbose {
             println!(
-                "seed {}: {} events, height {}, final {}, equivocators slashed {}, range requests {}, schedule changes {}, digest {}",
+                "seed {}: {} events, height {}, final {}, equivocators slashed {}, range requests {}, schedule changes {}, membership changes {} (refusals {:?}), digest {}",
                 report.seed,
                 report.events,
                 report.head_height,
@@ -78,6 +78,8 @@ fn main() -> ExitCode {
                 report.equivocators,
                 report.range_requests,
                 report.schedule_changes,
+                report.membership_changes,
+                report.membership_refusals,
                 report.digest
             );
         }

@@ -121,6 +121,26 @@ fn pos_same_seed_same_digest_and_byzantine_needs_validators() {
 }
 
 #[test]
+fn raft_membership_changes_apply_through_faults_and_leaders() {
+    // Four genesis members; the fifth node is added as a learner, promoted and a genesis member
+    // removed (sometimes the leader, which hands leadership over first) while the network
+    // loses, partitions, crashes and skews: every change applies, one leader per term, heads
+    // final, the remaining members agree.
+    let faults = Faults { membership: true, ..Faults::ALL };
+    let config = SimConfig { engine: "raft".into(), ..config(faults) };
+    let reports = run_seeds(&config, 0..100, 2).unwrap();
+    no_violations(&reports);
+    for report in &reports {
+        assert_eq!(report.membership_changes, 3, "seed {}: {:?}", report.seed, report.membership_refusals);
+        assert_eq!(report.head_height, report.final_height, "seed {}: a Raft head is final", report.seed);
+    }
+    let refused =
+        |reason: &str| -> u32 { reports.iter().filter_map(|report| report.membership_refusals.get(reason)).sum() };
+    assert!(refused("not_leader") > 0, "some request went to a follower first, then to the leader it named");
+    assert!(refused("leader_leaving") > 0, "some removal was of the leader, which handed leadership over first");
+}
+
+#[test]
 fn raft_five_members_all_faults_no_violations() {
     // Loss, partitions, crashes, skew and a member that joins late: one leader per term, heads
     // always final, final blocks agreed and never reverted, and every member converges after.
