@@ -435,10 +435,10 @@ impl Driver {
         tx: SignedTransaction,
         io: &mut dyn Io,
     ) -> Result<Verdict, DriverError> {
+        let hash = tx.hash();
         match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
             Ok(admitted) => {
                 let ready = admitted.is_ready();
-                let hash = admitted.hash;
                 self.admitted(now, admitted, Some(&hash), io)?;
                 Ok(if ready { Verdict::Accept } else { Verdict::Ignore })
             }
@@ -448,6 +448,9 @@ impl Driver {
             }
             Err(MempoolError::Read(error)) => Err(error.into()),
             Err(MempoolError::Duplicate { .. }) => Ok(Verdict::Ignore),
+            // Already in a block here: the peer relayed it before the block reached it (blocks
+            // commit within milliseconds under Raft). Not its fault.
+            Err(MempoolError::NonceUsed { .. }) if self.store.tx_location(&hash)?.is_some() => Ok(Verdict::Ignore),
             Err(error) => {
                 if self.ignored_txs.left(from, now) == 0 {
                     io.penalize(from, Penalty { misbehaviour: Misbehaviour::Unwanted, reason: error.to_string() });

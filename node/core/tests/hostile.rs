@@ -205,6 +205,53 @@ fn transactions_the_node_cannot_admit_cost_a_peer_beyond_its_allowance() {
     assert_eq!(send(&mut node, 1), Verdict::Ignore);
 }
 
+/// A peer that relays a transaction after its block reached this node (Raft commits blocks
+/// within milliseconds of the gossip) is not blamed, however often: the transaction is in the
+/// chain, not unwanted.
+#[test]
+fn a_transaction_already_in_a_block_is_ignored_without_blame() {
+    let genesis = testing::genesis(2, 1_000_000);
+    let mut node = TestNode::new(&genesis, Some(0));
+    let key = testing::key(1);
+    let tx = testing::signed(
+        &genesis,
+        &key,
+        0,
+        TxKind::Transfer { to: testing::key(0).address(), amount: chorus_chain::Amount::new(1) },
+    );
+    let now = node.now();
+    node.driver.submit_tx(now, tx.clone(), &mut node.io).unwrap().unwrap();
+    let block = node.mine();
+    assert!(block.body.txs.iter().any(|included| included.hash() == tx.hash()), "mined into the block");
+    for _ in 0..2 * limits::IGNORED_TXS_PER_PEER_BURST {
+        let now = node.now();
+        let verdict = node
+            .driver
+            .on_message(now, &PeerId::new("late"), NetMessage::Tx(Box::new(tx.clone())), &mut node.io)
+            .unwrap();
+        assert_eq!(verdict, Verdict::Ignore);
+    }
+    assert!(node.io.penalties.is_empty(), "{:?}", node.io.penalties);
+
+    // A stale nonce on a transaction that is in no block still counts against the allowance.
+    let other = testing::signed(
+        &genesis,
+        &key,
+        0,
+        TxKind::Transfer { to: testing::key(0).address(), amount: chorus_chain::Amount::new(2) },
+    );
+    for _ in 0..limits::IGNORED_TXS_PER_PEER_BURST {
+        let now = node.now();
+        node.driver
+            .on_message(now, &PeerId::new("stale"), NetMessage::Tx(Box::new(other.clone())), &mut node.io)
+            .unwrap();
+    }
+    let now = node.now();
+    let verdict =
+        node.driver.on_message(now, &PeerId::new("stale"), NetMessage::Tx(Box::new(other)), &mut node.io).unwrap();
+    assert_eq!(verdict, Verdict::Reject);
+}
+
 #[test]
 fn a_gapped_transaction_is_not_forwarded_until_its_gap_fills() {
     let genesis = testing::genesis(1, 1_000_000);

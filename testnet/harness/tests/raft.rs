@@ -6,6 +6,7 @@
 mod common;
 
 use chorus_testnet::Testnet;
+use chorus_testnet::rpc::TxStatus;
 use common::validators;
 
 /// The leader every live member names, once they agree on a live one.
@@ -66,7 +67,7 @@ fn a_transfer_through_a_follower_is_final_on_every_member_and_a_stranger_is_neve
     testnet.wait_for("the second transfer final on the members", |testnet| {
         for k in 1..=3 {
             match testnet.rpc(k).tx(&hash).map_err(|error| error.to_string())? {
-                chorus_testnet::rpc::TxStatus::Final { .. } => {}
+                TxStatus::Final { .. } => {}
                 other => return Err(format!("node {k}: {other:?}")),
             }
         }
@@ -111,7 +112,7 @@ fn a_killed_leader_is_replaced_and_catches_up_and_a_minority_commits_nothing() {
     testnet.wait_for("the majority's transfer final on the majority", |testnet| {
         for &k in &others {
             match testnet.rpc(k).tx(&hash).map_err(|error| error.to_string())? {
-                chorus_testnet::rpc::TxStatus::Final { .. } => {}
+                TxStatus::Final { .. } => {}
                 other => return Err(format!("node {k}: {other:?}")),
             }
         }
@@ -247,4 +248,35 @@ fn members_change_one_at_a_time_through_the_leader_and_every_refusal_says_why() 
     let hash = testnet.transfer(successor, 2, &sink, 200);
     testnet.final_everywhere(&hash);
     testnet.all_heads_within(0);
+
+    // The removed node, started again, is refused by every member: it gets no block.
+    let height = testnet.rpc(successor).head().expect("head").height;
+    testnet.restart(leader);
+    let hash = testnet.transfer(successor, 3, &sink, 300);
+    testnet.wait_for("the transfer final on the members", |testnet| {
+        for &k in &remaining {
+            match testnet.rpc(k).tx(&hash).map_err(|error| error.to_string())? {
+                TxStatus::Final { .. } => {}
+                other => return Err(format!("node {k}: {other:?}")),
+            }
+        }
+        Ok(())
+    });
+    let peers = testnet.rpc(leader).peers().expect("peers");
+    assert!(peers.connected.is_empty(), "the removed node got in: {peers:?}");
+    assert!(testnet.rpc(leader).head().expect("head").height <= height, "the removed node got a new block");
+
+    // With no quorum left, a call still answers at once: the last member, cut off from the
+    // others, stops leading and says there is no leader.
+    for k in remaining.iter().copied().filter(|k| *k != successor) {
+        testnet.kill(k);
+    }
+    let another = testnet.prepare_node();
+    let address = testnet.address(another).to_string();
+    testnet.wait_for("the lone member refusing for want of a leader", |testnet| {
+        match raft(testnet, successor, &["add-learner", &address]) {
+            Err((reason, _)) if reason == "no_leader" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
 }

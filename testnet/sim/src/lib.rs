@@ -84,6 +84,10 @@ const HASHES_PER_SECOND: u64 = 100;
 const POS_STAKE: u128 = 1_000_000;
 const POS_SLOT_MS: u64 = 1_000;
 const POS_EPOCH_SLOTS: u64 = 8;
+/// Raft: with every node up and no faults, every member names the same leader within this long
+/// after the faults stop: three of the longest election timeouts (2 s at 100 ms ticks and 10
+/// election ticks), for a pre-vote, a vote, and one split vote between them.
+pub const RAFT_LEADER_ELECTED_MS: u64 = 6_000;
 /// With every node up and no faults, finality passes where it stood within this long (a few
 /// epochs of slots).
 pub const FINALITY_RESUMES_MS: u64 = 30_000;
@@ -349,6 +353,10 @@ pub struct Sim {
     /// Nodes whose removal from the members was applied: out of the liveness and agreement
     /// checks from then on.
     removed: BTreeSet<usize>,
+    /// Raft, while partitioned: the highest height final anywhere when the partition began.
+    /// A node in a group too small to be a majority commits nothing new: it may learn at most
+    /// the one block that was in flight then.
+    partition_final: Option<u64>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -512,6 +520,7 @@ impl Sim {
             leaders: BTreeMap::new(),
             membership,
             removed: BTreeSet::new(),
+            partition_final: None,
         };
         if sim.config.faults.late {
             sim.late = sim.nodes.len().checked_sub(1);
@@ -805,8 +814,22 @@ impl Sim {
             fault_steps += 1;
         }
         self.stop_faults();
+        let stopped = self.now_ms;
         let quiet_until = self.now_ms + QUIET_MINING_MS;
-        while self.now_ms < quiet_until && self.violations.is_empty() && self.step() {}
+        let mut leader_agreed = self.agreed_leader().is_some();
+        while self.now_ms < quiet_until && self.violations.is_empty() && self.step() {
+            if !leader_agreed && self.config.engine == "raft" {
+                leader_agreed = self.agreed_leader().is_some();
+                if !leader_agreed && self.now_ms > stopped + RAFT_LEADER_ELECTED_MS {
+                    let views: Vec<String> =
+                        (0..self.nodes.len()).map(|index| format!("node {index}{}", self.raft_view(index))).collect();
+                    self.violation(format!(
+                        "no leader named by every member {RAFT_LEADER_ELECTED_MS} ms after the faults stopped: {}",
+                        views.join(", ")
+                    ));
+                }
+            }
+        }
         if self.config.engine == "pow" {
             self.mining = Mining::Sole(0);
             for node in self.nodes.iter_mut().skip(1) {
@@ -844,6 +867,7 @@ impl Sim {
         self.faults_on = false;
         self.late = None;
         self.groups.iter_mut().for_each(|group| *group = 0);
+        self.partition_final = None;
         for index in 0..self.nodes.len() {
             if self.nodes[index].node.is_none() {
                 self.boot(index);
@@ -1015,12 +1039,14 @@ impl Sim {
                 }
                 let groups = self.groups.clone();
                 self.record(&[b"partition", &time_bytes, &groups]);
+                self.partition_final = Some(self.finals.keys().next_back().map_or(0, |height| height.get()));
                 let length = 2_000 + u64::from(self.rng.below(8_000));
                 self.schedule(length, SimEvent::Heal);
             }
             SimEvent::Heal => {
                 self.record(&[b"heal", &time_bytes]);
                 self.groups.iter_mut().for_each(|group| *group = 0);
+                self.partition_final = None;
                 if self.faults_on {
                     let at = 2_000 + u64::from(self.rng.below(8_000));
                     self.schedule(at, SimEvent::Partition);
@@ -1226,6 +1252,23 @@ impl Sim {
         }
     }
 
+    /// Raft: the leader every running member (removed ones aside) names, if they agree on one
+    /// that is itself running.
+    fn agreed_leader(&self) -> Option<u64> {
+        let mut named = BTreeSet::new();
+        for index in (0..self.nodes.len()).filter(|index| !self.removed.contains(index)) {
+            let node = self.nodes[index].node.as_ref()?;
+            let view = node.driver().active_set(self.local_now(index)).ok().flatten()?.raft?;
+            if view.me.is_none() {
+                continue;
+            }
+            named.insert(view.leader?);
+        }
+        let leader = named.pop_first().filter(|_| named.is_empty())?;
+        let index = usize::try_from(leader).ok()?.checked_sub(1)?;
+        self.nodes.get(index)?.node.as_ref().map(|_| leader)
+    }
+
     /// Raft: node `index`'s view (member id, term, leader, commit, voters and learners), for
     /// violation messages; empty for other engines or a node that is down.
     fn raft_view(&self, index: usize) -> String {
@@ -1322,6 +1365,21 @@ impl Sim {
                 return self.violation(format!(
                     "node {index}: Raft head {head_hash} at {} is not its final block {} at {}",
                     head.height, finalized.1, finalized.0
+                ));
+            }
+            // A minority (at most half of the nodes, so never a majority of the voters, who are
+            // among them) commits nothing while cut off.
+            let group = self.groups[index];
+            let group_size = self.groups.iter().filter(|other| **other == group).count();
+            if let Some(before) = self.partition_final
+                && group_size <= self.nodes.len() / 2
+                && finalized.0.get() > before.saturating_add(1)
+            {
+                return self.violation(format!(
+                    "node {index}, cut off with {group_size} of {} nodes, finalized height {} (the highest final \
+                     when the partition began was {before})",
+                    self.nodes.len(),
+                    finalized.0
                 ));
             }
         }
