@@ -26,12 +26,6 @@
 //!   spread over [election, 2 * election) ticks, so members do not split votes forever).
 //!   Pre-vote and check-quorum are on: a member cut off from a majority neither disrupts the
 //!   others' term when it returns nor keeps believing it leads.
-//!
-//! Dependency note: `raft` 0.7 pulls `protobuf` 2 (RUSTSEC-2024-0437, a stack overflow when
-//! parsing crafted nested messages). Peers' bytes never reach its parser: they are decoded as
-//! Chorus's own bincode [`wire::RaftMessage`] and the protobuf values are built field by field;
-//! nothing here calls a protobuf parse function.
-//!
 //! - **Members only.** The engine is permissioned: at start, and after every applied
 //!   membership change or snapshot, it names the present members' peer ids
 //!   ([`Action::AllowPeers`]) and the node admits no other peer, in either direction.
@@ -44,6 +38,12 @@
 //!   are never reused) changes when the entry is applied and travels in snapshots. A node
 //!   added as a learner starts with only the genesis: the first message a member sends it
 //!   under its new id starts its Raft node, and the log (or a snapshot) brings it the rest.
+//!
+//! Dependency note: `raft` 0.7 pulls `protobuf` 2 (RUSTSEC-2024-0437, a stack overflow when
+//! parsing crafted nested messages). Peers' bytes never reach its parser: they are decoded as
+//! Chorus's own bincode [`wire::RaftMessage`] and the protobuf values are built field by field.
+//! The engine only encodes with protobuf (the conf changes it proposes); the one parse in `raft`
+//! is of the leader's own proposal, bytes this node wrote.
 
 pub mod log;
 pub mod membership;
