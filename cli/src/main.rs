@@ -549,11 +549,7 @@ fn raft(context: &Context, command: RaftCommand) -> Result<(), Failure> {
         }
     };
     context.print(&change, || {
-        let what = match change.kind {
-            MembershipChangeKind::AddLearner => "add learner",
-            MembershipChangeKind::Promote => "promote",
-            MembershipChangeKind::Remove => "remove",
-        };
+        let what = change_words(change.kind);
         format!(
             "proposed at log index {}: {what} member {} ({}); in force once applied (chorus validators shows it \
              pending until then)",
@@ -644,6 +640,15 @@ fn validators_table(set: &Validators) -> String {
     lines.join("\n")
 }
 
+/// A membership change's kind, as the wallet words it.
+fn change_words(kind: MembershipChangeKind) -> &'static str {
+    match kind {
+        MembershipChangeKind::AddLearner => "add learner",
+        MembershipChangeKind::Promote => "promote",
+        MembershipChangeKind::Remove => "remove",
+    }
+}
+
 fn raft_table(engine: &str, raft: &chorus_rpc_types::RaftMembers) -> String {
     let leader = match raft.leader {
         Some(id) => format!("leader {id}"),
@@ -672,11 +677,7 @@ fn raft_table(engine: &str, raft: &chorus_rpc_types::RaftMembers) -> String {
         ));
     }
     if let Some(change) = &raft.pending_change {
-        let what = match change.kind {
-            MembershipChangeKind::AddLearner => "add learner",
-            MembershipChangeKind::Promote => "promote",
-            MembershipChangeKind::Remove => "remove",
-        };
+        let what = change_words(change.kind);
         lines.push(format!(
             "pending change at log index {}: {what} member {} ({})",
             change.index, change.id, change.address

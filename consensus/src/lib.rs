@@ -44,6 +44,8 @@ pub mod dpos;
 pub mod pos;
 pub mod pow;
 pub mod raft;
+#[cfg(test)]
+mod records;
 pub mod signer;
 pub mod slotted;
 pub mod votes;

@@ -232,68 +232,11 @@ impl Guard {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use chorus_chain::genesis::Genesis;
     use chorus_chain::primitives::{Height, Timestamp};
-    use chorus_chain::state::{ReadError, StateRead};
     use chorus_chain::testing;
 
     use super::*;
-
-    /// Only records: what a restarted node reads back.
-    struct Records {
-        genesis: Genesis,
-        records: BTreeMap<Vec<u8>, Vec<u8>>,
-    }
-
-    impl Records {
-        /// Keeps what the actions persisted, as the driver would; only synced records here.
-        fn keep(&mut self, actions: &mut Vec<Action>) {
-            for action in actions.drain(..) {
-                match action {
-                    Action::Persist { key, value, durability } => {
-                        assert_eq!(durability, Durability::Synced);
-                        self.records.insert(key, value);
-                    }
-                    other => panic!("the guard only persists, got {other:?}"),
-                }
-            }
-        }
-    }
-
-    impl StateRead for Records {
-        fn get_raw(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-            Ok(None)
-        }
-    }
-
-    impl ChainRead for Records {
-        fn genesis(&self) -> &Genesis {
-            &self.genesis
-        }
-        fn head(&self) -> (Hash, Header) {
-            unreachable!("the guard reads records only")
-        }
-        fn header(&self, _hash: &Hash) -> Result<Option<Header>, ChainReadError> {
-            unreachable!("the guard reads records only")
-        }
-        fn canonical_hash(&self, _height: Height) -> Result<Option<Hash>, ChainReadError> {
-            unreachable!("the guard reads records only")
-        }
-        fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
-            Ok(self.records.get(key).cloned())
-        }
-        fn finalized(&self) -> Option<(Height, Hash)> {
-            None
-        }
-        fn block(&self, _hash: &Hash) -> Result<Option<chorus_chain::block::Block>, ChainReadError> {
-            unreachable!("the guard reads records only")
-        }
-        fn get_raw_at(&self, _height: Height, _key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
-            unreachable!("the guard reads records only")
-        }
-    }
+    use crate::records::Records;
 
     /// A checkpoint at `slot`, on a chain without missed slots (height = slot).
     fn checkpoint(slot: u64, byte: u8) -> Checkpoint {
@@ -319,7 +262,7 @@ mod tests {
 
     #[test]
     fn no_conflicting_vote_is_signed_even_after_a_restart() {
-        let mut chain = Records { genesis: testing::genesis(1, 1), records: BTreeMap::new() };
+        let mut chain = Records::new(testing::genesis(1, 1));
         let chain_id = chain.genesis.chain_id.clone();
         let mut actions = Vec::new();
         let mut guard = restart(&chain);
@@ -359,7 +302,7 @@ mod tests {
 
     #[test]
     fn no_second_header_is_signed_for_a_slot_even_after_a_restart() {
-        let mut chain = Records { genesis: testing::genesis(1, 1), records: BTreeMap::new() };
+        let mut chain = Records::new(testing::genesis(1, 1));
         let chain_id = chain.genesis.chain_id.clone();
         let mut actions = Vec::new();
         let mut guard = restart(&chain);

@@ -383,67 +383,13 @@ impl Storage for LogStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use chorus_chain::block::Block;
-    use chorus_chain::genesis::{EngineConfig, Genesis, PeerIdText, RaftMember};
-    use chorus_chain::header::Header;
-    use chorus_chain::state::{ReadError, StateRead};
+    use chorus_chain::genesis::{EngineConfig, PeerIdText, RaftMember};
     use chorus_chain::testing;
 
     use super::*;
     use crate::raft::membership::{ChangeKind, MembershipEntry};
     use crate::raft::wire::LogEntry;
-
-    /// Engine records, as the driver keeps them.
-    struct Records {
-        genesis: Genesis,
-        records: BTreeMap<Vec<u8>, Vec<u8>>,
-    }
-
-    impl Records {
-        fn write(&mut self, batch: Batch) {
-            for (key, value) in batch {
-                match value {
-                    Some(value) => self.records.insert(key, value),
-                    None => self.records.remove(&key),
-                };
-            }
-        }
-    }
-
-    impl StateRead for Records {
-        fn get_raw(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-            Ok(None)
-        }
-    }
-
-    impl ChainRead for Records {
-        fn genesis(&self) -> &Genesis {
-            &self.genesis
-        }
-        fn head(&self) -> (Hash, Header) {
-            unreachable!("the log reads records only")
-        }
-        fn header(&self, _hash: &Hash) -> Result<Option<Header>, ChainReadError> {
-            unreachable!("the log reads records only")
-        }
-        fn canonical_hash(&self, _height: Height) -> Result<Option<Hash>, ChainReadError> {
-            unreachable!("the log reads records only")
-        }
-        fn record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
-            Ok(self.records.get(key).cloned())
-        }
-        fn finalized(&self) -> Option<(Height, Hash)> {
-            None
-        }
-        fn block(&self, _hash: &Hash) -> Result<Option<Block>, ChainReadError> {
-            unreachable!("the log reads records only")
-        }
-        fn get_raw_at(&self, _height: Height, _key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
-            unreachable!("the log reads records only")
-        }
-    }
+    use crate::records::Records;
 
     fn member(id: u64) -> RaftMember {
         let address = testing::key(id as u32).address();
@@ -464,7 +410,7 @@ mod tests {
     /// reload from the records.
     #[test]
     fn compaction_reaches_past_the_last_membership_change_and_the_log_reloads_whole() {
-        let mut records = Records { genesis: testing::genesis(1, 1), records: BTreeMap::new() };
+        let mut records = Records::new(testing::genesis(1, 1));
         if let Some(first) = records.genesis.engines.first_mut() {
             first.engine = EngineConfig::Raft(config());
         }
