@@ -26,6 +26,19 @@ fn leader(testnet: &Testnet) -> usize {
     })
 }
 
+/// Waits until `nodes` all report `hash` final (a subset: the others are cut off or not members).
+fn final_on(testnet: &Testnet, nodes: &[usize], hash: &chorus_chain::primitives::Hash, what: &str) {
+    testnet.wait_for(what, |testnet| {
+        for &k in nodes {
+            match testnet.rpc(k).tx(hash).map_err(|error| error.to_string())? {
+                TxStatus::Final { .. } => {}
+                other => return Err(format!("node {k}: {other:?}")),
+            }
+        }
+        Ok(())
+    });
+}
+
 /// Waits until node `k`'s head is its final block (Raft adds a block only once committed).
 fn head_is_final(testnet: &Testnet, k: usize) {
     testnet.wait_for(&format!("node {k}'s head final"), |testnet| {
@@ -64,15 +77,7 @@ fn a_transfer_through_a_follower_is_final_on_every_member_and_a_stranger_is_neve
     // A node of the same genesis whose key is no member's dials the members; each refuses it.
     let stranger = testnet.add_node(false);
     let hash = testnet.transfer(follower, 2, &sink, 200);
-    testnet.wait_for("the second transfer final on the members", |testnet| {
-        for k in 1..=3 {
-            match testnet.rpc(k).tx(&hash).map_err(|error| error.to_string())? {
-                TxStatus::Final { .. } => {}
-                other => return Err(format!("node {k}: {other:?}")),
-            }
-        }
-        Ok(())
-    });
+    final_on(&testnet, &[1, 2, 3], &hash, "the second transfer final on the members");
     let refused = testnet.rpc(stranger).peers().expect("the stranger's peers");
     assert!(refused.connected.is_empty(), "the stranger got in: {refused:?}");
     assert_eq!(testnet.rpc(stranger).head().expect("head").height.get(), 0, "the stranger received blocks");
@@ -109,15 +114,7 @@ fn a_killed_leader_is_replaced_and_catches_up_and_a_minority_commits_nothing() {
     // Taken into the cut-off node's mempool: something it could commit if a minority could.
     testnet.transfer(second, 2, &sink, 200);
     let hash = testnet.transfer(others[0], 3, &sink, 300);
-    testnet.wait_for("the majority's transfer final on the majority", |testnet| {
-        for &k in &others {
-            match testnet.rpc(k).tx(&hash).map_err(|error| error.to_string())? {
-                TxStatus::Final { .. } => {}
-                other => return Err(format!("node {k}: {other:?}")),
-            }
-        }
-        Ok(())
-    });
+    final_on(&testnet, &others, &hash, "the majority's transfer final on the majority");
     testnet.wait_for("the cut-off leader to step down (check-quorum)", |testnet| {
         let set = validators(testnet, second);
         if set["raft"]["leader"] == second { Err(format!("it still leads: {set}")) } else { Ok(()) }
@@ -253,15 +250,7 @@ fn members_change_one_at_a_time_through_the_leader_and_every_refusal_says_why() 
     let height = testnet.rpc(successor).head().expect("head").height;
     testnet.restart(leader);
     let hash = testnet.transfer(successor, 3, &sink, 300);
-    testnet.wait_for("the transfer final on the members", |testnet| {
-        for &k in &remaining {
-            match testnet.rpc(k).tx(&hash).map_err(|error| error.to_string())? {
-                TxStatus::Final { .. } => {}
-                other => return Err(format!("node {k}: {other:?}")),
-            }
-        }
-        Ok(())
-    });
+    final_on(&testnet, &remaining, &hash, "the transfer final on the members");
     let peers = testnet.rpc(leader).peers().expect("peers");
     assert!(peers.connected.is_empty(), "the removed node got in: {peers:?}");
     assert!(testnet.rpc(leader).head().expect("head").height <= height, "the removed node got a new block");
