@@ -13,7 +13,8 @@
 //!   final; final transfers a second over the single-core verification rate of the same
 //!   transfers (every member checks each once).
 //!
-//! `cargo bench --workspace --bench raft`.
+//! `cargo bench --workspace --bench raft` (`CHORUS_RAFT_BENCH_MEMBERS`, default 3: with 1, the
+//! same path without replication, to tell the network's share from the node's).
 #![allow(
     clippy::disallowed_types,
     clippy::float_arithmetic,
@@ -35,7 +36,6 @@ use chorus_testnet::rpc::TxStatus;
 use chorus_testnet::testnet::CHAIN_ID;
 use chorus_testnet::{Binaries, Testnet};
 
-const MEMBERS: usize = 3;
 const LATENCY_SAMPLES: usize = 200;
 
 fn median(mut values: Vec<Duration>) -> Duration {
@@ -89,16 +89,16 @@ fn loopback_round_trip() -> Duration {
 }
 
 /// The member every member names leader.
-fn leader(testnet: &Testnet) -> usize {
+fn leader(testnet: &Testnet, members: usize) -> usize {
     testnet.wait_for("one leader", |testnet| {
-        let leaders: Vec<u64> = (1..=MEMBERS)
+        let leaders: Vec<u64> = (1..=members)
             .filter_map(|k| {
                 let set = testnet.rpc(k).call("consensus_validators", serde_json::json!([])).ok()?;
                 set["raft"]["leader"].as_u64()
             })
             .collect();
         match leaders.as_slice() {
-            [first, rest @ ..] if leaders.len() == MEMBERS && rest.iter().all(|id| id == first) => {
+            [first, rest @ ..] if leaders.len() == members && rest.iter().all(|id| id == first) => {
                 Ok(usize::try_from(*first).map_err(|error| error.to_string())?)
             }
             _ => Err(format!("leaders named: {leaders:?}")),
@@ -112,8 +112,10 @@ fn main() {
     let floor = 2 * write + round_trip;
 
     let bins = Binaries::in_dir(Path::new(env!("CARGO_BIN_EXE_chorusd")).parent().expect("a directory"));
-    let testnet = Testnet::builder("raft", MEMBERS).binaries(bins).start().expect("the testnet starts");
-    let leader = leader(&testnet);
+    let members: usize =
+        std::env::var("CHORUS_RAFT_BENCH_MEMBERS").ok().and_then(|members| members.parse().ok()).unwrap_or(3);
+    let testnet = Testnet::builder("raft", members).binaries(bins).start().expect("the testnet starts");
+    let leader = leader(&testnet, members);
     let rpc = testnet.rpc(leader);
     let chain_id = ChainId::new(CHAIN_ID).expect("a chain id");
 
@@ -132,7 +134,7 @@ fn main() {
         .sign(sender);
         let start = Instant::now();
         let hash = rpc.submit(&tx).expect("accepted");
-        let mut pending: Vec<usize> = (1..=MEMBERS).collect();
+        let mut pending: Vec<usize> = (1..=members).collect();
         while !pending.is_empty() {
             pending.retain(|k| !matches!(testnet.rpc(*k).tx(&hash).expect("status"), TxStatus::Final { .. }));
             assert!(start.elapsed() < Duration::from_secs(30), "transfer {hash} not final everywhere in 30 s");
@@ -181,7 +183,7 @@ fn main() {
     let verify_rate = txs.len() as f64 / verify_start.elapsed().as_secs_f64();
 
     println!(
-        "raft commit latency (submit to final on all {MEMBERS} members): p50 {:.2} ms, p99 {:.2} ms; \
+        "raft commit latency (submit to final on all {members} members): p50 {:.2} ms, p99 {:.2} ms; \
          floor {:.2} ms (2 synced writes of {:.2} ms + loopback round trip {:.3} ms), ratio {:.1}; \
          load: {} transfers final in {elapsed:.1} s, {final_rate:.0} tx/s, raw verify {verify_rate:.0}/s (1 core), \
          ratio {:.3} ({} refused)",
