@@ -660,7 +660,7 @@ fn raft_table(engine: &str, raft: &chorus_rpc_types::RaftMembers) -> String {
     };
     let mut lines = vec![
         format!("engine {engine}, term {}, {leader}, commit index {}; {me}", raft.term, raft.commit_index),
-        format!("{:>4} {:<8} {:<65} {}", "ID", "ROLE", "ADDRESS", "PEER ID"),
+        format!("{:>4} {:<8} {:<65} {:>8} {:<6} {}", "ID", "ROLE", "ADDRESS", "MATCH", "ACTIVE", "PEER ID"),
     ];
     for member in &raft.members {
         let role = match (member.role, raft.leader == Some(member.id)) {
@@ -668,11 +668,16 @@ fn raft_table(engine: &str, raft: &chorus_rpc_types::RaftMembers) -> String {
             (chorus_rpc_types::RaftRole::Voter, false) => "voter",
             (chorus_rpc_types::RaftRole::Learner, false) => "learner",
         };
+        // What the leader knows of each member's log and liveness; other members do not know.
+        let matched = member.match_index.map_or_else(|| "-".to_owned(), |index| index.to_string());
+        let active = member.recently_active.map_or("-", yes_no);
         lines.push(format!(
-            "{:>4} {:<8} {:<65} {}",
+            "{:>4} {:<8} {:<65} {:>8} {:<6} {}",
             member.id,
             role,
             member.address.to_string(),
+            matched,
+            active,
             member.peer_id.as_str()
         ));
     }
@@ -998,7 +1003,14 @@ mod tests {
         use chorus_rpc_types::{RaftMember, RaftMembers, RaftRole};
         let member = |id: u64, role| {
             let address = SecretKey::from_seed([id as u8; 32]).address();
-            RaftMember { id, address, peer_id: chorus_chain::genesis::PeerIdText::of(&address), role }
+            RaftMember {
+                id,
+                address,
+                peer_id: chorus_chain::genesis::PeerIdText::of(&address),
+                role,
+                match_index: None,
+                recently_active: None,
+            }
         };
         let mut raft = RaftMembers {
             term: 4,

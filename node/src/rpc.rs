@@ -854,6 +854,8 @@ fn wire_raft(view: &chorus_consensus::raft::RaftView) -> wire::RaftMembers {
                 address: member.member.address,
                 peer_id: member.member.peer_id.clone(),
                 role: if member.voter { wire::RaftRole::Voter } else { wire::RaftRole::Learner },
+                match_index: member.progress.map(|progress| progress.matched),
+                recently_active: member.progress.map(|progress| progress.recently_active),
             })
             .collect(),
         pending_change: view.pending.as_ref().map(|(entry, index)| wire_change(entry, *index)),

@@ -179,6 +179,15 @@ pub struct RaftMemberView {
     pub member: RaftMember,
     /// A voter counts toward quorums; a learner only receives the log.
     pub voter: bool,
+    /// On the leader: how far the member's log matches the leader's, and whether it answered
+    /// within the last election timeout (what promotion and the quorum check go by).
+    pub progress: Option<MemberProgress>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberProgress {
+    pub matched: u64,
+    pub recently_active: bool,
 }
 
 pub struct RaftEngine {
@@ -1018,12 +1027,23 @@ impl Engine for RaftEngine {
     }
 
     fn active_set(&self, _chain: &dyn ChainRead, _now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
+        let leading = self.node.as_ref().filter(|node| node.raft.state == StateRole::Leader);
+        let progress = |id: u64| {
+            let node = leading?;
+            // The leader's own entry in its tracker is not kept current: it is active, and
+            // matches its whole log.
+            if id == node.raft.id {
+                return Some(MemberProgress { matched: node.raft.raft_log.last_index(), recently_active: true });
+            }
+            let progress = node.raft.prs().get(id)?;
+            Some(MemberProgress { matched: progress.matched, recently_active: progress.recent_active })
+        };
         let view = |ids: &[u64], voter: bool| {
             let mut ids = ids.to_vec();
             ids.sort_unstable();
             ids.into_iter()
                 .filter_map(|id| self.roster.members.get(&id))
-                .map(|member| RaftMemberView { member: member.clone(), voter })
+                .map(|member| RaftMemberView { member: member.clone(), voter, progress: progress(member.id) })
                 .collect::<Vec<_>>()
         };
         let mut members = view(&self.membership.voters, true);

@@ -654,6 +654,15 @@ pub struct RaftMember {
     pub address: Address,
     pub peer_id: PeerIdText,
     pub role: RaftRole,
+    /// On the leader: the log index up to which the member's log matches the leader's; `null`
+    /// on other members.
+    #[serde(deserialize_with = "nullable")]
+    pub match_index: Option<u64>,
+    /// On the leader: whether the member answered within the last election timeout (a learner
+    /// is caught up when this holds and `matchIndex` reaches the commit index); `null` on
+    /// other members.
+    #[serde(deserialize_with = "nullable")]
+    pub recently_active: Option<bool>,
 }
 
 /// A voter counts toward quorums; a learner receives the log and does not vote.

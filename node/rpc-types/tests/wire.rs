@@ -307,7 +307,14 @@ fn node_status_peers_and_validators() {
     );
     pinned(&dpos, &json);
 
-    let member = |id, address: Address, role| RaftMember { id, address, peer_id: PeerIdText::of(&address), role };
+    let member = |id, address: Address, role| RaftMember {
+        id,
+        address,
+        peer_id: PeerIdText::of(&address),
+        role,
+        match_index: Some(38 + id),
+        recently_active: Some(id == 1),
+    };
     let raft = Validators {
         engine: "raft".to_owned(),
         open: false,
@@ -336,8 +343,9 @@ fn node_status_peers_and_validators() {
         concat!(
             r#"{{"engine":"raft","open":false,"epoch":null,"slot":null,"validators":[],"producer":"{other}","#,
             r#""schedule":[],"election":null,"raft":{{"term":7,"memberId":1,"leader":2,"commitIndex":40,"#,
-            r#""members":[{{"id":1,"address":"{address}","peerId":"{peer}","role":"voter"}},"#,
-            r#"{{"id":2,"address":"{other}","peerId":"{other_peer}","role":"learner"}}],"#,
+            r#""members":[{{"id":1,"address":"{address}","peerId":"{peer}","role":"voter","matchIndex":39,"#,
+            r#""recentlyActive":true}},{{"id":2,"address":"{other}","peerId":"{other_peer}","role":"learner","#,
+            r#""matchIndex":40,"recentlyActive":false}}],"#,
             r#""pendingChange":{{"kind":"promote","id":2,"address":"{other}","peerId":"{other_peer}","index":41}}}}}}"#
         ),
         address = ADDRESS_0,

@@ -255,11 +255,26 @@ fn members_change_one_at_a_time_through_the_leader_and_every_refusal_says_why() 
     assert!(peers.connected.is_empty(), "the removed node got in: {peers:?}");
     assert!(testnet.rpc(leader).head().expect("head").height <= height, "the removed node got a new block");
 
+    // One voter of three down: once the leader sees it silent (its view shows it), removing
+    // another voter is refused, since the one left with the leader could not make a quorum.
+    let others: Vec<usize> = remaining.iter().copied().filter(|k| *k != successor).collect();
+    testnet.kill(others[0]);
+    testnet.wait_for("the leader seeing the killed voter silent", |testnet| {
+        let set = validators(testnet, successor);
+        let killed = set["raft"]["members"].as_array().and_then(|members| {
+            members.iter().find(|member| member["address"] == testnet.address(others[0]).to_string())
+        });
+        match killed.map(|member| member["recentlyActive"].clone()) {
+            Some(serde_json::Value::Bool(false)) => Ok(()),
+            other => Err(format!("{other:?}: {set}")),
+        }
+    });
+    let refused = raft(&testnet, successor, &["remove", &others[1].to_string()]).map_err(|refusal| refusal.0);
+    assert_eq!(refused, Err("below_quorum".to_owned()));
+
     // With no quorum left, a call still answers at once: the last member, cut off from the
     // others, stops leading and says there is no leader.
-    for k in remaining.iter().copied().filter(|k| *k != successor) {
-        testnet.kill(k);
-    }
+    testnet.kill(others[1]);
     let another = testnet.prepare_node();
     let address = testnet.address(another).to_string();
     testnet.wait_for("the lone member refusing for want of a leader", |testnet| {
