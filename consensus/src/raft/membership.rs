@@ -172,7 +172,7 @@ pub enum MembershipRefusal {
     #[error("this node is not the leader and knows no leader now (an election is under way); ask again shortly")]
     NoLeader,
     #[error("the membership change at log index {index} (member {id}) is not applied yet; one change at a time")]
-    ChangePending { index: u64, kind: Option<ChangeKind>, id: u64 },
+    ChangePending { index: u64, kind: ChangeKind, id: u64 },
     #[error("member id 0 is reserved")]
     ReservedId,
     #[error("member id {id} was removed; removed ids are never reused (the next unused id is {next})")]

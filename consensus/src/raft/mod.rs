@@ -118,6 +118,16 @@ impl RaftError {
     }
 }
 
+/// What a leader's node knows of member `id`'s log and liveness. Its own entry in `raft`'s
+/// tracker is not kept current: the leader is active and matches its whole log.
+fn progress_of(node: &RawNode<LogStore>, id: u64) -> Option<MemberProgress> {
+    if id == node.raft.id {
+        return Some(MemberProgress { matched: node.raft.raft_log.last_index(), recently_active: true });
+    }
+    let progress = node.raft.prs().get(id)?;
+    Some(MemberProgress { matched: progress.matched, recently_active: progress.recent_active })
+}
+
 fn node_error(error: raft::Error) -> EngineError {
     RaftError::Node(error.to_string()).into()
 }
@@ -625,6 +635,7 @@ impl RaftEngine {
 
     /// The entry an operator's request makes, or why it is refused.
     fn check_request(&mut self, request: MembershipRequest) -> Result<MembershipEntry, MembershipRefusal> {
+        let pending = self.pending_change();
         let Some(node) = self.node.as_mut() else { return Err(MembershipRefusal::NotAMember) };
         let raft = &node.raft;
         if raft.state != StateRole::Leader {
@@ -633,17 +644,13 @@ impl RaftEngine {
                 None => MembershipRefusal::NoLeader,
             });
         }
-        let pending = node.store().unapplied().find(|entry| entry.entry_type == eraftpb::EntryType::EntryConfChangeV2);
-        if let Some(entry) = pending {
-            let (kind, id) = match LogEntry::from_pb(entry).map(|entry| entry.payload) {
-                Ok(Payload::Membership(change)) => (Some(change.kind), change.member.id),
-                _ => (None, 0),
-            };
-            return Err(MembershipRefusal::ChangePending { index: entry.index, kind, id });
+        if let Some((change, index)) = pending {
+            return Err(MembershipRefusal::ChangePending { index, kind: change.kind, id: change.member.id });
         }
         let voters = &self.membership.voters;
         let me = raft.id;
-        let active = |id: &u64| *id == me || raft.prs().get(*id).is_some_and(|progress| progress.recent_active);
+        let progress = |id: u64| progress_of(node, id).unwrap_or(MemberProgress { matched: 0, recently_active: false });
+        let active = |id: &u64| progress(*id).recently_active;
         let active_voters = voters.iter().filter(|id| active(id)).count();
         let quorum = |voters: usize| (voters / 2).saturating_add(1);
         let entry = match request {
@@ -677,8 +684,7 @@ impl RaftEngine {
                 // Caught up: it has answered the leader within the last election timeout and
                 // holds the log up to the commit index, so as a voter it can take part in the
                 // next commit at once.
-                let (matched, recent) =
-                    raft.prs().get(id).map_or((0, false), |progress| (progress.matched, progress.recent_active));
+                let MemberProgress { matched, recently_active: recent } = progress(id);
                 let commit = raft.raft_log.committed;
                 if !recent || matched < commit {
                     return Err(MembershipRefusal::NotCaughtUp { id, matched, commit, active: recent });
@@ -700,7 +706,7 @@ impl RaftEngine {
                     let successor = voters
                         .iter()
                         .filter(|voter| **voter != me && active(voter))
-                        .max_by_key(|voter| (raft.prs().get(**voter).map_or(0, |progress| progress.matched), **voter))
+                        .max_by_key(|voter| (progress(**voter).matched, **voter))
                         .copied();
                     return Err(match successor {
                         Some(to) => {
@@ -1028,16 +1034,7 @@ impl Engine for RaftEngine {
 
     fn active_set(&self, _chain: &dyn ChainRead, _now: Timestamp) -> Result<Option<ActiveSet>, EngineError> {
         let leading = self.node.as_ref().filter(|node| node.raft.state == StateRole::Leader);
-        let progress = |id: u64| {
-            let node = leading?;
-            // The leader's own entry in its tracker is not kept current: it is active, and
-            // matches its whole log.
-            if id == node.raft.id {
-                return Some(MemberProgress { matched: node.raft.raft_log.last_index(), recently_active: true });
-            }
-            let progress = node.raft.prs().get(id)?;
-            Some(MemberProgress { matched: progress.matched, recently_active: progress.recent_active })
-        };
+        let progress = |id: u64| progress_of(leading?, id);
         let view = |ids: &[u64], voter: bool| {
             let mut ids = ids.to_vec();
             ids.sort_unstable();
