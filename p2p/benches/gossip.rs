@@ -2,7 +2,7 @@
 //! which one core verifies transfer signatures (what bounds block import), measured in the same
 //! run: gossip must outrun import.
 //!
-//! `cargo bench -p chorus-p2p --bench gossip`
+//! `cargo bench --workspace --bench gossip`
 #![allow(clippy::float_arithmetic, reason = "a benchmark measures and divides wall-clock time")]
 
 use std::sync::Arc;
@@ -28,6 +28,8 @@ async fn service(bootnode: Option<chorus_p2p::Multiaddr>) -> (NetworkHandle, cho
     config.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")];
     config.discovery = false;
     config.bootnodes = bootnode.into_iter().collect();
+    // The round trips below go back to back, beyond what a node grants one peer.
+    config.request_rate = chorus_p2p::RequestRate { interval: Duration::from_micros(1), burst: 10_000 };
     chorus_p2p::start(config, &mut Registry::default()).await.expect("service")
 }
 
@@ -80,10 +82,17 @@ fn main() {
         let block = chorus_chain::state::genesis_block(&genesis, Hash::ZERO);
         let block_hash = block.hash();
         let a_handle = a.clone();
+        let (echoes_tx, mut echoes) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             while let Some(event) = a_events.recv().await {
-                if let Event::Request { id, .. } = event {
-                    let _ = a_handle.respond(id, SyncResponse::Block(Some(Box::new(block.clone())))).await;
+                match event {
+                    Event::Request { id, .. } => {
+                        let _ = a_handle.respond(id, SyncResponse::Block(Some(Box::new(block.clone())))).await;
+                    }
+                    Event::Direct { data, .. } => {
+                        let _ = echoes_tx.send(data).await;
+                    }
+                    _ => {}
                 }
             }
         });
@@ -92,11 +101,18 @@ fn main() {
         let b_handle = b.clone();
         tokio::spawn(async move {
             while let Some(event) = b_events.recv().await {
-                if let Event::Gossip { id, from, data, .. } = event {
-                    let _ = b_handle.validate(id, from, Verdict::Accept).await;
-                    counter.bytes.fetch_add(data.len() as u64, Ordering::SeqCst);
-                    counter.messages.fetch_add(1, Ordering::SeqCst);
-                    counter.notify.notify_one();
+                match event {
+                    Event::Gossip { id, from, data, .. } => {
+                        let _ = b_handle.validate(id, from, Verdict::Accept).await;
+                        counter.bytes.fetch_add(data.len() as u64, Ordering::SeqCst);
+                        counter.messages.fetch_add(1, Ordering::SeqCst);
+                        counter.notify.notify_one();
+                    }
+                    // Direct messages come straight back.
+                    Event::Direct { from, data } => {
+                        let _ = b_handle.send_direct(from, data).await;
+                    }
+                    _ => {}
                 }
             }
         });
@@ -125,6 +141,23 @@ fn main() {
         let median = rtts[RTT_TRIALS / 2];
         let p99 = rtts[RTT_TRIALS * 99 / 100];
         println!("sync round trip (block by hash): median {median:?}, p99 {p99:?} over {RTT_TRIALS} requests");
+
+        // Direct messages: one to B, which sends it back (two one-way messages, as a Raft
+        // append and its answer).
+        let b_peer = b.local_peer_id();
+        let mut rtts = Vec::with_capacity(RTT_TRIALS);
+        for trial in 0..RTT_TRIALS {
+            let payload = (trial as u64).to_le_bytes().to_vec();
+            let start = Instant::now();
+            a.send_direct(b_peer, payload.clone()).await.expect("sent");
+            let echo = echoes.recv().await.expect("echoed");
+            rtts.push(start.elapsed());
+            assert_eq!(echo, payload);
+        }
+        rtts.sort();
+        let median = rtts[RTT_TRIALS / 2];
+        let p99 = rtts[RTT_TRIALS * 99 / 100];
+        println!("direct message there and back: median {median:?}, p99 {p99:?} over {RTT_TRIALS} exchanges");
 
         // What import can take: one signature check per transfer dominates it.
         let key = testing::key(0);
