@@ -21,13 +21,15 @@ impl Records {
         Records { genesis, records: BTreeMap::new() }
     }
 
-    /// Keeps what the actions persisted, as the driver would: synced records only.
-    pub fn keep(&mut self, actions: &mut Vec<Action>) {
+    /// Keeps what the actions persisted with at least `durability`, as the driver would across
+    /// a kill (`Logged`) or a power loss (`Synced`).
+    pub fn keep(&mut self, actions: &mut Vec<Action>, durability: Durability) {
         for action in actions.drain(..) {
             match action {
-                Action::Persist { key, value, durability } => {
-                    assert_eq!(durability, Durability::Synced);
-                    self.records.insert(key, value);
+                Action::Persist { key, value, durability: written } => {
+                    if written == Durability::Synced || durability == Durability::Logged {
+                        self.records.insert(key, value);
+                    }
                 }
                 other => panic!("only records are kept, got {other:?}"),
             }

@@ -6,13 +6,15 @@
 //! or vote that could conflict with one it signed before, and records what it signs with an
 //! [`Action::Persist`] of [`Durability::Synced`] appended before the signed message is returned:
 //! the driver runs actions in order, so the record is on disk (fsynced) before anything signed
-//! can leave the node. A validator therefore never signs two conflicting messages, across a
-//! SIGKILL, a restart or a power loss.
+//! can leave the node (a Raft leader's record is the one exception, for a reason its method
+//! gives). A validator therefore never signs two conflicting messages, across a SIGKILL, a
+//! restart or a power loss.
 //!
 //! The rules (Ethereum's minimal slashing protection, EIP-3076, with slots as epochs):
 //! - a header is signed only for a slot above the last one signed (or the same header again);
 //!   a Raft leader, which signs a block per height within its term, only for a (term, height)
-//!   above the last one signed ([`Guard::sign_turn_header`]);
+//!   above the last one signed ([`Guard::sign_turn_header`], whose record need not be synced
+//!   first: Raft's own durable term already rules out a second leadership in a term);
 //! - a vote only if its target slot is above the last vote's and its source slot is at least
 //!   the last vote's (or the same vote again). That excludes both conflicts
 //!   [`Vote::conflicts_with`] names: two votes for one target slot, and surrounding spans.
@@ -184,9 +186,17 @@ impl Guard {
         Ok(Vote::signed(chain_id, &self.signer.key, source, target))
     }
 
-    /// Seals `header` (whose proposer must be this member) for `term`, after appending the
-    /// synced record of it to `actions`: refused unless (term, height) is above the last header
-    /// signed this way, or it is that header again.
+    /// Seals `header` (whose proposer must be this member) for `term`: refused unless (term,
+    /// height) is above the last header signed this way, or it is that header again.
+    ///
+    /// The record of it is appended to `actions` as [`Durability::Logged`], not synced: the
+    /// block may leave (a Raft leader's appends go out at once) before the fsync of the log
+    /// write that follows it in the same input makes the record durable too. The gap is safe
+    /// because a term is led once: `raft` makes a candidate's term and its own vote durable
+    /// (a synced hard state) before any answer can make it leader, and a restarted member
+    /// campaigns only for a higher term. So a header for a term can only conflict with one
+    /// signed in the same process, which the record in memory refuses; the logged record
+    /// carries the check across a kill.
     pub fn sign_turn_header(
         &mut self,
         chain_id: &ChainId,
@@ -216,7 +226,7 @@ impl Guard {
         actions.push(Action::Persist {
             key: TURN_RECORD_KEY.to_vec(),
             value: codec::encode(&signed),
-            durability: Durability::Synced,
+            durability: Durability::Logged,
         });
         Ok(sealed)
     }
@@ -268,7 +278,7 @@ mod tests {
         let mut guard = restart(&chain);
         let first = guard.sign_vote(&chain_id, checkpoint(0, 0), checkpoint(2, 2), &mut actions).expect("first vote");
         assert_eq!(actions.len(), 1, "the record comes before the vote is returned");
-        chain.keep(&mut actions);
+        chain.keep(&mut actions, Durability::Synced);
 
         let mut guard = restart(&chain);
         let refused = [
@@ -289,7 +299,7 @@ mod tests {
         // A vote surrounding the first is refused (its source is lower); the next link is fine.
         let next = guard.sign_vote(&chain_id, checkpoint(2, 2), checkpoint(3, 3), &mut actions).expect("next link");
         assert!(!next.conflicts_with(&first));
-        chain.keep(&mut actions);
+        chain.keep(&mut actions, Durability::Synced);
         let mut guard = restart(&chain);
         let surround = guard.sign_vote(&chain_id, checkpoint(1, 1), checkpoint(5, 5), &mut actions);
         assert!(matches!(surround, Err(Refusal::Vote { .. })), "{surround:?}");
@@ -307,7 +317,7 @@ mod tests {
         let mut actions = Vec::new();
         let mut guard = restart(&chain);
         let sealed = guard.sign_header(&chain_id, header(5, 1), 7, &mut actions).expect("first header");
-        chain.keep(&mut actions);
+        chain.keep(&mut actions, Durability::Synced);
 
         let mut guard = restart(&chain);
         let other = guard.sign_header(&chain_id, header(5, 2), 7, &mut actions);
@@ -319,5 +329,38 @@ mod tests {
         // The same height in a later slot is an honest proposer's next block.
         assert!(guard.sign_header(&chain_id, header(5, 2), 8, &mut actions).is_ok());
         assert_eq!(actions.len(), 1);
+    }
+
+    #[test]
+    fn no_second_header_is_signed_for_a_term_and_height_even_after_a_kill() {
+        let mut chain = Records::new(testing::genesis(1, 1));
+        let chain_id = chain.genesis.chain_id.clone();
+        let mut actions = Vec::new();
+        let mut guard = restart(&chain);
+        let sealed = guard.sign_turn_header(&chain_id, header(5, 1), 3, &mut actions).expect("first header");
+        assert!(matches!(actions.as_slice(), [Action::Persist { durability: Durability::Logged, .. }]), "{actions:?}");
+        chain.keep(&mut actions, Durability::Logged);
+
+        let mut guard = restart(&chain);
+        let other = guard.sign_turn_header(&chain_id, header(5, 2), 3, &mut actions);
+        let refusal = Refusal::Turn {
+            term: 3,
+            height: Height::new(5),
+            signed_term: 3,
+            signed_height: Height::new(5),
+            signed: sealed.hash(),
+        };
+        assert_eq!(other, Err(refusal));
+        for (height, term) in [(4, 3), (6, 2)] {
+            let got = guard.sign_turn_header(&chain_id, header(height, 2), term, &mut actions);
+            assert!(matches!(got, Err(Refusal::Turn { .. })), "height {height} in term {term}: {got:?}");
+        }
+        assert_eq!(guard.sign_turn_header(&chain_id, header(5, 1), 3, &mut actions), Ok(sealed));
+        assert!(actions.is_empty(), "a refusal or a repeat records nothing");
+        // The next height in the term, then the same height again in a later term (the next
+        // leader's block where the first never committed).
+        assert!(guard.sign_turn_header(&chain_id, header(6, 2), 3, &mut actions).is_ok());
+        assert!(guard.sign_turn_header(&chain_id, header(6, 3), 4, &mut actions).is_ok());
+        assert_eq!(actions.len(), 2);
     }
 }

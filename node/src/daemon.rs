@@ -22,7 +22,7 @@ use chorus_consensus::PeerId;
 use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, MembershipRequest};
 use chorus_node_core::mempool::{self, MempoolError};
 use chorus_node_core::sync::Progress;
-use chorus_node_core::{Driver, DriverError, Effect, Node, RequestFailed, Timer};
+use chorus_node_core::{Driver, DriverError, Effect, Express, Node, RequestFailed, Timer};
 use chorus_p2p::{self as p2p, NetworkHandle, SyncRequest, SyncResponse};
 use chorus_store::StoreError;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -322,6 +322,19 @@ fn write_mempool_file(path: &Path, txs: &[SignedTransaction]) -> std::io::Result
 }
 
 /// The core's name for a libp2p peer.
+/// Hands an engine's message for one peer to the network service without waiting. One not
+/// sent is the engine's to resend (it talks on timers); the service counts what became of each.
+fn send_direct(net: &NetworkHandle, peer: &PeerId, data: Vec<u8>) {
+    match p2p::parse_peer_id(peer.as_str()) {
+        Ok(peer) => {
+            if let Err(error) = net.send_direct(peer, data) {
+                tracing::debug!(%peer, %error, "direct message not sent");
+            }
+        }
+        Err(error) => tracing::warn!(%peer, %error, "a direct message for a peer id that does not parse"),
+    }
+}
+
 fn core_peer(peer: &p2p::PeerId) -> PeerId {
     PeerId::new(&peer.to_string())
 }
@@ -341,8 +354,11 @@ impl Core {
         metrics
             .finalized_height
             .set(i64::try_from(last_final.map_or(0, |(height, _)| height.get())).unwrap_or(i64::MAX));
+        let mut node = Node::new(driver);
+        let lane = net.clone();
+        node.set_express(Express::new(move |peer, data| send_direct(&lane, peer, data)));
         Core {
-            node: Node::new(driver),
+            node,
             net,
             timers: BTreeMap::new(),
             miner,
@@ -634,15 +650,7 @@ impl Core {
                     Ok(peer) => self.request(peer, request),
                     Err(error) => tracing::warn!(%peer, %error, "a request for a peer id that does not parse"),
                 },
-                Effect::Direct { peer, data } => match p2p::parse_peer_id(peer.as_str()) {
-                    // A message not sent is the engine's to resend (it talks on timers).
-                    Ok(peer) => {
-                        if let Err(error) = self.net.send_direct(peer, data).await {
-                            tracing::debug!(%peer, %error, "direct message not sent");
-                        }
-                    }
-                    Err(error) => tracing::warn!(%peer, %error, "a direct message for a peer id that does not parse"),
-                },
+                Effect::Direct { peer, data } => send_direct(&self.net, &peer, data),
                 Effect::Report { peer, penalty } => {
                     tracing::debug!(%peer, misbehaviour = %penalty.misbehaviour, reason = %penalty.reason, "penalizing peer");
                     if let Ok(peer) = p2p::parse_peer_id(peer.as_str()) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chorus_chain::Genesis;
+use chorus_chain::block::Block;
 use chorus_chain::genesis::EngineConfig;
 use chorus_chain::primitives::Height;
 use chorus_consensus::{EngineOptions, Signer, new_engine};
@@ -16,12 +17,12 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{DevArgs, LogFormat, NodeSettings, RunArgs};
-use crate::daemon::{Core, NodeMetrics};
+use crate::daemon::{Core, Input, NodeMetrics};
 use crate::miner::ThreadMiner;
 use crate::rpc::access::{Access, AdminToken};
 use crate::{commands, dev, rpc};
 use chorus_chain::limits;
-use chorus_node_core::Driver;
+use chorus_node_core::{Driver, DriverError};
 
 /// Prints a start-up line on stdout. A closed stdout (a supervisor that stopped reading) is
 /// not a reason to stop the node, so write errors are ignored instead of panicking.
@@ -197,7 +198,7 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
         metrics,
     )
     .keep_mempool_in(data_dir.join("mempool.bin"));
-    let mut core = tokio::spawn(core.run(events, inputs, mined, stop));
+    let mut core = run_core(core, events, inputs, mined, stop)?;
     let result = tokio::select! {
         result = &mut core => Some(result),
         () = shutdown_signal() => None,
@@ -220,6 +221,27 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let _ = std::fs::remove_file(&token_path);
     net.shutdown().await;
     result
+}
+
+/// Runs the core on a thread of its own: its disk writes (a synced log write, a block import)
+/// block that thread, never the runtime's workers that carry the network and RPC. On a
+/// shared worker, a message another task woke stood behind a write for up to a millisecond.
+fn run_core(
+    core: Core,
+    events: chorus_p2p::Events,
+    inputs: mpsc::Receiver<Input>,
+    mined: mpsc::Receiver<Arc<Block>>,
+    stop: oneshot::Receiver<()>,
+) -> anyhow::Result<oneshot::Receiver<Result<(), DriverError>>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the core's runtime")?;
+    let (done, result) = oneshot::channel();
+    std::thread::Builder::new().name("core".to_owned()).spawn(move || {
+        let _ = done.send(runtime.block_on(core.run(events, inputs, mined, stop)));
+    })?;
+    Ok(result)
 }
 
 async fn shutdown_signal() {

@@ -110,7 +110,7 @@ fn main() {
                     }
                     // Direct messages come straight back.
                     Event::Direct { from, data } => {
-                        let _ = b_handle.send_direct(from, data).await;
+                        let _ = b_handle.send_direct(from, data);
                     }
                     _ => {}
                 }
@@ -149,7 +149,7 @@ fn main() {
         for trial in 0..RTT_TRIALS {
             let payload = (trial as u64).to_le_bytes().to_vec();
             let start = Instant::now();
-            a.send_direct(b_peer, payload.clone()).await.expect("sent");
+            a.send_direct(b_peer, payload.clone()).expect("queued").outcome().await.expect("sent");
             let echo = echoes.recv().await.expect("echoed");
             rtts.push(start.elapsed());
             assert_eq!(echo, payload);

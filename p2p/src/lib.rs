@@ -27,8 +27,8 @@
 //! and discovered peers are dialed while the node's own dials are below their target, however
 //! many peers dialed in.
 //!
-//! Every queue is bounded (`chorus_chain::limits`, p2p section): commands wait for room;
-//! events that find the node's queue full, in count or in gossip bytes, are dropped (gossip is
+//! Every queue is bounded (`chorus_chain::limits`, p2p section): commands wait for room, except
+//! a direct message, which never waits (refused `Busy` when the queue is full); events that find the node's queue full, in count or in gossip bytes, are dropped (gossip is
 //! ignored, requests are answered `Busy`) and counted.
 
 #![forbid(unsafe_code)]
@@ -172,8 +172,20 @@ pub enum DirectError {
     NotConnected(PeerId),
     #[error("{in_flight} direct messages to {peer} are unacknowledged, limit {max}")]
     QueueFull { peer: PeerId, in_flight: u32, max: u32 },
+    #[error("the network service's command queue is full ({} commands)", chorus_chain::limits::P2P_COMMAND_QUEUE_MAX)]
+    Busy,
     #[error("the network service has stopped")]
     Stopped,
+}
+
+/// What the service did with a direct message: [`NetworkHandle::send_direct`].
+#[derive(Debug)]
+pub struct DirectReceipt(oneshot::Receiver<Result<(), DirectError>>);
+
+impl DirectReceipt {
+    pub async fn outcome(self) -> Result<(), DirectError> {
+        self.0.await.map_err(|_| DirectError::Stopped)?
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -262,17 +274,23 @@ impl NetworkHandle {
         answer.await.map_err(|_| RequestError::Stopped)?
     }
 
-    /// Sends `data` to `peer` alone over the direct protocol ([`direct`]). Returns once the
-    /// message is on its way; refused at once when it is over the limit, the peer is not
-    /// connected, or `limits::DIRECT_IN_FLIGHT_PER_PEER_MAX` messages to it are unacknowledged.
-    pub async fn send_direct(&self, peer: PeerId, data: Vec<u8>) -> Result<(), DirectError> {
+    /// Hands `data` to the service for `peer` alone, over the direct protocol ([`direct`]),
+    /// without waiting: refused here when it is over the limit or the service's command queue
+    /// is full. The receipt says what the service did with it (on its way, or refused because
+    /// the peer is not connected or `limits::DIRECT_IN_FLIGHT_PER_PEER_MAX` messages to it are
+    /// unacknowledged); an engine that resends on its own timers may drop it. Not waiting
+    /// lets a node send an engine's message before the disk write that follows it.
+    pub fn send_direct(&self, peer: PeerId, data: Vec<u8>) -> Result<DirectReceipt, DirectError> {
         let limit_bytes = chorus_chain::limits::DIRECT_MESSAGE_BYTES_MAX;
         if data.len() > limit_bytes as usize {
             return Err(DirectError::TooLarge { size_bytes: data.len(), limit_bytes });
         }
         let (reply, answer) = oneshot::channel();
-        self.send(Command::SendDirect { peer, data, reply }).await.map_err(|_| DirectError::Stopped)?;
-        answer.await.map_err(|_| DirectError::Stopped)?
+        self.commands.try_send(Command::SendDirect { peer, data, reply }).map_err(|error| match error {
+            mpsc::error::TrySendError::Full(_) => DirectError::Busy,
+            mpsc::error::TrySendError::Closed(_) => DirectError::Stopped,
+        })?;
+        Ok(DirectReceipt(answer))
     }
 
     /// Answers an inbound request. Range answers longer than the response byte limit are cut

@@ -766,9 +766,9 @@ async fn direct_messages_reach_only_their_peer_from_its_authenticated_id_within_
     // The same bytes twice reach the one peer twice (no de-duplication, unlike gossip), named
     // by the connection's peer id; the other spoke gets nothing.
     for _ in 0..2 {
-        hub.handle.send_direct(first, b"append 1".to_vec()).await.expect("sent");
+        hub.handle.send_direct(first, b"append 1".to_vec()).expect("queued").outcome().await.expect("sent");
     }
-    hub.handle.send_direct(first, b"append 2".to_vec()).await.expect("sent");
+    hub.handle.send_direct(first, b"append 2".to_vec()).expect("queued").outcome().await.expect("sent");
     let mut received = Vec::new();
     while received.len() < 3 {
         if let Seen::Direct { from, data } =
@@ -787,10 +787,13 @@ async fn direct_messages_reach_only_their_peer_from_its_authenticated_id_within_
 
     // Refused at the sender: over the limit, or to a peer not connected.
     let limit = limits::DIRECT_MESSAGE_BYTES_MAX;
-    let oversize = hub.handle.send_direct(first, vec![0; limit as usize + 1]).await;
-    assert_eq!(oversize, Err(DirectError::TooLarge { size_bytes: limit as usize + 1, limit_bytes: limit }));
+    let oversize = hub.handle.send_direct(first, vec![0; limit as usize + 1]);
+    assert_eq!(oversize.map(drop), Err(DirectError::TooLarge { size_bytes: limit as usize + 1, limit_bytes: limit }));
     let stranger = NodeKey::generate().peer_id();
-    assert_eq!(hub.handle.send_direct(stranger, b"hello".to_vec()).await, Err(DirectError::NotConnected(stranger)));
+    assert_eq!(
+        hub.handle.send_direct(stranger, b"hello".to_vec()).expect("queued").outcome().await,
+        Err(DirectError::NotConnected(stranger))
+    );
 
     // A raw peer: a well-formed message is acknowledged and delivered from its own id; a length
     // over the limit is refused unread and costs it; a flood beyond its rate is dropped and

@@ -109,7 +109,8 @@ pub trait Io {
 }
 
 /// An [`Io`] that keeps what the driver asked for, in order, for the caller to carry out
-/// afterwards: the simulator does so, tests inspect it.
+/// afterwards: the simulator does so, tests inspect it. With an [`Express`] lane, engine
+/// messages to one peer leave at once instead.
 #[derive(Debug, Default)]
 pub struct Outbox {
     pub broadcasts: Vec<NetMessage>,
@@ -120,6 +121,28 @@ pub struct Outbox {
     pub penalties: Vec<(PeerId, Penalty)>,
     /// The last allowlist asked for, if any.
     pub allowlist: Option<Vec<PeerId>>,
+    pub express: Option<Express>,
+}
+
+/// Where a host takes an engine message for one peer (its canonical bytes) the moment the
+/// driver sends it, rather than after the input: the driver carries out an engine's actions
+/// in order, so a message goes out before the disk writes the engine put after it (a Raft
+/// leader's appends before its own log write, its commit before it applies the block) and
+/// never before the writes put ahead of it (a follower's answer after its log write).
+pub struct Express(Box<SendNow>);
+
+type SendNow = dyn FnMut(&PeerId, Vec<u8>) + Send;
+
+impl Express {
+    pub fn new(send: impl FnMut(&PeerId, Vec<u8>) + Send + 'static) -> Express {
+        Express(Box::new(send))
+    }
+}
+
+impl std::fmt::Debug for Express {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Express")
+    }
 }
 
 impl Outbox {
@@ -134,7 +157,10 @@ impl Io for Outbox {
         self.broadcasts.push(message);
     }
     fn send(&mut self, to: &PeerId, message: NetMessage) {
-        self.sends.push((to.clone(), message));
+        match (&mut self.express, message) {
+            (Some(express), NetMessage::Engine(message)) => (express.0)(to, codec::encode(&message)),
+            (_, message) => self.sends.push((to.clone(), message)),
+        }
     }
     fn set_timer(&mut self, timer: Timer, at: Timestamp) {
         self.timers.push((timer, at));

@@ -32,6 +32,6 @@ pub mod node;
 pub mod orphans;
 pub mod sync;
 
-pub use driver::{Driver, DriverError, Io, NetMessage, Outbox, Penalty, Submitted, Timer, Verdict};
+pub use driver::{Driver, DriverError, Express, Io, NetMessage, Outbox, Penalty, Submitted, Timer, Verdict};
 pub use mempool::{Mempool, MempoolError};
 pub use node::{Effect, Node, RequestFailed};

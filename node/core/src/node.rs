@@ -8,7 +8,8 @@
 //! - blocks, transactions and engine messages are gossip on their [`Topic`], as canonical
 //!   encodings; what arrives on a topic is decoded here (undecodable bytes are the sender's
 //!   fault) and judged by the driver, and the [`Verdict`] says whether to forward it;
-//! - an engine message the driver sends to one peer is a direct message ([`Effect::Direct`]);
+//! - an engine message the driver sends to one peer is a direct message ([`Effect::Direct`],
+//!   or at once through the host's [`Express`] lane: [`Node::set_express`]);
 //!   what arrives that way is decoded and judged the same, and never forwarded;
 //! - the driver's `GetBlocks { locator }` and `GetBlock` become sync requests
 //!   (`BlocksAfter`, `Block`) to that peer; the blocks of the answer go to the driver as if the
@@ -34,7 +35,7 @@ use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, Memb
 use chorus_consensus::{EngineMessage, PeerId};
 use chorus_store::StoreError;
 
-use crate::driver::{self, Driver, DriverError, NetMessage, Outbox, Penalty, Submitted, Timer};
+use crate::driver::{self, Driver, DriverError, Express, NetMessage, Outbox, Penalty, Submitted, Timer};
 use crate::sync::{Progress, RangeSync};
 
 /// What a node asks its host to do, in the order it must be done.
@@ -113,6 +114,12 @@ impl Node {
 
     pub fn driver(&self) -> &Driver {
         &self.driver
+    }
+
+    /// Engine messages for one peer leave through `express` the moment the driver sends them
+    /// ([`Express`]) instead of as [`Effect::Direct`] after the input.
+    pub fn set_express(&mut self, express: Express) {
+        self.outbox.express = Some(express);
     }
 
     /// Access for a host's own reads (e.g. the chain's work); inputs go through the node.
@@ -377,7 +384,8 @@ impl Node {
     /// Turns what the driver asked for during an input into effects, then adds the range
     /// requests range sync wants now.
     fn finish_input(&mut self, now: Timestamp) {
-        let outbox = std::mem::take(&mut self.outbox);
+        let mut outbox = std::mem::take(&mut self.outbox);
+        self.outbox.express = outbox.express.take();
         if let Some(peers) = outbox.allowlist {
             self.effects.push(Effect::AllowPeers(peers));
         }
