@@ -170,8 +170,8 @@ pub enum DirectError {
     TooLarge { size_bytes: usize, limit_bytes: u32 },
     #[error("peer {0} is not connected")]
     NotConnected(PeerId),
-    #[error("{in_flight} direct messages to {peer} are unacknowledged, limit {max}")]
-    QueueFull { peer: PeerId, in_flight: u32, max: u32 },
+    #[error("{queued} direct messages to {peer} are waiting to be written, limit {max}")]
+    QueueFull { peer: PeerId, queued: u32, max: u32 },
     #[error("the network service's command queue is full ({} commands)", chorus_chain::limits::P2P_COMMAND_QUEUE_MAX)]
     Busy,
     #[error("the network service has stopped")]
@@ -276,9 +276,9 @@ impl NetworkHandle {
 
     /// Hands `data` to the service for `peer` alone, over the direct protocol ([`direct`]),
     /// without waiting: refused here when it is over the limit or the service's command queue
-    /// is full. The receipt says what the service did with it (on its way, or refused because
-    /// the peer is not connected or `limits::DIRECT_IN_FLIGHT_PER_PEER_MAX` messages to it are
-    /// unacknowledged); an engine that resends on its own timers may drop it. Not waiting
+    /// is full. The receipt says what the service did with it (queued on the peer's stream, or
+    /// refused because the peer is not connected or `limits::DIRECT_QUEUED_PER_PEER_MAX`
+    /// messages to it wait); an engine that resends on its own timers may drop it. Not waiting
     /// lets a node send an engine's message before the disk write that follows it.
     pub fn send_direct(&self, peer: PeerId, data: Vec<u8>) -> Result<DirectReceipt, DirectError> {
         let limit_bytes = chorus_chain::limits::DIRECT_MESSAGE_BYTES_MAX;

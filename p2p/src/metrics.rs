@@ -29,7 +29,8 @@ pub(crate) struct Metrics {
     pub requests_outbound: Family<Labels2, Counter>,
     pub request_seconds: Histogram,
     /// Direct messages by direction and outcome: inbound delivered, dropped, oversize,
-    /// rate_limited; outbound delivered (acknowledged), failed, queue_full, not_connected.
+    /// rate_limited; outbound written (to the peer's stream), lost (with a stream or connection
+    /// that failed), queue_full, not_connected.
     pub direct: Family<Labels2, Counter>,
     /// Events the node's queue had no room for.
     pub events_dropped: Counter,

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{Config, peer_id_of};
-use crate::direct::{self, DirectCodec, WireMessage};
+use crate::direct::{self, DirectEvent};
 use crate::gate::{AddressGate, AddressRefusal, ip_of};
 use crate::metrics::Metrics;
 use crate::rate::RequestBuckets;
@@ -55,7 +55,7 @@ struct Behaviour {
     memory: memory_connection_limits::Behaviour,
     gossipsub: gossipsub::Behaviour,
     sync: request_response::Behaviour<SyncCodec>,
-    direct: request_response::Behaviour<DirectCodec>,
+    direct: direct::Behaviour,
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
@@ -96,7 +96,6 @@ pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHa
         outbound: HashMap::new(),
         inbound: HashMap::new(),
         request_buckets: RequestBuckets::new(config.request_rate),
-        direct_out: HashMap::new(),
         direct_buckets: RequestBuckets::new(config.direct_rate),
         last_discovery: None,
         bootnodes: config.bootnodes.iter().map(|address| Bootnode::new(address.clone(), Instant::now())).collect(),
@@ -130,13 +129,7 @@ fn build_swarm(config: &Config, registry: &mut Registry) -> Result<Swarm<Behavio
             limits::PEERS_MAX as usize * limits::SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX as usize,
         ),
     );
-    let direct = request_response::Behaviour::with_codec(
-        DirectCodec { limit_bytes: limits::DIRECT_MESSAGE_BYTES_MAX },
-        [(direct::protocol(&config.chain_id), ProtocolSupport::Full)],
-        request_response::Config::default()
-            .with_request_timeout(config.request_timeout)
-            .with_max_concurrent_streams(limits::PEERS_MAX as usize * limits::DIRECT_IN_FLIGHT_PER_PEER_MAX as usize),
-    );
+    let direct = direct::Behaviour::new(direct::protocol(&config.chain_id));
     let identify = identify::Behaviour::new(
         identify::Config::new(identify_version(&config.chain_id), keypair.public())
             .with_agent_version(config.agent_version.clone()),
@@ -284,9 +277,6 @@ struct Service {
     inbound: HashMap<request_response::InboundRequestId, InboundRequest>,
     /// How fast each peer's requests are served.
     request_buckets: RequestBuckets,
-    /// Our direct messages not yet acknowledged, by the peer they go to (at most
-    /// `DIRECT_IN_FLIGHT_PER_PEER_MAX` per peer).
-    direct_out: HashMap<OutboundRequestId, PeerId>,
     /// How many direct messages each peer may send us.
     direct_buckets: RequestBuckets,
     last_discovery: Option<Instant>,
@@ -432,62 +422,41 @@ impl Service {
     }
 
     fn send_direct(&mut self, peer: PeerId, data: Vec<u8>) -> Result<(), DirectError> {
-        if !self.swarm.is_connected(&peer) {
-            self.count_direct("outbound", "not_connected");
-            return Err(DirectError::NotConnected(peer));
+        let sent = self.swarm.behaviour_mut().direct.send(peer, data);
+        match &sent {
+            Ok(()) => {}
+            Err(DirectError::NotConnected(_)) => self.count_direct("outbound", "not_connected"),
+            Err(_) => self.count_direct("outbound", "queue_full"),
         }
-        let in_flight = self.direct_out.values().filter(|to| **to == peer).count();
-        let max = limits::DIRECT_IN_FLIGHT_PER_PEER_MAX;
-        if in_flight >= max as usize {
-            self.count_direct("outbound", "queue_full");
-            return Err(DirectError::QueueFull { peer, in_flight: in_flight as u32, max });
-        }
-        let id = self.swarm.behaviour_mut().direct.send_request(&peer, WireMessage::Bytes(data));
-        self.direct_out.insert(id, peer);
-        Ok(())
+        sent
     }
 
-    fn on_direct_event(&mut self, event: request_response::Event<WireMessage, ()>, now: Instant) {
+    fn on_direct_event(&mut self, event: DirectEvent, now: Instant) {
         match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    let data = match request {
-                        WireMessage::Bytes(data) => data,
-                        WireMessage::TooLarge { size_bytes } => {
-                            tracing::debug!(%peer, size_bytes, "oversize direct message");
-                            self.report(peer, Misbehaviour::Oversize, now);
-                            return self.count_direct("inbound", "oversize");
-                        }
-                    };
-                    if !self.direct_buckets.take(peer, now) {
-                        self.report(peer, Misbehaviour::TooManyRequests, now);
-                        return self.count_direct("inbound", "rate_limited");
-                    }
-                    // Acknowledged once queued for the node; a full queue leaves it
-                    // unacknowledged, and the sender's engine resends on its own timers.
-                    if self.emit(Event::Direct { from: peer, data }) {
-                        let _ = self.swarm.behaviour_mut().direct.send_response(channel, ());
-                        self.count_direct("inbound", "delivered");
-                    } else {
-                        self.count_direct("inbound", "dropped");
-                    }
+            DirectEvent::Received { peer, data } => {
+                if !self.direct_buckets.take(peer, now) {
+                    self.report(peer, Misbehaviour::TooManyRequests, now);
+                    return self.count_direct("inbound", "rate_limited");
                 }
-                request_response::Message::Response { request_id, .. } => {
-                    if self.direct_out.remove(&request_id).is_some() {
-                        self.count_direct("outbound", "delivered");
+                // A full queue drops it; the sender's engine resends on its own timers.
+                let outcome = if self.emit(Event::Direct { from: peer, data }) { "delivered" } else { "dropped" };
+                self.count_direct("inbound", outcome);
+            }
+            DirectEvent::TooLarge { peer, size_bytes } => {
+                tracing::debug!(%peer, size_bytes, "oversize direct message");
+                self.report(peer, Misbehaviour::Oversize, now);
+                self.count_direct("inbound", "oversize");
+            }
+            DirectEvent::Settled { written, lost } => {
+                for (outcome, count) in [("written", written), ("lost", lost)] {
+                    if count > 0 {
+                        self.metrics
+                            .direct
+                            .get_or_create(&[("direction", "outbound"), ("outcome", outcome)])
+                            .inc_by(u64::from(count));
                     }
-                }
-            },
-            request_response::Event::OutboundFailure { peer, request_id, error, .. } => {
-                if self.direct_out.remove(&request_id).is_some() {
-                    tracing::debug!(%peer, %error, "direct message not delivered");
-                    self.count_direct("outbound", "failed");
                 }
             }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(%peer, %error, "inbound direct message failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
         }
     }
 

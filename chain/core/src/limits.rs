@@ -419,10 +419,11 @@ pub const SYNC_RATE_PEERS_MAX: u32 = 1_024;
 /// whole block (`RAFT_APPEND_BYTES_MAX`) with room for the message's own fields.
 pub const DIRECT_MESSAGE_BYTES_MAX: u32 = BLOCK_BYTES_MAX + 64 * 1024;
 
-/// Direct messages to one peer sent and not yet acknowledged; beyond it a send fails at once
-/// (`QueueFull`) rather than queueing behind a slow peer: an engine that talks directly (Raft)
-/// resends on its own timers.
-pub const DIRECT_IN_FLIGHT_PER_PEER_MAX: u32 = 64;
+/// Direct messages to one peer waiting to be written to its stream; beyond it a send fails at
+/// once (`QueueFull`) rather than queueing behind a slow peer (the stream's flow control holds
+/// writes to one that does not read): an engine that talks directly (Raft) resends on its own
+/// timers.
+pub const DIRECT_QUEUED_PER_PEER_MAX: u32 = 64;
 
 /// Direct messages one peer may send per second, sustained, and the burst above it (a token
 /// bucket per peer, as for sync requests); more are dropped before the node sees them and cost
@@ -487,7 +488,7 @@ const _: () =
 const _: () = assert!(INBOUND_PER_IP_MAX <= INBOUND_PER_SUBNET_MAX && INBOUND_PER_SUBNET_MAX < PEERS_INBOUND_MAX);
 const _: () = assert!(SYNC_REQUEST_BURST_MAX >= SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX, "a full pipeline fits a burst");
 const _: () = assert!(SYNC_RATE_PEERS_MAX >= PEERS_MAX, "every connected peer has a bucket");
-const _: () = assert!(DIRECT_MESSAGE_BURST_MAX >= DIRECT_IN_FLIGHT_PER_PEER_MAX, "a full pipeline fits a burst");
+const _: () = assert!(DIRECT_MESSAGE_BURST_MAX >= DIRECT_QUEUED_PER_PEER_MAX, "a full pipeline fits a burst");
 const _: () = assert!(
     RAFT_INFLIGHT_APPENDS_MAX as u64 * DIRECT_MESSAGE_BYTES_MAX as u64 <= P2P_EVENT_QUEUE_BYTES_MAX,
     "a Raft leader's full pipeline of appends to one member fits the node's event queue"
