@@ -337,9 +337,13 @@ fn batch_equation_holds(items: &[SignedItem<'_>], prepared: &[Prepared]) -> bool
 }
 
 /// Checks many signatures using all cores: the batch is cut into one chunk per thread, of at
-/// most [`limits::SIGNATURE_BATCH_CHUNK_MAX`] signatures.
+/// most [`limits::SIGNATURE_BATCH_CHUNK_MAX`] signatures. Fewer than
+/// [`limits::PARALLEL_SIGNATURES_MIN`] are checked on the calling thread, as one batch.
 pub fn verify_batch_parallel(items: &[SignedItem<'_>]) -> Result<(), BatchError> {
     use rayon::prelude::*;
+    if items.len() < limits::PARALLEL_SIGNATURES_MIN as usize {
+        return verify_batch(items);
+    }
     let n_threads = rayon::current_num_threads().max(1);
     let chunk_len = items.len().div_ceil(n_threads).max(1);
     let chunk_len = chunk_len.min(limits::SIGNATURE_BATCH_CHUNK_MAX as usize);
@@ -418,6 +422,10 @@ mod tests {
         let expected = Err(BatchError { index: 17, error: SignatureError::Equation });
         assert_eq!(verify_batch(&refs), expected);
         assert_eq!(verify_batch_parallel(&refs), expected);
+        // Too few for the pool: checked in place, the same answer.
+        let in_place = limits::PARALLEL_SIGNATURES_MIN as usize - 1;
+        assert!(in_place > 17 && refs.len() >= limits::PARALLEL_SIGNATURES_MIN as usize);
+        assert_eq!(verify_batch_parallel(&refs[..in_place]), expected);
         assert_eq!(verify(refs[17].signer, refs[17].message, refs[17].signature), Err(SignatureError::Equation));
     }
 

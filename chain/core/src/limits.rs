@@ -127,6 +127,13 @@ pub const RETARGET_WINDOW_BLOCKS_MAX: u64 = 2_016;
 /// batches are cut into chunks of at most this many.
 pub const SIGNATURE_BATCH_CHUNK_MAX: u32 = 1024;
 
+/// Fewest signatures a block or batch hands to the thread pool; fewer are checked (and a block
+/// executed) on the calling thread. Waking the pool costs tens of microseconds on these
+/// machines, about one signature check, and its idle threads then spin (yielding) for a while
+/// on cores other work wants: measured, a Raft follower importing one-transfer blocks spent a
+/// fifth of its samples in those spins while the other members waited for a core.
+pub const PARALLEL_SIGNATURES_MIN: u32 = 32;
+
 /// Transactions one node's mempool holds: about 30 blocks' worth at a typical 300 per block,
 /// and with `MEMPOOL_BYTES_MAX` what a flood of submissions can make a node keep.
 pub const MEMPOOL_TXS_MAX: u32 = 50_000;
@@ -602,6 +609,7 @@ const _: () =
 const _: () = assert!(RETARGET_STEP_FACTOR_MAX >= 1, "the retarget clamp's lower end stays below its upper end");
 const _: () = assert!(RETARGET_WINDOW_BLOCKS_MAX < HEADER_CACHE_ENTRIES_MAX as u64 / 4, "a window stays cached");
 const _: () = assert!(SIGNATURE_BATCH_CHUNK_MAX >= 1, "a batch chunk holds at least one signature");
+const _: () = assert!(PARALLEL_SIGNATURES_MIN <= SIGNATURE_BATCH_CHUNK_MAX, "a batch checked in place is one chunk");
 const _: () = assert!(4 + 32 <= STATE_KEY_BYTES_MAX, "a tag and an address or hash fit a state key");
 const _: () = assert!(
     16 + 8 + 16 + (8 + 24 * UNBONDING_ENTRIES_MAX) + (8 + 32 * VOTE_DELEGATES_MAX) <= ACCOUNT_BYTES_MAX,

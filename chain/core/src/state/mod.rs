@@ -867,7 +867,7 @@ pub struct BlockOutcome {
 /// The one path from a parent state and a block to the block's effects.
 ///
 /// Checks the parent link and height, the body's shape and every signature (in parallel with
-/// execution: a failed check discards the execution), executes every transaction, computes the
+/// execution, past a few signatures: a failed check discards the execution), executes every transaction, computes the
 /// new state root and compares it with the header's. Engine rules (seal, timestamp, proposer
 /// eligibility) are the consensus engine's and are checked before this.
 pub fn apply_block<S>(state: &S, genesis: &Genesis, parent: &Header, block: &Block) -> Result<BlockOutcome, BlockError>
@@ -876,10 +876,11 @@ where
 {
     check_link(parent, &block.header)?;
     check_seal_slot(genesis, &block.header)?;
-    let (checked, executed) = rayon::join(
-        || block::check_block_stateless(block, &genesis.chain_id),
-        || execute(state, genesis, parent, block),
-    );
+    let check = || block::check_block_stateless(block, &genesis.chain_id);
+    let run = || execute(state, genesis, parent, block);
+    let signatures = block.body.txs.len().saturating_add(block.body.votes.len());
+    let (checked, executed) =
+        if signatures < limits::PARALLEL_SIGNATURES_MIN as usize { (check(), run()) } else { rayon::join(check, run) };
     let checked = checked?;
     finish(state, &block.header, executed?, checked.into_tx_hashes())
 }
