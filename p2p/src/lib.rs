@@ -249,7 +249,8 @@ impl NetworkHandle {
         &self.listen_addrs
     }
 
-    /// Publishes `data` on `topic` to the peers subscribed to it.
+    /// Publishes `data` on `topic` to the peers subscribed to it. A transaction that finds none
+    /// (`NoPeers`) is held and published when a peer subscribes (`limits::P2P_HELD_TXS_MAX`).
     pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), PublishError> {
         let limit_bytes = self.gossip_limits.bytes_max(topic);
         if data.len() > limit_bytes as usize {

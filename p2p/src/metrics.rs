@@ -13,7 +13,8 @@ type Labels1 = [(&'static str, &'static str); 1];
 pub(crate) struct Metrics {
     /// Gossip by topic and outcome: received, accepted, rejected, ignored, oversize, dropped.
     pub gossip: Family<Labels2, Counter>,
-    /// Our publications by topic and outcome: sent, duplicate, no_peers, failed.
+    /// Our publications by topic and outcome: sent, duplicate, no_peers, held (a transaction
+    /// that found no peer, published again when one subscribes), failed.
     pub published: Family<Labels2, Counter>,
     /// Misbehaviour reports by kind.
     pub reports: Family<Labels1, Counter>,

@@ -1,7 +1,7 @@
 //! The swarm and its event loop: one task owns the swarm and all bookkeeping; the node talks
 //! to it through commands and hears from it through events.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -94,6 +94,7 @@ pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHa
         topics,
         connected: BTreeMap::new(),
         outbound: HashMap::new(),
+        held_txs: VecDeque::new(),
         inbound: HashMap::new(),
         request_buckets: RequestBuckets::new(config.request_rate),
         direct_buckets: RequestBuckets::new(config.direct_rate),
@@ -273,6 +274,9 @@ struct Service {
     /// Our requests awaiting answers. Bounded: at most SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX per
     /// connected peer.
     outbound: HashMap<OutboundRequestId, PendingRequest>,
+    /// Transactions published while no peer subscribed to their topic, with when, oldest
+    /// first: published again when one subscribes (`P2P_HELD_TXS_MAX`, `P2P_HELD_TX_SECS_MAX`).
+    held_txs: VecDeque<(Instant, Vec<u8>)>,
     /// Peers' requests awaiting the node's answer, bounded the same way.
     inbound: HashMap<request_response::InboundRequestId, InboundRequest>,
     /// How fast each peer's requests are served.
@@ -310,7 +314,7 @@ impl Service {
         let now = Instant::now();
         match command {
             Command::Publish { topic, data, reply } => {
-                let _ = reply.send(self.publish(topic, data));
+                let _ = reply.send(self.publish(topic, data, now));
             }
             Command::Validate { id, from, verdict } => {
                 let acceptance = match verdict {
@@ -373,8 +377,10 @@ impl Service {
         }
     }
 
-    fn publish(&mut self, topic: Topic, data: Vec<u8>) -> Result<(), PublishError> {
+    fn publish(&mut self, topic: Topic, data: Vec<u8>, now: Instant) -> Result<(), PublishError> {
         let name = IdentTopic::new(topic.name(&self.config.chain_id));
+        // Kept only when it goes nowhere; gossipsub takes its own copy.
+        let held = (topic == Topic::Transactions).then(|| data.clone());
         let result = match self.swarm.behaviour_mut().gossipsub.publish(name, data) {
             Ok(_) => Ok(()),
             Err(gossipsub::PublishError::Duplicate) => Err(PublishError::Duplicate),
@@ -390,14 +396,33 @@ impl Service {
                 Err(PublishError::QueuesFull)
             }
         };
-        let outcome = match &result {
-            Ok(()) => "sent",
-            Err(PublishError::Duplicate) => "duplicate",
-            Err(PublishError::NoPeers(_)) => "no_peers",
-            Err(_) => "failed",
+        let outcome = match (&result, held) {
+            (Ok(()), _) => "sent",
+            (Err(PublishError::Duplicate), _) => "duplicate",
+            (Err(PublishError::NoPeers(_)), Some(data)) => {
+                if self.held_txs.len() >= limits::P2P_HELD_TXS_MAX as usize {
+                    self.held_txs.pop_front();
+                }
+                self.held_txs.push_back((now, data));
+                "held"
+            }
+            (Err(PublishError::NoPeers(_)), None) => "no_peers",
+            (Err(_), _) => "failed",
         };
         self.metrics.published.get_or_create(&[("topic", topic.as_str()), ("outcome", outcome)]).inc();
         result
+    }
+
+    /// A peer subscribed to the transactions topic: the held transactions go out, but those
+    /// held too long. One that finds no peer again is held again.
+    fn publish_held_txs(&mut self, now: Instant) {
+        let max_age = Duration::from_secs(limits::P2P_HELD_TX_SECS_MAX);
+        let held = std::mem::take(&mut self.held_txs);
+        for (since, data) in held {
+            if now.saturating_duration_since(since) <= max_age {
+                let _ = self.publish(Topic::Transactions, data, since);
+            }
+        }
     }
 
     fn request(
@@ -710,8 +735,16 @@ impl Service {
         match event {
             BehaviourEvent::Gossipsub(event) => {
                 self.metrics.libp2p.record(&event);
-                if let gossipsub::Event::Message { propagation_source, message_id, message } = event {
-                    self.on_gossip(propagation_source, message_id, message, now);
+                match event {
+                    gossipsub::Event::Message { propagation_source, message_id, message } => {
+                        self.on_gossip(propagation_source, message_id, message, now);
+                    }
+                    gossipsub::Event::Subscribed { topic, .. }
+                        if !self.held_txs.is_empty() && self.topics.get(&topic) == Some(&Topic::Transactions) =>
+                    {
+                        self.publish_held_txs(now);
+                    }
+                    _ => {}
                 }
             }
             BehaviourEvent::Sync(event) => self.on_sync_event(event, now),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chorus_chain::{Height, codec, limits};
 use chorus_p2p::{
-    BanReason, ConnectionConfig, DirectError, Error, GossipLimits, Misbehaviour, Multiaddr, NodeKey, PeerId, Refusal,
-    RequestError, RequestRate, SyncRequest, SyncResponse, Topic,
+    BanReason, ConnectionConfig, DirectError, Error, GossipLimits, Misbehaviour, Multiaddr, NodeKey, PeerId,
+    PublishError, Refusal, RequestError, RequestRate, SyncRequest, SyncResponse, Topic,
 };
 use common::*;
 use futures::future::{BoxFuture, Pending};
@@ -87,6 +87,34 @@ async fn three_nodes_mesh_from_one_bootnode_and_gossip_every_topic() {
         assert!(ids.contains(&info.peer));
         assert_eq!(info.score, 0);
         assert!(!info.addresses.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_published_alone_goes_out_when_a_peer_subscribes() {
+    let alone = start_silent(config()).await;
+    // Nobody to send to: a transaction is held, a block is not.
+    let tx = b"a transfer while cut off".to_vec();
+    assert_eq!(
+        alone.handle.publish(Topic::Transactions, tx.clone()).await,
+        Err(PublishError::NoPeers(Topic::Transactions))
+    );
+    let block = b"a block while cut off".to_vec();
+    assert_eq!(alone.handle.publish(Topic::Blocks, block.clone()).await, Err(PublishError::NoPeers(Topic::Blocks)));
+
+    let mut joiner_config = config();
+    joiner_config.bootnodes = vec![address(&alone)];
+    let mut joiner = start_silent(joiner_config).await;
+    let before = until_gossip(&mut joiner, &tx).await;
+    assert!(!before.iter().any(|seen| matches!(seen, Seen::Gossip { data, .. } if *data == block)), "{before:?}");
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &alone.registry).expect("encode");
+    for line in [
+        "chorus_p2p_published_messages_total{topic=\"txs\",outcome=\"held\"} 1",
+        "chorus_p2p_published_messages_total{topic=\"txs\",outcome=\"sent\"} 1",
+        "chorus_p2p_published_messages_total{topic=\"blocks\",outcome=\"no_peers\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
 }
 

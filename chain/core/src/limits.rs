@@ -379,6 +379,14 @@ pub const P2P_EVENT_QUEUE_MAX: u32 = 4_096;
 /// lets 4,096 blocks of 2 MiB (8 GiB) wait there.
 pub const P2P_EVENT_QUEUE_BYTES_MAX: u64 = 32 * BLOCK_BYTES_MAX as u64;
 
+/// Transactions the service holds that found no peer subscribed to their topic when published
+/// (a node cut off, or just started), to publish when a peer subscribes: a client's
+/// transaction a Raft follower admitted while alone must still reach the leader. The oldest
+/// goes first when full; with `TX_BYTES_MAX` each, at most 4 MiB. One held longer than
+/// `P2P_HELD_TX_SECS_MAX` is dropped: by then its sender has likely sent it elsewhere.
+pub const P2P_HELD_TXS_MAX: u32 = 256;
+pub const P2P_HELD_TX_SECS_MAX: u64 = 600;
+
 /// Peers whose reputation the service remembers (connected or recently penalized).
 pub const REPUTATION_PEERS_MAX: u32 = 4_096;
 
