@@ -14,7 +14,8 @@ pub(crate) struct Metrics {
     /// Gossip by topic and outcome: received, accepted, rejected, ignored, oversize, dropped.
     pub gossip: Family<Labels2, Counter>,
     /// Our publications by topic and outcome: sent, duplicate, no_peers, held (a transaction
-    /// that found no peer, published again when one subscribes), failed.
+    /// that found no peer, published again when one subscribes), released (a peer's message we
+    /// deferred, forwarded now), expired (deferred too long to forward), failed.
     pub published: Family<Labels2, Counter>,
     /// Misbehaviour reports by kind.
     pub reports: Family<Labels1, Counter>,

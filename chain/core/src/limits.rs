@@ -387,6 +387,11 @@ pub const P2P_EVENT_QUEUE_BYTES_MAX: u64 = 32 * BLOCK_BYTES_MAX as u64;
 pub const P2P_HELD_TXS_MAX: u32 = 256;
 pub const P2P_HELD_TX_SECS_MAX: u64 = 600;
 
+/// Gossip messages the node deferred (transactions after a nonce gap, `MEMPOOL_GAPPED_TXS_MAX`
+/// at most in its mempool) that the service remembers, to forward them once the node
+/// publishes them (the gap filled). The oldest is forgotten first.
+pub const P2P_DEFERRED_GOSSIP_MAX: u32 = MEMPOOL_GAPPED_TXS_MAX;
+
 /// Peers whose reputation the service remembers (connected or recently penalized).
 pub const REPUTATION_PEERS_MAX: u32 = 4_096;
 

@@ -57,6 +57,10 @@ pub enum Verdict {
     Ignore,
     /// Invalid: not forwarded, and the peer that sent it is reported for this.
     Reject(Misbehaviour),
+    /// Not judged yet (a transaction waiting for an earlier nonce): not forwarded now. If the
+    /// node publishes the same bytes soon after (the gap filled), the message is forwarded
+    /// then, as accepted; otherwise it is dropped without blame.
+    Defer,
 }
 
 /// What a peer did wrong. The node reports the kinds it finds (invalid blocks and

@@ -188,6 +188,9 @@ pub enum Verdict {
     Reject,
     /// Not judged now (duplicate, unknown parent, early): drop it without blame.
     Ignore,
+    /// Kept but not forwarded yet: a transaction waiting for an earlier nonce, relayed once
+    /// that arrives.
+    Defer,
 }
 
 /// A failure the node cannot continue from: its store is damaged or unreadable, or the engine
@@ -466,7 +469,7 @@ impl Driver {
             Ok(admitted) => {
                 let ready = admitted.is_ready();
                 self.admitted(now, admitted, Some(&hash), io)?;
-                Ok(if ready { Verdict::Accept } else { Verdict::Ignore })
+                Ok(if ready { Verdict::Accept } else { Verdict::Defer })
             }
             Err(MempoolError::Invalid(error)) => {
                 io.penalize(from, Penalty::invalid(&error));

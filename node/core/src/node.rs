@@ -248,6 +248,7 @@ impl Node {
         let verdict = match verdict {
             Ok(driver::Verdict::Accept) => Ok(Verdict::Accept),
             Ok(driver::Verdict::Ignore) => Ok(Verdict::Ignore),
+            Ok(driver::Verdict::Defer) => Ok(Verdict::Defer),
             Ok(driver::Verdict::Reject) => {
                 let mut kind = None;
                 self.outbox.penalties.retain(|(peer, penalty)| {

@@ -268,7 +268,7 @@ fn a_gapped_transaction_is_not_forwarded_until_its_gap_fills() {
         let now = node.now();
         node.driver.on_message(now, &PeerId::new("peer"), NetMessage::Tx(Box::new(tx(nonce))), &mut node.io).unwrap()
     };
-    assert_eq!(receive(&mut node, 1), Verdict::Ignore, "gapped: held, not forwarded");
+    assert_eq!(receive(&mut node, 1), Verdict::Defer, "gapped: held, not forwarded yet");
     assert!(node.io.broadcasts.is_empty());
     assert_eq!(receive(&mut node, 0), Verdict::Accept, "ready: forwarded by gossip");
     let relayed: Vec<u64> = node
@@ -280,5 +280,6 @@ fn a_gapped_transaction_is_not_forwarded_until_its_gap_fills() {
             _ => None,
         })
         .collect();
+    // Published again: the network forwards the message it deferred (its bytes are the same).
     assert_eq!(relayed, vec![1], "the transaction its nonce released is relayed");
 }

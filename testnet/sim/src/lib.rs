@@ -910,7 +910,7 @@ impl Sim {
                 let from_peer = self.nodes[from].peer.clone();
                 let Some(node) = self.nodes[to].node.as_mut() else { return true };
                 match node.on_gossip(now, &from_peer, topic, &data) {
-                    Ok(Verdict::Accept | Verdict::Ignore) => {}
+                    Ok(Verdict::Accept | Verdict::Ignore | Verdict::Defer) => {}
                     // A byzantine sender's equivocations are rightly refused; an honest one's never.
                     Ok(Verdict::Reject(_)) if self.nodes[from].byzantine || self.nodes[to].byzantine => {}
                     Ok(Verdict::Reject(misbehaviour)) => {
