@@ -321,7 +321,6 @@ fn write_mempool_file(path: &Path, txs: &[SignedTransaction]) -> std::io::Result
     std::fs::rename(&temporary, path)
 }
 
-/// The core's name for a libp2p peer.
 /// Hands an engine's message for one peer to the network service without waiting. One not
 /// sent is the engine's to resend (it talks on timers); the service counts what became of each.
 fn send_direct(net: &NetworkHandle, peer: &PeerId, data: Vec<u8>) {
@@ -335,6 +334,7 @@ fn send_direct(net: &NetworkHandle, peer: &PeerId, data: Vec<u8>) {
     }
 }
 
+/// The core's name for a libp2p peer.
 fn core_peer(peer: &p2p::PeerId) -> PeerId {
     PeerId::new(&peer.to_string())
 }

@@ -412,7 +412,7 @@ impl Service {
             return released;
         }
         let name = IdentTopic::new(topic.name(&self.config.chain_id));
-        // Kept only when it goes nowhere; gossipsub takes its own copy.
+        // A copy, kept if the transaction goes nowhere (gossipsub takes the original).
         let held = (topic == Topic::Transactions).then(|| data.clone());
         let result = match self.swarm.behaviour_mut().gossipsub.publish(name, data) {
             Ok(_) => Ok(()),
