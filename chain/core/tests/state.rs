@@ -170,6 +170,37 @@ fn a_proposal_leaves_out_rejected_transactions_and_nothing_of_them_remains() {
 }
 
 #[test]
+fn signatures_the_node_checked_before_are_skipped_and_only_those() {
+    let chain = Chain::new(3);
+    let first = chain.tx(0, TxKind::Transfer { to: key(2).address(), amount: Amount::new(10) });
+    let second = chain.tx(1, TxKind::Transfer { to: key(2).address(), amount: Amount::new(10) });
+    let mut block = chain.block_with(vec![first, second]).unwrap();
+    block.body.txs[1].signature.0[3] ^= 0x40;
+    block.header.txs_root = block.body.txs_root();
+    let [first, bad] = [block.body.txs[0].hash(), block.body.txs[1].hash()];
+    let apply = |verified: &(dyn Fn(&Hash) -> bool + Sync)| {
+        state::apply_block_with(&chain.mem, &chain.genesis, &chain.head, &block, verified)
+    };
+    let signature_error = |result: Result<_, BlockError>| {
+        matches!(
+            result,
+            Err(BlockError::Shape(chorus_chain::block::BlockShapeError::Tx {
+                index: 1,
+                error: TxError::Signature(_),
+                ..
+            }))
+        )
+    };
+    // Named as checked (as only a mempool's own transactions are), a signature is not checked
+    // again: here that lets a broken one through, which is why only the mempool names them.
+    assert!(apply(&|hash| *hash == bad).is_ok());
+    // Every other signature still is.
+    assert!(signature_error(apply(&|hash| *hash == first)));
+    assert!(signature_error(apply(&chorus_chain::block::none_verified)));
+    assert!(signature_error(state::apply_block(&chain.mem, &chain.genesis, &chain.head, &block)));
+}
+
+#[test]
 fn bad_signature_and_roots_are_caught() {
     let chain = Chain::new(3);
     let tx = chain.tx(0, TxKind::Transfer { to: key(1).address(), amount: Amount::new(10) });

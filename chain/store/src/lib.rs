@@ -387,12 +387,23 @@ impl Store {
         block: &Block,
         finalizes: Option<(Height, Hash)>,
     ) -> Result<(), StoreError> {
+        self.import_block_with(block, finalizes, &block::none_verified)
+    }
+
+    /// [`Store::import_block_finalizing`], skipping the signatures of the transactions
+    /// `verified` names (the node's mempool: each signature is checked once per node).
+    pub fn import_block_with(
+        &mut self,
+        block: &Block,
+        finalizes: Option<(Height, Hash)>,
+        verified: block::Verified<'_>,
+    ) -> Result<(), StoreError> {
         let hash = block.hash();
         if block.header.parent != self.head_hash {
             return Err(StoreError::NotOnHead { hash, parent: block.header.parent, head: self.head_hash });
         }
         self.refuse_known_invalid(&hash)?;
-        let outcome = match state::apply_block(&self.view(), &self.genesis, &self.head, block) {
+        let outcome = match state::apply_block_with(&self.view(), &self.genesis, &self.head, block, verified) {
             Ok(outcome) => outcome,
             Err(error) => return Err(self.record_invalid(hash, error)),
         };

@@ -786,7 +786,9 @@ impl Driver {
     ) -> Result<(), DriverError> {
         let hash = block.hash();
         if make_head && block.header.parent == self.store.head_hash() {
-            match self.store.import_block_finalizing(&block, finalizes) {
+            // The mempool's transactions had their signatures checked when admitted.
+            let mempool = &self.mempool;
+            match self.store.import_block_with(&block, finalizes, &|hash| mempool.contains(hash)) {
                 Ok(()) => self.head_moved(vec![], vec![hash], followups)?,
                 Err(StoreError::Invalid { error, .. } | StoreError::KnownInvalid { error, .. }) => {
                     followups.results.push(Event::BlockRejected { hash, reason: BlockRejection::Invalid(error) });

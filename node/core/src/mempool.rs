@@ -209,6 +209,8 @@ impl Mempool {
         senders.into_iter().flat_map(|sender| self.of_sender(sender).map(|entry| entry.tx.clone())).collect()
     }
 
+    /// Whether the transaction is held. Every one held had its signatures checked under the one
+    /// rule on the way in (the block import skips them on that word).
     pub fn contains(&self, hash: &Hash) -> bool {
         self.hashes.contains(hash)
     }

@@ -867,16 +867,32 @@ pub struct BlockOutcome {
 /// The one path from a parent state and a block to the block's effects.
 ///
 /// Checks the parent link and height, the body's shape and every signature (in parallel with
-/// execution, past a few signatures: a failed check discards the execution), executes every transaction, computes the
-/// new state root and compares it with the header's. Engine rules (seal, timestamp, proposer
-/// eligibility) are the consensus engine's and are checked before this.
+/// execution past a few signatures: a failed check discards the execution), executes every
+/// transaction, computes the new state root and compares it with the header's. Engine rules
+/// (seal, timestamp, proposer eligibility) are the consensus engine's and are checked before
+/// this.
 pub fn apply_block<S>(state: &S, genesis: &Genesis, parent: &Header, block: &Block) -> Result<BlockOutcome, BlockError>
+where
+    S: StateRead + jmt::storage::TreeReader + Sync,
+{
+    apply_block_with(state, genesis, parent, block, &block::none_verified)
+}
+
+/// [`apply_block`], skipping the signatures of the transactions `verified` names
+/// ([`block::check_block_stateless_with`]).
+pub fn apply_block_with<S>(
+    state: &S,
+    genesis: &Genesis,
+    parent: &Header,
+    block: &Block,
+    verified: block::Verified<'_>,
+) -> Result<BlockOutcome, BlockError>
 where
     S: StateRead + jmt::storage::TreeReader + Sync,
 {
     check_link(parent, &block.header)?;
     check_seal_slot(genesis, &block.header)?;
-    let check = || block::check_block_stateless(block, &genesis.chain_id);
+    let check = || block::check_block_stateless_with(block, &genesis.chain_id, verified);
     let run = || execute(state, genesis, parent, block);
     let signatures = block.body.txs.len().saturating_add(block.body.votes.len());
     let (checked, executed) =
