@@ -451,6 +451,10 @@ impl Service {
     /// id, a publish would be refused as a duplicate, so nothing is sent. `None`: not deferred
     /// (or long forgotten), publish as usual.
     fn release_deferred(&mut self, topic: Topic, data: &[u8], now: Instant) -> Option<Result<(), PublishError>> {
+        // Only transactions are deferred: a block (up to 2 MiB) is not hashed here for nothing.
+        if topic != Topic::Transactions || self.deferred.is_empty() {
+            return None;
+        }
         let id = message_id(data);
         let (from, since) = self.deferred.remove(&id)?;
         let held_whole = GOSSIP_HEARTBEAT.saturating_mul(GOSSIP_HISTORY_BEATS);
