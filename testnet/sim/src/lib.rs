@@ -16,9 +16,10 @@
 //! validators under a third of the stake that double-propose, double-vote and withhold votes.
 //! Clients send transfers, stakes (one account once above the PoS minimum: a validator without a
 //! node), unstakes and delegate votes. After `steps` events the faults stop and the nodes run for
-//! [`QUIET_MINING_MS`] more. Under PoW only node 0 then mines, until it finds one block (tips of
-//! equal work stay split until a block extends one of them), and all nodes must agree on one head
-//! within [`SETTLE_MS`] of that block. Under PoS, which never stops producing blocks, every
+//! [`QUIET_MINING_MS`] more. Under PoW only node 0 then mines, until it finds a block with more
+//! work than any found before (tips of equal work stay split until a block extends one of them, so
+//! a block that ties one still in flight does not end mining), and all nodes must agree on one
+//! head within [`SETTLE_MS`] of that block. Under PoS, which never stops producing blocks, every
 //! node's finality must pass where it stood within [`FINALITY_RESUMES_MS`], and every
 //! equivocation an honest node received whole must have its author slashed on every node.
 //!
@@ -298,7 +299,7 @@ struct SimNode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mining {
     All,
-    /// Only this node, until it finds a block.
+    /// Only this node, until it finds a block with more work than any released before.
     Sole(usize),
     Off,
 }
@@ -327,6 +328,8 @@ pub struct Sim {
     mining: Mining,
     /// Every block mined: its cumulative work.
     work: BTreeMap<Hash, U256>,
+    /// The most cumulative work among the blocks miners released.
+    released_work: U256,
     /// The state root each block gave the first node that applied it.
     roots: BTreeMap<Hash, Hash>,
     finals: BTreeMap<Height, Hash>,
@@ -505,6 +508,7 @@ impl Sim {
             faults_on: true,
             mining: Mining::All,
             work: BTreeMap::new(),
+            released_work: U256::zero(),
             roots: BTreeMap::new(),
             finals: BTreeMap::new(),
             violations: Vec::new(),
@@ -838,7 +842,9 @@ impl Sim {
             let sole_until = self.now_ms + SOLE_MINER_MS_MAX;
             while self.mining != Mining::Off && self.now_ms < sole_until && self.violations.is_empty() && self.step() {}
             if self.mining != Mining::Off {
-                self.violation(format!("node 0, mining alone, found no block in {SOLE_MINER_MS_MAX} ms"));
+                self.violation(format!(
+                    "node 0, mining alone, found no block ahead of every other in {SOLE_MINER_MS_MAX} ms"
+                ));
             }
             let settle_until = self.now_ms + SETTLE_MS;
             while self.now_ms < settle_until && self.violations.is_empty() && self.step() {}
@@ -985,9 +991,13 @@ impl Sim {
                 if generation != self.nodes[node].mining_generation || !self.mining.allows(node) {
                     return true;
                 }
-                if self.mining == Mining::Sole(node) {
+                // A block that only ties one still in flight to the sole miner leaves the tips
+                // split, as in Bitcoin, until a later block breaks the tie: mining goes on.
+                let work = self.work.get(&block.hash()).copied().unwrap_or_default();
+                if self.mining == Mining::Sole(node) && work > self.released_work {
                     self.mining = Mining::Off;
                 }
+                self.released_work = self.released_work.max(work);
                 let now = self.local_now(node);
                 if self.nodes[node].node.is_none() {
                     return true;
