@@ -18,14 +18,13 @@ use chorus_chain::{Address, SecretKey, limits};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-/// argon2id cost: 64 MiB, 3 passes, 1 lane (about a quarter second on this machine's cores).
-pub const ARGON2_M_COST_KIB: u32 = 64 * 1024;
-pub const ARGON2_T_COST: u32 = 3;
-pub const ARGON2_P_COST: u32 = 1;
+/// argon2id cost of the keys the keystore seals: 64 MiB, 3 passes, 1 lane (about a quarter
+/// second on this machine's cores).
+pub const DEFAULT_KDF_COSTS: KdfCosts = KdfCosts { m_cost_kib: 64 * 1024, t_cost: 3, p_cost: 1 };
 const _: () = assert!(
-    ARGON2_M_COST_KIB <= limits::KEYSTORE_ARGON2_M_COST_KIB_MAX
-        && ARGON2_T_COST <= limits::KEYSTORE_ARGON2_T_COST_MAX
-        && ARGON2_P_COST <= limits::KEYSTORE_ARGON2_P_COST_MAX,
+    DEFAULT_KDF_COSTS.m_cost_kib <= KDF_COSTS_MAX.m_cost_kib
+        && DEFAULT_KDF_COSTS.t_cost <= KDF_COSTS_MAX.t_cost
+        && DEFAULT_KDF_COSTS.p_cost <= KDF_COSTS_MAX.p_cost,
     "the keystore opens the files it writes"
 );
 
@@ -58,9 +57,10 @@ pub enum KeystoreError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A key file: the key's name and address in the clear, its seed sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct KeyFile {
+pub struct KeyFile {
     version: u32,
     name: String,
     address: Address,
@@ -68,7 +68,7 @@ struct KeyFile {
     cipher: Cipher,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Kdf {
     algorithm: String,
@@ -78,7 +78,7 @@ struct Kdf {
     salt: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Cipher {
     algorithm: String,
@@ -120,40 +120,14 @@ impl Keystore {
         let path = self.path(name)?;
         let io = |source| KeystoreError::Io { path: self.dir.clone(), source };
         create_private_dir(&self.dir).map_err(io)?;
-        let salt: [u8; 16] = rand::random();
-        let nonce: [u8; 24] = rand::random();
-        let address = key.address();
-        let sealing_key = derive(password, &salt, ARGON2_M_COST_KIB, ARGON2_T_COST, ARGON2_P_COST)
+        let file = seal(name, key, password, DEFAULT_KDF_COSTS)
             .map_err(|reason| KeystoreError::Damaged { path: path.clone(), reason })?;
-        let cipher = XChaCha20Poly1305::new_from_slice(sealing_key.as_slice()).expect("invariant: a 32-byte key");
-        let seed = Zeroizing::new(key.seed());
-        let aad = associated_data(name, &address);
-        let ciphertext = cipher
-            .encrypt(&XNonce::from(nonce), Payload { msg: seed.as_slice(), aad: &aad })
-            .expect("invariant: a 32-byte message encrypts");
-        let file = KeyFile {
-            version: 1,
-            name: name.to_owned(),
-            address,
-            kdf: Kdf {
-                algorithm: "argon2id".to_owned(),
-                m_cost_kib: ARGON2_M_COST_KIB,
-                t_cost: ARGON2_T_COST,
-                p_cost: ARGON2_P_COST,
-                salt: hex::encode(salt),
-            },
-            cipher: Cipher {
-                algorithm: "xchacha20poly1305".to_owned(),
-                nonce: hex::encode(nonce),
-                ciphertext: hex::encode(ciphertext),
-            },
-        };
         let json = serde_json::to_vec_pretty(&file).expect("invariant: a key file serializes");
         write_private(&path, &json).map_err(|source| match source.kind() {
             std::io::ErrorKind::AlreadyExists => KeystoreError::Exists(name.to_owned()),
             _ => KeystoreError::Io { path: path.clone(), source },
         })?;
-        Ok(Entry { name: name.to_owned(), address })
+        Ok(Entry { name: name.to_owned(), address: key.address() })
     }
 
     /// Every key's name and address, by name. No password needed.
@@ -186,40 +160,7 @@ impl Keystore {
     pub fn unlock(&self, name: &str, password: &[u8]) -> Result<SecretKey, KeystoreError> {
         let path = self.path(name)?;
         let file = self.load(name)?;
-        let damaged = |reason: String| KeystoreError::Damaged { path: path.clone(), reason };
-        if file.kdf.algorithm != "argon2id" || file.cipher.algorithm != "xchacha20poly1305" {
-            return Err(damaged(format!("unknown algorithms {} / {}", file.kdf.algorithm, file.cipher.algorithm)));
-        }
-        let Kdf { m_cost_kib, t_cost, p_cost, .. } = file.kdf;
-        if m_cost_kib > limits::KEYSTORE_ARGON2_M_COST_KIB_MAX
-            || t_cost > limits::KEYSTORE_ARGON2_T_COST_MAX
-            || p_cost > limits::KEYSTORE_ARGON2_P_COST_MAX
-        {
-            return Err(KeystoreError::KdfTooCostly { path, m_cost_kib, t_cost, p_cost });
-        }
-        let salt = hex::decode(&file.kdf.salt).map_err(|error| damaged(format!("salt: {error}")))?;
-        let nonce: [u8; 24] = hex::decode(&file.cipher.nonce)
-            .ok()
-            .and_then(|bytes| bytes.try_into().ok())
-            .ok_or_else(|| damaged("nonce is not 24 hex bytes".to_owned()))?;
-        let ciphertext =
-            hex::decode(&file.cipher.ciphertext).map_err(|error| damaged(format!("ciphertext: {error}")))?;
-        let sealing_key = derive(password, &salt, m_cost_kib, t_cost, p_cost).map_err(damaged)?;
-        let cipher = XChaCha20Poly1305::new_from_slice(sealing_key.as_slice()).expect("invariant: a 32-byte key");
-        let aad = associated_data(&file.name, &file.address);
-        let seed = Zeroizing::new(
-            cipher
-                .decrypt(&XNonce::from(nonce), Payload { msg: &ciphertext, aad: &aad })
-                .map_err(|_| KeystoreError::WrongPassword(name.to_owned()))?,
-        );
-        let seed = Zeroizing::new(
-            <[u8; 32]>::try_from(seed.as_slice()).map_err(|_| damaged("the sealed seed is not 32 bytes".to_owned()))?,
-        );
-        let key = SecretKey::from_seed(*seed);
-        if key.address() != file.address {
-            return Err(damaged("the sealed key does not match the stored address".to_owned()));
-        }
-        Ok(key)
+        open(&path, name, file, password, KDF_COSTS_MAX)
     }
 
     fn load(&self, name: &str) -> Result<KeyFile, KeystoreError> {
@@ -229,6 +170,106 @@ impl Keystore {
         }
         read_file(&path)
     }
+}
+
+impl KeyFile {
+    /// The address the file names (in the clear).
+    pub fn address(&self) -> Address {
+        self.address
+    }
+}
+
+/// The most argon2 work a key file may ask of `open`.
+#[derive(Debug, Clone, Copy)]
+pub struct KdfCosts {
+    pub m_cost_kib: u32,
+    pub t_cost: u32,
+    pub p_cost: u32,
+}
+
+/// What the keystore derives at most (`chain::limits`).
+pub const KDF_COSTS_MAX: KdfCosts = KdfCosts {
+    m_cost_kib: limits::KEYSTORE_ARGON2_M_COST_KIB_MAX,
+    t_cost: limits::KEYSTORE_ARGON2_T_COST_MAX,
+    p_cost: limits::KEYSTORE_ARGON2_P_COST_MAX,
+};
+
+/// Seals `key` under `password` as a key file named `name`, with a fresh salt and nonce.
+pub fn seal(name: &str, key: &SecretKey, password: &[u8], costs: KdfCosts) -> Result<KeyFile, String> {
+    let salt: [u8; 16] = rand::random();
+    let nonce: [u8; 24] = rand::random();
+    let address = key.address();
+    let sealing_key = derive(password, &salt, costs.m_cost_kib, costs.t_cost, costs.p_cost)?;
+    let cipher = XChaCha20Poly1305::new_from_slice(sealing_key.as_slice()).expect("invariant: a 32-byte key");
+    let seed = Zeroizing::new(key.seed());
+    let ciphertext = cipher
+        .encrypt(&XNonce::from(nonce), Payload { msg: seed.as_slice(), aad: &associated_data(name, &address) })
+        .expect("invariant: a 32-byte message encrypts");
+    Ok(KeyFile {
+        version: 1,
+        name: name.to_owned(),
+        address,
+        kdf: Kdf {
+            algorithm: "argon2id".to_owned(),
+            m_cost_kib: costs.m_cost_kib,
+            t_cost: costs.t_cost,
+            p_cost: costs.p_cost,
+            salt: hex::encode(salt),
+        },
+        cipher: Cipher {
+            algorithm: "xchacha20poly1305".to_owned(),
+            nonce: hex::encode(nonce),
+            ciphertext: hex::encode(ciphertext),
+        },
+    })
+}
+
+/// A key file's bytes as read from `path`: its JSON, or why it is damaged.
+pub fn parse_key_file(path: &Path, bytes: &[u8]) -> Result<KeyFile, KeystoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| KeystoreError::Damaged { path: path.to_owned(), reason: error.to_string() })
+}
+
+/// Decrypts a key file's key (`name`, read from `path`) with `password`; argon2 costs over
+/// `max` are refused before any key is derived.
+pub fn open(
+    path: &Path,
+    name: &str,
+    file: KeyFile,
+    password: &[u8],
+    max: KdfCosts,
+) -> Result<SecretKey, KeystoreError> {
+    let path = path.to_owned();
+    let damaged = |reason: String| KeystoreError::Damaged { path: path.clone(), reason };
+    if file.kdf.algorithm != "argon2id" || file.cipher.algorithm != "xchacha20poly1305" {
+        return Err(damaged(format!("unknown algorithms {} / {}", file.kdf.algorithm, file.cipher.algorithm)));
+    }
+    let Kdf { m_cost_kib, t_cost, p_cost, .. } = file.kdf;
+    if m_cost_kib > max.m_cost_kib || t_cost > max.t_cost || p_cost > max.p_cost {
+        return Err(KeystoreError::KdfTooCostly { path, m_cost_kib, t_cost, p_cost });
+    }
+    let salt = hex::decode(&file.kdf.salt).map_err(|error| damaged(format!("salt: {error}")))?;
+    let nonce: [u8; 24] = hex::decode(&file.cipher.nonce)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| damaged("nonce is not 24 hex bytes".to_owned()))?;
+    let ciphertext = hex::decode(&file.cipher.ciphertext).map_err(|error| damaged(format!("ciphertext: {error}")))?;
+    let sealing_key = derive(password, &salt, m_cost_kib, t_cost, p_cost).map_err(damaged)?;
+    let cipher = XChaCha20Poly1305::new_from_slice(sealing_key.as_slice()).expect("invariant: a 32-byte key");
+    let aad = associated_data(&file.name, &file.address);
+    let seed = Zeroizing::new(
+        cipher
+            .decrypt(&XNonce::from(nonce), Payload { msg: &ciphertext, aad: &aad })
+            .map_err(|_| KeystoreError::WrongPassword(name.to_owned()))?,
+    );
+    let seed = Zeroizing::new(
+        <[u8; 32]>::try_from(seed.as_slice()).map_err(|_| damaged("the sealed seed is not 32 bytes".to_owned()))?,
+    );
+    let key = SecretKey::from_seed(*seed);
+    if key.address() != file.address {
+        return Err(damaged("the sealed key does not match the stored address".to_owned()));
+    }
+    Ok(key)
 }
 
 fn associated_data(name: &str, address: &Address) -> Vec<u8> {
@@ -263,8 +304,7 @@ fn read_file(path: &Path) -> Result<KeyFile, KeystoreError> {
         });
     }
     let bytes = std::fs::read(path).map_err(io)?;
-    serde_json::from_slice(&bytes)
-        .map_err(|error| KeystoreError::Damaged { path: path.to_owned(), reason: error.to_string() })
+    parse_key_file(path, &bytes)
 }
 
 /// Creates `dir` and its missing parents with mode 0700: the keystore's listing is nobody

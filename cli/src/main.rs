@@ -6,8 +6,6 @@
 //! closes the pipe early (`chorus wallet list | head -1`) ends the command quietly instead of
 //! panicking. Rust ignores SIGPIPE, so the closed pipe arrives as a write error (EPIPE).
 
-mod keystore;
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +14,7 @@ use std::time::Duration;
 use chorus_chain::primitives::{Amount, Hash, Height};
 use chorus_chain::tx::{Transaction, TxKind};
 use chorus_chain::{Address, SecretKey, codec};
+use chorus_cli::keystore;
 use chorus_rpc_types::{
     BlockId, ErrorCode, GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, GetValidators,
     MembershipChangeKind, RaftAddLearner, RaftPromote, RaftRemove, Request, SubmitTx, TxStatus, Validators,

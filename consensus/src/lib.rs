@@ -41,6 +41,8 @@ use chorus_chain::tx::{Evidence, Vote};
 pub use chorus_chain::wire::Misbehaviour;
 
 pub mod dpos;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod pos;
 pub mod pow;
 pub mod raft;

@@ -50,7 +50,7 @@ pub(crate) enum Frame {
 }
 
 /// Reads the next message; `None` at the end of the stream.
-async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, limit_bytes: u32) -> io::Result<Option<Frame>> {
+pub(crate) async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, limit_bytes: u32) -> io::Result<Option<Frame>> {
     let mut length = [0u8; 4];
     match io.read_exact(&mut length).await {
         Ok(()) => {}
@@ -67,7 +67,7 @@ async fn read_frame<T: AsyncRead + Unpin>(io: &mut T, limit_bytes: u32) -> io::R
 }
 
 /// Messages as one write: each behind its length. The caller checked each against the limit.
-fn frames(messages: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn frames(messages: &[Vec<u8>]) -> Vec<u8> {
     let total = messages.iter().map(|message| message.len().saturating_add(4)).sum();
     let mut bytes = Vec::with_capacity(total);
     for message in messages {

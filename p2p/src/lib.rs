@@ -37,6 +37,8 @@
 
 mod config;
 pub mod direct;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 mod gate;
 mod metrics;
 mod rate;

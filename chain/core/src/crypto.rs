@@ -51,13 +51,15 @@ pub enum AddressError {
 }
 
 impl Address {
-    /// Parses `chorus1...`, verifying the bech32m checksum and the prefix.
+    /// Parses `chorus1...` (or `CHORUS1...`), verifying the bech32m checksum and the prefix.
     pub fn parse(text: &str) -> Result<Address, AddressError> {
         use bech32::primitives::decode::CheckedHrpstring;
         let checked = CheckedHrpstring::new::<bech32::Bech32m>(text)
             .map_err(|error| AddressError::Checksum { text: text.to_owned(), reason: error.to_string() })?;
         let hrp = checked.hrp();
-        if hrp.as_str() != ADDRESS_HRP {
+        // Either case, as BIP-173 has it (an all-capitals address fits QR codes' alphanumeric
+        // mode); the checksum has already refused mixed case.
+        if !hrp.as_str().eq_ignore_ascii_case(ADDRESS_HRP) {
             return Err(AddressError::Prefix { got: hrp.to_string() });
         }
         let bytes: Vec<u8> = checked.byte_iter().collect();
@@ -381,6 +383,11 @@ mod tests {
         let text = address.to_string();
         assert!(text.starts_with("chorus1"), "{text}");
         assert_eq!(Address::parse(&text), Ok(address));
+        // All capitals is the same address (the rpc_params fuzz seed found it refused as a
+        // wrong prefix); mixed case is not.
+        assert_eq!(Address::parse(&text.to_uppercase()), Ok(address));
+        let mixed = format!("CHORUS{}", &text[6..]);
+        assert!(matches!(Address::parse(&mixed), Err(AddressError::Checksum { .. })), "{mixed}");
         // Change one character: the checksum catches it.
         let mut typo: Vec<char> = text.chars().collect();
         let last = typo.len() - 3;

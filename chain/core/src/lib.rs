@@ -35,6 +35,8 @@ pub mod codec;
 pub mod crypto;
 pub mod dpos;
 pub mod ffg;
+#[cfg(any(test, feature = "testing"))]
+pub mod fuzz;
 pub mod genesis;
 pub mod header;
 pub mod limits;

@@ -17,6 +17,8 @@
 
 mod error;
 mod fields;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 mod method;
 mod types;
 
