@@ -6,6 +6,8 @@
 //! closes the pipe early (`chorus wallet list | head -1`) ends the command quietly instead of
 //! panicking. Rust ignores SIGPIPE, so the closed pipe arrives as a write error (EPIPE).
 
+mod load;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -120,6 +122,9 @@ enum Command {
     Block { id: Option<String> },
     /// A transaction's status.
     Tx { hash: String },
+    /// Send signed transfers at a rate for a time, from many accounts (funded by --from) to one
+    /// node or several, and report how many were accepted, included and final, with latencies.
+    Load(load::LoadArgs),
     /// Raft membership, at the leader (admin methods: the node's RPC on loopback and its admin
     /// token). Each answers at once: the change proposed (follow it with `chorus validators`) or
     /// why it was refused.
@@ -364,17 +369,9 @@ impl Context {
     /// [`Context::request`] through a given client (one that sends the admin token).
     fn request_through<R: Request + Sync>(&self, client: &HttpClient, request: &R) -> Result<R::Response, Failure> {
         let method = R::METHOD.name();
-        self.runtime.block_on(client.request(method, Positional(request))).map_err(|error| match error {
-            ClientError::Call(error) => Failure::Refused {
-                code: error.code(),
-                message: error.message().to_owned(),
-                data: error.data().and_then(|data| serde_json::from_str(data.get()).ok()),
-            },
-            ClientError::ParseError(error) => {
-                Failure::Malformed { url: self.rpc_url.clone(), method, reason: error.to_string() }
-            }
-            other => Failure::Unreachable { url: self.rpc_url.clone(), reason: other.to_string() },
-        })
+        self.runtime
+            .block_on(client.request(method, Positional(request)))
+            .map_err(|error| call_failure(&self.rpc_url, method, error))
     }
 
     /// The password: `--password-file` (refused if others can read it), else `CHORUS_PASSWORD`,
@@ -424,6 +421,19 @@ impl Context {
             return Address::parse(text).map_err(|error| Failure::Address(error.to_string()));
         }
         Ok(self.keystore.entry(text)?.address)
+    }
+}
+
+/// What a failed call to the node at `url` means to the wallet.
+fn call_failure(url: &str, method: &'static str, error: ClientError) -> Failure {
+    match error {
+        ClientError::Call(error) => Failure::Refused {
+            code: error.code(),
+            message: error.message().to_owned(),
+            data: error.data().and_then(|data| serde_json::from_str(data.get()).ok()),
+        },
+        ClientError::ParseError(error) => Failure::Malformed { url: url.to_owned(), method, reason: error.to_string() },
+        other => Failure::Unreachable { url: url.to_owned(), reason: other.to_string() },
     }
 }
 
@@ -530,6 +540,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             })
         }
         Command::Raft(command) => raft(&context, command),
+        Command::Load(args) => load::run(&context, args),
     }
 }
 

@@ -43,3 +43,29 @@ fn staking_joins_the_set_and_unstaking_leaves_it_at_the_next_epoch() {
     });
     assert_eq!(validators(&testnet, 1)["validators"].as_array().expect("validators").len(), 4);
 }
+
+/// `chorus load` through two of four validators: it funds its accounts, sends 20 transfers a
+/// second for 4 s, and every transfer a node accepted is reported included and final, with
+/// latencies; the counts add up.
+#[test]
+fn the_load_tool_sees_every_accepted_transfer_included_and_final() {
+    let testnet = Testnet::builder("pos", 4).start().expect("four validators");
+    let other = testnet.rpc(2).url();
+    let args = ["load", "--from", "funded1", "--rate", "20", "--duration", "4", "--accounts", "4", "--node", &other];
+    let report = testnet.chorus(1, &args).expect("the load runs and settles");
+    let count = |field: &str| report[field].as_u64().unwrap_or_else(|| panic!("{field} in {report}"));
+    assert_eq!(count("submitted"), 80, "20/s for 4 s: {report}");
+    assert_eq!(count("accepted") + count("refused"), count("submitted"), "{report}");
+    assert_eq!(count("refused"), 0, "honest transfers, one at a time per account: {report}");
+    assert_eq!(count("included"), count("accepted"), "{report}");
+    assert_eq!(count("final"), count("accepted"), "nothing final that was not accepted, all accepted final: {report}");
+    assert_eq!(report["nodes"], 2);
+    for latency in ["inclusionLatencyMs", "finalLatencyMs"] {
+        let p50 = report[latency]["p50"].as_u64().unwrap_or_else(|| panic!("{latency} in {report}"));
+        assert!(p50 <= report[latency]["max"].as_u64().expect("max"), "{report}");
+    }
+    assert!(
+        report["finalLatencyMs"]["p50"].as_u64() >= report["inclusionLatencyMs"]["p50"].as_u64(),
+        "final after included: {report}"
+    );
+}
