@@ -8,7 +8,9 @@
 //! account then sends its share of the rate on a fixed schedule, one transfer at a time (1 unit
 //! to the next account, at the chain's minimum fee), so it counts its nonces itself: a refused
 //! transfer leaves its nonce unused, and the account asks the node for its next nonce before it
-//! sends again. Account `k`'s `j`-th transfer goes to node `(k + j) mod n`.
+//! sends again. Account `k` sends through node `k mod n`, as a client keeps to its node: nonces
+//! spread over nodes arrive out of order where gossip lags, and a node holds only
+//! `MEMPOOL_NONCE_AHEAD_MAX` beyond the next.
 //!
 //! A watcher follows the first node's chain (`chain_getHead`, then each new block by height)
 //! and its final block (`chain_getFinalized`) every [`WATCH_INTERVAL`]: a transfer is included
@@ -28,7 +30,7 @@ use std::time::{Duration, Instant};
 use chorus_chain::primitives::{Amount, ChainId, Hash, Height};
 use chorus_chain::tx::{Transaction, TxKind};
 use chorus_chain::{Address, SecretKey, limits};
-use chorus_rpc_types::{GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, Request, SubmitTx};
+use chorus_rpc_types::{ErrorCode, GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, Request, SubmitTx};
 use jsonrpsee::core::client::ClientT;
 use jsonrpsee::http_client::{HttpClient, HttpClientBuilder};
 use serde::Serialize;
@@ -51,7 +53,7 @@ pub struct LoadArgs {
     /// Seconds to send for.
     #[arg(long, default_value_t = 30)]
     duration: u32,
-    /// Accounts that send, each one transfer at a time (at most 48).
+    /// Accounts that send, each one transfer at a time through its node (at most 48 per node).
     #[arg(long, default_value_t = 16)]
     accounts: u32,
     /// Another node to send to, besides --rpc (repeatable); transfers take the nodes in turn.
@@ -147,10 +149,12 @@ fn account_key(funder: &Address, index: u32) -> SecretKey {
 
 pub fn run(context: &Context, args: LoadArgs) -> Result<(), Failure> {
     let LoadArgs { ref from, rate, duration, accounts, ref nodes, settle } = args;
-    if rate == 0 || duration == 0 || accounts == 0 || accounts > limits::LOAD_ACCOUNTS_MAX {
+    let accounts_max = limits::LOAD_ACCOUNTS_MAX
+        .min(limits::LOAD_ACCOUNTS_PER_NODE_MAX.saturating_mul(u32::try_from(nodes.len() + 1).unwrap_or(u32::MAX)));
+    if rate == 0 || duration == 0 || accounts == 0 || accounts > accounts_max {
         return Err(Failure::Input(format!(
-            "--rate and --duration must be positive and --accounts 1 to {}",
-            limits::LOAD_ACCOUNTS_MAX
+            "--rate and --duration must be positive and --accounts 1 to {accounts_max} ({} per node)",
+            limits::LOAD_ACCOUNTS_PER_NODE_MAX
         )));
     }
     let total = u64::from(rate) * u64::from(duration);
@@ -229,7 +233,9 @@ pub fn run(context: &Context, args: LoadArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Tops each account up to `spend` from `funder` and waits until every top-up is in a block.
+/// Tops each account up to `spend` from `funder` and waits until every top-up is in a block:
+/// in waves of at most what a node holds pending from one sender
+/// (`limits::MEMPOOL_TXS_PER_SENDER_MAX`), each waited for before the next.
 #[allow(clippy::too_many_arguments)]
 async fn fund(
     node: &Node,
@@ -241,29 +247,40 @@ async fn fund(
     settle: u32,
     progress: &Progress,
 ) -> Result<(), Failure> {
-    let mut nonce = node.call(&GetAccount { address: funder.address(), proof_height: None }).await?.next_nonce;
-    let mut pending = Vec::new();
+    let mut short = Vec::new();
     for key in keys {
         let balance = node.call(&GetAccount { address: key.address(), proof_height: None }).await?.balance.get();
-        if balance >= spend {
-            continue;
+        if balance < spend {
+            short.push((key.address(), spend - balance));
         }
-        let kind = TxKind::Transfer { to: key.address(), amount: Amount::new(spend - balance) };
-        let tx = Transaction { chain_id: chain_id.clone(), sender: funder.address(), nonce, fee, kind }.sign(funder);
-        pending.push(node.call(&SubmitTx { tx }).await?);
-        nonce += 1;
     }
-    let deadline = Instant::now() + Duration::from_secs(u64::from(settle));
-    while let Some(hash) = pending.last().copied() {
-        progress.message(format!("funding {} accounts: {} top-ups not in a block yet", keys.len(), pending.len()));
-        if node.call(&GetTx { hash }).await?.status.block().is_some() {
-            pending.pop();
-            continue;
+    let n_short = short.len();
+    for (wave, top_ups) in short.chunks(limits::MEMPOOL_TXS_PER_SENDER_MAX as usize).enumerate() {
+        let mut nonce = node.call(&GetAccount { address: funder.address(), proof_height: None }).await?.next_nonce;
+        let mut pending = Vec::new();
+        for (to, amount) in top_ups {
+            let kind = TxKind::Transfer { to: *to, amount: Amount::new(*amount) };
+            let tx =
+                Transaction { chain_id: chain_id.clone(), sender: funder.address(), nonce, fee, kind }.sign(funder);
+            pending.push(node.call(&SubmitTx { tx }).await?);
+            nonce += 1;
         }
-        if Instant::now() > deadline {
-            return Err(Failure::Timeout(format!("{} account top-ups not in a block after {settle} s", pending.len())));
+        let deadline = Instant::now() + Duration::from_secs(u64::from(settle));
+        while let Some(hash) = pending.last().copied() {
+            let done = wave * limits::MEMPOOL_TXS_PER_SENDER_MAX as usize + top_ups.len() - pending.len();
+            progress.message(format!("funding: {done} of {n_short} accounts topped up"));
+            if node.call(&GetTx { hash }).await?.status.block().is_some() {
+                pending.pop();
+                continue;
+            }
+            if Instant::now() > deadline {
+                return Err(Failure::Timeout(format!(
+                    "{} account top-ups not in a block after {settle} s",
+                    pending.len()
+                )));
+            }
+            tokio::time::sleep(WATCH_INTERVAL).await;
         }
-        tokio::time::sleep(WATCH_INTERVAL).await;
     }
     Ok(())
 }
@@ -291,7 +308,7 @@ impl Sender {
                 return;
             }
             tokio::time::sleep_until(at.into()).await;
-            let node = &self.nodes[(self.index as usize + turn as usize) % self.nodes.len()];
+            let node = &self.nodes[self.index as usize % self.nodes.len()];
             let next = match nonce {
                 Some(next) => next,
                 None => match node.call(&GetAccount { address: self.key.address(), proof_height: None }).await {
@@ -336,9 +353,14 @@ impl Sender {
         }
     }
 
+    /// Counts a refusal by the node's code (its meaning, as README's table words it), or a call
+    /// that got no answer by what went wrong.
     fn refused(&self, failure: &Failure) {
         let reason = match failure {
-            Failure::Refused { code, message, .. } => format!("{message} ({code})"),
+            Failure::Refused { code, message, .. } => match ErrorCode::from_code(i64::from(*code)) {
+                Some(known) => format!("{code}: {}", known.meaning()),
+                None => format!("{code}: {message}"),
+            },
             other => other.to_string(),
         };
         *self.ledger.lock().expect("no task panics holding the ledger").refused.entry(reason).or_default() += 1;

@@ -580,10 +580,15 @@ const _: () = assert!(RPC_CLIENTS_TRACKED_MAX >= RPC_CONNECTIONS_MAX, "every ope
 /// 1 KiB, and a larger file is refused as damaged.
 pub const KEY_FILE_BYTES_MAX: u64 = 64 * 1024;
 
-/// Accounts `chorus load` sends from. Each has one transfer in flight at a time, so a node has
-/// at most this many of the load's connections open, well under its `RPC_CONNECTIONS_MAX`.
-pub const LOAD_ACCOUNTS_MAX: u32 = 48;
-const _: () = assert!(LOAD_ACCOUNTS_MAX * 2 <= RPC_CONNECTIONS_MAX, "a load leaves a node room for other clients");
+/// Accounts `chorus load` sends from through one node. Each keeps to its node with one transfer
+/// in flight, so a node has at most this many of the load's connections open, well under its
+/// `RPC_CONNECTIONS_MAX`.
+pub const LOAD_ACCOUNTS_PER_NODE_MAX: u32 = 48;
+const _: () =
+    assert!(LOAD_ACCOUNTS_PER_NODE_MAX * 2 <= RPC_CONNECTIONS_MAX, "a load leaves a node room for other clients");
+
+/// Accounts one `chorus load` run sends from, through all its nodes.
+pub const LOAD_ACCOUNTS_MAX: u32 = 1_024;
 
 /// Transfers one `chorus load` run may send (its rate times its seconds): it keeps each one's
 /// hash and times (about 100 bytes) until the run ends, so at most about 200 MB.
