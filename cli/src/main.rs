@@ -509,7 +509,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status => {
             let status = context.request(&GetStatus)?;
             context.print(&status, || {
-                format!(
+                let line = format!(
                     "chain {} ({}), head {} {}, peers {}, syncing {}",
                     status.chain_id,
                     status.engine,
@@ -517,7 +517,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     status.head.hash,
                     status.n_peers,
                     status.syncing,
-                )
+                );
+                match &status.halted {
+                    Some(reason) => format!("{line}\nHALTED: {reason}"),
+                    None => line,
+                }
             })
         }
         Command::Block { id } => {

@@ -105,6 +105,8 @@ pub struct StatusInfo {
     pub sync: Option<Progress>,
     /// The slot under way (slot engines).
     pub slot: Option<u64>,
+    /// Why the node stopped writing, once it has ([`Core::halt`]).
+    pub halted: Option<String>,
 }
 
 /// The node's own metrics (`chorus_*`); the network's are registered by `chorus-p2p`.
@@ -135,6 +137,7 @@ pub struct NodeMetrics {
     raft_commit_seconds: prometheus_client::metrics::histogram::Histogram,
     /// The engine's Raft counts the metrics above last took in.
     raft_seen: chorus_consensus::raft::RaftCounters,
+    halted: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for NodeMetrics {
@@ -165,6 +168,7 @@ impl Default for NodeMetrics {
                 prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.0, 14),
             ),
             raft_seen: Default::default(),
+            halted: Default::default(),
         }
     }
 }
@@ -173,6 +177,11 @@ impl NodeMetrics {
     pub fn register(registry: &mut prometheus_client::registry::Registry) -> NodeMetrics {
         let metrics = NodeMetrics::default();
         registry.register("head_height", "Height of the head block", metrics.head_height.clone());
+        registry.register(
+            "halted",
+            "1 once the node stopped writing (a full disk or a store error; node_status says why), else 0",
+            metrics.halted.clone(),
+        );
         registry.register(
             "finalized_height",
             "Height of the last final block (0 without finality)",
@@ -288,6 +297,10 @@ pub struct Core {
     sync_logged: u64,
     /// Where the pending transactions are kept when the run ends.
     mempool_file: Option<PathBuf>,
+    /// The directory whose filesystem's free space is watched ([`Core::watch_disk`]).
+    data_dir: Option<PathBuf>,
+    /// Why the node stopped writing; `None` while it runs.
+    halted: Option<String>,
 }
 
 impl std::fmt::Debug for Core {
@@ -297,6 +310,15 @@ impl std::fmt::Debug for Core {
             .field("peers", &self.node.connected().len())
             .finish_non_exhaustive()
     }
+}
+
+/// How often a running node looks at its data directory's free space.
+const DISK_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Bytes an unprivileged writer may still use on `dir`'s filesystem.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// The transactions a mempool file holds; None if there is no file.
@@ -371,6 +393,56 @@ impl Core {
             metrics,
             sync_logged: 0,
             mempool_file: None,
+            data_dir: None,
+            halted: None,
+        }
+    }
+
+    /// Checks the free space of `dir`'s filesystem every [`DISK_CHECK_INTERVAL`] and halts
+    /// the node below `limits::DISK_FREE_BYTES_MIN`, before a write can fail half done.
+    pub fn watch_disk(mut self, dir: PathBuf) -> Core {
+        self.data_dir = Some(dir);
+        self
+    }
+
+    /// Stops writing for good, as Bitcoin Core stops on a low disk: no more imports, blocks,
+    /// votes, transactions or sync, the miner stopped, and the reason in the log, in
+    /// `node_status` and in `chorus_halted`. Reads go on being answered; what the store held is
+    /// intact (a failed write changes nothing). A restart, once the cause is gone, continues.
+    fn halt(&mut self, reason: String) {
+        tracing::error!(
+            %reason,
+            "the node stopped importing, producing and accepting transactions; it still answers reads; restart it once the cause is gone"
+        );
+        if let Some(miner) = &mut self.miner {
+            miner.stop();
+        }
+        self.timers.clear();
+        self.metrics.halted.set(1);
+        self.halted = Some(reason);
+    }
+
+    /// Halts on a driver failure (a store write that failed, most often for lack of space).
+    fn halt_on(&mut self, result: Result<(), DriverError>) {
+        if let Err(error) = result {
+            self.halt(format!("{error}"));
+        }
+    }
+
+    fn check_disk(&mut self) {
+        let Some(dir) = &self.data_dir else { return };
+        match free_bytes(dir) {
+            Ok(free) if free < limits::DISK_FREE_BYTES_MIN => {
+                let reason = format!(
+                    "the disk is almost full: {} MiB free on {}'s filesystem, at least {} MiB needed",
+                    free / (1024 * 1024),
+                    dir.display(),
+                    limits::DISK_FREE_BYTES_MIN / (1024 * 1024)
+                );
+                self.halt(reason);
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(dir = %dir.display(), %error, "free disk space could not be read"),
         }
     }
 
@@ -431,27 +503,49 @@ impl Core {
         mut mined: mpsc::Receiver<Arc<Block>>,
         mut stop: oneshot::Receiver<()>,
     ) -> Result<(), DriverError> {
-        self.node.start(now())?;
-        self.flush().await;
+        let started = self.node.start(now());
+        self.halt_on(started);
+        if self.halted.is_none() {
+            self.flush().await;
+        }
+        let mut disk_checks = tokio::time::interval(DISK_CHECK_INTERVAL);
         loop {
             let next_timer = self.timers.values().min().copied();
             let sleep = next_timer.map_or(Duration::from_secs(3600), |at| {
                 Duration::from_millis(at.as_millis().saturating_sub(now().as_millis()))
             });
+            let running = self.halted.is_none();
             tokio::select! {
                 _ = &mut stop => break,
                 event = events.recv() => match event {
-                    Some(event) => self.on_net_event(event).await?,
+                    Some(event) if running => {
+                        let handled = self.on_net_event(event).await;
+                        self.halt_on(handled);
+                    }
+                    Some(_) => {}
                     None => break,
                 },
                 input = inputs.recv() => match input {
-                    Some(input) => self.on_input(input)?,
+                    Some(input) if running => {
+                        let handled = self.on_input(input);
+                        self.halt_on(handled);
+                    }
+                    Some(input) => self.on_input_halted(input),
                     None => break,
                 },
-                Some(block) = mined.recv() => self.node.on_mined(now(), block)?,
-                _ = tokio::time::sleep(sleep) => self.fire_timers()?,
+                Some(block) = mined.recv(), if running => {
+                    let handled = self.node.on_mined(now(), block);
+                    self.halt_on(handled);
+                }
+                _ = tokio::time::sleep(sleep), if running => {
+                    let fired = self.fire_timers();
+                    self.halt_on(fired);
+                }
+                _ = disk_checks.tick(), if running => self.check_disk(),
             }
-            self.flush().await;
+            if self.halted.is_none() {
+                self.flush().await;
+            }
         }
         if let Some(miner) = &mut self.miner {
             miner.stop();
@@ -474,6 +568,19 @@ impl Core {
             self.node.on_timer(now, timer)?;
         }
         Ok(())
+    }
+
+    /// A halted node answers reads; it imports no sync answer, and a transaction or a
+    /// membership change gets no answer (the RPC reports the node unavailable).
+    fn on_input_halted(&mut self, input: Input) {
+        match input {
+            Input::Answer { .. } | Input::Call(Call::Submit(..) | Call::Membership(..)) => {}
+            Input::Call(call) => {
+                if let Err(error) = self.on_call(call) {
+                    tracing::warn!(%error, "a read failed on a halted node");
+                }
+            }
+        }
     }
 
     fn on_input(&mut self, input: Input) -> Result<(), DriverError> {
@@ -545,6 +652,7 @@ impl Core {
                     mempool_bytes: driver.mempool().size_bytes(),
                     sync: self.node.sync_progress(now()),
                     slot: driver.engine().counters().slot,
+                    halted: self.halted.clone(),
                 });
             }
             Call::Validators(reply) => {

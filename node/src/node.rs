@@ -114,6 +114,16 @@ fn node_key(settings: &NodeSettings, data_dir: &Path) -> anyhow::Result<commands
 }
 
 async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> anyhow::Result<()> {
+    let free = crate::daemon::free_bytes(data_dir)
+        .with_context(|| format!("cannot read the free space of {}", data_dir.display()))?;
+    if free < limits::DISK_FREE_BYTES_MIN {
+        anyhow::bail!(
+            "the disk is almost full: {} MiB free on {}'s filesystem, chorusd needs at least {} MiB; free some space and start it again",
+            free / (1024 * 1024),
+            data_dir.display(),
+            limits::DISK_FREE_BYTES_MIN / (1024 * 1024)
+        );
+    }
     let seed = node_key(&settings, data_dir)?;
     let (peer_id, key_address) = commands::describe_key(&seed);
     let store = Store::open(&data_dir.join("db"), &genesis)
@@ -197,7 +207,8 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
         finals,
         metrics,
     )
-    .keep_mempool_in(data_dir.join("mempool.bin"));
+    .keep_mempool_in(data_dir.join("mempool.bin"))
+    .watch_disk(data_dir.to_path_buf());
     let mut core = run_core(core, events, inputs, mined, stop)?;
     let result = tokio::select! {
         result = &mut core => Some(result),

@@ -220,7 +220,8 @@ struct Context {
 impl Context {
     async fn call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Call) -> Result<T, ErrorObjectOwned> {
         let (reply, answer) = oneshot::channel();
-        let unavailable = || rpc_error(ErrorCode::NodeUnavailable, "the node is shutting down");
+        let unavailable =
+            || rpc_error(ErrorCode::NodeUnavailable, "the node is shutting down or halted (node_status says why)");
         self.inputs.send(Input::Call(make(reply))).await.map_err(|_| unavailable())?;
         answer.await.map_err(|_| unavailable())
     }
@@ -378,6 +379,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
                 n_transactions: status.mempool_txs as u64,
                 size_bytes: status.mempool_bytes,
             },
+            halted: status.halted,
         })
     })?;
     serve::<wire::GetPeers, _, _>(&mut module, |_, context| async move {

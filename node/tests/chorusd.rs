@@ -832,3 +832,128 @@ fn one_keep_alive_connection_cannot_outrun_the_rate_limit() {
     // The bucket refills: the client is served again.
     eventually("the client served again", &node, || node.rpc().head().ok());
 }
+
+/// A tmpfs of `size_mib` mounted on `dir` for the test's life (root only, as CI runs).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &Path, size_mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount -t tmpfs failed: {status:?}");
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Writes a file that leaves `leave` bytes free.
+    fn fill(&self, leave: u64) -> std::path::PathBuf {
+        let free = chorus_node::daemon::free_bytes(&self.0).expect("statvfs");
+        let n_files = std::fs::read_dir(&self.0).expect("the disk's root").count();
+        let path = self.0.join(format!("filler-{n_files}"));
+        let file = std::fs::File::create(&path).expect("filler");
+        let mut writer = std::io::BufWriter::new(file);
+        let chunk = vec![0xa5u8; 1024 * 1024];
+        let mut left = free.saturating_sub(leave);
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            if std::io::Write::write_all(&mut writer, &chunk[..n]).is_err() {
+                break; // full: the node wrote meanwhile
+            }
+            left -= n as u64;
+        }
+        let _ = std::io::Write::flush(&mut writer);
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The node's `halted` reason, once `node_status` gives one.
+fn halted(node: &Chorusd) -> Option<String> {
+    node.ok("node_status", json!([]))["halted"].as_str().map(str::to_owned)
+}
+
+/// Issue 21's full disk, after Bitcoin Core's low-disk stop: a node whose data directory's
+/// filesystem runs low halts (stops writing, says why in its log, `node_status` and
+/// `chorus_halted`, and keeps answering reads), refuses to start while space is short, and
+/// continues where it was once space returns; a disk filled at once ends the same way, and no
+/// final block is lost.
+#[test]
+fn a_node_low_on_disk_halts_says_why_and_continues_after_space_returns() {
+    let uid = Command::new("id").arg("-u").output().expect("id runs");
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = SmallDisk::mount(&dir.path().join("disk"), 320);
+    let data_dir = disk.0.join("chain");
+    let args = dev_args(&["--engine", "pos", "--data-dir", data_dir.to_str().expect("utf-8")]);
+    let mut node = start(&args, dir.path());
+    let final_before = eventually("two final blocks", &node, || {
+        let finalized = node.ok("chain_getFinalized", json!([]))["height"].as_u64().unwrap_or(0);
+        (finalized >= 2).then_some(finalized)
+    });
+
+    // Below the bound (128 MiB) but far from full: the guard halts the node.
+    let filler = disk.fill(64 * 1024 * 1024);
+    let reason = eventually("the node halts", &node, || halted(&node));
+    assert!(reason.contains("the disk is almost full"), "{reason}");
+    assert!(node.log().contains("the node stopped importing, producing and accepting transactions"), "{}", node.log());
+    assert_eq!(node.metric("chorus_halted"), Some(1.0));
+    let height = node.height();
+    std::thread::sleep(Duration::from_secs(3)); // three slots
+    assert_eq!(node.height(), height, "a halted node produces nothing");
+    let tx = transfer(&dev_key(1), 0, dev_key(2).address(), 5, 1);
+    let refused = node.call("tx_submit", json!([tx_hex(&tx)])).expect_err("a halted node takes no transaction");
+    assert_eq!(refused.0, 5001, "node unavailable: {refused:?}");
+    assert!(node.terminate().is_some_and(|exit| exit.success()), "a clean stop; log:\n{}", node.log());
+    drop(node);
+
+    // Still short of space (RocksDB let go of its preallocated log on the stop, so fill again):
+    // it does not start, and says why.
+    let filler_again = disk.fill(64 * 1024 * 1024);
+    let mut refused = Command::new(env!("CARGO_BIN_EXE_chorusd"))
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("chorusd runs");
+    let exit = chorus_testnet::eventually("chorusd refuses to start", WAIT, || {
+        refused.try_wait().expect("wait").ok_or("still running")
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut refused.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert!(!exit.success() && stderr.contains("the disk is almost full"), "{exit:?}: {stderr}");
+
+    // Space returns: it continues from where it stopped.
+    std::fs::remove_file(&filler).expect("remove the filler");
+    std::fs::remove_file(&filler_again).expect("remove the filler");
+    let mut node = start(&args, dir.path());
+    assert!(node.height() >= height, "reopened on its chain");
+    eventually("blocks past the halt", &node, || (node.height() > height + 2).then_some(()));
+    assert_eq!(halted(&node), None);
+
+    // Full at once: a write fails (or the guard sees it first); either way the node halts,
+    // still answers, and keeps its final blocks through a restart.
+    let final_full = node.ok("chain_getFinalized", json!([]))["height"].as_u64().expect("final");
+    assert!(final_full >= final_before);
+    let filler = disk.fill(0);
+    let reason = eventually("the node halts on a full disk", &node, || halted(&node));
+    assert!(reason.contains("space") || reason.contains("almost full"), "{reason}");
+    assert!(node.terminate().is_some(), "it stops; log:\n{}", node.log());
+    drop(node);
+    std::fs::remove_file(&filler).expect("remove the filler");
+    let node = start(&args, dir.path());
+    let finalized = node.ok("chain_getFinalized", json!([]))["height"].as_u64().expect("final");
+    assert!(finalized >= final_full, "final blocks are kept: {finalized} < {final_full}");
+    let reopened = node.height();
+    eventually("blocks after the full disk", &node, || (node.height() > reopened + 2).then_some(()));
+}

@@ -574,6 +574,14 @@ pub const RPC_CALL_BURST_MAX: u32 = 4_000;
 pub const RPC_CLIENTS_TRACKED_MAX: u32 = 1_024;
 const _: () = assert!(RPC_CLIENTS_TRACKED_MAX >= RPC_CONNECTIONS_MAX, "every open connection's client has a bucket");
 
+// --- disk (chorusd) ---
+
+/// Free space `chorusd` keeps on its data directory's filesystem: below it the node does not
+/// start, and a running node halts (stops writing, says why in its log and `node_status`)
+/// before a write can fail for lack of room, as Bitcoin Core stops under 50 MB. RocksDB's
+/// memtable flush writes up to 64 MiB at once, and a compaction about as much again.
+pub const DISK_FREE_BYTES_MIN: u64 = 128 * 1024 * 1024;
+
 // --- wallet (`chorus`) ---
 
 /// Largest key file the wallet reads, checked before reading it: an encrypted key file is under

@@ -418,6 +418,10 @@ pub struct NodeStatus {
     #[serde(deserialize_with = "nullable")]
     pub sync: Option<SyncProgress>,
     pub mempool: MempoolStatus,
+    /// Why the node stopped writing (a disk almost full, a store write that failed): it answers
+    /// reads and nothing else until restarted. `null` while it runs.
+    #[serde(deserialize_with = "nullable")]
+    pub halted: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -189,13 +189,14 @@ fn node_status_peers_and_validators() {
             eta_secs: None,
         }),
         mempool: MempoolStatus { n_transactions: 3, size_bytes: 512 },
+        halted: None,
     };
     let json = format!(
         concat!(
             r#"{{"engine":"pow","chainId":"chorus-dev","minTxFee":"1","peerId":"{peer}","peers":2,"head":{head},"#,
             r#""finalized":null,"slot":null,"syncing":true,"#,
             r#""sync":{{"head":100,"target":600,"blocksPerSecMilli":2500,"etaSecs":null}},"#,
-            r#""mempool":{{"transactions":3,"bytes":512}}}}"#
+            r#""mempool":{{"transactions":3,"bytes":512}},"halted":null}}"#
         ),
         peer = PEER_ID,
         head = head_json,
