@@ -83,6 +83,27 @@ fn batch_path_agrees_with_single_on_every_case() {
     }
 }
 
+/// Found by the `ed25519_batch` fuzz target: a batch whose first item fails its equation and
+/// whose second has a key that is no curve point named the second (its decoding failed first);
+/// the batch names the first invalid item, as checking each alone does.
+#[test]
+fn a_batch_names_its_first_invalid_item_even_when_a_later_one_does_not_decode() {
+    let key = SecretKey::from_seed([3; 32]);
+    let wrong = key.sign(b"another message");
+    let undecodable = Address([0xff; 32]); // y >= p: not a canonical point
+    let signature = SecretKey::from_seed([4; 32]).sign(b"m");
+    let address = key.address();
+    let items = [
+        SignedItem { signer: &address, message: b"m", signature: &wrong },
+        SignedItem { signer: &undecodable, message: b"m", signature: &signature },
+    ];
+    assert_eq!(crypto::verify(&address, b"m", &wrong), Err(SignatureError::Equation));
+    assert_eq!(crypto::verify(&undecodable, b"m", &signature), Err(SignatureError::NonCanonicalKey));
+    let first = Err(crypto::BatchError { index: 0, error: SignatureError::Equation });
+    assert_eq!(crypto::verify_batch(&items), first);
+    assert_eq!(crypto::verify_batch_parallel(&items), first);
+}
+
 mod agreement {
     use chorus_chain::crypto::{self, Address, SecretKey, Signature, SignedItem};
     use proptest::prelude::*;
