@@ -49,7 +49,7 @@ fn main() {
         .start()
         .expect("the testnet starts");
     testnet.finalized_at_least(3);
-    let idle_kib = rss_kib(testnet.node(1).pid());
+    let idle_kib = testnet.node(1).resident_kib();
 
     let others: Vec<String> = (2..=VALIDATORS).map(|k| testnet.rpc(k).url()).collect();
     let (rate_text, secs_text) = (rate.to_string(), secs.to_string());
@@ -62,7 +62,7 @@ fn main() {
     }
     let started = Instant::now();
     let report = testnet.chorus(1, &args).unwrap_or_else(|error| panic!("the load: {error:?}"));
-    let loaded_kib = rss_kib(testnet.node(1).pid());
+    let loaded_kib = testnet.node(1).resident_kib();
     let count = |field: &str| report[field].as_u64().unwrap_or_else(|| panic!("{field} in {report}"));
     let final_per_sec = report["finalPerSec"].as_f64().expect("finalPerSec");
     let in_slots = |field: &str, p: &str| report[field][p].as_u64().unwrap_or(0) as f64 / SLOT_MS as f64;
@@ -122,14 +122,4 @@ fn batch_verify_rate() -> f64 {
         rounds += 1;
     }
     BATCH as f64 * f64::from(rounds) / start.elapsed().as_secs_f64()
-}
-
-/// A process's resident memory (`VmRSS`), in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process's status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
 }

@@ -22,16 +22,6 @@ const SUBMISSIONS: usize = 100_000;
 const CONNECTIONS: usize = 32;
 const SENDERS: u32 = 1_600;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
-}
-
 fn main() {
     let genesis = testing::genesis(SENDERS, 1 << 60);
     let to = testing::key(SENDERS + 1).address();
@@ -87,7 +77,7 @@ fn main() {
     };
     std::thread::spawn(move || lines.for_each(drop));
     std::thread::sleep(Duration::from_secs(2));
-    let idle_kib = rss_kib(pid);
+    let idle_kib = chorus_testnet::process::resident_kib(pid);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let encoded: Vec<String> = txs.iter().map(|tx| hex::encode(codec::encode(tx))).collect();
@@ -117,7 +107,7 @@ fn main() {
         (start.elapsed(), accepted)
     });
     std::thread::sleep(Duration::from_secs(1));
-    let loaded_kib = rss_kib(pid);
+    let loaded_kib = chorus_testnet::process::resident_kib(pid);
     let _ = child.kill();
     let _ = child.wait();
 

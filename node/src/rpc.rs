@@ -466,7 +466,9 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
     serve_admin::<wire::RaftRemove, _, _>(&mut module, |params, context| async move {
         change_membership(&context, MembershipRequest::Remove { id: params.one()? }).await
     })?;
-    module.register_method(Method::RpcDiscover.name(), |_, _, _| openrpc())?;
+    module.register_method(Method::RpcDiscover.name(), |params, _, _| {
+        params_fit(Method::RpcDiscover.name(), &params).map(|()| openrpc())
+    })?;
     // rpc.discover must describe exactly what is served.
     let served: Vec<&str> = module.method_names().collect();
     let documented: Vec<&str> = METHODS.iter().map(|method| method.name).collect();
@@ -492,7 +494,37 @@ where
     Answer: Future<Output = Result<R::Response, ErrorObjectOwned>> + Send,
 {
     assert!(!R::METHOD.is_admin(), "invariant: admin methods are registered with serve_admin");
-    module.register_async_method(R::METHOD.name(), move |params, context, _| handler(params, context))?;
+    module.register_async_method(R::METHOD.name(), move |params, context, _| {
+        let fits = params_fit(R::METHOD.name(), &params);
+        let answer = handler(params, context);
+        async move {
+            fits?;
+            answer.await
+        }
+    })?;
+    Ok(())
+}
+
+/// Refuses parameters the method's table entry does not take, as Bitcoin Core does: named
+/// parameters, or fewer than it requires or more than it has. Without this a method without
+/// parameters answered whatever it was sent, and extra ones were dropped unread.
+fn params_fit(method: &str, params: &Params<'_>) -> Result<(), ErrorObjectOwned> {
+    let Some(def) = METHODS.iter().find(|def| def.name == method) else { return Ok(()) };
+    let required = def.params.iter().filter(|(_, _, required)| *required).count();
+    let n_params = match params.as_str().map(str::trim) {
+        None | Some("null") => 0,
+        Some(text) => serde_json::from_str::<Vec<serde::de::IgnoredAny>>(text)
+            .map_err(|_| rpc_error(ErrorCode::InvalidParams, format!("{method} takes its parameters as an array")))?
+            .len(),
+    };
+    if n_params < required || n_params > def.params.len() {
+        let takes = match (required, def.params.len()) {
+            (0, 0) => "no parameters".to_owned(),
+            (low, high) if low == high => format!("{low} parameter(s)"),
+            (low, high) => format!("{low} to {high} parameters"),
+        };
+        return Err(rpc_error(ErrorCode::InvalidParams, format!("{method} takes {takes}, got {n_params}")));
+    }
     Ok(())
 }
 
@@ -511,9 +543,11 @@ where
     assert!(R::METHOD.is_admin(), "invariant: only admin methods are registered as admin methods");
     module.register_async_method(R::METHOD.name(), move |params, context, extensions| {
         let allowed = admin_allowed(&context, extensions.get::<Caller>());
+        let fits = params_fit(R::METHOD.name(), &params);
         let answer = handler(params, context);
         async move {
             allowed?;
+            fits?;
             answer.await
         }
     })?;

@@ -957,3 +957,133 @@ fn a_node_low_on_disk_halts_says_why_and_continues_after_space_returns() {
     let reopened = node.height();
     eventually("blocks after the full disk", &node, || (node.height() > reopened + 2).then_some(()));
 }
+
+/// A JSON-RPC error code `chorusd` documents: JSON-RPC's own or one of README's table.
+fn documented_code(code: i64) -> bool {
+    (-32700..=-32600).contains(&code) || chorus_rpc_types::ErrorCode::from_code(code).is_some()
+}
+
+/// Issue 21's hostile clients: every method with wrong types, wrong counts, huge, negative and
+/// out-of-range numbers, long strings and named parameters, JSON nested past any parser's
+/// depth, a malformed envelope, and 3,000 connections at once. Each gets a documented error
+/// code or a refusal (an HTTP error, or the connection closed); the node keeps serving, and its
+/// memory grows by less than what its limits allow at once (`RPC_CONNECTIONS_MAX` requests of
+/// at most `RPC_REQUEST_BYTES_MAX`).
+#[test]
+fn hostile_rpc_clients_get_coded_errors_or_refusals_and_the_node_stays_bounded() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(&dev_args(&["--tmp", "--engine", "pos"]), dir.path());
+    eventually("a block", &node, || (node.height() >= 1).then_some(()));
+    let idle_kib = node.resident_kib();
+
+    let long = format!("[\"{}\"]", "7".repeat(100_000));
+    let bad_params = [
+        "[{}]",
+        "[[]]",
+        "[true]",
+        "[null, null, null]",
+        "[1.5]",
+        "[-1]",
+        "[-9223372036854775809]",
+        "[18446744073709551616]",
+        "[1e400]",
+        "[1,2,3,4,5,6,7,8]",
+        r#"{"named":1}"#,
+        r#""a string""#,
+        "7",
+        long.as_str(),
+    ];
+    let mut n_calls = 0;
+    for method in chorus_node::rpc::METHODS {
+        for params in bad_params {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{}","params":{params}}}"#, method.name);
+            let (status, answer) = node.rpc().post(body.as_bytes()).expect("an answer");
+            let answer: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+            let code = answer["error"]["code"].as_i64();
+            assert!(
+                status >= 400 || (status == 200 && code.is_some_and(documented_code)),
+                "{} {params:.40}: HTTP {status}, {answer}",
+                method.name
+            );
+            n_calls += 1;
+        }
+    }
+    assert!(n_calls > 200, "{n_calls}");
+    let refused = node.call("chain_getHead", json!([1])).expect_err("no parameters taken");
+    assert_eq!(refused, (-32602, "chain_getHead takes no parameters, got 1".to_owned()));
+
+    for body in [
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"chain_getBlock","params":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ),
+        r#"{"jsonrpc":"2.0","id":1,"method":123,"params":[]}"#.to_owned(),
+        r#"{"jsonrpc":"1.0","id":{"nested":[1,2]},"method":"chain_getHead"}"#.to_owned(),
+        "[]".to_owned(),
+        "\u{0}\u{1}\u{2}".to_owned(),
+    ] {
+        let (status, answer) = node.rpc().post(body.as_bytes()).expect("an answer");
+        let parsed: Value = serde_json::from_str(&answer).unwrap_or(Value::Null);
+        let code = parsed["error"]["code"].as_i64().or_else(|| parsed[0]["error"]["code"].as_i64());
+        assert!(status >= 400 || code.is_some_and(documented_code), "{body:.60}: HTTP {status}, {answer:.200}");
+    }
+
+    // 3,000 connections at once, each with a call: served, or refused.
+    let addr = node.rpc().addr();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"chain_getHead","params":[]}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut streams: Vec<std::net::TcpStream> = Vec::new();
+    let mut not_connected = 0;
+    for _ in 0..3_000 {
+        match std::net::TcpStream::connect(addr) {
+            Ok(stream) => streams.push(stream),
+            Err(_) => not_connected += 1,
+        }
+    }
+    for stream in &mut streams {
+        stream.set_write_timeout(Some(WAIT)).expect("timeout");
+        let _ = stream.write_all(request.as_bytes());
+    }
+    let (mut served, mut refused) = (0, not_connected);
+    for stream in &mut streams {
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        let status: u16 = text.split_whitespace().nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+        match status {
+            200 if text.contains(r#""result""#) => served += 1,
+            200 => {
+                let code = text.split(r#""code":"#).nth(1).and_then(|rest| rest.split([',', '}']).next());
+                let code = code.and_then(|code| code.trim().parse::<i64>().ok());
+                assert!(code.is_some_and(documented_code), "{text:.300}");
+                refused += 1;
+            }
+            0 | 400..=599 => refused += 1,
+            other => panic!("HTTP {other}: {text:.300}"),
+        }
+    }
+    drop(streams);
+    assert_eq!(served + refused, 3_000);
+    assert!(served > 0, "some of the connections were served");
+    let loaded_kib = node.resident_kib();
+    assert!(
+        loaded_kib < idle_kib + 128 * 1024,
+        "resident {} MiB after, {} MiB idle",
+        loaded_kib / 1024,
+        idle_kib / 1024
+    );
+    // Still serving.
+    let height = node.height();
+    eventually("blocks after the flood", &node, || (node.height() > height).then_some(()));
+    eprintln!(
+        "3,000 connections: {served} served, {refused} refused; resident {} -> {} MiB",
+        idle_kib / 1024,
+        loaded_kib / 1024
+    );
+}

@@ -190,6 +190,11 @@ impl Chorusd {
         self.pid
     }
 
+    /// Its resident memory (`VmRSS` in `/proc/PID/status`), in KiB.
+    pub fn resident_kib(&self) -> u64 {
+        resident_kib(self.pid)
+    }
+
     /// What it printed on standard output so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().map(|lines| lines.clone()).unwrap_or_default()
@@ -278,4 +283,15 @@ impl Drop for Chorusd {
     fn drop(&mut self) {
         self.terminate();
     }
+}
+
+/// A process's resident memory (`VmRSS` in `/proc/PID/status`), in KiB; 0 once it is gone.
+pub fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
 }
