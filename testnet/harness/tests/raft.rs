@@ -7,24 +7,7 @@ mod common;
 
 use chorus_testnet::Testnet;
 use chorus_testnet::rpc::TxStatus;
-use common::validators;
-
-/// The leader every live member names, once they agree on a live one.
-fn leader(testnet: &Testnet) -> usize {
-    testnet.wait_for("one live leader named by every live member", |testnet| {
-        let mut named = Vec::new();
-        for k in testnet.live() {
-            let set = validators(testnet, k);
-            let leader = set["raft"]["leader"].as_u64().ok_or_else(|| format!("node {k} knows no leader"))?;
-            named.push(usize::try_from(leader).map_err(|error| error.to_string())?);
-        }
-        named.dedup();
-        match named.as_slice() {
-            [leader] if testnet.live().contains(leader) => Ok(*leader),
-            _ => Err(format!("members name leaders {named:?}")),
-        }
-    })
-}
+use common::{leader, validators};
 
 /// Waits until `nodes` all report `hash` final (a subset: the others are cut off or not members).
 fn final_on(testnet: &Testnet, nodes: &[usize], hash: &chorus_chain::primitives::Hash, what: &str) {

@@ -82,3 +82,20 @@ pub fn validators(testnet: &Testnet, k: usize) -> serde_json::Value {
 pub fn listed(set: &serde_json::Value, address: &str) -> bool {
     set["validators"].as_array().expect("validators").iter().any(|validator| validator["address"] == address)
 }
+
+/// The leader every live member names, once they agree on a live one.
+pub fn leader(testnet: &Testnet) -> usize {
+    testnet.wait_for("one live leader named by every live member", |testnet| {
+        let mut named = Vec::new();
+        for k in testnet.live() {
+            let set = validators(testnet, k);
+            let leader = set["raft"]["leader"].as_u64().ok_or_else(|| format!("node {k} knows no leader"))?;
+            named.push(usize::try_from(leader).map_err(|error| error.to_string())?);
+        }
+        named.dedup();
+        match named.as_slice() {
+            [leader] if testnet.live().contains(leader) => Ok(*leader),
+            _ => Err(format!("members name leaders {named:?}")),
+        }
+    })
+}
