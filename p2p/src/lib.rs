@@ -240,6 +240,11 @@ pub struct NetworkHandle {
     peer_id: PeerId,
     listen_addrs: Vec<Multiaddr>,
     gossip_limits: GossipLimits,
+    /// `chorus_p2p_direct_messages`, for the sends refused here, before the service sees them.
+    direct_metrics: prometheus_client::metrics::family::Family<
+        [(&'static str, &'static str); 2],
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 impl NetworkHandle {
@@ -287,12 +292,18 @@ impl NetworkHandle {
     /// lets a node send an engine's message before the disk write that follows it.
     pub fn send_direct(&self, peer: PeerId, data: Vec<u8>) -> Result<DirectReceipt, DirectError> {
         let limit_bytes = chorus_chain::limits::DIRECT_MESSAGE_BYTES_MAX;
+        let refused =
+            |outcome| self.direct_metrics.get_or_create(&[("direction", "outbound"), ("outcome", outcome)]).inc();
         if data.len() > limit_bytes as usize {
+            refused("too_large");
             return Err(DirectError::TooLarge { size_bytes: data.len(), limit_bytes });
         }
         let (reply, answer) = oneshot::channel();
         self.commands.try_send(Command::SendDirect { peer, data, reply }).map_err(|error| match error {
-            mpsc::error::TrySendError::Full(_) => DirectError::Busy,
+            mpsc::error::TrySendError::Full(_) => {
+                refused("busy");
+                DirectError::Busy
+            }
             mpsc::error::TrySendError::Closed(_) => DirectError::Stopped,
         })?;
         Ok(DirectReceipt(answer))

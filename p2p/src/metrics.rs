@@ -32,7 +32,8 @@ pub(crate) struct Metrics {
     pub request_seconds: Histogram,
     /// Direct messages by direction and outcome: inbound delivered, dropped, oversize,
     /// rate_limited; outbound written (to the peer's stream), lost (with a stream or connection
-    /// that failed), queue_full, not_connected.
+    /// that failed), queue_full, not_connected, and, refused before the service saw them, busy
+    /// (its command queue full) and too_large.
     pub direct: Family<Labels2, Counter>,
     /// Events the node's queue had no room for.
     pub events_dropped: Counter,

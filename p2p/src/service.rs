@@ -95,8 +95,14 @@ pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHa
     let (events_tx, events) = mpsc::channel(limits::P2P_EVENT_QUEUE_MAX as usize);
     let queued_bytes = Arc::new(AtomicU64::new(0));
     let events = Events { receiver: events, queued_bytes: Arc::clone(&queued_bytes) };
-    let handle = NetworkHandle { commands: commands_tx, peer_id: local, listen_addrs, gossip_limits: config.gossip };
     let metrics = Metrics::register(registry);
+    let handle = NetworkHandle {
+        commands: commands_tx,
+        peer_id: local,
+        listen_addrs,
+        gossip_limits: config.gossip,
+        direct_metrics: metrics.direct.clone(),
+    };
     let mut service = Service {
         swarm,
         events: events_tx,

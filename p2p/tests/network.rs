@@ -856,6 +856,12 @@ async fn direct_messages_reach_only_their_peer_from_its_authenticated_id_within_
     let limit = limits::DIRECT_MESSAGE_BYTES_MAX;
     let oversize = hub.handle.send_direct(first, vec![0; limit as usize + 1]);
     assert_eq!(oversize.map(drop), Err(DirectError::TooLarge { size_bytes: limit as usize + 1, limit_bytes: limit }));
+    let mut metrics = String::new();
+    prometheus_client::encoding::text::encode(&mut metrics, &hub.registry).expect("encode");
+    assert!(
+        metrics.contains(r#"chorus_p2p_direct_messages_total{direction="outbound",outcome="too_large"} 1"#),
+        "a refusal at the sender is counted: {metrics}"
+    );
     let stranger = NodeKey::generate().peer_id();
     assert_eq!(
         hub.handle.send_direct(stranger, b"hello".to_vec()).expect("queued").outcome().await,
