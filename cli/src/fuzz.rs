@@ -60,11 +60,7 @@ mod tests {
         assert!(matches!(refused, Err(keystore::KeystoreError::KdfTooCostly { m_cost_kib: 1024, .. })), "{refused:?}");
         for (name, file) in [("cheap", cheap), ("costly", costly)] {
             let bytes = serde_json::to_vec_pretty(&file).expect("serializes");
-            key_file(&bytes);
-            if std::env::var_os("CHORUS_FUZZ_SEED").is_some() {
-                std::fs::create_dir_all(CORPUS).expect("corpus dir");
-                std::fs::write(Path::new(CORPUS).join(format!("seed-{name}")), bytes).expect("write a seed");
-            }
+            chorus_chain::fuzz::seed(Path::new(CORPUS), name, &bytes, key_file);
         }
     }
 }

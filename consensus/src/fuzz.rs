@@ -45,7 +45,6 @@ mod tests {
     use chorus_chain::tx::{Checkpoint, Vote};
 
     use super::*;
-    use crate::raft::wire::MessageKind;
 
     const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/engine_message");
 
@@ -62,31 +61,10 @@ mod tests {
         let checkpoint =
             |height: u64| Checkpoint { height: Height::new(height), slot: height, hash: Hash([height as u8; 32]) };
         let vote = Vote::signed(&chain_id, &key(1), checkpoint(0), checkpoint(8));
-        let append = RaftMessage {
-            kind: MessageKind::Append,
-            to: 2,
-            from: 1,
-            term: 3,
-            log_term: 3,
-            index: 7,
-            entries: Vec::new(),
-            commit: 6,
-            commit_term: 3,
-            snapshot: None,
-            request_snapshot: 0,
-            reject: false,
-            reject_hint: 0,
-            context: Vec::new(),
-            priority: 0,
-        };
+        let append = crate::raft::wire::tests::message(Vec::new());
         let seeds = [("vote", EngineMessage::Vote(vote)), ("raft_append", EngineMessage::Raft(Box::new(append)))];
         for (name, message) in seeds {
-            let bytes = codec::encode(&message);
-            engine_message(&bytes);
-            if std::env::var_os("CHORUS_FUZZ_SEED").is_some() {
-                std::fs::create_dir_all(CORPUS).expect("corpus dir");
-                std::fs::write(Path::new(CORPUS).join(format!("seed-{name}")), &bytes).expect("write a seed");
-            }
+            chorus_chain::fuzz::seed(Path::new(CORPUS), name, &codec::encode(&message), engine_message);
         }
     }
 }

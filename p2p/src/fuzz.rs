@@ -111,11 +111,7 @@ mod tests {
             ("direct_frames", direct_frames, "three_and_one_over", direct),
         ];
         for (target, check, name, bytes) in seeds {
-            check(&bytes);
-            if std::env::var_os("CHORUS_FUZZ_SEED").is_some() {
-                std::fs::create_dir_all(corpus(target)).expect("corpus dir");
-                std::fs::write(corpus(target).join(format!("seed-{name}")), &bytes).expect("write a seed");
-            }
+            chorus_chain::fuzz::seed(&corpus(target), name, &bytes, check);
         }
     }
 

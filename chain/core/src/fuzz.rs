@@ -187,6 +187,17 @@ fn take<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
     Some(*head)
 }
 
+/// Checks an honest seed input with `check`, and with `CHORUS_FUZZ_SEED` set writes it into the
+/// corpus directory `dir` as `seed-NAME`, for a fuzzer to start from.
+pub fn seed(dir: &Path, name: &str, bytes: &[u8], check: impl Fn(&[u8])) {
+    check(bytes);
+    if std::env::var_os("CHORUS_FUZZ_SEED").is_some() {
+        std::fs::create_dir_all(dir).unwrap_or_else(|error| panic!("corpus {}: {error}", dir.display()));
+        let path = dir.join(format!("seed-{name}"));
+        std::fs::write(&path, bytes).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    }
+}
+
 /// Runs `check` on every file of a fuzz target's corpus directory and returns how many there
 /// were; a directory that is missing or empty fails the replay (a corpus is committed for every
 /// target).

@@ -354,7 +354,7 @@ impl RaftMessage {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chorus_chain::genesis::{PeerIdText, RaftMember};
     use chorus_chain::testing;
 
@@ -369,7 +369,8 @@ mod tests {
         }
     }
 
-    fn message(entries: Vec<LogEntry>) -> RaftMessage {
+    /// An append from member 1 to member 2 carrying `entries` (the fuzz seeds use it too).
+    pub(crate) fn message(entries: Vec<LogEntry>) -> RaftMessage {
         RaftMessage {
             kind: MessageKind::Append,
             to: 2,

@@ -78,11 +78,7 @@ mod tests {
             ("tx_transfer", hex::encode(chorus_chain::codec::encode(&transfer))),
         ];
         for (name, text) in seeds {
-            rpc_params(text.as_bytes());
-            if std::env::var_os("CHORUS_FUZZ_SEED").is_some() {
-                std::fs::create_dir_all(CORPUS).expect("corpus dir");
-                std::fs::write(Path::new(CORPUS).join(format!("seed-{name}")), text).expect("write a seed");
-            }
+            chorus_chain::fuzz::seed(Path::new(CORPUS), name, text.as_bytes(), rpc_params);
         }
         assert_eq!(Address::parse(&address.to_uppercase()), Ok(key(1).address()), "bech32m takes either case");
     }
