@@ -103,7 +103,9 @@ impl ErrorCode {
             ErrorCode::ParseError => "the body is not JSON",
             ErrorCode::InvalidRequest => "not a JSON-RPC request",
             ErrorCode::MethodNotFound => "no such method",
-            ErrorCode::InvalidParams => "wrong parameters (count or type)",
+            ErrorCode::InvalidParams => {
+                "wrong parameters (count or type; parameters are positional, and a method refuses more than `rpc.discover` lists for it)"
+            }
             ErrorCode::TxUndecodable => "the transaction is not hex or does not decode to a canonical transaction",
             ErrorCode::TxInvalid => "the transaction fails a stateless check (signature, chain id, fields)",
             ErrorCode::TxNonceUsed => "the nonce is already used (`nonce 7 already used, next is 9`)",
@@ -136,7 +138,7 @@ impl ErrorCode {
                  `data.leader`, `change_pending`, `not_caught_up`, `below_quorum`, `removed_id_reused`, \
                  `unknown_peer`, ...)"
             }
-            ErrorCode::NodeUnavailable => "the node is shutting down or its store failed",
+            ErrorCode::NodeUnavailable => "the node is shutting down, or halted (`node_status` says why)",
         }
     }
 }
