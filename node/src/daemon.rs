@@ -321,6 +321,20 @@ pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// Why `dir`'s filesystem has too little room for the node (`limits::DISK_FREE_BYTES_MIN`);
+/// `None` when it has enough.
+pub fn disk_low(dir: &Path) -> std::io::Result<Option<String>> {
+    let free = free_bytes(dir)?;
+    Ok((free < limits::DISK_FREE_BYTES_MIN).then(|| {
+        format!(
+            "the disk is almost full: {} MiB free on {}'s filesystem, at least {} MiB needed",
+            free / (1024 * 1024),
+            dir.display(),
+            limits::DISK_FREE_BYTES_MIN / (1024 * 1024)
+        )
+    }))
+}
+
 /// The transactions a mempool file holds; None if there is no file.
 fn read_mempool_file(path: &Path) -> anyhow::Result<Option<Vec<SignedTransaction>>> {
     let size_bytes = match std::fs::metadata(path) {
@@ -431,17 +445,9 @@ impl Core {
 
     fn check_disk(&mut self) {
         let Some(dir) = &self.data_dir else { return };
-        match free_bytes(dir) {
-            Ok(free) if free < limits::DISK_FREE_BYTES_MIN => {
-                let reason = format!(
-                    "the disk is almost full: {} MiB free on {}'s filesystem, at least {} MiB needed",
-                    free / (1024 * 1024),
-                    dir.display(),
-                    limits::DISK_FREE_BYTES_MIN / (1024 * 1024)
-                );
-                self.halt(reason);
-            }
-            Ok(_) => {}
+        match disk_low(dir) {
+            Ok(Some(reason)) => self.halt(reason),
+            Ok(None) => {}
             Err(error) => tracing::warn!(dir = %dir.display(), %error, "free disk space could not be read"),
         }
     }
@@ -494,15 +500,15 @@ impl Core {
         })
     }
 
-    /// Runs until `stop` fires or an input source closes. Returns the driver's error if the
-    /// node cannot continue (a damaged store).
+    /// Runs until `stop` fires or an input source closes. A driver error (a store write that
+    /// failed) does not end it: the node halts ([`Core::halt`]) and goes on answering reads.
     pub async fn run(
         mut self,
         mut events: p2p::Events,
         mut inputs: mpsc::Receiver<Input>,
         mut mined: mpsc::Receiver<Arc<Block>>,
         mut stop: oneshot::Receiver<()>,
-    ) -> Result<(), DriverError> {
+    ) {
         let started = self.node.start(now());
         self.halt_on(started);
         if self.halted.is_none() {
@@ -557,7 +563,6 @@ impl Core {
                 Err(error) => tracing::warn!(file = %path.display(), %error, "pending transactions not kept"),
             }
         }
-        Ok(())
     }
 
     fn fire_timers(&mut self) -> Result<(), DriverError> {

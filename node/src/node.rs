@@ -22,7 +22,7 @@ use crate::miner::ThreadMiner;
 use crate::rpc::access::{Access, AdminToken};
 use crate::{commands, dev, rpc};
 use chorus_chain::limits;
-use chorus_node_core::{Driver, DriverError};
+use chorus_node_core::Driver;
 
 /// Prints a start-up line on stdout. A closed stdout (a supervisor that stopped reading) is
 /// not a reason to stop the node, so write errors are ignored instead of panicking.
@@ -114,15 +114,10 @@ fn node_key(settings: &NodeSettings, data_dir: &Path) -> anyhow::Result<commands
 }
 
 async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> anyhow::Result<()> {
-    let free = crate::daemon::free_bytes(data_dir)
+    let low = crate::daemon::disk_low(data_dir)
         .with_context(|| format!("cannot read the free space of {}", data_dir.display()))?;
-    if free < limits::DISK_FREE_BYTES_MIN {
-        anyhow::bail!(
-            "the disk is almost full: {} MiB free on {}'s filesystem, chorusd needs at least {} MiB; free some space and start it again",
-            free / (1024 * 1024),
-            data_dir.display(),
-            limits::DISK_FREE_BYTES_MIN / (1024 * 1024)
-        );
+    if let Some(reason) = low {
+        anyhow::bail!("{reason}; free some space and start chorusd again");
     }
     let seed = node_key(&settings, data_dir)?;
     let (peer_id, key_address) = commands::describe_key(&seed);
@@ -215,12 +210,12 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
         () = shutdown_signal() => None,
     };
     let result = match result {
-        Some(result) => result.context("the node task failed")?.map_err(anyhow::Error::from),
+        Some(result) => result.context("the node task failed"),
         None => {
             announce!("chorusd: shutting down");
             let _ = stop_tx.send(());
             match tokio::time::timeout(SHUTDOWN_TIMEOUT, core).await {
-                Ok(result) => result.context("the node task failed")?.map_err(anyhow::Error::from),
+                Ok(result) => result.context("the node task failed"),
                 Err(_) => Err(anyhow::anyhow!(
                     "shutdown took longer than {SHUTDOWN_TIMEOUT:?}; stopping anyway (the store is safe)"
                 )),
@@ -243,14 +238,15 @@ fn run_core(
     inputs: mpsc::Receiver<Input>,
     mined: mpsc::Receiver<Arc<Block>>,
     stop: oneshot::Receiver<()>,
-) -> anyhow::Result<oneshot::Receiver<Result<(), DriverError>>> {
+) -> anyhow::Result<oneshot::Receiver<()>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the core's runtime")?;
     let (done, result) = oneshot::channel();
     std::thread::Builder::new().name("core".to_owned()).spawn(move || {
-        let _ = done.send(runtime.block_on(core.run(events, inputs, mined, stop)));
+        runtime.block_on(core.run(events, inputs, mined, stop));
+        let _ = done.send(());
     })?;
     Ok(result)
 }

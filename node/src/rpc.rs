@@ -466,8 +466,9 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
     serve_admin::<wire::RaftRemove, _, _>(&mut module, |params, context| async move {
         change_membership(&context, MembershipRequest::Remove { id: params.one()? }).await
     })?;
-    module.register_method(Method::RpcDiscover.name(), |params, _, _| {
-        params_fit(Method::RpcDiscover.name(), &params).map(|()| openrpc())
+    let discover = method_def(Method::RpcDiscover.name());
+    module.register_method(Method::RpcDiscover.name(), move |params, _, _| {
+        params_fit(discover, &params).map(|()| openrpc())
     })?;
     // rpc.discover must describe exactly what is served.
     let served: Vec<&str> = module.method_names().collect();
@@ -494,8 +495,9 @@ where
     Answer: Future<Output = Result<R::Response, ErrorObjectOwned>> + Send,
 {
     assert!(!R::METHOD.is_admin(), "invariant: admin methods are registered with serve_admin");
+    let def = method_def(R::METHOD.name());
     module.register_async_method(R::METHOD.name(), move |params, context, _| {
-        let fits = params_fit(R::METHOD.name(), &params);
+        let fits = params_fit(def, &params);
         let answer = handler(params, context);
         async move {
             fits?;
@@ -505,11 +507,17 @@ where
     Ok(())
 }
 
+/// `name`'s entry in [`METHODS`], found once when the method is registered.
+fn method_def(name: &str) -> Option<&'static MethodDef> {
+    METHODS.iter().find(|def| def.name == name)
+}
+
 /// Refuses parameters the method's table entry does not take, as Bitcoin Core does: named
 /// parameters, or fewer than it requires or more than it has. Without this a method without
 /// parameters answered whatever it was sent, and extra ones were dropped unread.
-fn params_fit(method: &str, params: &Params<'_>) -> Result<(), ErrorObjectOwned> {
-    let Some(def) = METHODS.iter().find(|def| def.name == method) else { return Ok(()) };
+fn params_fit(def: Option<&'static MethodDef>, params: &Params<'_>) -> Result<(), ErrorObjectOwned> {
+    let Some(def) = def else { return Ok(()) };
+    let method = def.name;
     let required = def.params.iter().filter(|(_, _, required)| *required).count();
     let n_params = match params.as_str().map(str::trim) {
         None | Some("null") => 0,
@@ -541,9 +549,10 @@ where
     Answer: Future<Output = Result<R::Response, ErrorObjectOwned>> + Send,
 {
     assert!(R::METHOD.is_admin(), "invariant: only admin methods are registered as admin methods");
+    let def = method_def(R::METHOD.name());
     module.register_async_method(R::METHOD.name(), move |params, context, extensions| {
         let allowed = admin_allowed(&context, extensions.get::<Caller>());
-        let fits = params_fit(R::METHOD.name(), &params);
+        let fits = params_fit(def, &params);
         let answer = handler(params, context);
         async move {
             allowed?;
