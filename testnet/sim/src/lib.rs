@@ -15,7 +15,8 @@
 //! is more than two sync ranges long, and must catch up by range sync), and (PoS) byzantine
 //! validators under a third of the stake that double-propose, double-vote and withhold votes.
 //! Clients send transfers, stakes (one account once above the PoS minimum: a validator without a
-//! node), unstakes and delegate votes. After `steps` events the faults stop and the nodes run for
+//! node), unstakes and delegate votes. After `steps` events the faults stop (PoS clocks are stepped
+//! to within a fraction of a slot of each other) and the nodes run for
 //! [`QUIET_MINING_MS`] more. Under PoW only node 0 then mines, until it finds a block with more
 //! work than any found before (tips of equal work stay split until a block extends one of them, so
 //! a block that ties one still in flight does not end mining), and all nodes must agree on one
@@ -73,10 +74,14 @@ const LATENCY_MS_MAX: u64 = 50;
 const LOSS_PERMILLE: u32 = 100;
 const DUPLICATE_PERMILLE: u32 = 30;
 const SKEW_MS_MAX: u64 = 2_000;
-/// DPoS producers take fixed turns, so their clocks must agree within a fraction of a slot (a
-/// producer further off is as good as absent: its block comes in another producer's turn, or
-/// after the next one built without it); the skew fault stays within that.
-const DPOS_SKEW_MS_MAX: u64 = POS_SLOT_MS * 2 / 5;
+/// How far apart the clocks of slot engines' nodes may be for the chain to stay live: a
+/// proposer further off is as good as absent (its block comes in another proposer's slot, or
+/// after the next one built without it), and PoS finality needs blocks in consecutive slots.
+/// DPoS producers take fixed turns, so the skew fault stays within this throughout; PoS keeps
+/// the full [`SKEW_MS_MAX`] while the faults are on (safety holds at any skew) and its clocks
+/// are stepped within this when they stop (liveness is only asked of synchronized clocks, as
+/// every slot-based chain asks of its operators).
+const SLOT_SKEW_MS_MAX: u64 = POS_SLOT_MS * 2 / 5;
 /// With the `late` fault, the last node starts once a chain is this high: more than two sync
 /// ranges, so it catches up by range sync (ranges from several peers, in order).
 const LATE_JOIN_HEIGHT: u64 = 2 * limits::SYNC_BLOCKS_PER_RESPONSE_MAX as u64 + 8;
@@ -473,7 +478,7 @@ impl Sim {
         };
         let mut nodes = Vec::with_capacity(config.nodes);
         let skew_max = match genesis.engine_at(Height::GENESIS) {
-            EngineConfig::Dpos(_) => DPOS_SKEW_MS_MAX,
+            EngineConfig::Dpos(_) => SLOT_SKEW_MS_MAX,
             _ => SKEW_MS_MAX,
         };
         for index in 0..config.nodes {
@@ -874,6 +879,10 @@ impl Sim {
         self.late = None;
         self.groups.iter_mut().for_each(|group| *group = 0);
         self.partition_final = None;
+        if matches!(self.genesis.engine_at(Height::GENESIS), EngineConfig::Pos(_)) {
+            let bound = SLOT_SKEW_MS_MAX as i64;
+            self.nodes.iter_mut().for_each(|node| node.skew_ms = node.skew_ms.clamp(-bound, bound));
+        }
         for index in 0..self.nodes.len() {
             if self.nodes[index].node.is_none() {
                 self.boot(index);
