@@ -12,12 +12,13 @@
 //! spread over nodes arrive out of order where gossip lags, and a node holds only
 //! `MEMPOOL_NONCE_AHEAD_MAX` beyond the next.
 //!
-//! A watcher follows the first node's chain (`chain_getHead`, then each new block by height)
-//! and its final block (`chain_getFinalized`) every [`WATCH_INTERVAL`]: a transfer is included
-//! when a block holding it is first seen, final when that block's height is. Latencies run from
+//! A watcher follows the first node's chain (`chain_getHead`, then back by parent hash to the
+//! last block it saw there) and its final block (`chain_getFinalized`) every
+//! [`WATCH_INTERVAL`]: a transfer is included when a block holding it is seen on that chain,
+//! final when that block's height is. A reorg takes back the inclusions of the blocks it
+//! replaced; the transfers count again where the winning chain holds them. Latencies run from
 //! the submit call to the watcher's sighting, so they carry up to one interval of delay. Under
-//! an engine without finality nothing is final. Under PoW a transfer whose block a reorg later
-//! replaced still counts at the first block seen holding it.
+//! an engine without finality nothing is final.
 //!
 //! Once the sending time is over the watcher goes on until every accepted transfer is included
 //! (and final, under an engine with finality) or `--settle` seconds pass; then the report. The
@@ -82,8 +83,52 @@ impl Node {
 struct Sent {
     submitted: Instant,
     accepted: bool,
-    included: Option<(Height, Instant)>,
+    /// The block holding it on the followed chain, and when the watcher saw it there.
+    included: Option<(Height, Hash, Instant)>,
     finalized: Option<Instant>,
+}
+
+/// The followed node's chain as the watcher last saw it: block hashes by height, from the
+/// height it started at (or its final block) up.
+struct Followed {
+    chain: BTreeMap<Height, Hash>,
+}
+
+impl Followed {
+    fn new(height: Height, hash: Hash) -> Followed {
+        Followed { chain: BTreeMap::from([(height, hash)]) }
+    }
+
+    /// Whether `hash` at `height` is on the chain as seen, or below it (nothing to walk back to).
+    fn joins(&self, height: Height, hash: &Hash) -> bool {
+        match self.chain.first_key_value() {
+            Some((lowest, _)) if height < *lowest => true,
+            _ => self.chain.get(&height) == Some(hash),
+        }
+    }
+
+    /// Takes `blocks` (oldest first, the first one's parent on the chain as seen, each the
+    /// parent of the next) as the chain's new top; returns whether some block seen before was
+    /// replaced.
+    fn extend(&mut self, blocks: &[(Height, Hash)]) -> bool {
+        let Some((first, _)) = blocks.first() else { return false };
+        let replaced = self.chain.split_off(first);
+        self.chain.extend(blocks.iter().copied());
+        replaced.iter().any(|(height, hash)| self.chain.get(height) != Some(hash))
+    }
+
+    /// Forgets heights below `height` (final: no reorg goes under it).
+    fn forget_below(&mut self, height: Height) {
+        self.chain = self.chain.split_off(&height.min(self.top()));
+    }
+
+    fn top(&self) -> Height {
+        self.chain.last_key_value().map_or(Height::GENESIS, |(height, _)| *height)
+    }
+
+    fn holds(&self, height: Height, hash: &Hash) -> bool {
+        self.chain.get(&height) == Some(hash)
+    }
 }
 
 /// What the senders and the watcher share.
@@ -377,34 +422,47 @@ async fn watch(
     progress: &Progress,
     duration: u32,
 ) -> Result<(), Failure> {
-    let mut seen = node.call(&GetHead).await?.height;
+    let head = node.call(&GetHead).await?;
+    let mut followed = Followed::new(head.height, head.hash);
     loop {
         tokio::time::sleep(WATCH_INTERVAL).await;
-        let head = node.call(&GetHead).await?.height;
+        let head = node.call(&GetHead).await?;
+        // Back from the head by parent hash to the chain as seen: what is new, and where a
+        // reorg forked off it.
         let mut blocks = Vec::new();
-        for height in seen.get() + 1..=head.get() {
-            let id = chorus_rpc_types::BlockId::Height(Height::new(height));
-            if let Some(block) = node.call(&GetBlock { id }).await? {
-                blocks.push(block);
-            }
+        let (mut height, mut hash) = (head.height, head.hash);
+        while !followed.joins(height, &hash) {
+            let id = chorus_rpc_types::BlockId::Hash(hash);
+            let Some(block) = node.call(&GetBlock { id }).await? else { break };
+            (height, hash) = (Height::new(block.height.get().saturating_sub(1)), block.parent);
+            blocks.push(block);
         }
-        seen = seen.max(head);
+        blocks.reverse();
+        let replaced = followed.extend(&blocks.iter().map(|block| (block.height, block.hash)).collect::<Vec<_>>());
         let finalized = node.call(&GetFinalized).await?;
         let now = Instant::now();
         let mut ledger = ledger.lock().expect("no task panics holding the ledger");
+        if replaced {
+            for sent in ledger.sent.values_mut() {
+                if sent.included.is_some_and(|(height, hash, _)| !followed.holds(height, &hash)) {
+                    sent.included = None;
+                }
+            }
+        }
         for block in &blocks {
             for tx in &block.transactions {
                 if let Some(sent) = ledger.sent.get_mut(&tx.hash)
                     && sent.included.is_none()
                 {
-                    sent.included = Some((block.height, now));
+                    sent.included = Some((block.height, block.hash, now));
                 }
             }
         }
         if let Some(finalized) = finalized {
             ledger.has_finality = true;
+            followed.forget_below(finalized.height);
             for sent in ledger.sent.values_mut() {
-                if sent.finalized.is_none() && sent.included.is_some_and(|(height, _)| height <= finalized.height) {
+                if sent.finalized.is_none() && sent.included.is_some_and(|(height, ..)| height <= finalized.height) {
                     sent.finalized = Some(now);
                 }
             }
@@ -439,14 +497,14 @@ fn report(ledger: &Ledger, args: &LoadArgs, nodes: usize, start: Instant) -> Loa
     let accepted: Vec<&Sent> = ledger.sent.values().filter(|sent| sent.accepted).collect();
     let millis = |from: Instant, to: Instant| to.saturating_duration_since(from).as_millis() as u64;
     let inclusion: Vec<u64> =
-        accepted.iter().filter_map(|sent| Some(millis(sent.submitted, sent.included?.1))).collect();
+        accepted.iter().filter_map(|sent| Some(millis(sent.submitted, sent.included?.2))).collect();
     let finality: Vec<u64> = accepted.iter().filter_map(|sent| Some(millis(sent.submitted, sent.finalized?))).collect();
     // Rates to a tenth of a transfer per second.
     let tenths = |rate: f64| (rate * 10.0).round() / 10.0;
     let per_sec = |count: usize, last: Option<Instant>| {
         tenths(last.map_or(0.0, |last| count as f64 / last.saturating_duration_since(start).as_secs_f64().max(1e-3)))
     };
-    let last_included = accepted.iter().filter_map(|sent| Some(sent.included?.1)).max();
+    let last_included = accepted.iter().filter_map(|sent| Some(sent.included?.2)).max();
     let last_final = accepted.iter().filter_map(|sent| sent.finalized).max();
     let refused = ledger.refused.values().sum();
     LoadReport {
@@ -560,6 +618,29 @@ mod tests {
         let hundred: Vec<u64> = (1..=100).rev().collect();
         assert_eq!(Percentiles::of(hundred), Some(Percentiles { p50: 50, p90: 90, p99: 99, max: 100 }));
         assert_eq!(Percentiles::of(vec![1, 2, 3]), Some(Percentiles { p50: 2, p90: 3, p99: 3, max: 3 }));
+    }
+
+    #[test]
+    fn the_followed_chain_takes_back_what_a_reorg_replaced_and_forgets_below_final() {
+        let hash = |byte: u8| Hash([byte; 32]);
+        let at = Height::new;
+        let mut followed = Followed::new(at(10), hash(10));
+        assert!(followed.joins(at(10), &hash(10)) && followed.joins(at(9), &hash(99)), "at or below the start");
+        assert!(!followed.joins(at(11), &hash(11)));
+        assert!(!followed.extend(&[(at(11), hash(11)), (at(12), hash(12))]), "growth replaces nothing");
+        assert!(!followed.extend(&[]));
+        // A branch from 11 replaces 12 and goes higher.
+        assert!(followed.extend(&[(at(12), hash(22)), (at(13), hash(23))]));
+        assert!(followed.holds(at(12), &hash(22)) && !followed.holds(at(12), &hash(12)));
+        assert!(followed.holds(at(11), &hash(11)), "below the fork stays");
+        // A branch from 11 that is shorter than the chain it replaces.
+        assert!(followed.extend(&[(at(12), hash(32))]));
+        assert!(!followed.holds(at(13), &hash(23)), "a replaced height above the new top is gone");
+        assert_eq!(followed.top(), at(12));
+        followed.forget_below(at(12));
+        assert!(followed.joins(at(11), &hash(0)), "below final: nothing to walk back to");
+        followed.forget_below(at(50));
+        assert_eq!(followed.top(), at(12), "a final height above the top seen keeps the top");
     }
 
     #[test]
