@@ -23,12 +23,13 @@ use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, Memb
 use chorus_node_core::mempool::{self, MempoolError};
 use chorus_node_core::sync::Progress;
 use chorus_node_core::{Driver, DriverError, Effect, Express, Node, RequestFailed, Timer};
-use chorus_p2p::{self as p2p, NetworkHandle, SyncRequest, SyncResponse};
+use chorus_p2p::{self as p2p, NetworkHandle, SyncRequest, SyncResponse, Verdict};
 use chorus_store::StoreError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::now;
 use crate::miner::ThreadMiner;
+use crate::tx_check::TxChecker;
 
 /// Inputs from outside the network service's event stream.
 #[derive(Debug)]
@@ -37,6 +38,8 @@ pub enum Input {
     Answer { peer: p2p::PeerId, request: SyncRequest, answer: Result<SyncResponse, RequestFailed> },
     /// A call from the RPC server.
     Call(Call),
+    /// Gossiped transactions checked off the core task ([`crate::tx_check`]).
+    CheckedTxs(crate::tx_check::Checked),
 }
 
 /// What the RPC server asks the node. Each carries where to answer.
@@ -138,6 +141,7 @@ pub struct NodeMetrics {
     /// The engine's Raft counts the metrics above last took in.
     raft_seen: chorus_consensus::raft::RaftCounters,
     halted: prometheus_client::metrics::gauge::Gauge,
+    gossip_txs_unchecked: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for NodeMetrics {
@@ -169,6 +173,7 @@ impl Default for NodeMetrics {
             ),
             raft_seen: Default::default(),
             halted: Default::default(),
+            gossip_txs_unchecked: Default::default(),
         }
     }
 }
@@ -188,6 +193,11 @@ impl NodeMetrics {
             metrics.finalized_height.clone(),
         );
         registry.register("mempool_transactions", "Transactions in the mempool", metrics.mempool_transactions.clone());
+        registry.register(
+            "gossip_txs_unchecked",
+            "Gossiped transactions dropped unchecked: the queue for their signature checks was full",
+            metrics.gossip_txs_unchecked.clone(),
+        );
         registry.register(
             "mempool_bytes",
             "Encoded bytes of the mempool's transactions",
@@ -286,6 +296,8 @@ pub struct Core {
     timers: BTreeMap<Timer, Timestamp>,
     miner: Option<ThreadMiner>,
     inputs: mpsc::Sender<Input>,
+    /// Checks gossiped transactions off this task.
+    tx_checker: TxChecker,
     heads: broadcast::Sender<HeadInfo>,
     finals: broadcast::Sender<(Height, Hash)>,
     last_final: Option<(Height, Hash)>,
@@ -390,6 +402,11 @@ impl Core {
         metrics
             .finalized_height
             .set(i64::try_from(last_final.map_or(0, |(height, _)| height.get())).unwrap_or(i64::MAX));
+        let tx_checker = TxChecker::start(
+            driver.store().genesis().chain_id.clone(),
+            inputs.clone(),
+            metrics.gossip_txs_unchecked.clone(),
+        );
         let mut node = Node::new(driver);
         let lane = net.clone();
         node.set_express(Express::new(move |peer, data| send_direct(&lane, peer, data)));
@@ -399,6 +416,7 @@ impl Core {
             timers: BTreeMap::new(),
             miner,
             inputs,
+            tx_checker,
             heads,
             finals,
             last_final,
@@ -533,7 +551,7 @@ impl Core {
                 },
                 input = inputs.recv() => match input {
                     Some(input) if running => {
-                        let handled = self.on_input(input);
+                        let handled = self.on_input(input).await;
                         self.halt_on(handled);
                     }
                     Some(input) => self.on_input_halted(input),
@@ -579,7 +597,7 @@ impl Core {
     /// membership change gets no answer (the RPC reports the node unavailable).
     fn on_input_halted(&mut self, input: Input) {
         match input {
-            Input::Answer { .. } | Input::Call(Call::Submit(..) | Call::Membership(..)) => {}
+            Input::Answer { .. } | Input::CheckedTxs(_) | Input::Call(Call::Submit(..) | Call::Membership(..)) => {}
             Input::Call(call) => {
                 if let Err(error) = self.on_call(call) {
                     tracing::warn!(%error, "a read failed on a halted node");
@@ -588,7 +606,7 @@ impl Core {
         }
     }
 
-    fn on_input(&mut self, input: Input) -> Result<(), DriverError> {
+    async fn on_input(&mut self, input: Input) -> Result<(), DriverError> {
         match input {
             Input::Answer { peer, request, answer } => {
                 let started = tokio::time::Instant::now();
@@ -597,6 +615,7 @@ impl Core {
                 self.observe_imports(imported, started);
             }
             Input::Call(call) => self.on_call(call)?,
+            Input::CheckedTxs(checked) => self.on_checked_txs(checked).await?,
         }
         Ok(())
     }
@@ -712,8 +731,23 @@ impl Core {
         Ok(AccountInfo { account, next_nonce, height: head, state_root: store.head().state_root, proof })
     }
 
+    /// Gossiped transactions checked off this task: admitted, each message validated for
+    /// gossip as its transaction fared.
+    async fn on_checked_txs(&mut self, checked: crate::tx_check::Checked) -> Result<(), DriverError> {
+        for (id, from, checked) in checked {
+            let verdict = self.node.on_checked_tx(now(), &core_peer(&from), checked)?;
+            let _ = self.net.validate(id, from, verdict).await;
+        }
+        Ok(())
+    }
+
     async fn on_net_event(&mut self, event: p2p::Event) -> Result<(), DriverError> {
         match event {
+            p2p::Event::Gossip { topic: p2p::Topic::Transactions, id, from, data } => {
+                if !self.tx_checker.check((id.clone(), from, data)) {
+                    let _ = self.net.validate(id, from, Verdict::Ignore).await;
+                }
+            }
             p2p::Event::Gossip { topic, id, from, data } => {
                 let started = tokio::time::Instant::now();
                 let imported = self.node.imported();

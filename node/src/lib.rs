@@ -7,6 +7,7 @@
 //! - [`node`]: start-up and shutdown; [`rpc`]: JSON-RPC, and who may call it; [`config`]: the
 //!   command line and its layering; [`commands`]: key and genesis tooling; [`dev`]: the dev
 //!   chain; [`metrics`]: the metrics endpoint's formats;
+//! - [`tx_check`]: gossiped transactions' signatures, checked in batches off the core task;
 //! - [`clock`]: the node's one wall clock.
 
 pub mod clock;
@@ -18,3 +19,4 @@ pub mod metrics;
 pub mod miner;
 pub mod node;
 pub mod rpc;
+pub mod tx_check;

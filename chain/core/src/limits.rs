@@ -553,6 +553,15 @@ pub const RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 16;
 /// RPC calls and sync answers queued for the node's task; callers wait for room.
 pub const NODE_INPUT_QUEUE_MAX: u32 = 1_024;
 
+/// Gossiped transactions waiting for their signature checks off the node's task; one that finds
+/// the queue full is dropped unchecked (gossip ignores it). About a third of a second of the
+/// 2-core batch rate, and at most 32 MiB of `TX_BYTES_MAX` transactions.
+pub const GOSSIP_TXS_CHECKING_MAX: u32 = 2_048;
+
+/// Gossiped transactions checked in one batch: large enough for the batch rate (about twice one
+/// by one) and for both cores, small enough that a batch takes about 4 ms.
+pub const GOSSIP_TXS_CHECKED_PER_BATCH: u32 = 512;
+
 /// Head and finality notices kept for slow subscribers; one further behind skips ahead.
 pub const RPC_NOTICES_QUEUED_MAX: u32 = 256;
 
@@ -620,6 +629,8 @@ pub const PASSWORD_FILE_BYTES_MAX: u64 = 4 * 1024;
 pub const NODE_KEY_FILE_BYTES_MAX: u64 = 1024;
 
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
+const _: () = assert!(GOSSIP_TXS_CHECKED_PER_BATCH <= GOSSIP_TXS_CHECKING_MAX);
+const _: () = assert!(GOSSIP_TXS_CHECKED_PER_BATCH >= PARALLEL_SIGNATURES_MIN, "a full batch is checked on every core");
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);
 const _: () = assert!(VOTE_DELEGATES_MAX <= VALIDATORS_MAX);

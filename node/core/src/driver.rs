@@ -54,6 +54,9 @@ pub enum NetMessage {
     Header(Box<Header>),
     Engine(EngineMessage),
     Tx(Box<SignedTransaction>),
+    /// A peer's transaction whose signatures were checked off the node's task
+    /// ([`crate::check_gossip_txs`]).
+    VerifiedTx(Box<VerifiedTx>),
     /// "Send me the blocks after the first of these hashes you have on your chain."
     GetBlocks {
         locator: Vec<Hash>,
@@ -66,6 +69,12 @@ pub enum NetMessage {
         head: Hash,
         height: Height,
     },
+}
+
+/// A peer's transaction as it reaches the driver.
+enum PeerTx {
+    Unchecked(SignedTransaction),
+    Verified(VerifiedTx),
 }
 
 /// Timers the node runs: the engine's and the driver's own.
@@ -434,7 +443,8 @@ impl Driver {
                 self.run(now, Event::Header { from: from.clone(), header: *header }, io).map(|_| Verdict::Ignore)
             }
             NetMessage::Engine(message) => self.run(now, Event::Message { from: from.clone(), message }, io),
-            NetMessage::Tx(tx) => self.on_tx(now, from, *tx, io),
+            NetMessage::Tx(tx) => self.on_tx(now, from, PeerTx::Unchecked(*tx), io),
+            NetMessage::VerifiedTx(tx) => self.on_tx(now, from, PeerTx::Verified(*tx), io),
             NetMessage::GetBlocks { locator } => {
                 self.serve_blocks(from, &locator, io)?;
                 Ok(Verdict::Ignore)
@@ -454,18 +464,17 @@ impl Driver {
         }
     }
 
-    /// A peer's transaction. Forwarded (by the verdict) only if ready; transactions that its
-    /// nonce released are relayed. Ones that cannot be admitted are ignored, up to the peer's
-    /// allowance; beyond it each costs the peer.
-    fn on_tx(
-        &mut self,
-        now: Timestamp,
-        from: &PeerId,
-        tx: SignedTransaction,
-        io: &mut dyn Io,
-    ) -> Result<Verdict, DriverError> {
-        let hash = tx.hash();
-        match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
+    /// A peer's transaction, unchecked or with its signatures checked already. Forwarded
+    /// (by the verdict) only if ready; transactions that its nonce released are relayed. Ones
+    /// that cannot be admitted are ignored, up to the peer's allowance; beyond it each costs the
+    /// peer.
+    fn on_tx(&mut self, now: Timestamp, from: &PeerId, tx: PeerTx, io: &mut dyn Io) -> Result<Verdict, DriverError> {
+        let (view, genesis) = (self.store.view(), self.store.genesis());
+        let (hash, inserted) = match tx {
+            PeerTx::Unchecked(tx) => (tx.hash(), self.mempool.insert(tx, &view, genesis)),
+            PeerTx::Verified(tx) => (tx.tx().hash(), self.mempool.insert_verified(tx, &view, genesis)),
+        };
+        match inserted {
             Ok(admitted) => {
                 let ready = admitted.is_ready();
                 self.admitted(now, admitted, Some(&hash), io)?;

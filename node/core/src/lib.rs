@@ -34,4 +34,4 @@ pub mod sync;
 
 pub use driver::{Driver, DriverError, Express, Io, NetMessage, Outbox, Penalty, Submitted, Timer, Verdict};
 pub use mempool::{Mempool, MempoolError};
-pub use node::{Effect, Node, RequestFailed};
+pub use node::{CheckedTx, Effect, Node, RequestFailed, check_gossip_txs};

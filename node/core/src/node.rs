@@ -28,8 +28,8 @@ use std::sync::Arc;
 
 use chorus_chain::block::Block;
 use chorus_chain::codec::{self, Canonical};
-use chorus_chain::primitives::{Height, Timestamp};
-use chorus_chain::tx::{SignedTransaction, VerifiedTx};
+use chorus_chain::primitives::{ChainId, Height, Timestamp};
+use chorus_chain::tx::{self, SignedTransaction, TxError, VerifiedTx};
 use chorus_chain::wire::{Misbehaviour, SyncRequest, SyncResponse, Topic, Verdict};
 use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, MembershipRequest};
 use chorus_consensus::{EngineMessage, PeerId};
@@ -232,6 +232,27 @@ impl Node {
             self.finish_input(now);
             return Ok(Verdict::Reject(Misbehaviour::Undecodable));
         };
+        self.judge_gossip(now, from, message)
+    }
+
+    /// A gossiped transaction [`check_gossip_txs`] checked, off the task that owns the node:
+    /// the verdict [`Node::on_gossip`] gives the same bytes, without checking its signatures
+    /// again.
+    pub fn on_checked_tx(&mut self, now: Timestamp, from: &PeerId, checked: CheckedTx) -> Result<Verdict, DriverError> {
+        let misbehaviour = match checked {
+            CheckedTx::Verified(tx) => return self.judge_gossip(now, from, NetMessage::VerifiedTx(Box::new(tx))),
+            CheckedTx::Undecodable => Misbehaviour::Undecodable,
+            CheckedTx::Invalid(error) => {
+                tracing::debug!(peer = %from, %error, "gossiped transaction invalid");
+                Misbehaviour::Invalid
+            }
+        };
+        self.finish_input(now);
+        Ok(Verdict::Reject(misbehaviour))
+    }
+
+    /// The driver's verdict on a decoded gossip message, as gossip takes it.
+    fn judge_gossip(&mut self, now: Timestamp, from: &PeerId, message: NetMessage) -> Result<Verdict, DriverError> {
         // A block's height counts as the sender's head only once the block is stored (valid):
         // a claim alone never steers range sync.
         let block = match &message {
@@ -394,6 +415,7 @@ impl Node {
             let (topic, data) = match message {
                 NetMessage::Block(block) => (Topic::Blocks, codec::encode(block.as_ref())),
                 NetMessage::Tx(tx) => (Topic::Transactions, codec::encode(tx.as_ref())),
+                NetMessage::VerifiedTx(tx) => (Topic::Transactions, codec::encode(tx.tx())),
                 NetMessage::Engine(message) => (Topic::Consensus, codec::encode(&message)),
                 NetMessage::Status { .. } => {
                     for peer in &self.connected {
@@ -444,4 +466,31 @@ impl Node {
 
 fn decode<T: Canonical>(bytes: &[u8]) -> Option<T> {
     codec::decode(bytes).ok()
+}
+
+/// What [`check_gossip_txs`] made of one gossiped transaction's bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckedTx {
+    Verified(VerifiedTx),
+    Undecodable,
+    /// Decoded, but breaks a rule of its own (its chain, its signatures).
+    Invalid(TxError),
+}
+
+/// The checks of gossiped transactions that need no chain, for many at once and in order:
+/// decoding, then each one's own rules with all their signatures in one batch over all cores
+/// ([`tx::verify_many`]). `chorusd` runs them off the task that owns the node and hands each
+/// result to [`Node::on_checked_tx`].
+pub fn check_gossip_txs(frames: &[&[u8]], chain_id: &ChainId) -> Vec<CheckedTx> {
+    let decoded: Vec<Option<SignedTransaction>> = frames.iter().map(|bytes| decode(bytes)).collect();
+    let decodes: Vec<bool> = decoded.iter().map(Option::is_some).collect();
+    let mut verified = tx::verify_many(decoded.into_iter().flatten().collect(), chain_id).into_iter();
+    decodes
+        .into_iter()
+        .map(|decodes| match decodes.then(|| verified.next()).flatten() {
+            None => CheckedTx::Undecodable,
+            Some(Ok(tx)) => CheckedTx::Verified(tx),
+            Some(Err(error)) => CheckedTx::Invalid(error),
+        })
+        .collect()
 }
