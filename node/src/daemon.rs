@@ -194,8 +194,8 @@ impl NodeMetrics {
         );
         registry.register("mempool_transactions", "Transactions in the mempool", metrics.mempool_transactions.clone());
         registry.register(
-            "gossip_txs_unchecked",
-            "Gossiped transactions dropped unchecked: the queue for their signature checks was full",
+            "gossip_tx_messages_unchecked",
+            "Gossip messages of transactions dropped unchecked: the queue for their signature checks was full",
             metrics.gossip_txs_unchecked.clone(),
         );
         registry.register(
@@ -731,11 +731,11 @@ impl Core {
         Ok(AccountInfo { account, next_nonce, height: head, state_root: store.head().state_root, proof })
     }
 
-    /// Gossiped transactions checked off this task: admitted, each message validated for
-    /// gossip as its transaction fared.
+    /// Gossip messages of transactions checked off this task: admitted, each message validated
+    /// for gossip as its transactions fared.
     async fn on_checked_txs(&mut self, checked: crate::tx_check::Checked) -> Result<(), DriverError> {
         for (id, from, checked) in checked {
-            let verdict = self.node.on_checked_tx(now(), &core_peer(&from), checked)?;
+            let verdict = self.node.on_checked_txs(now(), &core_peer(&from), checked)?;
             let _ = self.net.validate(id, from, verdict).await;
         }
         Ok(())

@@ -66,7 +66,7 @@ impl Default for GossipLimits {
     fn default() -> Self {
         GossipLimits {
             block_bytes_max: limits::BLOCK_BYTES_MAX,
-            tx_bytes_max: limits::TX_BYTES_MAX,
+            tx_bytes_max: limits::GOSSIP_TX_BATCH_BYTES_MAX,
             consensus_bytes_max: limits::ENGINE_MESSAGE_BYTES_MAX,
         }
     }

@@ -8,9 +8,7 @@
 //! The node then:
 //!
 //! - answers every [`Event::Gossip`] with [`NetworkHandle::validate`]: only accepted messages
-//!   are forwarded to other peers, rejected ones cost the sender reputation, deferred ones (a
-//!   transaction after a nonce gap) are forwarded if the node publishes the same bytes soon
-//!   after;
+//!   are forwarded to other peers, rejected ones cost the sender reputation;
 //! - answers every [`Event::Request`] with [`NetworkHandle::respond`] (a peer's requests beyond
 //!   its rate are refused here, before the node sees them, and cost it reputation);
 //! - takes every [`Event::Direct`] (a message one peer sent this node alone, for engines that

@@ -44,9 +44,9 @@ const BOOTNODE_REDIAL_INTERVAL: Duration = Duration::from_secs(5);
 const BOOTNODE_REDIAL_INTERVAL_MAX: Duration = Duration::from_secs(60);
 /// How long `start` waits for the listeners to report their addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Gossipsub's memory, set explicitly because deferred verdicts depend on it: a message is
-/// kept whole (and can still be accepted and forwarded) for `GOSSIP_HISTORY_BEATS` heartbeats,
-/// and its id is remembered (a publish of the same bytes refused) for `GOSSIP_DUPLICATE_TIME`.
+/// Gossipsub's memory, set explicitly: a message is kept whole (for peers that ask for it) for
+/// `GOSSIP_HISTORY_BEATS` heartbeats, and its id is remembered (a publish of the same bytes
+/// refused) for `GOSSIP_DUPLICATE_TIME`.
 const GOSSIP_HEARTBEAT: Duration = Duration::from_secs(1);
 const GOSSIP_HISTORY_BEATS: u32 = 5;
 const GOSSIP_DUPLICATE_TIME: Duration = Duration::from_secs(60);
@@ -113,7 +113,6 @@ pub async fn start(config: Config, registry: &mut Registry) -> Result<(NetworkHa
         connected: BTreeMap::new(),
         outbound: HashMap::new(),
         held_txs: VecDeque::new(),
-        deferred: HashMap::new(),
         inbound: HashMap::new(),
         request_buckets: RequestBuckets::new(config.request_rate),
         direct_buckets: RequestBuckets::new(config.direct_rate),
@@ -296,10 +295,6 @@ struct Service {
     /// Our requests awaiting answers. Bounded: at most SYNC_REQUESTS_IN_FLIGHT_PER_PEER_MAX per
     /// connected peer.
     outbound: HashMap<OutboundRequestId, PendingRequest>,
-    /// Gossip the node deferred (a transaction after a nonce gap), with who sent it and when:
-    /// released (forwarded as accepted) when the node publishes the same bytes
-    /// (`P2P_DEFERRED_GOSSIP_MAX`; forgotten with gossipsub's memory of the id).
-    deferred: HashMap<gossipsub::MessageId, (PeerId, Instant)>,
     /// Transactions published while no peer subscribed to their topic, with when, oldest
     /// first: published again when one subscribes (`P2P_HELD_TXS_MAX`, `P2P_HELD_TX_SECS_MAX`).
     held_txs: VecDeque<(Instant, Vec<u8>)>,
@@ -344,16 +339,6 @@ impl Service {
             }
             Command::Validate { id, from, verdict } => {
                 let acceptance = match verdict {
-                    Verdict::Defer => {
-                        if self.deferred.len() >= limits::P2P_DEFERRED_GOSSIP_MAX as usize {
-                            let oldest = self.deferred.iter().min_by_key(|(_, (_, at))| *at).map(|(id, _)| id.clone());
-                            if let Some(id) = oldest {
-                                self.deferred.remove(&id);
-                            }
-                        }
-                        self.deferred.insert(id, (from, now));
-                        return;
-                    }
                     Verdict::Accept => MessageAcceptance::Accept,
                     Verdict::Ignore => MessageAcceptance::Ignore,
                     Verdict::Reject(misbehaviour) => {
@@ -414,9 +399,6 @@ impl Service {
     }
 
     fn publish(&mut self, topic: Topic, data: Vec<u8>, now: Instant) -> Result<(), PublishError> {
-        if let Some(released) = self.release_deferred(topic, &data, now) {
-            return released;
-        }
         let name = IdentTopic::new(topic.name(&self.config.chain_id));
         // A copy, kept if the transaction goes nowhere (gossipsub takes the original).
         let held = (topic == Topic::Transactions).then(|| data.clone());
@@ -450,36 +432,6 @@ impl Service {
         };
         self.metrics.published.get_or_create(&[("topic", topic.as_str()), ("outcome", outcome)]).inc();
         result
-    }
-
-    /// The node publishes bytes it deferred when a peer sent them: gossipsub forwards the
-    /// peer's message as accepted while it still holds it whole; later, while it remembers the
-    /// id, a publish would be refused as a duplicate, so nothing is sent. `None`: not deferred
-    /// (or long forgotten), publish as usual.
-    fn release_deferred(&mut self, topic: Topic, data: &[u8], now: Instant) -> Option<Result<(), PublishError>> {
-        // Only transactions are deferred: a block (up to 2 MiB) is not hashed here for nothing.
-        if topic != Topic::Transactions || self.deferred.is_empty() {
-            return None;
-        }
-        let id = message_id(data);
-        let (from, since) = self.deferred.remove(&id)?;
-        let held_whole = GOSSIP_HEARTBEAT.saturating_mul(GOSSIP_HISTORY_BEATS);
-        let age = now.saturating_duration_since(since);
-        let outcome = if age >= GOSSIP_DUPLICATE_TIME {
-            return None;
-        } else if age < held_whole
-            && self.swarm.behaviour_mut().gossipsub.report_message_validation_result(
-                &id,
-                &from,
-                MessageAcceptance::Accept,
-            )
-        {
-            "released"
-        } else {
-            "expired"
-        };
-        self.metrics.published.get_or_create(&[("topic", topic.as_str()), ("outcome", outcome)]).inc();
-        Some(if outcome == "released" { Ok(()) } else { Err(PublishError::Duplicate) })
     }
 
     /// A peer subscribed to the transactions topic: the held transactions go out, but those
@@ -649,7 +601,6 @@ impl Service {
     }
 
     fn on_tick(&mut self, now: Instant) {
-        self.deferred.retain(|_, (_, since)| now.saturating_duration_since(*since) < GOSSIP_DUPLICATE_TIME);
         let ended = self.reputation.expire(now);
         if !ended.is_empty() {
             tracing::info!(peers = ?ended, "bans ended");

@@ -119,40 +119,6 @@ async fn a_transaction_published_alone_goes_out_when_a_peer_subscribes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deferred_gossip_is_forwarded_once_the_node_publishes_it() {
-    // A line: first - middle - last, nothing else (no discovery).
-    let line_config = |bootnode: Option<Multiaddr>| {
-        let mut config = config();
-        config.discovery = false;
-        config.bootnodes = bootnode.into_iter().collect();
-        config
-    };
-    let mut middle = start_silent(line_config(None)).await;
-    let first = start_silent(line_config(Some(address(&middle)))).await;
-    let mut last = start_silent(line_config(Some(address(&middle)))).await;
-    eventually("the line connected", || async { (connected(&middle.handle).await.len() == 2).then_some(()) }).await;
-
-    // The middle defers a transaction (its nonce gap): not forwarded, and what comes after it
-    // on the same link arrives first.
-    let gapped = [DEFER, b"nonce 7"].concat();
-    publish(&first.handle, Topic::Transactions, &gapped).await;
-    until_gossip(&mut middle, &gapped).await;
-    publish(&first.handle, Topic::Transactions, b"nonce 9").await;
-    let before = until_gossip(&mut last, b"nonce 9").await;
-    assert!(!before.iter().any(|seen| matches!(seen, Seen::Gossip { data, .. } if *data == gapped)), "{before:?}");
-
-    // The gap fills at the middle, which publishes the transaction: the first's message goes on
-    // as accepted.
-    middle.handle.publish(Topic::Transactions, gapped.clone()).await.expect("released");
-    until_gossip(&mut last, &gapped).await;
-    let mut metrics = String::new();
-    prometheus_client::encoding::text::encode(&mut metrics, &middle.registry).expect("encode");
-    let released = "chorus_p2p_published_messages_total{topic=\"txs\",outcome=\"released\"} 1";
-    assert!(metrics.contains(released), "{released} missing from:\n{metrics}");
-    assert!(!metrics.contains("outcome=\"duplicate\""), "{metrics}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_and_oversize_gossip_ban_the_sender_and_are_not_forwarded() {
     let mut honest = config();
     honest.discovery = false;
@@ -165,7 +131,7 @@ async fn invalid_and_oversize_gossip_ban_the_sender_and_are_not_forwarded() {
     let mut bad_config = config();
     bad_config.discovery = false;
     bad_config.bootnodes = vec![address(&hub)];
-    bad_config.gossip = GossipLimits { tx_bytes_max: 4 * limits::TX_BYTES_MAX, ..GossipLimits::default() };
+    bad_config.gossip = GossipLimits { tx_bytes_max: 4 * limits::GOSSIP_TX_BATCH_BYTES_MAX, ..GossipLimits::default() };
     let mut bad = start(bad_config, chain(1)).await;
     let bad_id = bad.handle.local_peer_id();
     eventually("hub connected to both", || async { (connected(&hub.handle).await.len() == 2).then_some(()) }).await;
@@ -181,8 +147,8 @@ async fn invalid_and_oversize_gossip_ban_the_sender_and_are_not_forwarded() {
     .await;
     assert_eq!(score, -Misbehaviour::Invalid.penalty());
 
-    // Second strike: a transaction over the topic limit, refused by the service itself.
-    let oversize = vec![7u8; limits::TX_BYTES_MAX as usize + 1];
+    // Second strike: a message of transactions over the topic limit, refused by the service itself.
+    let oversize = vec![7u8; limits::GOSSIP_TX_BATCH_BYTES_MAX as usize + 1];
     publish(&bad.handle, Topic::Transactions, &oversize).await;
     let banned = until_seen(&mut hub, "the ban", |seen| matches!(seen, Seen::Banned(peer, _) if *peer == bad_id)).await;
     assert_eq!(banned, Seen::Banned(bad_id, BanReason::Score(Misbehaviour::Oversize)));

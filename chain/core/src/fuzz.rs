@@ -23,8 +23,8 @@ use crate::genesis::Genesis;
 use crate::header::Header;
 use crate::primitives::{ChainId, Hash, Height};
 use crate::state::memory::MemoryState;
-use crate::tx::SignedTransaction;
-use crate::wire::{SyncRequest, SyncResponse};
+use crate::tx::{self, SignedTransaction};
+use crate::wire::{SyncRequest, SyncResponse, TxBatch};
 
 /// The chain id the targets check signatures under (the test genesis's).
 const CHAIN_ID: &str = "chorus-test";
@@ -43,12 +43,36 @@ fn chain_id() -> ChainId {
     ChainId::new(CHAIN_ID).expect("invariant: a valid chain id literal")
 }
 
-/// A signed transaction (gossip topic `transactions`, `tx_submit`, `mempool.bin` entries).
+/// A signed transaction (`tx_submit`, `mempool.bin` entries, and inside blocks and gossip).
 pub fn signed_transaction(data: &[u8]) {
     if let Some(tx) = canonical::<SignedTransaction>(data) {
         // Stateless checks, signature included, refuse or pass; they never panic.
         let _ = tx.check_stateless(&chain_id());
         let _ = tx.hash();
+    }
+}
+
+/// A message on the gossip topic `transactions`: packing its transactions again gives the
+/// same bytes, and checking them in one batch agrees with checking them one by one.
+pub fn tx_batch(data: &[u8]) {
+    let Some(batch) = canonical::<TxBatch>(data) else { return };
+    let strict = TxBatch::decode(data);
+    if strict.is_some() != (!batch.txs.is_empty() && batch.txs.len() <= crate::limits::GOSSIP_TX_BATCH_TXS_MAX as usize)
+    {
+        panic!("strict decoding of {} transactions: {strict:?}", batch.txs.len());
+    }
+    let Some(batch) = strict else { return };
+    let packed = TxBatch::pack(batch.txs.clone());
+    if packed != [data] {
+        panic!("{} transactions packed into {} other messages", batch.txs.len(), packed.len());
+    }
+    let chain_id = chain_id();
+    let together = tx::verify_many(batch.txs.clone(), &chain_id, &block::none_verified);
+    for (index, (tx, together)) in batch.txs.into_iter().zip(together).enumerate() {
+        let alone = tx.verified(&chain_id);
+        if together != alone {
+            panic!("transaction {index}: checked in a batch {together:?}, alone {alone:?}");
+        }
     }
 }
 

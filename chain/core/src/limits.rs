@@ -155,7 +155,8 @@ pub const MEMPOOL_TXS_PER_SENDER_MAX: u32 = 64;
 pub const MEMPOOL_NONCE_GAP_MAX: u64 = 64;
 
 /// A transaction replaces a pending one with the same sender and nonce only if its fee is at
-/// least this many permille higher: a replacement must pay for the bandwidth it costs.
+/// least this many permille higher, and at least one unit: a replacement must pay for the
+/// bandwidth it costs.
 pub const MEMPOOL_REPLACE_FEE_BUMP_PERMILLE: u16 = 100;
 
 /// Transactions after a nonce gap (they cannot go in a block until the gap fills) that the
@@ -336,9 +337,33 @@ pub const STORE_WRITE_BUFFER_BYTES_MAX: u32 = 64 * 1024 * 1024;
 
 // --- p2p (the `chorus-p2p` service) ---
 
+/// Most transactions in one message on the transactions topic. A node relays what it admits in
+/// batches ([`TX_RELAY_DELAY_MS`]): each gossip message costs every peer a frame, its
+/// encryption, a message id and a duplicate check, which one by one cost more than the
+/// transaction's signature check.
+pub const GOSSIP_TX_BATCH_TXS_MAX: u32 = 1_024;
+
+/// Largest message on the transactions topic: a few hundred transfers, or 16 transactions of
+/// `TX_BYTES_MAX`.
+pub const GOSSIP_TX_BATCH_BYTES_MAX: u32 = 256 * 1024;
+
+/// How long a transaction to relay waits for others to share its gossip message: short beside
+/// a slot, long enough that under load each message carries hundreds.
+pub const TX_RELAY_DELAY_MS: u64 = 20;
+
+/// How long a node remembers a transaction it relayed, and relays it no more: a transaction
+/// that leaves the mempool and comes back (a reorg, a replacement war, a block that refused
+/// it) would otherwise go round the network again each time. As long as gossip remembers a
+/// message's id.
+pub const TX_RELAYED_REMEMBERED_MS: u64 = 60_000;
+
+/// Most transactions a node remembers relaying: a minute at about 1,000 per second, 2 MiB of
+/// hashes and times; the oldest are forgotten first.
+pub const TX_RELAYED_REMEMBERED_MAX: u32 = 65_536;
+
 /// Largest gossipsub frame (one RPC) a node reads: one block plus room for the envelope
 /// (topic, id, control messages). Frames above it are dropped by the transport; messages
-/// above their topic's own limit (`BLOCK_BYTES_MAX`, `TX_BYTES_MAX`,
+/// above their topic's own limit (`BLOCK_BYTES_MAX`, `GOSSIP_TX_BATCH_BYTES_MAX`,
 /// `ENGINE_MESSAGE_BYTES_MAX`) are rejected and cost the sender reputation.
 pub const GOSSIP_FRAME_BYTES_MAX: u32 = BLOCK_BYTES_MAX + 64 * 1024;
 
@@ -386,11 +411,6 @@ pub const P2P_EVENT_QUEUE_BYTES_MAX: u64 = 32 * BLOCK_BYTES_MAX as u64;
 /// `P2P_HELD_TX_SECS_MAX` is dropped: by then its sender has likely sent it elsewhere.
 pub const P2P_HELD_TXS_MAX: u32 = 256;
 pub const P2P_HELD_TX_SECS_MAX: u64 = 600;
-
-/// Gossip messages the node deferred (transactions after a nonce gap, `MEMPOOL_GAPPED_TXS_MAX`
-/// at most in its mempool) that the service remembers, to forward them once the node
-/// publishes them (the gap filled). The oldest is forgotten first.
-pub const P2P_DEFERRED_GOSSIP_MAX: u32 = MEMPOOL_GAPPED_TXS_MAX;
 
 /// Peers whose reputation the service remembers (connected or recently penalized).
 pub const REPUTATION_PEERS_MAX: u32 = 4_096;
@@ -553,14 +573,18 @@ pub const RPC_SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 16;
 /// RPC calls and sync answers queued for the node's task; callers wait for room.
 pub const NODE_INPUT_QUEUE_MAX: u32 = 1_024;
 
-/// Gossiped transactions waiting for their signature checks off the node's task; one that finds
-/// the queue full is dropped unchecked (gossip ignores it). About a third of a second of the
-/// 2-core batch rate, and at most 32 MiB of `TX_BYTES_MAX` transactions.
-pub const GOSSIP_TXS_CHECKING_MAX: u32 = 2_048;
+/// Gossip messages of transactions waiting for their signature checks off the node's task; one
+/// that finds the queue full is dropped unchecked (gossip ignores it). At most 32 MiB of
+/// `GOSSIP_TX_BATCH_BYTES_MAX` messages.
+pub const GOSSIP_TX_BATCHES_CHECKING_MAX: u32 = 128;
 
-/// Gossiped transactions checked in one batch: large enough for the batch rate (about twice one
-/// by one) and for both cores, small enough that a batch takes about 4 ms.
-pub const GOSSIP_TXS_CHECKED_PER_BATCH: u32 = 512;
+/// Transactions whose signatures the gossip checks remember having checked: each arrives from
+/// every peer that relays it, and is checked once. About a minute at 1,000 per second, 2 MiB.
+pub const GOSSIP_TXS_VERIFIED_REMEMBERED_MAX: u32 = 65_536;
+
+/// Gossip messages of transactions checked together: the batch rate (about twice one by one)
+/// over both cores even when each message carries a few transactions.
+pub const GOSSIP_TX_BATCHES_CHECKED_AT_ONCE: u32 = 16;
 
 /// Head and finality notices kept for slow subscribers; one further behind skips ahead.
 pub const RPC_NOTICES_QUEUED_MAX: u32 = 256;
@@ -629,8 +653,9 @@ pub const PASSWORD_FILE_BYTES_MAX: u64 = 4 * 1024;
 pub const NODE_KEY_FILE_BYTES_MAX: u64 = 1024;
 
 const _: () = assert!(TX_BYTES_MAX < BLOCK_BYTES_MAX);
-const _: () = assert!(GOSSIP_TXS_CHECKED_PER_BATCH <= GOSSIP_TXS_CHECKING_MAX);
-const _: () = assert!(GOSSIP_TXS_CHECKED_PER_BATCH >= PARALLEL_SIGNATURES_MIN, "a full batch is checked on every core");
+const _: () = assert!(GOSSIP_TX_BATCHES_CHECKED_AT_ONCE <= GOSSIP_TX_BATCHES_CHECKING_MAX);
+const _: () = assert!(GOSSIP_TX_BATCH_BYTES_MAX >= TX_BYTES_MAX + 64, "one transaction of any size fits a message");
+const _: () = assert!(GOSSIP_TX_BATCH_BYTES_MAX < GOSSIP_FRAME_BYTES_MAX);
 const _: () = assert!(HEADER_BYTES_MAX < TX_BYTES_MAX / 4, "evidence carries two headers");
 const _: () = assert!(DECODE_BYTES_MAX >= BLOCK_BYTES_MAX && DECODE_BYTES_MAX >= STORE_RECORD_BYTES_MAX);
 const _: () = assert!(VOTE_DELEGATES_MAX <= VALIDATORS_MAX);

@@ -330,14 +330,22 @@ impl SignedTransaction {
 
 /// [`SignedTransaction::verified`] for many transactions at once, in order: each one's
 /// stateless rules, then every signature in one batch over all cores (about twice the rate of
-/// checking them one by one). When the batch fails, the transactions that passed the stateless
-/// rules are checked one by one, so each invalid one gets its own error and the rest pass.
-pub fn verify_many(txs: Vec<SignedTransaction>, chain_id: &ChainId) -> Vec<Result<VerifiedTx, TxError>> {
+/// checking them one by one), but those of the transactions `verified` names (checked before:
+/// the same hash is the same signed bytes). When the batch fails, the transactions that passed
+/// the stateless rules are checked one by one, so each invalid one gets its own error and the
+/// rest pass.
+pub fn verify_many(
+    txs: Vec<SignedTransaction>,
+    chain_id: &ChainId,
+    verified: crate::block::Verified<'_>,
+) -> Vec<Result<VerifiedTx, TxError>> {
     let stateless: Vec<Result<SignedTransaction, TxError>> =
         txs.into_iter().map(|tx| tx.check_stateless(chain_id).map(|()| tx)).collect();
     let mut checks = Vec::with_capacity(stateless.len());
     for tx in stateless.iter().flatten() {
-        tx.signature_checks(&mut checks);
+        if !verified(&tx.hash()) {
+            tx.signature_checks(&mut checks);
+        }
     }
     let items: Vec<crypto::SignedItem<'_>> = checks.iter().map(SignatureCheck::item).collect();
     let all_valid = crypto::verify_batch_parallel(&items).is_ok();
@@ -390,13 +398,14 @@ mod tests {
         let chain_id = ChainId::new("test").unwrap();
         // Enough for the parallel batch.
         let valid: Vec<SignedTransaction> = (0..80).map(|nonce| transfer(&chain_id, 1, nonce)).collect();
-        let checked = verify_many(valid.clone(), &chain_id);
+        let none = &crate::block::none_verified;
+        let checked = verify_many(valid.clone(), &chain_id, none);
         assert!(checked.iter().zip(&valid).all(|(result, tx)| result.as_ref().is_ok_and(|ok| ok.tx() == tx)));
 
         let mut mixed = valid.clone();
         mixed[7].signature = transfer(&chain_id, 2, 7).signature;
         mixed[50].tx.chain_id = ChainId::new("other").unwrap();
-        let checked = verify_many(mixed, &chain_id);
+        let checked = verify_many(mixed.clone(), &chain_id, none);
         for (index, result) in checked.iter().enumerate() {
             match index {
                 7 => assert!(matches!(result, Err(TxError::Signature(_))), "{result:?}"),
@@ -404,6 +413,11 @@ mod tests {
                 _ => assert!(result.is_ok(), "transaction {index}: {result:?}"),
             }
         }
-        assert!(verify_many(Vec::new(), &chain_id).is_empty());
+        assert!(verify_many(Vec::new(), &chain_id, none).is_empty());
+        // Signatures checked before are not checked again; the transaction's own rules are.
+        let known: BTreeSet<Hash> = mixed.iter().map(SignedTransaction::hash).collect();
+        let checked = verify_many(mixed, &chain_id, &|hash| known.contains(hash));
+        assert!(checked[7].is_ok(), "named as checked before");
+        assert!(matches!(checked[50], Err(TxError::WrongChain { .. })));
     }
 }

@@ -14,6 +14,7 @@ use crate::codec::{self, Canonical, Decode, Encode};
 use crate::header::Header;
 use crate::limits;
 use crate::primitives::{Hash, Height};
+use crate::tx::SignedTransaction;
 
 /// A gossip topic. Each chain has its own three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -57,10 +58,6 @@ pub enum Verdict {
     Ignore,
     /// Invalid: not forwarded, and the peer that sent it is reported for this.
     Reject(Misbehaviour),
-    /// Not judged yet (a transaction waiting for an earlier nonce): not forwarded now. If the
-    /// node publishes the same bytes soon after (the gap filled), the message is forwarded
-    /// then, as accepted; otherwise it is dropped without blame.
-    Defer,
 }
 
 /// What a peer did wrong. The node reports the kinds it finds (invalid blocks and
@@ -128,6 +125,56 @@ impl Misbehaviour {
 impl fmt::Display for Misbehaviour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// A message on the transactions topic: transactions a node admitted, in the order it did
+/// (so each sender's nonces ascend), one to `GOSSIP_TX_BATCH_TXS_MAX` of them.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub struct TxBatch {
+    pub txs: Vec<SignedTransaction>,
+}
+
+impl Canonical for TxBatch {
+    const BYTES_MAX: u32 = limits::GOSSIP_TX_BATCH_BYTES_MAX;
+}
+
+impl TxBatch {
+    /// Decodes a message strictly: canonical, within the byte limit, and one to
+    /// `GOSSIP_TX_BATCH_TXS_MAX` transactions.
+    pub fn decode(bytes: &[u8]) -> Option<TxBatch> {
+        let batch: TxBatch = codec::decode(bytes).ok()?;
+        let count = batch.txs.len();
+        (count > 0 && count <= limits::GOSSIP_TX_BATCH_TXS_MAX as usize).then_some(batch)
+    }
+
+    /// Splits `txs` into messages in order, each as full as the limits allow; a transaction
+    /// over `TX_BYTES_MAX` (which no mempool admits) still goes alone.
+    pub fn pack(txs: Vec<SignedTransaction>) -> Vec<Vec<u8>> {
+        // A list encodes as its length (8 bytes) then its items.
+        const ROOM: usize = limits::GOSSIP_TX_BATCH_BYTES_MAX as usize - 8;
+        let mut messages = Vec::new();
+        let mut items: Vec<u8> = Vec::new();
+        let mut count: u64 = 0;
+        let mut finish = |items: &mut Vec<u8>, count: &mut u64| {
+            if *count > 0 {
+                let mut message = Vec::with_capacity(items.len().saturating_add(8));
+                codec::encode_into(count, &mut message);
+                message.append(items);
+                messages.push(message);
+                *count = 0;
+            }
+        };
+        for tx in &txs {
+            let bytes = codec::encode(tx);
+            if count >= u64::from(limits::GOSSIP_TX_BATCH_TXS_MAX) || items.len().saturating_add(bytes.len()) > ROOM {
+                finish(&mut items, &mut count);
+            }
+            items.extend_from_slice(&bytes);
+            count = count.saturating_add(1);
+        }
+        finish(&mut items, &mut count);
+        messages
     }
 }
 
@@ -277,6 +324,53 @@ mod tests {
         let mut header = crate::state::genesis_block(&testing::genesis(1, 1), Hash::ZERO).header;
         header.height = Height::new(height);
         header
+    }
+
+    fn transfers(count: u64, memo_bytes: usize) -> Vec<SignedTransaction> {
+        use crate::tx::{Transaction, TxKind};
+        let chain_id = crate::primitives::ChainId::new("test").unwrap();
+        let key = testing::key(1);
+        (0..count)
+            .map(|nonce| {
+                // A transfer's size is fixed; a large transaction is a vote naming one delegate
+                // many times (refused by its own rules, but well formed).
+                let kind = if memo_bytes == 0 {
+                    TxKind::Transfer { to: testing::key(2).address(), amount: crate::primitives::Amount::new(1) }
+                } else {
+                    TxKind::Vote { delegates: vec![testing::key(3).address(); memo_bytes / 32] }
+                };
+                Transaction {
+                    chain_id: chain_id.clone(),
+                    sender: key.address(),
+                    nonce,
+                    fee: crate::primitives::Amount::new(1),
+                    kind,
+                }
+                .sign(&key)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn transactions_are_packed_into_messages_within_the_limits_and_in_order() {
+        for (count, memo_bytes) in [(1, 0), (1_024, 0), (1_025, 0), (3_000, 0), (200, 4_000)] {
+            let txs = transfers(count, memo_bytes);
+            let messages = TxBatch::pack(txs.clone());
+            let mut unpacked = Vec::new();
+            for message in &messages {
+                assert!(message.len() <= limits::GOSSIP_TX_BATCH_BYTES_MAX as usize, "{} bytes", message.len());
+                let batch = TxBatch::decode(message).expect("a packed message decodes");
+                assert_eq!(codec::encode(&batch), *message, "packing gives the canonical encoding");
+                unpacked.extend(batch.txs);
+            }
+            assert_eq!(unpacked, txs, "{count} transactions of {memo_bytes} extra bytes");
+            let fewest = (count as usize).div_ceil(limits::GOSSIP_TX_BATCH_TXS_MAX as usize);
+            assert!(messages.len() >= fewest && (memo_bytes > 0 || messages.len() == fewest), "{}", messages.len());
+        }
+        assert!(TxBatch::pack(Vec::new()).is_empty());
+        assert_eq!(TxBatch::decode(&codec::encode(&TxBatch { txs: Vec::new() })), None, "an empty message");
+        let too_many = TxBatch { txs: transfers(u64::from(limits::GOSSIP_TX_BATCH_TXS_MAX) + 1, 0) };
+        assert_eq!(TxBatch::decode(&codec::encode(&too_many)), None);
     }
 
     #[test]

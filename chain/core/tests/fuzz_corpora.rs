@@ -8,19 +8,21 @@
 
 use std::path::PathBuf;
 
+use chorus_chain::SignedTransaction;
 use chorus_chain::codec;
 use chorus_chain::fuzz;
 use chorus_chain::primitives::{Hash, Height};
 use chorus_chain::testing;
-use chorus_chain::wire::{Refusal, SyncRequest, SyncResponse};
+use chorus_chain::wire::{Refusal, SyncRequest, SyncResponse, TxBatch};
 use chorus_chain::{Block, Header};
 
 type Check = fn(&[u8]);
 /// Named inputs.
 type Inputs = Vec<(String, Vec<u8>)>;
 
-const TARGETS: [(&str, Check); 7] = [
+const TARGETS: [(&str, Check); 8] = [
     ("signed_transaction", fuzz::signed_transaction),
+    ("tx_batch", fuzz::tx_batch),
     ("block", fuzz::block),
     ("header", fuzz::header),
     ("sync_request", fuzz::sync_request),
@@ -104,8 +106,18 @@ fn seeds() -> Vec<(&'static str, Inputs)> {
         ("pos", testing::pos_genesis(4, 1_000_000, &[5_000, 5_000, 5_000], 8)),
         ("dpos", testing::dpos_genesis(5, 1_000_000, 4, 3)),
     ];
+    let txs: Vec<SignedTransaction> =
+        golden("tx_").iter().map(|(_, bytes)| codec::decode(bytes).expect("a golden vector decodes")).collect();
+    let batches = [("one", txs[..1].to_vec()), ("every_kind", txs.clone())];
     vec![
         ("signed_transaction", golden("tx_")),
+        (
+            "tx_batch",
+            batches
+                .iter()
+                .map(|(name, txs)| (name.to_string(), codec::encode(&TxBatch { txs: txs.clone() })))
+                .collect(),
+        ),
         ("header", golden("header_")),
         ("block", golden("block")),
         ("sync_request", requests.iter().map(|(name, value)| (name.to_string(), codec::encode(value))).collect()),
@@ -131,7 +143,7 @@ fn fuzz_seeds_pass_their_targets_and_decode_as_honest_inputs() {
     // signatures included, under the chain id it runs them with (the evidence vectors carry
     // made-up headers).
     for (name, bytes) in golden("tx_").into_iter().filter(|(name, _)| !name.starts_with("tx_evidence")) {
-        let tx: chorus_chain::SignedTransaction = codec::decode(&bytes).expect("a golden vector decodes");
+        let tx: SignedTransaction = codec::decode(&bytes).expect("a golden vector decodes");
         assert_eq!(tx.check_stateless(&testing::genesis(1, 1).chain_id), Ok(()), "{name}");
     }
 }

@@ -83,6 +83,9 @@ pub enum Timer {
     Engine(TimerId),
     /// Announce the head to peers.
     Status,
+    /// Relay the transactions waiting to share a gossip message (the node's own timer:
+    /// `Node` handles it, the driver never sees it).
+    TxRelay,
 }
 
 /// Why a peer is penalized: the kind of misbehaviour the network's reputation counts, and
@@ -349,6 +352,7 @@ impl Driver {
                 );
                 Ok(())
             }
+            Timer::TxRelay => Ok(()),
         }
     }
 
@@ -394,7 +398,7 @@ impl Driver {
         io: &mut dyn Io,
     ) -> Result<Submitted, DriverError> {
         match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
-            Ok(admitted) => self.admitted(now, admitted, None, io).map(Ok),
+            Ok(admitted) => self.admitted(now, admitted, io).map(Ok),
             Err(error) => Ok(Err(error)),
         }
     }
@@ -408,21 +412,15 @@ impl Driver {
         io: &mut dyn Io,
     ) -> Result<Submitted, DriverError> {
         match self.mempool.insert_verified(tx, &self.store.view(), self.store.genesis()) {
-            Ok(admitted) => self.admitted(now, admitted, None, io).map(Ok),
+            Ok(admitted) => self.admitted(now, admitted, io).map(Ok),
             Err(error) => Ok(Err(error)),
         }
     }
 
-    /// Relays what an admission made ready, except `forwarded`, and tells the engine.
-    fn admitted(
-        &mut self,
-        now: Timestamp,
-        admitted: Admitted,
-        forwarded: Option<&Hash>,
-        io: &mut dyn Io,
-    ) -> Result<Hash, DriverError> {
+    /// Relays what an admission made ready and tells the engine.
+    fn admitted(&mut self, now: Timestamp, admitted: Admitted, io: &mut dyn Io) -> Result<Hash, DriverError> {
         let ready = !admitted.ready.is_empty();
-        let hash = relay_ready(admitted, forwarded, io);
+        let hash = relay_ready(admitted, io);
         if ready {
             self.run(now, Event::TxsPending, io)?;
         }
@@ -464,9 +462,9 @@ impl Driver {
         }
     }
 
-    /// A peer's transaction, unchecked or with its signatures checked already. Forwarded
-    /// (by the verdict) only if ready; transactions that its nonce released are relayed. Ones
-    /// that cannot be admitted are ignored, up to the peer's allowance; beyond it each costs the
+    /// A peer's transaction, unchecked or with its signatures checked already. Relayed if
+    /// ready, with those its nonce released (`Accept`; a gapped one is `Defer`). Ones that
+    /// cannot be admitted are ignored, up to the peer's allowance; beyond it each costs the
     /// peer.
     fn on_tx(&mut self, now: Timestamp, from: &PeerId, tx: PeerTx, io: &mut dyn Io) -> Result<Verdict, DriverError> {
         let (view, genesis) = (self.store.view(), self.store.genesis());
@@ -477,7 +475,7 @@ impl Driver {
         match inserted {
             Ok(admitted) => {
                 let ready = admitted.is_ready();
-                self.admitted(now, admitted, Some(&hash), io)?;
+                self.admitted(now, admitted, io)?;
                 Ok(if ready { Verdict::Accept } else { Verdict::Defer })
             }
             Err(MempoolError::Invalid(error)) => {
@@ -755,7 +753,7 @@ impl Driver {
         match self.mempool.insert(tx, &self.store.view(), self.store.genesis()) {
             Ok(admitted) => {
                 tracing::warn!(%offender, "equivocation seen: evidence submitted");
-                relay_ready(admitted, None, io);
+                relay_ready(admitted, io);
             }
             Err(MempoolError::Read(error)) => return Err(error.into()),
             Err(error) => tracing::warn!(%offender, %error, "equivocation seen; the evidence was not admitted"),
@@ -907,11 +905,9 @@ struct Followups {
 
 /// Gossips the transactions an admission made ready, except `forwarded` (a peer's transaction,
 /// which the gossip verdict forwards), and returns the admitted one's hash.
-fn relay_ready(admitted: Admitted, forwarded: Option<&Hash>, io: &mut dyn Io) -> Hash {
+fn relay_ready(admitted: Admitted, io: &mut dyn Io) -> Hash {
     for tx in admitted.ready {
-        if forwarded != Some(&tx.hash()) {
-            io.broadcast(NetMessage::Tx(Box::new(tx)));
-        }
+        io.broadcast(NetMessage::Tx(Box::new(tx)));
     }
     admitted.hash
 }

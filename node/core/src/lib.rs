@@ -30,8 +30,10 @@ pub mod driver;
 pub mod mempool;
 pub mod node;
 pub mod orphans;
+pub mod recent;
 pub mod sync;
 
 pub use driver::{Driver, DriverError, Express, Io, NetMessage, Outbox, Penalty, Submitted, Timer, Verdict};
 pub use mempool::{Mempool, MempoolError};
-pub use node::{CheckedTx, Effect, Node, RequestFailed, check_gossip_txs};
+pub use node::{CheckedTxs, Effect, Node, RequestFailed, check_gossip_txs};
+pub use recent::RecentHashes;

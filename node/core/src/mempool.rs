@@ -292,12 +292,10 @@ impl Mempool {
         let gapped = nonce > self.next_nonce(&sender, next);
         let replaced = self.get(&sender, nonce).cloned();
         if let Some(old) = &replaced {
-            let needed = old
-                .tx
-                .tx
-                .fee
-                .checked_add(old.tx.tx.fee.permille(limits::MEMPOOL_REPLACE_FEE_BUMP_PERMILLE))
-                .unwrap_or(Amount::MAX);
+            // At least one unit more, however small the fee: with an equal fee two conflicting
+            // transactions would replace each other at every node, and be relayed each time.
+            let bump = old.tx.tx.fee.permille(limits::MEMPOOL_REPLACE_FEE_BUMP_PERMILLE).max(Amount::new(1));
+            let needed = old.tx.tx.fee.checked_add(bump).unwrap_or(Amount::MAX);
             if tx.tx.fee < needed {
                 return Err(MempoolError::ReplacementFeeTooLow { nonce, pending_fee: old.tx.tx.fee, needed });
             }
@@ -606,6 +604,13 @@ mod tests {
         assert_eq!(error.to_string(), "nonce 0 is pending with fee 10; a replacement needs a fee of at least 11");
         pool.insert(transfer(&genesis, 0, 0, 11), &state, &genesis).unwrap();
         assert_eq!(pool.len(), 1, "the replacement took the place of the old transaction");
+        // However small the fee, one unit more: two conflicting transactions of fee 1 would
+        // otherwise replace each other at every node, forever.
+        let mut small = transfer(&genesis, 0, 1, 1);
+        pool.insert(small.clone(), &state, &genesis).unwrap();
+        small.tx.kind = TxKind::Transfer { to: testing::key(8).address(), amount: Amount::new(1) };
+        let error = pool.insert(small.tx.clone().sign(&testing::key(0)), &state, &genesis).unwrap_err();
+        assert_eq!(error.to_string(), "nonce 1 is pending with fee 1; a replacement needs a fee of at least 2");
 
         let error = pool.insert(transfer(&genesis, 1, 0, 0), &state, &genesis).unwrap_err();
         assert!(matches!(error, MempoolError::FeeTooLow { .. }), "{error}");
@@ -621,7 +626,7 @@ mod tests {
         let mut forged = transfer(&genesis, 1, 0, 5);
         forged.tx.fee = Amount::new(6);
         assert!(matches!(pool.insert(forged, &state, &genesis), Err(MempoolError::Invalid(_))));
-        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.len(), 2);
 
         // Balance 1,000: two transactions costing 401 each fit, a third does not.
         pool.insert(transfer(&genesis, 2, 0, 400), &state, &genesis).unwrap();

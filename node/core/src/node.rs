@@ -26,16 +26,18 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chorus_chain::block::Block;
+use chorus_chain::block::{Block, Verified};
 use chorus_chain::codec::{self, Canonical};
+use chorus_chain::limits;
 use chorus_chain::primitives::{ChainId, Height, Timestamp};
 use chorus_chain::tx::{self, SignedTransaction, TxError, VerifiedTx};
-use chorus_chain::wire::{Misbehaviour, SyncRequest, SyncResponse, Topic, Verdict};
+use chorus_chain::wire::{Misbehaviour, SyncRequest, SyncResponse, Topic, TxBatch, Verdict};
 use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, MembershipRequest};
 use chorus_consensus::{EngineMessage, PeerId};
 use chorus_store::StoreError;
 
 use crate::driver::{self, Driver, DriverError, Express, NetMessage, Outbox, Penalty, Submitted, Timer};
+use crate::recent::RecentHashes;
 use crate::sync::{Progress, RangeSync};
 
 /// What a node asks its host to do, in the order it must be done.
@@ -98,6 +100,14 @@ pub struct Node {
     effects: Vec<Effect>,
     /// Blocks that became stored through peers' input or the miner, since start.
     imported: u64,
+    /// Transactions to relay, waiting (up to `limits::TX_RELAY_DELAY_MS`) to share gossip
+    /// messages; their encoded size; whether the relay timer is set.
+    relay: Vec<SignedTransaction>,
+    relay_bytes: u64,
+    relay_due: bool,
+    /// Transactions relayed lately, not relayed again (`limits::TX_RELAYED_REMEMBERED_MS`,
+    /// `limits::TX_RELAYED_REMEMBERED_MAX`).
+    relayed: RecentHashes,
 }
 
 impl Node {
@@ -109,6 +119,10 @@ impl Node {
             outbox: Outbox::default(),
             effects: Vec::new(),
             imported: 0,
+            relay: Vec::new(),
+            relay_bytes: 0,
+            relay_due: false,
+            relayed: RecentHashes::new(limits::TX_RELAYED_REMEMBERED_MAX),
         }
     }
 
@@ -157,6 +171,12 @@ impl Node {
     }
 
     pub fn on_timer(&mut self, now: Timestamp, timer: Timer) -> Result<(), DriverError> {
+        if timer == Timer::TxRelay {
+            self.relay_due = false;
+            self.publish_relay();
+            self.finish_input(now);
+            return Ok(());
+        }
         let result = self.driver.on_timer(now, timer, &mut self.outbox);
         self.finish_input(now);
         result
@@ -225,7 +245,14 @@ impl Node {
     ) -> Result<Verdict, DriverError> {
         let message = match topic {
             Topic::Blocks => decode(data).map(|block| NetMessage::Block(Arc::new(block))),
-            Topic::Transactions => decode(data).map(|tx| NetMessage::Tx(Box::new(tx))),
+            Topic::Transactions => {
+                let chain_id = &self.driver.store().genesis().chain_id;
+                let mempool = self.driver.mempool();
+                let checked = check_gossip_txs(&[data], chain_id, &|hash| mempool.contains(hash))
+                    .pop()
+                    .unwrap_or(CheckedTxs::Undecodable);
+                return self.on_checked_txs(now, from, checked);
+            }
             Topic::Consensus => decode::<EngineMessage>(data).map(NetMessage::Engine),
         };
         let Some(message) = message else {
@@ -235,20 +262,62 @@ impl Node {
         self.judge_gossip(now, from, message)
     }
 
-    /// A gossiped transaction [`check_gossip_txs`] checked, off the task that owns the node:
-    /// the verdict [`Node::on_gossip`] gives the same bytes, without checking its signatures
-    /// again.
-    pub fn on_checked_tx(&mut self, now: Timestamp, from: &PeerId, checked: CheckedTx) -> Result<Verdict, DriverError> {
-        let misbehaviour = match checked {
-            CheckedTx::Verified(tx) => return self.judge_gossip(now, from, NetMessage::VerifiedTx(Box::new(tx))),
-            CheckedTx::Undecodable => Misbehaviour::Undecodable,
-            CheckedTx::Invalid(error) => {
-                tracing::debug!(peer = %from, %error, "gossiped transaction invalid");
-                Misbehaviour::Invalid
+    /// A gossip message of transactions [`check_gossip_txs`] checked (off the task that owns
+    /// the node, in `chorusd`): each valid one admitted. The message is never forwarded as it
+    /// came (`Ignore`): the node relays what it admitted in its own messages. It is rejected
+    /// when it does not decode, holds a transaction invalid on its own (a peer relays only what
+    /// it admitted), or the driver rejects one of its transactions.
+    pub fn on_checked_txs(
+        &mut self,
+        now: Timestamp,
+        from: &PeerId,
+        checked: CheckedTxs,
+    ) -> Result<Verdict, DriverError> {
+        let CheckedTxs::Decoded(results) = checked else {
+            self.finish_input(now);
+            return Ok(Verdict::Reject(Misbehaviour::Undecodable));
+        };
+        let mut rejected = false;
+        let mut invalid = None;
+        for result in results {
+            match result {
+                Ok(tx) => match self.on_peer_message(now, from, NetMessage::VerifiedTx(Box::new(tx))) {
+                    Ok(verdict) => rejected |= verdict == driver::Verdict::Reject,
+                    Err(error) => {
+                        self.finish_input(now);
+                        return Err(error);
+                    }
+                },
+                Err(error) => {
+                    invalid.get_or_insert(error);
+                }
             }
+        }
+        let verdict = match (invalid, rejected) {
+            (Some(error), _) => {
+                tracing::debug!(peer = %from, %error, "gossiped transaction invalid");
+                self.take_penalty(from);
+                Verdict::Reject(Misbehaviour::Invalid)
+            }
+            (None, true) => Verdict::Reject(self.take_penalty(from).unwrap_or(Misbehaviour::Invalid)),
+            (None, false) => Verdict::Ignore,
         };
         self.finish_input(now);
-        Ok(Verdict::Reject(misbehaviour))
+        Ok(verdict)
+    }
+
+    /// Takes the penalties the driver asked for against `from` during this input: the verdict
+    /// reports the first one's kind instead of a second report.
+    fn take_penalty(&mut self, from: &PeerId) -> Option<Misbehaviour> {
+        let mut kind = None;
+        self.outbox.penalties.retain(|(peer, penalty)| {
+            if peer != from {
+                return true;
+            }
+            kind.get_or_insert(penalty.misbehaviour);
+            false
+        });
+        kind
     }
 
     /// The driver's verdict on a decoded gossip message, as gossip takes it.
@@ -269,17 +338,10 @@ impl Node {
         let verdict = match verdict {
             Ok(driver::Verdict::Accept) => Ok(Verdict::Accept),
             Ok(driver::Verdict::Ignore) => Ok(Verdict::Ignore),
-            Ok(driver::Verdict::Defer) => Ok(Verdict::Defer),
+            // Only transactions are deferred, and they never reach here.
+            Ok(driver::Verdict::Defer) => Ok(Verdict::Ignore),
             Ok(driver::Verdict::Reject) => {
-                let mut kind = None;
-                self.outbox.penalties.retain(|(peer, penalty)| {
-                    if peer != from {
-                        return true;
-                    }
-                    kind.get_or_insert(penalty.misbehaviour);
-                    false
-                });
-                Ok(Verdict::Reject(kind.unwrap_or(Misbehaviour::Invalid)))
+                Ok(Verdict::Reject(self.take_penalty(from).unwrap_or(Misbehaviour::Invalid)))
             }
             Err(error) => Err(error),
         };
@@ -414,8 +476,14 @@ impl Node {
         for message in outbox.broadcasts {
             let (topic, data) = match message {
                 NetMessage::Block(block) => (Topic::Blocks, codec::encode(block.as_ref())),
-                NetMessage::Tx(tx) => (Topic::Transactions, codec::encode(tx.as_ref())),
-                NetMessage::VerifiedTx(tx) => (Topic::Transactions, codec::encode(tx.tx())),
+                NetMessage::Tx(tx) => {
+                    self.queue_relay(now, *tx);
+                    continue;
+                }
+                NetMessage::VerifiedTx(tx) => {
+                    self.queue_relay(now, tx.into_inner());
+                    continue;
+                }
                 NetMessage::Engine(message) => (Topic::Consensus, codec::encode(&message)),
                 NetMessage::Status { .. } => {
                     for peer in &self.connected {
@@ -454,6 +522,15 @@ impl Node {
                 None => Effect::StopMining,
             });
         }
+        if self.relay.len() >= limits::GOSSIP_TX_BATCH_TXS_MAX as usize
+            || self.relay_bytes >= u64::from(limits::GOSSIP_TX_BATCH_BYTES_MAX)
+        {
+            self.publish_relay();
+        } else if !self.relay.is_empty() && !self.relay_due {
+            self.relay_due = true;
+            let at = Timestamp::from_millis(now.as_millis().saturating_add(limits::TX_RELAY_DELAY_MS));
+            self.effects.push(Effect::SetTimer { timer: Timer::TxRelay, at });
+        }
         for (peer, penalty) in outbox.penalties {
             self.effects.push(Effect::Report { peer, penalty });
         }
@@ -468,29 +545,51 @@ fn decode<T: Canonical>(bytes: &[u8]) -> Option<T> {
     codec::decode(bytes).ok()
 }
 
-/// What [`check_gossip_txs`] made of one gossiped transaction's bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckedTx {
-    Verified(VerifiedTx),
-    Undecodable,
-    /// Decoded, but breaks a rule of its own (its chain, its signatures).
-    Invalid(TxError),
+impl Node {
+    /// Queues `tx` to relay, unless it was relayed lately.
+    fn queue_relay(&mut self, now: Timestamp, tx: SignedTransaction) {
+        self.relayed.forget_before(now.as_millis().saturating_sub(limits::TX_RELAYED_REMEMBERED_MS));
+        if !self.relayed.insert(now.as_millis(), tx.hash()) {
+            return;
+        }
+        self.relay_bytes = self.relay_bytes.saturating_add(codec::encode(&tx).len() as u64);
+        self.relay.push(tx);
+    }
+
+    /// Everything waiting to be relayed, in as few messages as the limits allow. A full
+    /// message goes at once; the relay timer, if set, then finds the rest.
+    fn publish_relay(&mut self) {
+        self.relay_bytes = 0;
+        for data in TxBatch::pack(std::mem::take(&mut self.relay)) {
+            self.effects.push(Effect::Publish { topic: Topic::Transactions, data });
+        }
+    }
 }
 
-/// The checks of gossiped transactions that need no chain, for many at once and in order:
-/// decoding, then each one's own rules with all their signatures in one batch over all cores
-/// ([`tx::verify_many`]). `chorusd` runs them off the task that owns the node and hands each
-/// result to [`Node::on_checked_tx`].
-pub fn check_gossip_txs(frames: &[&[u8]], chain_id: &ChainId) -> Vec<CheckedTx> {
-    let decoded: Vec<Option<SignedTransaction>> = frames.iter().map(|bytes| decode(bytes)).collect();
-    let decodes: Vec<bool> = decoded.iter().map(Option::is_some).collect();
-    let mut verified = tx::verify_many(decoded.into_iter().flatten().collect(), chain_id).into_iter();
-    decodes
+/// What [`check_gossip_txs`] made of one gossip message of transactions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckedTxs {
+    /// Not a [`TxBatch`] within its limits.
+    Undecodable,
+    /// Each transaction, in order: checked, or invalid on its own (its chain, its signatures).
+    Decoded(Vec<Result<VerifiedTx, TxError>>),
+}
+
+/// The checks of gossip messages of transactions that need no chain, for many messages at
+/// once and in order: decoding, then each transaction's own rules with all their signatures in
+/// one batch over all cores ([`tx::verify_many`]), but the signatures of those `verified` names
+/// (the same transaction relayed by another peer). `chorusd` runs them off the task that owns
+/// the node and hands each message's result to [`Node::on_checked_txs`].
+pub fn check_gossip_txs(messages: &[&[u8]], chain_id: &ChainId, verified: Verified<'_>) -> Vec<CheckedTxs> {
+    let decoded: Vec<Option<TxBatch>> = messages.iter().map(|bytes| TxBatch::decode(bytes)).collect();
+    let counts: Vec<Option<usize>> = decoded.iter().map(|batch| batch.as_ref().map(|batch| batch.txs.len())).collect();
+    let all = decoded.into_iter().flatten().flat_map(|batch| batch.txs).collect();
+    let mut checked = tx::verify_many(all, chain_id, verified).into_iter();
+    counts
         .into_iter()
-        .map(|decodes| match decodes.then(|| verified.next()).flatten() {
-            None => CheckedTx::Undecodable,
-            Some(Ok(tx)) => CheckedTx::Verified(tx),
-            Some(Err(error)) => CheckedTx::Invalid(error),
+        .map(|count| match count {
+            None => CheckedTxs::Undecodable,
+            Some(count) => CheckedTxs::Decoded(checked.by_ref().take(count).collect()),
         })
         .collect()
 }

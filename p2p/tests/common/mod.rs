@@ -22,8 +22,6 @@ pub const CHAIN: &str = "p2p-test";
 /// Payload prefixes the test node judges by.
 pub const INVALID: &[u8] = b"invalid:";
 pub const GARBAGE: &[u8] = b"garbage:";
-/// Deferred, as a transaction after a nonce gap.
-pub const DEFER: &[u8] = b"defer:";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
@@ -92,8 +90,6 @@ async fn serve(
                     Verdict::Reject(Misbehaviour::Invalid)
                 } else if data.starts_with(GARBAGE) {
                     Verdict::Reject(Misbehaviour::Undecodable)
-                } else if data.starts_with(DEFER) {
-                    Verdict::Defer
                 } else {
                     Verdict::Accept
                 };

@@ -54,7 +54,7 @@ use chorus_consensus::pow::difficulty::{self, U256};
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
 use chorus_consensus::raft::membership::{MembershipRefusal, MembershipRequest};
 use chorus_consensus::{EngineMessage, EngineOptions, PeerId, Signer};
-use chorus_node_core::{Driver, Effect, Node, RequestFailed, Timer, check_gossip_txs};
+use chorus_node_core::{Driver, Effect, Node, RequestFailed, Timer};
 use chorus_store::Store;
 use sha2::{Digest, Sha256};
 
@@ -923,17 +923,9 @@ impl Sim {
                 }
                 let now = self.local_now(to);
                 let from_peer = self.nodes[from].peer.clone();
-                // Transactions are checked as chorusd checks them, apart from the node.
-                let checked = (topic == Topic::Transactions)
-                    .then(|| check_gossip_txs(&[&data], &self.genesis.chain_id).pop())
-                    .flatten();
                 let Some(node) = self.nodes[to].node.as_mut() else { return true };
-                let verdict = match checked {
-                    Some(checked) => node.on_checked_tx(now, &from_peer, checked),
-                    None => node.on_gossip(now, &from_peer, topic, &data),
-                };
-                match verdict {
-                    Ok(Verdict::Accept | Verdict::Ignore | Verdict::Defer) => {}
+                match node.on_gossip(now, &from_peer, topic, &data) {
+                    Ok(Verdict::Accept | Verdict::Ignore) => {}
                     // A byzantine sender's equivocations are rightly refused; an honest one's never.
                     Ok(Verdict::Reject(_)) if self.nodes[from].byzantine || self.nodes[to].byzantine => {}
                     Ok(Verdict::Reject(misbehaviour)) => {
