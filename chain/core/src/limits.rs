@@ -343,8 +343,8 @@ pub const STORE_WRITE_BUFFER_BYTES_MAX: u32 = 64 * 1024 * 1024;
 /// transaction's signature check.
 pub const GOSSIP_TX_BATCH_TXS_MAX: u32 = 1_024;
 
-/// Largest message on the transactions topic: a few hundred transfers, or 16 transactions of
-/// `TX_BYTES_MAX`.
+/// Largest message on the transactions topic: more than `GOSSIP_TX_BATCH_TXS_MAX` transfers, or
+/// 16 transactions of `TX_BYTES_MAX`.
 pub const GOSSIP_TX_BATCH_BYTES_MAX: u32 = 256 * 1024;
 
 /// How long a transaction to relay waits for others to share its gossip message: short beside

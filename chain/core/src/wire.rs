@@ -151,6 +151,11 @@ impl TxBatch {
     /// Splits `txs` into messages in order, each as full as the limits allow; a transaction
     /// over `TX_BYTES_MAX` (which no mempool admits) still goes alone.
     pub fn pack(txs: Vec<SignedTransaction>) -> Vec<Vec<u8>> {
+        TxBatch::pack_encoded(txs.iter().map(codec::encode))
+    }
+
+    /// [`TxBatch::pack`] for transactions already encoded (canonically, each on its own).
+    pub fn pack_encoded(encoded: impl IntoIterator<Item = Vec<u8>>) -> Vec<Vec<u8>> {
         // A list encodes as its length (8 bytes) then its items.
         const ROOM: usize = limits::GOSSIP_TX_BATCH_BYTES_MAX as usize - 8;
         let mut messages = Vec::new();
@@ -165,8 +170,7 @@ impl TxBatch {
                 *count = 0;
             }
         };
-        for tx in &txs {
-            let bytes = codec::encode(tx);
+        for bytes in encoded {
             if count >= u64::from(limits::GOSSIP_TX_BATCH_TXS_MAX) || items.len().saturating_add(bytes.len()) > ROOM {
                 finish(&mut items, &mut count);
             }

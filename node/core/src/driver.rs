@@ -903,8 +903,7 @@ struct Followups {
     relay: Vec<SignedTransaction>,
 }
 
-/// Gossips the transactions an admission made ready, except `forwarded` (a peer's transaction,
-/// which the gossip verdict forwards), and returns the admitted one's hash.
+/// Gossips the transactions an admission made ready, and returns the admitted one's hash.
 fn relay_ready(admitted: Admitted, io: &mut dyn Io) -> Hash {
     for tx in admitted.ready {
         io.broadcast(NetMessage::Tx(Box::new(tx)));

@@ -100,9 +100,9 @@ pub struct Node {
     effects: Vec<Effect>,
     /// Blocks that became stored through peers' input or the miner, since start.
     imported: u64,
-    /// Transactions to relay, waiting (up to `limits::TX_RELAY_DELAY_MS`) to share gossip
-    /// messages; their encoded size; whether the relay timer is set.
-    relay: Vec<SignedTransaction>,
+    /// Transactions to relay, encoded, waiting (up to `limits::TX_RELAY_DELAY_MS`) to share
+    /// gossip messages; their size; whether the relay timer is set.
+    relay: Vec<Vec<u8>>,
     relay_bytes: u64,
     relay_due: bool,
     /// Transactions relayed lately, not relayed again (`limits::TX_RELAYED_REMEMBERED_MS`,
@@ -552,15 +552,16 @@ impl Node {
         if !self.relayed.insert(now.as_millis(), tx.hash()) {
             return;
         }
-        self.relay_bytes = self.relay_bytes.saturating_add(codec::encode(&tx).len() as u64);
-        self.relay.push(tx);
+        let encoded = codec::encode(&tx);
+        self.relay_bytes = self.relay_bytes.saturating_add(encoded.len() as u64);
+        self.relay.push(encoded);
     }
 
     /// Everything waiting to be relayed, in as few messages as the limits allow. A full
     /// message goes at once; the relay timer, if set, then finds the rest.
     fn publish_relay(&mut self) {
         self.relay_bytes = 0;
-        for data in TxBatch::pack(std::mem::take(&mut self.relay)) {
+        for data in TxBatch::pack_encoded(std::mem::take(&mut self.relay)) {
             self.effects.push(Effect::Publish { topic: Topic::Transactions, data });
         }
     }
