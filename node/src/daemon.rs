@@ -24,7 +24,6 @@ use chorus_node_core::mempool::{self, MempoolError};
 use chorus_node_core::sync::Progress;
 use chorus_node_core::{Driver, DriverError, Effect, Express, Node, RequestFailed, Timer};
 use chorus_p2p::{self as p2p, NetworkHandle, SyncRequest, SyncResponse, Verdict};
-use chorus_store::StoreError;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::now;
@@ -42,26 +41,17 @@ pub enum Input {
     CheckedTxs(crate::tx_check::Checked),
 }
 
-/// What the RPC server asks the node. Each carries where to answer.
+/// What the RPC server asks the node. Each carries where to answer. Reads of the chain do not
+/// come here: the server answers them from the store's snapshots ([`crate::rpc::reads`]).
 #[derive(Debug)]
 pub enum Call {
-    Head(oneshot::Sender<HeadInfo>),
-    Block(BlockRef, oneshot::Sender<Result<Option<(Block, ChainWork)>, StoreError>>),
     /// A transaction the RPC server has verified.
     Submit(Box<VerifiedTx>, oneshot::Sender<Result<Hash, MempoolError>>),
-    Tx(Hash, oneshot::Sender<Result<TxStatus, StoreError>>),
-    Account(chorus_chain::Address, Option<Height>, oneshot::Sender<Result<AccountInfo, StoreError>>),
     Status(oneshot::Sender<StatusInfo>),
     /// The engine's name and active set (`None`: open, PoW; or unreadable, which is logged).
     Validators(oneshot::Sender<(&'static str, Option<chorus_consensus::ActiveSet>)>),
     /// An operator's membership change (Raft): proposed, or refused with the reason.
     Membership(MembershipRequest, oneshot::Sender<Result<ChangeProposed, MembershipRefusal>>),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BlockRef {
-    Height(Height),
-    Hash(Hash),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,24 +66,6 @@ pub struct HeadInfo {
 /// The engine's weight of the chain up to a block (PoW: cumulative work, big-endian); `None`
 /// for engines without one, or if it could not be read.
 pub type ChainWork = Option<[u8; 32]>;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TxStatus {
-    Unknown,
-    Pending,
-    Included { height: Height, block: Hash, index: u32, finalized: bool },
-}
-
-#[derive(Debug, Clone)]
-pub struct AccountInfo {
-    pub account: chorus_chain::state::Account,
-    /// The nonce the sender's next transaction should carry, counting its pending ones.
-    pub next_nonce: u64,
-    pub height: Height,
-    pub state_root: Hash,
-    /// The proof asked for: at this height, against this state root.
-    pub proof: Option<(Height, Hash, chorus_chain::state::tree::StateProof)>,
-}
 
 #[derive(Debug, Clone)]
 pub struct StatusInfo {
@@ -635,32 +607,9 @@ impl Core {
 
     fn on_call(&mut self, call: Call) -> Result<(), DriverError> {
         match call {
-            Call::Head(reply) => {
-                let _ = reply.send(self.head());
-            }
-            Call::Block(reference, reply) => {
-                let store = self.node.driver().store();
-                let block = match reference {
-                    BlockRef::Height(height) => store.canonical_block(height),
-                    BlockRef::Hash(hash) => store.block(&hash),
-                };
-                let answer = block.map(|block| {
-                    block.map(|block| {
-                        let work = self.chain_work(&block.hash());
-                        (block, work)
-                    })
-                });
-                let _ = reply.send(answer);
-            }
             Call::Submit(tx, reply) => {
                 let submitted = self.node.submit_verified_tx(now(), *tx)?;
                 let _ = reply.send(submitted);
-            }
-            Call::Tx(hash, reply) => {
-                let _ = reply.send(self.tx_status(&hash));
-            }
-            Call::Account(address, proof_at, reply) => {
-                let _ = reply.send(self.account(&address, proof_at));
             }
             Call::Status(reply) => {
                 let head = self.head();
@@ -703,32 +652,6 @@ impl Core {
             }
         }
         Ok(())
-    }
-
-    fn tx_status(&self, hash: &Hash) -> Result<TxStatus, StoreError> {
-        let driver = self.node.driver();
-        if driver.mempool().contains(hash) {
-            return Ok(TxStatus::Pending);
-        }
-        let Some(location) = driver.store().tx_location(hash)? else { return Ok(TxStatus::Unknown) };
-        let finalized = driver.finalized().is_some_and(|(height, _)| height >= location.height);
-        Ok(TxStatus::Included { height: location.height, block: location.block_hash, index: location.index, finalized })
-    }
-
-    fn account(&self, address: &chorus_chain::Address, proof_at: Option<Height>) -> Result<AccountInfo, StoreError> {
-        let driver = self.node.driver();
-        let store = driver.store();
-        let head = store.head().height;
-        let proof = match proof_at {
-            Some(height) => {
-                let proof = store.prove(&chorus_chain::state::StateKey::Account(*address), height)?;
-                Some((height, store.state_root_at(height)?, proof))
-            }
-            None => None,
-        };
-        let account = store.account(address)?;
-        let next_nonce = driver.mempool().next_nonce(address, account.nonce);
-        Ok(AccountInfo { account, next_nonce, height: head, state_root: store.head().state_root, proof })
     }
 
     /// Gossip messages of transactions checked off this task: admitted, each message validated

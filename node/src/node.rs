@@ -20,6 +20,7 @@ use crate::config::{DevArgs, LogFormat, NodeSettings, RunArgs};
 use crate::daemon::{Core, Input, NodeMetrics};
 use crate::miner::ThreadMiner;
 use crate::rpc::access::{Access, AdminToken};
+use crate::rpc::reads::Reads;
 use crate::{commands, dev, rpc};
 use chorus_chain::limits;
 use chorus_node_core::Driver;
@@ -131,6 +132,8 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let node_key = chorus_chain::crypto::SecretKey::from_seed(*seed);
     let engine = new_engine(&genesis, EngineOptions { coinbase, signer: Some(Signer::new(node_key.clone())) })?;
     tracing::info!(engine = engine.name(), head = store.head().height.get(), %peer_id, "chain opened");
+    let driver = Driver::new(store, engine).with_node_key(node_key);
+    let reads = Reads::new(driver.store().reader(), driver.mempool().index(), genesis.clone());
 
     let mut registry = Registry::default();
     let mut p2p_config = chorus_p2p::Config::new(NodeKey::from_secret(*seed), genesis.chain_id.to_string());
@@ -138,7 +141,7 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     p2p_config.listen = settings.listen.clone();
     p2p_config.bootnodes = settings.bootnodes.clone();
     // A permissioned engine names the peers it admits when it starts; until then, none.
-    if engine.permissioned() {
+    if driver.engine().permissioned() {
         p2p_config.allowlist = Some(Vec::new());
     }
     let (net, events) = chorus_p2p::start(p2p_config, &mut registry).await.context("cannot start the network")?;
@@ -162,6 +165,7 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
         access,
         settings.rpc_rate,
         genesis.chain_id.clone(),
+        reads,
         inputs_tx.clone(),
         net.clone(),
         heads.clone(),
@@ -193,17 +197,9 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     };
 
     let (stop_tx, stop) = oneshot::channel();
-    let core = Core::new(
-        Driver::new(store, engine).with_node_key(node_key),
-        net.clone(),
-        miner,
-        inputs_tx,
-        heads,
-        finals,
-        metrics,
-    )
-    .keep_mempool_in(data_dir.join("mempool.bin"))
-    .watch_disk(data_dir.to_path_buf());
+    let core = Core::new(driver, net.clone(), miner, inputs_tx, heads, finals, metrics)
+        .keep_mempool_in(data_dir.join("mempool.bin"))
+        .watch_disk(data_dir.to_path_buf());
     let mut core = run_core(core, events, inputs, mined, stop)?;
     let result = tokio::select! {
         result = &mut core => Some(result),

@@ -13,6 +13,7 @@
 //! before jsonrpsee reads it; the rate limit then counts calls per client address.
 
 pub mod access;
+pub mod reads;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +42,8 @@ use tower::Service;
 
 pub use self::access::RateLimit;
 use self::access::{Access, Caller, Limiter};
-use crate::daemon::{AccountInfo, BlockRef, Call, HeadInfo, Input, TxStatus};
+use self::reads::{AccountInfo, BlockRef, Reads, TxStatus};
+use crate::daemon::{Call, HeadInfo, Input};
 use chorus_node_core::MempoolError;
 
 /// A JSON-RPC error with one of README's codes and a message that says what was wrong.
@@ -209,6 +211,8 @@ fn schema(kind: &str) -> Value {
 struct Context {
     /// Transactions are checked against it on the calling task, before the node's queue.
     chain_id: ChainId,
+    /// Reads of the chain, answered beside the node's queue.
+    reads: Reads,
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
     /// Admin methods run only when the server listens on loopback.
@@ -234,6 +238,7 @@ pub async fn start(
     access: Access,
     rate: RateLimit,
     chain_id: ChainId,
+    reads: Reads,
     inputs: mpsc::Sender<Input>,
     net: NetworkHandle,
     heads: broadcast::Sender<HeadInfo>,
@@ -256,7 +261,7 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let methods: Methods =
-        module(Context { chain_id, inputs, net, admin: bound.ip().is_loopback(), heads, finals })?.into();
+        module(Context { chain_id, reads, inputs, net, admin: bound.ip().is_loopback(), heads, finals })?.into();
     let builder = Server::builder().set_config(config).set_rpc_middleware(guard).to_service_builder();
     let (stop, handle) = jsonrpsee::server::stop_channel();
     tokio::spawn(accept(listener, Arc::new(access), stop, move |stop| builder.clone().build(methods.clone(), stop)));
@@ -313,17 +318,16 @@ where
 
 fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::RegisterMethodError> {
     let mut module = RpcModule::new(context);
-    serve::<wire::GetHead, _, _>(
-        &mut module,
-        |_, context| async move { Ok(wire_head(&context.call(Call::Head).await?)) },
-    )?;
+    serve::<wire::GetHead, _, _>(&mut module, |_, context| async move {
+        Ok(wire_head(&context.reads.head().await.map_err(store_error)?))
+    })?;
     serve::<wire::GetBlock, _, _>(&mut module, |params, context| async move {
         let reference = block_ref(&params)?;
-        let block = context.call(|reply| Call::Block(reference, reply)).await?.map_err(store_error)?;
+        let block = context.reads.block(reference).await.map_err(store_error)?;
         Ok(block.map(|(block, work)| wire::Block::new(&block, work.map(wire::ChainWork))))
     })?;
     serve::<wire::GetFinalized, _, _>(&mut module, |_, context| async move {
-        Ok(context.call(Call::Status).await?.finalized.map(wire_block_ref))
+        Ok(context.reads.finalized().await.map_err(store_error)?.map(wire_block_ref))
     })?;
     serve::<wire::GetAccount, _, _>(&mut module, |params, context| async move {
         let mut sequence = params.sequence();
@@ -331,12 +335,14 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
         let address = Address::parse(&address)
             .map_err(|error| rpc_error(ErrorCode::InvalidAddress, format!("address {address:?}: {error}")))?;
         let proof_height: Option<u64> = sequence.optional_next()?;
-        let info = context.call(|reply| Call::Account(address, proof_height.map(Height::new), reply)).await?.map_err(
-            |error| match proof_height {
-                Some(height) => rpc_error(ErrorCode::ProofUnavailable, format!("no proof at height {height}: {error}")),
-                None => store_error(error),
-            },
-        )?;
+        let info = context.reads.account(address, proof_height.map(Height::new)).await.map_err(|error| {
+            match (proof_height, error) {
+                (Some(height), error @ chorus_store::StoreError::Tree(_)) => {
+                    rpc_error(ErrorCode::ProofUnavailable, format!("no proof at height {height}: {error}"))
+                }
+                (_, error) => store_error(error),
+            }
+        })?;
         Ok(wire_account(address, info))
     })?;
     serve::<wire::SubmitTx, _, _>(&mut module, |params, context| async move {
@@ -352,7 +358,7 @@ fn module(context: Context) -> Result<RpcModule<Context>, jsonrpsee::core::Regis
     })?;
     serve::<wire::GetTx, _, _>(&mut module, |params, context| async move {
         let hash = hash_param(&params)?;
-        let status = context.call(|reply| Call::Tx(hash, reply)).await?.map_err(store_error)?;
+        let status = context.reads.tx_status(hash).await.map_err(store_error)?;
         Ok(wire::TxInfo { hash, status: wire_tx_status(status) })
     })?;
     serve::<wire::GetStatus, _, _>(&mut module, |_, context| async move {
@@ -830,6 +836,9 @@ fn hash_param(params: &Params<'_>) -> Result<Hash, ErrorObjectOwned> {
 }
 
 fn store_error(error: chorus_store::StoreError) -> ErrorObjectOwned {
+    if matches!(error, chorus_store::StoreError::Closed) {
+        return rpc_error(ErrorCode::NodeUnavailable, "the node is shutting down");
+    }
     tracing::error!(%error, "store read failed");
     rpc_error(ErrorCode::NodeUnavailable, format!("store read failed: {error}"))
 }

@@ -90,6 +90,23 @@ pub fn decode<T: Canonical>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Decodes one canonical `T` from the front of `bytes` and says how many bytes it took: a
+/// value encoded first in a larger one (a block's header) read without decoding the rest.
+/// Bounded and strict as [`decode`] is, but for trailing bytes.
+pub fn decode_front<T: Canonical>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    const { assert!(T::BYTES_MAX <= limits::DECODE_BYTES_MAX, "a type's limit is within the codec's") };
+    let what = short_type_name::<T>();
+    let (front, _) = bytes.split_at(bytes.len().min(T::BYTES_MAX as usize));
+    let (value, read) = decode_within_budget::<T>(front).map_err(|error| match error {
+        DecodeError::LimitExceeded => CodecError::ClaimsBeyondInput { what, size_bytes: front.len() },
+        error => CodecError::Malformed { what, reason: error.to_string() },
+    })?;
+    if front.get(..read) != Some(encode(&value).as_slice()) {
+        return Err(CodecError::NonCanonical { what });
+    }
+    Ok((value, read))
+}
+
 /// Decodes one `T` from the front of `bytes` with an allocation budget of
 /// [`limits::DECODE_ALLOCATION_PER_INPUT_BYTE`] per input byte, rounded up to a rung of the
 /// ladder. Bincode charges a container's elements' in-memory size against the budget before
@@ -150,6 +167,23 @@ mod tests {
         let big = encode(&Pair { a: 1, b: vec![0; 100] });
         assert!(matches!(decode::<Pair>(&big), Err(CodecError::TooLarge { size_bytes: 112, .. })));
         assert!(matches!(decode::<Pair>(&big[..5]), Err(CodecError::Malformed { .. })));
+    }
+
+    #[test]
+    fn a_value_decodes_from_the_front_of_a_larger_one_strictly() {
+        let pair = Pair { a: 1, b: vec![7, 8] };
+        let mut bytes = encode(&pair);
+        let taken = bytes.len();
+        bytes.extend_from_slice(&[9; 100]);
+        assert_eq!(decode_front::<Pair>(&bytes), Ok((pair, taken)));
+        assert!(matches!(decode_front::<Pair>(&bytes[..5]), Err(CodecError::Malformed { .. })));
+        // A length past the type's limit is cut at the limit, so it cannot be read.
+        let big = encode(&Pair { a: 1, b: vec![0; 100] });
+        assert!(decode_front::<Pair>(&big).is_err());
+        // A block's header is its first field.
+        let block = crate::Block { header: smallest_header(), body: crate::Body::default() };
+        let encoded = encode(&block);
+        assert_eq!(decode_front::<crate::Header>(&encoded), Ok((block.header, encode(&smallest_header()).len())));
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //! at most the last blocks, never consistency (RocksDB replays whole batches only).
 
 mod cache;
+mod read;
 mod schema;
 
 use std::path::Path;
@@ -46,6 +47,8 @@ use jmt::{KeyHash, OwnedValue, Version};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 
 use cache::TwoGenerationCache;
+use read::Tables;
+pub use read::{Committed, Reader};
 use schema::{Cf, FinalRef, MetaKey, TxLocation, UndoRecord};
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,9 @@ pub enum StoreError {
     RecordTooLarge { size_bytes: usize },
     #[error(transparent)]
     Tree(#[from] TreeError),
+    /// A [`Reader`]'s store was dropped (the node is shutting down).
+    #[error("the store is closed")]
+    Closed,
 }
 
 impl From<rocksdb::Error> for StoreError {
@@ -125,7 +131,8 @@ pub struct HeadChange {
 }
 
 pub struct Store {
-    db: DB,
+    /// Shared only with [`Reader`]s, which hold it weakly.
+    db: Arc<DB>,
     genesis: Genesis,
     genesis_hash: Hash,
     head: Header,
@@ -155,7 +162,7 @@ impl Store {
     }
 
     pub fn open_with(path: &Path, genesis: &Genesis, options: StoreOptions) -> Result<Store, StoreError> {
-        let db = schema::open_db(path)?;
+        let db = Arc::new(schema::open_db(path)?);
         let mut write_options = WriteOptions::default();
         write_options.set_sync(options.sync_writes);
         let mut store = Store {
@@ -191,20 +198,15 @@ impl Store {
         store.genesis_hash = store.meta_hash(MetaKey::GenesisHash)?;
         store.head_hash = store.meta_hash(MetaKey::Head)?;
         store.head = store.required_block(&store.head_hash, || "head block is missing".to_owned())?.header;
-        store.finalized = match store.get_meta(MetaKey::Finalized)? {
-            None => None,
-            Some(bytes) => {
-                let finalized: FinalRef =
-                    codec::decode(&bytes).map_err(|error| damaged(format!("final block record: {error}")))?;
-                if store.canonical_hash(finalized.height)? != Some(finalized.hash) {
-                    return Err(damaged(format!(
-                        "the final block {} at {} is not on the current chain",
-                        finalized.hash, finalized.height
-                    )));
-                }
-                Some(finalized)
-            }
-        };
+        store.finalized = store.tables().finalized()?;
+        if let Some(finalized) = store.finalized
+            && store.canonical_hash(finalized.height)? != Some(finalized.hash)
+        {
+            return Err(damaged(format!(
+                "the final block {} at {} is not on the current chain",
+                finalized.hash, finalized.height
+            )));
+        }
         Ok(store)
     }
 
@@ -250,12 +252,12 @@ impl Store {
         if let Some(header) = self.header_cache.get(hash) {
             return Ok(Some(header.clone()));
         }
-        Ok(self.block(hash)?.map(|block| block.header))
+        self.tables().header(hash)
     }
 
     /// A record the consensus engine wrote with [`Store::put_engine_record`].
     pub fn engine_record(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(Cf::Engine), key)?)
+        self.tables().engine_record(key)
     }
 
     /// Writes a consensus engine's record, durable as blocks are (see the crate docs) or, with
@@ -301,22 +303,16 @@ impl Store {
 
     /// Any stored block, on the chain or on a side branch.
     pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(Cf::Blocks), hash.as_bytes())? {
-            None => Ok(None),
-            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|error| damaged(format!("block {hash}: {error}"))),
-        }
+        self.tables().block(hash)
     }
 
     pub fn contains_block(&self, hash: &Hash) -> Result<bool, StoreError> {
-        Ok(self.db.get_pinned_cf(self.cf(Cf::Blocks), hash.as_bytes())?.is_some())
+        self.tables().contains_block(hash)
     }
 
     /// The hash of the block at `height` on the current chain.
     pub fn canonical_hash(&self, height: Height) -> Result<Option<Hash>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(Cf::Canonical), height.get().to_be_bytes())? {
-            None => Ok(None),
-            Some(bytes) => Ok(Some(Hash(bytes.as_ref().try_into().map_err(|_| damaged("canonical index entry"))?))),
-        }
+        self.tables().canonical_hash(height)
     }
 
     pub fn canonical_block(&self, height: Height) -> Result<Option<Block>, StoreError> {
@@ -328,10 +324,7 @@ impl Store {
 
     /// Where a transaction of the current chain was included.
     pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<TxLocation>, StoreError> {
-        match self.db.get_pinned_cf(self.cf(Cf::TxIndex), tx_hash.as_bytes())? {
-            None => Ok(None),
-            Some(bytes) => codec::decode(&bytes).map(Some).map_err(|error| damaged(format!("tx index: {error}"))),
-        }
+        self.tables().tx_location(tx_hash)
     }
 
     /// An account at the head.
@@ -365,6 +358,11 @@ impl Store {
 
     pub fn state_root_at(&self, height: Height) -> Result<Hash, StoreError> {
         Ok(tree::root_at(&self.view(), height)?)
+    }
+
+    /// Reads of what this store commits, from other threads ([`Reader`]).
+    pub fn reader(&self) -> Reader {
+        Reader::new(&self.db)
     }
 
     /// The head state and tree as the state machine reads them (for proposers and benches).
@@ -882,8 +880,13 @@ impl Store {
         Ok(block)
     }
 
+    /// The latest writes' tables.
+    fn tables(&self) -> Tables<'_> {
+        Tables { db: &self.db, snapshot: None }
+    }
+
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(cf.name()).expect("invariant: every column family is created by schema::open_db")
+        self.tables().cf(cf)
     }
 
     fn put(&self, batch: &mut WriteBatch, cf: Cf, key: &[u8], value: &[u8]) {
@@ -891,12 +894,11 @@ impl Store {
     }
 
     fn get_meta(&self, key: MetaKey) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.cf(Cf::Meta), key.key())?)
+        self.tables().meta(key)
     }
 
     fn meta_hash(&self, key: MetaKey) -> Result<Hash, StoreError> {
-        let bytes = self.get_meta(key)?.ok_or_else(|| damaged(format!("meta entry {key:?} is missing")))?;
-        Ok(Hash(bytes.try_into().map_err(|_| damaged(format!("meta entry {key:?} is not 32 bytes")))?))
+        self.tables().meta_hash(key)
     }
 }
 
@@ -929,7 +931,7 @@ impl StateRead for View<'_> {
         if let Some(value) = self.store.state_cache.get(&key.to_vec()) {
             return Ok(value.clone());
         }
-        self.store.db.get_cf(self.store.cf(Cf::State), key).map_err(|error| ReadError::Storage(error.into_string()))
+        self.store.tables().state_value(key)
     }
 }
 
@@ -938,24 +940,11 @@ impl TreeReader for View<'_> {
         if let Some(node) = self.store.node_cache.get(node_key) {
             return Ok(Some(node.clone()));
         }
-        let Some(bytes) =
-            self.store.db.get_pinned_cf(self.store.cf(Cf::TreeNodes), schema::encode_node_key(node_key))?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(schema::decode_node(&bytes)?))
+        self.store.tables().tree_node(node_key)
     }
 
     fn get_value_option(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
-        let mut iterator = self.store.db.raw_iterator_cf(self.store.cf(Cf::TreeValues));
-        iterator.seek_for_prev(schema::tree_value_key(&key_hash, max_version));
-        match (iterator.key(), iterator.value()) {
-            (Some(key), Some(value)) if key.starts_with(&key_hash.0) => Ok(schema::decode_tree_value(value)?),
-            _ => {
-                iterator.status()?;
-                Ok(None)
-            }
-        }
+        self.store.tables().tree_value(max_version, key_hash)
     }
 
     fn get_rightmost_leaf(&self) -> anyhow::Result<Option<(NodeKey, LeafNode)>> {

@@ -557,3 +557,93 @@ fn state_values_read_at_past_heights_of_the_current_chain() {
     assert_eq!(at(2), staked(350));
     assert!(matches!(store.get_raw_at(Height::new(3), &key), Err(StoreError::Tree(_))), "above the head");
 }
+
+/// What a reader sees at once: the head, its state and its indexes, all from one commit.
+fn committed_view(reader: &Reader) -> (Hash, Height, Account, Option<(Height, Hash)>) {
+    reader
+        .read(|committed| {
+            let (hash, head) = committed.head()?;
+            Ok((hash, head.height, committed.account(&testing::key(0).address())?, committed.finalized()?))
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_reader_sees_one_commit_at_a_time_and_agrees_with_the_store_across_a_reorg() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(8, 1_000_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let reader = store.reader();
+    let common = branch(&mut mem, &genesis, &genesis_block.header, 2, 0, 1);
+    let mut losing_mem = mem.clone();
+    let losing = branch(&mut losing_mem, &genesis, &common[1].header, 2, 2, 3);
+    let winning = branch(&mut mem, &genesis, &common[1].header, 3, 0, 5);
+
+    let agree = |store: &Store| {
+        let (hash, height, account, finalized) = committed_view(&reader);
+        assert_eq!((hash, height), (store.head_hash(), store.head().height));
+        assert_eq!(account, store.account(&testing::key(0).address()).unwrap());
+        assert_eq!(finalized, store.finalized());
+    };
+    agree(&store);
+    store.import_block(&common[0]).unwrap();
+    store.import_block_finalizing(&common[1], final_ref(&common[0])).unwrap();
+    for block in &losing {
+        store.import_block(block).unwrap();
+    }
+    agree(&store);
+    for block in &winning {
+        store.store_block(block).unwrap();
+    }
+    store.reorg_to(winning[2].hash()).unwrap();
+    agree(&store);
+
+    reader
+        .read(|committed| {
+            let head = committed.head()?.1;
+            assert_eq!(head, winning[2].header);
+            for block in &winning {
+                assert_eq!(committed.canonical_block(block.height())?.as_ref(), Some(block));
+                let tx = block.body.txs[0].hash();
+                assert_eq!(committed.tx_location(&tx)?.map(|at| at.block_hash), Some(block.hash()));
+                let key = StateKey::Account(testing::key(0).address());
+                let proof = committed.prove(&key, block.height(), &head)?;
+                tree::verify_proof(committed.state_root_at(block.height())?, &key, &proof).unwrap();
+                assert_eq!(committed.state_root_at(block.height())?, block.header.state_root);
+            }
+            for block in &losing {
+                assert_eq!(committed.block(&block.hash())?.as_ref(), Some(block), "side blocks stay readable");
+                assert_eq!(committed.tx_location(&block.body.txs[0].hash())?, None);
+            }
+            let beyond = head.height.next().unwrap();
+            assert!(matches!(
+                committed.prove(&StateKey::Account(testing::key(0).address()), beyond, &head),
+                Err(StoreError::Tree(TreeError::MissingRoot { .. }))
+            ));
+            Ok(())
+        })
+        .unwrap();
+
+    // A snapshot keeps its commit while the store writes the next ones.
+    let extra = branch(&mut mem, &genesis, &winning[2].header, 2, 0, 1);
+    reader
+        .read(|committed| {
+            let before = (committed.head()?, committed.account(&testing::key(0).address())?);
+            for block in &extra {
+                store.import_block(block).unwrap();
+            }
+            assert_eq!(store.head_hash(), extra[1].hash());
+            assert_eq!((committed.head()?, committed.account(&testing::key(0).address())?), before);
+            assert_eq!(committed.canonical_block(extra[0].height())?, None, "a later commit is not seen");
+            Ok(())
+        })
+        .unwrap();
+    agree(&store);
+
+    // A reader does not keep the database open: the store closes and reopens with it alive.
+    drop(store);
+    assert!(matches!(reader.read(|committed| committed.head()), Err(StoreError::Closed)));
+    let store = Store::open(dir.path(), &genesis).unwrap();
+    assert_eq!(store.head_hash(), extra[1].hash());
+}

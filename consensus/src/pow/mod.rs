@@ -74,6 +74,19 @@ fn work_key(hash: &Hash) -> Vec<u8> {
     [WORK_RECORD_PREFIX, hash.as_bytes().as_slice()].concat()
 }
 
+/// A block's cumulative work as the engine recorded it (genesis: zero), read through
+/// `record`; `None` if there is no record. [`crate::recorded_chain_work`] for PoW.
+pub(crate) fn recorded_work<E>(
+    hash: &Hash,
+    header: &Header,
+    record: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, E>,
+) -> Result<Option<[u8; 32]>, E> {
+    if header.height == Height::GENESIS {
+        return Ok(Some(U256::zero().to_big_endian()));
+    }
+    Ok(record(&work_key(hash))?.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()))
+}
+
 #[derive(Debug)]
 pub struct PowEngine {
     config: PowConfig,

@@ -268,6 +268,11 @@ fn work_survives_a_restart_through_records() {
     assert_eq!(before, summed);
     let head = chain.head;
     assert_eq!(Engine::chain_work(&mut engine, &chain, &head).unwrap(), Some(before.to_big_endian()));
+    // Readers without the engine read the same figure from the records, for every block.
+    for (hash, header) in &chain.headers {
+        let recorded = crate::recorded_chain_work(&chain.genesis, hash, header, |key| chain.record(key)).unwrap();
+        assert_eq!(recorded, Engine::chain_work(&mut engine, &chain, hash).unwrap(), "block {}", header.height);
+    }
     let mut restarted = PowEngine::new(easy_config(), None);
     restarted.step(&chain, parent.timestamp, Event::Start, &mut Vec::new()).unwrap();
     assert_eq!(restarted.head_work(&chain).unwrap(), before);

@@ -23,6 +23,7 @@
 //! [`decode_file`]) and offers them again at start-up, as Bitcoin Core's `mempool.dat` does.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chorus_chain::codec;
 use chorus_chain::crypto::Address;
@@ -159,6 +160,41 @@ impl Admitted {
     }
 }
 
+/// What readers beside the node's thread (the RPC server) see of the pool: which transactions
+/// it holds and where each sender's ready run ends. The pool updates it with every change it
+/// makes; a reader holds its lock for one lookup.
+#[derive(Debug, Clone, Default)]
+pub struct PoolIndex {
+    shared: Arc<Mutex<Indexed>>,
+}
+
+#[derive(Debug, Default)]
+struct Indexed {
+    hashes: BTreeSet<Hash>,
+    /// Per sender with a ready run: the nonce after its last.
+    ready_ends: BTreeMap<Address, u64>,
+}
+
+impl PoolIndex {
+    fn lock(&self) -> MutexGuard<'_, Indexed> {
+        // Nothing panics while holding it; a poisoned lock still holds a whole index.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the pool holds the transaction.
+    pub fn contains(&self, hash: &Hash) -> bool {
+        self.lock().hashes.contains(hash)
+    }
+
+    /// The nonce a new transaction from `sender` should carry, `committed` being its account's
+    /// nonce at a head read apart from the pool: past the sender's ready run. A head read
+    /// before the pool's takes the run's end; one read after a block the pool has not caught up
+    /// with takes the account's nonce if it is further.
+    pub fn next_nonce(&self, sender: &Address, committed: u64) -> u64 {
+        self.lock().ready_ends.get(sender).map_or(committed, |end| committed.max(*end))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Mempool {
     /// Per sender, by nonce: the run that follows the account's nonce at the head without a gap.
@@ -166,7 +202,8 @@ pub struct Mempool {
     /// Per sender, by nonce: transactions after a gap, waiting for it to fill.
     gapped: BTreeMap<Address, BTreeMap<u64, Pending>>,
     gapped_count: usize,
-    hashes: BTreeSet<Hash>,
+    /// Every transaction's hash, and where ready runs end: shared with readers.
+    index: PoolIndex,
     /// (fee, sender, nonce) of every transaction held: eviction picks the lowest.
     by_fee: BTreeSet<(Amount, Address, u64)>,
     size_bytes: u64,
@@ -186,11 +223,16 @@ impl Mempool {
 
     /// Every transaction held, gapped ones included.
     pub fn len(&self) -> usize {
-        self.hashes.len()
+        self.index.lock().hashes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.hashes.is_empty()
+        self.index.lock().hashes.is_empty()
+    }
+
+    /// The index readers on other threads consult ([`PoolIndex`]).
+    pub fn index(&self) -> PoolIndex {
+        self.index.clone()
     }
 
     /// Transactions waiting after a nonce gap.
@@ -212,7 +254,7 @@ impl Mempool {
     /// Whether the transaction is held. Every one held had its signatures checked under the one
     /// rule on the way in (the block import skips them on that word).
     pub fn contains(&self, hash: &Hash) -> bool {
-        self.hashes.contains(hash)
+        self.index.contains(hash)
     }
 
     /// Validates `tx` (signatures included) against the head state `state` and admits it.
@@ -260,7 +302,7 @@ impl Mempool {
         genesis: &Genesis,
     ) -> Result<Admitted, MempoolError> {
         let hash = tx.hash();
-        if self.hashes.contains(&hash) {
+        if self.index.contains(&hash) {
             return Err(MempoolError::Duplicate { hash });
         }
         let min = genesis.params.min_tx_fee;
@@ -318,7 +360,7 @@ impl Mempool {
         if replaced.is_some() {
             self.take(&sender, nonce);
         }
-        while self.hashes.len() >= limits::MEMPOOL_TXS_MAX as usize
+        while self.len() >= limits::MEMPOOL_TXS_MAX as usize
             || self.size_bytes.saturating_add(size_bytes) > limits::MEMPOOL_BYTES_MAX
         {
             let Some(&(lowest, victim, _)) = self.by_fee.first() else { break };
@@ -353,7 +395,7 @@ impl Mempool {
         let sender = entry.tx.tx.sender;
         let nonce = entry.tx.tx.nonce;
         self.by_fee.insert((entry.tx.tx.fee, sender, nonce));
-        self.hashes.insert(entry.hash);
+        let hash = entry.hash;
         self.size_bytes = self.size_bytes.saturating_add(entry.size_bytes);
         let map = if gapped {
             self.gapped_count = self.gapped_count.saturating_add(1);
@@ -362,6 +404,17 @@ impl Mempool {
             &mut self.ready
         };
         map.entry(sender).or_default().insert(nonce, entry);
+        let mut index = self.index.lock();
+        index.hashes.insert(hash);
+        if !gapped {
+            index.ready_ends.insert(sender, self.ready_end(&sender).expect("invariant: the run holds this one"));
+        }
+    }
+
+    /// The nonce after the sender's ready run, if it has one.
+    fn ready_end(&self, sender: &Address) -> Option<u64> {
+        let (last, _) = self.ready.get(sender)?.last_key_value()?;
+        Some(last.saturating_add(1))
     }
 
     /// Takes the sender's transaction with `nonce` out of the pool, ready or gapped.
@@ -383,7 +436,14 @@ impl Mempool {
         }
         let entry = taken?;
         self.by_fee.remove(&(entry.tx.tx.fee, *sender, nonce));
-        self.hashes.remove(&entry.hash);
+        let ready_end = self.ready_end(sender);
+        let mut index = self.index.lock();
+        index.hashes.remove(&entry.hash);
+        match ready_end {
+            Some(end) => index.ready_ends.insert(*sender, end),
+            None => index.ready_ends.remove(sender),
+        };
+        drop(index);
         self.size_bytes = self.size_bytes.saturating_sub(entry.size_bytes);
         Some(entry)
     }
@@ -752,12 +812,54 @@ mod tests {
         let fresh = state.clone();
         let outcome = state::apply_block(&state, &genesis, &genesis_block.header, &block).unwrap();
         state.commit_outcome(&outcome);
+        let index = pool.index();
+        let sender = testing::key(0).address();
         pool.on_head_change(&state, &genesis, Height::new(1), vec![]).unwrap();
         assert!(!pool.contains(&first.hash()) && pool.contains(&second.hash()));
+        assert!(!index.contains(&first.hash()) && index.contains(&second.hash()));
+        // A reader of the new head (nonce 1) and one of the old (nonce 0) both go past the run.
+        assert_eq!((index.next_nonce(&sender, 1), index.next_nonce(&sender, 0)), (2, 2));
         // The block is rolled back: its transaction comes back.
         pool.on_head_change(&fresh, &genesis, Height::GENESIS, vec![first.clone()]).unwrap();
         assert!(pool.contains(&first.hash()) && pool.contains(&second.hash()));
+        assert!(index.contains(&first.hash()) && index.contains(&second.hash()));
         assert_eq!(pool.len(), 2);
+        assert_eq!(index.next_nonce(&sender, 0), pool.next_nonce(&sender, 0));
+    }
+
+    #[test]
+    fn the_shared_index_follows_the_pool_through_gaps_releases_and_removals() {
+        let genesis = testing::genesis(2, 1_000_000);
+        let (state, _) = MemoryState::from_genesis(&genesis).unwrap();
+        let mut pool = Mempool::new();
+        let index = pool.index();
+        let (sender, other) = (testing::key(0).address(), testing::key(1).address());
+        let txs: Vec<SignedTransaction> = (0..5).map(|nonce| transfer_of(&genesis, 0, nonce, 1)).collect();
+        let agree = |pool: &Mempool| {
+            for tx in &txs {
+                assert_eq!(index.contains(&tx.hash()), pool.contains(&tx.hash()), "nonce {}", tx.tx.nonce);
+            }
+            assert_eq!(index.next_nonce(&sender, 0), pool.next_nonce(&sender, 0));
+            assert_eq!(index.next_nonce(&other, 3), 3, "a sender with nothing pending");
+        };
+        // 3 and 4 wait after a gap: the run is empty.
+        for tx in &txs[3..] {
+            pool.insert(tx.clone(), &state, &genesis).unwrap();
+        }
+        agree(&pool);
+        assert_eq!(index.next_nonce(&sender, 0), 0);
+        pool.insert(txs[0].clone(), &state, &genesis).unwrap();
+        agree(&pool);
+        assert_eq!(index.next_nonce(&sender, 0), 1);
+        // Nonce 1 then 2 fill the gap: 3 and 4 join the run.
+        pool.insert(txs[1].clone(), &state, &genesis).unwrap();
+        pool.insert(txs[2].clone(), &state, &genesis).unwrap();
+        agree(&pool);
+        assert_eq!(index.next_nonce(&sender, 0), 5);
+        // Taking nonce 2 out leaves 3 and 4 gapped again.
+        pool.remove_tx(&txs[2]);
+        agree(&pool);
+        assert_eq!(index.next_nonce(&sender, 0), 2);
     }
 
     fn transfer_of(genesis: &Genesis, from: u32, nonce: u64, amount: u128) -> SignedTransaction {
