@@ -421,7 +421,7 @@ impl Store {
         for (index, current) in blocks.iter().enumerate() {
             let next = blocks.get(index + 1);
             let (imported, next_checked) = rayon::join(
-                || self.import_checked(current, checked),
+                || self.import_checked(current, checked, None),
                 || next.map(|next| block::check_block_stateless(next, &chain_id)),
             );
             imported?;
@@ -433,10 +433,26 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::import_block_finalizing`] for a block whose stateless checks (its signatures
+    /// among them) were made beforehand: range sync checks a block while the one before it is
+    /// imported. Checks made on another block are not taken: this block is checked in full.
+    pub fn import_block_prechecked(
+        &mut self,
+        block: &Block,
+        finalizes: Option<(Height, Hash)>,
+        checked: block::StatelessChecked,
+    ) -> Result<(), StoreError> {
+        if checked.block_hash() != block.hash() {
+            return self.import_block_finalizing(block, finalizes);
+        }
+        self.import_checked(block, Ok(checked), finalizes)
+    }
+
     fn import_checked(
         &mut self,
         block: &Block,
         checked: Result<block::StatelessChecked, block::BlockShapeError>,
+        finalizes: Option<(Height, Hash)>,
     ) -> Result<(), StoreError> {
         let hash = block.hash();
         if block.header.parent != self.head_hash {
@@ -447,7 +463,9 @@ impl Store {
             .map_err(BlockError::from)
             .and_then(|checked| state::apply_checked_block(&self.view(), &self.genesis, &self.head, block, checked));
         match outcome {
-            Ok(outcome) => self.commit_block(block, &outcome, None),
+            Ok(outcome) => {
+                self.commit_block(block, &outcome, finalizes.map(|(height, hash)| FinalRef { height, hash }))
+            }
             Err(error) => Err(self.record_invalid(hash, error)),
         }
     }

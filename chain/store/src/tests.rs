@@ -141,6 +141,33 @@ fn import_blocks_pipelines_and_stops_at_the_first_invalid_block() {
 }
 
 #[test]
+fn a_prechecked_block_imports_with_its_claim_and_a_check_of_another_block_is_not_taken() {
+    let genesis = testing::genesis(6, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let blocks = branch(&mut mem, &genesis, &genesis_block.header, 3, 0, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let checked = |block: &Block| block::check_block_stateless(block, &genesis.chain_id).unwrap();
+    store.import_block_prechecked(&blocks[0], None, checked(&blocks[0])).unwrap();
+    store.import_block_prechecked(&blocks[1], final_ref(&blocks[0]), checked(&blocks[1])).unwrap();
+    assert_eq!((store.head_hash(), store.finalized()), (blocks[1].hash(), final_ref(&blocks[0])));
+
+    // A broken signature with the check of the honest block 3 handed in: checked in full.
+    let mut broken = blocks[2].clone();
+    broken.body.txs[0].signature.0[10] ^= 1;
+    broken.header.txs_root = broken.body.txs_root();
+    match store.import_block_prechecked(&broken, None, checked(&blocks[2])) {
+        Err(StoreError::Invalid { hash, error }) => {
+            assert_eq!(hash, broken.hash());
+            assert!(matches!(*error, BlockError::Shape(block::BlockShapeError::Tx { index: 0, .. })));
+        }
+        other => panic!("expected the forged block to be refused, got {other:?}"),
+    }
+    store.import_block_prechecked(&blocks[2], None, checked(&blocks[2])).unwrap();
+    assert_same_state(&store, &mem, &genesis, 6);
+}
+
+#[test]
 fn invalid_block_changes_nothing_and_is_remembered() {
     let dir = tempfile::tempdir().unwrap();
     let genesis = testing::genesis(3, 1_000);

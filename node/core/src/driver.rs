@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use chorus_chain::block::Block;
+use chorus_chain::block::{Block, StatelessChecked};
 use chorus_chain::codec;
 use chorus_chain::crypto::SecretKey;
 use chorus_chain::genesis::Genesis;
@@ -277,6 +277,9 @@ pub struct Driver {
     sync_requests: BTreeMap<PeerId, Timestamp>,
     /// The node's key, which signs the evidence transactions the engine submits.
     key: Option<SecretKey>,
+    /// The stateless checks of the next block a peer's message brings, made beforehand
+    /// ([`Driver::precheck`]); taken by that message alone.
+    prechecked: Option<StatelessChecked>,
 }
 
 impl Driver {
@@ -298,6 +301,7 @@ impl Driver {
                 limits::ALLOWANCE_PEERS_TRACKED_MAX,
             ),
             sync_requests: BTreeMap::new(),
+            prechecked: None,
             key: None,
         }
     }
@@ -425,6 +429,13 @@ impl Driver {
             self.run(now, Event::TxsPending, io)?;
         }
         Ok(hash)
+    }
+
+    /// Hands over the stateless checks of the block the next peer message brings (range
+    /// sync checks a block on other threads while the one before it is imported): its import
+    /// skips them. Checks of any other block are dropped unused.
+    pub fn precheck(&mut self, checked: StatelessChecked) {
+        self.prechecked = Some(checked);
     }
 
     /// A message from a peer.
@@ -792,10 +803,17 @@ impl Driver {
         followups: &mut Followups,
     ) -> Result<(), DriverError> {
         let hash = block.hash();
+        let prechecked = self.prechecked.take().filter(|checked| checked.block_hash() == hash);
         if make_head && block.header.parent == self.store.head_hash() {
-            // The mempool's transactions had their signatures checked when admitted.
-            let mempool = &self.mempool;
-            match self.store.import_block_with(&block, finalizes, &|hash| mempool.contains(hash)) {
+            let imported = match prechecked {
+                Some(checked) => self.store.import_block_prechecked(&block, finalizes, checked),
+                // The mempool's transactions had their signatures checked when admitted.
+                None => {
+                    let mempool = &self.mempool;
+                    self.store.import_block_with(&block, finalizes, &|hash| mempool.contains(hash))
+                }
+            };
+            match imported {
                 Ok(()) => self.head_moved(vec![], vec![hash], followups)?,
                 Err(StoreError::Invalid { error, .. } | StoreError::KnownInvalid { error, .. }) => {
                     followups.results.push(Event::BlockRejected { hash, reason: BlockRejection::Invalid(error) });

@@ -26,7 +26,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chorus_chain::block::{Block, Verified};
+use chorus_chain::block::{Block, Verified, check_block_stateless};
 use chorus_chain::codec::{self, Canonical};
 use chorus_chain::limits;
 use chorus_chain::primitives::{ChainId, Height, Timestamp};
@@ -374,10 +374,8 @@ impl Node {
                 Ok(SyncResponse::Blocks(blocks)) => self.sync.on_blocks(peer.clone(), *from, blocks),
                 Ok(_) | Err(_) => self.sync.on_failure(peer, *from),
             }
-            for (sender, block) in self.sync.take_ready(self.driver.store().head().height) {
-                self.on_peer_message(now, &sender, NetMessage::Block(Arc::new(block)))?;
-            }
-            return Ok(());
+            let ready = self.sync.take_ready(self.driver.store().head().height);
+            return self.import_range(now, ready);
         }
         let Ok(response) = answer else { return Ok(()) };
         let messages: Vec<NetMessage> = match response {
@@ -400,6 +398,37 @@ impl Node {
         };
         for message in messages {
             self.on_peer_message(now, peer, message)?;
+        }
+        Ok(())
+    }
+
+    /// Range-synced blocks, in height order, each handed to the driver as its sender's
+    /// message. The next block's stateless checks (its signatures, on every core) run on
+    /// another thread while the driver imports the one before it, as `Store::import_blocks`
+    /// pipelines them; a block whose checks fail is checked again by its import, which says
+    /// why. Only a block whose header passes the engine's checks alone (PoW: its seal) is
+    /// checked ahead, so a forged range costs its sender what it costs the node.
+    fn import_range(&mut self, now: Timestamp, ready: Vec<(PeerId, Block)>) -> Result<(), DriverError> {
+        let chain_id = self.driver.store().genesis().chain_id.clone();
+        let ready: Vec<(PeerId, Arc<Block>)> = ready.into_iter().map(|(peer, block)| (peer, Arc::new(block))).collect();
+        let mut checked = ready.first().map(|(_, block)| check_block_stateless(block, &chain_id));
+        for (index, (sender, block)) in ready.iter().enumerate() {
+            if let Some(Ok(checked)) = checked.take() {
+                self.driver.precheck(checked);
+            }
+            let next = ready
+                .get(index.saturating_add(1))
+                .map(|(_, block)| block)
+                .filter(|next| self.driver.engine().check_header_alone(&next.header).is_ok());
+            let (handled, next_checked) = std::thread::scope(|scope| {
+                let checking = next.map(|next| scope.spawn(|| check_block_stateless(next, &chain_id)));
+                let handled = self.on_peer_message(now, sender, NetMessage::Block(Arc::clone(block)));
+                let next_checked =
+                    checking.map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+                (handled, next_checked)
+            });
+            handled?;
+            checked = next_checked;
         }
         Ok(())
     }
