@@ -103,15 +103,17 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// The node key: the given file, or `DATA_DIR/node.key` (created on first start).
+/// The node key: the given file or `DATA_DIR/node.key`, created with a new key if missing
+/// (and said so, since a validator's key file that is not found makes it a new identity).
 fn node_key(settings: &NodeSettings, data_dir: &Path) -> anyhow::Result<commands::NodeSeed> {
-    match &settings.key {
-        Some(path) => Ok(commands::read_key(path)?),
-        None => {
-            let path = data_dir.join("node.key");
-            if path.exists() { Ok(commands::read_key(&path)?) } else { commands::write_new_key(&path) }
-        }
+    let path = settings.key.clone().unwrap_or_else(|| data_dir.join("node.key"));
+    if path.exists() {
+        return Ok(commands::read_key(&path)?);
     }
+    let seed = commands::write_new_key(&path)?;
+    let (peer_id, address) = commands::describe_key(&seed);
+    announce!("chorusd: no key in {}: created a new one (peer id {peer_id}, address {address})", path.display());
+    Ok(seed)
 }
 
 async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> anyhow::Result<()> {

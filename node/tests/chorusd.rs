@@ -565,8 +565,18 @@ async fn floods_of_calls_and_subscriptions_are_refused_and_the_node_keeps_servin
 fn sigterm_stops_the_node_cleanly_and_it_reopens_where_it_was() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("chain");
-    let args = dev_args(&["--data-dir", data_dir.to_str().expect("utf-8")]);
+    // A key file named but missing is created there, private, and said so.
+    let key = dir.path().join("node.key");
+    let args = dev_args(&["--data-dir", data_dir.to_str().expect("utf-8"), "--key", key.to_str().expect("utf-8")]);
     let mut node = start(&args, dir.path());
+    assert!(node.stdout().iter().any(|line| line.contains("created a new one")), "{:?}", node.stdout());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).expect("the key file is created").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let peer_id = node.ok("node_status", json!([]))["peer_id"].clone();
     eventually("a few blocks", &node, || (node.height() >= 3).then_some(()));
     // `terminate` sends SIGTERM and waits at most 15 s; None means it had to SIGKILL.
     let exit = node.terminate();
@@ -577,6 +587,7 @@ fn sigterm_stops_the_node_cleanly_and_it_reopens_where_it_was() {
     let node = start(&args, dir.path());
     assert!(node.stdout().iter().any(|line| line.contains("state is kept")), "{:?}", node.stdout());
     assert!(node.height() >= 3, "reopened on its chain");
+    assert_eq!(node.ok("node_status", json!([]))["peer_id"], peer_id, "with the key it created");
 }
 
 #[test]
