@@ -538,17 +538,19 @@ pub fn new_engine(genesis: &Genesis, options: EngineOptions) -> Result<Box<dyn E
 }
 
 /// The weight [`Engine::chain_work`] gives the chain ending at the stored block `hash` (with
-/// `header`), read from the engine's records without the engine, for readers beside the
-/// node's thread (the RPC server): PoW's cumulative work; `None` for engines without a weight,
-/// or a block whose record `record` (the store's engine records) does not hold.
+/// `header`), read without the engine for readers beside the node's thread (the RPC server):
+/// PoW's cumulative work from the engine's records (`record`, the store's engine records),
+/// summed down the ancestors (`header_of`) where a record is missing; `None` for engines
+/// without a weight.
 pub fn recorded_chain_work<E>(
     genesis: &Genesis,
     hash: &Hash,
     header: &Header,
-    record: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    record: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    header_of: impl Fn(&Hash) -> Result<Option<Header>, E>,
 ) -> Result<Option<[u8; 32]>, E> {
     match genesis.engine_at(header.height) {
-        EngineConfig::Pow(_) => pow::recorded_work(hash, header, record),
+        EngineConfig::Pow(config) => pow::recorded_work(config, hash, header, record, header_of),
         EngineConfig::Pos(_) | EngineConfig::Dpos(_) | EngineConfig::Raft(_) => Ok(None),
     }
 }

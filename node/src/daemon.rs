@@ -3,7 +3,8 @@
 //!
 //! One task owns the [`Node`] (and through it the driver, the store, the engine and the
 //! mempool). Every input (a peer's gossip or request, a timer, a mined block, an answer to our
-//! sync request, an RPC call) is handled there in turn, with the wall clock's time; the
+//! sync request, an RPC call that submits or asks the node's status) is handled there in turn,
+//! with the wall clock's time (the RPC's chain reads do not come here: `rpc::reads`); the
 //! [`Effect`]s the node asks for are carried out after each input: gossip to publish, sync
 //! requests to send (each awaited on its own task, its answer coming back as an input), timers,
 //! the miner, reports. What maps onto which topic or request is the core's business

@@ -133,6 +133,9 @@ pub struct HeadChange {
 pub struct Store {
     /// Shared only with [`Reader`]s, which hold it weakly.
     db: Arc<DB>,
+    /// Held for writing across a change made of several write batches (a reorg), so that a
+    /// [`Reader`]'s snapshot is never taken midway.
+    gate: Arc<std::sync::RwLock<()>>,
     genesis: Genesis,
     genesis_hash: Hash,
     head: Header,
@@ -167,6 +170,7 @@ impl Store {
         write_options.set_sync(options.sync_writes);
         let mut store = Store {
             db,
+            gate: Arc::default(),
             genesis: genesis.clone(),
             genesis_hash: Hash::ZERO,
             head: state::genesis_block(genesis, Hash::ZERO).header,
@@ -362,7 +366,7 @@ impl Store {
 
     /// Reads of what this store commits, from other threads ([`Reader`]).
     pub fn reader(&self) -> Reader {
-        Reader::new(&self.db)
+        Reader::new(&self.db, &self.gate)
     }
 
     /// The head state and tree as the state machine reads them (for proposers and benches).
@@ -686,6 +690,9 @@ impl Store {
     /// such and the previous chain is restored, unless the blocks applied before it made a block
     /// of the branch final: then the head stays at the last valid block.
     pub fn reorg_to(&mut self, target: Hash) -> Result<HeadChange, StoreError> {
+        // A reorg is one write batch per block: readers take no snapshot until it is done.
+        let gate = Arc::clone(&self.gate);
+        let _whole = gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         // Hashes only: a deep reorg must not hold thousands of blocks in memory.
         let (ancestor, ancestor_height, branch) = self.branch_to(target)?;
         let (old_head_hash, old_height) = (self.head_hash, self.head.height);

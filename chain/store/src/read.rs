@@ -4,10 +4,12 @@
 //! A [`Reader`] lets an RPC server answer reads while the store's owner imports: each
 //! [`Reader::read`] sees the store as one committed write batch left it (a block with its
 //! state, tree, indexes and the head pointer), never half of one, whatever the owner writes
-//! meanwhile. It holds no strong reference: once the [`Store`](crate::Store) is dropped, the
-//! database closes and a read gets [`StoreError::Closed`].
+//! meanwhile; and never a state inside a reorg (one batch per block), which holds the store's
+//! gate until its last batch. It holds no strong reference to the database: once the
+//! [`Store`](crate::Store) is dropped, the database closes and a read gets
+//! [`StoreError::Closed`].
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use chorus_chain::block::Block;
 use chorus_chain::codec;
@@ -134,17 +136,21 @@ impl<'a> Tables<'a> {
 #[derive(Clone, Debug)]
 pub struct Reader {
     db: Weak<DB>,
+    gate: Arc<RwLock<()>>,
 }
 
 impl Reader {
-    pub(crate) fn new(db: &Arc<DB>) -> Reader {
-        Reader { db: Arc::downgrade(db) }
+    pub(crate) fn new(db: &Arc<DB>, gate: &Arc<RwLock<()>>) -> Reader {
+        Reader { db: Arc::downgrade(db), gate: Arc::clone(gate) }
     }
 
     /// Runs `read` on a snapshot of what the store has committed.
     pub fn read<T>(&self, read: impl FnOnce(&Committed<'_>) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let db = self.db.upgrade().ok_or(StoreError::Closed)?;
-        let snapshot = db.snapshot();
+        let snapshot = {
+            let _between_changes = self.gate.read().unwrap_or_else(PoisonError::into_inner);
+            db.snapshot()
+        };
         read(&Committed { tables: Tables { db: &db, snapshot: Some(&snapshot) } })
     }
 }
@@ -177,6 +183,11 @@ impl Committed<'_> {
     /// Any stored block, on the chain or on a side branch.
     pub fn block(&self, hash: &Hash) -> Result<Option<Block>, StoreError> {
         self.tables.block(hash)
+    }
+
+    /// Any stored block's header.
+    pub fn header(&self, hash: &Hash) -> Result<Option<Header>, StoreError> {
+        self.tables.header(hash)
     }
 
     /// The block at `height` of the current chain.

@@ -674,3 +674,55 @@ fn a_reader_sees_one_commit_at_a_time_and_agrees_with_the_store_across_a_reorg()
     let store = Store::open(dir.path(), &genesis).unwrap();
     assert_eq!(store.head_hash(), extra[1].hash());
 }
+
+#[test]
+fn a_reader_never_sees_a_reorg_midway() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(8, 1_000_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let common = branch(&mut mem, &genesis, &genesis_block.header, 2, 0, 1);
+    let (mut left_mem, mut right_mem) = (mem.clone(), mem);
+    let mut left = branch(&mut left_mem, &genesis, &common[1].header, 8, 2, 3);
+    let mut right = branch(&mut right_mem, &genesis, &common[1].header, 9, 4, 5);
+    for block in common.iter().chain(&left) {
+        store.import_block(block).unwrap();
+    }
+    for block in &right {
+        store.store_block(block).unwrap();
+    }
+    let reader = store.reader();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let seen = std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.insert(reader.read(|committed| Ok(committed.head()?.0)).unwrap());
+            }
+            seen
+        });
+        // Back and forth, each time onto the branch one block longer.
+        for _ in 0..6 {
+            let tip = left.last().unwrap().header.clone();
+            let more = branch(&mut left_mem, &genesis, &tip, 2, 2, 3);
+            for block in &more {
+                store.store_block(block).unwrap();
+            }
+            left.extend(more);
+            store.reorg_to(left.last().unwrap().hash()).unwrap();
+            std::mem::swap(&mut left, &mut right);
+            std::mem::swap(&mut left_mem, &mut right_mem);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap()
+    });
+    // Only heads a reorg ended on, never the fork point or a block on the way.
+    let ends: std::collections::BTreeSet<Hash> =
+        left.iter().chain(&right).map(Block::hash).filter(|hash| seen.contains(hash)).collect();
+    assert!(!seen.contains(&common[1].hash()), "the fork point was seen as the head");
+    assert_eq!(seen, ends, "every head seen is a block of one of the branches");
+    for hash in &seen {
+        let height = left.iter().chain(&right).find(|block| block.hash() == *hash).unwrap().height();
+        assert!(height.get() >= 10, "a head seen at height {height} is below every reorg's end");
+    }
+}

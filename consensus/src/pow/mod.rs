@@ -74,17 +74,32 @@ fn work_key(hash: &Hash) -> Vec<u8> {
     [WORK_RECORD_PREFIX, hash.as_bytes().as_slice()].concat()
 }
 
-/// A block's cumulative work as the engine recorded it (genesis: zero), read through
-/// `record`; `None` if there is no record. [`crate::recorded_chain_work`] for PoW.
+/// A block's cumulative work read without the engine: its record, or (for a block without
+/// one, e.g. in a store filled by `Store::import_blocks`) the sum down its ancestors to the
+/// first that has one or the genesis, as [`PowEngine::work_of`] sums it. `None` if an ancestor
+/// is missing. [`crate::recorded_chain_work`] for PoW.
 pub(crate) fn recorded_work<E>(
+    config: &PowConfig,
     hash: &Hash,
     header: &Header,
-    record: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    record: impl Fn(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    header_of: impl Fn(&Hash) -> Result<Option<Header>, E>,
 ) -> Result<Option<[u8; 32]>, E> {
-    if header.height == Height::GENESIS {
-        return Ok(Some(U256::zero().to_big_endian()));
+    let mut sum = U256::zero();
+    let (mut cursor, mut current) = (*hash, header.clone());
+    while current.height != Height::GENESIS {
+        if let Some(work) = record(&work_key(&cursor))?.filter(|bytes| bytes.len() == 32) {
+            sum = sum.saturating_add(U256::from_big_endian(&work));
+            break;
+        }
+        sum = sum.saturating_add(difficulty::work(&difficulty::header_target(&current, config)));
+        cursor = current.parent;
+        current = match header_of(&cursor)? {
+            Some(parent) => parent,
+            None => return Ok(None),
+        };
     }
-    Ok(record(&work_key(hash))?.and_then(|bytes| <[u8; 32]>::try_from(bytes).ok()))
+    Ok(Some(sum.to_big_endian()))
 }
 
 #[derive(Debug)]

@@ -277,8 +277,8 @@ pub struct Driver {
     sync_requests: BTreeMap<PeerId, Timestamp>,
     /// The node's key, which signs the evidence transactions the engine submits.
     key: Option<SecretKey>,
-    /// The stateless checks of the next block a peer's message brings, made beforehand
-    /// ([`Driver::precheck`]); taken by that message alone.
+    /// The stateless checks of a block made beforehand ([`Driver::set_prechecked`]), taken by
+    /// the first import after they are set, and only if it is of that block.
     prechecked: Option<StatelessChecked>,
 }
 
@@ -431,11 +431,12 @@ impl Driver {
         Ok(hash)
     }
 
-    /// Hands over the stateless checks of the block the next peer message brings (range
-    /// sync checks a block on other threads while the one before it is imported): its import
-    /// skips them. Checks of any other block are dropped unused.
-    pub fn precheck(&mut self, checked: StatelessChecked) {
-        self.prechecked = Some(checked);
+    /// Sets (or with `None` clears) the stateless checks of the block the next peer message
+    /// brings: range sync checks a block on other threads while the one before it is imported,
+    /// and clears them after the message. The block's import skips them; the first import
+    /// after they are set takes them, and drops them unused if it is of another block.
+    pub fn set_prechecked(&mut self, checked: Option<StatelessChecked>) {
+        self.prechecked = checked;
     }
 
     /// A message from a peer.

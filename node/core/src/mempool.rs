@@ -161,8 +161,10 @@ impl Admitted {
 }
 
 /// What readers beside the node's thread (the RPC server) see of the pool: which transactions
-/// it holds and where each sender's ready run ends. The pool updates it with every change it
-/// makes; a reader holds its lock for one lookup.
+/// it holds and where each sender's ready run ends. The pool publishes its changes at the end
+/// of each call that makes them, under one lock, so a reader sees the pool between calls,
+/// never midway (a transaction taken out and put back in the course of a head change is never
+/// missing from it); a reader holds the lock for one lookup.
 #[derive(Debug, Clone, Default)]
 pub struct PoolIndex {
     shared: Arc<Mutex<Indexed>>,
@@ -202,8 +204,12 @@ pub struct Mempool {
     /// Per sender, by nonce: transactions after a gap, waiting for it to fill.
     gapped: BTreeMap<Address, BTreeMap<u64, Pending>>,
     gapped_count: usize,
-    /// Every transaction's hash, and where ready runs end: shared with readers.
+    hashes: BTreeSet<Hash>,
+    /// What readers on other threads see ([`Mempool::publish`]).
     index: PoolIndex,
+    /// Hashes and senders changed since the last publication.
+    changed_hashes: Vec<Hash>,
+    changed_senders: BTreeSet<Address>,
     /// (fee, sender, nonce) of every transaction held: eviction picks the lowest.
     by_fee: BTreeSet<(Amount, Address, u64)>,
     size_bytes: u64,
@@ -223,11 +229,11 @@ impl Mempool {
 
     /// Every transaction held, gapped ones included.
     pub fn len(&self) -> usize {
-        self.index.lock().hashes.len()
+        self.hashes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.lock().hashes.is_empty()
+        self.hashes.is_empty()
     }
 
     /// The index readers on other threads consult ([`PoolIndex`]).
@@ -254,7 +260,7 @@ impl Mempool {
     /// Whether the transaction is held. Every one held had its signatures checked under the one
     /// rule on the way in (the block import skips them on that word).
     pub fn contains(&self, hash: &Hash) -> bool {
-        self.index.contains(hash)
+        self.hashes.contains(hash)
     }
 
     /// Validates `tx` (signatures included) against the head state `state` and admits it.
@@ -264,7 +270,9 @@ impl Mempool {
         state: &S,
         genesis: &Genesis,
     ) -> Result<Admitted, MempoolError> {
-        self.admit(tx, Source::Unchecked, state, genesis)
+        let admitted = self.admit(tx, Source::Unchecked, state, genesis);
+        self.publish();
+        admitted
     }
 
     /// [`Mempool::insert`] for a transaction whose signatures were checked already. Checked
@@ -276,7 +284,29 @@ impl Mempool {
         genesis: &Genesis,
     ) -> Result<Admitted, MempoolError> {
         let source = if tx.tx().tx.chain_id == genesis.chain_id { Source::Verified } else { Source::Unchecked };
-        self.admit(tx.into_inner(), source, state, genesis)
+        let admitted = self.admit(tx.into_inner(), source, state, genesis);
+        self.publish();
+        admitted
+    }
+
+    /// Hands the changes since the last publication to the readers' index, all at once.
+    fn publish(&mut self) {
+        let mut index = self.index.lock();
+        for hash in self.changed_hashes.drain(..) {
+            if self.hashes.contains(&hash) {
+                index.hashes.insert(hash);
+            } else {
+                index.hashes.remove(&hash);
+            }
+        }
+        for sender in std::mem::take(&mut self.changed_senders) {
+            let end =
+                self.ready.get(&sender).and_then(BTreeMap::last_key_value).map(|(last, _)| last.saturating_add(1));
+            match end {
+                Some(end) => index.ready_ends.insert(sender, end),
+                None => index.ready_ends.remove(&sender),
+            };
+        }
     }
 
     /// The sender's transaction with `nonce`, ready or gapped.
@@ -302,7 +332,7 @@ impl Mempool {
         genesis: &Genesis,
     ) -> Result<Admitted, MempoolError> {
         let hash = tx.hash();
-        if self.index.contains(&hash) {
+        if self.hashes.contains(&hash) {
             return Err(MempoolError::Duplicate { hash });
         }
         let min = genesis.params.min_tx_fee;
@@ -404,17 +434,9 @@ impl Mempool {
             &mut self.ready
         };
         map.entry(sender).or_default().insert(nonce, entry);
-        let mut index = self.index.lock();
-        index.hashes.insert(hash);
-        if !gapped {
-            index.ready_ends.insert(sender, self.ready_end(&sender).expect("invariant: the run holds this one"));
-        }
-    }
-
-    /// The nonce after the sender's ready run, if it has one.
-    fn ready_end(&self, sender: &Address) -> Option<u64> {
-        let (last, _) = self.ready.get(sender)?.last_key_value()?;
-        Some(last.saturating_add(1))
+        self.hashes.insert(hash);
+        self.changed_hashes.push(hash);
+        self.changed_senders.insert(sender);
     }
 
     /// Takes the sender's transaction with `nonce` out of the pool, ready or gapped.
@@ -436,14 +458,9 @@ impl Mempool {
         }
         let entry = taken?;
         self.by_fee.remove(&(entry.tx.tx.fee, *sender, nonce));
-        let ready_end = self.ready_end(sender);
-        let mut index = self.index.lock();
-        index.hashes.remove(&entry.hash);
-        match ready_end {
-            Some(end) => index.ready_ends.insert(*sender, end),
-            None => index.ready_ends.remove(sender),
-        };
-        drop(index);
+        self.hashes.remove(&entry.hash);
+        self.changed_hashes.push(entry.hash);
+        self.changed_senders.insert(*sender);
         self.size_bytes = self.size_bytes.saturating_sub(entry.size_bytes);
         Some(entry)
     }
@@ -494,19 +511,19 @@ impl Mempool {
     /// now wait after a gap.
     pub fn remove_tx(&mut self, tx: &SignedTransaction) {
         let sender = tx.tx.sender;
-        if self.take(&sender, tx.tx.nonce).is_none() {
-            return;
-        }
-        let later: Vec<u64> = self
-            .ready
-            .get(&sender)
-            .map(|pending| pending.range(tx.tx.nonce..).map(|(nonce, _)| *nonce).collect())
-            .unwrap_or_default();
-        for nonce in later {
-            if let Some(entry) = self.take(&sender, nonce) {
-                self.put(entry, true);
+        if self.take(&sender, tx.tx.nonce).is_some() {
+            let later: Vec<u64> = self
+                .ready
+                .get(&sender)
+                .map(|pending| pending.range(tx.tx.nonce..).map(|(nonce, _)| *nonce).collect())
+                .unwrap_or_default();
+            for nonce in later {
+                if let Some(entry) = self.take(&sender, nonce) {
+                    self.put(entry, true);
+                }
             }
         }
+        self.publish();
     }
 
     /// Transactions for a block on the head state `state`: each sender's consecutive nonces from
@@ -569,6 +586,19 @@ impl Mempool {
     /// Returns the transactions that became ready (taken back, or no longer behind a gap), for
     /// the node to relay: the winning chain's producers may never have seen them.
     pub fn on_head_change<S: StateRead + ?Sized>(
+        &mut self,
+        state: &S,
+        genesis: &Genesis,
+        head: Height,
+        returned: Vec<SignedTransaction>,
+    ) -> Result<Vec<SignedTransaction>, ReadError> {
+        let taken = self.follow_head(state, genesis, head, returned);
+        self.publish();
+        taken
+    }
+
+    /// [`Mempool::on_head_change`] but for the publication.
+    fn follow_head<S: StateRead + ?Sized>(
         &mut self,
         state: &S,
         genesis: &Genesis,

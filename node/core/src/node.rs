@@ -21,7 +21,9 @@
 //!   buffer and reach the driver in height order;
 //! - peers' sync requests are answered from the store ([`Node::serve`]).
 //!
-//! Invariant: like the driver, a node opens no socket, reads no clock and spawns nothing.
+//! Invariant: like the driver, a node opens no socket, reads no clock and spawns no task; the
+//! thread [`Node`] starts to check a synced block ahead computes a pure function and is joined
+//! within the input (see the crate's docs).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -411,15 +413,16 @@ impl Node {
     fn import_range(&mut self, now: Timestamp, ready: Vec<(PeerId, Block)>) -> Result<(), DriverError> {
         let chain_id = self.driver.store().genesis().chain_id.clone();
         let ready: Vec<(PeerId, Arc<Block>)> = ready.into_iter().map(|(peer, block)| (peer, Arc::new(block))).collect();
-        let mut checked = ready.first().map(|(_, block)| check_block_stateless(block, &chain_id));
-        for (index, (sender, block)) in ready.iter().enumerate() {
-            if let Some(Ok(checked)) = checked.take() {
-                self.driver.precheck(checked);
-            }
-            let next = ready
-                .get(index.saturating_add(1))
+        let worth_checking = |node: &Node, index: usize| {
+            ready
+                .get(index)
                 .map(|(_, block)| block)
-                .filter(|next| self.driver.engine().check_header_alone(&next.header).is_ok());
+                .filter(|block| node.driver.engine().check_header_alone(&block.header).is_ok())
+        };
+        let mut checked = worth_checking(self, 0).map(|first| check_block_stateless(first, &chain_id));
+        for (index, (sender, block)) in ready.iter().enumerate() {
+            self.driver.set_prechecked(checked.take().and_then(Result::ok));
+            let next = worth_checking(self, index.saturating_add(1));
             let (handled, next_checked) = std::thread::scope(|scope| {
                 let checking = next.map(|next| scope.spawn(|| check_block_stateless(next, &chain_id)));
                 let handled = self.on_peer_message(now, sender, NetMessage::Block(Arc::clone(block)));
@@ -427,6 +430,7 @@ impl Node {
                     checking.map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
                 (handled, next_checked)
             });
+            self.driver.set_prechecked(None);
             handled?;
             checked = next_checked;
         }

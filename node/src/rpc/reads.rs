@@ -73,7 +73,13 @@ impl Reads {
     }
 
     fn chain_work(&self, committed: &Committed<'_>, hash: &Hash, header: &Header) -> Result<ChainWork, StoreError> {
-        chorus_consensus::recorded_chain_work(&self.genesis, hash, header, |key| committed.engine_record(key))
+        chorus_consensus::recorded_chain_work(
+            &self.genesis,
+            hash,
+            header,
+            |key| committed.engine_record(key),
+            |hash| committed.header(hash),
+        )
     }
 
     fn head_info(&self, committed: &Committed<'_>) -> Result<HeadInfo, StoreError> {
