@@ -15,14 +15,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chorus_chain::Genesis;
-use chorus_chain::block::Block;
 use chorus_chain::header::Seal;
-use chorus_chain::primitives::{Amount, Hash, Timestamp};
-use chorus_chain::state::memory::MemoryState;
-use chorus_chain::state::{self, BlockTemplate};
+use chorus_chain::primitives::Hash;
 use chorus_chain::testing;
-use chorus_chain::tx::TxKind;
 use chorus_consensus::pow::mining::{Grinder, with_nonce};
 use chorus_store::Store;
 use chorus_testnet::process::loopback_ports;
@@ -34,48 +29,6 @@ const SYNC_WAIT: Duration = Duration::from_secs(1_800);
 
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
-
-/// `n_blocks` sealed blocks of `n_txs` random transfers each, one a second from the genesis.
-fn make_blocks(genesis: &Genesis, n_blocks: usize, n_txs: usize) -> Vec<Block> {
-    let keys: Vec<_> = (0..N_ACCOUNTS).map(testing::key).collect();
-    let mut nonces = vec![0u64; N_ACCOUNTS as usize];
-    let (mut mem, genesis_block) = MemoryState::from_genesis(genesis).expect("genesis");
-    let mut parent = genesis_block.header.clone();
-    let mut rng = testing::Rng(0x5eed);
-    let mut blocks = Vec::with_capacity(n_blocks);
-    for _ in 0..n_blocks {
-        let txs = (0..n_txs)
-            .map(|_| {
-                let from = rng.below(N_ACCOUNTS) as usize;
-                let to = keys[rng.below(N_ACCOUNTS) as usize].address();
-                let tx = testing::signed(
-                    genesis,
-                    &keys[from],
-                    nonces[from],
-                    TxKind::Transfer { to, amount: Amount::new(1) },
-                );
-                nonces[from] += 1;
-                tx
-            })
-            .collect();
-        let template = BlockTemplate {
-            txs,
-            votes: vec![],
-            proposer: keys[0].address(),
-            timestamp: Timestamp::from_millis(parent.timestamp.as_millis() + 1_000),
-        };
-        let mut block = state::build_block(&mem, genesis, &parent, template).expect("build");
-        // Blocks a second apart keep the genesis target (the easiest: any hash meets it).
-        block.header.seal = Seal::Pow { target: Hash([0xff; 32]), nonce: 0 };
-        let (nonce, _) = Grinder::new(&block.header).expect("a PoW header").search(0, u64::MAX, &|| false);
-        block.header = with_nonce(&block.header, nonce.expect("the genesis target takes any hash"));
-        let outcome = state::apply_block(&mem, genesis, &parent, &block).expect("apply");
-        mem.commit_outcome(&outcome);
-        parent = block.header.clone();
-        blocks.push(block);
-    }
-    blocks
 }
 
 fn start(args: &[&str], dir: &Path, name: &str) -> Chorusd {
@@ -90,7 +43,12 @@ fn main() {
     let n_txs = env_or("CHORUS_SYNC_BENCH_TXS", 1_000);
     let genesis = testing::genesis(N_ACCOUNTS, 1_000_000_000);
     eprintln!("sync: building {n_blocks} blocks of {n_txs} transfers among {N_ACCOUNTS} accounts...");
-    let blocks = make_blocks(&genesis, n_blocks, n_txs);
+    let blocks = testing::transfer_blocks(&genesis, N_ACCOUNTS, n_blocks, n_txs, |block| {
+        // Blocks a second apart keep the genesis target (the easiest: any hash meets it).
+        block.header.seal = Seal::Pow { target: Hash([0xff; 32]), nonce: 0 };
+        let (nonce, _) = Grinder::new(&block.header).expect("a PoW header").search(0, u64::MAX, &|| false);
+        block.header = with_nonce(&block.header, nonce.expect("the genesis target takes any hash"));
+    });
 
     let dir = tempfile::tempdir().expect("tempdir");
     let (first, second) = (dir.path().join("peer1"), dir.path().join("peer2"));

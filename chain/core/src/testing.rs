@@ -116,3 +116,49 @@ impl Rng {
         u32::try_from(value).expect("invariant: below n <= u32::MAX")
     }
 }
+
+/// `n_blocks` blocks on the genesis, a second apart, each of `n_txs` transfers of 1 between
+/// accounts drawn among the first `n_accounts` test keys (seeded: the same blocks in every
+/// process), built and executed in memory; `finish` completes each block (an engine's seal)
+/// before its child is built on it. What the import and sync benchmarks feed a node.
+pub fn transfer_blocks(
+    genesis: &Genesis,
+    n_accounts: u32,
+    n_blocks: usize,
+    n_txs: usize,
+    mut finish: impl FnMut(&mut crate::Block),
+) -> Vec<crate::Block> {
+    use crate::state::{self, BlockTemplate, memory::MemoryState};
+    let keys: Vec<SecretKey> = (0..n_accounts).map(key).collect();
+    let mut nonces = vec![0u64; keys.len()];
+    let (mut mem, genesis_block) = MemoryState::from_genesis(genesis).expect("the genesis is valid");
+    let mut parent = genesis_block.header;
+    let mut rng = Rng(0x5eed);
+    let mut blocks = Vec::with_capacity(n_blocks);
+    for _ in 0..n_blocks {
+        let txs = (0..n_txs)
+            .map(|_| {
+                let from = rng.below(n_accounts) as usize;
+                let to = keys.get(rng.below(n_accounts) as usize).expect("invariant: below n_accounts").address();
+                let nonce = nonces.get_mut(from).expect("invariant: below n_accounts");
+                let sender = keys.get(from).expect("invariant: below n_accounts");
+                let tx = signed(genesis, sender, *nonce, TxKind::Transfer { to, amount: Amount::new(1) });
+                *nonce = nonce.saturating_add(1);
+                tx
+            })
+            .collect();
+        let template = BlockTemplate {
+            txs,
+            votes: vec![],
+            proposer: key(0).address(),
+            timestamp: Timestamp::from_millis(parent.timestamp.as_millis().saturating_add(1_000)),
+        };
+        let mut block = state::build_block(&mem, genesis, &parent, template).expect("the transfers are valid");
+        finish(&mut block);
+        let outcome = state::apply_block(&mem, genesis, &parent, &block).expect("the block applies");
+        mem.commit_outcome(&outcome);
+        parent = block.header.clone();
+        blocks.push(block);
+    }
+    blocks
+}

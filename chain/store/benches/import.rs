@@ -14,53 +14,13 @@ use std::time::{Duration, Instant};
 
 use chorus_chain::block::{self, Block};
 use chorus_chain::codec;
-use chorus_chain::primitives::{Amount, Timestamp};
-use chorus_chain::state::memory::MemoryState;
-use chorus_chain::state::{self, BlockTemplate, tree};
+use chorus_chain::state::{self, tree};
 use chorus_chain::testing;
-use chorus_chain::tx::TxKind;
 use chorus_store::Store;
 use ed25519_dalek::{Signer, Verifier};
 
 const N_ACCOUNTS: u32 = 10_000;
 const TXS_PER_BLOCK: usize = 5_000;
-
-fn make_blocks(genesis: &chorus_chain::Genesis, n_blocks: usize) -> (Vec<Vec<u8>>, Block) {
-    let keys: Vec<_> = (0..N_ACCOUNTS).map(testing::key).collect();
-    let mut nonces = vec![0u64; N_ACCOUNTS as usize];
-    let (mut mem, genesis_block) = MemoryState::from_genesis(genesis).expect("genesis");
-    let mut parent = genesis_block.header.clone();
-    let mut rng = testing::Rng(0x5eed);
-    let mut encoded = Vec::with_capacity(n_blocks);
-    for _ in 0..n_blocks {
-        let txs = (0..TXS_PER_BLOCK)
-            .map(|_| {
-                let from = rng.below(N_ACCOUNTS) as usize;
-                let to = keys[rng.below(N_ACCOUNTS) as usize].address();
-                let tx = testing::signed(
-                    genesis,
-                    &keys[from],
-                    nonces[from],
-                    TxKind::Transfer { to, amount: Amount::new(1) },
-                );
-                nonces[from] += 1;
-                tx
-            })
-            .collect();
-        let template = BlockTemplate {
-            txs,
-            votes: vec![],
-            proposer: keys[0].address(),
-            timestamp: Timestamp::from_millis(parent.timestamp.as_millis() + 1_000),
-        };
-        let block = state::build_block(&mem, genesis, &parent, template).expect("build");
-        let outcome = state::apply_block(&mem, genesis, &parent, &block).expect("apply");
-        mem.commit_outcome(&outcome);
-        parent = block.header.clone();
-        encoded.push(codec::encode(&block));
-    }
-    (encoded, genesis_block)
-}
 
 fn per_second(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
@@ -70,7 +30,10 @@ fn main() {
     let n_blocks: usize = std::env::var("CHORUS_BENCH_BLOCKS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     let genesis = testing::genesis(N_ACCOUNTS, 1_000_000_000);
     eprintln!("import: building {n_blocks} blocks of {TXS_PER_BLOCK} transfers among {N_ACCOUNTS} accounts...");
-    let (encoded, _) = make_blocks(&genesis, n_blocks);
+    let encoded: Vec<Vec<u8>> = testing::transfer_blocks(&genesis, N_ACCOUNTS, n_blocks, TXS_PER_BLOCK, |_| {})
+        .iter()
+        .map(codec::encode)
+        .collect();
     let n_txs = n_blocks * TXS_PER_BLOCK;
     let block_bytes = encoded.iter().map(Vec::len).sum::<usize>() / n_blocks;
 
