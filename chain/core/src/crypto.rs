@@ -20,6 +20,7 @@
 //! Signing uses ed25519-dalek (RFC 8032); its signatures always satisfy the rule.
 
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
@@ -248,15 +249,71 @@ fn is_canonical_encoding(bytes: &[u8; 32]) -> bool {
     !(sign == 1 && (y == ONE_LE || y == MINUS_ONE_LE))
 }
 
+/// Public keys that passed steps 2 and 3 of the rule, decoded, by their bytes (sized by
+/// [`limits::DECODED_KEY_CACHE_ENTRIES`]). Only keys that passed are kept, and a key is decoded
+/// the same way whether it is found here or not, so the cache changes how long a check takes,
+/// never its verdict. Keys are chosen by signers, so one may make its keys share a slot: they
+/// then take turns in it, which costs only their own decompressions.
+static DECODED_KEYS: KeyCache = KeyCache { shards: [const { Mutex::new(Vec::new()) }; KEY_CACHE_SHARDS] };
+
+const KEY_CACHE_SHARDS: usize = limits::DECODED_KEY_CACHE_SHARDS as usize;
+const KEY_CACHE_SLOTS_PER_SHARD: usize =
+    (limits::DECODED_KEY_CACHE_ENTRIES / limits::DECODED_KEY_CACHE_SHARDS) as usize;
+
+/// A direct-mapped table: a key's first byte picks its shard and the next two its slot, which
+/// holds the last key that landed there. A shard's slots are allocated when its first key
+/// arrives.
+struct KeyCache {
+    shards: [Mutex<KeySlots>; KEY_CACHE_SHARDS],
+}
+
+type KeySlots = Vec<Option<([u8; 32], EdwardsPoint)>>;
+
+impl KeyCache {
+    fn slot(&self, bytes: &[u8; 32]) -> (&Mutex<KeySlots>, usize) {
+        let shard = usize::from(bytes[0]) % KEY_CACHE_SHARDS;
+        let slot = usize::from(u16::from_le_bytes([bytes[1], bytes[2]])) % KEY_CACHE_SLOTS_PER_SHARD;
+        (self.shards.get(shard).expect("invariant: reduced modulo the shard count"), slot)
+    }
+
+    fn get(&self, bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+        let (shard, slot) = self.slot(bytes);
+        // A panic elsewhere while a shard was locked leaves whole entries only: take it anyway.
+        let table = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        match table.get(slot) {
+            Some(Some((cached, point))) if cached == bytes => Some(*point),
+            _ => None,
+        }
+    }
+
+    fn insert(&self, bytes: &[u8; 32], point: EdwardsPoint) {
+        let (shard, slot) = self.slot(bytes);
+        let mut table = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if table.is_empty() {
+            table.resize(KEY_CACHE_SLOTS_PER_SHARD, None);
+        }
+        if let Some(entry) = table.get_mut(slot) {
+            *entry = Some((*bytes, point));
+        }
+    }
+}
+
 fn prepare(item: &SignedItem<'_>) -> Result<Prepared, SignatureError> {
     let (r_bytes, s_bytes) = item.signature.0.split_at(32);
     let r_bytes: [u8; 32] = r_bytes.try_into().expect("invariant: 64 = 32 + 32");
     let s_bytes: [u8; 32] = s_bytes.try_into().expect("invariant: 64 = 32 + 32");
     let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(s_bytes)).ok_or(SignatureError::NonCanonicalScalar)?;
-    let key = decode_point(&item.signer.0).ok_or(SignatureError::NonCanonicalKey)?;
+    let cached_key = DECODED_KEYS.get(&item.signer.0);
+    let key = match cached_key {
+        Some(key) => key,
+        None => decode_point(&item.signer.0).ok_or(SignatureError::NonCanonicalKey)?,
+    };
     let r = decode_point(&r_bytes).ok_or(SignatureError::NonCanonicalR)?;
-    if key.is_small_order() {
-        return Err(SignatureError::SmallOrderKey);
+    if cached_key.is_none() {
+        if key.is_small_order() {
+            return Err(SignatureError::SmallOrderKey);
+        }
+        DECODED_KEYS.insert(&item.signer.0, key);
     }
     if r.is_small_order() {
         return Err(SignatureError::SmallOrderR);
@@ -442,6 +499,44 @@ mod tests {
         assert!(in_place > 17 && refs.len() >= limits::PARALLEL_SIGNATURES_MIN as usize);
         assert_eq!(verify_batch_parallel(&refs[..in_place]), expected);
         assert_eq!(verify(refs[17].signer, refs[17].message, refs[17].signature), Err(SignatureError::Equation));
+    }
+
+    #[test]
+    fn the_key_cache_keeps_valid_keys_only_and_never_confuses_two_keys_of_one_slot() {
+        // Two keys that land in one slot (a birthday search over the slot's 16 bits).
+        let mut seen = std::collections::BTreeMap::new();
+        let (first, second) = (0u32..)
+            .find_map(|i| {
+                let mut seed = [0u8; 32];
+                seed[..4].copy_from_slice(&i.to_le_bytes());
+                seed[4] = 0xc5;
+                let (shard, slot) = DECODED_KEYS.slot(&SecretKey::from_seed(seed).address().0);
+                let place = (std::ptr::from_ref(shard) as usize, slot);
+                seen.insert(place, seed).map(|earlier| (SecretKey::from_seed(earlier), SecretKey::from_seed(seed)))
+            })
+            .expect("a collision within 2^32 keys");
+        assert_ne!(first.address(), second.address());
+        let message = b"one slot, two keys";
+        let (first_signature, second_signature) = (first.sign(message), second.sign(message));
+        for _ in 0..2 {
+            // Each key in turn takes the slot; each check uses its own key's point.
+            assert_eq!(verify(&first.address(), message, &first_signature), Ok(()));
+            assert_eq!(DECODED_KEYS.get(&second.address().0), None);
+            assert_eq!(verify(&second.address(), message, &first_signature), Err(SignatureError::Equation));
+            assert_eq!(verify(&second.address(), message, &second_signature), Ok(()));
+            assert!(DECODED_KEYS.get(&second.address().0).is_some());
+            assert_eq!(verify(&first.address(), message, &second_signature), Err(SignatureError::Equation));
+        }
+
+        // A key that fails steps 2 or 3 is refused the same way each time and never kept.
+        let identity = Address(EdwardsPoint::default().compress().0);
+        let non_canonical = Address(FIELD_MODULUS_LE);
+        for _ in 0..2 {
+            assert_eq!(verify(&identity, message, &first_signature), Err(SignatureError::SmallOrderKey));
+            assert_eq!(verify(&non_canonical, message, &first_signature), Err(SignatureError::NonCanonicalKey));
+        }
+        assert_eq!(DECODED_KEYS.get(&identity.0), None);
+        assert_eq!(DECODED_KEYS.get(&non_canonical.0), None);
     }
 
     #[test]

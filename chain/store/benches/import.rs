@@ -5,8 +5,8 @@
 //! measures raw single-signature ed25519 verification on one core in the same run and prints
 //! the pipelined rate over it. Not a timed test: it prints figures.
 //!
-//! `cargo bench -p chorus-store --bench import` (set `CHORUS_BENCH_BLOCKS` to change the
-//! number of blocks, 8 by default).
+//! `cargo bench --workspace --bench import` (set `CHORUS_BENCH_BLOCKS` to change the number of
+//! blocks, 8 by default, and `CHORUS_BENCH_TXS` the transfers in each, 5,000 by default).
 
 #![allow(clippy::float_arithmetic, clippy::disallowed_types, reason = "a benchmark measures wall-clock time")]
 
@@ -20,21 +20,22 @@ use chorus_store::Store;
 use ed25519_dalek::{Signer, Verifier};
 
 const N_ACCOUNTS: u32 = 10_000;
-const TXS_PER_BLOCK: usize = 5_000;
 
 fn per_second(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
 fn main() {
-    let n_blocks: usize = std::env::var("CHORUS_BENCH_BLOCKS").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
+    let env_or = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let n_blocks = env_or("CHORUS_BENCH_BLOCKS", 8);
+    let txs_per_block = env_or("CHORUS_BENCH_TXS", 5_000);
     let genesis = testing::genesis(N_ACCOUNTS, 1_000_000_000);
-    eprintln!("import: building {n_blocks} blocks of {TXS_PER_BLOCK} transfers among {N_ACCOUNTS} accounts...");
-    let encoded: Vec<Vec<u8>> = testing::transfer_blocks(&genesis, N_ACCOUNTS, n_blocks, TXS_PER_BLOCK, |_| {})
+    eprintln!("import: building {n_blocks} blocks of {txs_per_block} transfers among {N_ACCOUNTS} accounts...");
+    let encoded: Vec<Vec<u8>> = testing::transfer_blocks(&genesis, N_ACCOUNTS, n_blocks, txs_per_block, |_| {})
         .iter()
         .map(codec::encode)
         .collect();
-    let n_txs = n_blocks * TXS_PER_BLOCK;
+    let n_txs = n_blocks * txs_per_block;
     let block_bytes = encoded.iter().map(Vec::len).sum::<usize>() / n_blocks;
 
     // End to end, as a node imports: bytes in, committed block out.
@@ -111,7 +112,7 @@ fn main() {
 
     let ms = |d: Duration| d.as_secs_f64() * 1e3 / n_blocks as f64;
     println!(
-        "import: {n_blocks} blocks x {TXS_PER_BLOCK} transfers, {block_bytes} bytes per block, {N_ACCOUNTS} accounts"
+        "import: {n_blocks} blocks x {txs_per_block} transfers, {block_bytes} bytes per block, {N_ACCOUNTS} accounts"
     );
     println!(
         "import: per block end to end {:.1} ms; phases alone: decode {:.1} ms, verify {:.1} ms, execute {:.1} ms, tree {:.1} ms, full import incl. commit {:.1} ms",
