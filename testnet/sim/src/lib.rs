@@ -317,6 +317,14 @@ impl Mining {
             Mining::Off => false,
         }
     }
+
+    /// After `node` releases a block of cumulative `work`, with `released` the most work any
+    /// block released before it carried: the sole miner stops once its block beats them all
+    /// (every node then converges on it); a block that only ties leaves the tips split, so
+    /// mining goes on until a later block breaks the tie.
+    fn after_release(self, node: usize, work: U256, released: U256) -> Mining {
+        if self == Mining::Sole(node) && work > released { Mining::Off } else { self }
+    }
 }
 
 pub struct Sim {
@@ -1000,12 +1008,8 @@ impl Sim {
                 if generation != self.nodes[node].mining_generation || !self.mining.allows(node) {
                     return true;
                 }
-                // A block that only ties one still in flight to the sole miner leaves the tips
-                // split, as in Bitcoin, until a later block breaks the tie: mining goes on.
                 let work = self.work.get(&block.hash()).copied().unwrap_or_default();
-                if self.mining == Mining::Sole(node) && work > self.released_work {
-                    self.mining = Mining::Off;
-                }
+                self.mining = self.mining.after_release(node, work, self.released_work);
                 self.released_work = self.released_work.max(work);
                 let now = self.local_now(node);
                 if self.nodes[node].node.is_none() {
@@ -1662,4 +1666,25 @@ pub fn combined_digest(reports: &[SimReport]) -> Hash {
         hasher.update(report.digest.as_bytes());
     }
     Hash(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sole_miner_stops_only_when_its_block_beats_every_released_one() {
+        let (two, three) = (U256::from(2u64), U256::from(3u64));
+        // A tie with a block already released (one still in flight) leaves the tips split.
+        assert_eq!(Mining::Sole(0).after_release(0, two, two), Mining::Sole(0));
+        // Less work than a released block: the others keep the better tip.
+        assert_eq!(Mining::Sole(0).after_release(0, two, three), Mining::Sole(0));
+        // More work than every released block: every node converges on it.
+        assert_eq!(Mining::Sole(0).after_release(0, three, two), Mining::Off);
+        // Another node's block, released before it was told to stop, ends nothing.
+        assert_eq!(Mining::Sole(0).after_release(1, three, two), Mining::Sole(0));
+        // Outside the sole-miner phase, releases change nothing.
+        assert_eq!(Mining::All.after_release(0, three, two), Mining::All);
+        assert_eq!(Mining::Off.after_release(0, three, two), Mining::Off);
+    }
 }
