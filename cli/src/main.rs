@@ -19,7 +19,7 @@ use chorus_chain::{Address, SecretKey, codec};
 use chorus_cli::keystore;
 use chorus_rpc_types::{
     BlockId, ErrorCode, GetAccount, GetBlock, GetFinalized, GetHead, GetStatus, GetTx, GetValidators,
-    MembershipChangeKind, RaftAddLearner, RaftPromote, RaftRemove, Request, SubmitTx, TxStatus, Validators,
+    MembershipChangeKind, NodeStatus, RaftAddLearner, RaftPromote, RaftRemove, Request, SubmitTx, TxStatus, Validators,
 };
 use clap::{Parser, Subcommand};
 use jsonrpsee::core::client::{ClientT, Error as ClientError};
@@ -417,7 +417,8 @@ impl Context {
 
     /// An address, or the address of a key in the keystore.
     fn address(&self, text: &str) -> Result<Address, Failure> {
-        if text.starts_with("chorus1") {
+        // An address in either case (BIP-173's all-capitals form); anything else names a key.
+        if text.get(..7).is_some_and(|prefix| prefix.eq_ignore_ascii_case("chorus1")) {
             return Address::parse(text).map_err(|error| Failure::Address(error.to_string()));
         }
         Ok(self.keystore.entry(text)?.address)
@@ -474,7 +475,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return verified_account(&context, address);
             }
             let account = context.request(&GetAccount { address, proof_height: None })?;
-            context.print(&account, || pretty(&account))
+            context.print(&account, || account_text(&account))
         }
         Command::Transfer { to, amount, tx } => {
             let to = context.address(&to)?;
@@ -508,21 +509,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Status => {
             let status = context.request(&GetStatus)?;
-            context.print(&status, || {
-                let line = format!(
-                    "chain {} ({}), head {} {}, peers {}, syncing {}",
-                    status.chain_id,
-                    status.engine,
-                    status.head.height,
-                    status.head.hash,
-                    status.n_peers,
-                    status.syncing,
-                );
-                match &status.halted {
-                    Some(reason) => format!("{line}\nHALTED: {reason}"),
-                    None => line,
-                }
-            })
+            context.print(&status, || status_text(&status))
         }
         Command::Block { id } => {
             let id = match id {
@@ -538,10 +525,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let hash =
                 Hash::from_hex(&hash).map_err(|error| Failure::Input(format!("transaction hash {hash:?}: {error}")))?;
             let info = context.request(&GetTx { hash })?;
-            context.print(&info, || match info.status.block() {
-                Some(block) => format!("{} in block {}", info.status.name(), block.height),
-                None => info.status.name().to_owned(),
-            })
+            context.print(&info, || tx_text(&info))
         }
         Command::Raft(command) => raft(&context, command),
         Command::Load(args) => load::run(&context, args),
@@ -732,6 +716,90 @@ fn block_text(block: &chorus_rpc_types::Block) -> String {
     lines.join("\n")
 }
 
+/// Label and value pairs as aligned lines: the labels padded to the longest.
+fn fields(rows: &[(&str, String)]) -> String {
+    let width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    rows.iter().map(|(label, value)| format!("{label:<width$}  {value}")).collect::<Vec<_>>().join("\n")
+}
+
+fn status_text(status: &NodeStatus) -> String {
+    let mut rows = vec![
+        ("chain", format!("{} ({})", status.chain_id, status.engine)),
+        ("head", format!("{} {}", status.head.height, status.head.hash)),
+        (
+            "finalized",
+            status.finalized.map_or_else(
+                || "none (this engine has no finality)".to_owned(),
+                |block| format!("{} {}", block.height, block.hash),
+            ),
+        ),
+    ];
+    if let Some(slot) = status.slot {
+        rows.push(("slot", slot.to_string()));
+    }
+    rows.push(("peer id", status.peer_id.as_str().to_owned()));
+    rows.push(("peers", status.n_peers.to_string()));
+    rows.push((
+        "sync",
+        match &status.sync {
+            Some(sync) => format!(
+                "syncing: {} of {}, {}.{:03} blocks/s{}",
+                sync.head,
+                sync.target,
+                sync.blocks_per_sec_milli / 1000,
+                sync.blocks_per_sec_milli % 1000,
+                sync.eta_secs.map(|secs| format!(", about {secs} s left")).unwrap_or_default()
+            ),
+            None if status.syncing => "syncing".to_owned(),
+            None => "not syncing".to_owned(),
+        },
+    ));
+    rows.push((
+        "mempool",
+        format!(
+            "{} transactions, {} bytes (fee at least {})",
+            status.mempool.n_transactions, status.mempool.size_bytes, status.min_tx_fee
+        ),
+    ));
+    if let Some(reason) = &status.halted {
+        rows.push(("HALTED", reason.clone()));
+    }
+    fields(&rows)
+}
+
+fn account_text(account: &chorus_rpc_types::Account) -> String {
+    let mut rows = vec![
+        ("address", account.address.to_string()),
+        ("balance", account.balance.to_string()),
+        ("nonce", format!("{} (next transaction: {})", account.nonce, account.next_nonce)),
+        ("stake", account.stake.to_string()),
+    ];
+    for entry in &account.unbonding {
+        rows.push(("unbonding", format!("{} back at block {}", entry.amount, entry.release_height)));
+    }
+    if !account.votes.is_empty() {
+        rows.push(("votes for", account.votes.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")));
+    }
+    rows.push(("read at", format!("block {}, state root {}", account.height, account.state_root)));
+    fields(&rows)
+}
+
+fn tx_text(info: &chorus_rpc_types::TxInfo) -> String {
+    let mut rows = vec![("transaction", info.hash.to_string())];
+    let status = match &info.status {
+        TxStatus::Unknown => "unknown: neither pending nor in a block of this node's chain".to_owned(),
+        TxStatus::Pending => "pending: in the mempool, not in a block yet".to_owned(),
+        TxStatus::Included { .. } => "included: in a block that is not final yet".to_owned(),
+        TxStatus::Final { .. } => "final".to_owned(),
+    };
+    rows.push(("status", status));
+    if let TxStatus::Included { height, block, index } | TxStatus::Final { height, block, index } = &info.status {
+        rows.push(("block", format!("{height} {block}")));
+        rows.push(("index", index.to_string()));
+    }
+    fields(&rows)
+}
+
 fn kind_text(kind: &TxKind) -> String {
     match kind {
         TxKind::Transfer { to, amount } => format!("transfer {amount} to {to}"),
@@ -751,10 +819,6 @@ fn yes_no(value: bool) -> &'static str {
 }
 
 /// A wire value as indented JSON, for people.
-fn pretty(value: &impl Serialize) -> String {
-    serde_json::to_string_pretty(value).expect("invariant: the wire types serialize to JSON")
-}
-
 fn wallet(context: &Context, command: WalletCommand) -> Result<(), Failure> {
     match command {
         WalletCommand::New { name } => {

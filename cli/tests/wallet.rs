@@ -92,6 +92,20 @@ fn a_new_wallet_is_funded_from_a_dev_account_and_transfers_with_wait() {
     assert_eq!(wallet.balance("dev1"), dev1_before, "an unrelated account is untouched");
     let tx = wallet.json(&["tx", sent["hash"].as_str().expect("hash")], None);
     assert_eq!(tx["status"], "included");
+    // The same for people: aligned labels, the block the transfer is in.
+    let text = wallet.ok(&["tx", sent["hash"].as_str().expect("hash")], None);
+    let expected_block = format!("block        {} {}", sent["height"], tx["block"].as_str().expect("block hash"));
+    assert!(text.lines().any(|row| row == expected_block), "{text}");
+    assert!(text.lines().any(|row| row.starts_with("status       included")), "{text}");
+    let account = wallet.ok(&["account", "alice"], None);
+    assert!(account.lines().any(|row| row == "balance  3797"), "by key name, aligned:\n{account}");
+    assert!(account.lines().any(|row| row == "nonce    1 (next transaction: 1)"), "{account}");
+    let status = wallet.ok(&["status"], None);
+    let labels: Vec<&str> = status.lines().map(|row| row.split("  ").next().unwrap_or("")).collect();
+    assert_eq!(labels, ["chain", "head", "finalized", "peer id", "peers", "sync", "mempool"], "{status}");
+    assert!(status.lines().all(|row| row.get(9..11) == Some("  ")), "values start in one column:\n{status}");
+    // An address in capitals (BIP-173's form for QR codes) is an address, not a key name.
+    assert_eq!(wallet.balance(&bob.to_uppercase()), 1_200);
     // The block for people: its header, then the transfer in words.
     let height = sent["height"].as_u64().expect("height").to_string();
     let block = wallet.ok(&["block", &height], None);
