@@ -171,6 +171,9 @@ pub struct Config {
     pub tick: Duration,
     /// Sent in identify, e.g. `chorusd/0.1.0`.
     pub agent_version: String,
+    /// How long a peer of another implementation may stay without subscribing to one of the
+    /// chain's topics (`limits::P2P_FOREIGN_PEER_SUBSCRIBE_SECS_MAX`).
+    pub foreign_peer_grace: Duration,
 }
 
 impl Config {
@@ -192,6 +195,7 @@ impl Config {
             idle_timeout: Duration::from_secs(60 * 60),
             tick: Duration::from_secs(1),
             agent_version: concat!("chorusd/", env!("CARGO_PKG_VERSION")).to_owned(),
+            foreign_peer_grace: Duration::from_secs(limits::P2P_FOREIGN_PEER_SUBSCRIBE_SECS_MAX),
         }
     }
 }

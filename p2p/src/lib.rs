@@ -23,6 +23,12 @@
 //! their topic's limit are rejected here, before the node sees them. Sync messages are the
 //! chain codec's encodings behind a length prefix checked before reading ([`sync`]).
 //!
+//! Peers of other chains are told apart by identify: a Chorus node announces `/chorus/<chain
+//! id>/1` and drops a peer that announces another chain's. A peer of another libp2p
+//! implementation cannot set that field (js-libp2p sends `ipfs/0.1.0`), so it is kept while it
+//! takes part: it must subscribe to one of the chain's topics within
+//! `limits::P2P_FOREIGN_PEER_SUBSCRIBE_SECS_MAX`, or it is disconnected (no offence).
+//!
 //! Against eclipsing, inbound peers cannot take the outbound slots: bootnodes (with backoff)
 //! and discovered peers are dialed while the node's own dials are below their target, however
 //! many peers dialed in.

@@ -254,6 +254,12 @@ struct Connected {
     inbound: bool,
     since: Instant,
     agent: Option<String>,
+    /// Since when a peer of another implementation (identify names no Chorus chain) has been
+    /// waiting to subscribe to one of the chain's topics; `None` for Chorus peers and for
+    /// peers that subscribed.
+    foreign_since: Option<Instant>,
+    /// Whether it subscribed to one of the chain's topics.
+    subscribed: bool,
 }
 
 struct PendingRequest {
@@ -607,8 +613,26 @@ impl Service {
             self.sync_blocked();
         }
         self.swarm.behaviour_mut().gate.expire(now);
+        self.drop_idle_foreign_peers(now);
         self.dial_bootnodes(now);
         self.discover(now);
+    }
+
+    /// Disconnects the peers of other implementations that have not subscribed to any of the
+    /// chain's topics within `Config::foreign_peer_grace`: they belong to another network, or
+    /// take part in nothing while holding a connection slot. No offence: they may come back.
+    fn drop_idle_foreign_peers(&mut self, now: Instant) {
+        let grace = self.config.foreign_peer_grace;
+        let idle: Vec<PeerId> = self
+            .connected
+            .iter()
+            .filter(|(_, entry)| entry.foreign_since.is_some_and(|since| now.saturating_duration_since(since) >= grace))
+            .map(|(peer, _)| *peer)
+            .collect();
+        for peer in idle {
+            tracing::debug!(%peer, "peer of another implementation subscribed to none of the chain's topics, disconnecting");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     /// Whether the node's own dials have reached their target. Inbound peers do not count:
@@ -719,6 +743,8 @@ impl Service {
                     inbound,
                     since: now,
                     agent: None,
+                    foreign_since: None,
+                    subscribed: false,
                 });
                 entry.connections.push((connection_id, endpoint));
                 if first {
@@ -760,10 +786,17 @@ impl Service {
                     gossipsub::Event::Message { propagation_source, message_id, message } => {
                         self.on_gossip(propagation_source, message_id, message, now);
                     }
-                    gossipsub::Event::Subscribed { topic, .. }
-                        if !self.held_txs.is_empty() && self.topics.get(&topic) == Some(&Topic::Transactions) =>
-                    {
-                        self.publish_held_txs(now);
+                    gossipsub::Event::Subscribed { peer_id, topic } => {
+                        let ours = self.topics.get(&topic).copied();
+                        if ours.is_some()
+                            && let Some(entry) = self.connected.get_mut(&peer_id)
+                        {
+                            entry.subscribed = true;
+                            entry.foreign_since = None;
+                        }
+                        if ours == Some(Topic::Transactions) && !self.held_txs.is_empty() {
+                            self.publish_held_txs(now);
+                        }
                     }
                     _ => {}
                 }
@@ -773,13 +806,20 @@ impl Service {
             BehaviourEvent::Identify(event) => {
                 self.metrics.libp2p.record(&event);
                 if let identify::Event::Received { peer_id, info, .. } = event {
-                    if info.protocol_version != self.identify_version() {
+                    let chorus = info.protocol_version == self.identify_version();
+                    if !chorus && info.protocol_version.starts_with("/chorus/") {
                         tracing::debug!(peer = %peer_id, version = %info.protocol_version, "peer of another chain, disconnecting");
                         let _ = self.swarm.disconnect_peer_id(peer_id);
                         return;
                     }
                     if let Some(entry) = self.connected.get_mut(&peer_id) {
                         entry.agent = Some(info.agent_version.clone());
+                        // Another implementation cannot name the chain in identify (js-libp2p
+                        // derives the field from its protocol prefix): it stays while it takes
+                        // part in the chain's gossip ([`Service::drop_idle_foreign_peers`]).
+                        if !chorus && !entry.subscribed {
+                            entry.foreign_since.get_or_insert(now);
+                        }
                     }
                     if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
                         for address in info.listen_addrs {
@@ -957,7 +997,7 @@ impl Service {
     }
 }
 
-/// Sent in identify: a peer announcing another chain's is disconnected.
+/// Sent in identify: a peer announcing another Chorus chain's is disconnected at once.
 fn identify_version(chain_id: &str) -> String {
     format!("/chorus/{chain_id}/1")
 }

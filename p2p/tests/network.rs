@@ -868,3 +868,93 @@ async fn direct_messages_reach_only_their_peer_from_its_authenticated_id_within_
     .await;
     assert_eq!(banned, Seen::Banned(raw_id, BanReason::Score(Misbehaviour::TooManyRequests)));
 }
+
+/// What a peer of another libp2p implementation shares with a Chorus node: gossipsub, and an
+/// identify that names no Chorus chain (`ipfs/0.1.0`, js-libp2p's default).
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct ForeignBehaviour {
+    gossipsub: libp2p::gossipsub::Behaviour,
+    identify: libp2p::identify::Behaviour,
+}
+
+/// A foreign peer, subscribed to the blocks topic of `chain` if given, dialing `target`. Its
+/// swarm runs in a task that reports every gossip payload and its disconnection from `target`.
+fn foreign_peer(chain: Option<&str>, target: Multiaddr) -> (PeerId, tokio::sync::mpsc::Receiver<Option<Vec<u8>>>) {
+    use libp2p::{gossipsub, identify};
+    let mut swarm = SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+        .expect("transport")
+        .with_behaviour(|key| {
+            // As js-libp2p is set to talk to Chorus: unsigned messages, content-addressed ids.
+            let config = gossipsub::ConfigBuilder::default()
+                .validation_mode(gossipsub::ValidationMode::Anonymous)
+                .build()
+                .expect("gossipsub config");
+            ForeignBehaviour {
+                gossipsub: gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config)
+                    .expect("gossipsub"),
+                identify: identify::Behaviour::new(identify::Config::new("ipfs/0.1.0".to_owned(), key.public())),
+            }
+        })
+        .expect("behaviour")
+        .with_swarm_config(|config| config.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    if let Some(chain) = chain {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&gossipsub::IdentTopic::new(Topic::Blocks.name(chain)))
+            .expect("subscribe");
+    }
+    let id = *swarm.local_peer_id();
+    let target_id = match target.iter().last() {
+        Some(Protocol::P2p(peer)) => Some(peer),
+        _ => None,
+    };
+    swarm.dial(target).expect("dial");
+    let (report, reports) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let seen = match swarm.select_next_some().await {
+                SwarmEvent::Behaviour(ForeignBehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                    message, ..
+                })) => Some(message.data),
+                SwarmEvent::ConnectionClosed { peer_id, num_established: 0, .. } if Some(peer_id) == target_id => None,
+                _ => continue,
+            };
+            if report.send(seen).await.is_err() {
+                return;
+            }
+        }
+    });
+    (id, reports)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_another_implementation_gets_blocks_while_it_takes_part_and_is_dropped_otherwise() {
+    let mut ours = config();
+    ours.discovery = false;
+    ours.foreign_peer_grace = Duration::from_secs(2);
+    let node = start(ours, chain(1)).await;
+    let target = address(&node).with(Protocol::P2p(node.handle.local_peer_id()));
+    let (member, mut member_seen) = foreign_peer(Some(CHAIN), target.clone());
+    let (idle, mut idle_seen) = foreign_peer(None, target);
+
+    // The member's identify names no Chorus chain, and it is kept: blocks reach it by gossip.
+    publish(&node.handle, Topic::Blocks, b"a block for every implementation").await;
+    let received = tokio::time::timeout(WAIT, member_seen.recv()).await.expect("in time").expect("task alive");
+    assert_eq!(received.as_deref(), Some(&b"a block for every implementation"[..]));
+
+    // The idle peer subscribed to nothing of the chain's: dropped once the grace ran out.
+    let closed = tokio::time::timeout(WAIT, idle_seen.recv()).await.expect("in time").expect("task alive");
+    assert_eq!(closed, None, "the idle foreign peer's connection closes");
+    eventually("the idle peer gone, the member kept past the grace", || async {
+        let peers = connected(&node.handle).await;
+        (!peers.contains(&idle) && peers.contains(&member)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(connected(&node.handle).await.contains(&member), "a subscribed foreign peer outlives the grace");
+    assert!(node.handle.peers().await.expect("peers").banned.is_empty(), "neither is an offence");
+}

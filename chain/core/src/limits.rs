@@ -423,6 +423,12 @@ pub const P2P_EVENT_QUEUE_BYTES_MAX: u64 = 32 * BLOCK_BYTES_MAX as u64;
 pub const P2P_HELD_TXS_MAX: u32 = 256;
 pub const P2P_HELD_TX_SECS_MAX: u64 = 600;
 
+/// Seconds a peer of another libp2p implementation (its identify names no Chorus chain: js-libp2p
+/// sends `ipfs/0.1.0`) has to subscribe to one of the chain's gossip topics before it is
+/// disconnected: such a peer cannot be told apart from one of another network by identify,
+/// only by taking part, and one taking part in nothing would hold a connection slot.
+pub const P2P_FOREIGN_PEER_SUBSCRIBE_SECS_MAX: u64 = 10;
+
 /// Peers whose reputation the service remembers (connected or recently penalized).
 pub const REPUTATION_PEERS_MAX: u32 = 4_096;
 
