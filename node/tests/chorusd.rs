@@ -301,6 +301,27 @@ fn metrics_come_in_the_format_asked_for_and_promtool_finds_nothing_to_fix() {
     assert!(openmetrics.contains("# TYPE chorus_blocks_imported counter"), "{openmetrics}");
 }
 
+/// A peer of another implementation joins with its public options only: js-libp2p on Node
+/// (`tests/js`, installed by `.ci/setup --tests`), whose identify cannot name a Chorus chain,
+/// dials a dev node and receives a block on the chain's blocks topic by gossip.
+#[test]
+fn a_js_libp2p_peer_receives_blocks_by_gossip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(&dev_args(&["--tmp"]), dir.path());
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(js.join("node_modules").is_dir(), "js-libp2p is not installed: run .ci/setup --tests (npm ci in {js:?})");
+    let topic = format!("/chorus/{DEV_CHAIN_ID}/blocks/1");
+    let output = Command::new("node")
+        .arg(js.join("peer.mjs"))
+        .args([node.p2p(), topic.as_str()])
+        .output()
+        .expect("node runs (Node.js, which .ci/setup --tests checks for)");
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the js-libp2p peer: {said}\nnode log:\n{}", node.log());
+    assert!(said.contains(&format!("bytes on {topic}")), "{said}");
+    assert!(node.height() >= 1, "a block was gossiped");
+}
+
 #[test]
 fn bad_rpc_input_gets_its_documented_code_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
