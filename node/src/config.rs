@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chorus_chain::Address;
 use chorus_p2p::Multiaddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rpc::access::{AllowedHost, AllowedOrigin, RateLimit};
 
@@ -185,7 +185,7 @@ pub enum GenesisCommand {
     Inspect { file: PathBuf },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -198,9 +198,9 @@ fn parse_address(text: &str) -> Result<Address, String> {
 }
 
 /// The `--config` file: every setting optional, no unknown keys.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
+pub(crate) struct FileConfig {
     data_dir: Option<PathBuf>,
     genesis: Option<PathBuf>,
     key: Option<PathBuf>,
@@ -285,9 +285,9 @@ impl DevArgs {
     }
 }
 
-struct FileLayer {
+pub(crate) struct FileLayer {
     path: PathBuf,
-    config: FileConfig,
+    pub(crate) config: FileConfig,
 }
 
 impl FileLayer {
@@ -295,9 +295,20 @@ impl FileLayer {
         let Some(path) = path else { return Ok(FileLayer { path: PathBuf::new(), config: FileConfig::default() }) };
         let text = std::fs::read_to_string(path)
             .map_err(|error| ConfigError::Read { path: path.to_owned(), reason: error.to_string() })?;
-        let config = toml::from_str(&text)
+        FileLayer::parse(path, &text)
+    }
+
+    /// The file at `path` whose text is `text`.
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<FileLayer, ConfigError> {
+        let config = toml::from_str(text)
             .map_err(|error| ConfigError::Parse { path: path.to_owned(), reason: error.to_string() })?;
         Ok(FileLayer { path: path.to_owned(), config })
+    }
+
+    /// The settings this file gives `run` when no flag or environment variable is set.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn resolve_alone(&self) -> Result<NodeSettings, ConfigError> {
+        self.resolve(&NodeArgs::default(), "/ip4/0.0.0.0/tcp/30333", false)
     }
 
     fn field<T: std::str::FromStr>(&self, field: &str, text: &str) -> Result<T, ConfigError>

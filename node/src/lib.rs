@@ -15,6 +15,8 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod dev;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod metrics;
 pub mod miner;
 pub mod node;

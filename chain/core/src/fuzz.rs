@@ -52,6 +52,22 @@ pub fn signed_transaction(data: &[u8]) {
     }
 }
 
+/// A mempool file (`mempool.bin`, read at start-up): whatever decodes encodes to the same
+/// bytes.
+pub fn mempool_file(data: &[u8]) {
+    if let Ok(txs) = crate::mempool_file::decode(data) {
+        let again = crate::mempool_file::encode(&txs);
+        if again != data {
+            panic!(
+                "{} transactions decoded from {} bytes encode to {} other bytes",
+                txs.len(),
+                data.len(),
+                again.len()
+            );
+        }
+    }
+}
+
 /// A message on the gossip topic `transactions`: packing its transactions again gives the
 /// same bytes, and checking them in one batch agrees with checking them one by one.
 pub fn tx_batch(data: &[u8]) {

@@ -40,6 +40,7 @@ pub mod fuzz;
 pub mod genesis;
 pub mod header;
 pub mod limits;
+pub mod mempool_file;
 pub mod pos;
 pub mod primitives;
 pub mod slots;

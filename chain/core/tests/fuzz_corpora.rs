@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use chorus_chain::SignedTransaction;
 use chorus_chain::codec;
 use chorus_chain::fuzz;
+use chorus_chain::mempool_file;
 use chorus_chain::primitives::{Hash, Height};
 use chorus_chain::testing;
 use chorus_chain::wire::{Refusal, SyncRequest, SyncResponse, TxBatch};
@@ -20,7 +21,7 @@ type Check = fn(&[u8]);
 /// Named inputs.
 type Inputs = Vec<(String, Vec<u8>)>;
 
-const TARGETS: [(&str, Check); 8] = [
+const TARGETS: [(&str, Check); 9] = [
     ("signed_transaction", fuzz::signed_transaction),
     ("tx_batch", fuzz::tx_batch),
     ("block", fuzz::block),
@@ -29,6 +30,7 @@ const TARGETS: [(&str, Check); 8] = [
     ("sync_response", fuzz::sync_response),
     ("genesis_json", fuzz::genesis_json),
     ("ed25519_batch", fuzz::ed25519_batch),
+    ("mempool_file", fuzz::mempool_file),
 ];
 
 fn corpus(target: &str) -> PathBuf {
@@ -127,6 +129,14 @@ fn seeds() -> Vec<(&'static str, Inputs)> {
             geneses.iter().map(|(name, genesis)| (name.to_string(), genesis.to_json_pretty().into_bytes())).collect(),
         ),
         ("ed25519_batch", eddsa_seeds()),
+        (
+            "mempool_file",
+            vec![
+                ("empty".into(), mempool_file::encode(&[])),
+                ("one".into(), mempool_file::encode(&txs[..1])),
+                ("every_kind".into(), mempool_file::encode(&txs)),
+            ],
+        ),
     ]
 }
 

@@ -20,7 +20,8 @@
 //! come back ([`Mempool::on_head_change`]). Every bound is in `chorus_chain::limits`.
 //!
 //! A node that stops cleanly keeps its transactions in a file ([`encode_file`],
-//! [`decode_file`]) and offers them again at start-up, as Bitcoin Core's `mempool.dat` does.
+//! [`decode_file`], from [`chorus_chain::mempool_file`]) and offers them again at start-up, as
+//! Bitcoin Core's `mempool.dat` does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -29,6 +30,7 @@ use chorus_chain::codec;
 use chorus_chain::crypto::Address;
 use chorus_chain::genesis::Genesis;
 use chorus_chain::limits;
+pub use chorus_chain::mempool_file::{FileError, decode as decode_file, encode as encode_file};
 use chorus_chain::primitives::{Amount, Hash, Height};
 use chorus_chain::state::{self, ReadError, StateRead};
 use chorus_chain::tx::{SignedTransaction, TxError, TxKind, VerifiedTx};
@@ -43,54 +45,6 @@ enum Source {
     /// From a block a reorg rolled back: signatures checked at import, and not held to the
     /// per-sender count or nonce gap.
     Returned,
-}
-
-/// The first bytes of a mempool file (format version 1).
-const FILE_MAGIC: &[u8; 8] = b"chorusm1";
-
-/// Why a mempool file could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum FileError {
-    #[error("not a mempool file (no {:?} header)", std::str::from_utf8(FILE_MAGIC).unwrap_or("?"))]
-    Magic,
-    #[error("{size_bytes} bytes, limit {}", limits::MEMPOOL_FILE_BYTES_MAX)]
-    TooLarge { size_bytes: u64 },
-    #[error("cut short at byte {at}")]
-    Truncated { at: usize },
-    #[error("transaction {index}: {error}")]
-    Transaction { index: usize, error: codec::CodecError },
-}
-
-/// A mempool file: the magic, then each transaction's canonical encoding after its length
-/// (u32, little-endian).
-pub fn encode_file(txs: &[SignedTransaction]) -> Vec<u8> {
-    let mut out = FILE_MAGIC.to_vec();
-    for tx in txs {
-        let bytes = codec::encode(tx);
-        out.extend_from_slice(&u32::try_from(bytes.len()).expect("invariant: a transaction is small").to_le_bytes());
-        out.extend_from_slice(&bytes);
-    }
-    out
-}
-
-/// Reads a mempool file strictly: the size limit, the header, every length and every
-/// transaction's canonical decoding.
-pub fn decode_file(bytes: &[u8]) -> Result<Vec<SignedTransaction>, FileError> {
-    if bytes.len() as u64 > limits::MEMPOOL_FILE_BYTES_MAX {
-        return Err(FileError::TooLarge { size_bytes: bytes.len() as u64 });
-    }
-    let mut rest = bytes.strip_prefix(FILE_MAGIC.as_slice()).ok_or(FileError::Magic)?;
-    let mut txs = Vec::new();
-    while !rest.is_empty() {
-        let at = bytes.len().saturating_sub(rest.len());
-        let (length, after) = rest.split_first_chunk::<4>().ok_or(FileError::Truncated { at })?;
-        let length = u32::from_le_bytes(*length) as usize;
-        let (tx, after) = after.split_at_checked(length).ok_or(FileError::Truncated { at })?;
-        let tx = codec::decode(tx).map_err(|error| FileError::Transaction { index: txs.len(), error })?;
-        txs.push(tx);
-        rest = after;
-    }
-    Ok(txs)
 }
 
 /// What a transaction takes from its sender's balance: the fee, and what a transfer sends or a
@@ -796,7 +750,7 @@ mod tests {
 
         assert_eq!(decode_file(b"").unwrap_err(), FileError::Magic);
         assert_eq!(decode_file(b"chorusm2").unwrap_err(), FileError::Magic);
-        assert_eq!(decode_file(FILE_MAGIC).unwrap(), Vec::<SignedTransaction>::new());
+        assert_eq!(decode_file(chorus_chain::mempool_file::FILE_MAGIC).unwrap(), Vec::<SignedTransaction>::new());
         let last_at = file.len() - 4 - codec::encode(&pending[3]).len();
         assert_eq!(decode_file(&file[..file.len() - 1]).unwrap_err(), FileError::Truncated { at: last_at });
         let mut longer = file.clone();
