@@ -155,32 +155,6 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let (inputs_tx, inputs) = mpsc::channel(limits::NODE_INPUT_QUEUE_MAX as usize);
     let (heads, _) = broadcast::channel(limits::RPC_NOTICES_QUEUED_MAX as usize);
     let (finals, _) = broadcast::channel(limits::RPC_NOTICES_QUEUED_MAX as usize);
-    // The admin token is written before the server starts, so a client that sees the RPC
-    // address can read it.
-    let token = AdminToken::generate();
-    let token_path = data_dir.join(rpc::access::ADMIN_TOKEN_FILE);
-    token.write(&token_path).with_context(|| format!("cannot write the RPC admin token {}", token_path.display()))?;
-    announce!("RPC admin token in {}", token_path.display());
-    let access = Access { hosts: settings.rpc_allow_hosts.clone(), origins: settings.rpc_allow_origins.clone(), token };
-    let (rpc_addr, rpc) = rpc::start(
-        settings.rpc,
-        access,
-        settings.rpc_rate,
-        genesis.chain_id.clone(),
-        reads,
-        inputs_tx.clone(),
-        net.clone(),
-        heads.clone(),
-        finals.clone(),
-        registry.sub_registry_with_prefix("chorus"),
-    )
-    .await
-    .context("cannot start the RPC server")?;
-    announce!("RPC listening on http://{rpc_addr} and ws://{rpc_addr}");
-    let metrics_addr =
-        serve_metrics(settings.metrics, Arc::new(registry)).await.context("cannot start the metrics server")?;
-    announce!("metrics at http://{metrics_addr}/metrics");
-
     let (mined_tx, mined) = mpsc::channel(limits::MINED_BLOCKS_QUEUED_MAX as usize);
     let miner = match coinbase {
         Some(coinbase) => {
@@ -198,10 +172,38 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
         None => None,
     };
 
-    let (stop_tx, stop) = oneshot::channel();
-    let core = Core::new(driver, net.clone(), miner, inputs_tx, heads, finals, metrics)
+    // The pending transactions a clean stop kept are back in the pool before the RPC server
+    // starts: its reads do not wait for the core, so a client could otherwise see them unknown.
+    let core = Core::new(driver, net.clone(), miner, inputs_tx.clone(), heads.clone(), finals.clone(), metrics)
         .keep_mempool_in(data_dir.join("mempool.bin"))
         .watch_disk(data_dir.to_path_buf());
+    // The admin token is written before the server starts, so a client that sees the RPC
+    // address can read it.
+    let token = AdminToken::generate();
+    let token_path = data_dir.join(rpc::access::ADMIN_TOKEN_FILE);
+    token.write(&token_path).with_context(|| format!("cannot write the RPC admin token {}", token_path.display()))?;
+    announce!("RPC admin token in {}", token_path.display());
+    let access = Access { hosts: settings.rpc_allow_hosts.clone(), origins: settings.rpc_allow_origins.clone(), token };
+    let (rpc_addr, rpc) = rpc::start(
+        settings.rpc,
+        access,
+        settings.rpc_rate,
+        genesis.chain_id.clone(),
+        reads,
+        inputs_tx,
+        net.clone(),
+        heads,
+        finals,
+        registry.sub_registry_with_prefix("chorus"),
+    )
+    .await
+    .context("cannot start the RPC server")?;
+    announce!("RPC listening on http://{rpc_addr} and ws://{rpc_addr}");
+    let metrics_addr =
+        serve_metrics(settings.metrics, Arc::new(registry)).await.context("cannot start the metrics server")?;
+    announce!("metrics at http://{metrics_addr}/metrics");
+
+    let (stop_tx, stop) = oneshot::channel();
     let mut core = run_core(core, events, inputs, mined, stop)?;
     let result = tokio::select! {
         result = &mut core => Some(result),
