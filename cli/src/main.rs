@@ -818,7 +818,6 @@ fn yes_no(value: bool) -> &'static str {
     if value { "yes" } else { "no" }
 }
 
-/// A wire value as indented JSON, for people.
 fn wallet(context: &Context, command: WalletCommand) -> Result<(), Failure> {
     match command {
         WalletCommand::New { name } => {
