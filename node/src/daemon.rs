@@ -16,10 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chorus_chain::block::Block;
+use chorus_chain::header::Seal;
 use chorus_chain::limits;
 use chorus_chain::primitives::{Hash, Height, Timestamp};
 use chorus_chain::tx::{SignedTransaction, VerifiedTx};
 use chorus_consensus::PeerId;
+use chorus_consensus::pow::difficulty::U256;
 use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, MembershipRequest};
 use chorus_node_core::mempool::{self, MempoolError};
 use chorus_node_core::sync::Progress;
@@ -105,7 +107,13 @@ pub struct NodeMetrics {
     >,
     /// What `missed_by_producer` shows.
     missed_counted: BTreeMap<chorus_chain::Address, u64>,
-    votes_received: prometheus_client::metrics::gauge::Gauge,
+    votes_received: prometheus_client::metrics::counter::Counter,
+    /// What `votes_received` shows: the engine's count when last taken in.
+    votes_counted: u64,
+    pow_difficulty: prometheus_client::metrics::gauge::Gauge,
+    pow_hashes: prometheus_client::metrics::counter::Counter,
+    /// What `pow_hashes` shows: the miner's count when last taken in.
+    hashes_counted: u64,
     raft_term: prometheus_client::metrics::gauge::Gauge,
     raft_leader: prometheus_client::metrics::gauge::Gauge,
     raft_leader_changes: prometheus_client::metrics::counter::Counter,
@@ -136,6 +144,10 @@ impl Default for NodeMetrics {
             missed_by_producer: Default::default(),
             missed_counted: BTreeMap::new(),
             votes_received: Default::default(),
+            votes_counted: 0,
+            pow_difficulty: Default::default(),
+            pow_hashes: Default::default(),
+            hashes_counted: 0,
             raft_term: Default::default(),
             raft_leader: Default::default(),
             raft_leader_changes: Default::default(),
@@ -179,7 +191,7 @@ impl NodeMetrics {
         registry.register("head_changes", "Times the head moved (new blocks and reorgs)", metrics.head_changes.clone());
         registry.register(
             "blocks_imported",
-            "Blocks verified and stored (from peers and mined)",
+            "Blocks verified and stored (from peers, range sync, Raft commits and this node's own)",
             metrics.blocks_imported.clone(),
         );
         registry.register("block_import_seconds", "Time to judge and store one block", metrics.import_seconds.clone());
@@ -206,9 +218,15 @@ impl NodeMetrics {
         );
         registry.register(
             "votes_received",
-            "Consensus votes received from peers and accepted since start",
+            "Consensus votes received from peers and accepted",
             metrics.votes_received.clone(),
         );
+        registry.register(
+            "pow_difficulty",
+            "Expected hashes to mine a block at the head's target (pow; 0 otherwise)",
+            metrics.pow_difficulty.clone(),
+        );
+        registry.register("pow_hashes", "Nonces this node's miner tried (pow)", metrics.pow_hashes.clone());
         registry.register(
             "raft_term",
             "The Raft term this member is in (raft; 0 otherwise)",
@@ -258,6 +276,15 @@ impl NodeMetrics {
         }
         self.raft_seen = raft;
     }
+}
+
+/// What woke the core's loop.
+enum Wake {
+    Event(p2p::Event),
+    Input(Input),
+    Mined(Arc<Block>),
+    Timers,
+    DiskCheck,
 }
 
 /// How often range-sync progress is logged.
@@ -512,34 +539,45 @@ impl Core {
                 Duration::from_millis(at.as_millis().saturating_sub(now().as_millis()))
             });
             let running = self.halted.is_none();
-            tokio::select! {
+            let wake = tokio::select! {
                 _ = &mut stop => break,
                 event = events.recv() => match event {
-                    Some(event) if running => {
-                        let handled = self.on_net_event(event).await;
-                        self.halt_on(handled);
-                    }
-                    Some(_) => {}
+                    Some(event) => Wake::Event(event),
                     None => break,
                 },
                 input = inputs.recv() => match input {
-                    Some(input) if running => {
-                        let handled = self.on_input(input).await;
-                        self.halt_on(handled);
-                    }
-                    Some(input) => self.on_input_halted(input),
+                    Some(input) => Wake::Input(input),
                     None => break,
                 },
-                Some(block) = mined.recv(), if running => {
+                Some(block) = mined.recv(), if running => Wake::Mined(block),
+                _ = tokio::time::sleep(sleep), if running => Wake::Timers,
+                _ = disk_checks.tick(), if running => Wake::DiskCheck,
+            };
+            // Every way a block gets stored (a peer's, a synced range, a Raft commit, this
+            // node's own) is timed here, from the input to its blocks stored.
+            let (started, imported) = (tokio::time::Instant::now(), self.node.imported());
+            match wake {
+                Wake::Event(event) if running => {
+                    let handled = self.on_net_event(event).await;
+                    self.halt_on(handled);
+                }
+                Wake::Event(_) => {}
+                Wake::Input(input) if running => {
+                    let handled = self.on_input(input).await;
+                    self.halt_on(handled);
+                }
+                Wake::Input(input) => self.on_input_halted(input),
+                Wake::Mined(block) => {
                     let handled = self.node.on_mined(now(), block);
                     self.halt_on(handled);
                 }
-                _ = tokio::time::sleep(sleep), if running => {
+                Wake::Timers => {
                     let fired = self.fire_timers();
                     self.halt_on(fired);
                 }
-                _ = disk_checks.tick(), if running => self.check_disk(),
+                Wake::DiskCheck => self.check_disk(),
             }
+            self.observe_imports(imported, started);
             if self.halted.is_none() {
                 self.flush().await;
             }
@@ -582,10 +620,7 @@ impl Core {
     async fn on_input(&mut self, input: Input) -> Result<(), DriverError> {
         match input {
             Input::Answer { peer, request, answer } => {
-                let started = tokio::time::Instant::now();
-                let imported = self.node.imported();
                 self.node.on_answer(now(), &core_peer(&peer), &request, answer)?;
-                self.observe_imports(imported, started);
             }
             Input::Call(call) => self.on_call(call)?,
             Input::CheckedTxs(checked) => self.on_checked_txs(checked).await?,
@@ -673,10 +708,7 @@ impl Core {
                 }
             }
             p2p::Event::Gossip { topic, id, from, data } => {
-                let started = tokio::time::Instant::now();
-                let imported = self.node.imported();
                 let verdict = self.node.on_gossip(now(), &core_peer(&from), topic, &data)?;
-                self.observe_imports(imported, started);
                 let _ = self.net.validate(id, from, verdict).await;
             }
             p2p::Event::Request { id, request, .. } => {
@@ -783,7 +815,19 @@ impl Core {
             }
             self.metrics.missed_counted = counters.missed_by_producer;
         }
-        self.metrics.votes_received.set(to_i64(counters.votes_received));
+        let votes = counters.votes_received;
+        self.metrics.votes_received.inc_by(votes.saturating_sub(self.metrics.votes_counted));
+        self.metrics.votes_counted = votes;
+        if let Seal::Pow { target, .. } = &driver.store().head().seal {
+            let work = chorus_consensus::pow::difficulty::work(target);
+            let difficulty = if work > U256::from(i64::MAX) { i64::MAX } else { to_i64(work.low_u64()) };
+            self.metrics.pow_difficulty.set(difficulty);
+        }
+        if let Some(miner) = &self.miner {
+            let hashes = miner.hashes();
+            self.metrics.pow_hashes.inc_by(hashes.saturating_sub(self.metrics.hashes_counted));
+            self.metrics.hashes_counted = hashes;
+        }
         if let Some(raft) = counters.raft {
             self.metrics.record_raft(raft);
         }

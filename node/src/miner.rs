@@ -3,11 +3,12 @@
 //! Each search gets its own stop flag; thread `i` of `n` tries nonces `start + i`, `start + i +
 //! n`, ... in batches, looking at the flag every `STOP_POLL_NONCES` nonces (about 100 us), so a
 //! better head stops every thread within a batch. A find is sent on the channel given at
-//! construction; the node loop hands it to the driver as a mined block. This is the only module
-//! of the crate that spawns threads.
+//! construction; the node loop hands it to the driver as a mined block. Threads add the nonces
+//! they tried to one count per batch ([`ThreadMiner::hashes`], the hash-rate metric). This is the
+//! only module of the crate that spawns threads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 
@@ -27,12 +28,20 @@ pub struct ThreadMiner {
     search: Option<Search>,
     /// Where the next search starts, so successive templates do not retry the same nonces.
     next_start: u64,
+    /// Nonces tried since construction, by every search.
+    hashes: Arc<AtomicU64>,
 }
 
 impl ThreadMiner {
     /// A miner with `n_threads` threads (at least one) reporting finds on `found`.
     pub fn new(n_threads: u32, found: SyncSender<Arc<Block>>, start: u64) -> ThreadMiner {
-        ThreadMiner { n_threads: u64::from(n_threads.max(1)), found, search: None, next_start: start }
+        ThreadMiner {
+            n_threads: u64::from(n_threads.max(1)),
+            found,
+            search: None,
+            next_start: start,
+            hashes: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Starts searching `template` (stopping the current search first). A template without a PoW
@@ -49,17 +58,19 @@ impl ThreadMiner {
                 let stop = Arc::clone(&stop);
                 let template = Arc::clone(&template);
                 let found = self.found.clone();
+                let hashes = Arc::clone(&self.hashes);
                 let stride = self.n_threads;
                 std::thread::Builder::new()
                     .name(format!("miner-{index}"))
                     .spawn(move || {
                         let mut nonce = start.wrapping_add(index);
                         while !stop.load(Ordering::Relaxed) {
-                            for _ in 0..STOP_POLL_NONCES {
+                            for tried in 1..=STOP_POLL_NONCES {
                                 if chorus_consensus::pow::difficulty::meets_target(
                                     &grinder.hash(nonce),
                                     grinder.target(),
                                 ) {
+                                    hashes.fetch_add(tried, Ordering::Relaxed);
                                     stop.store(true, Ordering::Relaxed);
                                     let header = with_nonce(&template.header, nonce);
                                     let block = Block { header, body: template.body.clone() };
@@ -70,6 +81,7 @@ impl ThreadMiner {
                                 }
                                 nonce = nonce.wrapping_add(stride);
                             }
+                            hashes.fetch_add(STOP_POLL_NONCES, Ordering::Relaxed);
                         }
                     })
                     .expect("invariant: the OS can start a miner thread")
@@ -86,6 +98,12 @@ impl ThreadMiner {
                 let _ = thread.join();
             }
         }
+    }
+
+    /// Nonces tried since the miner was made (a thread adds its count at the end of each batch
+    /// and at a find).
+    pub fn hashes(&self) -> u64 {
+        self.hashes.load(Ordering::Relaxed)
     }
 
     pub fn is_mining(&self) -> bool {
@@ -129,10 +147,22 @@ mod tests {
         // The other thread may have found a nonce too before the stop: drop such finds.
         miner.stop();
         while receiver.try_recv().is_ok() {}
+        let counted = miner.hashes();
+        assert!(counted >= 1, "the find's nonces are counted");
 
-        // An impossible target: the threads run until stopped, then all are joined.
+        // An impossible target: the threads run until stopped (counting as they go), then all
+        // are joined.
         miner.start(template(Hash::ZERO));
         assert!(miner.is_mining());
+        let batches_counted = || miner.hashes() >= counted + 2 * STOP_POLL_NONCES;
+        // At least a minute of 1 ms naps.
+        for _ in 0..60_000 {
+            if batches_counted() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(batches_counted(), "no batch counted within a minute: {} nonces", miner.hashes());
         miner.stop();
         assert!(!miner.is_mining());
         assert!(receiver.try_recv().is_err(), "nothing found for target zero");

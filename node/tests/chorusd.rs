@@ -150,6 +150,10 @@ fn dev_node_produces_blocks_and_includes_a_transfer() {
 
     assert_eq!(node.ok("consensus_validators", json!([]))["engine"], "pow");
     assert!(node.metric("chorus_blocks_imported_total").unwrap_or(0.0) >= 3.0, "mined blocks are counted");
+    // The dev chain's difficulty is small but never zero past genesis; its miner's tries add up to
+    // at least one nonce per block.
+    assert!(node.metric("chorus_pow_difficulty").unwrap_or(0.0) >= 1.0, "the head's difficulty");
+    assert!(node.metric("chorus_pow_hashes_total").unwrap_or(0.0) >= 3.0, "the miner's nonces");
     let metrics = node.metrics_text().expect("metrics");
     assert!(metrics.contains("\nlibp2p_identify_"), "libp2p's own families are there");
     assert!(!metrics.contains("libp2p_libp2p_"), "libp2p's families are prefixed once");

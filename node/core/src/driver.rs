@@ -280,6 +280,8 @@ pub struct Driver {
     /// The stateless checks of a block made beforehand ([`Driver::set_prechecked`]), taken by
     /// the first import after they are set, and only if it is of that block.
     prechecked: Option<StatelessChecked>,
+    /// Blocks this driver stored that the store did not have (for metrics).
+    blocks_stored: u64,
 }
 
 impl Driver {
@@ -303,6 +305,7 @@ impl Driver {
             sync_requests: BTreeMap::new(),
             prechecked: None,
             key: None,
+            blocks_stored: 0,
         }
     }
 
@@ -314,6 +317,12 @@ impl Driver {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Blocks stored since start that the store did not have: from peers, range sync, the
+    /// engine's commits (Raft) and this node's own (mined or proposed).
+    pub fn blocks_stored(&self) -> u64 {
+        self.blocks_stored
     }
 
     pub fn engine(&self) -> &dyn Engine {
@@ -805,6 +814,7 @@ impl Driver {
     ) -> Result<(), DriverError> {
         let hash = block.hash();
         let prechecked = self.prechecked.take().filter(|checked| checked.block_hash() == hash);
+        let known = self.store.contains_block(&hash)?;
         if make_head && block.header.parent == self.store.head_hash() {
             let imported = match prechecked {
                 Some(checked) => self.store.import_block_prechecked(&block, finalizes, checked),
@@ -839,6 +849,9 @@ impl Driver {
             if make_head {
                 self.set_head(hash, followups)?;
             }
+        }
+        if !known {
+            self.blocks_stored = self.blocks_stored.saturating_add(1);
         }
         // Orphans waiting on this block can now be judged.
         for (child, from) in self.orphans.take_children(&hash) {

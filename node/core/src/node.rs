@@ -100,8 +100,6 @@ pub struct Node {
     outbox: Outbox,
     /// What the host has not taken yet.
     effects: Vec<Effect>,
-    /// Blocks that became stored through peers' input or the miner, since start.
-    imported: u64,
     /// Transactions to relay, encoded, waiting (up to `limits::TX_RELAY_DELAY_MS`) to share
     /// gossip messages; their size; whether the relay timer is set.
     relay: Vec<Vec<u8>>,
@@ -120,7 +118,6 @@ impl Node {
             connected: BTreeSet::new(),
             outbox: Outbox::default(),
             effects: Vec::new(),
-            imported: 0,
             relay: Vec::new(),
             relay_bytes: 0,
             relay_due: false,
@@ -148,9 +145,9 @@ impl Node {
         std::mem::take(&mut self.effects)
     }
 
-    /// Blocks stored from peers' input or the miner since start (for metrics).
+    /// Blocks stored since start (for metrics): [`Driver::blocks_stored`].
     pub fn imported(&self) -> u64 {
-        self.imported
+        self.driver.blocks_stored()
     }
 
     pub fn connected(&self) -> &BTreeSet<PeerId> {
@@ -186,11 +183,7 @@ impl Node {
 
     /// The miner found a nonce. A find for a template a better head replaced is dropped.
     pub fn on_mined(&mut self, now: Timestamp, block: Arc<Block>) -> Result<(), DriverError> {
-        let hash = block.hash();
         let result = self.driver.on_mined(now, block, &mut self.outbox);
-        if result.is_ok() && self.driver.store().contains_block(&hash)? {
-            self.imported = self.imported.saturating_add(1);
-        }
         self.finish_input(now);
         result
     }
@@ -462,23 +455,14 @@ impl Node {
         })
     }
 
-    /// Hands a peer's message to the driver, counting a block that ends up stored.
+    /// Hands a peer's message to the driver.
     fn on_peer_message(
         &mut self,
         now: Timestamp,
         from: &PeerId,
         message: NetMessage,
     ) -> Result<driver::Verdict, DriverError> {
-        let NetMessage::Block(block) = &message else {
-            return self.driver.on_message(now, from, message, &mut self.outbox);
-        };
-        let hash = block.hash();
-        let known = self.driver.store().contains_block(&hash)?;
-        let verdict = self.driver.on_message(now, from, message, &mut self.outbox)?;
-        if !known && self.driver.store().contains_block(&hash)? {
-            self.imported = self.imported.saturating_add(1);
-        }
-        Ok(verdict)
+        self.driver.on_message(now, from, message, &mut self.outbox)
     }
 
     /// A direct message from `from` (the peer the transport authenticated): an engine message
