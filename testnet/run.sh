@@ -2,11 +2,14 @@
 # A local Chorus testnet: N chorusd processes on loopback, one genesis, a funded keystore.
 #
 #   testnet/run.sh start --engine pow|pos|dpos|raft --nodes 3 [--base-port 40000] [--miners 1]
+#                        [--prometheus]
 #   testnet/run.sh status | stop | clean | logs K
 #   testnet/run.sh kill K | restart K | pause K | resume K | partition 1,2 3 | heal
 #
 # Node K (1-based) listens on p2p BASE+10K, RPC BASE+10K+1, metrics BASE+10K+2 (each checked
-# free before anything starts). State lives in $CHORUS_TESTNET_DIR (default testnet/.data).
+# free before anything starts). With --prometheus, a Prometheus server (Debian's prometheus
+# package) scrapes every node's metrics and answers on BASE+9; testnet/dashboard.json is a
+# Grafana dashboard of its data. State lives in $CHORUS_TESTNET_DIR (default testnet/.data).
 # Binaries are built in release into $CHORUS_RELEASE_TARGET (default ~/.cache/chorus-release-target)
 # unless $CHORUS_BIN_DIR points at a directory that already holds chorusd and chorus.
 set -euo pipefail
@@ -61,6 +64,7 @@ setting() { grep "^$1=" "$data/testnet.env" | cut -d= -f2-; }
 p2p_port() { echo $(( $(setting base_port) + 10 * $1 )); }
 rpc_port() { echo $(( $(setting base_port) + 10 * $1 + 1 )); }
 metrics_port() { echo $(( $(setting base_port) + 10 * $1 + 2 )); }
+prometheus_port() { echo $(( $(setting base_port) + 9 )); }
 
 # alive K: node K's recorded process runs, and is that node's chorusd (its data directory is on
 # the command line), so a pid reused by another program after a crash is never signalled.
@@ -87,6 +91,56 @@ launch() {
   fi
   nohup "$bin/chorusd" "${args[@]}" >>"$dir/node.log" 2>&1 &
   echo $! >"$dir/pid"
+}
+
+# Prometheus, when the testnet has it: its configuration, database, log and pid live in
+# $data/prometheus. It scrapes every node every 2 s (blocks come every second), each target
+# labelled node="K", and keeps a day of samples.
+prometheus_dir() { echo "$data/prometheus"; }
+
+prometheus_alive() {
+  local dir; dir="$(prometheus_dir)"
+  [ -f "$dir/pid" ] || return 1
+  local args; args="$(ps -p "$(cat "$dir/pid")" -o args= 2>/dev/null)" || return 1
+  case "$args" in *prometheus*"$dir/"*) return 0 ;; *) return 1 ;; esac
+}
+
+launch_prometheus() {
+  [ "$(setting prometheus)" = 1 ] || return 0
+  command -v prometheus >/dev/null 2>&1 \
+    || die "--prometheus needs a Prometheus server on the PATH: apt-get install prometheus (Debian's package)"
+  local dir port; dir="$(prometheus_dir)"; port="$(prometheus_port)"
+  mkdir -p "$dir"
+  {
+    printf 'global:\n  scrape_interval: 2s\n  scrape_timeout: 2s\n  evaluation_interval: 2s\n'
+    printf 'scrape_configs:\n  - job_name: chorus\n    static_configs:\n'
+    for k in $(seq 1 "$(setting nodes)"); do
+      printf "      - targets: ['127.0.0.1:%s']\n        labels: {node: '%s'}\n" "$(metrics_port "$k")" "$k"
+    done
+  } >"$dir/prometheus.yml"
+  nohup prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --storage.tsdb.retention.time=1d --web.listen-address="127.0.0.1:$port" >>"$dir/prometheus.log" 2>&1 &
+  echo $! >"$dir/pid"
+  local deadline=$(( SECONDS + 60 ))
+  until python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" \
+      "http://127.0.0.1:$port/-/ready" 2>/dev/null; do
+    prometheus_alive || die "prometheus exited; its log: $dir/prometheus.log"
+    [ $SECONDS -lt $deadline ] || die "prometheus not ready after 60 s; its log: $dir/prometheus.log"
+    sleep 0.2
+  done
+  echo "run.sh: prometheus scrapes the nodes at http://127.0.0.1:$port (Grafana: import testnet/dashboard.json)"
+}
+
+stop_prometheus() {
+  prometheus_alive || return 0
+  local pid; pid="$(cat "$(prometheus_dir)/pid")"
+  kill -TERM "$pid"
+  local deadline=$(( SECONDS + 15 ))
+  while kill -0 "$pid" 2>/dev/null; do
+    [ $SECONDS -lt $deadline ] || { kill -KILL "$pid" 2>/dev/null || true; break; }
+    sleep 0.1
+  done
+  rm -f "$(prometheus_dir)/pid"
 }
 
 # wait_ready K PEERS: polls node K until its RPC answers and it has at least PEERS peers.
@@ -146,13 +200,14 @@ restart_node() {
 }
 
 start() {
-  local engine="" nodes="" base_port=40000 miners=1
+  local engine="" nodes="" base_port=40000 miners=1 prometheus=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --engine) engine="$2"; shift 2 ;;
       --nodes) nodes="$2"; shift 2 ;;
       --base-port) base_port="$2"; shift 2 ;;
       --miners) miners="$2"; shift 2 ;;
+      --prometheus) prometheus=1; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -162,11 +217,12 @@ start() {
       alive "$k" && die "node $k of the testnet in $data is running: run.sh stop first (or run.sh clean to start over)"
     done
     launch_all
+    launch_prometheus
     echo "run.sh: restarted the $(setting nodes) nodes in $data"
     status
     return
   fi
-  [ -n "$engine" ] && [ -n "$nodes" ] || die "usage: run.sh start --engine pow|pos|dpos|raft --nodes N [--base-port P] [--miners M]"
+  [ -n "$engine" ] && [ -n "$nodes" ] || die "usage: run.sh start --engine pow|pos|dpos|raft --nodes N [--base-port P] [--miners M] [--prometheus]"
   case "$engine" in
     pow|pos|dpos|raft) ;;
     *) die "unknown engine $engine; expected pow, pos, dpos or raft" ;;
@@ -178,10 +234,14 @@ start() {
       port_free "$port" || die "port $port (node $k) is in use; choose another --base-port"
     done
   done
+  if [ "$prometheus" = 1 ]; then
+    port_free $(( base_port + 9 )) || die "port $(( base_port + 9 )) (prometheus) is in use; choose another --base-port"
+  fi
   local bin; bin="$(bins)"
   [ -x "$bin/chorusd" ] && [ -x "$bin/chorus" ] || die "no chorusd and chorus in $bin"
   mkdir -p "$data"
-  printf 'engine=%s\nnodes=%s\nbase_port=%s\nminers=%s\nbin_dir=%s\n' "$engine" "$nodes" "$base_port" "$miners" "$bin" >"$data/testnet.env"
+  printf 'engine=%s\nnodes=%s\nbase_port=%s\nminers=%s\nbin_dir=%s\nprometheus=%s\n' \
+    "$engine" "$nodes" "$base_port" "$miners" "$bin" "$prometheus" >"$data/testnet.env"
 
   # Keys: a node key per node, and funded wallet keys in the testnet keystore.
   # Under pos every node is a validator with equal stake, under dpos a delegate approving itself
@@ -207,6 +267,7 @@ start() {
     "${accounts[@]}" "${validators[@]}" --out "$data/genesis.json" >/dev/null
 
   launch_all
+  launch_prometheus
   echo "run.sh: $nodes $engine nodes are up (state in $data)"
   echo "  point chorus at node K with:"
   echo "    export CHORUS_RPC_URL=http://127.0.0.1:$(rpc_port 1) CHORUS_KEYSTORE=$data/keystore CHORUS_PASSWORD=$password"
@@ -222,6 +283,11 @@ status() {
   local nodes; nodes="$(setting nodes)"
   local addresses=()
   for k in $(seq 1 "$nodes"); do addresses+=("$(cat "$(node_dir "$k")/address")"); done
+  if [ "$(setting prometheus)" = 1 ]; then
+    local state=stopped
+    prometheus_alive && state="pid $(cat "$(prometheus_dir)/pid")"
+    echo "prometheus: http://127.0.0.1:$(prometheus_port) ($state)"
+  fi
   printf '%-5s %-6s %-8s %-9s %-6s %-8s %-9s %-8s %-16s %s\n' node engine head finalized peers syncing proposer pid rpc role
   for k in $(seq 1 "$nodes"); do
     local pid="-" row="- - - - - - -"
@@ -279,6 +345,7 @@ stop_node() {
 stop() {
   [ -f "$data/testnet.env" ] || return 0
   for k in $(seq 1 "$(setting nodes)"); do stop_node "$k"; done
+  stop_prometheus
   rm -f "$data/partition" # bans live in the processes
   echo "run.sh: stopped; the data stays in $data (run.sh clean removes it)"
 }

@@ -2,7 +2,9 @@
 //! script's release build): three PoW nodes, a transfer sent to node 2 seen by node 3, a node
 //! killed and restarted, stop and start again, clean; a partition healed; four DPoS producers
 //! taking turns, with blocks irreversible on every node; three Raft members with one leader,
-//! a transfer final everywhere, and a new leader after the old one is killed.
+//! a transfer final everywhere, and a new leader after the old one is killed; the Prometheus the
+//! script starts, with data for every panel of `testnet/dashboard.json` that applies to the
+//! engine (PoS, PoW and Raft).
 #![allow(clippy::disallowed_types, reason = "tests bound their waits with the wall clock")]
 
 use std::path::{Path, PathBuf};
@@ -63,15 +65,17 @@ impl Drop for Testnet {
     }
 }
 
-/// A base port whose ports (three per node) are free now; the script checks again.
+/// A base port whose ports (three per node, and Prometheus's) are free now; the script checks
+/// again.
 fn free_base(nodes: u16) -> u16 {
     let start = 20_000 + (std::process::id() % 2_000) as u16 * 10;
     (0..200u16)
         .map(|step| start.wrapping_add(step * 50) % 60_000 + 1_024)
         .find(|base| {
-            (1..=nodes).all(|k| {
-                (0..3).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + 10 * k + offset)).is_ok())
-            })
+            std::net::TcpListener::bind(("127.0.0.1", base + 9)).is_ok()
+                && (1..=nodes).all(|k| {
+                    (0..3).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + 10 * k + offset)).is_ok())
+                })
         })
         .expect("a free port range")
 }
@@ -236,4 +240,163 @@ fn run_sh_starts_raft_members_with_one_leader_and_a_new_one_after_a_kill() {
             live.iter().map(|k| testnet.chorus(rpc(*k), &["tx", &hash])["status"].clone()).collect();
         if statuses.iter().all(|status| status == "final") { Ok(()) } else { Err(format!("{statuses:?}")) }
     });
+}
+
+/// One panel of the dashboard: its row, title and PromQL expressions.
+#[derive(Debug)]
+struct Panel {
+    row: String,
+    title: String,
+    exprs: Vec<String>,
+}
+
+/// Every panel of `testnet/dashboard.json`, in order, each with the title of the row above it.
+fn dashboard() -> Vec<Panel> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboard.json");
+    let dashboard: Value = serde_json::from_slice(&std::fs::read(&path).expect("the dashboard")).expect("JSON");
+    let mut row = String::new();
+    let mut panels = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().expect("a title").to_owned();
+        if panel["type"] == "row" {
+            row = title;
+            continue;
+        }
+        let exprs: Vec<String> = panel["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|target| target["expr"].as_str().expect("an expression").to_owned())
+            .collect();
+        assert!(!exprs.is_empty(), "panel {title} queries nothing");
+        assert_eq!(panel["datasource"]["uid"], "${DS_PROMETHEUS}", "panel {title} uses the imported data source");
+        panels.push(Panel { row: row.clone(), title, exprs });
+    }
+    panels
+}
+
+/// Whether the dashboard's row `row` is about `engine`: its engine rows name engines, the
+/// others apply to all.
+fn row_applies(row: &str, engine: &str) -> bool {
+    match row {
+        "PoW" => engine == "pow",
+        "Raft" => engine == "raft",
+        _ if row.starts_with("Slot engines") => engine == "pos" || engine == "dpos",
+        _ => true,
+    }
+}
+
+/// An instant query's samples (labels and value) from the Prometheus on `port`, with the
+/// dashboard's node variable set to every node; `NaN` samples (a quantile of no observations)
+/// are no data.
+fn query(port: u16, expr: &str) -> Result<Vec<(Value, f64)>, String> {
+    let expr = expr.replace("$node", ".+");
+    let mut reply = ureq::get(&format!("http://127.0.0.1:{port}/api/v1/query"))
+        .query("query", &expr)
+        .call()
+        .map_err(|error| format!("{expr}: {error}"))?;
+    let reply: Value = reply.body_mut().read_json().map_err(|error| format!("{expr}: {error}"))?;
+    if reply["status"] != "success" {
+        return Err(format!("{expr}: {reply}"));
+    }
+    Ok(reply["data"]["result"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|sample| {
+            let value = sample["value"][1].as_str()?.parse::<f64>().ok().filter(|value| !value.is_nan())?;
+            Some((sample["metric"].clone(), value))
+        })
+        .collect())
+}
+
+/// Starts `nodes` nodes of `engine` with `run.sh start --prometheus`, and sends a transfer with
+/// `--wait` (Raft makes blocks only for transactions) between looks until every expression of
+/// every panel that applies to the engine has data; `before` runs once the testnet is up.
+/// Returns the testnet and Prometheus's port, for the engine's own checks.
+fn every_panel_has_data(engine: &str, nodes: u16, before: impl FnOnce(&Testnet)) -> (Testnet, u16) {
+    let (testnet, base) = Testnet::new(nodes);
+    let started = testnet.ok(&[
+        "start",
+        "--engine",
+        engine,
+        "--nodes",
+        &nodes.to_string(),
+        "--base-port",
+        &base.to_string(),
+        "--prometheus",
+    ]);
+    let port = base + 9;
+    assert!(started.contains(&format!("prometheus scrapes the nodes at http://127.0.0.1:{port}")), "{started}");
+    assert!(testnet.ok(&["status"]).contains(&format!("prometheus: http://127.0.0.1:{port} (pid ")));
+    before(&testnet);
+    let panels: Vec<Panel> = dashboard().into_iter().filter(|panel| row_applies(&panel.row, engine)).collect();
+    let mut sent = 0u32;
+    eventually(&format!("data for every {engine} panel"), Duration::from_secs(180), || {
+        testnet.chorus(base + 11, &["transfer", "--from", "funded1", "--to", "funded2", "--amount", "1", "--wait"]);
+        sent += 1;
+        let empty: Vec<String> = panels
+            .iter()
+            .flat_map(|panel| panel.exprs.iter().map(move |expr| (panel, expr)))
+            .filter(|(_, expr)| !query(port, expr).is_ok_and(|samples| !samples.is_empty()))
+            .map(|(panel, expr)| format!("{} / {}: {expr}", panel.row, panel.title))
+            .collect();
+        if empty.is_empty() { Ok(()) } else { Err(format!("after {sent} transfers, no data for {empty:#?}")) }
+    });
+    (testnet, port)
+}
+
+/// The largest value of `expr` over its samples.
+fn max_of(port: u16, expr: &str) -> f64 {
+    let samples = query(port, expr).unwrap_or_else(|error| panic!("{error}"));
+    samples.iter().map(|(_, value)| *value).fold(f64::NAN, f64::max)
+}
+
+#[test]
+fn run_sh_prometheus_has_data_for_every_pos_panel_and_names_the_killed_validator_s_missed_slots() {
+    // Four validators: with one killed, the other three hold more than two thirds of the
+    // stake and keep finalizing, while the dead one's slots go empty.
+    let (testnet, port) = every_panel_has_data("pos", 4, |testnet| {
+        testnet.ok(&["kill", "4"]);
+    });
+    assert!(max_of(port, "chorus_finalized_height") >= 1.0, "blocks become final");
+    assert!(max_of(port, "rate(chorus_votes_received_total[1m])") > 0.0, "votes arrive");
+    assert_eq!(query(port, r#"sum(up{job="chorus"})"#).expect("up")[0].1, 3.0, "three of four nodes are up");
+    let dead = std::fs::read_to_string(testnet.data.path().join("node4/address")).expect("node 4's address");
+    let producers: Vec<Value> = query(port, "max by (producer) (chorus_producer_missed_slots)")
+        .expect("missed slots")
+        .into_iter()
+        .map(|(labels, _)| labels["producer"].clone())
+        .collect();
+    assert!(producers.contains(&Value::from(dead.trim())), "node 4 ({dead}) misses its slots: {producers:?}");
+}
+
+#[test]
+fn run_sh_prometheus_has_data_for_every_pow_panel() {
+    let (testnet, port) = every_panel_has_data("pow", 2, |_| {});
+    assert!(max_of(port, "chorus_pow_difficulty") >= 1.0);
+    assert!(max_of(port, r#"rate(chorus_pow_hashes_total{node="1"}[1m])"#) > 0.0, "node 1 mines");
+    assert_eq!(max_of(port, r#"chorus_pow_hashes_total{node="2"}"#), 0.0, "node 2 does not");
+
+    // Prometheus stops and starts with the testnet, on the samples it had.
+    let before = max_of(port, "max_over_time(chorus_head_height[1h])");
+    testnet.ok(&["stop"]);
+    assert!(testnet.ok(&["status"]).contains("(stopped)"));
+    assert!(query(port, "up").is_err(), "prometheus stopped");
+    testnet.ok(&["start"]);
+    assert!(testnet.ok(&["status"]).contains(&format!("prometheus: http://127.0.0.1:{port} (pid ")));
+    assert!(max_of(port, "max_over_time(chorus_head_height[1h])") >= before, "the samples before the stop are kept");
+}
+
+#[test]
+fn run_sh_prometheus_has_data_for_every_raft_panel() {
+    let (_testnet, port) = every_panel_has_data("raft", 3, |_| {});
+    let leaders = query(port, "chorus_raft_leader").expect("leaders");
+    assert_eq!(leaders.len(), 3, "{leaders:?}");
+    assert!(
+        leaders.iter().all(|(_, leader)| *leader == leaders[0].1 && *leader >= 1.0),
+        "one leader known to all: {leaders:?}"
+    );
+    assert!(max_of(port, "histogram_quantile(0.99, sum by (le) (rate(chorus_raft_commit_seconds_bucket[1m])))") > 0.0);
 }
