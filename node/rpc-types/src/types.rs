@@ -8,7 +8,7 @@ use std::fmt;
 
 use chorus_chain::genesis::PeerIdText;
 use chorus_chain::primitives::{Amount, ChainId, Hash, Height, HexError, Timestamp};
-use chorus_chain::tx::{SignedTransaction, TxKind};
+use chorus_chain::tx::{Checkpoint, SignedTransaction, TxKind, Vote};
 use chorus_chain::{Address, codec};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -140,7 +140,8 @@ impl Request for GetBlock {
     type Response = Option<Block>;
 }
 
-/// `chain_getBlock`'s block: the header's fields and the transactions without signatures.
+/// `chain_getBlock`'s block: the header's fields, the transactions and the finality votes it
+/// carries (PoS), without signatures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Block {
@@ -155,6 +156,9 @@ pub struct Block {
     pub state_root: Hash,
     pub proposer: Address,
     pub transactions: Vec<BlockTx>,
+    /// Absent from nodes older than the field: empty.
+    #[serde(default)]
+    pub votes: Vec<BlockVote>,
 }
 
 impl Block {
@@ -171,7 +175,23 @@ impl Block {
             state_root: header.state_root,
             proposer: header.proposer,
             transactions: block.body.txs.iter().map(BlockTx::new).collect(),
+            votes: block.body.votes.iter().map(BlockVote::new).collect(),
         }
+    }
+}
+
+/// One finality vote of [`Block`]: the voter's link from `source` to `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockVote {
+    pub voter: Address,
+    pub source: Checkpoint,
+    pub target: Checkpoint,
+}
+
+impl BlockVote {
+    pub fn new(vote: &Vote) -> BlockVote {
+        BlockVote { voter: vote.voter, source: vote.source, target: vote.target }
     }
 }
 

@@ -5,7 +5,7 @@
 use chorus_chain::Address;
 use chorus_chain::genesis::PeerIdText;
 use chorus_chain::primitives::{Amount, ChainId, Hash, Height, Timestamp};
-use chorus_chain::tx::TxKind;
+use chorus_chain::tx::{Checkpoint, TxKind};
 use chorus_rpc_types::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -87,13 +87,20 @@ fn block() {
                 kind: TxKind::RegisterDelegate,
             },
         ],
+        votes: vec![BlockVote {
+            voter: address(ADDRESS_0),
+            source: Checkpoint { height: Height::new(2), slot: 3, hash: hash(7) },
+            target: Checkpoint { height: Height::new(4), slot: 6, hash: hash(8) },
+        }],
     };
     let json = format!(
         concat!(
             r#"{{"hash":"{h1}","chainWork":null,"parent":"{h2}","height":5,"timestamp":1000,"txsRoot":"{h3}","#,
             r#""stateRoot":"{h4}","proposer":"{a0}","transactions":["#,
             r#"{{"hash":"{h5}","sender":"{a1}","nonce":3,"fee":"5","kind":{{"transfer":{{"to":"{a0}","amount":"1000"}}}}}},"#,
-            r#"{{"hash":"{h6}","sender":"{a1}","nonce":4,"fee":"5","kind":"register_delegate"}}]}}"#
+            r#"{{"hash":"{h6}","sender":"{a1}","nonce":4,"fee":"5","kind":"register_delegate"}}],"#,
+            r#""votes":[{{"voter":"{a0}","source":{{"height":2,"slot":3,"hash":"{h7}"}},"#,
+            r#""target":{{"height":4,"slot":6,"hash":"{h8}"}}}}]}}"#
         ),
         h1 = hex64(1),
         h2 = hex64(2),
@@ -101,6 +108,8 @@ fn block() {
         h4 = hex64(4),
         h5 = hex64(5),
         h6 = hex64(6),
+        h7 = hex64(7),
+        h8 = hex64(8),
         a0 = ADDRESS_0,
         a1 = ADDRESS_1,
     );
