@@ -6,8 +6,8 @@
 #   testnet/run.sh status | stop | clean | logs K
 #   testnet/run.sh kill K | restart K | pause K | resume K | partition 1,2 3 | heal
 #
-# Node K (1-based) listens on p2p BASE+10K, RPC BASE+10K+1, metrics BASE+10K+2 (each checked
-# free before anything starts). With --prometheus, a Prometheus server (Debian's prometheus
+# Node K (1-based) listens on p2p BASE+10K, RPC BASE+10K+1, metrics BASE+10K+2 and serves its
+# explorer page on BASE+10K+3 (each checked free before anything starts). With --prometheus, a Prometheus server (Debian's prometheus
 # package) scrapes every node's metrics and answers on BASE+9; testnet/dashboard.json is a
 # Grafana dashboard of its data. State lives in $CHORUS_TESTNET_DIR (default testnet/.data).
 # Binaries are built in release into $CHORUS_RELEASE_TARGET (default ~/.cache/chorus-release-target)
@@ -64,6 +64,7 @@ setting() { grep "^$1=" "$data/testnet.env" | cut -d= -f2-; }
 p2p_port() { echo $(( $(setting base_port) + 10 * $1 )); }
 rpc_port() { echo $(( $(setting base_port) + 10 * $1 + 1 )); }
 metrics_port() { echo $(( $(setting base_port) + 10 * $1 + 2 )); }
+explorer_port() { echo $(( $(setting base_port) + 10 * $1 + 3 )); }
 prometheus_port() { echo $(( $(setting base_port) + 9 )); }
 
 # alive K: node K's recorded process runs, and is that node's chorusd (its data directory is on
@@ -80,7 +81,7 @@ launch() {
   local bin; bin="$(setting bin_dir)"
   local args=(run --genesis "$data/genesis.json" --data-dir "$dir/chain" --key "$dir/node.key"
     --listen "/ip4/127.0.0.1/tcp/$(p2p_port "$k")" --rpc "127.0.0.1:$(rpc_port "$k")"
-    --metrics "127.0.0.1:$(metrics_port "$k")")
+    --metrics "127.0.0.1:$(metrics_port "$k")" --explorer "127.0.0.1:$(explorer_port "$k")")
   # Every other node is a bootnode: whichever restarts finds the others again. Bootnodes are
   # redialed while a node has no peer, so one that is not listening yet is no race.
   for j in $(seq 1 "$(setting nodes)"); do
@@ -230,7 +231,7 @@ start() {
   [ "$nodes" -ge 1 ] 2>/dev/null || die "--nodes must be a positive number"
 
   for k in $(seq 1 "$nodes"); do
-    for port in $(( base_port + 10 * k )) $(( base_port + 10 * k + 1 )) $(( base_port + 10 * k + 2 )); do
+    for port in $(( base_port + 10 * k )) $(( base_port + 10 * k + 1 )) $(( base_port + 10 * k + 2 )) $(( base_port + 10 * k + 3 )); do
       port_free "$port" || die "port $port (node $k) is in use; choose another --base-port"
     done
   done
@@ -269,6 +270,7 @@ start() {
   launch_all
   launch_prometheus
   echo "run.sh: $nodes $engine nodes are up (state in $data)"
+  echo "  explorer pages: node 1 at http://127.0.0.1:$(explorer_port 1)/, node K on port $base_port+10K+3"
   echo "  point chorus at node K with:"
   echo "    export CHORUS_RPC_URL=http://127.0.0.1:$(rpc_port 1) CHORUS_KEYSTORE=$data/keystore CHORUS_PASSWORD=$password"
   echo "    $bin/chorus wallet list      # funded1..funded$nodes"

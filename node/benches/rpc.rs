@@ -58,7 +58,16 @@ fn main() {
             "--data-dir",
             dir.path().join("data").to_str().expect("utf-8"),
         ])
-        .args(["--rpc", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args([
+            "--rpc",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--explorer",
+            "off",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+        ])
         // Every client here is 127.0.0.1, one address: lift its rate limit so the figure is the
         // node's, not the limiter's.
         .args(["--rpc-rate-limit", "1000000000"])

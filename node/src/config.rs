@@ -13,6 +13,7 @@ use chorus_p2p::Multiaddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::explorer::ExplorerAddr;
 use crate::rpc::access::{AllowedHost, AllowedOrigin, RateLimit};
 
 #[derive(Debug, Parser)]
@@ -75,6 +76,13 @@ pub struct NodeArgs {
     /// Prometheus metrics address [default: 127.0.0.1:9615].
     #[arg(long, env = "CHORUS_METRICS", value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// The block explorer page's address, or off [default: 127.0.0.1:9616].
+    ///
+    /// A page in the browser that reads the node through its RPC's WebSocket, which admits this
+    /// page's origin. On an address other than loopback, the RPC must also be reachable and
+    /// admit the origin the browser sends (--rpc, --rpc-allow-host, --rpc-allow-origin).
+    #[arg(long, env = "CHORUS_EXPLORER", value_name = "ADDR|off")]
+    pub explorer: Option<ExplorerAddr>,
     /// Mine blocks (PoW) [default: off for run, on for dev].
     #[arg(long, env = "CHORUS_MINE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub mine: Option<bool>,
@@ -211,6 +219,7 @@ pub(crate) struct FileConfig {
     rpc_allow_origin: Option<Vec<String>>,
     rpc_rate_limit: Option<u32>,
     metrics: Option<String>,
+    explorer: Option<String>,
     mine: Option<bool>,
     miner_threads: Option<u32>,
     coinbase: Option<String>,
@@ -244,6 +253,8 @@ pub struct NodeSettings {
     pub rpc_allow_origins: Vec<AllowedOrigin>,
     pub rpc_rate: RateLimit,
     pub metrics: SocketAddr,
+    /// `None`: no explorer.
+    pub explorer: Option<SocketAddr>,
     pub mine: bool,
     pub miner_threads: u32,
     pub coinbase: Option<Address>,
@@ -260,6 +271,7 @@ pub struct RunSettings {
 
 pub const RPC_DEFAULT: &str = "127.0.0.1:8545";
 pub const METRICS_DEFAULT: &str = "127.0.0.1:9615";
+pub const EXPLORER_DEFAULT: &str = "127.0.0.1:9616";
 
 impl RunArgs {
     pub fn resolve(&self) -> Result<RunSettings, ConfigError> {
@@ -370,6 +382,11 @@ impl FileLayer {
             (None, Some(text)) => self.field("metrics", text)?,
             (None, None) => METRICS_DEFAULT.parse().expect("invariant: a valid default"),
         };
+        let explorer = match (args.explorer, &file.explorer) {
+            (Some(explorer), _) => explorer,
+            (None, Some(text)) => self.field("explorer", text)?,
+            (None, None) => EXPLORER_DEFAULT.parse().expect("invariant: a valid default"),
+        };
         let coinbase = match (args.coinbase, &file.coinbase) {
             (Some(coinbase), _) => Some(coinbase),
             (None, Some(text)) => Some(Address::parse(text).map_err(|error| ConfigError::Field {
@@ -397,6 +414,10 @@ impl FileLayer {
             rpc_allow_origins,
             rpc_rate,
             metrics,
+            explorer: match explorer {
+                ExplorerAddr::Off => None,
+                ExplorerAddr::At(addr) => Some(addr),
+            },
             mine: args.mine.or(file.mine).unwrap_or(dev),
             miner_threads,
             coinbase,

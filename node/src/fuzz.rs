@@ -52,7 +52,7 @@ mod tests {
                  bootnode = [\"/ip4/10.0.0.2/tcp/30333/p2p/12D3KooWPy4eAHivzPRnetqQGFAm4ZhZLht9BhRAQzcDp6fYtnup\"]\n\
                  rpc = \"127.0.0.1:8545\"\nrpc-allow-host = [\"node.example\", \"*\"]\n\
                  rpc-allow-origin = [\"https://explorer.example\"]\nrpc-rate-limit = 500\n\
-                 metrics = \"127.0.0.1:9615\"\nmine = true\nminer-threads = 2\n\
+                 metrics = \"127.0.0.1:9615\"\nexplorer = \"off\"\nmine = true\nminer-threads = 2\n\
                  coinbase = \"chorus1a96gzu903frf2pkr2lfjaqchzwhz44hc24pd62xnnt230068y9rslmgs63\"\nlog-format = \"json\"\n",
             ),
             (

@@ -6,7 +6,7 @@
 //!   effects on the network service, real timers and [`miner`]'s threads;
 //! - [`node`]: start-up and shutdown; [`rpc`]: JSON-RPC, and who may call it; [`config`]: the
 //!   command line and its layering; [`commands`]: key and genesis tooling; [`dev`]: the dev
-//!   chain; [`metrics`]: the metrics endpoint's formats;
+//!   chain; [`metrics`]: the metrics endpoint's formats; [`explorer`]: the block explorer page;
 //! - [`tx_check`]: gossiped transactions' signatures, checked in batches off the core task;
 //! - [`clock`]: the node's one wall clock.
 
@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod dev;
+pub mod explorer;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod metrics;

@@ -183,7 +183,16 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     let token_path = data_dir.join(rpc::access::ADMIN_TOKEN_FILE);
     token.write(&token_path).with_context(|| format!("cannot write the RPC admin token {}", token_path.display()))?;
     announce!("RPC admin token in {}", token_path.display());
-    let access = Access { hosts: settings.rpc_allow_hosts.clone(), origins: settings.rpc_allow_origins.clone(), token };
+    // The explorer page's address is bound first: the RPC admits the page's origin.
+    let explorer = match settings.explorer {
+        Some(addr) => Some(crate::explorer::bind(addr).await.context("cannot start the explorer page")?),
+        None => None,
+    };
+    let mut origins = settings.rpc_allow_origins.clone();
+    if let Some(listener) = &explorer {
+        origins.extend(crate::explorer::page_origins(listener.local_addr()?));
+    }
+    let access = Access { hosts: settings.rpc_allow_hosts.clone(), origins, token };
     let (rpc_addr, rpc) = rpc::start(
         settings.rpc,
         access,
@@ -199,6 +208,11 @@ async fn serve(genesis: Genesis, data_dir: &Path, settings: NodeSettings) -> any
     .await
     .context("cannot start the RPC server")?;
     announce!("RPC listening on http://{rpc_addr} and ws://{rpc_addr}");
+    if let Some(listener) = explorer {
+        let page = listener.local_addr()?;
+        crate::explorer::serve(listener, rpc_addr);
+        announce!("explorer at http://{page}/");
+    }
     let metrics_addr =
         serve_metrics(settings.metrics, Arc::new(registry)).await.context("cannot start the metrics server")?;
     announce!("metrics at http://{metrics_addr}/metrics");

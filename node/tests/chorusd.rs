@@ -326,6 +326,75 @@ fn a_js_libp2p_peer_receives_blocks_by_gossip() {
     assert!(node.height() >= 1, "a block was gossiped");
 }
 
+/// The explorer page in a real browser (Debian's Chromium driven by playwright-core, both
+/// installed by `.ci/setup --tests`): the head advances on screen, a click on a block opens it,
+/// a transaction found by its hash links to its block, which lists it, an address search shows
+/// the balance the RPC gives, a hash of nothing gets a message, and a stopped node a banner.
+/// The page fetches nothing beyond the node. The screenshot is kept in the target directory
+/// (`tmp/explorer.png`).
+#[test]
+fn the_explorer_page_shows_the_chain_live_in_a_browser() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = start(&dev_args(&["--tmp", "--engine", "pos"]), dir.path());
+    let page = node.explorer_addr().expect("the explorer is on by default");
+    let (alice, bob) = (dev_key(1), SecretKey::from_seed([9; 32]).address());
+    let hash = node.ok("tx_submit", json!([tx_hex(&transfer(&alice, 0, bob, 1_234, 5))]));
+    let hash = hash.as_str().expect("a hash").to_owned();
+    let included = eventually("inclusion", &node, || {
+        let status = node.ok("tx_get", json!([hash]));
+        (status["status"] != "pending").then_some(status)
+    });
+    let balance = node.ok("state_getAccount", json!([bob.to_string()]))["balance"].clone();
+    assert_eq!(balance, "1234");
+
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run .ci/setup --tests"
+    );
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explorer.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let mut browser = Command::new("node")
+        .arg(js.join("explorer.mjs"))
+        .args([format!("http://{page}/"), hash.clone(), bob.to_string(), screenshot.display().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (Node.js, which .ci/setup --tests checks for)");
+    let mut stdin = browser.stdin.take().expect("stdin");
+    let mut lines = std::io::BufReader::new(browser.stdout.take().expect("stdout")).lines();
+    let mut next = |what: &str| -> Value {
+        match lines.next() {
+            Some(Ok(line)) => serde_json::from_str(&line).unwrap_or_else(|error| panic!("{what}: {error}: {line}")),
+            _ => {
+                let mut said = String::new();
+                let _ = std::io::Read::read_to_string(browser.stderr.as_mut().expect("stderr"), &mut said);
+                panic!("{what}: the browser script stopped: {said}");
+            }
+        }
+    };
+    let seen = next("the page");
+    assert_eq!(seen["failures"], json!([]), "the page ran without errors: {seen}");
+    assert_eq!(seen["outside"], json!([]), "the page fetched nothing beyond the node: {seen}");
+    assert!(seen["headAfter"].as_u64() > seen["headBefore"].as_u64(), "the head advanced on screen: {seen}");
+    assert_eq!(seen["clickedHeight"], seen["newest"], "a click on the newest block opened it: {seen}");
+    assert!(["included", "final"].contains(&seen["txStatus"].as_str().unwrap_or_default()), "{seen}");
+    assert_eq!(seen["txBlockHeight"].as_str().map(str::to_owned), Some(included["height"].to_string()), "{seen}");
+    assert_eq!(seen["blockTxs"], json!([hash]), "the block's page lists the transaction: {seen}");
+    assert_eq!(seen["balance"], balance, "the page shows the RPC's balance: {seen}");
+    assert!(seen["notFound"].as_str().unwrap_or_default().contains("Nothing found"), "{seen}");
+    let png = std::fs::read(&screenshot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+
+    drop(node);
+    writeln!(stdin, "stopped").expect("tell the script");
+    let gone = next("the page after the stop");
+    assert!(gone["banner"].as_str().unwrap_or_default().contains("unreachable"), "{gone}");
+    assert!(browser.wait().expect("the script ends").success());
+}
+
 #[test]
 fn bad_rpc_input_gets_its_documented_code_and_the_node_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -620,8 +689,11 @@ fn settings_layer_flags_over_environment_over_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("chorusd.toml");
     // The file asks for a fixed port; the environment overrides it with any free one.
-    std::fs::write(&config, "rpc = \"127.0.0.1:1\"\nmetrics = \"127.0.0.1:0\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n")
-        .expect("write");
+    std::fs::write(
+        &config,
+        "rpc = \"127.0.0.1:1\"\nmetrics = \"127.0.0.1:0\"\nexplorer = \"off\"\nlisten = [\"/ip4/127.0.0.1/tcp/0\"]\n",
+    )
+    .expect("write");
     let launch = Launch::new(env!("CARGO_BIN_EXE_chorusd"), dir.path().join("layered.log"))
         .args(["dev", "--tmp", "--config", config.to_str().expect("utf-8")])
         .env("CHORUS_RPC", "127.0.0.1:0");

@@ -53,9 +53,18 @@ impl Launch {
     }
 }
 
-/// `--rpc`, `--metrics` and `--listen` on loopback ports the system picks.
-pub fn loopback_ports() -> [&'static str; 6] {
-    ["--rpc", "127.0.0.1:0", "--metrics", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"]
+/// `--rpc`, `--metrics`, `--explorer` and `--listen` on loopback ports the system picks.
+pub fn loopback_ports() -> [&'static str; 8] {
+    [
+        "--rpc",
+        "127.0.0.1:0",
+        "--metrics",
+        "127.0.0.1:0",
+        "--explorer",
+        "127.0.0.1:0",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+    ]
 }
 
 /// Why a process did not come up.
@@ -83,6 +92,8 @@ pub struct Chorusd {
     pid: u32,
     rpc: Rpc,
     metrics: SocketAddr,
+    /// The explorer page's address, if it serves one.
+    explorer: Option<SocketAddr>,
     p2p: String,
     stdout: Arc<Mutex<Vec<String>>>,
     log: PathBuf,
@@ -129,7 +140,7 @@ impl Chorusd {
         });
 
         let deadline = Instant::now() + START_WAIT;
-        let (mut rpc, mut p2p, mut metrics, mut admin_token) = (None, None, None, None);
+        let (mut rpc, mut p2p, mut metrics, mut admin_token, mut explorer) = (None, None, None, None, None);
         let seen = || stdout.lock().map(|lines| lines.clone()).unwrap_or_default();
         while rpc.is_none() || p2p.is_none() || metrics.is_none() {
             let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -156,6 +167,9 @@ impl Chorusd {
                 p2p = Some(rest.to_owned());
             } else if let Some(rest) = line.strip_prefix("metrics at http://") {
                 metrics = rest.trim_end_matches("/metrics").parse::<SocketAddr>().ok();
+            } else if let Some(rest) = line.strip_prefix("explorer at http://") {
+                // Printed before the metrics line, so it is in by the end of the loop.
+                explorer = rest.trim_end_matches('/').parse::<SocketAddr>().ok();
             }
         }
         let mut rpc = Rpc::new(rpc.expect("invariant: loop ends with it"));
@@ -167,6 +181,7 @@ impl Chorusd {
             child: Mutex::new(child),
             rpc,
             metrics: metrics.expect("invariant: loop ends with it"),
+            explorer,
             p2p: p2p.expect("invariant: loop ends with it"),
             stdout,
             log: launch.log.clone(),
@@ -184,6 +199,11 @@ impl Chorusd {
 
     pub fn metrics_addr(&self) -> SocketAddr {
         self.metrics
+    }
+
+    /// The explorer page's address; `None` with `--explorer off`.
+    pub fn explorer_addr(&self) -> Option<SocketAddr> {
+        self.explorer
     }
 
     pub fn pid(&self) -> u32 {

@@ -328,7 +328,7 @@ impl Testnet {
             .arg(slot.dir.join("chain"))
             .arg("--key")
             .arg(slot.dir.join("node.key"))
-            .args(["--listen", &listen, "--rpc", &rpc, "--metrics", &metrics]);
+            .args(["--listen", &listen, "--rpc", &rpc, "--metrics", &metrics, "--explorer", "127.0.0.1:0"]);
         if slot.mine {
             launch = launch.args(["--mine", "--miner-threads", "1"]);
         }

@@ -65,7 +65,7 @@ impl Drop for Testnet {
     }
 }
 
-/// A base port whose ports (three per node, and Prometheus's) are free now; the script checks
+/// A base port whose ports (four per node, and Prometheus's) are free now; the script checks
 /// again.
 fn free_base(nodes: u16) -> u16 {
     let start = 20_000 + (std::process::id() % 2_000) as u16 * 10;
@@ -74,7 +74,7 @@ fn free_base(nodes: u16) -> u16 {
         .find(|base| {
             std::net::TcpListener::bind(("127.0.0.1", base + 9)).is_ok()
                 && (1..=nodes).all(|k| {
-                    (0..3).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + 10 * k + offset)).is_ok())
+                    (0..4).all(|offset| std::net::TcpListener::bind(("127.0.0.1", base + 10 * k + offset)).is_ok())
                 })
         })
         .expect("a free port range")
