@@ -345,6 +345,10 @@
       {},
       el("p", {}, `${set.engine.toUpperCase()}${where.length ? `, ${where.join(", ")}` : ""}.`),
       table(["Address", weight, "Share", "", ""], rows, "validator-set"),
+      set.schedule.length ? el("h3", {}, "Next slots") : null,
+      set.schedule.length
+        ? table(["Slot", "Proposer"], set.schedule.map((slot) => [slot.slot, accountLink(slot.proposer, true)]), "schedule")
+        : null,
     );
   }
 
