@@ -207,6 +207,9 @@
     } else if (state.engine === "pow") {
       $("final-height").textContent = "none";
       $("final-lag").textContent = "PoW has no finality";
+    } else if (state.engine) {
+      $("final-height").textContent = "none yet";
+      $("final-lag").textContent = "";
     }
     const status = state.status;
     if (status) {
