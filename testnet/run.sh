@@ -134,14 +134,7 @@ launch_prometheus() {
 
 stop_prometheus() {
   prometheus_alive || return 0
-  local pid; pid="$(cat "$(prometheus_dir)/pid")"
-  kill -TERM "$pid"
-  local deadline=$(( SECONDS + 15 ))
-  while kill -0 "$pid" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || { kill -KILL "$pid" 2>/dev/null || true; break; }
-    sleep 0.1
-  done
-  rm -f "$(prometheus_dir)/pid"
+  terminate "$(prometheus_dir)/pid"
 }
 
 # wait_ready K PEERS: polls node K until its RPC answers and it has at least PEERS peers.
@@ -330,10 +323,10 @@ signal_node() {
   kill "-$signal" "$(cat "$(node_dir "$k")/pid")"
 }
 
-stop_node() {
-  local k="$1"
-  alive "$k" || return 0
-  local pid; pid="$(cat "$(node_dir "$k")/pid")"
+# terminate PIDFILE: SIGTERM to the process it names (resumed first, if paused), SIGKILL after
+# 15 s; then the file goes. Callers check first that the process is the one they started.
+terminate() {
+  local pid; pid="$(cat "$1")"
   kill -CONT "$pid" 2>/dev/null || true
   kill -TERM "$pid"
   local deadline=$(( SECONDS + 15 ))
@@ -341,7 +334,12 @@ stop_node() {
     [ $SECONDS -lt $deadline ] || { kill -KILL "$pid" 2>/dev/null || true; break; }
     sleep 0.1
   done
-  rm -f "$(node_dir "$k")/pid"
+  rm -f "$1"
+}
+
+stop_node() {
+  alive "$1" || return 0
+  terminate "$(node_dir "$1")/pid"
 }
 
 stop() {
