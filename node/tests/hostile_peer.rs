@@ -1,8 +1,17 @@
-//! A hostile peer against real `chorusd` processes (issue 21): a PoS dev validator A and an
-//! honest follower B, and in turn, for each kind of bad input, a fresh libp2p peer of our own
-//! protocols (the `chorus-p2p` service, in this process, with a key of its own) that dials A and
-//! sends it nothing but that input until A bans it. After each: A and B still make and follow
-//! blocks, still peer with each other and ban neither, and neither stored what was sent.
+//! A hostile peer against real `chorusd` processes (issue 21): a libp2p peer of our own
+//! protocols (the `chorus-p2p` service, in this process, with a key of its own) that sends, in
+//! turn, one kind of bad input until the node bans it, each time from a fresh key.
+//!
+//! - Against a PoS dev validator A with an honest follower B: undecodable messages on every
+//!   topic, an oversize block message, blocks with a damaged signature, blocks claimed by a key
+//!   that is not the slot's proposer, finality votes from keys outside the set, sync answers
+//!   that do not match their requests (after claiming a head far ahead), and a flood of sync
+//!   requests. After each, A and B still make and follow blocks, peer with each other, ban
+//!   neither, and store none of the forged blocks.
+//! - Against a PoW follower (its miner paused, so its head holds still): mined blocks right in
+//!   all the header shows but with a wrong state root; the penalties name the state root.
+//! - Against a Raft member: a peer that is no member is never kept connected, and nothing it
+//!   publishes finds a subscriber.
 #![allow(clippy::disallowed_types, reason = "tests bound their waits with the wall clock")]
 
 use std::time::{Duration, Instant};
@@ -15,7 +24,7 @@ use chorus_chain::tx::{Checkpoint, Vote};
 use chorus_chain::{SecretKey, limits};
 use chorus_consensus::EngineMessage;
 use chorus_node::dev::DEV_CHAIN_ID;
-use chorus_p2p::{Event, GossipLimits, NetworkHandle, NodeKey, SyncRequest, Topic, Verdict};
+use chorus_p2p::{Event, GossipLimits, NetworkHandle, NodeKey, SyncRequest, SyncResponse, Topic, Verdict};
 use chorus_testnet::process::loopback_ports;
 use chorus_testnet::{Chorusd, Launch};
 
@@ -295,6 +304,50 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
         assert!(final_after.map(|f| f.height) >= final_before.map(|f| f.height), "finality went on");
     });
 
+    // Sync answers that do not match their requests: it claims a head far ahead, and answers
+    // A's requests for blocks with blocks from elsewhere in the chain, or with headers.
+    let mut hostile = fresh(GossipLimits::default()).await;
+    let real: Block = hostile.next_gossip(Topic::Blocks).await;
+    let head_before = tokio::task::block_in_place(|| height(&honest.a));
+    let me = hostile.peer_id();
+    let mut answered = 0u32;
+    let deadline = Instant::now() + WAIT;
+    while !tokio::task::block_in_place(|| peer_ids(&honest.a).1.contains(&me)) {
+        assert!(Instant::now() < deadline, "not banned after {answered} mismatched answers");
+        let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(200), hostile.events.recv()).await else {
+            continue;
+        };
+        match event {
+            Event::Request { id, request, .. } => {
+                let response = match request {
+                    SyncRequest::Status => SyncResponse::Status {
+                        head: Hash([0x42; 32]),
+                        height: chorus_chain::primitives::Height::new(head_before + 1_000),
+                    },
+                    SyncRequest::Blocks { .. } | SyncRequest::BlocksAfter { .. } if answered.is_multiple_of(2) => {
+                        answered += 1;
+                        // Not the heights asked for (nor consecutive from them).
+                        SyncResponse::Blocks(vec![real.clone(), real.clone()])
+                    }
+                    _ => {
+                        answered += 1;
+                        SyncResponse::Headers(Vec::new())
+                    }
+                };
+                let _ = hostile.handle.respond(id, response).await;
+            }
+            Event::Gossip { id, from, .. } => {
+                let _ = hostile.handle.validate(id, from, Verdict::Ignore).await;
+            }
+            _ => {}
+        }
+    }
+    eprintln!("mismatched sync answers: banned after {answered}");
+    tokio::task::block_in_place(|| {
+        honest.still_well("mismatched sync answers");
+        assert!(height(&honest.a) < head_before + 1_000, "A took the claimed head");
+    });
+
     // A flood of sync requests: refused beyond the peer's rate, then a ban.
     let hostile = fresh(GossipLimits::default()).await;
     let a_id = chorus_p2p::parse_peer_id(&peer_id(&honest.a)).expect("A's peer id");
@@ -315,4 +368,165 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
         let log = node.log();
         assert!(!log.contains("panicked"), "{name} panicked: {log}");
     }
+}
+
+/// The wall clock in the chain's milliseconds (a header's timestamp).
+fn now_ms() -> u64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    u64::try_from(since_epoch.as_millis()).expect("fits")
+}
+
+/// A PoW block on `window`'s last header that is right in everything the header alone shows
+/// (parent, height, time, target, proof of work, the empty body's roots) but claims the state
+/// root `state_root`: only executing it tells it is wrong.
+fn mined_child(
+    window: &[chorus_chain::header::Header],
+    config: &chorus_chain::genesis::PowConfig,
+    coinbase: chorus_chain::Address,
+    state_root: Hash,
+) -> Block {
+    use chorus_consensus::pow::difficulty::next_target;
+    use chorus_consensus::pow::mining::{Grinder, with_nonce};
+    let parent = window.last().expect("a parent");
+    let body = chorus_chain::block::Body { txs: Vec::new(), votes: Vec::new() };
+    let header = chorus_chain::header::Header {
+        parent: parent.hash(),
+        height: parent.height.next().expect("a next height"),
+        timestamp: chorus_chain::primitives::Timestamp::from_millis(now_ms().max(parent.timestamp.as_millis() + 1)),
+        txs_root: body.txs_root(),
+        votes_root: body.votes_root(),
+        state_root,
+        proposer: coinbase,
+        seal: Seal::Pow { target: next_target(config, window), nonce: 0 },
+    };
+    let mut grinder = Grinder::new(&header).expect("a PoW seal");
+    let (nonce, _) = grinder.search(0, u64::MAX, &|| false);
+    Block { header: with_nonce(&header, nonce.expect("a nonce at the dev difficulty")), body }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pow_block_with_a_wrong_state_root_gets_its_sender_banned_and_is_stored_nowhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let chorusd = env!("CARGO_BIN_EXE_chorusd");
+    let (a, b) = tokio::task::block_in_place(|| {
+        let a_dir = dir.path().join("a");
+        let a = Chorusd::start(&Launch::dev(
+            chorusd,
+            dir.path().join("a.log"),
+            &["--data-dir", a_dir.to_str().expect("utf-8")],
+        ))
+        .unwrap_or_else(|error| panic!("A: {error}"));
+        let genesis = a_dir.join("dev-genesis.json");
+        let b_data = dir.path().join("b");
+        let b = Chorusd::start(
+            &Launch::new(chorusd, dir.path().join("b.log"))
+                .args(["run", "--genesis", genesis.to_str().expect("utf-8")])
+                .args(["--data-dir", b_data.to_str().expect("utf-8"), "--bootnode", a.p2p()])
+                .args(loopback_ports())
+                // Penalties are logged, with their reason, at debug.
+                .env("RUST_LOG", "info,libp2p=warn,chorus_node::daemon=debug,chorus_node_core::node=debug"),
+        )
+        .unwrap_or_else(|error| panic!("B: {error}"));
+        // B follows A's chain past the retarget window, then A (the miner) is paused, so B's
+        // head holds still and the forged block extends it rather than racing A's next one.
+        eventually("B past the retarget window", || (height(&b) >= 12 && height(&b) == height(&a)).then_some(()));
+        a.pause();
+        (a, b)
+    });
+    let genesis = chorus_chain::genesis::Genesis::from_json(
+        &std::fs::read(dir.path().join("a/dev-genesis.json")).expect("genesis"),
+    )
+    .expect("A's genesis");
+    let config = match &genesis.engines[0].engine {
+        chorus_chain::genesis::EngineConfig::Pow(config) => config.clone(),
+        other => panic!("a PoW dev chain: {other:?}"),
+    };
+
+    let mut hostile = Hostile::dial(77, b.p2p(), GossipLimits::default()).await;
+    let b_id = chorus_p2p::parse_peer_id(&peer_id(&b)).expect("B's peer id");
+    let head = tokio::task::block_in_place(|| height(&b));
+    let from = head.saturating_sub(config.retarget_window_blocks);
+    let count = u32::try_from(head - from + 1).expect("a small window");
+    let window = eventually_async_headers(&hostile, b_id, from, count).await;
+    assert_eq!(window.last().map(|header| header.height.get()), Some(head), "the window ends at B's head");
+    let coinbase = hostile.key.address();
+    let mut forged = Vec::new();
+    let sent = hostile
+        .until_banned(&b, Topic::Blocks, |i, _| {
+            let mut root = [0xee; 32];
+            root[..4].copy_from_slice(&i.to_le_bytes());
+            let block = mined_child(&window, &config, coinbase, Hash(root));
+            forged.push(block.hash());
+            codec::encode(&block)
+        })
+        .await;
+    eprintln!("wrong state root: banned after {sent}");
+    tokio::task::block_in_place(|| {
+        for hash in &forged {
+            assert!(b.rpc().block(hash).expect("chain_getBlock").is_none(), "B stored {hash}");
+        }
+        assert_eq!(height(&b), head, "B's head did not move to a forged block");
+        // B penalized the sender for the state root, not for anything the header shows.
+        let log = b.log();
+        let reasons: Vec<&str> = log.lines().filter(|line| line.contains("penalizing peer")).collect();
+        assert!(!reasons.is_empty() && reasons.iter().all(|line| line.contains("claims state root")), "{reasons:#?}");
+        a.resume();
+        for hash in &forged {
+            assert!(a.rpc().block(hash).expect("chain_getBlock").is_none(), "A stored {hash}");
+        }
+        eventually("B following A again", || (height(&b) > head + 2).then_some(()));
+        assert!(!peer_ids(&b).1.contains(&peer_id(&a)), "B banned A");
+    });
+}
+
+/// Headers `from`, `count` of them, asked of `peer` (answered once the connection is up).
+async fn eventually_async_headers(
+    hostile: &Hostile,
+    peer: chorus_p2p::PeerId,
+    from: u64,
+    count: u32,
+) -> Vec<chorus_chain::header::Header> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let request = SyncRequest::Headers { from: chorus_chain::primitives::Height::new(from), count };
+        if let Ok(SyncResponse::Headers(headers)) = hostile.handle.request(peer, request).await
+            && headers.len() == count as usize
+        {
+            return headers;
+        }
+        assert!(Instant::now() < deadline, "no headers from {peer} within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raft_member_refuses_a_peer_that_is_no_member() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = tokio::task::block_in_place(|| {
+        Chorusd::start(&Launch::dev(
+            env!("CARGO_BIN_EXE_chorusd"),
+            dir.path().join("raft.log"),
+            &["--tmp", "--engine", "raft"],
+        ))
+        .unwrap_or_else(|error| panic!("{error}"))
+    });
+    let mut hostile = Hostile::dial(88, node.p2p(), GossipLimits::default()).await;
+    let me = hostile.peer_id();
+    // Whatever it gets through before the refusal, it is never a peer for long, and nothing it
+    // publishes finds a subscriber.
+    let mut published = 0;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if hostile.handle.publish(Topic::Blocks, vec![1, 2, 3, published]).await.is_ok() {
+            published += 1;
+        }
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(50), hostile.events.recv()).await {}
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(published, 0, "a non-member's message found a subscriber");
+    tokio::task::block_in_place(|| {
+        assert!(!peer_ids(&node).0.contains(&me), "the member keeps a non-member connected");
+        assert!(node.exited().is_none());
+        assert!(node.rpc().status().expect("node_status").peer_id.to_string() != me);
+    });
 }

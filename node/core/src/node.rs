@@ -309,6 +309,9 @@ impl Node {
             if peer != from {
                 return true;
             }
+            // The verdict carries the kind only: the reason is logged here, as the host logs a
+            // report's.
+            tracing::debug!(%peer, misbehaviour = %penalty.misbehaviour, reason = %penalty.reason, "penalizing peer");
             kind.get_or_insert(penalty.misbehaviour);
             false
         });
