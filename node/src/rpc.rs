@@ -299,13 +299,23 @@ where
         let gate = tower::service_fn(move |mut request: HttpRequest<hyper::body::Incoming>| {
             let mut service = service.clone();
             let admitted = access.admit(remote.ip(), request.uri().authority().map(|a| a.as_str()), request.headers());
+            // Admitted, an Origin is an allowed page's: it gets the CORS answers.
+            let origin = request.headers().get(hyper::header::ORIGIN).cloned();
             async move {
-                match admitted {
-                    Ok(caller) => {
-                        request.extensions_mut().insert(caller);
-                        service.call(request).await.map_err(Into::into)
+                match (admitted, origin) {
+                    (Ok(_), Some(origin)) if request.method() == hyper::Method::OPTIONS => {
+                        Ok(access::preflight(&origin))
                     }
-                    Err(refusal) => {
+                    (Ok(caller), origin) => {
+                        request.extensions_mut().insert(caller);
+                        let mut response =
+                            service.call(request).await.map_err(Into::<jsonrpsee::core::BoxError>::into)?;
+                        if let Some(origin) = origin {
+                            access::allow_origin(&mut response, origin);
+                        }
+                        Ok(response)
+                    }
+                    (Err(refusal), _) => {
                         tracing::debug!(%remote, %refusal, "RPC request refused");
                         Ok::<_, jsonrpsee::core::BoxError>(refusal.response())
                     }

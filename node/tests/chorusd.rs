@@ -743,7 +743,13 @@ fn pending_transactions_outlive_a_clean_stop_and_a_damaged_mempool_file_is_dropp
 
 /// Reads one HTTP/1.1 response: its status and body (by `Content-Length`; none for 101).
 fn read_response(reader: &mut impl std::io::BufRead) -> (u16, String) {
-    let (mut status, mut length) = (0, 0);
+    let (status, _, body) = read_response_and_headers(reader);
+    (status, body)
+}
+
+/// A response's status, header lines (lowercase) and body.
+fn read_response_and_headers(reader: &mut impl std::io::BufRead) -> (u16, Vec<String>, String) {
+    let (mut status, mut length, mut headers) = (0, 0, Vec::new());
     loop {
         let mut line = String::new();
         assert!(reader.read_line(&mut line).expect("a response line") > 0, "the connection closed");
@@ -753,20 +759,29 @@ fn read_response(reader: &mut impl std::io::BufRead) -> (u16, String) {
         }
         if status == 0 {
             status = line.split_whitespace().nth(1).and_then(|code| code.parse().ok()).expect("a status line");
-        } else if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().expect("a length");
+        } else {
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().expect("a length");
+            }
+            headers.push(line.to_ascii_lowercase());
         }
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body).expect("the body");
-    (status, String::from_utf8(body).expect("utf-8"))
+    (status, headers, String::from_utf8(body).expect("utf-8"))
 }
 
 /// One raw HTTP/1.1 request with these header lines (each ending in CRLF) and body, on a new
 /// connection: the status and body of the answer. Raw, so a test can send any Host or Origin.
 fn raw_request(addr: std::net::SocketAddr, method: &str, headers: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = raw_exchange(addr, method, headers, body);
+    (status, body)
+}
+
+/// One request on a new connection: the status, header lines (lowercase) and body.
+fn raw_exchange(addr: std::net::SocketAddr, method: &str, headers: &str, body: &str) -> (u16, Vec<String>, String) {
     use std::io::Write;
     let stream = std::net::TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
@@ -776,7 +791,7 @@ fn raw_request(addr: std::net::SocketAddr, method: &str, headers: &str, body: &s
         String::new()
     };
     write!(&stream, "{method} / HTTP/1.1\r\n{headers}{length}\r\n{body}").expect("write");
-    read_response(&mut std::io::BufReader::new(stream))
+    read_response_and_headers(&mut std::io::BufReader::new(stream))
 }
 
 fn call_body(method: &str, params: Value) -> String {
@@ -863,8 +878,29 @@ fn foreign_hosts_and_origins_are_refused_and_admin_calls_need_the_token() {
         assert_eq!((status, body.contains("\"result\"")), (200, true), "{host}: {body}");
     }
     let explorer = format!("{local}Origin: http://explorer.example\r\n");
-    let (status, body) = raw_request(addr, "POST", &explorer, &call_body("node_status", json!([])));
+    let (status, headers, body) = raw_exchange(addr, "POST", &explorer, &call_body("node_status", json!([])));
     assert_eq!((status, body.contains("\"result\"")), (200, true), "the configured origin: {body}");
+    // A browser lets the page read the answer (CORS), after a preflight that admits JSON POSTs
+    // and no Authorization header; no other page gets either.
+    assert!(headers.contains(&"access-control-allow-origin: http://explorer.example".to_owned()), "{headers:?}");
+    assert!(headers.contains(&"vary: origin".to_owned()), "{headers:?}");
+    let asking =
+        format!("{explorer}Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n");
+    let (status, headers, _) = raw_exchange(addr, "OPTIONS", &asking, "");
+    assert_eq!(status, 204, "{headers:?}");
+    for expected in [
+        "access-control-allow-origin: http://explorer.example",
+        "access-control-allow-methods: post",
+        "access-control-allow-headers: content-type",
+    ] {
+        assert!(headers.contains(&expected.to_owned()), "{expected}: {headers:?}");
+    }
+    let evil = format!("{local}Origin: https://evil.example\r\nAccess-Control-Request-Method: POST\r\n");
+    let (status, headers, _) = raw_exchange(addr, "OPTIONS", &evil, "");
+    assert_eq!(status, 403, "a foreign page's preflight");
+    assert!(!headers.iter().any(|line| line.starts_with("access-control-")), "{headers:?}");
+    let (_, headers, _) = raw_exchange(addr, "POST", &local, &call_body("node_status", json!([])));
+    assert!(!headers.iter().any(|line| line.starts_with("access-control-")), "no Origin, no CORS: {headers:?}");
     let (status, _) = raw_request(addr, "GET", &ws_handshake(&format!("localhost:{port}"), ""), "");
     assert_eq!(status, 101, "a WebSocket handshake without Origin (a program, not a page)");
     let (status, _) =

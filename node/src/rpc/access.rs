@@ -14,6 +14,11 @@
 //! Refusals of the first two are HTTP 403 answers ([`Refusal`]); the admin check is the
 //! methods' own (error 4003), so it holds in batches and on WebSocket connections too.
 //!
+//! A page of an allowed origin gets the CORS answers a browser needs to read what it asked
+//! for over HTTP ([`preflight`], [`allow_origin`]): its origin echoed, `Vary: Origin`, and to a
+//! preflight, `POST` with a `Content-Type` header (no `Authorization`: admin calls stay out of a
+//! page's reach). A WebSocket needs none of them.
+//!
 //! The rate limit is a token bucket per client address ([`Limiter`], in IPv6 per /64), shared
 //! by all of the client's connections and requests, with at most
 //! `limits::RPC_CLIENTS_TRACKED_MAX` addresses kept.
@@ -26,7 +31,10 @@ use std::str::FromStr;
 use std::sync::Mutex;
 
 use chorus_chain::limits;
-use hyper::header::{AUTHORIZATION, HOST, HeaderMap, HeaderValue, ORIGIN};
+use hyper::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE,
+    AUTHORIZATION, HOST, HeaderMap, HeaderValue, ORIGIN, VARY,
+};
 use jsonrpsee::server::{HttpBody, HttpResponse};
 
 /// The file in the data directory that holds the admin token.
@@ -147,6 +155,28 @@ impl Refusal {
             .insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         response
     }
+}
+
+/// How long a browser may keep a preflight's answer.
+const PREFLIGHT_MAX_AGE_SECS: &str = "600";
+
+/// The answer to a CORS preflight (`OPTIONS`) from an allowed `origin`: 204, no body.
+pub fn preflight(origin: &HeaderValue) -> HttpResponse {
+    let mut response = HttpResponse::new(HttpBody::empty());
+    *response.status_mut() = hyper::StatusCode::NO_CONTENT;
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+    headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(PREFLIGHT_MAX_AGE_SECS));
+    allow_origin(&mut response, origin.clone());
+    response
+}
+
+/// Lets a page of the allowed `origin` read `response`.
+pub fn allow_origin(response: &mut HttpResponse, origin: HeaderValue) {
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.append(VARY, HeaderValue::from_static("origin"));
 }
 
 /// The node's admin token: 32 random bytes, new at each start, written where only the node's
