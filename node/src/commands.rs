@@ -98,6 +98,7 @@ pub fn write_new_key(path: &Path) -> anyhow::Result<NodeSeed> {
     let mut file = options.open(path).with_context(|| format!("cannot create key file {}", path.display()))?;
     file.write_all(line.as_slice())?;
     file.sync_all()?;
+    crate::files::sync_dir(path)?;
     Ok(seed)
 }
 
@@ -276,6 +277,8 @@ pub fn genesis(command: GenesisCommand) -> anyhow::Result<()> {
                 .open(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
             file.write_all(genesis.to_json_pretty().as_bytes())?;
+            file.sync_all()?;
+            crate::files::sync_dir(&out)?;
             println!("genesis written to {}", out.display());
             Ok(())
         }

@@ -360,13 +360,9 @@ fn read_mempool_file(path: &Path) -> anyhow::Result<Option<Vec<SignedTransaction
     Ok(Some(mempool::decode_file(&std::fs::read(path)?)?))
 }
 
-/// Writes a mempool file whole or not at all: a temporary file, synced, then renamed.
+/// Writes a mempool file whole or not at all.
 fn write_mempool_file(path: &Path, txs: &[SignedTransaction]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
-    std::io::Write::write_all(&mut file, &mempool::encode_file(txs))?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
+    crate::files::replace(path, &mempool::encode_file(txs))
 }
 
 /// Hands an engine's message for one peer to the network service without waiting. One not

@@ -8,6 +8,7 @@
 //!   command line and its layering; [`commands`]: key and genesis tooling; [`dev`]: the dev
 //!   chain; [`metrics`]: the metrics endpoint's formats; [`explorer`]: the block explorer page;
 //! - [`tx_check`]: gossiped transactions' signatures, checked in batches off the core task;
+//! - [`files`]: the files beside the store, written whole or not at all;
 //! - [`clock`]: the node's one wall clock.
 
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod dev;
 pub mod explorer;
+pub mod files;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod metrics;

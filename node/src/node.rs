@@ -71,7 +71,7 @@ pub fn dev(args: DevArgs) -> anyhow::Result<()> {
         let (_, validator) = commands::describe_key(&node_key(&node, &data_dir)?);
         let genesis = dev::dev_genesis(&args.engine, crate::clock::now(), args.block_time_ms, validator)
             .map_err(|error| anyhow::anyhow!(error))?;
-        std::fs::write(&genesis_path, genesis.to_json_pretty())
+        crate::files::replace(&genesis_path, genesis.to_json_pretty().as_bytes())
             .with_context(|| format!("cannot write {}", genesis_path.display()))?;
         genesis
     };

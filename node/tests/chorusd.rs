@@ -1024,6 +1024,111 @@ impl Drop for SmallDisk {
     }
 }
 
+/// An ext4 filesystem in an image file, loop-mounted with `errors=remount-ro`: its kernel
+/// driver can be told to fail (`trigger_fs_error`), after which every write gets EROFS while
+/// free space stays as it was, the way a failing disk is taken out of service.
+struct Ext4Disk {
+    image: std::path::PathBuf,
+    mount: std::path::PathBuf,
+}
+
+impl Ext4Disk {
+    fn make(dir: &Path, size_mib: u64) -> Ext4Disk {
+        let (image, mount) = (dir.join("ext4.img"), dir.join("ext4"));
+        std::fs::File::create(&image).expect("image").set_len(size_mib * 1024 * 1024).expect("size");
+        let made = Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image).status().expect("mkfs.ext4 runs");
+        assert!(made.success(), "mkfs.ext4: {made:?}");
+        std::fs::create_dir_all(&mount).expect("mount point");
+        let disk = Ext4Disk { image, mount };
+        disk.mount();
+        disk
+    }
+
+    fn mount(&self) {
+        let status = Command::new("mount")
+            .args(["-o", "loop,errors=remount-ro"])
+            .arg(&self.image)
+            .arg(&self.mount)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mount -o loop: {status:?}");
+    }
+
+    /// The kernel's sysfs directory of this filesystem: `/sys/fs/ext4/loopN`.
+    fn sysfs(&self) -> std::path::PathBuf {
+        let source = Command::new("findmnt").args(["-n", "-o", "SOURCE"]).arg(&self.mount).output().expect("findmnt");
+        let device = String::from_utf8_lossy(&source.stdout).trim().to_owned();
+        let name = device.rsplit('/').next().expect("a device name").to_owned();
+        Path::new("/sys/fs/ext4").join(name)
+    }
+
+    /// Makes the filesystem fail: the kernel remounts it read-only at once.
+    fn fail(&self) {
+        std::fs::write(self.sysfs().join("trigger_fs_error"), "chorus test: a failing disk")
+            .expect("trigger_fs_error (ext4's fault injection)");
+    }
+
+    /// Unmounts, repairs (e2fsck) and mounts again read-write, as an operator would.
+    fn repair(&self) {
+        let unmounted = Command::new("umount").arg(&self.mount).status().expect("umount runs");
+        assert!(unmounted.success(), "umount: {unmounted:?}");
+        // Exit code 1: errors were corrected.
+        let checked = Command::new("e2fsck").args(["-f", "-y"]).arg(&self.image).output().expect("e2fsck runs");
+        assert!(matches!(checked.status.code(), Some(0 | 1)), "e2fsck: {checked:?}");
+        self.mount();
+    }
+}
+
+impl Drop for Ext4Disk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// A store write that fails while space remains (the disk's filesystem turned read-only): the
+/// node halts on the error, says so, still answers reads, and after the operator repairs the
+/// filesystem it reopens with every final block and continues.
+#[test]
+fn a_node_whose_store_write_fails_halts_says_why_and_continues_after_a_repair() {
+    let uid = Command::new("id").arg("-u").output().expect("id runs");
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: mounting a loop device needs root (CI runs as root)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = Ext4Disk::make(dir.path(), 512);
+    let data_dir = disk.mount.join("chain");
+    let args = dev_args(&["--engine", "pos", "--data-dir", data_dir.to_str().expect("utf-8")]);
+    let node = start(&args, dir.path());
+    let final_before = eventually("two final blocks", &node, || {
+        let finalized = node.ok("chain_getFinalized", json!([]))["height"].as_u64().unwrap_or(0);
+        (finalized >= 2).then_some(finalized)
+    });
+
+    disk.fail();
+    let reason = eventually("the node halts on the failed write", &node, || halted(&node));
+    eprintln!("halted: {reason}");
+    assert!(!reason.contains("almost full"), "the space guard did not fire: {reason}");
+    assert!(reason.to_lowercase().contains("read-only") || reason.contains("IO error"), "{reason}");
+    assert!(node.log().contains("the node stopped importing, producing and accepting transactions"), "{}", node.log());
+    assert_eq!(node.metric("chorus_halted"), Some(1.0));
+    let height = node.height();
+    let tx = transfer(&dev_key(1), 0, dev_key(2).address(), 5, 1);
+    let refused = node.call("tx_submit", json!([tx_hex(&tx)])).expect_err("a halted node takes no transaction");
+    assert_eq!(refused.0, 5001, "node unavailable: {refused:?}");
+    assert_eq!(node.height(), height, "reads still answered, and nothing more stored");
+    drop(node);
+
+    disk.repair();
+    let node = start(&args, dir.path());
+    let finalized = node.ok("chain_getFinalized", json!([]))["height"].as_u64().expect("final");
+    assert!(finalized >= final_before, "final blocks are kept: {finalized} < {final_before}");
+    assert!(node.height() >= height.min(finalized), "reopened on its chain");
+    let reopened = node.height();
+    eventually("blocks after the repair", &node, || (node.height() > reopened + 2).then_some(()));
+    assert_eq!(halted(&node), None);
+}
+
 /// The node's `halted` reason, once `node_status` gives one.
 fn halted(node: &Chorusd) -> Option<String> {
     node.ok("node_status", json!([]))["halted"].as_str().map(str::to_owned)
