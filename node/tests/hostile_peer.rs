@@ -75,11 +75,18 @@ impl Honest {
         assert!(self.a.exited().is_none() && self.b.exited().is_none(), "{case}: a node stopped");
     }
 
-    /// Neither node has the block `hash`.
-    fn stored_nowhere(&self, case: &str, hash: &Hash) {
-        for (name, node) in [("A", &self.a), ("B", &self.b)] {
-            assert!(node.rpc().block(hash).expect("chain_getBlock").is_none(), "{case}: {name} stored {hash}");
-        }
+    /// After a case whose peer was banned after `sent` messages: both nodes are well, and
+    /// neither has any of the `forged` blocks.
+    fn after(&self, case: &str, sent: u32, forged: &[Hash]) {
+        eprintln!("{case}: banned after {sent}");
+        tokio::task::block_in_place(|| {
+            self.still_well(case);
+            for hash in forged {
+                for (name, node) in [("A", &self.a), ("B", &self.b)] {
+                    assert!(node.rpc().block(hash).expect("chain_getBlock").is_none(), "{case}: {name} stored {hash}");
+                }
+            }
+        });
     }
 }
 
@@ -210,8 +217,7 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
         let sent = hostile
             .until_banned(&honest.a, topic, |i, _| [b"not a message ".as_slice(), &i.to_le_bytes()].concat())
             .await;
-        eprintln!("undecodable on {topic:?}: banned after {sent} messages");
-        tokio::task::block_in_place(|| honest.still_well(&format!("undecodable on {topic:?}")));
+        honest.after(&format!("undecodable on {topic:?}"), sent, &[]);
     }
 
     // A block message over the topic's limit (the peer allows itself more than A does).
@@ -224,8 +230,7 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
             bytes
         })
         .await;
-    eprintln!("oversize blocks: banned after {sent}");
-    tokio::task::block_in_place(|| honest.still_well("oversize"));
+    honest.after("oversize blocks", sent, &[]);
 
     // A's own latest block with its signature damaged: a new block (the seal is hashed) whose
     // signature does not verify.
@@ -243,13 +248,7 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
             codec::encode(&block)
         })
         .await;
-    eprintln!("bad signatures: banned after {sent}");
-    tokio::task::block_in_place(|| {
-        honest.still_well("bad signature");
-        for hash in &forged {
-            honest.stored_nowhere("bad signature", hash);
-        }
-    });
+    honest.after("bad signatures", sent, &forged);
 
     // A's block claimed and signed by the hostile peer, which is no validator: the wrong
     // proposer for the slot.
@@ -268,13 +267,7 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
             codec::encode(&block)
         })
         .await;
-    eprintln!("wrong proposer: banned after {sent}");
-    tokio::task::block_in_place(|| {
-        honest.still_well("wrong proposer");
-        for hash in &forged {
-            honest.stored_nowhere("wrong proposer", hash);
-        }
-    });
+    honest.after("wrong proposer", sent, &forged);
 
     // Finality votes, each signed by a key that is no validator's, linking two real blocks.
     let mut hostile = fresh(GossipLimits::default()).await;
@@ -297,12 +290,9 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
             )))
         })
         .await;
-    eprintln!("votes from a non-validator: banned after {sent}");
-    tokio::task::block_in_place(|| {
-        honest.still_well("non-validator votes");
-        let final_after = honest.a.rpc().finalized().expect("finalized");
-        assert!(final_after.map(|f| f.height) >= final_before.map(|f| f.height), "finality went on");
-    });
+    honest.after("votes from non-validators", sent, &[]);
+    let final_after = tokio::task::block_in_place(|| honest.a.rpc().finalized().expect("finalized"));
+    assert!(final_after.map(|f| f.height) >= final_before.map(|f| f.height), "finality went on");
 
     // Sync answers that do not match their requests: it claims a head far ahead, and answers
     // A's requests for blocks with blocks from elsewhere in the chain, or with headers.
@@ -342,11 +332,8 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
             _ => {}
         }
     }
-    eprintln!("mismatched sync answers: banned after {answered}");
-    tokio::task::block_in_place(|| {
-        honest.still_well("mismatched sync answers");
-        assert!(height(&honest.a) < head_before + 1_000, "A took the claimed head");
-    });
+    honest.after("mismatched sync answers", answered, &[]);
+    assert!(tokio::task::block_in_place(|| height(&honest.a)) < head_before + 1_000, "A took the claimed head");
 
     // A flood of sync requests: refused beyond the peer's rate, then a ban.
     let hostile = fresh(GossipLimits::default()).await;
@@ -360,8 +347,7 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
         futures::future::join_all(requests).await;
         asked += 16;
     }
-    eprintln!("sync flood: banned after {asked} requests");
-    tokio::task::block_in_place(|| honest.still_well("sync flood"));
+    honest.after("sync flood (requests)", asked, &[]);
 
     // The honest nodes' logs never name a crash.
     for (name, node) in [("A", &honest.a), ("B", &honest.b)] {
