@@ -278,6 +278,12 @@ impl NodeMetrics {
     }
 }
 
+/// Moves `counter` on by what a running `total` gained since `counted`, its value last time.
+fn count_up(counter: &prometheus_client::metrics::counter::Counter, counted: &mut u64, total: u64) {
+    counter.inc_by(total.saturating_sub(*counted));
+    *counted = total;
+}
+
 /// What woke the core's loop.
 enum Wake {
     Event(p2p::Event),
@@ -811,18 +817,9 @@ impl Core {
             }
             self.metrics.missed_counted = counters.missed_by_producer;
         }
-        let votes = counters.votes_received;
-        self.metrics.votes_received.inc_by(votes.saturating_sub(self.metrics.votes_counted));
-        self.metrics.votes_counted = votes;
-        if let Seal::Pow { target, .. } = &driver.store().head().seal {
-            let work = chorus_consensus::pow::difficulty::work(target);
-            let difficulty = if work > U256::from(i64::MAX) { i64::MAX } else { to_i64(work.low_u64()) };
-            self.metrics.pow_difficulty.set(difficulty);
-        }
+        count_up(&self.metrics.votes_received, &mut self.metrics.votes_counted, counters.votes_received);
         if let Some(miner) = &self.miner {
-            let hashes = miner.hashes();
-            self.metrics.pow_hashes.inc_by(hashes.saturating_sub(self.metrics.hashes_counted));
-            self.metrics.hashes_counted = hashes;
+            count_up(&self.metrics.pow_hashes, &mut self.metrics.hashes_counted, miner.hashes());
         }
         if let Some(raft) = counters.raft {
             self.metrics.record_raft(raft);
@@ -830,9 +827,7 @@ impl Core {
         self.metrics.mempool_transactions.set(to_i64(driver.mempool().len() as u64));
         self.metrics.mempool_bytes.set(to_i64(driver.mempool().size_bytes()));
         let finalized = driver.finalized();
-        let imported = self.node.imported();
-        self.metrics.blocks_imported.inc_by(imported.saturating_sub(self.imported));
-        self.imported = imported;
+        count_up(&self.metrics.blocks_imported, &mut self.imported, self.node.imported());
         let sync = self.node.sync_progress(now());
         self.metrics.sync_target.set(to_i64(sync.map_or(0, |progress| progress.target.get())));
         if finalized != self.last_final {
@@ -845,6 +840,11 @@ impl Core {
         if head_hash != self.last_head {
             self.metrics.head_changes.inc();
             self.last_head = head_hash;
+            if let Seal::Pow { target, .. } = &self.node.driver().store().head().seal {
+                let work = chorus_consensus::pow::difficulty::work(target);
+                let difficulty = if work > U256::from(i64::MAX) { i64::MAX } else { to_i64(work.low_u64()) };
+                self.metrics.pow_difficulty.set(difficulty);
+            }
             // No subscriber is not an error.
             let head = self.head();
             let _ = self.heads.send(head);

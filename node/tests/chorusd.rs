@@ -982,6 +982,16 @@ fn one_keep_alive_connection_cannot_outrun_the_rate_limit() {
     eventually("the client served again", &node, || node.rpc().head().ok());
 }
 
+/// Whether the tests run as root; otherwise says that `what` needs it and the test is skipped.
+fn root(what: &str) -> bool {
+    let uid = Command::new("id").arg("-u").output().expect("id runs");
+    let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+    if !root {
+        eprintln!("skipped: {what} needs root (CI runs as root)");
+    }
+    root
+}
+
 /// A tmpfs of `size_mib` mounted on `dir` for the test's life (root only, as CI runs).
 struct SmallDisk(std::path::PathBuf);
 
@@ -1090,9 +1100,7 @@ impl Drop for Ext4Disk {
 /// filesystem it reopens with every final block and continues.
 #[test]
 fn a_node_whose_store_write_fails_halts_says_why_and_continues_after_a_repair() {
-    let uid = Command::new("id").arg("-u").output().expect("id runs");
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        eprintln!("skipped: mounting a loop device needs root (CI runs as root)");
+    if !root("mounting a loop device") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1141,9 +1149,7 @@ fn halted(node: &Chorusd) -> Option<String> {
 /// final block is lost.
 #[test]
 fn a_node_low_on_disk_halts_says_why_and_continues_after_space_returns() {
-    let uid = Command::new("id").arg("-u").output().expect("id runs");
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+    if !root("mounting a small tmpfs") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

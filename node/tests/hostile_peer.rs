@@ -91,14 +91,7 @@ impl Honest {
 }
 
 fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    chorus_testnet::eventually(what, WAIT, || check().ok_or("not yet"))
 }
 
 fn height(node: &Chorusd) -> u64 {
