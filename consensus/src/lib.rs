@@ -104,6 +104,28 @@ impl Canonical for EngineMessage {
     const BYTES_MAX: u32 = limits::DIRECT_MESSAGE_BYTES_MAX;
 }
 
+impl EngineMessage {
+    /// How honest nodes send this message. One that arrives the other way was sent by no
+    /// honest node: a vote sent directly would skip gossip's de-duplication (each replay
+    /// costing the node a signature check), and a Raft message by gossip would come from its
+    /// relayer, not its author.
+    pub fn route(&self) -> Route {
+        match self {
+            EngineMessage::Vote(_) => Route::Gossip,
+            EngineMessage::Raft(_) | EngineMessage::RaftRoster(_) => Route::Direct,
+        }
+    }
+}
+
+/// How an engine message travels: [`EngineMessage::route`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// To every node, on the consensus topic ([`Action::Broadcast`]).
+    Gossip,
+    /// To one peer, on the direct protocol ([`Action::Send`]).
+    Direct,
+}
+
 /// What an engine sends to peers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outbound {

@@ -36,13 +36,19 @@ pub enum VoteError {
     NotInSet { voter: Address, hash: Hash },
     #[error("vote by {voter} is already known, or for a block this node cannot judge yet")]
     NotNew { voter: Address },
+    #[error(
+        "vote by {voter} for height {target} is too old to count on top of the head at {head} \
+         (more than {} below)",
+        limits::VOTE_TARGET_AGE_MAX
+    )]
+    Stale { voter: Address, target: Height, head: Height },
 }
 
 impl VoteError {
-    /// A vote already seen or for an unknown block may be honest news. Everything else is the
-    /// sender's fault.
+    /// A vote already seen, for an unknown block or too old may be honest news (a late relay).
+    /// Everything else is the sender's fault.
     pub fn is_peer_fault(&self) -> bool {
-        !matches!(self, VoteError::NotNew { .. })
+        !matches!(self, VoteError::NotNew { .. } | VoteError::Stale { .. })
     }
 }
 
@@ -54,6 +60,12 @@ pub trait VoteSets {
 
     /// The set of the head (who may vote now).
     fn head_set(&self, chain: &dyn ChainRead) -> Result<Option<ValidatorSet>, EngineError>;
+}
+
+/// Whether a vote for a target at `target` is too old to count in a block on top of a head at
+/// `head` (the rule of `chorus_chain::ffg`).
+fn is_old(target: Height, head: Height) -> bool {
+    target.get().saturating_add(limits::VOTE_TARGET_AGE_MAX) <= head.get()
 }
 
 /// The pool of votes for inclusion and the watch for conflicting ones.
@@ -75,15 +87,16 @@ impl Voting {
 
     /// Drops pooled votes too old to count on top of a head at `head_height`.
     pub fn forget_old(&mut self, head_height: Height) {
-        self.pool.retain(|(target, _), _| {
-            target.height.get().saturating_add(limits::VOTE_TARGET_AGE_MAX) > head_height.get()
-        });
+        self.pool.retain(|(target, _), _| !is_old(target.height, head_height));
     }
 
     /// A gossiped vote: checked (signature, target, voter in the target's set) and pooled. A
     /// vote for a block not here yet (gossip raced it), or off the current chain, is kept for
     /// when it is (proposers check it again), but refused as not new (not relayed); only a
     /// member of the head's set, near the head, gets that room in the pool.
+    ///
+    /// A replay costs no signature check: one pooled already is not new, and one too old to
+    /// count (pooled votes are dropped at that age, [`Voting::forget_old`]) is stale.
     pub fn on_vote(
         &mut self,
         chain: &dyn ChainRead,
@@ -95,6 +108,10 @@ impl Voting {
         let voter = vote.voter;
         if self.pool.contains_key(&(vote.target, voter)) {
             return Err(VoteError::NotNew { voter }.into());
+        }
+        let (_, head) = chain.head();
+        if is_old(vote.target.height, head.height) {
+            return Err(VoteError::Stale { voter, target: vote.target.height, head: head.height }.into());
         }
         let genesis = chain.genesis();
         if crypto::verify(&voter, vote.own_signing_hash(&genesis.chain_id).as_bytes(), &vote.signature).is_err() {
@@ -142,7 +159,6 @@ impl Voting {
         tracker: &Tracker,
         head: &Header,
     ) -> Result<Vec<Vote>, EngineError> {
-        let oldest = head.height.get().saturating_add(1).saturating_sub(limits::VOTE_TARGET_AGE_MAX);
         let mut set_cache: BTreeMap<Height, Option<ValidatorSet>> = BTreeMap::new();
         let mut votes = Vec::new();
         for ((target, voter), vote) in &self.pool {
@@ -152,7 +168,7 @@ impl Voting {
             if vote.source != tracker.justified
                 || target.slot <= tracker.justified.slot
                 || target.height > head.height
-                || target.height.get() < oldest
+                || is_old(target.height, head.height)
                 || chain.canonical_hash(target.height)? != Some(target.hash)
                 || chain.header(&target.hash)?.map(|header| slotted.slot_of(chain.genesis(), &header))
                     != Some(target.slot)
@@ -218,5 +234,113 @@ impl Voting {
             }
             seen.push_back(vote.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chorus_chain::crypto::Signature;
+    use chorus_chain::genesis::Genesis;
+    use chorus_chain::state::{ReadError, StateRead};
+    use chorus_chain::testing;
+
+    use super::*;
+    use crate::ChainReadError;
+
+    /// A chain of which on_vote may read only the genesis and the head: a vote refused before
+    /// its signature is checked reads nothing else.
+    struct HeadOnly {
+        genesis: Genesis,
+        head: Header,
+    }
+
+    impl StateRead for HeadOnly {
+        fn get_raw(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+            unreachable!("a vote refused before its signature reads no state")
+        }
+    }
+
+    impl ChainRead for HeadOnly {
+        fn genesis(&self) -> &Genesis {
+            &self.genesis
+        }
+        fn head(&self) -> (Hash, Header) {
+            (self.head.hash(), self.head.clone())
+        }
+        fn header(&self, _hash: &Hash) -> Result<Option<Header>, ChainReadError> {
+            unreachable!("a vote refused before its signature reads no header")
+        }
+        fn block(&self, _hash: &Hash) -> Result<Option<chorus_chain::block::Block>, ChainReadError> {
+            unreachable!("votes read no block")
+        }
+        fn get_raw_at(&self, _height: Height, _key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
+            unreachable!("a vote refused before its signature reads no state")
+        }
+        fn canonical_hash(&self, _height: Height) -> Result<Option<Hash>, ChainReadError> {
+            unreachable!("a vote refused before its signature reads no chain")
+        }
+        fn record(&self, _key: &[u8]) -> Result<Option<Vec<u8>>, ChainReadError> {
+            unreachable!("votes read no record")
+        }
+        fn finalized(&self) -> Option<(Height, Hash)> {
+            None
+        }
+    }
+
+    struct NoSets;
+
+    impl VoteSets for NoSets {
+        fn set_at(&self, _chain: &dyn ChainRead, _height: Height) -> Result<Option<ValidatorSet>, EngineError> {
+            unreachable!("a vote refused before its signature asks for no set")
+        }
+        fn head_set(&self, _chain: &dyn ChainRead) -> Result<Option<ValidatorSet>, EngineError> {
+            unreachable!("a vote refused before its signature asks for no set")
+        }
+    }
+
+    /// A replayed vote too old to count is refused before its signature is checked (a forged
+    /// signature shows it), without blame; one a block above the limit is checked.
+    #[test]
+    fn a_vote_too_old_to_count_is_refused_as_stale_before_its_signature_is_checked() {
+        let genesis = testing::pos_genesis(2, 1_000, &[100, 100], 8);
+        let mut head = chorus_chain::state::genesis_block(&genesis, Hash::ZERO).header;
+        head.height = Height::new(100);
+        let chain = HeadOnly { genesis, head };
+        let mut slotted = Slotted::new("pos", 1_000, None);
+        let mut voting = Voting::default();
+        let checkpoint =
+            |height: u64| Checkpoint { height: Height::new(height), slot: height, hash: Hash::digest(b"t") };
+        let forged = |target: u64| Vote {
+            voter: testing::key(0).address(),
+            source: checkpoint(0),
+            target: checkpoint(target),
+            signature: Signature([7; 64]),
+        };
+        let refusal = |voting: &mut Voting, slotted: &mut Slotted, vote: Vote| {
+            let mut actions = Vec::new();
+            let error = voting.on_vote(&chain, slotted, &NoSets, vote, &mut actions).expect_err("refused");
+            assert!(actions.is_empty(), "{actions:?}");
+            match error {
+                EngineError::Vote(error) => *error,
+                other => panic!("not a vote error: {other}"),
+            }
+        };
+
+        let oldest_counted = 100 + 1 - limits::VOTE_TARGET_AGE_MAX;
+        for target in [0, 1, oldest_counted - 1] {
+            let error = refusal(&mut voting, &mut slotted, forged(target));
+            assert_eq!(
+                error,
+                VoteError::Stale {
+                    voter: testing::key(0).address(),
+                    target: Height::new(target),
+                    head: Height::new(100)
+                }
+            );
+            assert!(!error.is_peer_fault(), "a late relay is no fault");
+        }
+        let error = refusal(&mut voting, &mut slotted, forged(oldest_counted));
+        assert_eq!(error, VoteError::Signature { voter: testing::key(0).address() }, "young enough to be checked");
+        assert!(error.is_peer_fault());
     }
 }

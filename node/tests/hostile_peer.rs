@@ -5,8 +5,8 @@
 //! - Against a PoS dev validator A with an honest follower B: undecodable messages on every
 //!   topic, an oversize block message, blocks with a damaged signature, blocks claimed by a key
 //!   that is not the slot's proposer, finality votes from keys outside the set, sync answers
-//!   that do not match their requests (after claiming a head far ahead), and a flood of sync
-//!   requests. After each, A and B still make and follow blocks, peer with each other, ban
+//!   that do not match their requests (after claiming a head far ahead), A's own vote
+//!   replayed to it directly (votes travel by gossip), and a flood of sync requests. After each, A and B still make and follow blocks, peer with each other, ban
 //!   neither, and store none of the forged blocks.
 //! - Against a PoW follower (its miner paused, so its head holds still): mined blocks right in
 //!   all the header shows but with a wrong state root; the penalties name the state root.
@@ -287,6 +287,29 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
     let final_after = tokio::task::block_in_place(|| honest.a.rpc().finalized().expect("finalized"));
     assert!(final_after.map(|f| f.height) >= final_before.map(|f| f.height), "finality went on");
 
+    // A's own finality vote, duplicated and replayed to it directly. Votes travel by gossip,
+    // whose seen-cache drops a replay at every hop (the hostile peer's own publish of it fails);
+    // sent directly, it is refused before any signature check, and each costs the sender.
+    let a_id = chorus_p2p::parse_peer_id(&peer_id(&honest.a)).expect("A's peer id");
+    let mut hostile = fresh(GossipLimits::default()).await;
+    let vote: EngineMessage = hostile.next_gossip(Topic::Consensus).await;
+    assert!(matches!(vote, EngineMessage::Vote(_)), "A gossips its votes: {vote:?}");
+    let vote = codec::encode(&vote);
+    assert!(hostile.handle.publish(Topic::Consensus, vote.clone()).await.is_err(), "gossip drops a replay");
+    let me = hostile.peer_id();
+    let mut replayed = 0u32;
+    let deadline = Instant::now() + WAIT;
+    while !tokio::task::block_in_place(|| peer_ids(&honest.a).1.contains(&me)) {
+        assert!(Instant::now() < deadline, "not banned after {replayed} replayed votes");
+        if let Ok(receipt) = hostile.handle.send_direct(a_id, vote.clone())
+            && receipt.outcome().await.is_ok()
+        {
+            replayed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    honest.after("a vote replayed directly", replayed, &[]);
+
     // Sync answers that do not match their requests: it claims a head far ahead, and answers
     // A's requests for blocks with blocks from elsewhere in the chain, or with headers.
     let mut hostile = fresh(GossipLimits::default()).await;
@@ -330,7 +353,6 @@ async fn a_hostile_peer_is_banned_for_each_kind_of_bad_input_and_the_honest_node
 
     // A flood of sync requests: refused beyond the peer's rate, then a ban.
     let hostile = fresh(GossipLimits::default()).await;
-    let a_id = chorus_p2p::parse_peer_id(&peer_id(&honest.a)).expect("A's peer id");
     let me = hostile.peer_id();
     let mut asked = 0u32;
     let deadline = Instant::now() + WAIT;

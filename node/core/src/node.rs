@@ -11,6 +11,8 @@
 //! - an engine message the driver sends to one peer is a direct message ([`Effect::Direct`],
 //!   or at once through the host's [`Express`] lane: [`Node::set_express`]);
 //!   what arrives that way is decoded and judged the same, and never forwarded;
+//! - an engine message that arrives by the other route than its own (`EngineMessage::route`:
+//!   a vote sent directly, a Raft message gossiped) is the sender's fault;
 //! - the driver's `GetBlocks { locator }` and `GetBlock` become sync requests
 //!   (`BlocksAfter`, `Block`) to that peer; the blocks of the answer go to the driver as if the
 //!   peer had sent them;
@@ -35,7 +37,7 @@ use chorus_chain::primitives::{ChainId, Height, Timestamp};
 use chorus_chain::tx::{self, SignedTransaction, TxError, VerifiedTx};
 use chorus_chain::wire::{Misbehaviour, SyncRequest, SyncResponse, Topic, TxBatch, Verdict};
 use chorus_consensus::raft::membership::{ChangeProposed, MembershipRefusal, MembershipRequest};
-use chorus_consensus::{EngineMessage, PeerId};
+use chorus_consensus::{EngineMessage, PeerId, Route};
 use chorus_store::StoreError;
 
 use crate::driver::{self, Driver, DriverError, Express, NetMessage, Outbox, Penalty, Submitted, Timer};
@@ -254,6 +256,13 @@ impl Node {
             self.finish_input(now);
             return Ok(Verdict::Reject(Misbehaviour::Undecodable));
         };
+        if let NetMessage::Engine(engine_message) = &message
+            && engine_message.route() != Route::Gossip
+        {
+            tracing::debug!(peer = %from, "penalizing peer: an engine message that goes direct came by gossip");
+            self.finish_input(now);
+            return Ok(Verdict::Reject(Misbehaviour::Invalid));
+        }
         self.judge_gossip(now, from, message)
     }
 
@@ -469,17 +478,19 @@ impl Node {
     }
 
     /// A direct message from `from` (the peer the transport authenticated): an engine message
-    /// for this node alone. Undecodable bytes, or a message the engine finds invalid, are the
-    /// sender's fault ([`Effect::Report`]).
+    /// for this node alone. Undecodable bytes, a message that travels by gossip (a vote), or a
+    /// message the engine finds invalid are the sender's fault ([`Effect::Report`]).
     pub fn on_direct(&mut self, now: Timestamp, from: &PeerId, data: &[u8]) -> Result<(), DriverError> {
+        let refused = |misbehaviour, reason: &str| (from.clone(), Penalty { misbehaviour, reason: reason.to_owned() });
         match decode::<EngineMessage>(data) {
-            Some(message) => {
+            Some(message) if message.route() == Route::Direct => {
                 self.on_peer_message(now, from, NetMessage::Engine(message))?;
             }
-            None => self.outbox.penalties.push((
-                from.clone(),
-                Penalty { misbehaviour: Misbehaviour::Undecodable, reason: "undecodable direct message".to_owned() },
-            )),
+            Some(_) => self
+                .outbox
+                .penalties
+                .push(refused(Misbehaviour::Invalid, "a direct message that travels by gossip (a finality vote)")),
+            None => self.outbox.penalties.push(refused(Misbehaviour::Undecodable, "undecodable direct message")),
         }
         self.finish_input(now);
         Ok(())
