@@ -216,6 +216,44 @@ pub fn check_block_stateless_with(
     Ok(StatelessChecked { block_hash: block.hash(), tx_hashes })
 }
 
+/// The outcome of [`check_block_stateless`] on one block.
+pub type Checked = Result<StatelessChecked, BlockShapeError>;
+
+/// Hands each of `items` to `import` in order, with the stateless checks `check` makes of it
+/// (`None`: not checked) on a thread of their own, running ahead of the imports (at most
+/// `limits::IMPORT_CHECKED_AHEAD_MAX` checked items wait), one core's worth: the import, the
+/// critical path, keeps the other core. Checking only the next block, on both cores and joined
+/// per block, was slower: the import shared its core until the check was done, then the other
+/// core idled. Stops at the first failed import, and the thread with it; joined before return.
+pub fn import_with_checks_ahead<T: Sync, E>(
+    items: &[T],
+    check: impl Fn(&T) -> Option<Checked> + Sync,
+    mut import: impl FnMut(&T, Option<Checked>) -> Result<(), E>,
+) -> Result<(), E> {
+    std::thread::scope(|scope| {
+        let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(limits::IMPORT_CHECKED_AHEAD_MAX as usize);
+        let check = &check;
+        scope.spawn(move || {
+            // Without a pool of its own, the checks share the global one (every core).
+            let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build();
+            for item in items {
+                let checked = match &one_core {
+                    Ok(pool) => pool.install(|| check(item)),
+                    Err(_) => check(item),
+                };
+                // The imports stopped (one failed): nothing more to check.
+                if checked_tx.send(checked).is_err() {
+                    return;
+                }
+            }
+        });
+        for (item, checked) in items.iter().zip(checked_rx) {
+            import(item, checked)?;
+        }
+        Ok(())
+    })
+}
+
 /// What a signature check belongs to, to name it in the error.
 #[derive(Clone, Copy)]
 enum Owner {

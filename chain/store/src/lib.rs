@@ -413,37 +413,20 @@ impl Store {
         self.commit_block(block, &outcome, claim)
     }
 
-    /// Imports consecutive blocks building on the head (the sync path): a thread of its own
-    /// checks the blocks' signatures in order on one core while this one executes and commits
-    /// them on the other (at most `limits::IMPORT_CHECKED_AHEAD_MAX` checked blocks wait).
-    /// Checking only the next block, on both cores and joined per block, was slower: the import,
-    /// the critical path, shared its core until the check was done, then the other core idled.
-    /// Stops at the first failure; the blocks before it stay imported.
+    /// Imports consecutive blocks building on the head (the sync path): each block's
+    /// signatures are checked on another core, ahead of its import
+    /// ([`block::import_with_checks_ahead`]). Stops at the first failure; the blocks before it
+    /// stay imported.
     pub fn import_blocks(&mut self, blocks: &[Block]) -> Result<(), StoreError> {
         let chain_id = self.genesis.chain_id.clone();
-        let ahead = limits::IMPORT_CHECKED_AHEAD_MAX as usize;
-        std::thread::scope(|scope| {
-            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(ahead);
-            scope.spawn(move || {
-                // One thread of checks (without a pool of its own, the shared one): the import
-                // keeps a core of its own.
-                let one = rayon::ThreadPoolBuilder::new().num_threads(1).build();
-                for block in blocks {
-                    let checked = match &one {
-                        Ok(pool) => pool.install(|| block::check_block_stateless(block, &chain_id)),
-                        Err(_) => block::check_block_stateless(block, &chain_id),
-                    };
-                    // The import stopped (it failed): nothing more to check.
-                    if checked_tx.send(checked).is_err() {
-                        return;
-                    }
-                }
-            });
-            for (block, checked) in blocks.iter().zip(checked_rx) {
-                self.import_checked(block, checked, None)?;
-            }
-            Ok(())
-        })
+        block::import_with_checks_ahead(
+            blocks,
+            |block| Some(block::check_block_stateless(block, &chain_id)),
+            |block, checked| {
+                let checked = checked.expect("invariant: every block is checked");
+                self.import_checked(block, checked, None)
+            },
+        )
     }
 
     /// [`Store::import_block_finalizing`] for a block whose stateless checks (its signatures

@@ -11,9 +11,9 @@
 //!
 //! Invariant: nothing here opens a socket, reads a clock, spawns a task, or iterates a hash
 //! map; time and I/O come in through arguments and go out as effects, so the simulator replays
-//! a run from its seed. The one thread it starts (range sync's signature checks of the next
-//! block, joined before the input returns) computes a pure function of that block, so which
-//! core it runs on changes nothing. The determinism lints below and `clippy.toml` hold it.
+//! a run from its seed. The one thread it starts (range sync's signature checks of the blocks
+//! ahead of their imports, joined before the input returns) computes a pure function of each
+//! block, so which core it runs on changes nothing. The determinism lints below and `clippy.toml` hold it.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(

@@ -24,13 +24,13 @@
 //! - peers' sync requests are answered from the store ([`Node::serve`]).
 //!
 //! Invariant: like the driver, a node opens no socket, reads no clock and spawns no task; the
-//! thread [`Node`] starts to check a synced block ahead computes a pure function and is joined
+//! thread [`Node`] starts to check synced blocks ahead computes a pure function and is joined
 //! within the input (see the crate's docs).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chorus_chain::block::{Block, Verified, check_block_stateless};
+use chorus_chain::block::{Block, Verified, check_block_stateless, import_with_checks_ahead};
 use chorus_chain::codec::{self, Canonical};
 use chorus_chain::limits;
 use chorus_chain::primitives::{ChainId, Height, Timestamp};
@@ -410,36 +410,31 @@ impl Node {
     }
 
     /// Range-synced blocks, in height order, each handed to the driver as its sender's
-    /// message. The next block's stateless checks (its signatures, on every core) run on
-    /// another thread while the driver imports the one before it, as `Store::import_blocks`
-    /// pipelines them; a block whose checks fail is checked again by its import, which says
-    /// why. Only a block whose header passes the engine's checks alone (PoW: its seal) is
-    /// checked ahead, so a forged range costs its sender what it costs the node.
+    /// message. Their stateless checks (their signatures) run on another core, ahead of the
+    /// driver's imports, as `Store::import_blocks` does ([`import_with_checks_ahead`]); a block
+    /// whose checks fail is checked again by its import, which says why. Only a block whose
+    /// header passes the engine's checks alone (PoW: its seal) is checked ahead, so a forged
+    /// range costs its sender what it costs the node.
     fn import_range(&mut self, now: Timestamp, ready: Vec<(PeerId, Block)>) -> Result<(), DriverError> {
         let chain_id = self.driver.store().genesis().chain_id.clone();
-        let ready: Vec<(PeerId, Arc<Block>)> = ready.into_iter().map(|(peer, block)| (peer, Arc::new(block))).collect();
-        let worth_checking = |node: &Node, index: usize| {
-            ready
-                .get(index)
-                .map(|(_, block)| block)
-                .filter(|block| node.driver.engine().check_header_alone(&block.header).is_ok())
-        };
-        let mut checked = worth_checking(self, 0).map(|first| check_block_stateless(first, &chain_id));
-        for (index, (sender, block)) in ready.iter().enumerate() {
-            self.driver.set_prechecked(checked.take().and_then(Result::ok));
-            let next = worth_checking(self, index.saturating_add(1));
-            let (handled, next_checked) = std::thread::scope(|scope| {
-                let checking = next.map(|next| scope.spawn(|| check_block_stateless(next, &chain_id)));
+        let engine = self.driver.engine();
+        let ready: Vec<(PeerId, Arc<Block>, bool)> = ready
+            .into_iter()
+            .map(|(peer, block)| {
+                let worth_checking = engine.check_header_alone(&block.header).is_ok();
+                (peer, Arc::new(block), worth_checking)
+            })
+            .collect();
+        import_with_checks_ahead(
+            &ready,
+            |(_, block, worth_checking)| worth_checking.then(|| check_block_stateless(block, &chain_id)),
+            |(sender, block, _), checked| {
+                self.driver.set_prechecked(checked.and_then(Result::ok));
                 let handled = self.on_peer_message(now, sender, NetMessage::Block(Arc::clone(block)));
-                let next_checked =
-                    checking.map(|thread| thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
-                (handled, next_checked)
-            });
-            self.driver.set_prechecked(None);
-            handled?;
-            checked = next_checked;
-        }
-        Ok(())
+                self.driver.set_prechecked(None);
+                handled.map(|_| ())
+            },
+        )
     }
 
     /// Answers a peer's sync request from the store.
