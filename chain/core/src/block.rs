@@ -222,9 +222,10 @@ pub type Checked = Result<StatelessChecked, BlockShapeError>;
 /// Hands each of `items` to `import` in order, with the stateless checks `check` makes of it
 /// (`None`: not checked) on a thread of their own, running ahead of the imports (at most
 /// `limits::IMPORT_CHECKED_AHEAD_MAX` checked items wait), one core's worth: the import, the
-/// critical path, keeps the other core. Checking only the next block, on both cores and joined
-/// per block, was slower: the import shared its core until the check was done, then the other
-/// core idled. Stops at the first failed import, and the thread with it; joined before return.
+/// critical path, keeps the other core, and the checks never wait for a join with it. (The
+/// `import` bench could not tell this from checking each next block on both cores, joined per
+/// block, on a noisy machine: see issue 20's notes.) Stops at the first failed import, and the
+/// thread with it; joined before return.
 pub fn import_with_checks_ahead<T: Sync, E>(
     items: &[T],
     check: impl Fn(&T) -> Option<Checked> + Sync,
