@@ -216,42 +216,38 @@ pub fn check_block_stateless_with(
     Ok(StatelessChecked { block_hash: block.hash(), tx_hashes })
 }
 
-/// The outcome of [`check_block_stateless`] on one block.
-pub type Checked = Result<StatelessChecked, BlockShapeError>;
-
-/// Hands each of `items` to `import` in order, with the stateless checks `check` makes of it
-/// (`None`: not checked) on a thread of their own, running ahead of the imports (at most
-/// `limits::IMPORT_CHECKED_AHEAD_MAX` checked items wait), one core's worth: the import, the
-/// critical path, keeps the other core, and the checks never wait for a join with it. (The
-/// `import` bench could not tell this from checking each next block on both cores, joined per
-/// block, on a noisy machine: see issue 20's notes.) Stops at the first failed import, and the
-/// thread with it; joined before return.
-pub fn import_with_checks_ahead<T: Sync, E>(
+/// Hands each of `items` to `import` in order, with what `check` made of it (a block's
+/// stateless checks). The checks run ahead of the imports on one thread of their own (at most
+/// `limits::IMPORT_CHECKED_AHEAD_MAX` results wait): the import, the critical path, keeps the
+/// other core, and the checks never wait for a join with it. (The `import` bench could not tell
+/// this from checking each next block on both cores, joined per block, on a noisy machine.)
+/// A single item, with nothing to overlap, is checked on the calling thread. Stops at the first
+/// failed import; the checking thread stops with it and is joined before return.
+pub fn import_with_checks_ahead<T: Sync, C: Send, E>(
     items: &[T],
-    check: impl Fn(&T) -> Option<Checked> + Sync,
-    mut import: impl FnMut(&T, Option<Checked>) -> Result<(), E>,
+    check: impl Fn(&T) -> C + Sync,
+    mut import: impl FnMut(&T, C) -> Result<(), E>,
 ) -> Result<(), E> {
-    std::thread::scope(|scope| {
+    let one_core = match items {
+        [] | [_] => None,
+        _ => rayon::ThreadPoolBuilder::new().num_threads(1).build().ok(),
+    };
+    let Some(one_core) = one_core else {
+        // Nothing to overlap (or no thread to be had): each checked here, then imported.
+        return items.iter().try_for_each(|item| import(item, check(item)));
+    };
+    one_core.in_place_scope(|scope| {
         let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel(limits::IMPORT_CHECKED_AHEAD_MAX as usize);
         let check = &check;
-        scope.spawn(move || {
-            // Without a pool of its own, the checks share the global one (every core).
-            let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build();
+        scope.spawn(move |_| {
             for item in items {
-                let checked = match &one_core {
-                    Ok(pool) => pool.install(|| check(item)),
-                    Err(_) => check(item),
-                };
                 // The imports stopped (one failed): nothing more to check.
-                if checked_tx.send(checked).is_err() {
+                if checked_tx.send(check(item)).is_err() {
                     return;
                 }
             }
         });
-        for (item, checked) in items.iter().zip(checked_rx) {
-            import(item, checked)?;
-        }
-        Ok(())
+        items.iter().zip(checked_rx).try_for_each(|(item, checked)| import(item, checked))
     })
 }
 

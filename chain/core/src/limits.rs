@@ -138,9 +138,10 @@ pub const DECODED_KEY_CACHE_SHARDS: u32 = 64;
 /// batches are cut into chunks of at most this many.
 pub const SIGNATURE_BATCH_CHUNK_MAX: u32 = 1024;
 
-/// Blocks `Store::import_blocks` checks (signatures) ahead of the one it imports: enough that
-/// the checks never wait for the import while it holds one core, few enough that a failed
-/// import wastes little checking. The checks keep only the blocks' transaction hashes.
+/// Blocks the sync paths (`block::import_with_checks_ahead`: `Store::import_blocks`, range
+/// sync) check (signatures) ahead of the one they import: enough that the checks never wait for
+/// the import while it holds one core, few enough that a failed import wastes little checking.
+/// The checks keep only the blocks' transaction hashes.
 pub const IMPORT_CHECKED_AHEAD_MAX: u32 = 2;
 
 /// Fewest signatures a block or batch hands to the thread pool; fewer are checked (and a block

@@ -421,11 +421,8 @@ impl Store {
         let chain_id = self.genesis.chain_id.clone();
         block::import_with_checks_ahead(
             blocks,
-            |block| Some(block::check_block_stateless(block, &chain_id)),
-            |block, checked| {
-                let checked = checked.expect("invariant: every block is checked");
-                self.import_checked(block, checked, None)
-            },
+            |block| block::check_block_stateless(block, &chain_id),
+            |block, checked| self.import_checked(block, checked, None),
         )
     }
 
