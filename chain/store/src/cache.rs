@@ -4,6 +4,7 @@
 //! cache never holds more than `capacity` entries and what was used in the last half-capacity
 //! insertions survives. Ordered maps keep it free of hash-order effects.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 #[derive(Debug)]
@@ -19,7 +20,10 @@ impl<K: Ord + Clone, V: Clone> TwoGenerationCache<K, V> {
         TwoGenerationCache { young: BTreeMap::new(), old: BTreeMap::new(), generation_len_max }
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
+    pub(crate) fn get<Q: Ord + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.young.get(key).or_else(|| self.old.get(key))
     }
 
@@ -31,7 +35,10 @@ impl<K: Ord + Clone, V: Clone> TwoGenerationCache<K, V> {
         self.young.insert(key, value);
     }
 
-    pub(crate) fn remove(&mut self, key: &K) {
+    pub(crate) fn remove<Q: Ord + ?Sized>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         self.young.remove(key);
         self.old.remove(key);
     }
@@ -60,5 +67,14 @@ mod tests {
         assert_eq!(cache.get(&99), Some(&1));
         cache.remove(&99);
         assert_eq!(cache.get(&99), None);
+    }
+
+    #[test]
+    fn byte_keys_are_looked_up_by_slice() {
+        let mut cache: TwoGenerationCache<Vec<u8>, u8> = TwoGenerationCache::new(4);
+        cache.insert(vec![1, 2], 3);
+        assert_eq!(cache.get([1u8, 2].as_slice()), Some(&3));
+        cache.remove([1u8, 2].as_slice());
+        assert_eq!(cache.get([1u8, 2].as_slice()), None);
     }
 }

@@ -503,16 +503,15 @@ impl Store {
             Some(block.header.height),
             "a committed block {hash} is one above the head"
         );
-        let mut batch = WriteBatch::default();
-        let node_keys =
-            self.put_block_effects(&mut batch, block, &outcome.changes, &outcome.tree_batch, &outcome.tx_hashes);
-        let undo = UndoRecord {
-            changes: outcome.changes.iter().map(|change| (change.key.clone(), change.old.clone())).collect(),
-            node_keys,
-        };
+        let encoded_block = (!self.contains_block(&hash)?).then(|| codec::encode(block));
+        // Sized once: growing a batch of megabytes by doubling copies it and faults in fresh pages
+        // on every step. An estimate past the real size costs only address space.
+        let mut batch = WriteBatch::with_capacity_bytes(batch_bytes_estimate(outcome, encoded_block.as_deref()));
+        self.put_block_effects(&mut batch, block, &outcome.changes, &outcome.tree_batch, &outcome.tx_hashes);
+        let undo = UndoRecord { keys: outcome.changes.iter().map(|change| change.key.clone()).collect() };
         self.put(&mut batch, Cf::Undo, hash.as_bytes(), &codec::encode(&undo));
-        if !self.contains_block(&hash)? {
-            self.put(&mut batch, Cf::Blocks, hash.as_bytes(), &codec::encode(block));
+        if let Some(encoded_block) = &encoded_block {
+            self.put(&mut batch, Cf::Blocks, hash.as_bytes(), encoded_block);
         }
         self.put(&mut batch, Cf::Meta, MetaKey::Head.key(), hash.as_bytes());
         if let Some(claim) = claim {
@@ -538,8 +537,7 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a block's state, tree and index entries to `batch`; returns the encoded keys of the
-    /// tree nodes written (the undo record needs them).
+    /// Adds a block's state, tree and index entries to `batch`.
     fn put_block_effects(
         &self,
         batch: &mut WriteBatch,
@@ -547,17 +545,15 @@ impl Store {
         changes: &[StateChange],
         tree_batch: &TreeUpdateBatch,
         tx_hashes: &[Hash],
-    ) -> Vec<Vec<u8>> {
+    ) {
         let height = block.header.height;
         let hash = block.hash();
         for change in changes {
             self.put(batch, Cf::State, &change.key, &change.new);
         }
-        let mut node_keys = Vec::with_capacity(tree_batch.node_batch.nodes().len());
         for (key, node) in tree_batch.node_batch.nodes() {
-            let encoded_key = schema::encode_node_key(key);
-            self.put(batch, Cf::TreeNodes, &encoded_key, &schema::encode_node(node));
-            node_keys.push(encoded_key);
+            debug_assert_eq!(key.version(), height.get(), "a block writes tree nodes of its own version");
+            self.put(batch, Cf::TreeNodes, &schema::encode_node_key(key), &schema::encode_node(node));
         }
         for ((version, key_hash), value) in tree_batch.node_batch.values() {
             self.put(
@@ -572,7 +568,6 @@ impl Store {
             let location = TxLocation { height, block_hash: hash, index: u32::try_from(index).unwrap_or(u32::MAX) };
             self.put(batch, Cf::TxIndex, tx_hash.as_bytes(), &codec::encode(&location));
         }
-        node_keys
     }
 
     /// Stores a block without connecting it (a side branch): its parent must be stored, and its
@@ -848,14 +843,22 @@ impl Store {
 
         let mut batch = WriteBatch::default();
         let version = height.get();
-        for (key, old) in &undo.changes {
-            match old {
-                Some(old) => self.put(&mut batch, Cf::State, key, old),
-                None => batch.delete_cf(self.cf(Cf::State), key),
+        let parent_version = parent.header.height.get();
+        let mut restored = Vec::with_capacity(undo.keys.len());
+        for key in undo.keys {
+            let key_hash = tree::key_hash(&key);
+            let old = self.tables().tree_value(parent_version, key_hash).map_err(|error| {
+                damaged(format!("the value before block {hash} of state key {}: {error:#}", hex::encode(&key)))
+            })?;
+            match &old {
+                Some(old) => self.put(&mut batch, Cf::State, &key, old),
+                None => batch.delete_cf(self.cf(Cf::State), &key),
             }
-            batch.delete_cf(self.cf(Cf::TreeValues), schema::tree_value_key(&tree::key_hash(key), version));
+            batch.delete_cf(self.cf(Cf::TreeValues), schema::tree_value_key(&key_hash, version));
+            restored.push((key, old));
         }
-        for node_key in &undo.node_keys {
+        let node_keys = self.tables().tree_node_keys(version)?;
+        for node_key in &node_keys {
             batch.delete_cf(self.cf(Cf::TreeNodes), node_key);
         }
         for tx in &block.body.txs {
@@ -867,10 +870,10 @@ impl Store {
         self.put(&mut batch, Cf::Meta, MetaKey::Head.key(), block.header.parent.as_bytes());
         self.db.write_opt(batch, &self.write_options)?;
 
-        for (key, old) in undo.changes {
+        for (key, old) in restored {
             self.state_cache.insert(key, old);
         }
-        for node_key in &undo.node_keys {
+        for node_key in &node_keys {
             if let Ok(key) = schema::decode_node_key(node_key) {
                 self.node_cache.remove(&key);
             }
@@ -916,6 +919,21 @@ impl Store {
     }
 }
 
+/// An upper estimate of the bytes of a block's write batch: its encoding, and for each state
+/// change its key and value written four times (state, tree value, undo, a leaf) with room for
+/// the internal tree nodes above it.
+fn batch_bytes_estimate(outcome: &BlockOutcome, encoded_block: Option<&[u8]>) -> usize {
+    /// An internal node of 16 children, each a hash, a version and a leaf count, with its key.
+    const NODE_BYTES_MAX: usize = 1024;
+    /// A transaction index entry: hash, location and the batch's own framing.
+    const TX_INDEX_BYTES: usize = 128;
+    let changes: usize =
+        outcome.changes.iter().map(|change| 4 * (change.key.len() + change.new.len()) + NODE_BYTES_MAX).sum();
+    changes
+        .saturating_add(outcome.tx_hashes.len() * TX_INDEX_BYTES)
+        .saturating_add(encoded_block.map_or(0, <[u8]>::len))
+}
+
 /// Asserts that a reorg moved the head by exactly its blocks, through one fork point: down from
 /// `old_height` to `fork_height` one block per rollback, then up to `new_height` one block per
 /// block applied (so old height - rolled back + applied = new height).
@@ -942,7 +960,7 @@ pub struct View<'a> {
 
 impl StateRead for View<'_> {
     fn get_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
-        if let Some(value) = self.store.state_cache.get(&key.to_vec()) {
+        if let Some(value) = self.store.state_cache.get(key) {
             return Ok(value.clone());
         }
         self.store.tables().state_value(key)

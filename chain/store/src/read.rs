@@ -113,6 +113,25 @@ impl<'a> Tables<'a> {
         Ok(Some(schema::decode_node(&bytes)?))
     }
 
+    /// The encoded keys of every tree node of `version` (the nodes its block wrote).
+    pub(crate) fn tree_node_keys(&self, version: Version) -> Result<Vec<Vec<u8>>, StoreError> {
+        let prefix = schema::node_key_prefix(version);
+        let mut iterator = match self.snapshot {
+            None => self.db.raw_iterator_cf(self.cf(Cf::TreeNodes)),
+            Some(snapshot) => snapshot.raw_iterator_cf(self.cf(Cf::TreeNodes)),
+        };
+        iterator.seek(prefix);
+        let mut keys = Vec::new();
+        while let Some(key) = iterator.key()
+            && key.starts_with(&prefix)
+        {
+            keys.push(key.to_vec());
+            iterator.next();
+        }
+        iterator.status()?;
+        Ok(keys)
+    }
+
     /// The value under `key_hash` at the latest version up to `max_version`.
     pub(crate) fn tree_value(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
         let mut iterator = match self.snapshot {

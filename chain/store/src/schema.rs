@@ -25,7 +25,7 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 use crate::StoreError;
 
 /// Bumped on any change to this layout; a store of another version is refused.
-pub(crate) const SCHEMA_VERSION: u32 = 4;
+pub(crate) const SCHEMA_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Cf {
@@ -118,13 +118,14 @@ impl Canonical for FinalRef {
     const BYTES_MAX: u32 = limits::FINAL_REF_BYTES_MAX;
 }
 
-/// What rolling a block back needs: the old value of every entry it changed (`None`: the
-/// entry did not exist) and the tree nodes it wrote.
+/// What rolling a block back needs beyond the tables: the encoded state keys it changed. Their
+/// old values are the tree's values one version down (`tree_values` keeps every version of the
+/// current chain), and the tree nodes it wrote are those of its version (`tree_nodes` keys
+/// start with it), so neither is written twice.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[bincode(crate = "chorus_chain::codec::backend")]
 pub(crate) struct UndoRecord {
-    pub(crate) changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    pub(crate) node_keys: Vec<Vec<u8>>,
+    pub(crate) keys: Vec<Vec<u8>>,
 }
 
 impl Canonical for UndoRecord {
@@ -145,6 +146,12 @@ pub(crate) fn open_db(path: &Path) -> Result<DB, StoreError> {
     DB::open_cf_descriptors(&options, path, descriptors).map_err(|error| {
         StoreError::Db(format!("cannot open the store at {}: {}", path.display(), error.into_string()))
     })
+}
+
+/// The start every `tree_nodes` key of tree version `version` shares (borsh puts the version
+/// first, little-endian).
+pub(crate) fn node_key_prefix(version: Version) -> [u8; 8] {
+    version.to_le_bytes()
 }
 
 pub(crate) fn encode_node_key(key: &NodeKey) -> Vec<u8> {

@@ -112,6 +112,64 @@ fn imports_blocks_and_matches_an_independent_replay() {
     assert_same_state(&store, &mem, &genesis, 6);
 }
 
+/// A table's entries, key and value.
+type Entries = Vec<(Box<[u8]>, Box<[u8]>)>;
+
+/// Every entry of the tables a connected block writes (its body stays as a side block).
+fn connected_tables(store: &Store) -> Vec<(&'static str, Entries)> {
+    [Cf::Meta, Cf::Canonical, Cf::TxIndex, Cf::State, Cf::TreeNodes, Cf::TreeValues, Cf::Undo]
+        .into_iter()
+        .map(|cf| {
+            let entries =
+                store.db.iterator_cf(store.cf(cf), rocksdb::IteratorMode::Start).map(Result::unwrap).collect();
+            (cf.name(), entries)
+        })
+        .collect()
+}
+
+#[test]
+fn rolling_back_a_block_restores_every_table_it_wrote_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = testing::genesis(6, 1_000);
+    let (mut mem, genesis_block) = MemoryState::from_genesis(&genesis).unwrap();
+    let mut store = Store::open(dir.path(), &genesis).unwrap();
+    let before = branch(&mut mem, &genesis, &genesis_block.header, 2, 0, 3);
+    for block in &before {
+        store.import_block(block).unwrap();
+    }
+    let tables_before = connected_tables(&store);
+    let account_before = store.account(&testing::key(1).address()).unwrap();
+    // A block that changes accounts that exist and creates one that did not.
+    let key = testing::key(1);
+    let to_existing = testing::signed(
+        &genesis,
+        &key,
+        account_before.nonce,
+        TxKind::Transfer { to: testing::key(2).address(), amount: Amount::new(5) },
+    );
+    let to_new = testing::signed(
+        &genesis,
+        &key,
+        account_before.nonce + 1,
+        TxKind::Transfer { to: testing::key(100).address(), amount: Amount::new(5) },
+    );
+    let parent = before.last().unwrap().header.clone();
+    let block = extend(&mut mem, &genesis, &parent, vec![to_existing, to_new], 4);
+    store.import_block(&block).unwrap();
+    assert_ne!(connected_tables(&store), tables_before);
+    assert_ne!(store.tables().tree_node_keys(block.height().get()).unwrap(), Vec::<Vec<u8>>::new());
+
+    store.rollback_head().unwrap();
+    assert_eq!(connected_tables(&store), tables_before, "the tables are as before the block, byte for byte");
+    assert_eq!(store.account(&testing::key(1).address()).unwrap(), account_before, "and so is the cache");
+    assert_eq!(store.account(&testing::key(100).address()).unwrap(), Account::default());
+    assert_eq!(store.head_hash(), parent.hash());
+    // The block stays stored (a side block) and connects again.
+    store.import_block(&block).unwrap();
+    assert_same_state(&store, &mem, &genesis, 6);
+    assert_eq!(store.account(&testing::key(100).address()).unwrap().balance, Amount::new(5));
+}
+
 #[test]
 fn import_blocks_pipelines_and_stops_at_the_first_invalid_block() {
     let genesis = testing::genesis(6, 1_000);

@@ -296,11 +296,11 @@ pub fn read_delegate<R: StateRead + ?Sized>(state: &R, address: &Address) -> Res
     read_typed(state, &StateKey::Delegate(*address))
 }
 
-/// One changed entry: its key, the value before the block (for undo) and after.
+/// One changed entry: its key and its value after the block (a rollback finds the value before
+/// in the tree, one version down).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateChange {
     pub key: Vec<u8>,
-    pub old: Option<Vec<u8>>,
     pub new: Vec<u8>,
 }
 
@@ -728,7 +728,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
         Ok(())
     }
 
-    /// The block's changes, sorted by key, with the old value of each for undo.
+    /// The block's changes, sorted by key: the entries whose value it changed or created.
     pub fn into_changes(mut self) -> Result<Vec<StateChange>, ReadError> {
         let mut written: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         // Stakes that changed, for the index of stakers.
@@ -824,7 +824,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
                 None => self.base.get_raw(&key)?,
             };
             if old.as_deref() != Some(new.as_slice()) {
-                changes.push(StateChange { key, old, new });
+                changes.push(StateChange { key, new });
             }
         }
         Ok(changes)
@@ -1053,7 +1053,7 @@ pub fn genesis_changes(genesis: &Genesis) -> Vec<StateChange> {
     let config = (&genesis.chain_id, genesis.genesis_time, &genesis.engines, &genesis.params);
     written.insert(StateKey::Config.encode(), codec::encode(&config));
     written.insert(StateKey::Meta.encode(), codec::encode(&Meta { height: Height::GENESIS }));
-    written.into_iter().map(|(key, new)| StateChange { key, old: None, new }).collect()
+    written.into_iter().map(|(key, new)| StateChange { key, new }).collect()
 }
 
 /// The genesis block for a state root computed from [`genesis_changes`].
