@@ -564,7 +564,11 @@ impl Store {
             );
         }
         self.put(batch, Cf::Canonical, &height.get().to_be_bytes(), hash.as_bytes());
-        for (index, tx_hash) in tx_hashes.iter().enumerate() {
+        // In key order, as every other table's entries come: RocksDB inserts a batch's entries into
+        // its sorted memtable one by one, and an entry after the previous one is found from there.
+        let mut by_hash: Vec<(usize, &Hash)> = tx_hashes.iter().enumerate().collect();
+        by_hash.sort_unstable_by_key(|(_, tx_hash)| *tx_hash);
+        for (index, tx_hash) in by_hash {
             let location = TxLocation { height, block_hash: hash, index: u32::try_from(index).unwrap_or(u32::MAX) };
             self.put(batch, Cf::TxIndex, tx_hash.as_bytes(), &codec::encode(&location));
         }
