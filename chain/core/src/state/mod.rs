@@ -736,7 +736,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
         for (address, account) in &self.accounts {
             let key = StateKey::Account(*address);
             let original: Option<Account> =
-                decode_value(&key, self.originals.get(&key.encode()).cloned().flatten().as_deref())?;
+                decode_value(&key, self.originals.get(&key.encode()).and_then(Option::as_deref))?;
             if original.unwrap_or_default().stake != account.stake {
                 restaked.push((*address, account.stake));
             }
@@ -754,7 +754,7 @@ impl<'a, R: StateRead + ?Sized> Executor<'a, R> {
             let Some(delegate) = delegate else { continue };
             let key = StateKey::Delegate(*address);
             let original: Option<Delegate> =
-                decode_value(&key, self.originals.get(&key.encode()).cloned().flatten().as_deref())?;
+                decode_value(&key, self.originals.get(&key.encode()).and_then(Option::as_deref))?;
             if original.is_none_or(|original| original.votes_received != delegate.votes_received) {
                 reweighed.push((*address, delegate.votes_received));
             }
