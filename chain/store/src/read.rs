@@ -113,13 +113,17 @@ impl<'a> Tables<'a> {
         Ok(Some(schema::decode_node(&bytes)?))
     }
 
+    fn iterator(&self, cf: Cf) -> rocksdb::DBRawIterator<'a> {
+        match self.snapshot {
+            None => self.db.raw_iterator_cf(self.cf(cf)),
+            Some(snapshot) => snapshot.raw_iterator_cf(self.cf(cf)),
+        }
+    }
+
     /// The encoded keys of every tree node of `version` (the nodes its block wrote).
     pub(crate) fn tree_node_keys(&self, version: Version) -> Result<Vec<Vec<u8>>, StoreError> {
         let prefix = schema::node_key_prefix(version);
-        let mut iterator = match self.snapshot {
-            None => self.db.raw_iterator_cf(self.cf(Cf::TreeNodes)),
-            Some(snapshot) => snapshot.raw_iterator_cf(self.cf(Cf::TreeNodes)),
-        };
+        let mut iterator = self.iterator(Cf::TreeNodes);
         iterator.seek(prefix);
         let mut keys = Vec::new();
         while let Some(key) = iterator.key()
@@ -134,10 +138,7 @@ impl<'a> Tables<'a> {
 
     /// The value under `key_hash` at the latest version up to `max_version`.
     pub(crate) fn tree_value(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
-        let mut iterator = match self.snapshot {
-            None => self.db.raw_iterator_cf(self.cf(Cf::TreeValues)),
-            Some(snapshot) => snapshot.raw_iterator_cf(self.cf(Cf::TreeValues)),
-        };
+        let mut iterator = self.iterator(Cf::TreeValues);
         iterator.seek_for_prev(schema::tree_value_key(&key_hash, max_version));
         match (iterator.key(), iterator.value()) {
             (Some(key), Some(value)) if key.starts_with(&key_hash.0) => Ok(schema::decode_tree_value(value)?),
