@@ -358,7 +358,8 @@
   function renderPeers(peers) {
     const rows = peers.connected.map((peer) => [
       el("span", { class: "mono" }, short(peer.peerId)),
-      el("span", { class: "mono" }, peer.addresses.join(", ")),
+      // An address's own `/p2p/ID` ending repeats the first column.
+      el("span", { class: "mono wrap" }, peer.addresses.map((address) => address.replace(`/p2p/${peer.peerId}`, "")).join(", ")),
       peer.inbound ? "in" : "out",
       peer.score,
       peer.agent || "",

@@ -1,41 +1,18 @@
-// Drives the explorer page of a live chorusd in the system's Chromium (playwright-core, no
-// downloaded browser), for `the_explorer_page_shows_the_chain_live_in_a_browser` in
-// tests/chorusd.rs:
+// Drives the explorer page of a live chorusd in the system's Chromium (see browser.mjs), for
+// `the_explorer_page_shows_the_chain_live_in_a_browser` in tests/chorusd.rs:
 //
 //   node explorer.mjs EXPLORER_URL TX_HASH ADDRESS SCREENSHOT
 //
 // Prints one JSON line of what the page showed, then waits for a line on stdin (the test has
 // stopped the node by then), and prints a second JSON line: the page's banner once it finds the
 // node gone. Exits non-zero with the reason if a step does not happen within its bound.
-import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
+import { openPage, STEP_MS } from "./browser.mjs";
 
 const [url, txHash, address, screenshot] = process.argv.slice(2);
-const STEP_MS = 30_000;
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-const failures = [];
+const { browser, page, failures, outside } = await openPage();
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
-  page.on("pageerror", (error) => failures.push(`page error: ${error.message}`));
-  page.on("console", (message) => {
-    if (message.type() === "error") failures.push(`console error: ${message.text()}`);
-  });
-  // Nothing but the node: any request that leaves loopback fails the test.
-  const requested = [];
-  page.on("request", (request) => requested.push(request.url()));
-
   const height = async () => Number(await page.textContent("#head-height"));
   await page.goto(url);
   await page.waitForFunction(() => /^\d+$/.test(document.querySelector("#head-height").textContent), null, { timeout: STEP_MS });
@@ -83,9 +60,8 @@ try {
   await page.waitForSelector("#validator-set tbody tr", { timeout: STEP_MS });
   await page.screenshot({ path: screenshot, fullPage: true });
 
-  const outside = requested.filter((address) => !/^(http|ws):\/\/(127\.0\.0\.1|localhost|\[::1\])[:/]/.test(address) && !address.startsWith("data:"));
   console.log(
-    JSON.stringify({ headBefore, headAfter, newest, clickedHeight, txStatus, txBlockHeight, blockTxs, balance, notFound, outside, failures }),
+    JSON.stringify({ headBefore, headAfter, newest, clickedHeight, txStatus, txBlockHeight, blockTxs, balance, notFound, outside: outside(), failures }),
   );
 
   // The test stops the node, then says so.

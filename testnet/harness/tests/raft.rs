@@ -1,13 +1,18 @@
 //! Raft testnets of real `chorusd` processes, every node a genesis member (ids follow the node
 //! numbers): transfers through a follower are final on every member as soon as they are on its
 //! chain, a node that is not a member is never admitted, a killed leader is replaced and catches
-//! up when it returns, and a minority commits nothing.
+//! up when it returns, and a minority commits nothing; the explorer page shows the members and
+//! the peers its node's RPC reports.
 
 mod common;
+
+use std::path::Path;
+use std::process::Command;
 
 use chorus_testnet::Testnet;
 use chorus_testnet::rpc::TxStatus;
 use common::{leader, validators};
+use serde_json::{Value, json};
 
 /// Waits until `nodes` all report `hash` final (a subset: the others are cut off or not members).
 fn final_on(testnet: &Testnet, nodes: &[usize], hash: &chorus_chain::primitives::Hash, what: &str) {
@@ -112,9 +117,93 @@ fn a_killed_leader_is_replaced_and_catches_up_and_a_minority_commits_nothing() {
     testnet.all_heads_within(0);
 }
 
+/// A follower's explorer page, in a real browser (Debian's Chromium driven by playwright-core,
+/// both installed by `.ci/setup --tests`, as for the dev node's explorer test in
+/// node/tests/chorusd.rs): its Validators card lists the members as the RPC gives them, with the
+/// leader and the node itself marked on their rows, its Peers card the two other members, and a
+/// click on a member's address opens that account. The screenshot is kept in the target directory
+/// (`tmp/explorer-raft.png`).
+#[test]
+fn a_followers_explorer_page_shows_the_members_and_its_peers_in_a_browser() {
+    let testnet = Testnet::builder("raft", 3).start().expect("three members");
+    let leader = leader(&testnet);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let peers = testnet.wait_for("the follower connected to both other members", |testnet| {
+        let peers = testnet.rpc(follower).peers().map_err(|error| error.to_string())?;
+        let agents_known = peers.connected.iter().all(|peer| peer.agent.is_some());
+        if peers.connected.len() == 2 && agents_known { Ok(peers) } else { Err(format!("{peers:?}")) }
+    });
+
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../node/tests/js");
+    assert!(
+        js.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run .ci/setup --tests"
+    );
+    let page = testnet.node(follower).explorer_addr().expect("the harness serves the explorer");
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("explorer-raft.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let output = Command::new("node")
+        .arg(js.join("explorer-home.mjs"))
+        .args([format!("http://{page}/"), "3".to_owned(), "2".to_owned(), screenshot.display().to_string()])
+        .output()
+        .expect("node runs (Node.js, which .ci/setup --tests checks for)");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "the browser script: {said}{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_str(said.trim()).unwrap_or_else(|error| panic!("{error}: {said}"));
+    assert_eq!(seen["failures"], json!([]), "the page ran without errors: {seen}");
+    assert_eq!(seen["outside"], json!([]), "the page fetched nothing beyond the node: {seen}");
+
+    let set = validators(&testnet, follower);
+    let summary = format!("Raft, term {}; leader: member {leader}.", set["raft"]["term"]);
+    assert_eq!(seen["summary"], summary, "{seen}");
+    let members: Vec<Value> = (1..=3)
+        .map(|k| {
+            let role = if k == leader { "leader" } else { "voter" };
+            let this = if k == follower { "this node" } else { "" };
+            json!([k.to_string(), testnet.address(k).to_string(), role, this])
+        })
+        .collect();
+    assert_eq!(seen["members"], json!(members), "{seen}");
+
+    // The peers as the RPC gave them (the page shows a peer id's ends, and addresses without
+    // their `/p2p/ID` ending); no other row.
+    let text = |cell: &Value| cell.as_str().unwrap_or_default().to_owned();
+    let mut shown: Vec<[String; 4]> = seen["peers"]
+        .as_array()
+        .expect("peer rows")
+        .iter()
+        .map(|row| [text(&row[0]), text(&row[1]), text(&row[2]), text(&row[4])])
+        .collect();
+    let mut expected: Vec<[String; 4]> = peers
+        .connected
+        .iter()
+        .map(|peer| {
+            let id = peer.peer_id.as_str();
+            let short = format!("{}…{}", &id[..10], &id[id.len() - 8..]);
+            let own = format!("/p2p/{id}");
+            let addresses: Vec<String> = peer.addresses.iter().map(|address| address.replace(&own, "")).collect();
+            let direction = if peer.inbound { "in" } else { "out" };
+            [short, addresses.join(", "), direction.to_owned(), peer.agent.clone().unwrap_or_default()]
+        })
+        .collect();
+    shown.sort();
+    expected.sort();
+    assert_eq!(shown, expected, "{seen}");
+    let others: Vec<String> =
+        (1..=3).filter(|&k| k != follower).map(|k| testnet.peer_id(k).as_str().to_owned()).collect();
+    assert!(peers.connected.iter().all(|peer| others.contains(&peer.peer_id.as_str().to_owned())), "{peers:?}");
+
+    let first = testnet.address(1).to_string();
+    let balance =
+        testnet.rpc(follower).call("state_getAccount", json!([first])).expect("the account")["balance"].clone();
+    assert_eq!(seen["account"], json!({ "hash": format!("#/account/{first}"), "balance": balance }), "{seen}");
+    let png = std::fs::read(&screenshot).expect("the screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+}
+
 /// `chorus raft ARGS` through node `k` with its admin token: the proposed change, or the
 /// refusal's reason code and the leader it names.
-fn raft(testnet: &Testnet, k: usize, args: &[&str]) -> Result<serde_json::Value, (String, Option<u64>)> {
+fn raft(testnet: &Testnet, k: usize, args: &[&str]) -> Result<Value, (String, Option<u64>)> {
     let token = testnet.admin_token_file(k);
     let mut all = vec!["raft"];
     all.extend_from_slice(args);
@@ -248,7 +337,7 @@ fn members_change_one_at_a_time_through_the_leader_and_every_refusal_says_why() 
             members.iter().find(|member| member["address"] == testnet.address(others[0]).to_string())
         });
         match killed.map(|member| member["recentlyActive"].clone()) {
-            Some(serde_json::Value::Bool(false)) => Ok(()),
+            Some(Value::Bool(false)) => Ok(()),
             other => Err(format!("{other:?}: {set}")),
         }
     });
