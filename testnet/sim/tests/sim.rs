@@ -122,7 +122,7 @@ fn pos_a_late_validator_catches_up_and_finality_goes_on() {
 fn dpos_five_nodes_all_faults_and_a_byzantine_producer_no_violations() {
     let faults = Faults { byzantine: true, ..Faults::ALL };
     let config = SimConfig { engine: "dpos".into(), ..config(faults) };
-    let reports = run_seeds(&config, 0..100, 2).unwrap();
+    let reports = run_seeds(&config, 0..200, 2).unwrap();
     no_violations(&reports);
     for report in &reports {
         assert!(report.final_height >= 5, "seed {} only made height {} irreversible", report.seed, report.final_height);
