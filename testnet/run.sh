@@ -148,7 +148,7 @@ wait_ready() {
   done
 }
 
-# A node stops dialing at this many peers (chorus-p2p's default peers_target).
+# start waits until each node sees every other node, or this many of them in a larger testnet.
 peers_target=25
 
 # Starts every node and waits until each answers and sees all the others (up to peers_target).

@@ -120,7 +120,8 @@ pub struct DevArgs {
     /// Keep the dev chain here across restarts.
     #[arg(long, env = "CHORUS_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Target block time of a new dev chain (PoW), in milliseconds.
+    /// A new dev chain's block time (PoW) or slot length (PoS, DPoS), in milliseconds; Raft
+    /// builds a block when transactions come.
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
     pub block_time_ms: u64,
     #[command(flatten)]
