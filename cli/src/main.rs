@@ -66,8 +66,9 @@ enum Command {
     /// Manage keys.
     #[command(subcommand)]
     Wallet(WalletCommand),
-    /// An account's balance (an address, or a key's name).
-    Balance { account: String },
+    /// An account's balance (an address, or a key's name); without one, every key's in the
+    /// keystore and their total.
+    Balance { account: Option<String> },
     /// An account's state at the head (an address, or a key's name); with --verify, proven
     /// against a settled block's state root.
     Account {
@@ -462,7 +463,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Wallet(command) => wallet(&context, command),
-        Command::Balance { account } => {
+        Command::Balance { account: None } => keystore_balances(&context),
+        Command::Balance { account: Some(account) } => {
             let address = context.address(&account)?;
             let account = context.request(&GetAccount { address, proof_height: None })?;
             context.print(&json!({ "address": address, "balance": account.balance, "height": account.height }), || {
@@ -765,6 +767,53 @@ fn status_text(status: &NodeStatus) -> String {
         rows.push(("HALTED", reason.clone()));
     }
     fields(&rows)
+}
+
+/// `chorus balance` without an account: each key's balance at the node's head (one read per
+/// key, so under a fast chain the heights may differ by a block; each row says its own) and
+/// their sum.
+fn keystore_balances(context: &Context) -> Result<(), Failure> {
+    let entries = context.keystore.list()?;
+    if entries.is_empty() {
+        return Err(Failure::Input(
+            "the keystore holds no keys: give an ADDRESS, or add a key with `chorus wallet new NAME`".to_owned(),
+        ));
+    }
+    let mut rows = Vec::with_capacity(entries.len());
+    let mut total = Amount::ZERO;
+    for entry in entries {
+        let account = context.request(&GetAccount { address: entry.address, proof_height: None })?;
+        total = total.checked_add(account.balance).map_err(|_| Failure::Malformed {
+            url: context.rpc_url.clone(),
+            method: GetAccount::METHOD.name(),
+            reason: "the keys' balances add up to more than any amount can be".to_owned(),
+        })?;
+        rows.push((entry.name, account));
+    }
+    let json = json!({
+        "accounts": rows.iter().map(|(name, account)| json!({
+            "name": name, "address": account.address, "balance": account.balance, "height": account.height,
+        })).collect::<Vec<_>>(),
+        "total": total,
+    });
+    context.print(&json, || {
+        let mut table = vec![["NAME", "ADDRESS", "BALANCE", "HEIGHT"].map(str::to_owned)];
+        table.extend(rows.iter().map(|(name, account)| {
+            [name.clone(), account.address.to_string(), account.balance.to_string(), account.height.to_string()]
+        }));
+        table.push(["total".to_owned(), String::new(), total.to_string(), String::new()]);
+        let width = |column: usize| table.iter().map(|row| row[column].len()).max().unwrap_or(0);
+        let (name_width, address_width, balance_width) = (width(0), width(1), width(2));
+        table
+            .iter()
+            .map(|[name, address, balance, height]| {
+                let line =
+                    format!("{name:<name_width$}  {address:<address_width$}  {balance:>balance_width$}  {height}");
+                line.trim_end().to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 fn account_text(account: &chorus_rpc_types::Account) -> String {

@@ -51,6 +51,20 @@ fn a_closed_stdout_ends_every_printing_command_quietly() {
     }
 }
 
+#[test]
+fn every_keys_balance_needs_a_key_and_says_so_before_any_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // No node listens here: the empty keystore is refused first.
+    let output = chorus(&dir.path().join("keys"))
+        .args(["--rpc", "http://127.0.0.1:9", "balance"])
+        .output()
+        .expect("chorus runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(13), "an input failure: {stderr}");
+    assert!(stderr.contains("holds no keys") && stderr.contains("chorus wallet new"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
 #[cfg(unix)]
 #[test]
 fn the_keystore_is_created_private_and_a_password_file_others_can_read_is_refused() {

@@ -106,6 +106,26 @@ fn a_new_wallet_is_funded_from_a_dev_account_and_transfers_with_wait() {
     assert!(status.lines().all(|row| row.get(9..11) == Some("  ")), "values start in one column:\n{status}");
     // An address in capitals (BIP-173's form for QR codes) is an address, not a key name.
     assert_eq!(wallet.balance(&bob.to_uppercase()), 1_200);
+    // Without an account: every key's balance, by name, and their total.
+    let all = wallet.json(&["balance"], None);
+    let rows = all["accounts"].as_array().expect("accounts");
+    let names: Vec<&str> = rows.iter().map(|row| row["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["alice", "bob", "dev1"], "{all}");
+    let dev1_now = wallet.balance("dev1");
+    let each: Vec<u128> =
+        rows.iter().map(|row| row["balance"].as_str().expect("balance").parse().expect("number")).collect();
+    assert_eq!(each, [5_000 - 1_203, 1_200, dev1_now], "{all}");
+    assert_eq!(rows[1]["address"], bob.as_str(), "{all}");
+    assert_eq!(all["total"].as_str(), Some((5_000 - 1_203 + 1_200 + dev1_now).to_string().as_str()), "{all}");
+    let text = wallet.ok(&["balance"], None);
+    let lines: Vec<Vec<&str>> = text.lines().map(|line| line.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "ADDRESS", "BALANCE", "HEIGHT"], "{text}");
+    assert_eq!(lines[2][..3], ["bob", bob.as_str(), "1200"], "{text}");
+    assert_eq!(
+        lines.last().map(Vec::as_slice),
+        Some(["total", all["total"].as_str().expect("total")].as_slice()),
+        "{text}"
+    );
     // The block for people: its header, then the transfer in words.
     let height = sent["height"].as_u64().expect("height").to_string();
     let block = wallet.ok(&["block", &height], None);
