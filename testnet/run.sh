@@ -148,7 +148,7 @@ wait_ready() {
   done
 }
 
-# start waits until each node sees every other node, or this many of them in a larger testnet.
+# The most peers start waits for each node to see, in a testnet too large for every node to see all.
 peers_target=25
 
 # Starts every node and waits until each answers and sees all the others (up to peers_target).
